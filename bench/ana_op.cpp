@@ -1,0 +1,89 @@
+// Times the ANA operator, forward + backward, fused kernel vs the plain tensor-op formulation:
+//   ana_op --impl fused|tensor_ops [--n 4194304] [--levels 3] [--noise uniform] [--threads T] [--memory]
+// One configuration per process, so the peak resident memory it prints (JSON, last line) is that
+// configuration's own. bench/run_all.sh sweeps levels and implementations.
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <iostream>
+
+#include <malloc.h>
+
+#include "quantlab/core/ana.h"
+#include "quantlab/util/runtime.h"
+
+namespace {
+
+long peak_rss_kib() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
+  return -1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Time the ANA operator"};
+  std::string impl = "fused", noise = "uniform";
+  int64_t n = 1 << 22;
+  int levels = 3, threads = 0, reps = 20;
+  app.add_option("--impl", impl)->check(CLI::IsMember({"fused", "tensor_ops"}));
+  app.add_option("--n", n);
+  app.add_option("--levels", levels, "number of levels (odd: symmetric around 0)");
+  app.add_option("--noise", noise);
+  app.add_option("--threads", threads);
+  app.add_option("--reps", reps);
+  bool memory = false;
+  app.add_flag("--memory", memory, "measure peak memory (allocator returns every buffer)");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    quantlab::configure_runtime(threads);
+    if (memory) {
+      // Every tensor buffer its own mapping, returned on free: the peak resident size then
+      // measures the live tensors, not what the allocator keeps. Slows the run: time separately.
+      mallopt(M_MMAP_THRESHOLD, 64 * 1024);
+      mallopt(M_TRIM_THRESHOLD, 0);
+      mallopt(M_MMAP_MAX, 1 << 20);
+    }
+    quantlab::AnaScheme s;
+    s.noise = quantlab::noise_family_from_name(noise);
+    std::vector<float> t, q;
+    for (int k = 0; k < levels; ++k) q.push_back(static_cast<float>(k - levels / 2));
+    for (int k = 1; k < levels; ++k) t.push_back(0.5f * (q[k - 1] + q[k]));
+    s.quantizer = quantlab::Quantizer::from_stair(t, q);
+    quantlab::NoiseState ns{0.0f, 0.5f, 0.5f};
+    const auto stair = quantlab::stair_tensor(s.quantizer, torch::kCPU);
+    auto x = (torch::randn({n}) * (levels / 2.0)).requires_grad_(true);
+    const auto g = torch::randn({n});
+    const long rss0 = peak_rss_kib();
+    std::vector<double> times;
+    for (int i = 0; i < reps + 2; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      if (impl == "fused") {
+        auto y = quantlab::ana(x, stair, s, ns, true);
+        y.backward(g);
+      } else {
+        torch::NoGradGuard ng;
+        auto y = quantlab::ana_tensor_ops_forward(x, s, ns.mu, ns.sigma_forward);
+        auto gx = quantlab::ana_tensor_ops_backward(x, g, s, ns.mu, ns.sigma_backward);
+      }
+      const auto t1 = std::chrono::steady_clock::now();
+      x.mutable_grad() = torch::Tensor();
+      if (i >= 2) times.push_back(std::chrono::duration<double>(t1 - t0).count());
+    }
+    std::sort(times.begin(), times.end());
+    std::cout << "{\"impl\": \"" << impl << "\", \"n\": " << n << ", \"levels\": " << levels
+              << ", \"noise\": \"" << noise << "\", \"threads\": " << at::get_num_threads()
+              << (memory ? ", \"extra_peak_mib\": " : ", \"fwd_bwd_ms\": ")
+              << (memory ? (peak_rss_kib() - rss0) / 1024.0 : 1e3 * times[times.size() / 2]) << "}"
+              << std::endl;
+  } catch (const std::exception& e) {
+    std::cerr << "ana_op: " << e.what() << std::endl;
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,47 @@
+// The ANA operator as a libtorch autograd function (docs/ANA.md §2).
+//   y = ana(x, scheme, noise, training)      x: any shape, float32 (other dtypes: tensor-op path)
+// Training with sigma_forward > 0: the smoothed stair by the scheme's strategy; evaluation or
+// sigma_forward == 0: the hard stair Q(x - mu). The gradient is sum_k d_k f(x - mu - t_k;
+// sigma_backward) times the incoming one: sigma_forward == 0 < sigma_backward is the STE with a
+// window, equal spreads give the exact derivative of the expectation, sigma_backward == 0 gives 0.
+// On CPU the fused kernel (ana_kernel.h) runs; elsewhere ana_tensor_ops(), whose memory does not
+// grow with the number of levels either.
+#pragma once
+
+#include <torch/torch.h>
+
+#include "quantlab/core/noise.h"
+#include "quantlab/core/quantizer.h"
+
+namespace quantlab {
+
+// What a quantized site is: its stair, its noise family and forward strategy (from the config).
+struct AnaScheme {
+  Quantizer quantizer;
+  NoiseFamily noise = NoiseFamily::kUniform;
+  ForwardStrategy strategy = ForwardStrategy::kExpectation;
+};
+
+// The noise a site has now, set by the thermostat every epoch; in the units of the input x.
+struct NoiseState {
+  float mu = 0.0f;
+  float sigma_forward = 0.0f;
+  float sigma_backward = 0.0f;
+};
+
+// The fused operator. `stair` is the quantizer as a [2T+1] float tensor (thresholds then levels)
+// on x's device: see stair_tensor().
+torch::Tensor ana(const torch::Tensor& x, const torch::Tensor& stair, const AnaScheme& scheme,
+                  const NoiseState& noise, bool training);
+
+torch::Tensor stair_tensor(const Quantizer& q, const torch::Device& device);
+
+// The same operator written with plain tensor ops, one threshold at a time (no autograd function:
+// forward and backward are separate calls). Used off-CPU, and by tests and benchmarks as the
+// independent formulation. `uniform` is read only by the random strategy.
+torch::Tensor ana_tensor_ops_forward(const torch::Tensor& x, const AnaScheme& scheme, float mu,
+                                     float sigma, const torch::Tensor& uniform = {});
+torch::Tensor ana_tensor_ops_backward(const torch::Tensor& x, const torch::Tensor& grad,
+                                      const AnaScheme& scheme, float mu, float sigma);
+
+}  // namespace quantlab

@@ -1,0 +1,25 @@
+// The IDX format of MNIST and Fashion-MNIST (plain or gzipped), read into memory.
+//   images: uint8 [N, rows, cols]    labels: int64 [N]
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+
+namespace quantlab::data {
+
+struct ImageSet {
+  torch::Tensor images;  // uint8 [N, H, W]
+  torch::Tensor labels;  // int64 [N]
+  int64_t size() const { return labels.size(0); }
+};
+
+// Reads one IDX file (`path`, or `path + ".gz"` when only that exists). Throws IoError naming the
+// file on a missing, truncated or malformed file.
+torch::Tensor read_idx(const std::string& path);
+
+// Reads `<dir>/<prefix>-images-idx3-ubyte[.gz]` and `<dir>/<prefix>-labels-idx1-ubyte[.gz]`,
+// prefix "train" or "t10k"; checks that counts agree.
+ImageSet read_idx_pair(const std::string& dir, const std::string& prefix);
+
+}  // namespace quantlab::data

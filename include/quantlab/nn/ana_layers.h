@@ -1,0 +1,67 @@
+// Quantized modules of the ANA algorithm (docs/ANA.md §3):
+//   AnaLinear      [N, in] -> [N, out]          weights through ANA
+//   AnaConv        [N, C, *spatial] (1d/2d/3d)  weights through ANA; groups, stride, padding, dilation
+//   AnaActivation  any shape -> same shape      the input through ANA
+// Weights start at a random threshold plus U(-1/sqrt(fan_in), +1/sqrt(fan_in)), as the original.
+// In evaluation mode without autograd the quantized weight is computed once and reused until the
+// weight or the noise changes.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <vector>
+
+#include "quantlab/nn/ana_site.h"
+
+namespace quantlab::nn {
+
+// Shared by the layers whose weights are quantized.
+class AnaWeightLayer : public torch::nn::Module, public AnaSite {
+ public:
+  torch::Tensor weight;
+  torch::Tensor bias;  // undefined when the layer has none
+
+ protected:
+  AnaWeightLayer(AnaScheme scheme, std::vector<int64_t> weight_shape, int64_t fan_in,
+                 int64_t bias_size);
+  torch::Tensor quantized_weight();
+
+ private:
+  torch::Tensor cached_;
+  int64_t cached_version_ = -1;
+  NoiseState cached_noise_;
+};
+
+class AnaLinearImpl : public AnaWeightLayer {
+ public:
+  AnaLinearImpl(AnaScheme scheme, int64_t in_features, int64_t out_features, bool bias = false);
+  torch::Tensor forward(const torch::Tensor& x);
+};
+TORCH_MODULE(AnaLinear);
+
+struct AnaConvOptions {
+  int dim = 2;  // 1, 2 or 3
+  int64_t in_channels = 0, out_channels = 0;
+  std::vector<int64_t> kernel_size, stride{1}, padding{0}, dilation{1};  // one value or `dim`
+  int64_t groups = 1;
+  bool bias = false;
+};
+
+class AnaConvImpl : public AnaWeightLayer {
+ public:
+  AnaConvImpl(AnaScheme scheme, AnaConvOptions options);
+  torch::Tensor forward(const torch::Tensor& x);
+
+ private:
+  AnaConvOptions o_;
+};
+TORCH_MODULE(AnaConv);
+
+class AnaActivationImpl : public torch::nn::Module, public AnaSite {
+ public:
+  explicit AnaActivationImpl(AnaScheme scheme) : AnaSite(std::move(scheme)) {}
+  torch::Tensor forward(const torch::Tensor& x) { return quantize(x, is_training()); }
+};
+TORCH_MODULE(AnaActivation);
+
+}  // namespace quantlab::nn

@@ -1,0 +1,31 @@
+// What every ANA module shares: its scheme (stair, noise family, strategy), the noise the
+// thermostat sets each epoch, and the stair as a tensor on the input's device.
+// The thermostat finds sites with dynamic_cast<AnaSite*> over the network's named modules.
+#pragma once
+
+#include <torch/torch.h>
+
+#include "quantlab/core/ana.h"
+
+namespace quantlab::nn {
+
+class AnaSite {
+ public:
+  explicit AnaSite(AnaScheme scheme);
+  virtual ~AnaSite() = default;
+
+  const AnaScheme& scheme() const { return scheme_; }
+  const NoiseState& noise() const { return noise_; }
+  // Noise in quantizer units (multiplied by the quantizer's eps here).
+  void set_noise(const NoiseState& noise);
+
+ protected:
+  torch::Tensor quantize(const torch::Tensor& x, bool training);
+
+ private:
+  AnaScheme scheme_;
+  NoiseState noise_;
+  torch::Tensor stair_;
+};
+
+}  // namespace quantlab::nn

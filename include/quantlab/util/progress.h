@@ -1,0 +1,38 @@
+// Progress of a long phase (training, validation, test, loading) on a stream.
+// On a terminal: one line redrawn in place. Otherwise (CI, nohup, a pipe): a plain line at most
+// every `interval_s` seconds, so logs stay line-based and bounded.
+#pragma once
+
+#include <chrono>
+#include <iosfwd>
+#include <string>
+
+namespace quantlab {
+
+class Progress {
+ public:
+  explicit Progress(std::ostream& out, bool interactive, double interval_s = 5.0);
+  // A Progress on stdout, interactive when stdout is a terminal.
+  static Progress on_stdout();
+
+  void begin(const std::string& label, int64_t total);
+  // `done` of `total` steps finished; `stats` is appended (e.g. "loss 0.12 acc 95.1%").
+  void update(int64_t done, const std::string& stats);
+  // Ends the phase with a summary line.
+  void end(const std::string& summary);
+
+  static std::string format_duration(double seconds);
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  std::string line(int64_t done, const std::string& stats) const;
+  std::ostream& out_;
+  bool interactive_;
+  double interval_s_;
+  std::string label_;
+  int64_t total_ = 0;
+  Clock::time_point start_, last_;
+  size_t last_width_ = 0;
+};
+
+}  // namespace quantlab

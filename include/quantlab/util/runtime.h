@@ -1,0 +1,21 @@
+// Process-wide settings that decide speed by integer factors (docs/PERFORMANCE.md):
+// the allocator (keep freed memory instead of returning it to the kernel every step), the number
+// of intra-op threads (libtorch starts with 1 on these machines), and the device.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+
+namespace quantlab {
+
+// Cores this process may run on (sched_getaffinity), at least 1.
+int available_cores();
+
+// mallopt(M_MMAP_MAX, 0), mallopt(M_TRIM_THRESHOLD, 1 GiB); at::set_num_threads(threads or all cores).
+void configure_runtime(int threads);
+
+// "cpu", "cuda" or "auto" (CUDA when available). Throws Error for cuda without a GPU.
+torch::Device resolve_device(const std::string& name);
+
+}  // namespace quantlab

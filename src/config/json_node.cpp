@@ -1,0 +1,141 @@
+// JsonNode: typed, path-aware access to a parsed JSON document.
+#include "quantlab/config/json_node.h"
+
+#include <cmath>
+#include <fstream>
+
+#include "quantlab/util/error.h"
+
+namespace quantlab {
+
+JsonNode::JsonNode(const nlohmann::json& value, std::string path)
+    : value_(&value), path_(std::move(path)) {}
+
+void JsonNode::fail(const std::string& message) const {
+  throw ConfigError((path_.empty() ? std::string("config") : path_) + ": " + message);
+}
+
+void JsonNode::wrong_type(const char* expected) const {
+  fail(std::string("expected ") + expected + ", got " + value_->dump());
+}
+
+void JsonNode::expect_object() const {
+  if (!value_->is_object()) wrong_type("an object");
+}
+
+bool JsonNode::has(const std::string& key) const {
+  expect_object();
+  auto it = value_->find(key);
+  return it != value_->end() && !it->is_null();
+}
+
+JsonNode JsonNode::at(const std::string& key) const {
+  expect_object();
+  auto it = value_->find(key);
+  const std::string child = path_.empty() ? key : path_ + "." + key;
+  if (it == value_->end()) throw ConfigError(child + ": missing");
+  return JsonNode(*it, child);
+}
+
+JsonNode JsonNode::at(size_t index) const {
+  if (!value_->is_array()) wrong_type("an array");
+  if (index >= value_->size())
+    fail("expected at least " + std::to_string(index + 1) + " elements, got " +
+         std::to_string(value_->size()));
+  return JsonNode((*value_)[index], path_ + "[" + std::to_string(index) + "]");
+}
+
+size_t JsonNode::size() const {
+  if (!value_->is_array() && !value_->is_object()) wrong_type("an array or object");
+  return value_->size();
+}
+
+std::vector<std::string> JsonNode::keys() const {
+  expect_object();
+  std::vector<std::string> out;
+  for (auto it = value_->begin(); it != value_->end(); ++it) out.push_back(it.key());
+  return out;
+}
+
+void JsonNode::allow_keys(std::initializer_list<const char*> allowed) const {
+  expect_object();
+  for (auto it = value_->begin(); it != value_->end(); ++it) {
+    bool ok = false;
+    for (const char* a : allowed) ok = ok || it.key() == a;
+    if (ok) continue;
+    std::string list;
+    for (const char* a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+    throw ConfigError((path_.empty() ? it.key() : path_ + "." + it.key()) +
+                      ": unknown key; expected one of: " + list);
+  }
+}
+
+double JsonNode::number() const {
+  if (!value_->is_number()) wrong_type("a number");
+  return value_->get<double>();
+}
+
+int64_t JsonNode::integer() const {
+  if (value_->is_number_integer()) return value_->get<int64_t>();
+  if (value_->is_number_float()) {
+    const double d = value_->get<double>();
+    if (std::floor(d) == d) return static_cast<int64_t>(d);
+  }
+  wrong_type("an integer");
+}
+
+bool JsonNode::boolean() const {
+  if (!value_->is_boolean()) wrong_type("true or false");
+  return value_->get<bool>();
+}
+
+std::string JsonNode::string() const {
+  if (!value_->is_string()) wrong_type("a string");
+  return value_->get<std::string>();
+}
+
+std::vector<float> JsonNode::floats() const {
+  if (!value_->is_array()) wrong_type("an array of numbers");
+  std::vector<float> out;
+  for (size_t i = 0; i < value_->size(); ++i) out.push_back(static_cast<float>(at(i).number()));
+  return out;
+}
+
+std::vector<int64_t> JsonNode::integers() const {
+  if (!value_->is_array()) wrong_type("an array of integers");
+  std::vector<int64_t> out;
+  for (size_t i = 0; i < value_->size(); ++i) out.push_back(at(i).integer());
+  return out;
+}
+
+std::vector<std::string> JsonNode::strings() const {
+  if (!value_->is_array()) wrong_type("an array of strings");
+  std::vector<std::string> out;
+  for (size_t i = 0; i < value_->size(); ++i) out.push_back(at(i).string());
+  return out;
+}
+
+double JsonNode::number(const std::string& key, double fallback) const {
+  return has(key) ? at(key).number() : fallback;
+}
+int64_t JsonNode::integer(const std::string& key, int64_t fallback) const {
+  return has(key) ? at(key).integer() : fallback;
+}
+bool JsonNode::boolean(const std::string& key, bool fallback) const {
+  return has(key) ? at(key).boolean() : fallback;
+}
+std::string JsonNode::string(const std::string& key, const std::string& fallback) const {
+  return has(key) ? at(key).string() : fallback;
+}
+
+nlohmann::json read_json_file(const std::string& file) {
+  std::ifstream in(file);
+  if (!in) throw IoError(file + ": cannot open for reading");
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw ConfigError(file + ": not valid JSON: " + e.what());
+  }
+}
+
+}  // namespace quantlab

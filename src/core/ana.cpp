@@ -1,0 +1,178 @@
+// The ANA autograd function: dispatches to the fused CPU kernel or the tensor-op formulation.
+#include "quantlab/core/ana.h"
+
+#include <cmath>
+
+#include "quantlab/core/ana_kernel.h"
+
+namespace quantlab {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+bool use_kernel(const torch::Tensor& x) {
+  return x.device().is_cpu() && x.scalar_type() == torch::kFloat32;
+}
+
+kernel::Stair stair_view(const torch::Tensor& stair, int num_thresholds) {
+  const float* p = stair.data_ptr<float>();
+  return {p, p + num_thresholds, num_thresholds};
+}
+
+class AnaFunction : public torch::autograd::Function<AnaFunction> {
+ public:
+  // Non-tensor arguments travel in saved_data, as libtorch's custom functions do.
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& stair, const AnaScheme* scheme, double mu,
+                               double sigma_forward, double sigma_backward) {
+    ctx->save_for_backward({x, stair});
+    ctx->saved_data["scheme"] = reinterpret_cast<int64_t>(scheme);
+    ctx->saved_data["mu"] = mu;
+    ctx->saved_data["sigma_backward"] = sigma_backward;
+    const auto strategy = scheme->strategy;
+    torch::Tensor uniform;
+    if (strategy == ForwardStrategy::kRandom && sigma_forward > 0.0)
+      uniform = torch::rand(x.sizes(), x.options());
+    if (!use_kernel(x))
+      return ana_tensor_ops_forward(x, *scheme, static_cast<float>(mu),
+                                    static_cast<float>(sigma_forward), uniform);
+    const torch::Tensor xc = x.contiguous();
+    torch::Tensor y = torch::empty_like(xc);
+    kernel::ana_forward(xc.data_ptr<float>(), y.data_ptr<float>(), xc.numel(),
+                        stair_view(stair, scheme->quantizer.num_thresholds()), scheme->noise,
+                        strategy, static_cast<float>(mu), static_cast<float>(sigma_forward),
+                        uniform.defined() ? uniform.data_ptr<float>() : nullptr,
+                        at::get_num_threads());
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor& x = saved[0];
+    const torch::Tensor& stair = saved[1];
+    const auto* scheme = reinterpret_cast<const AnaScheme*>(ctx->saved_data["scheme"].toInt());
+    const auto mu = static_cast<float>(ctx->saved_data["mu"].toDouble());
+    const auto sigma_b = static_cast<float>(ctx->saved_data["sigma_backward"].toDouble());
+    torch::Tensor gx;
+    if (!use_kernel(x)) {
+      gx = ana_tensor_ops_backward(x, grads[0], *scheme, mu, sigma_b);
+    } else {
+      const torch::Tensor xc = x.contiguous();
+      const torch::Tensor gy = grads[0].contiguous();
+      gx = torch::empty_like(xc);
+      kernel::ana_backward(xc.data_ptr<float>(), gy.data_ptr<float>(), gx.data_ptr<float>(),
+                           xc.numel(), stair_view(stair, scheme->quantizer.num_thresholds()),
+                           scheme->noise, mu, sigma_b, at::get_num_threads());
+    }
+    return {gx, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(),
+            torch::Tensor()};
+  }
+};
+
+// Standardised CDF of each family, as tensor ops.
+torch::Tensor cdf(const torch::Tensor& u, NoiseFamily f) {
+  switch (f) {
+    case NoiseFamily::kUniform:
+      return torch::clamp(0.5 * u + 0.5, 0.0, 1.0);
+    case NoiseFamily::kTriangular: {
+      const auto a = torch::clamp_max(torch::abs(u), 1.0);
+      return 0.5 + 0.5 * torch::sign(u) * a * (2.0 - a);
+    }
+    case NoiseFamily::kNormal:
+      return 0.5 * torch::erfc(-u * M_SQRT1_2);
+    case NoiseFamily::kLogistic:
+      return torch::sigmoid(u);
+  }
+  throw std::logic_error("unhandled noise family");
+}
+
+// Density of spread sigma at z, as tensor ops.
+torch::Tensor density(const torch::Tensor& z, float sigma, NoiseFamily f) {
+  const auto u = z / sigma;
+  switch (f) {
+    case NoiseFamily::kUniform:
+      return (torch::abs(u) <= 1.0).to(z.scalar_type()) * (0.5 / sigma);
+    case NoiseFamily::kTriangular:
+      return torch::clamp_min(1.0 - torch::abs(u), 0.0) / sigma;
+    case NoiseFamily::kNormal:
+      return torch::exp(-0.5 * u * u) / (sigma * std::sqrt(2.0 * M_PI));
+    case NoiseFamily::kLogistic: {
+      const auto e = torch::exp(-torch::abs(u));
+      return e / (sigma * (1.0 + e) * (1.0 + e));
+    }
+  }
+  throw std::logic_error("unhandled noise family");
+}
+
+}  // namespace
+
+torch::Tensor stair_tensor(const Quantizer& q, const torch::Device& device) {
+  std::vector<float> packed(q.thresholds);
+  packed.insert(packed.end(), q.levels.begin(), q.levels.end());
+  return torch::tensor(packed, torch::TensorOptions().dtype(torch::kFloat32)).to(device);
+}
+
+torch::Tensor ana(const torch::Tensor& x, const torch::Tensor& stair, const AnaScheme& scheme,
+                  const NoiseState& noise, bool training) {
+  const double sigma_f = training ? noise.sigma_forward : 0.0;
+  return AnaFunction::apply(x, stair, &scheme, noise.mu, sigma_f, noise.sigma_backward);
+}
+
+torch::Tensor ana_tensor_ops_forward(const torch::Tensor& x, const AnaScheme& scheme, float mu,
+                                     float sigma, const torch::Tensor& uniform) {
+  const auto& q = scheme.quantizer;
+  const int T = q.num_thresholds();
+  const auto xm = x - mu;
+  if (sigma <= 0.0f) {
+    auto y = torch::full_like(x, q.levels[0]);
+    for (int i = 0; i < T; ++i)
+      y = y + (q.levels[i + 1] - q.levels[i]) * (xm - q.thresholds[i] >= 0).to(x.scalar_type());
+    return y;
+  }
+  switch (scheme.strategy) {
+    case ForwardStrategy::kExpectation: {
+      auto y = torch::full_like(x, q.levels[0]);
+      for (int i = 0; i < T; ++i)
+        y = y + (q.levels[i + 1] - q.levels[i]) * cdf((xm - q.thresholds[i]) / sigma, scheme.noise);
+      return y;
+    }
+    case ForwardStrategy::kRandom: {
+      auto y = torch::full_like(x, q.levels[0]);
+      for (int i = 0; i < T; ++i) {
+        const auto f = cdf((xm - q.thresholds[i]) / sigma, scheme.noise);
+        y = y + (q.levels[i + 1] - q.levels[i]) * (uniform < f).to(x.scalar_type());
+      }
+      return y;
+    }
+    case ForwardStrategy::kMode: {
+      auto prev = torch::ones_like(x);
+      auto best_p = torch::full_like(x, -1.0);
+      auto y = torch::full_like(x, q.levels[0]);
+      for (int k = 0; k <= T; ++k) {
+        const auto f = k < T ? cdf((xm - q.thresholds[k]) / sigma, scheme.noise)
+                             : torch::zeros_like(x);
+        const auto p = prev - f;
+        const auto better = p > best_p;
+        best_p = torch::where(better, p, best_p);
+        y = torch::where(better, torch::full_like(x, q.levels[k]), y);
+        prev = f;
+      }
+      return y;
+    }
+  }
+  throw std::logic_error("unhandled forward strategy");
+}
+
+torch::Tensor ana_tensor_ops_backward(const torch::Tensor& x, const torch::Tensor& grad,
+                                      const AnaScheme& scheme, float mu, float sigma) {
+  if (sigma <= 0.0f) return torch::zeros_like(x);
+  const auto& q = scheme.quantizer;
+  const auto xm = x - mu;
+  auto jac = torch::zeros_like(x);
+  for (int i = 0; i < q.num_thresholds(); ++i)
+    jac = jac + (q.levels[i + 1] - q.levels[i]) * density(xm - q.thresholds[i], sigma, scheme.noise);
+  return grad * jac;
+}
+
+}  // namespace quantlab

@@ -1,0 +1,37 @@
+// Names of the noise families and forward strategies, as written in config files.
+#include "quantlab/core/noise.h"
+
+#include "quantlab/util/error.h"
+
+namespace quantlab {
+namespace {
+
+const std::vector<std::string> kFamilyNames = {"uniform", "triangular", "normal", "logistic"};
+const std::vector<std::string> kStrategyNames = {"expectation", "mode", "random"};
+
+int index_of(const std::vector<std::string>& names, const std::string& name,
+             const std::string& what) {
+  for (size_t i = 0; i < names.size(); ++i)
+    if (names[i] == name) return static_cast<int>(i);
+  std::string known;
+  for (const auto& n : names) known += (known.empty() ? "" : ", ") + n;
+  throw ConfigError("unknown " + what + " '" + name + "'; known: " + known);
+}
+
+}  // namespace
+
+NoiseFamily noise_family_from_name(const std::string& name) {
+  return static_cast<NoiseFamily>(index_of(kFamilyNames, name, "noise family"));
+}
+std::string noise_family_name(NoiseFamily f) { return kFamilyNames.at(static_cast<int>(f)); }
+std::vector<std::string> noise_family_names() { return kFamilyNames; }
+
+ForwardStrategy forward_strategy_from_name(const std::string& name) {
+  return static_cast<ForwardStrategy>(index_of(kStrategyNames, name, "forward strategy"));
+}
+std::string forward_strategy_name(ForwardStrategy s) {
+  return kStrategyNames.at(static_cast<int>(s));
+}
+std::vector<std::string> forward_strategy_names() { return kStrategyNames; }
+
+}  // namespace quantlab

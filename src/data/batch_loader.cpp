@@ -1,0 +1,72 @@
+// BatchLoader: a producer thread and a bounded queue.
+#include "quantlab/data/batch_loader.h"
+
+#include <omp.h>
+
+namespace quantlab::data {
+
+Batch make_batch(const ImageSet& set, const int64_t* indices, int64_t count, Normalization norm) {
+  auto idx = torch::from_blob(const_cast<int64_t*>(indices), {count}, torch::kLong);
+  Batch b;
+  b.inputs = set.images.index_select(0, idx).unsqueeze(1).to(torch::kFloat32).div_(255.0f);
+  if (norm.mean != 0.0f || norm.std != 1.0f) b.inputs.sub_(norm.mean).div_(norm.std);
+  b.labels = set.labels.index_select(0, idx);
+  return b;
+}
+
+BatchLoader::BatchLoader(const ImageSet& set, std::vector<int64_t> order, int64_t batch_size,
+                         Normalization norm, size_t prefetch)
+    : set_(set),
+      order_(std::move(order)),
+      batch_size_(batch_size),
+      num_batches_((static_cast<int64_t>(order_.size()) + batch_size - 1) / batch_size),
+      norm_(norm),
+      prefetch_(std::max<size_t>(prefetch, 1)) {
+  worker_ = std::thread([this] { produce(); });
+}
+
+BatchLoader::~BatchLoader() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+  }
+  changed_.notify_all();
+  worker_.join();
+}
+
+void BatchLoader::produce() {
+  omp_set_num_threads(1);  // this thread's own parallel regions: the training loop owns the cores
+  try {
+    for (int64_t b = 0; b < num_batches_; ++b) {
+      const int64_t begin = b * batch_size_;
+      const int64_t count = std::min<int64_t>(batch_size_, static_cast<int64_t>(order_.size()) - begin);
+      Batch batch = make_batch(set_, order_.data() + begin, count, norm_);
+      std::unique_lock<std::mutex> lock(mutex_);
+      changed_.wait(lock, [&] { return stop_ || queue_.size() < prefetch_; });
+      if (stop_) return;
+      queue_.push_back(std::move(batch));
+      changed_.notify_all();
+    }
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    error_ = std::current_exception();
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  done_ = true;
+  changed_.notify_all();
+}
+
+std::optional<Batch> BatchLoader::next() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  changed_.wait(lock, [&] { return !queue_.empty() || done_; });
+  if (!queue_.empty()) {
+    Batch b = std::move(queue_.front());
+    queue_.pop_front();
+    changed_.notify_all();
+    return b;
+  }
+  if (error_) std::rethrow_exception(error_);
+  return std::nullopt;
+}
+
+}  // namespace quantlab::data

@@ -1,0 +1,40 @@
+// Seeded split and per-epoch shuffles (own Fisher-Yates: identical on every standard library).
+#include "quantlab/data/split.h"
+
+#include <numeric>
+#include <random>
+
+namespace quantlab::data {
+namespace {
+
+void shuffle(std::vector<int64_t>& v, std::mt19937_64& rng) {
+  for (size_t i = v.size(); i > 1; --i) {
+    const uint64_t j = rng() % i;  // bias < 2^-40 for data-set sizes
+    std::swap(v[i - 1], v[j]);
+  }
+}
+
+}  // namespace
+
+Split split_indices(int64_t n, double valid_fraction, uint64_t seed) {
+  std::vector<int64_t> all(static_cast<size_t>(n));
+  std::iota(all.begin(), all.end(), 0);
+  std::mt19937_64 rng(seed);
+  shuffle(all, rng);
+  const auto n_train = static_cast<int64_t>(static_cast<double>(n) * (1.0 - valid_fraction));
+  Split s;
+  s.train.assign(all.begin(), all.begin() + n_train);
+  s.valid.assign(all.begin() + n_train, all.end());
+  return s;
+}
+
+std::vector<int64_t> epoch_order(const std::vector<int64_t>& indices, uint64_t seed, int64_t epoch) {
+  std::seed_seq seq{static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32),
+                    static_cast<uint32_t>(epoch), 0x5eedu};
+  std::mt19937_64 rng(seq);
+  std::vector<int64_t> out = indices;
+  shuffle(out, rng);
+  return out;
+}
+
+}  // namespace quantlab::data

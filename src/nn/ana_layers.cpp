@@ -1,0 +1,94 @@
+// Quantized linear, convolutional and activation modules.
+#include "quantlab/nn/ana_layers.h"
+
+#include <cmath>
+
+#include "quantlab/util/error.h"
+
+namespace quantlab::nn {
+namespace {
+
+std::vector<int64_t> expand(const std::vector<int64_t>& v, int dim, const char* what) {
+  if (static_cast<int>(v.size()) == dim) return v;
+  if (v.size() == 1) return std::vector<int64_t>(dim, v[0]);
+  throw ConfigError(std::string("AnaConv: ") + what + " needs 1 or " + std::to_string(dim) +
+                    " values");
+}
+
+}  // namespace
+
+AnaWeightLayer::AnaWeightLayer(AnaScheme scheme, std::vector<int64_t> weight_shape,
+                               int64_t fan_in, int64_t bias_size)
+    : AnaSite(std::move(scheme)) {
+  const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
+  const auto& t = this->scheme().quantizer.thresholds;
+  torch::NoGradGuard no_grad;
+  auto pick = torch::randint(static_cast<int64_t>(t.size()), weight_shape, torch::kLong);
+  auto w = torch::tensor(t).index({pick}).reshape(weight_shape);
+  w += torch::empty(weight_shape).uniform_(-bound, bound);
+  weight = register_parameter("weight", w);
+  if (bias_size > 0)
+    bias = register_parameter("bias", torch::empty({bias_size}).uniform_(-bound, bound));
+}
+
+torch::Tensor AnaWeightLayer::quantized_weight() {
+  if (is_training() || torch::GradMode::is_enabled()) {
+    cached_ = torch::Tensor();
+    return quantize(weight, is_training());
+  }
+  const NoiseState& n = noise();
+  if (!cached_.defined() || cached_version_ != weight._version() || cached_noise_.mu != n.mu ||
+      cached_.device() != weight.device()) {
+    cached_ = quantize(weight, false);
+    cached_version_ = weight._version();
+    cached_noise_ = n;
+  }
+  return cached_;
+}
+
+AnaLinearImpl::AnaLinearImpl(AnaScheme scheme, int64_t in_features, int64_t out_features,
+                             bool bias)
+    : AnaWeightLayer(std::move(scheme), {out_features, in_features}, in_features,
+                     bias ? out_features : 0) {}
+
+torch::Tensor AnaLinearImpl::forward(const torch::Tensor& x) {
+  return torch::nn::functional::linear(x, quantized_weight(), bias);
+}
+
+static std::vector<int64_t> conv_weight_shape(const AnaConvOptions& o) {
+  if (o.dim < 1 || o.dim > 3) throw ConfigError("AnaConv: dim must be 1, 2 or 3");
+  if (o.groups < 1 || o.in_channels % o.groups || o.out_channels % o.groups)
+    throw ConfigError("AnaConv: in_channels and out_channels must be divisible by groups");
+  std::vector<int64_t> shape{o.out_channels, o.in_channels / o.groups};
+  for (int64_t k : expand(o.kernel_size, o.dim, "kernel_size")) shape.push_back(k);
+  return shape;
+}
+
+static int64_t conv_fan_in(const AnaConvOptions& o) {
+  int64_t n = o.in_channels;  // as the original: not divided by groups
+  for (int64_t k : expand(o.kernel_size, o.dim, "kernel_size")) n *= k;
+  return n;
+}
+
+AnaConvImpl::AnaConvImpl(AnaScheme scheme, AnaConvOptions options)
+    : AnaWeightLayer(std::move(scheme), conv_weight_shape(options), conv_fan_in(options),
+                     options.bias ? options.out_channels : 0),
+      o_(std::move(options)) {
+  o_.stride = expand(o_.stride, o_.dim, "stride");
+  o_.padding = expand(o_.padding, o_.dim, "padding");
+  o_.dilation = expand(o_.dilation, o_.dim, "dilation");
+}
+
+torch::Tensor AnaConvImpl::forward(const torch::Tensor& x) {
+  const torch::Tensor w = quantized_weight();
+  switch (o_.dim) {
+    case 1:
+      return torch::conv1d(x, w, bias, o_.stride, o_.padding, o_.dilation, o_.groups);
+    case 2:
+      return torch::conv2d(x, w, bias, o_.stride, o_.padding, o_.dilation, o_.groups);
+    default:
+      return torch::conv3d(x, w, bias, o_.stride, o_.padding, o_.dilation, o_.groups);
+  }
+}
+
+}  // namespace quantlab::nn

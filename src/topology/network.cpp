@@ -1,0 +1,30 @@
+// The topology registry.
+#include "quantlab/topology/network.h"
+
+#include "quantlab/topology/mlp.h"
+
+namespace quantlab {
+
+const Registry<TopologyEntry>& topology_registry() {
+  static const Registry<TopologyEntry> registry = [] {
+    Registry<TopologyEntry> r("network class");
+    r.add("MLP", {"MLP", make_mlp});
+    r.add("MLPBaseline", {"MLP", make_mlp_baseline});
+    return r;
+  }();
+  return registry;
+}
+
+std::shared_ptr<Network> build_network(const JsonNode& net, const std::string& topology) {
+  net.allow_keys({"class", "params", "pretrained"});
+  const JsonNode cls = net.at("class");
+  const TopologyEntry& entry = topology_registry().at(cls.string(), cls.path());
+  if (!topology.empty() && entry.family != topology)
+    cls.fail("class '" + cls.string() + "' belongs to topology '" + entry.family +
+             "', not to --topology=" + topology);
+  if (net.has("pretrained"))
+    net.at("pretrained").fail("loading pretrained weights is not supported yet; use null");
+  return entry.build(net.at("params"));
+}
+
+}  // namespace quantlab

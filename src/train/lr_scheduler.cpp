@@ -1,0 +1,167 @@
+// The lr scheduler registry.
+#include "quantlab/train/lr_scheduler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <map>
+
+#include "quantlab/util/registry.h"
+
+namespace quantlab {
+namespace {
+
+class Constant : public LrScheduler {
+ public:
+  double lr_for_epoch(int64_t, double lr, double) override { return lr; }
+};
+
+// Any schedule that is a pure function of the epoch: lr = base * factor(epoch).
+class Pure : public LrScheduler {
+ public:
+  Pure(double base, std::function<double(int64_t)> factor) : base_(base), factor_(std::move(factor)) {}
+  double lr_for_epoch(int64_t e, double, double) override { return base_ * factor_(e); }
+
+ private:
+  double base_;
+  std::function<double(int64_t)> factor_;
+};
+
+class ReduceOnPlateau : public LrScheduler {
+ public:
+  explicit ReduceOnPlateau(const JsonNode& p) {
+    p.allow_keys({"mode", "factor", "patience", "threshold", "threshold_mode", "cooldown", "min_lr", "eps", "verbose"});
+    const std::string mode = p.string("mode", "min");
+    if (mode != "min" && mode != "max") p.at("mode").fail("expected \"min\" or \"max\"");
+    maximize_ = mode == "max";
+    factor_ = p.number("factor", 0.1);
+    if (!(factor_ > 0 && factor_ < 1)) p.at("factor").fail("expected a factor in (0, 1)");
+    patience_ = p.integer("patience", 10);
+    threshold_ = p.number("threshold", 1e-4);
+    const std::string tm = p.string("threshold_mode", "rel");
+    if (tm != "rel" && tm != "abs") p.at("threshold_mode").fail("expected \"rel\" or \"abs\"");
+    relative_ = tm == "rel";
+    cooldown_ = p.integer("cooldown", 0);
+    min_lr_ = p.number("min_lr", 0.0);
+    eps_ = p.number("eps", 1e-8);
+    best_ = maximize_ ? -std::numeric_limits<double>::infinity() : std::numeric_limits<double>::infinity();
+  }
+
+  double lr_for_epoch(int64_t, double lr, double metric) override {
+    if (better(metric)) {
+      best_ = metric;
+      bad_ = 0;
+    } else {
+      ++bad_;
+    }
+    if (cooling_ > 0) {
+      --cooling_;
+      bad_ = 0;
+    }
+    if (bad_ > patience_) {
+      const double next = std::max(lr * factor_, min_lr_);
+      cooling_ = cooldown_;
+      bad_ = 0;
+      if (lr - next > eps_) return next;
+    }
+    return lr;
+  }
+
+ private:
+  bool better(double m) const {
+    if (std::isinf(best_)) return true;
+    const double margin = relative_ ? std::abs(best_) * threshold_ : threshold_;
+    return maximize_ ? m > best_ + margin : m < best_ - margin;
+  }
+  bool maximize_ = false, relative_ = true;
+  double factor_ = 0.1, threshold_ = 1e-4, min_lr_ = 0, eps_ = 1e-8, best_ = 0;
+  int64_t patience_ = 10, cooldown_ = 0, bad_ = 0, cooling_ = 0;
+};
+
+using SchedulerFactory = std::function<std::unique_ptr<LrScheduler>(const JsonNode&, double)>;
+
+std::unique_ptr<LrScheduler> hand(const JsonNode& p, double base) {
+  p.allow_keys({"schedule"});
+  const JsonNode s = p.at("schedule");
+  std::map<int64_t, double> table;
+  for (const auto& key : s.keys()) {
+    char* end = nullptr;
+    const long e = std::strtol(key.c_str(), &end, 10);
+    if (key.empty() || *end != '\0' || e < 0) s.at(key).fail("keys must be epoch numbers");
+    table[e] = s.at(key).number();
+  }
+  return std::make_unique<Pure>(base, [table](int64_t e) {
+    double f = 1.0;
+    for (const auto& kv : table)
+      if (kv.first <= e) f = kv.second;
+    return f;
+  });
+}
+
+std::unique_ptr<LrScheduler> step(const JsonNode& p, double base) {
+  p.allow_keys({"step_size", "gamma"});
+  const int64_t size = p.at("step_size").integer();
+  if (size < 1) p.at("step_size").fail("expected a positive integer");
+  const double gamma = p.number("gamma", 0.1);
+  return std::make_unique<Pure>(base, [=](int64_t e) { return std::pow(gamma, e / size); });
+}
+
+std::unique_ptr<LrScheduler> multi_step(const JsonNode& p, double base) {
+  p.allow_keys({"milestones", "gamma"});
+  auto milestones = p.at("milestones").integers();
+  std::sort(milestones.begin(), milestones.end());
+  const double gamma = p.number("gamma", 0.1);
+  return std::make_unique<Pure>(base, [=](int64_t e) {
+    const auto passed = std::upper_bound(milestones.begin(), milestones.end(), e) - milestones.begin();
+    return std::pow(gamma, static_cast<double>(passed));
+  });
+}
+
+std::unique_ptr<LrScheduler> cosine(const JsonNode& p, double base) {
+  p.allow_keys({"T_max", "eta_min"});
+  const int64_t t_max = p.at("T_max").integer();
+  if (t_max < 1) p.at("T_max").fail("expected a positive integer");
+  const double eta_min = p.number("eta_min", 0.0);
+  // Closed form of PyTorch's CosineAnnealingLR, as a factor of the base rate.
+  return std::make_unique<Pure>(base, [=](int64_t e) {
+    const double lr = eta_min + (base - eta_min) * (1 + std::cos(M_PI * e / t_max)) / 2;
+    return lr / base;
+  });
+}
+
+const Registry<SchedulerFactory>& scheduler_registry() {
+  static const Registry<SchedulerFactory> r = [] {
+    Registry<SchedulerFactory> reg("lr scheduler");
+    reg.add("HandScheduler", hand).add("StepLR", step).add("MultiStepLR", multi_step);
+    reg.add("CosineAnnealingLR", cosine).add("CosineAnnealing", cosine);
+    reg.add("ReduceLROnPlateau",
+            [](const JsonNode& p, double) { return std::make_unique<ReduceOnPlateau>(p); });
+    return reg;
+  }();
+  return r;
+}
+
+}  // namespace
+
+std::unique_ptr<LrScheduler> make_lr_scheduler(const JsonNode& spec, double base_lr) {
+  if (spec.is_null()) return std::make_unique<Constant>();
+  spec.allow_keys({"class", "params", "step_metric", "update_stat"});
+  const JsonNode cls = spec.at("class");
+  static const nlohmann::json kEmpty = nlohmann::json::object();
+  const JsonNode params = spec.has("params") ? spec.at("params") : JsonNode(kEmpty, spec.path() + ".params");
+  auto sched = scheduler_registry().at(cls.string(), cls.path())(params, base_lr);
+  const bool needs_metric = cls.string() == "ReduceLROnPlateau";
+  const char* key = spec.has("step_metric") ? "step_metric" : "update_stat";
+  if (needs_metric) {
+    if (!spec.has(key)) spec.fail("ReduceLROnPlateau needs \"step_metric\" (e.g. \"valid_metric\")");
+    const JsonNode m = spec.at(key);
+    const std::string name = m.string();
+    if (name != "train_loss" && name != "train_metric" && name != "valid_loss" && name != "valid_metric")
+      m.fail("expected one of train_loss, train_metric, valid_loss, valid_metric; got \"" + name + "\"");
+    sched->step_metric_ = name;
+  }
+  return sched;
+}
+
+}  // namespace quantlab

@@ -1,0 +1,82 @@
+// The timer registry.
+#include "quantlab/train/timer.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace quantlab {
+namespace {
+
+using TimerFactory = std::function<Timer(const JsonNode&)>;
+
+double positive(const JsonNode& params, const char* key) {
+  const JsonNode n = params.at(key);
+  const double v = n.number();
+  if (!(v > 0)) n.fail("expected a positive number, got " + n.json().dump());
+  return v;
+}
+
+double linear_factor(double t, double t_start, double t_decay) {
+  return 1.0 - std::clamp((t - t_start) / t_decay, 0.0, 1.0);
+}
+
+Timer constant(const JsonNode& p) {
+  p.allow_keys({});
+  return [](double) { return 1.0; };
+}
+
+Timer linear(const JsonNode& p) {
+  p.allow_keys({"t_start", "t_decay"});
+  const double t0 = p.at("t_start").number(), td = positive(p, "t_decay");
+  return [=](double t) { return linear_factor(t, t0, td); };
+}
+
+Timer quadratic(const JsonNode& p) {
+  p.allow_keys({"t_start", "t_decay"});
+  const double t0 = p.at("t_start").number(), td = positive(p, "t_decay");
+  return [=](double t) {
+    const double f = linear_factor(t, t0, td);
+    return f * f;
+  };
+}
+
+Timer bounded_window(const JsonNode& p) {
+  p.allow_keys({"t_start", "t_end", "alpha"});
+  const double t0 = p.at("t_start").number(), t1 = p.at("t_end").number();
+  const double alpha = p.number("alpha", 1.0);
+  if (!(t1 > t0)) p.at("t_end").fail("expected t_end > t_start");
+  return [=](double t) { return std::pow((t1 - std::clamp(t, t0, t1)) / (t1 - t0), alpha); };
+}
+
+Timer unbounded_window(const JsonNode& p) {
+  p.allow_keys({"t_start", "eps", "alpha"});
+  const double t0 = p.at("t_start").number();
+  const double eps = p.number("eps", 0.0), alpha = p.number("alpha", 1.0);
+  return [=](double t) {
+    const double f = std::pow(1.0 / (std::max(t - t0, 0.0) + 1.0), alpha);
+    return f < eps ? 0.0 : f;
+  };
+}
+
+const Registry<TimerFactory>& timer_registry() {
+  static const Registry<TimerFactory> r = [] {
+    Registry<TimerFactory> reg("timer");
+    reg.add("Constant", constant).add("Linear", linear).add("Quadratic", quadratic);
+    reg.add("BoundedWindow", bounded_window).add("bws", bounded_window);
+    reg.add("UnboundedWindow", unbounded_window).add("uws", unbounded_window);
+    return reg;
+  }();
+  return r;
+}
+
+}  // namespace
+
+Timer make_timer(const JsonNode& spec) {
+  spec.allow_keys({"class", "params"});
+  const JsonNode cls = spec.at("class");
+  const auto& factory = timer_registry().at(cls.string(), cls.path());
+  static const nlohmann::json kEmpty = nlohmann::json::object();
+  return factory(spec.has("params") ? spec.at("params") : JsonNode(kEmpty, spec.path() + ".params"));
+}
+
+}  // namespace quantlab

@@ -1,0 +1,139 @@
+// Trainer: epochs, statistics and the best epoch's weights.
+#include "quantlab/train/trainer.h"
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <numeric>
+
+namespace quantlab {
+namespace {
+
+std::string stats_text(double loss, double error) {
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "loss %.4f acc %.2f%%", loss, 100.0 - error);
+  return buf;
+}
+
+// Every parameter and buffer by its name, e.g. phi1_fc.weight, phi1_bn.running_mean.
+std::map<std::string, torch::Tensor> named_state(torch::nn::Module& net) {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& p : net.named_parameters()) out[p.key()] = p.value();
+  for (const auto& b : net.named_buffers()) out[b.key()] = b.value();
+  return out;
+}
+
+}  // namespace
+
+Trainer::Trainer(Experiment& exp, const data::ProblemData& data, Progress& progress, TrainerOptions options)
+    : exp_(exp), data_(data), progress_(progress), options_(options) {
+  test_indices_.resize(static_cast<size_t>(data.test.size()));
+  std::iota(test_indices_.begin(), test_indices_.end(), 0);
+}
+
+EpochStats Trainer::run(data::BatchLoader& loader, bool train, const std::string& label) {
+  int64_t total = loader.num_batches();
+  if (options_.max_batches_per_epoch >= 0) total = std::min(total, options_.max_batches_per_epoch);
+  progress_.begin(label, total);
+  double loss_sum = 0.0;
+  int64_t correct = 0, seen = 0;
+  for (int64_t i = 0; i < total; ++i) {
+    auto batch = loader.next();
+    if (!batch) break;
+    const auto x = batch->inputs.to(exp_.device);
+    const auto y = batch->labels.to(exp_.device);
+    torch::Tensor scores, loss;
+    if (train) {
+      exp_.optimizer->zero_grad();
+      scores = exp_.net->forward(x);
+      loss = exp_.loss(scores, y);
+      loss.backward();
+      exp_.optimizer->step();
+    } else {
+      scores = exp_.net->forward(x);
+      loss = exp_.loss(scores, y);
+    }
+    const int64_t n = y.size(0);
+    loss_sum += loss.item<double>() * static_cast<double>(n);
+    correct += scores.argmax(1).eq(y).sum().item<int64_t>();
+    seen += n;
+    const double error = 100.0 * (1.0 - static_cast<double>(correct) / static_cast<double>(seen));
+    progress_.update(i + 1, stats_text(loss_sum / static_cast<double>(seen), error));
+  }
+  EpochStats s;
+  s.samples = seen;
+  if (seen > 0) {
+    s.loss = loss_sum / static_cast<double>(seen);
+    s.metric = 100.0 * (1.0 - static_cast<double>(correct) / static_cast<double>(seen));
+  }
+  progress_.end(stats_text(s.loss, s.metric));
+  return s;
+}
+
+EpochStats Trainer::train_epoch(int64_t epoch) {
+  if (exp_.thermostat) exp_.thermostat->step();
+  exp_.net->train();
+  data::BatchLoader loader(data_.trainval, data::epoch_order(data_.split.train, exp_.data.seed, epoch),
+                           exp_.data.bs_train, data_.norm);
+  return run(loader, true, "epoch " + std::to_string(epoch + 1) + "/" + std::to_string(exp_.max_epoch) + " train");
+}
+
+EpochStats Trainer::evaluate(const data::ImageSet& set, const std::vector<int64_t>& indices,
+                             const std::string& label) {
+  exp_.net->eval();
+  torch::NoGradGuard no_grad;
+  data::BatchLoader loader(set, indices, exp_.data.bs_valid, data_.norm);
+  return run(loader, false, label);
+}
+
+EpochStats Trainer::test() { return evaluate(data_.test, test_indices_, "test"); }
+
+std::vector<EpochRecord> Trainer::fit(int64_t first, int64_t last) {
+  std::vector<EpochRecord> records;
+  for (int64_t e = first; e < last; ++e) {
+    const auto t0 = std::chrono::steady_clock::now();
+    EpochRecord r;
+    r.epoch = e;
+    r.train = train_epoch(e);
+    if (!data_.split.valid.empty())
+      r.valid = evaluate(data_.trainval, data_.split.valid, "epoch " + std::to_string(e + 1) + " valid");
+    const std::map<std::string, double> stats = {{"train_loss", r.train.loss}, {"train_metric", r.train.metric},
+                                                 {"valid_loss", r.valid.loss}, {"valid_metric", r.valid.metric}};
+    const auto& metric = exp_.lr_scheduler->step_metric();
+    const double lr_now = get_lr(*exp_.optimizer);
+    set_lr(*exp_.optimizer, exp_.lr_scheduler->lr_for_epoch(e + 1, lr_now, metric.empty() ? 0.0 : stats.at(metric)));
+    r.lr = lr_now;
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if ((e + 1) % exp_.protocol.metric_period == 0) remember_best(e, r);
+    char buf[256];
+    std::snprintf(buf, sizeof buf,
+                  "epoch %lld/%lld | train loss %.4f acc %.2f%% | valid loss %.4f acc %.2f%% | lr %.3g | %s%s",
+                  static_cast<long long>(e + 1), static_cast<long long>(exp_.max_epoch), r.train.loss,
+                  r.train.accuracy(), r.valid.loss, r.valid.accuracy(), r.lr,
+                  Progress::format_duration(r.seconds).c_str(), best_epoch_ == e ? " | best" : "");
+    std::cout << buf << std::endl;
+    records.push_back(r);
+  }
+  return records;
+}
+
+void Trainer::remember_best(int64_t epoch, const EpochRecord& r) {
+  const auto& key = exp_.protocol.update_metric;
+  const double v = key == "train_loss" ? r.train.loss
+                 : key == "train_metric" ? r.train.metric
+                 : key == "valid_loss" ? r.valid.loss : r.valid.metric;
+  if (best_epoch_ >= 0 && !(v < best_value_)) return;  // all four are lower-is-better
+  best_epoch_ = epoch;
+  best_value_ = v;
+  torch::NoGradGuard no_grad;
+  for (const auto& kv : named_state(*exp_.net)) best_state_[kv.first] = kv.second.detach().clone();
+}
+
+void Trainer::restore_best() {
+  if (best_state_.empty()) return;
+  torch::NoGradGuard no_grad;
+  for (auto& kv : named_state(*exp_.net)) kv.second.copy_(best_state_.at(kv.first));
+  if (exp_.thermostat) exp_.thermostat->set_clock(best_epoch_ + 1);  // the noise it was validated with
+}
+
+}  // namespace quantlab
