@@ -1,0 +1,53 @@
+# QuantLab's front door. On a fresh Debian 12 machine `make demo` and `make test` do everything
+# they need (packages, build) by themselves.
+#   make deps    install the Debian packages the project needs (apt-get; root or sudo)
+#   make build   configure and build into build/ (binary: build/quantlab)
+#   make test    build and run the test suite (ctest)
+#   make demo    train the ternary MLP with ANA on Fashion-MNIST and print its test accuracy
+#   make bench   speed and memory against the Python equivalent, and the accuracy runs
+JOBS ?= $(shell nproc)
+BUILD ?= build
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+DEB_BUILD := build-essential cmake libtorch-dev libopenblas0-pthread nlohmann-json3-dev libcli11-dev \
+             libgtest-dev zlib1g-dev
+DEB_DATA := dataset-fashion-mnist
+DEB_BENCH := libbenchmark-dev python3-torch python3-numpy time
+
+.PHONY: deps deps-bench build test demo bench clean
+
+# A stamp per package set, so repeated `make test` does not call apt again.
+$(BUILD)/.deps: Makefile
+	@mkdir -p $(BUILD)
+	@if ! dpkg -s $(DEB_BUILD) $(DEB_DATA) >/dev/null 2>&1; then \
+	  echo "make deps: installing $(DEB_BUILD) $(DEB_DATA)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEB_BUILD) $(DEB_DATA); \
+	fi
+	@touch $@
+
+$(BUILD)/.deps-bench: $(BUILD)/.deps
+	@if ! dpkg -s $(DEB_BENCH) >/dev/null 2>&1; then \
+	  echo "make deps-bench: installing $(DEB_BENCH)"; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEB_BENCH); \
+	fi
+	@touch $@
+
+deps: $(BUILD)/.deps
+deps-bench: $(BUILD)/.deps-bench
+
+build: $(BUILD)/.deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DQL_BUILD_TESTS=ON -DQL_BUILD_BENCH=ON
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	cd $(BUILD) && ctest -j $(JOBS) --output-on-failure
+
+demo: build
+	$(BUILD)/quantlab --problem=FashionMNIST --topology=MLP
+
+bench: build $(BUILD)/.deps-bench
+	bench/run_all.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,117 @@
+// The IDX reader on files written in the real format, the split and the epoch orders.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <numeric>
+#include <set>
+
+#include "quantlab/data/problem.h"
+#include "quantlab/util/error.h"
+#include "test_util.h"
+
+namespace quantlab {
+namespace {
+
+using testing::TempDir;
+
+TEST(Idx, ReadsPlainAndGzippedFiles) {
+  TempDir dir;
+  const auto img = torch::randint(256, {5, 3, 4}, torch::kLong).to(torch::kUInt8);
+  testing::write_idx(dir.path() + "/a", img, false);
+  testing::write_idx(dir.path() + "/b.gz", img, true);
+  EXPECT_TRUE(torch::equal(data::read_idx(dir.path() + "/a"), img));
+  EXPECT_TRUE(torch::equal(data::read_idx(dir.path() + "/b"), img));  // finds b.gz
+}
+
+TEST(Idx, MissingTruncatedAndMalformedFilesAreNamed) {
+  TempDir dir;
+  const std::string f = dir.path() + "/x";
+  try {
+    data::read_idx(f);
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find(f + "[.gz]: no such file"), std::string::npos) << e.what();
+  }
+  testing::write_idx(f, torch::zeros({10, 4}, torch::kUInt8), false);
+  std::filesystem::resize_file(f, 4 + 8 + 30);
+  try {
+    data::read_idx(f);
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("expected 40 data bytes after the header, found 30"), std::string::npos) << e.what();
+  }
+  std::ofstream(f, std::ios::binary) << "hello world";
+  EXPECT_THROW(data::read_idx(f), IoError);
+}
+
+TEST(Idx, LabelCountMustMatch) {
+  TempDir dir;
+  testing::write_idx(dir.path() + "/train-images-idx3-ubyte", torch::zeros({4, 2, 2}, torch::kUInt8), false);
+  testing::write_idx(dir.path() + "/train-labels-idx1-ubyte", torch::zeros({3}, torch::kUInt8), false);
+  EXPECT_THROW(data::read_idx_pair(dir.path(), "train"), IoError);
+}
+
+TEST(Split, SameSeedSameSplitAndNoLeak) {
+  const auto a = data::split_indices(1000, 0.1, 42);
+  const auto b = data::split_indices(1000, 0.1, 42);
+  EXPECT_EQ(a.train, b.train);
+  EXPECT_EQ(a.valid, b.valid);
+  EXPECT_EQ(a.train.size(), 900u);
+  EXPECT_EQ(a.valid.size(), 100u);
+  std::set<int64_t> all(a.train.begin(), a.train.end());
+  for (int64_t v : a.valid) EXPECT_EQ(all.count(v), 0u);
+  all.insert(a.valid.begin(), a.valid.end());
+  EXPECT_EQ(all.size(), 1000u);
+  EXPECT_NE(data::split_indices(1000, 0.1, 43).valid, a.valid);
+}
+
+TEST(Split, EpochOrderIsAFunctionOfSeedAndEpoch) {
+  const auto s = data::split_indices(500, 0.2, 1);
+  const auto e0 = data::epoch_order(s.train, 1, 0);
+  EXPECT_EQ(e0, data::epoch_order(s.train, 1, 0));
+  EXPECT_NE(e0, data::epoch_order(s.train, 1, 1));
+  EXPECT_EQ(std::set<int64_t>(e0.begin(), e0.end()), std::set<int64_t>(s.train.begin(), s.train.end()));
+}
+
+TEST(BatchLoader, DeliversEveryIndexInOrder) {
+  data::ImageSet set{torch::arange(10 * 4, torch::kLong).reshape({10, 2, 2}).to(torch::kUInt8),
+                     torch::arange(10, torch::kLong)};
+  const std::vector<int64_t> order = {3, 1, 4, 0, 5, 9, 2};
+  data::BatchLoader loader(set, order, 3, {}, 1);
+  EXPECT_EQ(loader.num_batches(), 3);
+  std::vector<int64_t> seen;
+  while (auto b = loader.next()) {
+    EXPECT_EQ(b->inputs.sizes().size(), 4u);
+    for (int64_t i = 0; i < b->labels.size(0); ++i) {
+      seen.push_back(b->labels[i].item<int64_t>());
+      EXPECT_FLOAT_EQ(b->inputs[i][0][0][0].item<float>(), static_cast<float>(seen.back() * 4) / 255.0f);
+    }
+  }
+  EXPECT_EQ(seen, order);
+}
+
+TEST(BatchLoader, StopsEarlyWithoutHanging) {
+  data::ImageSet set{torch::zeros({100, 2, 2}, torch::kUInt8), torch::zeros({100}, torch::kLong)};
+  std::vector<int64_t> order(100);
+  std::iota(order.begin(), order.end(), 0);
+  data::BatchLoader loader(set, order, 2, {}, 2);
+  EXPECT_TRUE(loader.next().has_value());
+}  // destructor joins the worker while it waits on a full queue
+
+TEST(Problem, FindsDataAndExplainsWhereItLooked) {
+  TempDir home;
+  try {
+    data::find_idx_data_dir(home.path(), "MNIST", "");
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find(home.path() + "/MNIST/data: no IDX files of MNIST"), std::string::npos);
+  }
+  testing::write_toy_idx_problem(home.path() + "/MNIST/data", 20, 10, 2, true);
+  EXPECT_EQ(data::find_idx_data_dir(home.path(), "MNIST", ""), home.path() + "/MNIST/data");
+  const auto d = data::load_idx_problem(home.path() + "/MNIST/data", 0.25, 0);
+  EXPECT_EQ(d.split.train.size(), 15u);
+  EXPECT_EQ(d.test.size(), 10);
+}
+
+}  // namespace
+}  // namespace quantlab

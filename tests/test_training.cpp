@@ -1,0 +1,167 @@
+// Schedules, losses, and tiny training runs through the library and the command line.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "quantlab/train/trainer.h"
+#include "quantlab/util/error.h"
+#include "test_util.h"
+
+namespace quantlab {
+namespace {
+
+using testing::TempDir;
+
+double sched_lr(const nlohmann::json& spec, int64_t epoch, double base = 1.0) {
+  auto s = make_lr_scheduler(JsonNode(spec, "treat.lr_scheduler"), base);
+  return s->lr_for_epoch(epoch, base, 0.0);
+}
+
+TEST(LrScheduler, PureSchedulesAsPyTorch) {
+  EXPECT_DOUBLE_EQ(sched_lr({{"class", "HandScheduler"}, {"params", {{"schedule", {{"5", 0.1}, {"8", 0.01}}}}}}, 4), 1.0);
+  EXPECT_DOUBLE_EQ(sched_lr({{"class", "HandScheduler"}, {"params", {{"schedule", {{"5", 0.1}, {"8", 0.01}}}}}}, 5), 0.1);
+  EXPECT_DOUBLE_EQ(sched_lr({{"class", "HandScheduler"}, {"params", {{"schedule", {{"5", 0.1}, {"8", 0.01}}}}}}, 9), 0.01);
+  EXPECT_NEAR(sched_lr({{"class", "StepLR"}, {"params", {{"step_size", 3}, {"gamma", 0.5}}}}, 7), 0.25, 1e-12);
+  EXPECT_NEAR(sched_lr({{"class", "MultiStepLR"}, {"params", {{"milestones", {2, 5}}}}}, 5), 0.01, 1e-12);
+  EXPECT_NEAR(sched_lr({{"class", "MultiStepLR"}, {"params", {{"milestones", {2, 5}}}}}, 4), 0.1, 1e-12);
+  EXPECT_NEAR(sched_lr({{"class", "CosineAnnealingLR"}, {"params", {{"T_max", 10}}}}, 5), 0.5, 1e-12);
+  EXPECT_NEAR(sched_lr({{"class", "CosineAnnealingLR"}, {"params", {{"T_max", 10}, {"eta_min", 0.1}}}}, 10), 0.1, 1e-12);
+}
+
+TEST(LrScheduler, ReduceOnPlateauWaitsPatienceEpochs) {
+  const nlohmann::json spec = {{"class", "ReduceLROnPlateau"}, {"step_metric", "valid_metric"},
+                               {"params", {{"patience", 2}, {"factor", 0.5}}}};
+  auto s = make_lr_scheduler(JsonNode(spec, "s"), 1.0);
+  EXPECT_EQ(s->step_metric(), "valid_metric");
+  double lr = 1.0;
+  const double metrics[] = {10, 9, 9, 9, 9, 8, 8, 8};
+  std::vector<double> lrs;
+  for (int e = 0; e < 8; ++e) lrs.push_back(lr = s->lr_for_epoch(e + 1, lr, metrics[e]));
+  // Improvement at 0, 1; bad epochs 2, 3, 4 -> reduce after the third; 5 improves; 6, 7 bad.
+  EXPECT_EQ(lrs, (std::vector<double>{1, 1, 1, 1, 0.5, 0.5, 0.5, 0.5}));
+}
+
+TEST(Loss, HingeLossAsTheOriginal) {
+  const auto scores = torch::tensor({{2.0f, -0.5f, 0.0f}});
+  const auto labels = torch::tensor({1}, torch::kLong);
+  // targets (-1, +1, -1): max(0, 1 + 2)^2, max(0, 1 - 0.5)^2, max(0, 1)^2 -> mean of 9, 2.25, 1.
+  EXPECT_NEAR(hinge_loss(scores, labels, 1.0, 2.0).item<double>(), (9 + 2.25 + 1) / 3.0, 1e-6);
+}
+
+nlohmann::json tiny_config(const std::string& cls, int epochs) {
+  nlohmann::json cfg = read_json_file(std::string(QL_SOURCE_DIR) + "/FashionMNIST/config.json");
+  cfg["indiv"]["net"]["class"] = cls;
+  cfg["indiv"]["net"]["params"]["capacity"] = 0.05;  // 102 hidden units
+  auto& bindings = cfg["treat"]["thermostat"]["params"]["bindings"];
+  for (size_t k = 0; k < bindings.size(); ++k)
+    bindings[k]["forward"]["params"] = {{"t_start", static_cast<int>(k)}, {"t_decay", 1}};
+  if (cls == "MLPBaseline") {
+    cfg["indiv"]["net"]["params"].erase("quant_schemes");
+    cfg["treat"].erase("thermostat");
+  }
+  cfg["treat"]["max_epoch"] = epochs;
+  cfg["treat"]["lr_scheduler"] = nullptr;
+  cfg["treat"]["data"]["bs_train"] = 32;
+  return cfg;
+}
+
+struct TinyRun {
+  std::vector<EpochRecord> records;
+  EpochStats test;
+};
+
+TinyRun tiny_run(const std::string& cls, int epochs) {
+  TempDir dir;
+  testing::write_toy_idx_problem(dir.path(), 640, 200, 4, false);
+  torch::manual_seed(0);
+  Experiment exp(tiny_config(cls, epochs), "MLP", torch::kCPU);
+  const auto data = data::load_idx_problem(dir.path(), exp.data.valid_fraction, exp.data.seed);
+  std::ostringstream sink;
+  Progress progress(sink, false);
+  Trainer trainer(exp, data, progress);
+  TinyRun r;
+  r.records = trainer.fit(0, exp.max_epoch);
+  trainer.restore_best();
+  r.test = trainer.test();
+  return r;
+}
+
+TEST(Training, TernaryMlpLearnsAToyProblem) {
+  const auto r = tiny_run("MLP", 6);
+  ASSERT_EQ(r.records.size(), 6u);
+  // All four groups annealed by epoch 5: the hard-quantized network must classify the toy bands.
+  EXPECT_GT(r.records.back().valid.accuracy(), 90.0);
+  EXPECT_GT(r.test.accuracy(), 90.0);
+  EXPECT_EQ(r.test.samples, 200);
+}
+
+TEST(Training, BaselineMlpLearnsAToyProblem) {
+  const auto r = tiny_run("MLPBaseline", 2);
+  EXPECT_LT(r.records.back().train.loss, r.records.front().train.loss * 1.01);
+  EXPECT_GT(r.test.accuracy(), 95.0);
+}
+
+TEST(Training, OriginalMnistConfigRunsUnchanged) {
+  const std::string file = std::string(QL_SOURCE_DIR) + "/../shared/reference/original-quantlab/MNIST/config.json";
+  if (!std::filesystem::exists(file)) GTEST_SKIP() << file << " is not beside this checkout";
+  TempDir dir;
+  testing::write_toy_idx_problem(dir.path(), 600, 64, 10, true);
+  Experiment exp(read_json_file(file), "MLP", torch::kCPU);
+  const auto data = data::load_idx_problem(dir.path(), exp.data.valid_fraction, exp.data.seed);
+  std::ostringstream sink;
+  Progress progress(sink, false);
+  TrainerOptions opts;
+  opts.max_batches_per_epoch = 2;  // two steps of the full-size network
+  Trainer trainer(exp, data, progress, opts);
+  const auto records = trainer.fit(0, 1);
+  EXPECT_EQ(records[0].train.samples, 2 * 256);
+  EXPECT_TRUE(std::isfinite(records[0].train.loss));
+  EXPECT_EQ(exp.thermostat->clock(), 1);
+}
+
+// Runs the quantlab binary; returns its exit code and fills `output` with stdout+stderr.
+int run_cli(const std::string& args, std::string& output) {
+  const std::string cmd = std::string(QL_BINARY) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  char buf[4096];
+  output.clear();
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) output.append(buf, n);
+  const int status = pclose(p);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST(Cli, TrainsAndReportsTestAccuracyWithoutATerminal) {
+  TempDir home;
+  testing::write_toy_idx_problem(home.path() + "/Toy/data", 640, 100, 4, true);
+  std::ofstream(home.path() + "/Toy/config.json") << tiny_config("MLP", 5).dump(2);
+  std::string out;
+  ASSERT_EQ(run_cli("--problem=Toy --topology=MLP --device=cpu --threads=1 --home=" + home.path(), out), 0) << out;
+  EXPECT_NE(out.find("epoch 5/5 | train loss"), std::string::npos) << out;
+  EXPECT_NE(out.find("test accuracy"), std::string::npos) << out;
+  EXPECT_EQ(out.find('\r'), std::string::npos) << "carriage returns in non-terminal output";
+}
+
+TEST(Cli, BadInputStopsWithAMessage) {
+  TempDir home;
+  std::string out;
+  EXPECT_EQ(run_cli("--problem=../etc --topology=MLP --home=" + home.path(), out), 1);
+  EXPECT_NE(out.find("--problem='../etc': expected a plain folder name"), std::string::npos) << out;
+  EXPECT_EQ(run_cli("--problem=Toy --topology=MLP --home=" + home.path(), out), 1);
+  EXPECT_NE(out.find("/Toy/config.json: no such file"), std::string::npos) << out;
+  std::filesystem::create_directories(home.path() + "/Toy");
+  std::ofstream(home.path() + "/Toy/config.json") << "{\"indiv\": ";
+  EXPECT_EQ(run_cli("--problem=Toy --topology=MLP --home=" + home.path(), out), 1);
+  EXPECT_NE(out.find("not valid JSON"), std::string::npos) << out;
+  EXPECT_NE(run_cli("--problem=Toy --topology=MLP --ckpt_every=abc", out), 0);
+  auto cfg = tiny_config("MLP", 1);
+  cfg["treat"]["optimizer"]["params"]["lr"] = -1;
+  std::ofstream(home.path() + "/Toy/config.json") << cfg.dump();
+  EXPECT_EQ(run_cli("--problem=Toy --topology=MLP --home=" + home.path(), out), 1);
+  EXPECT_NE(out.find("treat.optimizer.params.lr: expected a positive learning rate"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace quantlab
