@@ -12,7 +12,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEB_BUILD := build-essential cmake libtorch-dev libopenblas0-pthread nlohmann-json3-dev libcli11-dev \
              libgtest-dev zlib1g-dev
 DEB_DATA := dataset-fashion-mnist
-DEB_BENCH := libbenchmark-dev python3-torch python3-numpy time
+DEB_BENCH := python3-torch python3-numpy time
 
 .PHONY: deps deps-bench build test demo bench clean
 

@@ -17,6 +17,7 @@ namespace {
 
 struct Flags {
   std::string problem, topology, exp_id, load = "best", mode = "train", home = ".", device = "auto", data;
+  std::string config = "config.json";
   int64_t ckpt_every = 0;
   int threads = 0;
 };
@@ -31,13 +32,14 @@ int run(const Flags& f) {
   using namespace quantlab;
   check_name("--problem", f.problem);
   check_name("--topology", f.topology);
+  check_name("--config", f.config);
   if (!f.exp_id.empty() || f.mode != "train")
     throw Error("--exp_id and --mode=test need stored experiments, which this version does not keep yet: "
                 "run without them to train a new experiment and print its test accuracy");
   configure_runtime(f.threads);
   const torch::Device device = resolve_device(f.device);
 
-  const std::string config_file = f.home + "/" + f.problem + "/config.json";
+  const std::string config_file = f.home + "/" + f.problem + "/" + f.config;
   if (!std::filesystem::exists(config_file))
     throw IoError(config_file + ": no such file (each problem keeps its config.json in <home>/<Problem>/; "
                   "--home sets <home>, now '" + f.home + "')");
@@ -73,6 +75,7 @@ int main(int argc, char** argv) {
   app.add_option("--load", f.load, "Checkpoint to load: best, last or an epoch number");
   app.add_option("--mode", f.mode, "train or test")->check(CLI::IsMember({"train", "test"}));
   app.add_option("--ckpt_every", f.ckpt_every, "Checkpoint every N epochs")->check(CLI::NonNegativeNumber);
+  app.add_option("--config", f.config, "Config file name inside <home>/<Problem>/ (default: config.json)");
   app.add_option("--home", f.home, "Main folder holding <Problem>/config.json (default: .)");
   app.add_option("--device", f.device, "cpu, cuda or auto")->check(CLI::IsMember({"cpu", "cuda", "auto"}));
   app.add_option("--threads", f.threads, "Intra-op threads (default: all available cores)")->check(CLI::NonNegativeNumber);

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Fashion-MNIST accuracy of the shipped configs, with wall time and peak memory:
+#   bench/accuracy.sh [BUILD]     prints a markdown section (run_all.sh appends it to its summary)
+# Each run trains from scratch with `quantlab` and reports the test accuracy of the weights of the
+# best validation epoch.
+set -euo pipefail
+BUILD=${1:-build}
+OUT=$BUILD/bench-results
+mkdir -p "$OUT"
+echo
+echo "## Fashion-MNIST accuracy (test set, weights of the best validation epoch)"
+echo "| config | network | epochs | test accuracy | best epoch | wall time | peak RSS MiB |"
+echo "|---|---|---|---|---|---|---|"
+for cfg in config.json config_baseline.json; do
+  log=$OUT/accuracy_${cfg%.json}.log
+  /usr/bin/time -v "$BUILD/quantlab" --problem=FashionMNIST --topology=MLP --config="$cfg" > "$log" 2>&1
+  acc=$(grep -o 'test accuracy [0-9.]*%' "$log" | grep -o '[0-9.]*%')
+  best=$(grep -o 'epoch [0-9]*$' "$log" | tail -1 | grep -o '[0-9]*')
+  epochs=$(grep -c '^epoch [0-9]*/[0-9]* | train' "$log")
+  wall=$(grep 'Elapsed (wall clock)' "$log" | awk '{print $NF}')
+  rss=$(grep 'Maximum resident' "$log" | awk '{printf "%.0f", $NF / 1024}')
+  net=$(python3 -c "import json; c=json.load(open('FashionMNIST/$cfg')); n=c['indiv']['net']; print(n['class'], 'capacity', n['params'].get('capacity', 1))")
+  echo "| FashionMNIST/$cfg | $net | $epochs | $acc | $best | $wall | $rss |"
+done

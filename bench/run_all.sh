@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# make bench: speed and memory of QuantLab against the Python PyTorch equivalent on this machine,
+# then the Fashion-MNIST accuracy runs. Results: BUILD/bench-results/*.jsonl and summary.md.
+#   bench/run_all.sh [BUILD]        QL_BENCH_ROUNDS=3  QL_BENCH_SKIP_ACCURACY=1  QL_BENCH_THREADS=N
+# OpenBLAS picks its kernels from OPENBLAS_CORETYPE: every speed figure is measured with the
+# environment's setting and, when the CPU has AVX-512 / AVX2, with SkylakeX / Haswell too.
+set -euo pipefail
+BUILD=${1:-build}
+OUT=$BUILD/bench-results
+PY=/usr/bin/python3
+ROUNDS=${QL_BENCH_ROUNDS:-3}
+THREADS=${QL_BENCH_THREADS:-$(nproc)}
+TUNED="glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1073741824"  # what quantlab sets via mallopt
+mkdir -p "$OUT"
+SUMMARY=$OUT/summary.md
+
+env_label=${OPENBLAS_CORETYPE-unset}
+settings=("env")
+grep -q avx512f /proc/cpuinfo && settings+=("SkylakeX")
+! grep -q avx512f /proc/cpuinfo && grep -q avx2 /proc/cpuinfo && settings+=("Haswell")
+
+coretype_env() {  # prints the env assignment for a setting
+  if [ "$1" = env ]; then
+    if [ -n "${OPENBLAS_CORETYPE+x}" ]; then echo "OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE"; else echo "QL_CORETYPE_UNSET=1"; fi
+  else echo "OPENBLAS_CORETYPE=$1"; fi
+}
+run_with() { local ct; ct=$(coretype_env "$1"); shift; if [ "$ct" = QL_CORETYPE_UNSET=1 ]; then env -u OPENBLAS_CORETYPE "$@"; else env "$ct" "$@"; fi; }
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+field() { $PY -c "import json,sys; print(json.loads(sys.stdin.readline())['$1'])"; }
+
+{
+  echo "# QuantLab benchmarks ($(date -u +%Y-%m-%d))"
+  echo
+  echo "Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; threads: $THREADS;"
+  echo "OPENBLAS_CORETYPE in the environment: $env_label; libtorch $(dpkg-query -W -f='${Version}' libtorch-dev 2>/dev/null)."
+  echo
+} > "$SUMMARY"
+
+# Matrix-multiply rate (n = 4096) for each OpenBLAS setting.
+cat > "$OUT/sgemm.py" <<'PYEOF'
+import sys, time, torch
+torch.set_num_threads(int(sys.argv[1]))
+a, b = torch.randn(4096, 4096), torch.randn(4096, 4096)
+a @ b
+t = time.perf_counter(); n = 3
+for _ in range(n): a @ b
+print(2 * 4096 ** 3 / ((time.perf_counter() - t) / n) / 1e9)
+PYEOF
+echo "## sgemm, n = 4096 (GFLOP/s)" >> "$SUMMARY"
+for s in "${settings[@]}"; do
+  core=$(run_with "$s" env OPENBLAS_VERBOSE=2 $PY "$OUT/sgemm.py" "$THREADS" 2>&1 | grep -m1 Core || true)
+  rate=$(run_with "$s" $PY "$OUT/sgemm.py" "$THREADS")
+  echo "- OPENBLAS_CORETYPE=$( [ "$s" = env ] && echo "$env_label" || echo "$s") ($core): $(printf %.0f "$rate")" | tee -a "$SUMMARY"
+done
+
+# MLP training step (capacity 1, batch 256): C++ vs Python, alternating, ROUNDS each.
+CFG=$OUT/mlp_capacity1.json
+$PY - "$CFG" <<'PYEOF'
+import json, sys
+c = json.load(open("FashionMNIST/config.json"))
+c["indiv"]["net"]["params"]["capacity"] = 1
+json.dump(c, open(sys.argv[1], "w"))
+PYEOF
+echo >> "$SUMMARY"
+echo "## MLP training step, capacity 1, batch 256 (median s/step over $ROUNDS runs of 10 steps)" >> "$SUMMARY"
+echo "| OPENBLAS_CORETYPE | C++ | Python, same allocator | Python, defaults | speed-up (same) | speed-up (defaults) | peak MiB C++ / Py same / Py defaults |" >> "$SUMMARY"
+echo "|---|---|---|---|---|---|---|" >> "$SUMMARY"
+for s in "${settings[@]}"; do
+  : > "$OUT/mlp_$s.jsonl"
+  for r in $(seq "$ROUNDS"); do
+    run_with "$s" "$BUILD/bench/train_step" "$CFG" --steps 10 --threads "$THREADS" | tail -1 | sed 's/"cpp"/"cpp"/' >> "$OUT/mlp_$s.jsonl"
+    run_with "$s" env GLIBC_TUNABLES=$TUNED $PY bench/mlp_step.py --steps 10 --threads "$THREADS" | sed 's/"python"/"python_same"/' >> "$OUT/mlp_$s.jsonl"
+    run_with "$s" $PY bench/mlp_step.py --steps 10 --threads "$THREADS" | sed 's/"python"/"python_default"/' >> "$OUT/mlp_$s.jsonl"
+  done
+  get() { grep "\"impl\": \"$1\"" "$OUT/mlp_$s.jsonl" | while read -r l; do echo "$l" | field "$2"; done | median; }
+  c=$(get cpp step_s); ps=$(get python_same step_s); pd=$(get python_default step_s)
+  mc=$(get cpp peak_rss_mib); ms=$(get python_same peak_rss_mib); md=$(get python_default peak_rss_mib)
+  label=$( [ "$s" = env ] && echo "$env_label" || echo "$s")
+  printf '| %s | %.3f | %.3f | %.3f | %.2fx | %.2fx | %.0f / %.0f / %.0f |\n' "$label" "$c" "$ps" "$pd" \
+    "$(awk "BEGIN{print $ps / $c}")" "$(awk "BEGIN{print $pd / $c}")" "$mc" "$ms" "$md" | tee -a "$SUMMARY"
+done
+
+# The ANA operator alone: fused kernel vs tensor ops, 2^22 elements, forward + backward.
+echo >> "$SUMMARY"
+echo "## ANA operator, 2^22 elements, forward + backward (uniform noise)" >> "$SUMMARY"
+echo "| levels | fused ms | tensor-op ms | speed-up | fused extra MiB | tensor-op extra MiB |" >> "$SUMMARY"
+echo "|---|---|---|---|---|---|" >> "$SUMMARY"
+for levels in 3 7 15; do
+  f=$("$BUILD/bench/ana_op" --impl fused --levels $levels --threads "$THREADS" | field fwd_bwd_ms)
+  t=$("$BUILD/bench/ana_op" --impl tensor_ops --levels $levels --threads "$THREADS" | field fwd_bwd_ms)
+  fm=$("$BUILD/bench/ana_op" --impl fused --levels $levels --threads "$THREADS" --memory | field extra_peak_mib)
+  tm=$("$BUILD/bench/ana_op" --impl tensor_ops --levels $levels --threads "$THREADS" --memory | field extra_peak_mib)
+  printf '| %d | %.1f | %.1f | %.1fx | %.0f | %.0f |\n' $levels "$f" "$t" "$(awk "BEGIN{print $t / $f}")" "$fm" "$tm" | tee -a "$SUMMARY"
+done
+
+if [ -z "${QL_BENCH_SKIP_ACCURACY:-}" ]; then
+  bench/accuracy.sh "$BUILD" | tee -a "$SUMMARY"
+fi
+echo "written: $SUMMARY"
