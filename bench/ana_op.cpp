@@ -13,20 +13,14 @@
 
 #include "quantlab/core/ana.h"
 #include "quantlab/util/runtime.h"
+#include "bench_util.h"
 
-namespace {
+using quantlab::bench::median;
+using quantlab::bench::peak_rss_kib;
 
-long peak_rss_kib() {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
-  return -1;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
+  quantlab::reexec_with_passive_openmp(argv);
   CLI::App app{"Time the ANA operator"};
   std::string impl = "fused", noise = "uniform";
   int64_t n = 1 << 22;
@@ -75,11 +69,10 @@ int main(int argc, char** argv) {
       x.mutable_grad() = torch::Tensor();
       if (i >= 2) times.push_back(std::chrono::duration<double>(t1 - t0).count());
     }
-    std::sort(times.begin(), times.end());
     std::cout << "{\"impl\": \"" << impl << "\", \"n\": " << n << ", \"levels\": " << levels
               << ", \"noise\": \"" << noise << "\", \"threads\": " << at::get_num_threads()
               << (memory ? ", \"extra_peak_mib\": " : ", \"fwd_bwd_ms\": ")
-              << (memory ? (peak_rss_kib() - rss0) / 1024.0 : 1e3 * times[times.size() / 2]) << "}"
+              << (memory ? (peak_rss_kib() - rss0) / 1024.0 : 1e3 * median(times)) << "}"
               << std::endl;
   } catch (const std::exception& e) {
     std::cerr << "ana_op: " << e.what() << std::endl;

@@ -10,7 +10,9 @@ OUT=$BUILD/bench-results
 PY=/usr/bin/python3
 ROUNDS=${QL_BENCH_ROUNDS:-3}
 THREADS=${QL_BENCH_THREADS:-$(nproc)}
-TUNED="glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1073741824"  # what quantlab sets via mallopt
+# What quantlab sets for itself (mallopt at start-up, OMP_WAIT_POLICY by re-exec), given to Python
+# through the environment for the "same settings" runs.
+SAME_ENV=(GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1073741824 OMP_WAIT_POLICY=PASSIVE)
 mkdir -p "$OUT"
 SUMMARY=$OUT/summary.md
 
@@ -63,13 +65,13 @@ json.dump(c, open(sys.argv[1], "w"))
 PYEOF
 echo >> "$SUMMARY"
 echo "## MLP training step, capacity 1, batch 256 (median s/step over $ROUNDS runs of 10 steps)" >> "$SUMMARY"
-echo "| OPENBLAS_CORETYPE | C++ | Python, same allocator | Python, defaults | speed-up (same) | speed-up (defaults) | peak MiB C++ / Py same / Py defaults |" >> "$SUMMARY"
+echo "| OPENBLAS_CORETYPE | C++ | Python, same settings | Python, defaults | speed-up (same) | speed-up (defaults) | peak MiB C++ / Py same / Py defaults |" >> "$SUMMARY"
 echo "|---|---|---|---|---|---|---|" >> "$SUMMARY"
 for s in "${settings[@]}"; do
   : > "$OUT/mlp_$s.jsonl"
   for r in $(seq "$ROUNDS"); do
     run_with "$s" "$BUILD/bench/train_step" "$CFG" --steps 10 --threads "$THREADS" | tail -1 | sed 's/"cpp"/"cpp"/' >> "$OUT/mlp_$s.jsonl"
-    run_with "$s" env GLIBC_TUNABLES=$TUNED $PY bench/mlp_step.py --steps 10 --threads "$THREADS" | sed 's/"python"/"python_same"/' >> "$OUT/mlp_$s.jsonl"
+    run_with "$s" env "${SAME_ENV[@]}" $PY bench/mlp_step.py --steps 10 --threads "$THREADS" | sed 's/"python"/"python_same"/' >> "$OUT/mlp_$s.jsonl"
     run_with "$s" $PY bench/mlp_step.py --steps 10 --threads "$THREADS" | sed 's/"python"/"python_default"/' >> "$OUT/mlp_$s.jsonl"
   done
   get() { grep "\"impl\": \"$1\"" "$OUT/mlp_$s.jsonl" | while read -r l; do echo "$l" | field "$2"; done | median; }

@@ -12,25 +12,14 @@
 #include "quantlab/config/json_node.h"
 #include "quantlab/train/experiment.h"
 #include "quantlab/util/runtime.h"
+#include "bench_util.h"
 
-namespace {
+using quantlab::bench::median;
+using quantlab::bench::peak_rss_kib;
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
-}
-
-long peak_rss_kib() {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
-  return -1;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
+  quantlab::reexec_with_passive_openmp(argv);
   CLI::App app{"Time training steps"};
   std::string config;
   int steps = 20, warmup = 3, threads = 0;

@@ -67,6 +67,7 @@ int run(const Flags& f) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  quantlab::reexec_with_passive_openmp(argv);
   CLI::App app{"QuantLab: train quantized neural networks with Additive Noise Annealing"};
   Flags f;
   app.add_option("--problem", f.problem, "Problem (data set) folder under --home, e.g. FashionMNIST")->required();

@@ -59,6 +59,7 @@ Experiment::Experiment(const nlohmann::json& cfg, const std::string& topology, t
   max_epoch = treat.at("max_epoch").integer();
   if (max_epoch < 1) treat.at("max_epoch").fail("expected a positive number of epochs");
 
+  torch::manual_seed(data.seed);  // weight initialisation and the random strategy: reproducible runs
   net = build_network(indiv.at("net"), topology);
   loss = make_loss(indiv.at("loss_function"));
   const bool quantized = has_ana_modules(*net);

@@ -3,10 +3,19 @@
 
 #include <malloc.h>
 #include <sched.h>
+#include <unistd.h>
+
+#include <cstdlib>
 
 #include "quantlab/util/error.h"
 
 namespace quantlab {
+
+void reexec_with_passive_openmp(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+  setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+  execv("/proc/self/exe", argv);  // returns only on failure
+}
 
 int available_cores() {
   cpu_set_t set;

@@ -25,7 +25,7 @@ struct DataOptions {
   double valid_fraction = 0.1;
   int64_t bs_train = 256;
   int64_t bs_valid = 64;
-  uint64_t seed = 0;  // of the validation split and the per-epoch shuffles
+  uint64_t seed = 0;  // of the validation split, the per-epoch shuffles and libtorch's generator
 };
 
 struct ProtocolOptions {

@@ -9,6 +9,13 @@
 
 namespace quantlab {
 
+// OpenMP threads that spin after each parallel region take the second core from OpenBLAS's
+// threads (measured: 25-40 % of an MLP step lost to spinning and sched_yield on 2 cores). libgomp
+// reads OMP_WAIT_POLICY only at load time, so when the environment does not set it, this re-runs
+// the program (execv of /proc/self/exe, same argv) with OMP_WAIT_POLICY=PASSIVE. Call it first in
+// main(); on failure the program simply goes on as it is.
+void reexec_with_passive_openmp(char** argv);
+
 // Cores this process may run on (sched_getaffinity), at least 1.
 int available_cores();
 
