@@ -13,9 +13,9 @@ echo "| config | network | epochs | test accuracy | best epoch | wall time | pea
 echo "|---|---|---|---|---|---|---|"
 for cfg in config.json config_baseline.json; do
   log=$OUT/accuracy_${cfg%.json}.log
-  /usr/bin/time -v "$BUILD/quantlab" --problem=FashionMNIST --topology=MLP --config="$cfg" > "$log" 2>&1
-  acc=$(grep -o 'test accuracy [0-9.]*%' "$log" | grep -o '[0-9.]*%')
-  best=$(grep -o 'epoch [0-9]*$' "$log" | tail -1 | grep -o '[0-9]*')
+  /usr/bin/time -v "$BUILD/quantlab" --problem=FashionMNIST --topology=MLP --config="$cfg" --ckpt_every=0 > "$log" 2>&1
+  acc=$(grep '^test with the weights' "$log" | grep -o 'accuracy [0-9.]*%' | grep -o '[0-9.]*%')
+  best=$(grep '^test with the weights' "$log" | sed 's/.*best epoch (\([0-9]*\),.*/\1/')
   epochs=$(grep -c '^epoch [0-9]*/[0-9]* | train' "$log")
   wall=$(grep 'Elapsed (wall clock)' "$log" | awk '{print $NF}')
   rss=$(grep 'Maximum resident' "$log" | awk '{printf "%.0f", $NF / 1024}')

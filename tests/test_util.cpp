@@ -1,10 +1,14 @@
 // Test helpers.
 #include "test_util.h"
 
+#include <sys/wait.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <fstream>
 #include <random>
+#include <sstream>
+#include <vector>
 
 namespace quantlab::testing {
 
@@ -52,6 +56,57 @@ void write_toy_idx_problem(const std::string& dir, int64_t n_train, int64_t n_te
   std::filesystem::create_directories(dir);
   write_toy_split(dir, "train", n_train, classes, gz, 1);
   write_toy_split(dir, "t10k", n_test, classes, gz, 2);
+}
+
+std::vector<torch::Tensor> adam_state(const nlohmann::json& config, const Checkpoint& c) {
+  Experiment exp(config, "", torch::kCPU);
+  restore(exp, c);
+  std::vector<torch::Tensor> out;
+  for (const auto& p : exp.net->parameters()) {
+    auto& state = exp.optimizer->state();
+    auto it = state.find(c10::guts::to_string(p.unsafeGetTensorImpl()));
+    if (it == state.end()) continue;
+    auto& s = static_cast<torch::optim::AdamParamState&>(*it->second);
+    out.push_back(s.exp_avg());
+    out.push_back(s.exp_avg_sq());
+    out.push_back(torch::tensor(static_cast<double>(s.step())));
+  }
+  return out;
+}
+
+pid_t spawn(const std::string& args, const std::string& log) {
+  std::vector<std::string> parts{QL_BINARY};
+  std::istringstream is(args);
+  for (std::string a; is >> a;) parts.push_back(a);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    std::vector<char*> argv;
+    for (auto& p : parts) argv.push_back(p.data());
+    argv.push_back(nullptr);
+    if (!freopen(log.c_str(), "w", stdout) || !freopen(log.c_str(), "a", stderr)) _exit(126);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+int wait_exit(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::string slurp(const std::string& file) {
+  std::ifstream in(file);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+int run_cli(const std::string& args, std::string& output) {
+  TempDir tmp;
+  const std::string log = tmp.path() + "/log";
+  const int code = wait_exit(spawn(args, log));
+  output = slurp(log);
+  return code;
 }
 
 }  // namespace quantlab::testing

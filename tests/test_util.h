@@ -3,8 +3,13 @@
 
 #include <torch/torch.h>
 
+#include <sys/types.h>
+
 #include <filesystem>
 #include <string>
+#include <vector>
+
+#include "quantlab/experiment/checkpoint.h"
 
 namespace quantlab::testing {
 
@@ -25,5 +30,17 @@ void write_idx(const std::string& file, const torch::Tensor& data_u8, bool gz);
 // Writes train-/t10k- images and labels of a learnable toy problem: `classes` classes of 28x28
 // images, each class a bright horizontal band at its own height, plus noise.
 void write_toy_idx_problem(const std::string& dir, int64_t n_train, int64_t n_test, int classes, bool gz);
+
+// The optimizer state a checkpoint holds, parameter by parameter in the network's order (the
+// archive's byte layout depends on memory addresses, so bytes cannot be compared). Adam only.
+std::vector<torch::Tensor> adam_state(const nlohmann::json& config, const Checkpoint& c);
+
+// Starts the quantlab binary with `args` (split on spaces; no shell), stdout and stderr to `log`.
+pid_t spawn(const std::string& args, const std::string& log);
+// Waits for `pid`; its exit code, or 128 + the signal that ended it.
+int wait_exit(pid_t pid);
+// Runs the quantlab binary to its end; returns the exit code, `output` gets stdout + stderr.
+int run_cli(const std::string& args, std::string& output);
+std::string slurp(const std::string& file);
 
 }  // namespace quantlab::testing

@@ -22,8 +22,11 @@ std::shared_ptr<Network> build_network(const JsonNode& net, const std::string& t
   if (!topology.empty() && entry.family != topology)
     cls.fail("class '" + cls.string() + "' belongs to topology '" + entry.family +
              "', not to --topology=" + topology);
-  if (net.has("pretrained"))
-    net.at("pretrained").fail("loading pretrained weights is not supported yet; use null");
+  if (net.has("pretrained")) {  // applied once the experiment exists (experiment/session.h)
+    const JsonNode p = net.at("pretrained");
+    p.allow_keys({"exp_id", "epoch", "file", "prefixes"});
+    if (p.has("exp_id") == p.has("file")) p.fail("expected either \"exp_id\" (with \"epoch\") or \"file\"");
+  }
   return entry.build(net.at("params"));
 }
 

@@ -10,6 +10,11 @@
 #include "quantlab/util/registry.h"
 
 namespace quantlab {
+
+void LrScheduler::load_state(const std::vector<double>& state) {
+  if (!state.empty()) throw Error("lr scheduler: the checkpoint holds state for another scheduler class");
+}
+
 namespace {
 
 class Constant : public LrScheduler {
@@ -46,6 +51,16 @@ class ReduceOnPlateau : public LrScheduler {
     min_lr_ = p.number("min_lr", 0.0);
     eps_ = p.number("eps", 1e-8);
     best_ = maximize_ ? -std::numeric_limits<double>::infinity() : std::numeric_limits<double>::infinity();
+  }
+
+  std::vector<double> state() const override {
+    return {best_, static_cast<double>(bad_), static_cast<double>(cooling_)};
+  }
+  void load_state(const std::vector<double>& s) override {
+    if (s.size() != 3) throw Error("ReduceLROnPlateau: the checkpoint holds state for another scheduler class");
+    best_ = s[0];
+    bad_ = static_cast<int64_t>(s[1]);
+    cooling_ = static_cast<int64_t>(s[2]);
   }
 
   double lr_for_epoch(int64_t, double lr, double metric) override {

@@ -1,4 +1,4 @@
-// Trainer: epochs, statistics and the best epoch's weights.
+// Trainer: epochs and their statistics.
 #include "quantlab/train/trainer.h"
 
 #include <chrono>
@@ -15,14 +15,6 @@ std::string stats_text(double loss, double error) {
   return buf;
 }
 
-// Every parameter and buffer by its name, e.g. phi1_fc.weight, phi1_bn.running_mean.
-std::map<std::string, torch::Tensor> named_state(torch::nn::Module& net) {
-  std::map<std::string, torch::Tensor> out;
-  for (const auto& p : net.named_parameters()) out[p.key()] = p.value();
-  for (const auto& b : net.named_buffers()) out[b.key()] = b.value();
-  return out;
-}
-
 }  // namespace
 
 Trainer::Trainer(Experiment& exp, const data::ProblemData& data, Progress& progress, TrainerOptions options)
@@ -31,13 +23,14 @@ Trainer::Trainer(Experiment& exp, const data::ProblemData& data, Progress& progr
   std::iota(test_indices_.begin(), test_indices_.end(), 0);
 }
 
-EpochStats Trainer::run(data::BatchLoader& loader, bool train, const std::string& label) {
+EpochStats Trainer::run(data::BatchLoader& loader, bool train, const std::string& label, int64_t epoch) {
   int64_t total = loader.num_batches();
   if (options_.max_batches_per_epoch >= 0) total = std::min(total, options_.max_batches_per_epoch);
   progress_.begin(label, total);
   double loss_sum = 0.0;
   int64_t correct = 0, seen = 0;
   for (int64_t i = 0; i < total; ++i) {
+    if (options_.stop && options_.stop->load()) throw Interrupted(epoch);
     auto batch = loader.next();
     if (!batch) break;
     const auto x = batch->inputs.to(exp_.device);
@@ -75,7 +68,8 @@ EpochStats Trainer::train_epoch(int64_t epoch) {
   exp_.net->train();
   data::BatchLoader loader(data_.trainval, data::epoch_order(data_.split.train, exp_.data.seed, epoch),
                            exp_.data.bs_train, data_.norm);
-  return run(loader, true, "epoch " + std::to_string(epoch + 1) + "/" + std::to_string(exp_.max_epoch) + " train");
+  return run(loader, true, "epoch " + std::to_string(epoch + 1) + "/" + std::to_string(exp_.max_epoch) + " train",
+             epoch);
 }
 
 EpochStats Trainer::evaluate(const data::ImageSet& set, const std::vector<int64_t>& indices,
@@ -83,57 +77,47 @@ EpochStats Trainer::evaluate(const data::ImageSet& set, const std::vector<int64_
   exp_.net->eval();
   torch::NoGradGuard no_grad;
   data::BatchLoader loader(set, indices, exp_.data.bs_valid, data_.norm);
-  return run(loader, false, label);
+  return run(loader, false, label, state_.epoch);
 }
 
 EpochStats Trainer::test() { return evaluate(data_.test, test_indices_, "test"); }
 
-std::vector<EpochRecord> Trainer::fit(int64_t first, int64_t last) {
+std::vector<EpochRecord> Trainer::fit(int64_t last, const EpochHook& on_epoch) {
   std::vector<EpochRecord> records;
-  for (int64_t e = first; e < last; ++e) {
+  for (int64_t e = state_.epoch; e < last; ++e) {
     const auto t0 = std::chrono::steady_clock::now();
     EpochRecord r;
     r.epoch = e;
+    r.lr = get_lr(*exp_.optimizer);
     r.train = train_epoch(e);
     if (!data_.split.valid.empty())
       r.valid = evaluate(data_.trainval, data_.split.valid, "epoch " + std::to_string(e + 1) + " valid");
-    const std::map<std::string, double> stats = {{"train_loss", r.train.loss}, {"train_metric", r.train.metric},
-                                                 {"valid_loss", r.valid.loss}, {"valid_metric", r.valid.metric}};
+    state_.stats = {{"train_loss", r.train.loss}, {"train_metric", r.train.metric},
+                    {"valid_loss", r.valid.loss}, {"valid_metric", r.valid.metric}};
     const auto& metric = exp_.lr_scheduler->step_metric();
-    const double lr_now = get_lr(*exp_.optimizer);
-    set_lr(*exp_.optimizer, exp_.lr_scheduler->lr_for_epoch(e + 1, lr_now, metric.empty() ? 0.0 : stats.at(metric)));
-    r.lr = lr_now;
+    set_lr(*exp_.optimizer, exp_.lr_scheduler->lr_for_epoch(e + 1, r.lr, metric.empty() ? 0.0 : state_.stats.at(metric)));
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if ((e + 1) % exp_.protocol.metric_period == 0) remember_best(e, r);
+    state_.epoch = e + 1;
+    if (state_.epoch % exp_.protocol.metric_period == 0) r.best = update_best(r);
     char buf[256];
     std::snprintf(buf, sizeof buf,
                   "epoch %lld/%lld | train loss %.4f acc %.2f%% | valid loss %.4f acc %.2f%% | lr %.3g | %s%s",
                   static_cast<long long>(e + 1), static_cast<long long>(exp_.max_epoch), r.train.loss,
                   r.train.accuracy(), r.valid.loss, r.valid.accuracy(), r.lr,
-                  Progress::format_duration(r.seconds).c_str(), best_epoch_ == e ? " | best" : "");
+                  Progress::format_duration(r.seconds).c_str(), r.best ? " | best" : "");
     std::cout << buf << std::endl;
+    if (on_epoch) on_epoch(r);
     records.push_back(r);
   }
   return records;
 }
 
-void Trainer::remember_best(int64_t epoch, const EpochRecord& r) {
-  const auto& key = exp_.protocol.update_metric;
-  const double v = key == "train_loss" ? r.train.loss
-                 : key == "train_metric" ? r.train.metric
-                 : key == "valid_loss" ? r.valid.loss : r.valid.metric;
-  if (best_epoch_ >= 0 && !(v < best_value_)) return;  // all four are lower-is-better
-  best_epoch_ = epoch;
-  best_value_ = v;
-  torch::NoGradGuard no_grad;
-  for (const auto& kv : named_state(*exp_.net)) best_state_[kv.first] = kv.second.detach().clone();
-}
-
-void Trainer::restore_best() {
-  if (best_state_.empty()) return;
-  torch::NoGradGuard no_grad;
-  for (auto& kv : named_state(*exp_.net)) kv.second.copy_(best_state_.at(kv.first));
-  if (exp_.thermostat) exp_.thermostat->set_clock(best_epoch_ + 1);  // the noise it was validated with
+bool Trainer::update_best(EpochRecord& r) {
+  const double v = state_.stats.at(exp_.protocol.update_metric);
+  if (state_.best_epoch >= 0 && !(v < state_.best_value)) return false;  // all four: lower is better
+  state_.best_epoch = r.epoch;
+  state_.best_value = v;
+  return true;
 }
 
 }  // namespace quantlab

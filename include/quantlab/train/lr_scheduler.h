@@ -10,6 +10,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "quantlab/config/json_node.h"
 
@@ -21,6 +22,9 @@ class LrScheduler {
   // The learning rate for epoch `epoch` (0-based) given the one now and the metric of the
   // epoch just finished.
   virtual double lr_for_epoch(int64_t epoch, double current_lr, double metric) = 0;
+  // What a checkpoint keeps of the scheduler (empty for the pure functions of the epoch).
+  virtual std::vector<double> state() const { return {}; }
+  virtual void load_state(const std::vector<double>& state);
   // Name of the epoch statistic this scheduler reads (empty when none).
   const std::string& step_metric() const { return step_metric_; }
 

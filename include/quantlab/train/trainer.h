@@ -1,9 +1,10 @@
 // The training loop of one experiment. Each epoch, as the original: thermostat step, train,
-// validate, lr step; the metric is the classification error in percent (lower is better).
-// The weights of the best epoch (by protocol.update_metric) are kept in memory, so the test set
-// can be evaluated with them at the end.
+// validate, lr step; the metric is the classification error in percent (lower is better). After
+// each epoch a hook receives the record (the bookkeeping saves checkpoints there).
 #pragma once
 
+#include <atomic>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -11,6 +12,7 @@
 #include "quantlab/data/batch_loader.h"
 #include "quantlab/data/problem.h"
 #include "quantlab/train/experiment.h"
+#include "quantlab/util/error.h"
 #include "quantlab/util/progress.h"
 
 namespace quantlab {
@@ -25,43 +27,57 @@ struct EpochStats {
 struct EpochRecord {
   int64_t epoch = 0;  // 0-based
   EpochStats train, valid;
-  double lr = 0.0;
+  double lr = 0.0;  // the rate the epoch trained with
   double seconds = 0.0;
+  bool best = false;  // improved protocol.update_metric
+};
+
+// What the loop itself carries from epoch to epoch (saved in checkpoints).
+struct TrainingState {
+  int64_t epoch = 0;        // epochs completed = index of the next epoch to train
+  int64_t best_epoch = -1;  // 0-based epoch with the best protocol.update_metric, -1 before any
+  double best_value = 0.0;
+  std::map<std::string, double> stats;  // the last epoch's train/valid loss and metric
+};
+
+// Thrown between two batches when the stop flag is raised (SIGINT): the epoch is abandoned.
+class Interrupted : public Error {
+ public:
+  explicit Interrupted(int64_t epoch) : Error("interrupted during epoch " + std::to_string(epoch + 1)), epoch(epoch) {}
+  int64_t epoch;  // 0-based, not completed
 };
 
 struct TrainerOptions {
-  int64_t max_batches_per_epoch = -1;  // < 0: all (tests use a few)
+  int64_t max_batches_per_epoch = -1;         // < 0: all (tests use a few)
+  const std::atomic<bool>* stop = nullptr;    // checked between batches
 };
 
 class Trainer {
  public:
+  using EpochHook = std::function<void(const EpochRecord&)>;
+
   Trainer(Experiment& exp, const data::ProblemData& data, Progress& progress, TrainerOptions options = {});
 
-  // Runs epochs [first, last), one record each; prints a summary line per epoch.
-  std::vector<EpochRecord> fit(int64_t first, int64_t last);
+  // Trains epochs state().epoch .. last-1; prints a summary line per epoch and calls `on_epoch`.
+  std::vector<EpochRecord> fit(int64_t last, const EpochHook& on_epoch = {});
 
   EpochStats train_epoch(int64_t epoch);
   EpochStats evaluate(const data::ImageSet& set, const std::vector<int64_t>& indices, const std::string& label);
   EpochStats test();
 
-  // Best epoch so far by protocol.update_metric (-1 before the first), and its statistic.
-  int64_t best_epoch() const { return best_epoch_; }
-  double best_value() const { return best_value_; }
-  // Loads the weights of the best epoch into the network.
-  void restore_best();
+  const TrainingState& state() const { return state_; }
+  void set_state(const TrainingState& s) { state_ = s; }
 
  private:
-  void remember_best(int64_t epoch, const EpochRecord& r);
-  EpochStats run(data::BatchLoader& loader, bool train, const std::string& label);
+  EpochStats run(data::BatchLoader& loader, bool train, const std::string& label, int64_t epoch);
+  bool update_best(EpochRecord& r);
 
   Experiment& exp_;
   const data::ProblemData& data_;
   Progress& progress_;
   TrainerOptions options_;
   std::vector<int64_t> test_indices_;
-  int64_t best_epoch_ = -1;
-  double best_value_ = 0.0;
-  std::map<std::string, torch::Tensor> best_state_;
+  TrainingState state_;
 };
 
 }  // namespace quantlab

@@ -1,0 +1,46 @@
+// One versioned checkpoint file with everything an exact resume needs: network parameters and
+// buffers by name, optimizer state, learning rate and lr-scheduler state, the thermostat's clock,
+// the epoch, the tracked statistics, and every RNG state (libtorch's CPU and CUDA generators; the
+// data split and shuffles are pure functions of the seed and the epoch).
+// The file is torch's pickle format: Python reads it with torch.load() as a dict whose "net" entry
+// maps "phi1_fc.weight", "phi1_bn.running_mean", ... to tensors. A checksum over the contents is
+// verified on load; files are written to a temporary name, flushed and renamed into place.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "quantlab/train/trainer.h"
+
+namespace quantlab {
+
+constexpr int64_t kCheckpointVersion = 1;
+
+struct Checkpoint {
+  std::string net_class;
+  std::map<std::string, torch::Tensor> net;
+  torch::Tensor optimizer;  // uint8: the optimizer's serialize archive
+  double lr = 0.0;
+  std::vector<double> lr_scheduler;
+  int64_t thermostat_clock = 0;
+  TrainingState state;
+  torch::Tensor rng_cpu;                // uint8 generator state
+  std::vector<torch::Tensor> rng_cuda;  // one per device
+};
+
+// The network's parameters and buffers by name.
+std::map<std::string, torch::Tensor> named_state(torch::nn::Module& net);
+
+// Takes everything from a live experiment / puts it back (bit-exact resume).
+Checkpoint capture(Experiment& exp, const TrainingState& state);
+void restore(Experiment& exp, const Checkpoint& c);
+
+void save_checkpoint(const std::string& file, const Checkpoint& c);
+// Throws IoError naming the file when it is missing, unreadable, of another format or version,
+// or its checksum does not match.
+Checkpoint load_checkpoint(const std::string& file);
+
+}  // namespace quantlab

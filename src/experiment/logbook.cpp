@@ -1,0 +1,135 @@
+// Experiment folders and atomic writes.
+#include "quantlab/experiment/logbook.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "quantlab/util/error.h"
+
+namespace quantlab {
+namespace {
+
+namespace fs = std::filesystem;
+
+// The number of an "expNNN" folder name, or -1.
+int64_t parse_id(const std::string& name) {
+  if (name.size() < 4 || name.compare(0, 3, "exp") != 0) return -1;
+  int64_t id = 0;
+  for (size_t i = 3; i < name.size(); ++i) {
+    if (name[i] < '0' || name[i] > '9' || i - 3 > 15) return -1;
+    id = id * 10 + (name[i] - '0');
+  }
+  return id;
+}
+
+void fsync_path(const std::string& path, int flags) {
+  const int fd = ::open(path.c_str(), flags);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+}  // namespace
+
+std::string Logbook::folder_name(int64_t id) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "exp%03lld", static_cast<long long>(id));
+  return buf;
+}
+
+std::vector<int64_t> Logbook::list(const std::string& logs_dir) {
+  std::vector<int64_t> ids;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(logs_dir, ec)) {
+    const int64_t id = parse_id(e.path().filename().string());
+    if (id >= 0 && e.is_directory()) ids.push_back(id);
+  }
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+Logbook Logbook::create(const std::string& logs_dir, const nlohmann::json& config) {
+  // The folder is prepared complete under a hidden name, then renamed to the first free expNNN:
+  // rename() never replaces a non-empty folder, so simultaneous launches get different numbers,
+  // and a kill at any moment leaves either a complete experiment or a hidden leftover.
+  const std::string tmp = logs_dir + "/.new-exp-" + std::to_string(getpid()) + "-" +
+                          std::to_string(std::chrono::steady_clock::now().time_since_epoch().count());
+  std::error_code ec;
+  fs::create_directories(tmp + "/saves", ec);
+  fs::create_directories(tmp + "/stats", ec);
+  if (ec) throw IoError(tmp + ": cannot create experiment folder (" + ec.message() + ")");
+  write_file_atomically(tmp + "/config.json", config.dump(2) + "\n");
+  const auto ids = list(logs_dir);
+  for (int64_t id = ids.empty() ? 1 : ids.back() + 1;; ++id) {
+    const std::string dir = logs_dir + "/" + folder_name(id);
+    if (::rename(tmp.c_str(), dir.c_str()) == 0) {
+      fsync_path(logs_dir, O_RDONLY | O_DIRECTORY);
+      return Logbook(id, dir);
+    }
+    if (errno != EEXIST && errno != ENOTEMPTY) {
+      const int err = errno;
+      fs::remove_all(tmp, ec);
+      throw IoError(dir + ": cannot create experiment folder (" + std::strerror(err) + ")");
+    }
+  }
+}
+
+Logbook Logbook::open(const std::string& logs_dir, int64_t id) {
+  const auto ids = list(logs_dir);
+  if (std::find(ids.begin(), ids.end(), id) == ids.end()) {
+    std::string known;
+    for (int64_t i : ids) known += (known.empty() ? "" : ", ") + std::to_string(i);
+    throw Error("--exp_id=" + std::to_string(id) + ": no such experiment in " + logs_dir +
+                (known.empty() ? " (there are none yet)" : "; existing: " + known));
+  }
+  for (const auto& e : fs::directory_iterator(logs_dir))
+    if (parse_id(e.path().filename().string()) == id) return Logbook(id, e.path().string());
+  throw Error("--exp_id=" + std::to_string(id) + ": vanished from " + logs_dir);
+}
+
+nlohmann::json Logbook::config() const {
+  const std::string file = dir_ + "/config.json";
+  std::ifstream in(file);
+  if (!in) throw IoError(file + ": missing (the experiment's own copy of its config)");
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw IoError(file + ": corrupt: " + e.what());
+  }
+}
+
+void write_file_atomically(const std::string& file, const std::string& text) {
+  const std::string tmp = file + ".tmp." + std::to_string(getpid());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) throw IoError(tmp + ": cannot create (" + std::strerror(errno) + ")");
+  size_t done = 0;
+  int err = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      err = errno;
+      break;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (!err && ::fsync(fd) != 0) err = errno;
+  if (::close(fd) != 0 && !err) err = errno;
+  if (!err && ::rename(tmp.c_str(), file.c_str()) != 0) err = errno;
+  if (err) {
+    ::unlink(tmp.c_str());
+    throw IoError(file + ": cannot write (" + std::strerror(err) + "); the previous version is unchanged");
+  }
+  fsync_path(fs::path(file).parent_path().string(), O_RDONLY | O_DIRECTORY);
+}
+
+}  // namespace quantlab

@@ -1,0 +1,294 @@
+// The bookkeeping: storage, numbered experiments, checkpoints, exact resume, and faults.
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "quantlab/experiment/session.h"
+#include "quantlab/experiment/storage.h"
+#include "quantlab/util/error.h"
+#include "test_util.h"
+
+namespace quantlab {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::TempDir;
+
+nlohmann::json tiny_config(int epochs) {
+  nlohmann::json cfg = read_json_file(std::string(QL_SOURCE_DIR) + "/FashionMNIST/config.json");
+  cfg["indiv"]["net"]["params"]["capacity"] = 0.02;  // 40 hidden units
+  auto& bindings = cfg["treat"]["thermostat"]["params"]["bindings"];
+  for (size_t k = 0; k < bindings.size(); ++k)
+    bindings[k]["forward"]["params"] = {{"t_start", static_cast<int>(k)}, {"t_decay", 2}};
+  cfg["treat"]["max_epoch"] = epochs;
+  cfg["treat"]["lr_scheduler"] = {{"class", "ReduceLROnPlateau"}, {"step_metric", "valid_loss"},
+                                  {"params", {{"patience", 0}, {"factor", 0.5}}}};
+  cfg["treat"]["data"]["bs_train"] = 32;
+  // The random strategy on one site exercises the saved RNG state.
+  cfg["indiv"]["net"]["params"]["quant_schemes"]["phi2_act"] = {
+      {"noise", "uniform"}, {"strategy", "random"}, {"thresholds", {-0.5, 0.5}}, {"levels", {-1.0, 0.0, 1.0}}};
+  return cfg;
+}
+
+// Every tensor of two checkpoints' networks and optimizers is bit-identical.
+void expect_identical(const nlohmann::json& cfg, const Checkpoint& a, const Checkpoint& b) {
+  ASSERT_EQ(a.net.size(), b.net.size());
+  for (const auto& kv : a.net) EXPECT_TRUE(torch::equal(kv.second, b.net.at(kv.first))) << kv.first;
+  const auto oa = testing::adam_state(cfg, a), ob = testing::adam_state(cfg, b);
+  ASSERT_EQ(oa.size(), ob.size());
+  ASSERT_FALSE(oa.empty());
+  for (size_t i = 0; i < oa.size(); ++i) EXPECT_TRUE(torch::equal(oa[i], ob[i])) << "optimizer state " << i;
+  EXPECT_EQ(a.lr, b.lr);
+  EXPECT_EQ(a.lr_scheduler, b.lr_scheduler);
+  EXPECT_EQ(a.thermostat_clock, b.thermostat_clock);
+  EXPECT_EQ(a.state.epoch, b.state.epoch);
+  EXPECT_EQ(a.state.best_epoch, b.state.best_epoch);
+  EXPECT_EQ(a.state.stats, b.state.stats);
+  EXPECT_TRUE(torch::equal(a.rng_cpu, b.rng_cpu));
+}
+
+TEST(Storage, DefaultStorageAndLinks) {
+  TempDir home;
+  const Storage s = read_storage(home.path());
+  EXPECT_EQ(s.logs_root, home.path() + "/storage/QuantLab");
+  const ProblemPaths p = prepare_problem(s, "Toy");
+  EXPECT_TRUE(fs::is_symlink(p.logs));
+  EXPECT_EQ(fs::canonical(p.logs), fs::canonical(home.path() + "/storage/QuantLab/Toy/logs"));
+  EXPECT_TRUE(fs::is_directory(home.path() + "/storage/QuantLab/Toy/data"));
+  EXPECT_NO_THROW(prepare_problem(s, "Toy"));  // idempotent
+}
+
+TEST(Storage, HardStorageFileAndNameChecks) {
+  TempDir home, fast, large;
+  fs::create_directories(home.path() + "/cfg");
+  std::ofstream(home.path() + "/cfg/hard_storage.json")
+      << nlohmann::json{{"data", fast.path()}, {"logs", large.path()}}.dump();
+  const ProblemPaths p = prepare_problem(read_storage(home.path()), "Toy");
+  EXPECT_EQ(fs::canonical(p.data), fs::canonical(fast.path() + "/QuantLab/Toy/data"));
+  EXPECT_EQ(fs::canonical(p.logs), fs::canonical(large.path() + "/QuantLab/Toy/logs"));
+  for (const char* bad : {"../x", "a/b", ".hidden", "", ".."})
+    EXPECT_THROW(prepare_problem(read_storage(home.path()), bad), Error) << bad;
+  std::ofstream(home.path() + "/cfg/hard_storage.json") << R"({"data": "/tmp", "log": "/tmp"})";
+  EXPECT_THROW(read_storage(home.path()), ConfigError);
+}
+
+TEST(Storage, ProblemAddWritesATemplateAndRefusesToOverwrite) {
+  TempDir home;
+  const auto lines = add_problem(read_storage(home.path()), "MyProblem");
+  EXPECT_FALSE(lines.empty());
+  EXPECT_NO_THROW(Experiment(read_json_file(home.path() + "/MyProblem/config.json"), "MLP", torch::kCPU));
+  EXPECT_THROW(add_problem(read_storage(home.path()), "MyProblem"), Error);
+  EXPECT_THROW(add_problem(read_storage(home.path()), "../evil"), Error);
+}
+
+TEST(Logbook, ConcurrentLaunchesGetDistinctIds) {
+  TempDir logs;
+  std::vector<pid_t> children;
+  for (int i = 0; i < 8; ++i) {
+    const pid_t pid = fork();
+    if (pid == 0) {
+      try {
+        Logbook::create(logs.path(), nlohmann::json{{"child", i}});
+        _exit(0);
+      } catch (...) {
+        _exit(1);
+      }
+    }
+    children.push_back(pid);
+  }
+  for (pid_t pid : children) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
+  EXPECT_EQ(Logbook::list(logs.path()), (std::vector<int64_t>{1, 2, 3, 4, 5, 6, 7, 8}));
+  std::set<int> owners;
+  for (int64_t id : Logbook::list(logs.path())) owners.insert(Logbook::open(logs.path(), id).config()["child"].get<int>());
+  EXPECT_EQ(owners.size(), 8u);
+}
+
+TEST(Logbook, IdsGrowPastNineHundredNinetyNine) {
+  TempDir logs;
+  fs::create_directories(logs.path() + "/exp999");
+  fs::create_directories(logs.path() + "/exp010");
+  const Logbook b = Logbook::create(logs.path(), nlohmann::json::object());
+  EXPECT_EQ(b.id(), 1000);
+  EXPECT_EQ(fs::path(b.dir()).filename(), "exp1000");
+  EXPECT_EQ(Logbook::list(logs.path()), (std::vector<int64_t>{10, 999, 1000}));
+  EXPECT_EQ(Logbook::open(logs.path(), 1000).dir(), b.dir());
+  try {
+    Logbook::open(logs.path(), 7);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--exp_id=7: no such experiment in " + logs.path() + "; existing: 10, 999, 1000"),
+              std::string::npos) << e.what();
+  }
+}
+
+// A training run with bookkeeping, from epoch `state.epoch` to `last`, through the library.
+struct ToyRun {
+  TempDir data;
+  data::ProblemData problem;
+  ToyRun() {
+    testing::write_toy_idx_problem(data.path(), 320, 64, 4, false);
+    problem = data::load_idx_problem(data.path(), 0.2, 0);
+  }
+  void train(Experiment& exp, const Logbook& book, TrainingState state, int64_t last) {
+    std::ostringstream sink;
+    Progress progress(sink, false);
+    Trainer trainer(exp, problem, progress);
+    trainer.set_state(state);
+    Session session(exp, book, 1);
+    trainer.fit(last, [&](const EpochRecord& r) { session.on_epoch(r, trainer.state()); });
+  }
+};
+
+TEST(Checkpoint, ResumedRunIsBitIdenticalToUninterruptedRun) {
+  at::set_num_threads(1);
+  ToyRun run;
+  TempDir logs;
+  const auto cfg = tiny_config(4);
+  const Logbook straight = Logbook::create(logs.path(), cfg);
+  {
+    Experiment exp(cfg, "MLP", torch::kCPU);
+    run.train(exp, straight, {}, 4);
+  }
+  const Logbook split = Logbook::create(logs.path(), cfg);
+  {
+    Experiment exp(cfg, "MLP", torch::kCPU);
+    run.train(exp, split, {}, 2);
+  }
+  torch::manual_seed(12345);  // a different process state in between must not matter
+  {
+    Experiment exp(split.config(), "MLP", torch::kCPU);
+    const Checkpoint c = load_checkpoint(Session::checkpoint_file(split, "last"));
+    EXPECT_EQ(c.state.epoch, 2);
+    restore(exp, c);
+    run.train(exp, split, c.state, 4);
+  }
+  expect_identical(cfg, load_checkpoint(straight.saves() + "/last.ckpt"), load_checkpoint(split.saves() + "/last.ckpt"));
+  EXPECT_TRUE(fs::exists(split.saves() + "/epoch0003.ckpt"));
+  EXPECT_EQ(Session::status(split)["epochs_done"], 4);
+  EXPECT_EQ(Session::status(split)["finished"], true);
+}
+
+TEST(Checkpoint, CorruptTruncatedMissingAndForeignFilesAreNamed) {
+  ToyRun run;
+  TempDir logs;
+  const auto cfg = tiny_config(1);
+  const Logbook book = Logbook::create(logs.path(), cfg);
+  Experiment exp(cfg, "MLP", torch::kCPU);
+  run.train(exp, book, {}, 1);
+  const std::string file = book.saves() + "/last.ckpt";
+  const auto good = load_checkpoint(file);
+  // Flip one byte of tensor data somewhere in the middle.
+  std::string bytes;
+  {
+    std::ifstream in(file, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  auto expect_io_error = [&](const std::string& content, const std::string& needle) {
+    const std::string f = book.saves() + "/bad.ckpt";
+    std::ofstream(f, std::ios::binary) << content;
+    try {
+      load_checkpoint(f);
+      FAIL() << needle;
+    } catch (const IoError& e) {
+      EXPECT_NE(std::string(e.what()).find(f + ": " + needle), std::string::npos) << e.what();
+    }
+  };
+  std::string flipped = bytes;
+  const size_t at = bytes.rfind("phi1_fc") != std::string::npos ? bytes.size() / 2 : bytes.size() / 2;
+  flipped[at] = static_cast<char>(flipped[at] ^ 0x5a);
+  try {
+    std::ofstream(book.saves() + "/flip.ckpt", std::ios::binary) << flipped;
+    load_checkpoint(book.saves() + "/flip.ckpt");
+    FAIL() << "a flipped byte went unnoticed";
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("flip.ckpt"), std::string::npos);
+  }
+  expect_io_error(bytes.substr(0, bytes.size() / 3), "corrupt or truncated");
+  expect_io_error("not a checkpoint at all", "corrupt or truncated");
+  try {
+    load_checkpoint(book.saves() + "/nothing.ckpt");
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("nothing.ckpt: missing"), std::string::npos);
+  }
+  try {
+    Session::checkpoint_file(book, "7");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("epoch0007.ckpt: no such checkpoint; available in " + book.saves() +
+                                         ": best.ckpt, last.ckpt, epoch0001.ckpt"),
+              std::string::npos) << e.what();
+  }
+  // A checkpoint of another topology.
+  auto other = cfg;
+  other["indiv"]["net"]["class"] = "MLPBaseline";
+  other["indiv"]["net"]["params"].erase("quant_schemes");
+  other["treat"].erase("thermostat");
+  Experiment baseline(other, "MLP", torch::kCPU);
+  EXPECT_THROW(restore(baseline, good), Error);
+}
+
+TEST(Checkpoint, FullDiskDuringASaveKeepsThePreviousCheckpoint) {
+  ToyRun run;
+  TempDir logs;
+  const auto cfg = tiny_config(1);
+  const Logbook book = Logbook::create(logs.path(), cfg);
+  Experiment exp(cfg, "MLP", torch::kCPU);
+  run.train(exp, book, {}, 1);
+  const std::string file = book.saves() + "/last.ckpt";
+  const auto before = load_checkpoint(file);
+  // A file-size limit makes write() fail as a full disk does (EFBIG instead of ENOSPC).
+  struct rlimit old {};
+  getrlimit(RLIMIT_FSIZE, &old);
+  signal(SIGXFSZ, SIG_IGN);
+  struct rlimit small = old;
+  small.rlim_cur = 4096;
+  setrlimit(RLIMIT_FSIZE, &small);
+  bool threw = false;
+  try {
+    save_checkpoint(file, capture(exp, TrainingState{7, 0, 0.0, {}}));
+  } catch (const IoError& e) {
+    threw = true;
+    EXPECT_NE(std::string(e.what()).find("the previous version is unchanged"), std::string::npos) << e.what();
+  }
+  setrlimit(RLIMIT_FSIZE, &old);
+  signal(SIGXFSZ, SIG_DFL);
+  EXPECT_TRUE(threw);
+  expect_identical(cfg, before, load_checkpoint(file));
+  for (const auto& e : fs::directory_iterator(book.saves()))
+    EXPECT_EQ(e.path().string().find(".tmp."), std::string::npos) << "left behind: " << e.path();
+}
+
+TEST(Checkpoint, ReadableFromPythonTorchLoad) {
+  if (!fs::exists("/usr/bin/python3") || std::system("/usr/bin/python3 -c 'import torch' 2>/dev/null") != 0)
+    GTEST_SKIP() << "Python's torch is not installed (make deps-bench installs it)";
+  ToyRun run;
+  TempDir logs;
+  const auto cfg = tiny_config(1);
+  const Logbook book = Logbook::create(logs.path(), cfg);
+  Experiment exp(cfg, "MLP", torch::kCPU);
+  run.train(exp, book, {}, 1);
+  const std::string script =
+      "import torch,sys; c=torch.load(sys.argv[1]); n=c['net']; "
+      "assert c['epoch']==1 and c['net_class']=='MLP'; "
+      "assert tuple(n['phi1_fc.weight'].shape)==(40,784); assert 'phi1_bn.running_mean' in n; print('ok')";
+  const std::string cmd = "/usr/bin/python3 -c \"" + script + "\" " + book.saves() + "/last.ckpt";
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+}
+
+}  // namespace
+}  // namespace quantlab
