@@ -80,6 +80,14 @@ TEST(Storage, HardStorageFileAndNameChecks) {
     EXPECT_THROW(prepare_problem(read_storage(home.path()), bad), Error) << bad;
   std::ofstream(home.path() + "/cfg/hard_storage.json") << R"({"data": "/tmp", "log": "/tmp"})";
   EXPECT_THROW(read_storage(home.path()), ConfigError);
+  // Storage on something that is not a folder: stops before any work, naming it.
+  std::ofstream(home.path() + "/cfg/hard_storage.json") << R"({"data": "/dev/null/fast", "logs": "/dev/null/large"})";
+  try {
+    prepare_problem(read_storage(home.path()), "Other");
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("/dev/null/"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Storage, ProblemAddWritesATemplateAndRefusesToOverwrite) {
@@ -271,6 +279,30 @@ TEST(Checkpoint, FullDiskDuringASaveKeepsThePreviousCheckpoint) {
   expect_identical(cfg, before, load_checkpoint(file));
   for (const auto& e : fs::directory_iterator(book.saves()))
     EXPECT_EQ(e.path().string().find(".tmp."), std::string::npos) << "left behind: " << e.path();
+}
+
+TEST(Checkpoint, PretrainedCopiesTheNamedPrefixes) {
+  ToyRun run;
+  TempDir logs;
+  const auto cfg = tiny_config(1);
+  const Logbook source = Logbook::create(logs.path(), cfg);
+  {
+    Experiment exp(cfg, "MLP", torch::kCPU);
+    run.train(exp, source, {}, 1);
+  }
+  const auto trained = load_checkpoint(source.saves() + "/best.ckpt");
+  auto cfg2 = cfg;
+  cfg2["indiv"]["net"]["pretrained"] = {{"exp_id", source.id()}, {"epoch", "best"}, {"prefixes", {"phi1"}}};
+  cfg2["treat"]["data"]["seed"] = 99;  // another initialisation
+  Experiment exp(cfg2, "MLP", torch::kCPU);
+  // phi1_fc.weight; phi1_bn.weight, .bias, .running_mean, .running_var, .num_batches_tracked
+  EXPECT_EQ(apply_pretrained(exp, logs.path()), 6);
+  const auto now = named_state(*exp.net);
+  EXPECT_TRUE(torch::equal(now.at("phi1_fc.weight"), trained.net.at("phi1_fc.weight")));
+  EXPECT_FALSE(torch::equal(now.at("phi2_fc.weight"), trained.net.at("phi2_fc.weight")));
+  cfg2["indiv"]["net"]["pretrained"] = {{"exp_id", 42}};
+  Experiment missing(cfg2, "MLP", torch::kCPU);
+  EXPECT_THROW(apply_pretrained(missing, logs.path()), Error);
 }
 
 TEST(Checkpoint, ReadableFromPythonTorchLoad) {
