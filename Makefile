@@ -10,7 +10,7 @@ BUILD ?= build
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 DEB_BUILD := build-essential cmake libtorch-dev libopenblas0-pthread nlohmann-json3-dev libcli11-dev \
-             libgtest-dev zlib1g-dev
+             libgtest-dev zlib1g-dev libprotobuf-dev protobuf-compiler
 DEB_DATA := dataset-fashion-mnist
 DEB_BENCH := python3-torch python3-numpy time
 

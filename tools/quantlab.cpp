@@ -13,6 +13,7 @@
 #include "quantlab/data/problem.h"
 #include "quantlab/experiment/session.h"
 #include "quantlab/experiment/storage.h"
+#include "quantlab/log/training_log.h"
 #include "quantlab/train/experiment.h"
 #include "quantlab/train/trainer.h"
 #include "quantlab/util/error.h"
@@ -27,6 +28,7 @@ struct Flags {
   std::string config = "config.json";
   int64_t exp_id = -1;
   int64_t ckpt_every = 50;
+  int64_t log_every = 0;
   int threads = 0;
 };
 
@@ -108,6 +110,11 @@ int run(const Flags& f) {
   Progress progress = Progress::on_stdout();
   TrainerOptions options;
   options.stop = &g_stop;
+  options.log_every = f.log_every;
+  TrainingLog* step_log = nullptr;
+  options.on_step = [&step_log](int64_t step, double loss) {
+    if (step_log) step_log->on_step(step, loss);
+  };
   Trainer trainer(exp, data, progress, options);
   trainer.set_state(state);
 
@@ -116,10 +123,16 @@ int run(const Flags& f) {
     return 0;
   }
   Session session(exp, *book, f.ckpt_every);
+  TrainingLog log(book->stats(), exp);
+  log.on_start(state);
+  step_log = &log;
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   try {
-    trainer.fit(exp.max_epoch, [&](const EpochRecord& r) { session.on_epoch(r, trainer.state()); });
+    trainer.fit(exp.max_epoch, [&](const EpochRecord& r) {
+      session.on_epoch(r, trainer.state());
+      log.on_epoch(r);
+    });
   } catch (const Interrupted& e) {
     std::cout << std::endl;
     std::cerr << "quantlab: " << e.what() << "; that epoch is abandoned, the checkpoints hold "
@@ -181,6 +194,8 @@ int main(int argc, char** argv) {
   app.add_option("--load", f.load, "Checkpoint to load: best, last or an epoch number (default: best)");
   app.add_option("--mode", f.mode, "train or test")->check(CLI::IsMember({"train", "test"}));
   app.add_option("--ckpt_every", f.ckpt_every, "Keep a checkpoint every N epochs (default 50; 0: none)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--log_every", f.log_every, "Log the training loss to TensorBoard every N batches (0: per epoch only)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--config", f.config, "Config file in <home>/<Problem>/ for a new experiment (default: config.json)");
   app.add_option("--home", f.home, "Main folder holding <Problem>/config.json (default: .)");

@@ -50,6 +50,8 @@ EpochStats Trainer::run(data::BatchLoader& loader, bool train, const std::string
     loss_sum += loss.item<double>() * static_cast<double>(n);
     correct += scores.argmax(1).eq(y).sum().item<int64_t>();
     seen += n;
+    if (train && options_.on_step && options_.log_every > 0 && (i + 1) % options_.log_every == 0)
+      options_.on_step(epoch * loader.num_batches() + i + 1, loss.item<double>());
     const double error = 100.0 * (1.0 - static_cast<double>(correct) / static_cast<double>(seen));
     progress_.update(i + 1, stats_text(loss_sum / static_cast<double>(seen), error));
   }

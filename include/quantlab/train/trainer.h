@@ -50,6 +50,8 @@ class Interrupted : public Error {
 struct TrainerOptions {
   int64_t max_batches_per_epoch = -1;         // < 0: all (tests use a few)
   const std::atomic<bool>* stop = nullptr;    // checked between batches
+  int64_t log_every = 0;                      // call on_step every N training batches (0: never)
+  std::function<void(int64_t step, double loss)> on_step;  // step counts batches from the start
 };
 
 class Trainer {

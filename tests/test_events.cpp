@@ -1,0 +1,236 @@
+// Event files read back by a decoder that shares no code with the writer: its own bitwise CRC-32C
+// and a protocol-buffer wire-format reader. And progress output without a terminal.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "quantlab/log/event_writer.h"
+#include "quantlab/util/progress.h"
+#include "test_util.h"
+
+namespace quantlab {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::TempDir;
+
+// Bitwise CRC-32C, masked as TFRecord masks it.
+uint32_t reference_masked_crc(const std::string& bytes) {
+  uint32_t c = 0xFFFFFFFFu;
+  for (unsigned char b : bytes) {
+    c ^= b;
+    for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1u)));
+  }
+  c ^= 0xFFFFFFFFu;
+  return ((c >> 15) | (c << 17)) + 0xa282ead8u;
+}
+
+// Minimal protobuf wire reader: field number -> list of raw values (varint, fixed, or bytes).
+struct Field {
+  int wire = 0;
+  uint64_t varint = 0;
+  std::string bytes;
+};
+std::multimap<int, Field> parse(const std::string& m) {
+  std::multimap<int, Field> out;
+  size_t i = 0;
+  auto varint = [&]() {
+    uint64_t v = 0;
+    for (int shift = 0; i < m.size(); shift += 7) {
+      const auto b = static_cast<unsigned char>(m[i++]);
+      v |= static_cast<uint64_t>(b & 0x7f) << shift;
+      if (!(b & 0x80)) break;
+    }
+    return v;
+  };
+  while (i < m.size()) {
+    const uint64_t key = varint();
+    Field f;
+    f.wire = static_cast<int>(key & 7);
+    if (f.wire == 0) f.varint = varint();
+    else if (f.wire == 1) { f.bytes = m.substr(i, 8); i += 8; }
+    else if (f.wire == 5) { f.bytes = m.substr(i, 4); i += 4; }
+    else if (f.wire == 2) { const uint64_t n = varint(); f.bytes = m.substr(i, n); i += n; }
+    else throw std::runtime_error("unexpected wire type");
+    out.emplace(static_cast<int>(key >> 3), f);
+  }
+  return out;
+}
+double as_double(const std::string& b) { double d; std::memcpy(&d, b.data(), 8); return d; }
+float as_float(const std::string& b) { float f; std::memcpy(&f, b.data(), 4); return f; }
+
+struct Decoded {
+  std::vector<std::pair<int64_t, std::string>> tags;  // (step, tag)
+  std::map<std::string, std::map<int64_t, float>> scalars;
+  std::vector<int64_t> session_starts;
+  std::string file_version, text;
+  int histograms = 0;
+};
+
+Decoded decode(const std::string& file) {
+  std::ifstream in(file, std::ios::binary);
+  const std::string all((std::istreambuf_iterator<char>(in)), {});
+  Decoded d;
+  size_t i = 0;
+  while (i < all.size()) {
+    EXPECT_GE(all.size() - i, 16u) << "truncated record";
+    const std::string len_bytes = all.substr(i, 8);
+    uint64_t len = 0;
+    for (int k = 7; k >= 0; --k) len = (len << 8) | static_cast<unsigned char>(len_bytes[k]);
+    uint32_t len_crc, data_crc;
+    std::memcpy(&len_crc, all.data() + i + 8, 4);
+    EXPECT_EQ(len_crc, reference_masked_crc(len_bytes));
+    const std::string data = all.substr(i + 12, len);
+    std::memcpy(&data_crc, all.data() + i + 12 + len, 4);
+    EXPECT_EQ(data_crc, reference_masked_crc(data));
+    i += 16 + len;
+    const auto event = parse(data);
+    int64_t step = 0;
+    if (event.count(2)) step = static_cast<int64_t>(event.find(2)->second.varint);
+    EXPECT_GT(as_double(event.find(1)->second.bytes), 1.6e9);  // wall time
+    if (event.count(3)) d.file_version = event.find(3)->second.bytes;
+    if (event.count(7)) {
+      const auto log = parse(event.find(7)->second.bytes);
+      if (log.count(1) && log.find(1)->second.varint == 1) d.session_starts.push_back(step);
+    }
+    auto range = event.equal_range(5);
+    for (auto it = range.first; it != range.second; ++it) {
+      const auto summary = parse(it->second.bytes);
+      auto values = summary.equal_range(1);
+      for (auto v = values.first; v != values.second; ++v) {
+        const auto value = parse(v->second.bytes);
+        const std::string tag = value.find(1)->second.bytes;
+        d.tags.emplace_back(step, tag);
+        if (value.count(2)) d.scalars[tag][step] = as_float(value.find(2)->second.bytes);
+        if (value.count(5)) {
+          const auto h = parse(value.find(5)->second.bytes);
+          const double num = as_double(h.find(3)->second.bytes);
+          // Packed doubles: bucket_limit (6) and bucket (7) have one entry each per bucket.
+          const std::string limits = h.find(6)->second.bytes, counts = h.find(7)->second.bytes;
+          EXPECT_EQ(limits.size(), counts.size());
+          double total = 0;
+          for (size_t k = 0; k < counts.size(); k += 8) total += as_double(counts.substr(k, 8));
+          EXPECT_DOUBLE_EQ(total, num) << tag;
+          for (size_t k = 8; k < limits.size(); k += 8)
+            EXPECT_LT(as_double(limits.substr(k - 8, 8)), as_double(limits.substr(k, 8))) << tag;
+          ++d.histograms;
+        }
+        if (value.count(8)) {
+          const auto tensor = parse(value.find(8)->second.bytes);
+          EXPECT_EQ(tensor.find(1)->second.varint, 7u);  // DT_STRING
+          d.text = tensor.find(8)->second.bytes;
+          const auto meta = parse(value.find(9)->second.bytes);
+          EXPECT_EQ(parse(meta.find(1)->second.bytes).find(1)->second.bytes, "text");
+        }
+      }
+    }
+  }
+  return d;
+}
+
+TEST(Events, WriterOutputDecodesWithAnIndependentReader) {
+  TempDir dir;
+  std::string file;
+  {
+    EventWriter w(dir.path());
+    file = w.file();
+    w.add_text("config", "hello", 0);
+    for (int s = 1; s <= 3; ++s) w.add_scalar("train_loss", 1.0 / s, s);
+    w.add_histogram("weights/phi1_fc", torch::randn({1000}), 3);
+    w.add_histogram("constant", torch::ones({10}), 3);
+    w.add_session_start(2);
+  }
+  EXPECT_EQ(fs::path(file).filename().string().rfind("events.out.tfevents.", 0), 0u);
+  const Decoded d = decode(file);
+  EXPECT_EQ(d.file_version, "brain.Event:2");
+  EXPECT_EQ(d.text, "hello");
+  EXPECT_FLOAT_EQ(d.scalars.at("train_loss").at(2), 0.5f);
+  EXPECT_EQ(d.scalars.at("train_loss").size(), 3u);
+  EXPECT_EQ(d.histograms, 2);
+  EXPECT_EQ(d.session_starts, (std::vector<int64_t>{2}));
+}
+
+TEST(Events, CrcMatchesTheKnownValue) {
+  // CRC-32C check value of "123456789" (RFC 3720).
+  EXPECT_EQ(crc32c("123456789", 9), 0xE3069283u);
+}
+
+TEST(Events, TinyRunWritesEveryTagAndAResumeRestartsTheSession) {
+  TempDir home;
+  testing::write_toy_idx_problem(home.path() + "/Toy/data", 320, 64, 4, false);
+  nlohmann::json cfg = read_json_file(std::string(QL_SOURCE_DIR) + "/FashionMNIST/config.json");
+  cfg["indiv"]["net"]["params"]["capacity"] = 0.02;
+  cfg["treat"]["max_epoch"] = 3;
+  cfg["treat"]["data"]["bs_train"] = 32;
+  std::ofstream(home.path() + "/Toy/config.json") << cfg.dump();
+  const std::string args = "--problem=Toy --topology=MLP --threads=1 --log_every=3 --home=" + home.path();
+  std::string out;
+  ASSERT_EQ(testing::run_cli(args, out), 0) << out;
+  const std::string stats = home.path() + "/Toy/logs/exp001/stats";
+  std::vector<std::string> files;
+  for (const auto& e : fs::directory_iterator(stats)) files.push_back(e.path().string());
+  ASSERT_EQ(files.size(), 1u);
+  const Decoded d = decode(files[0]);
+  for (const char* tag : {"train_loss", "train_metric", "valid_loss", "valid_metric", "learning_rate",
+                          "noise/phi1_fc/sigma_forward", "noise/phi4_fc/sigma_backward", "levels/phi2_fc/0"}) {
+    ASSERT_TRUE(d.scalars.count(tag)) << tag;
+    EXPECT_EQ(d.scalars.at(tag).size(), 3u) << tag;
+    for (int64_t s = 1; s <= 3; ++s) EXPECT_TRUE(d.scalars.at(tag).count(s)) << tag << " step " << s;
+  }
+  EXPECT_EQ(d.histograms, 3 * 4);  // 4 quantized layers, 3 epochs
+  EXPECT_NE(d.text.find("\"MLP\""), std::string::npos);
+  EXPECT_GE(d.scalars.at("train_loss_step").size(), 3u * 3u);  // 9 batches per epoch / 3
+  // The ternary levels' fractions sum to one.
+  double sum = 0;
+  for (const char* l : {"levels/phi3_fc/-1", "levels/phi3_fc/0", "levels/phi3_fc/1"}) sum += d.scalars.at(l).at(2);
+  EXPECT_NEAR(sum, 1.0, 1e-5);
+  // Raise max_epoch and resume after epoch 3: a second file whose session restarts at step 4.
+  cfg["treat"]["max_epoch"] = 4;
+  {
+    auto stored = read_json_file(home.path() + "/Toy/logs/exp001/config.json");
+    stored["treat"]["max_epoch"] = 4;
+    std::ofstream(home.path() + "/Toy/logs/exp001/config.json") << stored.dump();
+  }
+  ASSERT_EQ(testing::run_cli(args + " --exp_id=1 --load=last", out), 0) << out;
+  std::vector<std::string> after;
+  for (const auto& e : fs::directory_iterator(stats)) after.push_back(e.path().string());
+  ASSERT_EQ(after.size(), 2u);
+  for (const auto& f : after) {
+    if (f == files[0]) continue;
+    const Decoded r = decode(f);
+    EXPECT_EQ(r.session_starts, (std::vector<int64_t>{4}));
+    EXPECT_EQ(r.scalars.at("valid_metric").count(4), 1u);
+    EXPECT_TRUE(r.text.empty());
+  }
+}
+
+TEST(Progress, WithoutATerminalLinesAreFewAndPlain) {
+  std::ostringstream out;
+  Progress p(out, false, 0.2);
+  p.begin("epoch 1/1 train", 100000);
+  for (int i = 1; i <= 100000; ++i) p.update(i, "loss 0.1 acc 90.00%");
+  p.end("loss 0.1 acc 90.00%");
+  const std::string s = out.str();
+  EXPECT_EQ(s.find('\r'), std::string::npos);
+  const auto lines = std::count(s.begin(), s.end(), '\n');
+  EXPECT_GE(lines, 1);
+  EXPECT_LE(lines, 20) << s;  // 100000 updates in well under 4 s: a handful of lines at most
+  EXPECT_NE(s.find("epoch 1/1 train done in"), std::string::npos);
+}
+
+TEST(Progress, OnATerminalOneLineIsRedrawn) {
+  std::ostringstream out;
+  Progress p(out, true, 0.0);
+  p.begin("test", 3);
+  for (int i = 1; i <= 3; ++i) p.update(i, "");
+  p.end("");
+  const std::string s = out.str();
+  EXPECT_EQ(std::count(s.begin(), s.end(), '\n'), 1);
+  EXPECT_NE(s.find('\r'), std::string::npos);
+}
+
+}  // namespace
+}  // namespace quantlab
