@@ -78,7 +78,7 @@ int run(const Flags& f) {
     config = read_json_file(file);
   }
   std::cout << "quantlab: " << f.problem << "/" << f.topology << " on " << device << ", " << at::get_num_threads()
-            << " threads" << std::endl;
+            << " threads; building the experiment..." << std::endl;
   Experiment exp(config, f.topology, device);
 
   TrainingState state;
@@ -160,7 +160,7 @@ int run_list(const std::string& home, const std::string& problem) {
     return 0;
   }
   std::cout << std::left << std::setw(8) << "exp" << std::setw(16) << "class" << std::setw(10) << "epochs"
-            << std::setw(22) << "best" << "state" << std::endl;
+            << std::setw(30) << "best (epoch)" << "state" << std::endl;
   for (int64_t id : ids) {
     const Logbook book = Logbook::open(logs, id);
     std::string cls = "?";
@@ -173,11 +173,12 @@ int run_list(const std::string& home, const std::string& problem) {
     std::string state = "not started";
     if (!st.empty()) {
       epochs << st.value("epochs_done", 0) << "/" << st.value("max_epoch", 0);
-      best << std::fixed << std::setprecision(2) << st.value("best_value", 0.0) << " @ " << st.value("best_epoch", 0);
+      best << st.value("update_metric", std::string("metric")) << " " << std::fixed << std::setprecision(2)
+           << st.value("best_value", 0.0) << " @ " << st.value("best_epoch", 0);
       state = st.value("finished", false) ? "finished" : "stopped (resume with --load=last)";
     }
     std::cout << std::setw(8) << Logbook::folder_name(id) << std::setw(16) << cls << std::setw(10) << epochs.str()
-              << std::setw(22) << best.str() << state << std::endl;
+              << std::setw(30) << best.str() << state << std::endl;
   }
   return 0;
 }
