@@ -101,13 +101,13 @@ TEST(BatchLoader, StopsEarlyWithoutHanging) {
 TEST(Problem, FindsDataAndExplainsWhereItLooked) {
   TempDir home;
   try {
-    data::find_idx_data_dir(home.path(), "MNIST", "");
+    data::find_data_dir(home.path(), "MNIST", "");
     FAIL();
   } catch (const IoError& e) {
-    EXPECT_NE(std::string(e.what()).find(home.path() + "/MNIST/data: no IDX files of MNIST"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find(home.path() + "/MNIST/data: no data files of MNIST"), std::string::npos);
   }
   testing::write_toy_idx_problem(home.path() + "/MNIST/data", 20, 10, 2, true);
-  EXPECT_EQ(data::find_idx_data_dir(home.path(), "MNIST", ""), home.path() + "/MNIST/data");
+  EXPECT_EQ(data::find_data_dir(home.path(), "MNIST", ""), home.path() + "/MNIST/data");
   const auto d = data::load_idx_problem(home.path() + "/MNIST/data", 0.25, 0);
   EXPECT_EQ(d.split.train.size(), 15u);
   EXPECT_EQ(d.test.size(), 10);

@@ -5,22 +5,28 @@
 
 namespace quantlab::data {
 
-Batch make_batch(const ImageSet& set, const int64_t* indices, int64_t count, Normalization norm) {
+Batch make_batch(const ImageSet& set, const int64_t* indices, int64_t count, const Preprocess& pre) {
   auto idx = torch::from_blob(const_cast<int64_t*>(indices), {count}, torch::kLong);
   Batch b;
-  b.inputs = set.images.index_select(0, idx).unsqueeze(1).to(torch::kFloat32).div_(255.0f);
-  if (norm.mean != 0.0f || norm.std != 1.0f) b.inputs.sub_(norm.mean).div_(norm.std);
+  auto x = set.images.index_select(0, idx);
+  if (x.dim() == 3) x = x.unsqueeze(1);
+  b.inputs = x.to(torch::kFloat32).div_(255.0f);
+  if (pre.pad > 0) b.inputs = torch::constant_pad_nd(b.inputs, {pre.pad, pre.pad, pre.pad, pre.pad}, 0.0);
+  if (!pre.mean.empty()) {
+    const auto c = static_cast<int64_t>(pre.mean.size());
+    b.inputs.sub_(torch::tensor(pre.mean).view({1, c, 1, 1})).div_(torch::tensor(pre.std).view({1, c, 1, 1}));
+  }
   b.labels = set.labels.index_select(0, idx);
   return b;
 }
 
 BatchLoader::BatchLoader(const ImageSet& set, std::vector<int64_t> order, int64_t batch_size,
-                         Normalization norm, size_t prefetch)
+                         Preprocess pre, size_t prefetch)
     : set_(set),
       order_(std::move(order)),
       batch_size_(batch_size),
       num_batches_((static_cast<int64_t>(order_.size()) + batch_size - 1) / batch_size),
-      norm_(norm),
+      pre_(std::move(pre)),
       prefetch_(std::max<size_t>(prefetch, 1)) {
   worker_ = std::thread([this] { produce(); });
 }
@@ -40,7 +46,7 @@ void BatchLoader::produce() {
     for (int64_t b = 0; b < num_batches_; ++b) {
       const int64_t begin = b * batch_size_;
       const int64_t count = std::min<int64_t>(batch_size_, static_cast<int64_t>(order_.size()) - begin);
-      Batch batch = make_batch(set_, order_.data() + begin, count, norm_);
+      Batch batch = make_batch(set_, order_.data() + begin, count, pre_);
       std::unique_lock<std::mutex> lock(mutex_);
       changed_.wait(lock, [&] { return stop_ || queue_.size() < prefetch_; });
       if (stop_) return;

@@ -72,10 +72,7 @@ std::string Session::checkpoint_file(const Logbook& book, const std::string& loa
   } else {
     if (load.empty() || load.find_first_not_of("0123456789") != std::string::npos)
       throw Error("--load='" + load + "': expected best, last or an epoch number");
-    const int64_t e = std::stoll(load);
-    file = saves + "/" + epoch_file(e);
-    for (int64_t have : epoch_files(saves))
-      if (have == e) file = saves + "/" + epoch_file(have);
+    file = saves + "/" + epoch_file(std::stoll(load));
   }
   if (!fs::exists(file))
     throw Error(file + ": no such checkpoint; available in " + saves + ": " + available(saves));

@@ -2,6 +2,7 @@
 #include "quantlab/topology/network.h"
 
 #include "quantlab/topology/mlp.h"
+#include "quantlab/topology/vgg.h"
 
 namespace quantlab {
 
@@ -10,6 +11,8 @@ const Registry<TopologyEntry>& topology_registry() {
     Registry<TopologyEntry> r("network class");
     r.add("MLP", {"MLP", make_mlp});
     r.add("MLPBaseline", {"MLP", make_mlp_baseline});
+    r.add("VGG", {"VGG", make_vgg});
+    r.add("VGGBaseline", {"VGG", make_vgg_baseline});
     return r;
   }();
   return registry;

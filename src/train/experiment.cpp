@@ -14,7 +14,7 @@ bool has_ana_modules(torch::nn::Module& net) {
 }
 
 DataOptions parse_data(const JsonNode& d) {
-  d.allow_keys({"augment", "valid_fraction", "bs_train", "bs_valid", "seed"});
+  d.allow_keys({"augment", "valid_fraction", "bs_train", "bs_valid", "seed", "pad"});
   DataOptions o;
   o.augment = d.boolean("augment", false);
   o.valid_fraction = d.number("valid_fraction", 0.1);
@@ -24,6 +24,8 @@ DataOptions parse_data(const JsonNode& d) {
   o.bs_valid = d.integer("bs_valid", 64);
   if (o.bs_train < 1) d.at("bs_train").fail("expected a positive batch size");
   if (o.bs_valid < 1) d.at("bs_valid").fail("expected a positive batch size");
+  o.pad = d.integer("pad", 0);
+  if (o.pad < 0) d.at("pad").fail("expected a non-negative number of pixels");
   const int64_t seed = d.integer("seed", 0);
   if (seed < 0) d.at("seed").fail("expected a non-negative integer");
   o.seed = static_cast<uint64_t>(seed);

@@ -69,7 +69,7 @@ EpochStats Trainer::train_epoch(int64_t epoch) {
   if (exp_.thermostat) exp_.thermostat->step();
   exp_.net->train();
   data::BatchLoader loader(data_.trainval, data::epoch_order(data_.split.train, exp_.data.seed, epoch),
-                           exp_.data.bs_train, data_.norm);
+                           exp_.data.bs_train, data_.pre);
   return run(loader, true, "epoch " + std::to_string(epoch + 1) + "/" + std::to_string(exp_.max_epoch) + " train",
              epoch);
 }
@@ -78,7 +78,7 @@ EpochStats Trainer::evaluate(const data::ImageSet& set, const std::vector<int64_
                              const std::string& label) {
   exp_.net->eval();
   torch::NoGradGuard no_grad;
-  data::BatchLoader loader(set, indices, exp_.data.bs_valid, data_.norm);
+  data::BatchLoader loader(set, indices, exp_.data.bs_valid, data_.pre);
   return run(loader, false, label, state_.epoch);
 }
 

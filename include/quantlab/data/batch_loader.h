@@ -1,5 +1,7 @@
 // Assembles batches on a background thread, a few ahead of the training loop (bounded queue).
-//   Batch.inputs: float [B, 1, H, W] in [0, 1] (then (x - mean) / std)   Batch.labels: int64 [B]
+//   Batch.inputs: float [B, C, H, W] in [0, 1], zero-padded by `pad` pixels on each side, then
+//   (x - mean[c]) / std[c] when given      Batch.labels: int64 [B]
+// Grayscale sets ([N, H, W]) give C = 1.
 // The order is given by the caller (see split.h), so the loader itself holds no random state.
 #pragma once
 
@@ -21,16 +23,16 @@ struct Batch {
   torch::Tensor labels;
 };
 
-struct Normalization {
-  float mean = 0.0f;
-  float std = 1.0f;
+struct Preprocess {
+  std::vector<float> mean, std;  // per channel; empty: no normalisation
+  int64_t pad = 0;               // zero pixels added on each side
 };
 
 class BatchLoader {
  public:
   // Iterates `order` in batches of `batch_size` (the last one may be smaller).
   BatchLoader(const ImageSet& set, std::vector<int64_t> order, int64_t batch_size,
-              Normalization norm = {}, size_t prefetch = 4);
+              Preprocess pre = {}, size_t prefetch = 4);
   ~BatchLoader();
   BatchLoader(const BatchLoader&) = delete;
   BatchLoader& operator=(const BatchLoader&) = delete;
@@ -46,7 +48,7 @@ class BatchLoader {
   std::vector<int64_t> order_;
   int64_t batch_size_;
   int64_t num_batches_;
-  Normalization norm_;
+  Preprocess pre_;
   size_t prefetch_;
   std::mutex mutex_;
   std::condition_variable changed_;
@@ -57,6 +59,6 @@ class BatchLoader {
 };
 
 // Assembles one batch from the given indices, on the calling thread.
-Batch make_batch(const ImageSet& set, const int64_t* indices, int64_t count, Normalization norm);
+Batch make_batch(const ImageSet& set, const int64_t* indices, int64_t count, const Preprocess& pre);
 
 }  // namespace quantlab::data

@@ -25,6 +25,7 @@ struct DataOptions {
   double valid_fraction = 0.1;
   int64_t bs_train = 256;
   int64_t bs_valid = 64;
+  int64_t pad = 0;    // zero pixels around each image (2: Fashion-MNIST's 28x28 to VGG's 32x32)
   uint64_t seed = 0;  // of the validation split, the per-epoch shuffles and libtorch's generator
 };
 

@@ -1,0 +1,131 @@
+// VGG topologies and the CIFAR binary reader on files written in the real format.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "quantlab/data/cifar.h"
+#include "quantlab/data/problem.h"
+#include "quantlab/topology/vgg.h"
+#include "quantlab/train/trainer.h"
+#include "quantlab/util/error.h"
+#include "test_util.h"
+
+namespace quantlab {
+namespace {
+
+using testing::TempDir;
+
+// Writes `n` CIFAR records with label i % classes and pixel bytes (i + channel) for image i.
+void write_cifar_file(const std::string& file, int n, int label_bytes, int classes) {
+  std::ofstream out(file, std::ios::binary);
+  for (int i = 0; i < n; ++i) {
+    for (int b = 0; b < label_bytes; ++b) out.put(static_cast<char>(b + 1 == label_bytes ? i % classes : 0));
+    for (int c = 0; c < 3; ++c)
+      for (int p = 0; p < 1024; ++p) out.put(static_cast<char>((i + c) & 0xff));
+  }
+}
+
+void write_cifar10(const std::string& dir, int per_file) {
+  std::filesystem::create_directories(dir);
+  for (int k = 1; k <= 5; ++k) write_cifar_file(dir + "/data_batch_" + std::to_string(k) + ".bin", per_file, 1, 10);
+  write_cifar_file(dir + "/test_batch.bin", per_file, 1, 10);
+}
+
+int64_t count_parameters(torch::nn::Module& net) {
+  int64_t n = 0;
+  for (const auto& p : net.parameters()) n += p.numel();
+  return n;
+}
+
+TEST(Cifar, ReadsTheBinaryFormat) {
+  TempDir dir;
+  write_cifar10(dir.path(), 7);
+  const auto train = data::read_cifar(dir.path(), data::CifarVariant::kCifar10, true);
+  EXPECT_EQ(train.images.sizes(), (std::vector<int64_t>{35, 3, 32, 32}));
+  EXPECT_EQ(train.labels[3].item<int64_t>(), 3);
+  EXPECT_EQ(train.images[3][2][5][7].item<uint8_t>(), 5);  // image 3, blue plane = 3 + 2
+  const auto test = data::read_cifar(dir.path(), data::CifarVariant::kCifar10, false);
+  EXPECT_EQ(test.size(), 7);
+  write_cifar_file(dir.path() + "/train.bin", 4, 2, 100);
+  write_cifar_file(dir.path() + "/test.bin", 3, 2, 100);
+  const auto c100 = data::read_cifar(dir.path(), data::CifarVariant::kCifar100, true);
+  EXPECT_EQ(c100.labels[2].item<int64_t>(), 2);  // the fine label
+  const auto d = data::load_problem(dir.path(), 0.2, 0);
+  EXPECT_EQ(d.trainval.size(), 35);  // CIFAR-10 found first
+  EXPECT_EQ(d.pre.mean.size(), 3u);
+}
+
+TEST(Cifar, MissingAndTruncatedFilesSayWhatWasExpected) {
+  TempDir dir;
+  write_cifar10(dir.path(), 3);
+  std::filesystem::remove(dir.path() + "/test_batch.bin");
+  try {
+    data::read_cifar(dir.path(), data::CifarVariant::kCifar10, false);
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("test_batch.bin: missing; expected the CIFAR-10 binary version"),
+              std::string::npos) << e.what();
+  }
+  std::filesystem::resize_file(dir.path() + "/data_batch_2.bin", 3 * 3073 - 100);
+  try {
+    data::read_cifar(dir.path(), data::CifarVariant::kCifar10, true);
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("data_batch_2.bin: 9119 bytes, not a whole number of 3073-byte records"),
+              std::string::npos) << e.what();
+  }
+}
+
+TEST(Vgg, ShapesNamesAndParameterCount) {
+  nlohmann::json schemes;
+  for (const auto& n : vgg_quantized_modules()) schemes[n] = {"uniform", {-0.5, 0.5}, {-1.0, 0.0, 1.0}};
+  EXPECT_EQ(vgg_quantized_modules().size(), 17u);
+  const nlohmann::json params = {{"capacity", 0.25}, {"quant_schemes", schemes}};
+  auto net = make_vgg(JsonNode(params, "params"));
+  net->eval();
+  torch::NoGradGuard ng;
+  EXPECT_EQ(net->forward(torch::randn({2, 3, 32, 32})).sizes(), (std::vector<int64_t>{2, 10}));
+  // Weights 3x3 convs 3-32-32-64-64-128-128, FC 2048-1024-1024-10; BN: 2 per channel.
+  const int64_t convs = 9 * (3 * 32 + 32 * 32 + 32 * 64 + 64 * 64 + 64 * 128 + 128 * 128);
+  const int64_t fcs = 128 * 16 * 1024 + 1024 * 1024 + 1024 * 10;
+  const int64_t bns = 2 * (32 + 32 + 64 + 64 + 128 + 128 + 1024 + 1024 + 10);
+  EXPECT_EQ(count_parameters(*net), convs + fcs + bns);
+  const auto names = net->named_parameters().keys();
+  EXPECT_EQ(names.front(), "phi1_conv.weight");
+  EXPECT_NE(std::find(names.begin(), names.end(), "phi9_bn.bias"), names.end());
+  const nlohmann::json base = {{"capacity", 0.25}, {"in_channels", 1}};
+  auto baseline = make_vgg_baseline(JsonNode(base, "params"));
+  baseline->eval();
+  EXPECT_EQ(baseline->forward(torch::randn({2, 1, 32, 32})).sizes(), (std::vector<int64_t>{2, 10}));
+  EXPECT_EQ(count_parameters(*baseline), convs - 9 * 2 * 32 + fcs + bns);  // 1 input channel
+}
+
+TEST(Vgg, OriginalCifar10ConfigLoadsAndTrainsUnchanged) {
+  const std::string file = std::string(QL_SOURCE_DIR) + "/../shared/reference/original-quantlab/CIFAR-10/config.json";
+  if (!std::filesystem::exists(file)) GTEST_SKIP() << file << " is not beside this checkout";
+  TempDir dir;
+  write_cifar10(dir.path(), 4);  // 20 training images: one small batch of the full-size network
+  Experiment exp(read_json_file(file), "VGG", torch::kCPU);
+  const auto data = data::load_problem(dir.path(), exp.data.valid_fraction, exp.data.seed);
+  std::ostringstream sink;
+  Progress progress(sink, false);
+  Trainer trainer(exp, data, progress);
+  const auto records = trainer.fit(1);
+  EXPECT_EQ(records[0].train.samples, 18);
+  EXPECT_TRUE(std::isfinite(records[0].train.loss));
+}
+
+TEST(Vgg, FashionMnistPaddedTo32) {
+  TempDir dir;
+  testing::write_toy_idx_problem(dir.path(), 40, 8, 4, false);
+  const auto d = data::load_problem(dir.path(), 0.0, 0, 2);
+  data::BatchLoader loader(d.trainval, d.split.train, 8, d.pre);
+  const auto b = loader.next();
+  ASSERT_TRUE(b.has_value());
+  EXPECT_EQ(b->inputs.sizes(), (std::vector<int64_t>{8, 1, 32, 32}));
+  EXPECT_EQ(b->inputs.select(2, 0).abs().sum().item<float>(), 0.0f);  // the padding row
+}
+
+}  // namespace
+}  // namespace quantlab
