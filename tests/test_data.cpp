@@ -77,7 +77,7 @@ TEST(BatchLoader, DeliversEveryIndexInOrder) {
   data::ImageSet set{torch::arange(10 * 4, torch::kLong).reshape({10, 2, 2}).to(torch::kUInt8),
                      torch::arange(10, torch::kLong)};
   const std::vector<int64_t> order = {3, 1, 4, 0, 5, 9, 2};
-  data::BatchLoader loader(set, order, 3, {}, 1);
+  data::BatchLoader loader(set, order, 3, {}, {}, 1);
   EXPECT_EQ(loader.num_batches(), 3);
   std::vector<int64_t> seen;
   while (auto b = loader.next()) {
@@ -94,7 +94,7 @@ TEST(BatchLoader, StopsEarlyWithoutHanging) {
   data::ImageSet set{torch::zeros({100, 2, 2}, torch::kUInt8), torch::zeros({100}, torch::kLong)};
   std::vector<int64_t> order(100);
   std::iota(order.begin(), order.end(), 0);
-  data::BatchLoader loader(set, order, 2, {}, 2);
+  data::BatchLoader loader(set, order, 2, {}, {}, 2);
   EXPECT_TRUE(loader.next().has_value());
 }  // destructor joins the worker while it waits on a full queue
 

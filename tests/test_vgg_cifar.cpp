@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "quantlab/data/augment.h"
 #include "quantlab/data/cifar.h"
 #include "quantlab/data/problem.h"
 #include "quantlab/topology/vgg.h"
@@ -125,6 +126,40 @@ TEST(Vgg, FashionMnistPaddedTo32) {
   ASSERT_TRUE(b.has_value());
   EXPECT_EQ(b->inputs.sizes(), (std::vector<int64_t>{8, 1, 32, 32}));
   EXPECT_EQ(b->inputs.select(2, 0).abs().sum().item<float>(), 0.0f);  // the padding row
+}
+
+TEST(Augment, RandomCropAndFlipArePureFunctionsOfSeedEpochAndPosition) {
+  torch::manual_seed(0);
+  const auto x = torch::rand({6, 3, 8, 8});
+  auto run = [&](int64_t epoch, int64_t first) {
+    auto y = x.clone();
+    data::augment_batch(y, data::Augment{true, 2, true, 7, epoch}, first);
+    return y;
+  };
+  EXPECT_TRUE(torch::equal(run(3, 10), run(3, 10)));
+  EXPECT_FALSE(torch::equal(run(3, 10), run(4, 10)));
+  // Sample 2 of a batch starting at 10 is the sample 0 of a batch starting at 12: draws go by position.
+  auto shifted = x.narrow(0, 2, 4).clone();
+  data::augment_batch(shifted, data::Augment{true, 2, true, 7, 3}, 12);
+  EXPECT_TRUE(torch::equal(shifted, run(3, 10).narrow(0, 2, 4)));
+  // Every output is a crop of the zero-padded input, possibly mirrored.
+  const auto y = run(5, 0);
+  const auto padded = torch::constant_pad_nd(x, {2, 2, 2, 2}, 0.0);
+  int flips = 0;
+  for (int64_t b = 0; b < 6; ++b) {
+    bool found = false;
+    for (int64_t dy = 0; dy <= 4 && !found; ++dy)
+      for (int64_t dx = 0; dx <= 4 && !found; ++dx) {
+        const auto crop = padded[b].narrow(1, dy, 8).narrow(2, dx, 8);
+        if (torch::equal(y[b], crop)) found = true;
+        else if (torch::equal(y[b], crop.flip({2}))) found = true, ++flips;
+      }
+    EXPECT_TRUE(found) << "sample " << b;
+  }
+  EXPECT_GT(flips, 0);  // for this seed some of the six are mirrored (the draw is fixed)
+  auto same = x.clone();
+  data::augment_batch(same, data::Augment{}, 0);
+  EXPECT_TRUE(torch::equal(same, x));
 }
 
 }  // namespace

@@ -101,9 +101,6 @@ int run(const Flags& f) {
     }
   }
 
-  if (exp.data.augment)
-    std::cerr << "quantlab: warning: treat.data.augment is true, but this version has no data augmentation yet: "
-                 "training without it" << std::endl;
   std::cout << "loading data..." << std::flush;
   const std::string dir = data::find_data_dir(f.home, f.problem, f.data);
   const data::ProblemData data = data::load_problem(dir, exp.data.valid_fraction, exp.data.seed, exp.data.pad);

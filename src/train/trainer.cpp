@@ -57,6 +57,7 @@ EpochStats Trainer::run(data::BatchLoader& loader, bool train, const std::string
   }
   EpochStats s;
   s.samples = seen;
+  s.data_wait_s = loader.wait_seconds();
   if (seen > 0) {
     s.loss = loss_sum / static_cast<double>(seen);
     s.metric = 100.0 * (1.0 - static_cast<double>(correct) / static_cast<double>(seen));
@@ -68,8 +69,9 @@ EpochStats Trainer::run(data::BatchLoader& loader, bool train, const std::string
 EpochStats Trainer::train_epoch(int64_t epoch) {
   if (exp_.thermostat) exp_.thermostat->step();
   exp_.net->train();
+  const data::Augment augment{exp_.data.augment, 4, true, exp_.data.seed, epoch};
   data::BatchLoader loader(data_.trainval, data::epoch_order(data_.split.train, exp_.data.seed, epoch),
-                           exp_.data.bs_train, data_.pre);
+                           exp_.data.bs_train, data_.pre, augment);
   return run(loader, true, "epoch " + std::to_string(epoch + 1) + "/" + std::to_string(exp_.max_epoch) + " train",
              epoch);
 }
@@ -103,10 +105,11 @@ std::vector<EpochRecord> Trainer::fit(int64_t last, const EpochHook& on_epoch) {
     if (state_.epoch % exp_.protocol.metric_period == 0) r.best = update_best(r);
     char buf[256];
     std::snprintf(buf, sizeof buf,
-                  "epoch %lld/%lld | train loss %.4f acc %.2f%% | valid loss %.4f acc %.2f%% | lr %.3g | %s%s",
+                  "epoch %lld/%lld | train loss %.4f acc %.2f%% | valid loss %.4f acc %.2f%% | lr %.3g | %s"
+                  " (data wait %.1f s)%s",
                   static_cast<long long>(e + 1), static_cast<long long>(exp_.max_epoch), r.train.loss,
                   r.train.accuracy(), r.valid.loss, r.valid.accuracy(), r.lr,
-                  Progress::format_duration(r.seconds).c_str(), r.best ? " | best" : "");
+                  Progress::format_duration(r.seconds).c_str(), r.train.data_wait_s, r.best ? " | best" : "");
     std::cout << buf << std::endl;
     if (on_epoch) on_epoch(r);
     records.push_back(r);

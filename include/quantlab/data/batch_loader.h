@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "quantlab/data/augment.h"
 #include "quantlab/data/idx.h"
 
 namespace quantlab::data {
@@ -32,7 +33,7 @@ class BatchLoader {
  public:
   // Iterates `order` in batches of `batch_size` (the last one may be smaller).
   BatchLoader(const ImageSet& set, std::vector<int64_t> order, int64_t batch_size,
-              Preprocess pre = {}, size_t prefetch = 4);
+              Preprocess pre = {}, Augment augment = {}, size_t prefetch = 4);
   ~BatchLoader();
   BatchLoader(const BatchLoader&) = delete;
   BatchLoader& operator=(const BatchLoader&) = delete;
@@ -40,6 +41,8 @@ class BatchLoader {
   int64_t num_batches() const { return num_batches_; }
   // The next batch, or nothing at the end. Rethrows an error of the worker thread.
   std::optional<Batch> next();
+  // Seconds next() has spent waiting for the worker: the time training waited for data.
+  double wait_seconds() const { return waited_s_; }
 
  private:
   void produce();
@@ -49,7 +52,9 @@ class BatchLoader {
   int64_t batch_size_;
   int64_t num_batches_;
   Preprocess pre_;
+  Augment augment_;
   size_t prefetch_;
+  double waited_s_ = 0.0;
   std::mutex mutex_;
   std::condition_variable changed_;
   std::deque<Batch> queue_;
@@ -58,7 +63,9 @@ class BatchLoader {
   std::thread worker_;
 };
 
-// Assembles one batch from the given indices, on the calling thread.
-Batch make_batch(const ImageSet& set, const int64_t* indices, int64_t count, const Preprocess& pre);
+// Assembles one batch from the given indices, on the calling thread; `first` is the position of
+// indices[0] in the epoch's order (for the augmentation's per-sample draws).
+Batch make_batch(const ImageSet& set, const int64_t* indices, int64_t count, const Preprocess& pre,
+                 const Augment& augment = {}, int64_t first = 0);
 
 }  // namespace quantlab::data

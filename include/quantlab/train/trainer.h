@@ -21,6 +21,7 @@ struct EpochStats {
   double loss = 0.0;    // mean over samples
   double metric = 0.0;  // classification error, %
   int64_t samples = 0;
+  double data_wait_s = 0.0;  // time the loop waited for batches (0 when the loader keeps ahead)
   double accuracy() const { return 100.0 - metric; }
 };
 
