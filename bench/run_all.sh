@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make bench: speed and memory of QuantLab against the Python PyTorch equivalent on this machine,
 # then the Fashion-MNIST accuracy runs. Results: BUILD/bench-results/*.jsonl and summary.md.
-#   bench/run_all.sh [BUILD]        QL_BENCH_ROUNDS=3  QL_BENCH_SKIP_ACCURACY=1  QL_BENCH_THREADS=N
+#   bench/run_all.sh [BUILD]        QL_BENCH_ROUNDS=3  QL_BENCH_THREADS=N
+#                                   QL_BENCH_SKIP_ACCURACY=1  QL_BENCH_SKIP_VGG1=1 (the slow VGG step)
 # OpenBLAS picks its kernels from OPENBLAS_CORETYPE: every speed figure is measured with the
 # environment's setting and, when the CPU has AVX-512 / AVX2, with SkylakeX / Haswell too.
 set -euo pipefail
@@ -55,32 +56,60 @@ for s in "${settings[@]}"; do
   echo "- OPENBLAS_CORETYPE=$( [ "$s" = env ] && echo "$env_label" || echo "$s") ($core): $(printf %.0f "$rate")" | tee -a "$SUMMARY"
 done
 
-# MLP training step (capacity 1, batch 256): C++ vs Python, alternating, ROUNDS each.
-CFG=$OUT/mlp_capacity1.json
-$PY - "$CFG" <<'PYEOF'
-import json, sys
-c = json.load(open("FashionMNIST/config.json"))
-c["indiv"]["net"]["params"]["capacity"] = 1
-json.dump(c, open(sys.argv[1], "w"))
-PYEOF
-echo >> "$SUMMARY"
-echo "## MLP training step, capacity 1, batch 256 (median s/step over $ROUNDS runs of 10 steps)" >> "$SUMMARY"
-echo "| OPENBLAS_CORETYPE | C++ | Python, same settings | Python, defaults | speed-up (same) | speed-up (defaults) | peak MiB C++ / Py same / Py defaults |" >> "$SUMMARY"
-echo "|---|---|---|---|---|---|---|" >> "$SUMMARY"
-for s in "${settings[@]}"; do
-  : > "$OUT/mlp_$s.jsonl"
-  for r in $(seq "$ROUNDS"); do
-    run_with "$s" "$BUILD/bench/train_step" "$CFG" --steps 10 --threads "$THREADS" | tail -1 | sed 's/"cpp"/"cpp"/' >> "$OUT/mlp_$s.jsonl"
-    run_with "$s" env "${SAME_ENV[@]}" $PY bench/mlp_step.py --steps 10 --threads "$THREADS" | sed 's/"python"/"python_same"/' >> "$OUT/mlp_$s.jsonl"
-    run_with "$s" $PY bench/mlp_step.py --steps 10 --threads "$THREADS" | sed 's/"python"/"python_default"/' >> "$OUT/mlp_$s.jsonl"
+# Training steps: C++ (bench/train_step) vs Python (bench/train_step.py), alternating, ROUNDS each.
+#   step_table NAME CONFIG INPUT CAPACITY BATCH PYNET GFLOP_PER_STEP
+step_table() {
+  local name=$1 cfg=$2 input=$3 cap=$4 batch=$5 pynet=$6 gflop=$7
+  echo >> "$SUMMARY"
+  echo "## $name training step, capacity $cap, batch $batch ($gflop GFLOP/step; median s/step over $ROUNDS runs)" >> "$SUMMARY"
+  echo "| OPENBLAS_CORETYPE | C++ | Python, same settings | Python, defaults | speed-up (same) | speed-up (defaults) | C++ GFLOP/s | peak MiB C++ / Py same / Py defaults |" >> "$SUMMARY"
+  echo "|---|---|---|---|---|---|---|---|" >> "$SUMMARY"
+  for s in "${settings[@]}"; do
+    local out=$OUT/${name}_${cap}_$s.jsonl
+    : > "$out"
+    for r in $(seq "$ROUNDS"); do
+      run_with "$s" "$BUILD/bench/train_step" "$cfg" --input "$input" --capacity "$cap" --batch "$batch" --steps 10 --threads "$THREADS" | tail -1 >> "$out"
+      run_with "$s" env "${SAME_ENV[@]}" $PY bench/train_step.py --net "$pynet" --capacity "$cap" --batch "$batch" --steps 10 --threads "$THREADS" | sed 's/"python"/"python_same"/' >> "$out"
+      run_with "$s" $PY bench/train_step.py --net "$pynet" --capacity "$cap" --batch "$batch" --steps 10 --threads "$THREADS" | sed 's/"python"/"python_default"/' >> "$out"
+    done
+    get() { grep "\"impl\": \"$1\"" "$out" | while read -r l; do echo "$l" | field "$2"; done | median; }
+    local c ps pd mc ms md label
+    c=$(get cpp step_s); ps=$(get python_same step_s); pd=$(get python_default step_s)
+    mc=$(get cpp peak_rss_mib); ms=$(get python_same peak_rss_mib); md=$(get python_default peak_rss_mib)
+    label=$( [ "$s" = env ] && echo "$env_label" || echo "$s")
+    printf '| %s | %.3f | %.3f | %.3f | %.2fx | %.2fx | %.0f | %.0f / %.0f / %.0f |\n' "$label" "$c" "$ps" "$pd" \
+      "$(awk "BEGIN{print $ps / $c}")" "$(awk "BEGIN{print $pd / $c}")" "$(awk "BEGIN{print $gflop / $c}")" \
+      "$mc" "$ms" "$md" | tee -a "$SUMMARY"
   done
-  get() { grep "\"impl\": \"$1\"" "$OUT/mlp_$s.jsonl" | while read -r l; do echo "$l" | field "$2"; done | median; }
-  c=$(get cpp step_s); ps=$(get python_same step_s); pd=$(get python_default step_s)
-  mc=$(get cpp peak_rss_mib); ms=$(get python_same peak_rss_mib); md=$(get python_default peak_rss_mib)
-  label=$( [ "$s" = env ] && echo "$env_label" || echo "$s")
-  printf '| %s | %.3f | %.3f | %.3f | %.2fx | %.2fx | %.0f / %.0f / %.0f |\n' "$label" "$c" "$ps" "$pd" \
-    "$(awk "BEGIN{print $ps / $c}")" "$(awk "BEGIN{print $pd / $c}")" "$mc" "$ms" "$md" | tee -a "$SUMMARY"
-done
+}
+
+# Configs at the sizes the comparisons use, derived from the shipped ones.
+MLP_CFG=$OUT/mlp.json
+VGG_CFG=$OUT/vgg_rgb.json
+$PY - "$MLP_CFG" "$VGG_CFG" <<'PYEOF'
+import json, sys
+json.dump(json.load(open("FashionMNIST/config.json")), open(sys.argv[1], "w"))
+v = json.load(open("FashionMNIST/config_vgg.json"))
+v["indiv"]["net"]["params"]["in_channels"] = 3
+json.dump(v, open(sys.argv[2], "w"))
+PYEOF
+# FLOP of a training step: forward multiply-adds x 2, backward twice the forward (weights and inputs).
+flops() {
+  $PY - "$@" <<'PYEOF'
+import sys
+net, cap, batch = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+if net == "mlp":
+    h = int(2048 * cap); macs = 784 * h + 2 * h * h + h * 10
+else:
+    c = [3] + [int(128 * cap)] * 2 + [int(256 * cap)] * 2 + [int(512 * cap)] * 2
+    size = [32, 32, 16, 16, 8, 8]
+    macs = sum(c[k] * c[k + 1] * 9 * size[k] ** 2 for k in range(6)) + c[6] * 16 * 1024 + 1024 * 1024 + 1024 * 10
+print(round(3 * 2 * macs * batch / 1e9, 1))
+PYEOF
+}
+step_table MLP "$MLP_CFG" 1x28x28 1 256 mlp "$(flops mlp 1 256)"
+step_table VGG "$VGG_CFG" 3x32x32 0.25 64 vgg "$(flops vgg 0.25 64)"
+[ -z "${QL_BENCH_SKIP_VGG1:-}" ] && step_table VGG "$VGG_CFG" 3x32x32 1 64 vgg "$(flops vgg 1 64)"
 
 # The ANA operator alone: fused kernel vs tensor ops, 2^22 elements, forward + backward.
 echo >> "$SUMMARY"

@@ -1,5 +1,6 @@
 // Times training steps of a topology from a config.json on synthetic inputs (no data loading):
 //   train_step CONFIG.json [--steps N] [--warmup N] [--batch B] [--threads T] [--capacity C]
+//              [--input CxHxW]  (default 1x28x28; 3x32x32 for VGG on CIFAR-10)
 // Prints the median step time and its parts (forward, backward, optimizer) as JSON on the last
 // line, with the process's peak resident memory. bench/run_mlp.sh compares it with Python.
 #include <CLI/CLI.hpp>
@@ -8,6 +9,7 @@
 #include <chrono>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "quantlab/config/json_node.h"
 #include "quantlab/train/experiment.h"
@@ -31,6 +33,8 @@ int main(int argc, char** argv) {
   app.add_option("--batch", batch);
   app.add_option("--threads", threads);
   app.add_option("--capacity", capacity, "override indiv.net.params.capacity");
+  std::string input = "1x28x28";
+  app.add_option("--input", input, "input shape CxHxW");
   CLI11_PARSE(app, argc, argv);
   try {
     quantlab::configure_runtime(threads);
@@ -39,7 +43,10 @@ int main(int argc, char** argv) {
     if (capacity > 0) cfg["indiv"]["net"]["params"]["capacity"] = capacity;
     quantlab::Experiment exp(cfg, "", torch::kCPU);
     exp.net->train();
-    const auto x = torch::rand({batch, 1, 28, 28});
+    std::vector<int64_t> shape{batch};
+    std::stringstream in(input);
+    for (std::string d; std::getline(in, d, 'x');) shape.push_back(std::stoll(d));
+    const auto x = torch::rand(shape);
     const auto y = torch::randint(10, {batch}, torch::kLong);
     std::vector<double> total, fwd, bwd, opt;
     using Clock = std::chrono::steady_clock;

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""The Python PyTorch equivalent of `train_step`: the same MLP (784-2048c-2048c-2048c-10, BN,
-ternary weights and activations), the ANA operator as the original QuantLab writes it (an autograd
+"""The Python PyTorch equivalent of `train_step`: the same networks (MLP: 784-2048c-2048c-2048c-10;
+VGG: 2x128c conv, MP, 2x256c, MP, 2x512c, MP, FC 1024, 1024, 10; BN after every layer, ternary
+weights and activations), the ANA operator as the original QuantLab writes it (an autograd
 Function over a [thresholds x elements] broadcast, uniform noise), Adam, squared hinge loss.
 
-    mlp_step.py [--capacity 1] [--batch 256] [--steps 20] [--warmup 3] [--threads N] [--baseline]
+    train_step.py [--net mlp|vgg] [--capacity 1] [--batch 256] [--steps 20] [--warmup 3]
+                  [--threads N] [--baseline]
 
 Prints one JSON line: median step time and its parts, and peak resident memory.
 """
@@ -84,6 +86,38 @@ def make_mlp(capacity, baseline):
     return nn.Sequential(nn.Flatten(), *layers)
 
 
+class AnaConv2d(AnaSite):
+    def __init__(self, ni, no):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(no, ni, 3, 3))
+        stdv = 1.0 / (ni * 9) ** 0.5
+        with torch.no_grad():
+            idx = torch.randint(0, 2, self.weight.shape)
+            self.weight.copy_(self.t[idx] + torch.empty_like(self.weight).uniform_(-stdv, stdv))
+
+    def forward(self, x):
+        return F.conv2d(x, self.ana(self.weight), padding=1)
+
+
+def make_vgg(capacity, baseline):
+    c = [3, int(128 * capacity), int(128 * capacity), int(256 * capacity), int(256 * capacity),
+         int(512 * capacity), int(512 * capacity)]
+    layers = []
+    for k in range(6):
+        layers.append(nn.Conv2d(c[k], c[k + 1], 3, padding=1, bias=False) if baseline else AnaConv2d(c[k], c[k + 1]))
+        if k % 2 == 1:
+            layers.append(nn.MaxPool2d(2, 2))
+        layers += [nn.BatchNorm2d(c[k + 1]), nn.ReLU() if baseline else AnaActivation()]
+    layers.append(nn.Flatten())
+    dims = [c[6] * 16, 1024, 1024, 10]
+    for k in range(3):
+        layers.append(nn.Linear(dims[k], dims[k + 1], bias=False) if baseline else AnaLinear(dims[k], dims[k + 1]))
+        layers.append(nn.BatchNorm1d(dims[k + 1]))
+        if k < 2:
+            layers.append(nn.ReLU() if baseline else AnaActivation())
+    return nn.Sequential(*layers)
+
+
 def hinge_loss(scores, labels, margin=1.0, p=2.0):
     target = torch.full_like(scores, -1.0).scatter_(1, labels.unsqueeze(1), 1.0)
     return torch.clamp(margin - scores * target, min=0.0).pow(p).mean()
@@ -91,6 +125,7 @@ def hinge_loss(scores, labels, margin=1.0, p=2.0):
 
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--net", choices=["mlp", "vgg"], default="mlp")
     ap.add_argument("--capacity", type=float, default=1.0)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--steps", type=int, default=20)
@@ -101,9 +136,12 @@ def main():
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    net = make_mlp(a.capacity, a.baseline).train()
+    if a.net == "mlp":
+        net, x = make_mlp(a.capacity, a.baseline), torch.rand(a.batch, 1, 28, 28)
+    else:
+        net, x = make_vgg(a.capacity, a.baseline), torch.rand(a.batch, 3, 32, 32)
+    net.train()
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    x = torch.rand(a.batch, 1, 28, 28)
     y = torch.randint(10, (a.batch,))
     fwd, bwd, stp, tot = [], [], [], []
     for i in range(a.warmup + a.steps):
