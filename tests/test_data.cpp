@@ -5,7 +5,10 @@
 #include <numeric>
 #include <set>
 
+#include "quantlab/data/batch_loader.h"
 #include "quantlab/data/problem.h"
+#include "quantlab/data/split.h"
+#include "quantlab/data/tensor_dataset.h"
 #include "quantlab/util/error.h"
 #include "test_util.h"
 
@@ -76,8 +79,9 @@ TEST(Split, EpochOrderIsAFunctionOfSeedAndEpoch) {
 TEST(BatchLoader, DeliversEveryIndexInOrder) {
   data::ImageSet set{torch::arange(10 * 4, torch::kLong).reshape({10, 2, 2}).to(torch::kUInt8),
                      torch::arange(10, torch::kLong)};
+  const data::TensorDataset ds(set, {});
   const std::vector<int64_t> order = {3, 1, 4, 0, 5, 9, 2};
-  data::BatchLoader loader(set, order, 3, {}, {}, 1);
+  data::BatchLoader loader(ds, order, 3, {}, {1, 1});
   EXPECT_EQ(loader.num_batches(), 3);
   std::vector<int64_t> seen;
   while (auto b = loader.next()) {
@@ -94,9 +98,49 @@ TEST(BatchLoader, StopsEarlyWithoutHanging) {
   data::ImageSet set{torch::zeros({100, 2, 2}, torch::kUInt8), torch::zeros({100}, torch::kLong)};
   std::vector<int64_t> order(100);
   std::iota(order.begin(), order.end(), 0);
-  data::BatchLoader loader(set, order, 2, {}, {}, 2);
+  const data::TensorDataset ds(set, {});
+  data::BatchLoader loader(ds, order, 2, {}, {3, 2});
   EXPECT_TRUE(loader.next().has_value());
-}  // destructor joins the worker while it waits on a full queue
+}  // destructor joins the workers while they wait on a full window
+
+// Several workers build batches out of order; they come out in order and equal to one worker's.
+TEST(BatchLoader, ManyWorkersGiveTheSameBatchesInOrder) {
+  data::ImageSet set{torch::randint(0, 255, {64, 3, 6, 6}).to(torch::kUInt8), torch::arange(64, torch::kLong)};
+  data::Preprocess pre;
+  pre.augment = true;
+  const data::TensorDataset ds(set, pre);
+  std::vector<int64_t> order = data::epoch_order(std::vector<int64_t>(set.labels.data_ptr<int64_t>(),
+                                                                      set.labels.data_ptr<int64_t>() + 64), 5, 2);
+  const data::SampleContext ctx{true, 5, 2};
+  data::BatchLoader one(ds, order, 5, ctx, {1, 1}), four(ds, order, 5, ctx, {4, 6});
+  int64_t n = 0;
+  while (auto a = one.next()) {
+    auto b = four.next();
+    ASSERT_TRUE(b.has_value());
+    EXPECT_TRUE(torch::equal(a->inputs, b->inputs));
+    EXPECT_TRUE(torch::equal(a->labels, b->labels));
+    ++n;
+  }
+  EXPECT_EQ(n, 13);
+  EXPECT_FALSE(four.next().has_value());
+}
+
+// A worker's error reaches the consumer instead of hanging it.
+TEST(BatchLoader, RethrowsAWorkersError) {
+  struct Failing : data::Dataset {
+    int64_t size() const override { return 10; }
+    data::Batch make_batch(const int64_t*, int64_t, int64_t first, const data::SampleContext&) const override {
+      if (first >= 4) throw IoError("disk gone");
+      return {torch::zeros({2, 1, 1, 1}), torch::zeros({2}, torch::kLong)};
+    }
+  } failing;
+  std::vector<int64_t> order(10);
+  std::iota(order.begin(), order.end(), 0);
+  data::BatchLoader loader(failing, order, 2, {}, {2, 2});
+  EXPECT_TRUE(loader.next().has_value());
+  EXPECT_TRUE(loader.next().has_value());
+  EXPECT_THROW(while (loader.next()) {}, IoError);
+}
 
 TEST(Problem, FindsDataAndExplainsWhereItLooked) {
   TempDir home;
@@ -108,9 +152,12 @@ TEST(Problem, FindsDataAndExplainsWhereItLooked) {
   }
   testing::write_toy_idx_problem(home.path() + "/MNIST/data", 20, 10, 2, true);
   EXPECT_EQ(data::find_data_dir(home.path(), "MNIST", ""), home.path() + "/MNIST/data");
-  const auto d = data::load_idx_problem(home.path() + "/MNIST/data", 0.25, 0);
-  EXPECT_EQ(d.split.train.size(), 15u);
-  EXPECT_EQ(d.test.size(), 10);
+  data::ProblemOptions o;
+  o.valid_fraction = 0.25;
+  const auto d = data::load_idx_problem(home.path() + "/MNIST/data", o);
+  EXPECT_EQ(d.train_indices.size(), 15u);
+  EXPECT_EQ(d.valid_indices.size(), 5u);
+  EXPECT_EQ(d.test->size(), 10);
 }
 
 }  // namespace

@@ -149,7 +149,9 @@ struct ToyRun {
   data::ProblemData problem;
   ToyRun() {
     testing::write_toy_idx_problem(data.path(), 320, 64, 4, false);
-    problem = data::load_idx_problem(data.path(), 0.2, 0);
+    data::ProblemOptions o;
+    o.valid_fraction = 0.2;
+    problem = data::load_idx_problem(data.path(), o);
   }
   void train(Experiment& exp, const Logbook& book, TrainingState state, int64_t last) {
     std::ostringstream sink;

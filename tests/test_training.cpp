@@ -78,7 +78,7 @@ TinyRun tiny_run(const std::string& cls, int epochs) {
   testing::write_toy_idx_problem(dir.path(), 640, 200, 4, false);
   torch::manual_seed(0);
   Experiment exp(tiny_config(cls, epochs), "MLP", torch::kCPU);
-  const auto data = data::load_idx_problem(dir.path(), exp.data.valid_fraction, exp.data.seed);
+  const auto data = data::load_idx_problem(dir.path(), problem_options(exp.data));
   std::ostringstream sink;
   Progress progress(sink, false);
   Trainer trainer(exp, data, progress);
@@ -109,7 +109,7 @@ TEST(Training, OriginalMnistConfigRunsUnchanged) {
   TempDir dir;
   testing::write_toy_idx_problem(dir.path(), 600, 64, 10, true);
   Experiment exp(read_json_file(file), "MLP", torch::kCPU);
-  const auto data = data::load_idx_problem(dir.path(), exp.data.valid_fraction, exp.data.seed);
+  const auto data = data::load_idx_problem(dir.path(), problem_options(exp.data));
   std::ostringstream sink;
   Progress progress(sink, false);
   TrainerOptions opts;

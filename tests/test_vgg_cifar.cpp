@@ -6,6 +6,7 @@
 
 #include "quantlab/data/augment.h"
 #include "quantlab/data/cifar.h"
+#include "quantlab/data/batch_loader.h"
 #include "quantlab/data/problem.h"
 #include "quantlab/topology/vgg.h"
 #include "quantlab/train/trainer.h"
@@ -52,9 +53,14 @@ TEST(Cifar, ReadsTheBinaryFormat) {
   write_cifar_file(dir.path() + "/test.bin", 3, 2, 100);
   const auto c100 = data::read_cifar(dir.path(), data::CifarVariant::kCifar100, true);
   EXPECT_EQ(c100.labels[2].item<int64_t>(), 2);  // the fine label
-  const auto d = data::load_problem(dir.path(), 0.2, 0);
-  EXPECT_EQ(d.trainval.size(), 35);  // CIFAR-10 found first
-  EXPECT_EQ(d.pre.mean.size(), 3u);
+  data::ProblemOptions o;
+  o.valid_fraction = 0.2;
+  const auto d = data::load_problem(dir.path(), o);
+  EXPECT_EQ(d.format, "CIFAR-10");  // found first
+  EXPECT_EQ(d.train->size(), 35);
+  EXPECT_EQ(d.train_indices.size(), 28u);
+  const auto b = d.test->make_batch(std::vector<int64_t>{0, 1}.data(), 2, 0, {});
+  EXPECT_LT(b.inputs.min().item<float>(), 0.0f);  // normalised with the channel statistics
 }
 
 TEST(Cifar, MissingAndTruncatedFilesSayWhatWasExpected) {
@@ -108,7 +114,7 @@ TEST(Vgg, OriginalCifar10ConfigLoadsAndTrainsUnchanged) {
   TempDir dir;
   write_cifar10(dir.path(), 4);  // 20 training images: one small batch of the full-size network
   Experiment exp(read_json_file(file), "VGG", torch::kCPU);
-  const auto data = data::load_problem(dir.path(), exp.data.valid_fraction, exp.data.seed);
+  const auto data = data::load_problem(dir.path(), problem_options(exp.data));
   std::ostringstream sink;
   Progress progress(sink, false);
   Trainer trainer(exp, data, progress);
@@ -120,8 +126,11 @@ TEST(Vgg, OriginalCifar10ConfigLoadsAndTrainsUnchanged) {
 TEST(Vgg, FashionMnistPaddedTo32) {
   TempDir dir;
   testing::write_toy_idx_problem(dir.path(), 40, 8, 4, false);
-  const auto d = data::load_problem(dir.path(), 0.0, 0, 2);
-  data::BatchLoader loader(d.trainval, d.split.train, 8, d.pre);
+  data::ProblemOptions o;
+  o.valid_fraction = 0.0;
+  o.pad = 2;
+  const auto d = data::load_problem(dir.path(), o);
+  data::BatchLoader loader(*d.train, d.train_indices, 8);
   const auto b = loader.next();
   ASSERT_TRUE(b.has_value());
   EXPECT_EQ(b->inputs.sizes(), (std::vector<int64_t>{8, 1, 32, 32}));

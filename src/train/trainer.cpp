@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <iostream>
 #include <numeric>
+#include <thread>
 
 namespace quantlab {
 namespace {
@@ -19,7 +20,7 @@ std::string stats_text(double loss, double error) {
 
 Trainer::Trainer(Experiment& exp, const data::ProblemData& data, Progress& progress, TrainerOptions options)
     : exp_(exp), data_(data), progress_(progress), options_(options) {
-  test_indices_.resize(static_cast<size_t>(data.test.size()));
+  test_indices_.resize(static_cast<size_t>(data.test->size()));
   std::iota(test_indices_.begin(), test_indices_.end(), 0);
 }
 
@@ -33,6 +34,7 @@ EpochStats Trainer::run(data::BatchLoader& loader, bool train, const std::string
     if (options_.stop && options_.stop->load()) throw Interrupted(epoch);
     auto batch = loader.next();
     if (!batch) break;
+    if (batch->labels.size(0) == 0) continue;  // every image of the batch was unreadable
     const auto x = batch->inputs.to(exp_.device);
     const auto y = batch->labels.to(exp_.device);
     torch::Tensor scores, loss;
@@ -69,22 +71,31 @@ EpochStats Trainer::run(data::BatchLoader& loader, bool train, const std::string
 EpochStats Trainer::train_epoch(int64_t epoch) {
   if (exp_.thermostat) exp_.thermostat->step();
   exp_.net->train();
-  const data::Augment augment{exp_.data.augment, 4, true, exp_.data.seed, epoch};
-  data::BatchLoader loader(data_.trainval, data::epoch_order(data_.split.train, exp_.data.seed, epoch),
-                           exp_.data.bs_train, data_.pre, augment);
+  data::BatchLoader loader(*data_.train, data::epoch_order(data_.train_indices, exp_.data.seed, epoch),
+                           exp_.data.bs_train, data::SampleContext{true, exp_.data.seed, epoch}, loader_options());
   return run(loader, true, "epoch " + std::to_string(epoch + 1) + "/" + std::to_string(exp_.max_epoch) + " train",
              epoch);
 }
 
-EpochStats Trainer::evaluate(const data::ImageSet& set, const std::vector<int64_t>& indices,
+data::LoaderOptions Trainer::loader_options() const {
+  data::LoaderOptions o;
+  // In-memory sets need one thread; decoding image files wants one per core.
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  o.workers = exp_.data.workers > 0 ? static_cast<int>(exp_.data.workers) : (data_.format == "image folders" ? cores : 1);
+  o.prefetch = static_cast<size_t>(std::max(4, 2 * o.workers));
+  return o;
+}
+
+EpochStats Trainer::evaluate(const data::Dataset& set, const std::vector<int64_t>& indices,
                              const std::string& label) {
   exp_.net->eval();
   torch::NoGradGuard no_grad;
-  data::BatchLoader loader(set, indices, exp_.data.bs_valid, data_.pre);
+  data::BatchLoader loader(set, indices, exp_.data.bs_valid, data::SampleContext{false, exp_.data.seed, state_.epoch},
+                           loader_options());
   return run(loader, false, label, state_.epoch);
 }
 
-EpochStats Trainer::test() { return evaluate(data_.test, test_indices_, "test"); }
+EpochStats Trainer::test() { return evaluate(*data_.test, test_indices_, "test"); }
 
 std::vector<EpochRecord> Trainer::fit(int64_t last, const EpochHook& on_epoch) {
   std::vector<EpochRecord> records;
@@ -94,8 +105,8 @@ std::vector<EpochRecord> Trainer::fit(int64_t last, const EpochHook& on_epoch) {
     r.epoch = e;
     r.lr = get_lr(*exp_.optimizer);
     r.train = train_epoch(e);
-    if (!data_.split.valid.empty())
-      r.valid = evaluate(data_.trainval, data_.split.valid, "epoch " + std::to_string(e + 1) + " valid");
+    if (!data_.valid_indices.empty())
+      r.valid = evaluate(*data_.valid, data_.valid_indices, "epoch " + std::to_string(e + 1) + " valid");
     state_.stats = {{"train_loss", r.train.loss}, {"train_metric", r.train.metric},
                     {"valid_loss", r.valid.loss}, {"valid_metric", r.valid.metric}};
     const auto& metric = exp_.lr_scheduler->step_metric();

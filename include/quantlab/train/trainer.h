@@ -11,6 +11,7 @@
 
 #include "quantlab/data/batch_loader.h"
 #include "quantlab/data/problem.h"
+#include "quantlab/data/split.h"
 #include "quantlab/train/experiment.h"
 #include "quantlab/util/error.h"
 #include "quantlab/util/progress.h"
@@ -65,7 +66,7 @@ class Trainer {
   std::vector<EpochRecord> fit(int64_t last, const EpochHook& on_epoch = {});
 
   EpochStats train_epoch(int64_t epoch);
-  EpochStats evaluate(const data::ImageSet& set, const std::vector<int64_t>& indices, const std::string& label);
+  EpochStats evaluate(const data::Dataset& set, const std::vector<int64_t>& indices, const std::string& label);
   EpochStats test();
 
   const TrainingState& state() const { return state_; }
@@ -73,6 +74,7 @@ class Trainer {
 
  private:
   EpochStats run(data::BatchLoader& loader, bool train, const std::string& label, int64_t epoch);
+  data::LoaderOptions loader_options() const;
   bool update_best(EpochRecord& r);
 
   Experiment& exp_;
