@@ -9,10 +9,10 @@ JOBS ?= $(shell nproc)
 BUILD ?= build
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-DEB_BUILD := build-essential cmake libtorch-dev libopenblas0-pthread nlohmann-json3-dev libcli11-dev \
+DEB_BUILD := build-essential cmake libtorch-dev libopenblas0-pthread nlohmann-json3-dev libcli11-dev libturbojpeg0-dev libpng-dev \
              libgtest-dev zlib1g-dev libprotobuf-dev protobuf-compiler
 DEB_DATA := dataset-fashion-mnist
-DEB_BENCH := python3-torch python3-numpy time
+DEB_BENCH := python3-torch python3-torchvision python3-pil python3-numpy time
 
 .PHONY: deps deps-bench build test demo bench clean
 

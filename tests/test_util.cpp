@@ -1,6 +1,12 @@
 // Test helpers.
 #include "test_util.h"
 
+#include <png.h>
+#include <turbojpeg.h>
+
+#include <cstring>
+#include <fstream>
+
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -107,6 +113,66 @@ int run_cli(const std::string& args, std::string& output) {
   const int code = wait_exit(spawn(args, log));
   output = slurp(log);
   return code;
+}
+
+}  // namespace quantlab::testing
+
+namespace quantlab::testing {
+
+torch::Tensor test_picture(int64_t h, int64_t w, int64_t seed) {
+  auto y = torch::linspace(0, 1, h).view({h, 1, 1});
+  auto x = torch::linspace(0, 1, w).view({1, w, 1});
+  auto phase = torch::tensor({0.3f, 1.7f, 2.9f}).view({1, 1, 3}) + static_cast<float>(seed);
+  auto img = 127.5 + 110.0 * torch::sin(6.0 * x * (1 + seed % 3) + 4.0 * y + phase) * torch::cos(3.0 * y - x + phase);
+  return img.clamp(0, 255).round().to(torch::kUInt8).contiguous();
+}
+
+void write_jpeg(const std::string& file, const torch::Tensor& rgb, const std::string& kind, int quality) {
+  const int h = static_cast<int>(rgb.size(0)), w = static_cast<int>(rgb.size(1));
+  auto src = rgb.contiguous();
+  int format = TJPF_RGB, subsamp = TJSAMP_420;
+  if (kind == "gray") {
+    src = (src.to(torch::kFloat32) * torch::tensor({0.299f, 0.587f, 0.114f})).sum(2).round().to(torch::kUInt8).contiguous();
+    format = TJPF_GRAY;
+    subsamp = TJSAMP_GRAY;
+  } else if (kind == "cmyk") {
+    src = torch::cat({src, torch::full({h, w, 1}, 255, torch::kUInt8)}, 2).contiguous();
+    format = TJPF_CMYK;
+    subsamp = TJSAMP_444;
+  }
+  tjhandle t = tjInitCompress();
+  unsigned char* out = nullptr;
+  unsigned long size = 0;
+  if (tjCompress2(t, src.data_ptr<uint8_t>(), w, 0, h, format, &out, &size, subsamp, quality, 0) != 0)
+    throw std::runtime_error(std::string("tjCompress2: ") + tjGetErrorStr2(t));
+  std::ofstream(file, std::ios::binary).write(reinterpret_cast<const char*>(out), static_cast<std::streamsize>(size));
+  tjFree(out);
+  tjDestroy(t);
+}
+
+void write_png(const std::string& file, const torch::Tensor& rgb) {
+  png_image image;
+  std::memset(&image, 0, sizeof image);
+  image.version = PNG_IMAGE_VERSION;
+  image.width = static_cast<png_uint_32>(rgb.size(1));
+  image.height = static_cast<png_uint_32>(rgb.size(0));
+  image.format = PNG_FORMAT_RGB;
+  auto src = rgb.contiguous();
+  if (!png_image_write_to_file(&image, file.c_str(), 0, src.data_ptr<uint8_t>(), 0, nullptr))
+    throw std::runtime_error("png_image_write_to_file: " + std::string(image.message));
+}
+
+void write_image_tree(const std::string& dir, const std::vector<std::string>& classes, int per_class) {
+  int64_t seed = 0;
+  for (const auto& c : classes) {
+    std::filesystem::create_directories(dir + "/" + c);
+    for (int k = 0; k < per_class; ++k, ++seed) {
+      const int64_t h = 180 + 37 * (seed % 5), w = 240 + 53 * (seed % 4);
+      char name[32];
+      std::snprintf(name, sizeof name, "/%s_%d.JPEG", c.c_str(), k);
+      write_jpeg(dir + "/" + c + name, test_picture(h, w, seed));
+    }
+  }
 }
 
 }  // namespace quantlab::testing

@@ -43,4 +43,13 @@ int wait_exit(pid_t pid);
 int run_cli(const std::string& args, std::string& output);
 std::string slurp(const std::string& file);
 
+// A smooth colour test picture: uint8 [h, w, 3], different for every `seed`.
+torch::Tensor test_picture(int64_t h, int64_t w, int64_t seed);
+// Writes `rgb` (uint8 [h, w, 3]) as a JPEG: colour, or converted to "gray" or inverted "cmyk"
+// (c' = R, m' = G, y' = B, k' = 255, so a correct CMYK decoder gives the picture back).
+void write_jpeg(const std::string& file, const torch::Tensor& rgb, const std::string& kind = "rgb", int quality = 95);
+void write_png(const std::string& file, const torch::Tensor& rgb);
+// An image-folder tree <dir>/<class>/<k>.JPEG: `per_class` pictures of assorted sizes per class.
+void write_image_tree(const std::string& dir, const std::vector<std::string>& classes, int per_class);
+
 }  // namespace quantlab::testing

@@ -11,6 +11,7 @@
 
 #include "quantlab/config/json_node.h"
 #include "quantlab/data/problem.h"
+#include "quantlab/data/valprep.h"
 #include "quantlab/experiment/session.h"
 #include "quantlab/experiment/storage.h"
 #include "quantlab/log/training_log.h"
@@ -103,9 +104,9 @@ int run(const Flags& f) {
 
   std::cout << "loading data..." << std::flush;
   const std::string dir = data::find_data_dir(f.home, f.problem, f.data);
-  const data::ProblemData data = data::load_problem(dir, exp.data.valid_fraction, exp.data.seed, exp.data.pad);
-  std::cout << " " << data.split.train.size() << " training, " << data.split.valid.size() << " validation, "
-            << data.test.size() << " test images from " << dir << std::endl;
+  const data::ProblemData data = data::load_problem(dir, problem_options(exp.data));
+  std::cout << " " << data.train_indices.size() << " training, " << data.valid_indices.size() << " validation, "
+            << data.test->size() << " test images (" << data.format << ") from " << dir << std::endl;
 
   Progress progress = Progress::on_stdout();
   TrainerOptions options;
@@ -183,6 +184,18 @@ int run_list(const std::string& home, const std::string& problem) {
   return 0;
 }
 
+int run_valprep(const std::string& images, const std::string& labels, const std::string& out) {
+  const auto r = data::sort_validation_images(images, labels, out.empty() ? images : out);
+  std::cout << "moved " << r.moved << " images into " << r.classes << " class folders under "
+            << (out.empty() ? images : out);
+  if (r.already_there > 0) std::cout << " (" << r.already_there << " were already there)";
+  std::cout << std::endl;
+  if (!r.unlisted.empty())
+    std::cout << r.unlisted.size() << " files of " << images << " are not in the label file and stayed: "
+              << r.unlisted.front() << (r.unlisted.size() > 1 ? ", ..." : "") << std::endl;
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -212,9 +225,17 @@ int main(int argc, char** argv) {
   add->add_option("name", add_name, "Problem name")->required();
   add->add_option("--home", add_home, "Main folder (default: .)");
   problem->require_subcommand(1);
+  std::string vp_images, vp_labels, vp_out;
+  CLI::App* valprep = app.add_subcommand(
+      "valprep", "Sort ImageNet's flat validation folder into <wnid>/ class folders (as valprep.sh)");
+  valprep->add_option("--images", vp_images, "The flat folder of validation images")->required();
+  valprep->add_option("--labels", vp_labels,
+                      "Labels: '<image> <wnid>' lines, LOC_val_solution.csv or valprep.sh")->required();
+  valprep->add_option("--out", vp_out, "Where the class folders go (default: --images itself)");
   CLI11_PARSE(app, argc, argv);
   try {
     if (*list) return run_list(list_home, list_problem);
+    if (*valprep) return run_valprep(vp_images, vp_labels, vp_out);
     if (*add) {
       for (const auto& line : quantlab::add_problem(quantlab::read_storage(add_home), add_name)) std::cout << line << std::endl;
       return 0;

@@ -1,59 +1,104 @@
-// Loading MNIST-format problems.
+// Loading a problem's data, by the files found.
 #include "quantlab/data/problem.h"
 
-#include "quantlab/data/cifar.h"
-
-namespace quantlab::data {
-
-ProblemData load_idx_problem(const std::string& dir, double valid_fraction, uint64_t seed) {
-  ProblemData d;
-  d.trainval = read_idx_pair(dir, "train");
-  d.test = read_idx_pair(dir, "t10k");
-  d.split = split_indices(d.trainval.size(), valid_fraction, seed);
-  return d;  // inputs in [0, 1], as the original's MNIST preprocessing (mean 0, std 1)
-}
-
-ProblemData load_problem(const std::string& dir, double valid_fraction, uint64_t seed, int64_t pad) {
-  ProblemData d;
-  for (CifarVariant v : {CifarVariant::kCifar10, CifarVariant::kCifar100}) {
-    if (!has_cifar(dir, v)) continue;
-    d.trainval = read_cifar(dir, v, true);
-    d.test = read_cifar(dir, v, false);
-    d.split = split_indices(d.trainval.size(), valid_fraction, seed);
-    d.pre.mean = {0.4914f, 0.4822f, 0.4465f};  // CIFAR-10 channel statistics
-    d.pre.std = {0.2470f, 0.2435f, 0.2616f};
-    d.pre.pad = pad;
-    return d;
-  }
-  d = load_idx_problem(dir, valid_fraction, seed);
-  d.pre.pad = pad;
-  return d;
-}
-
-}  // namespace quantlab::data
-
 #include <filesystem>
+#include <numeric>
 
+#include "quantlab/data/cifar.h"
+#include "quantlab/data/image_folder.h"
+#include "quantlab/data/split.h"
+#include "quantlab/data/tensor_dataset.h"
 #include "quantlab/util/error.h"
 
 namespace quantlab::data {
+namespace fs = std::filesystem;
 namespace {
 
-bool has_data(const std::string& dir) {
-  namespace fs = std::filesystem;
+std::vector<int64_t> all_indices(int64_t n) {
+  std::vector<int64_t> v(static_cast<size_t>(n));
+  std::iota(v.begin(), v.end(), 0);
+  return v;
+}
+
+bool has_image_folders(const std::string& dir) {
+  std::error_code ec;
+  return fs::is_directory(fs::path(dir) / "train", ec) && fs::is_directory(fs::path(dir) / "val", ec);
+}
+
+bool has_idx(const std::string& dir) {
   const std::string f = dir + "/train-images-idx3-ubyte";
-  return fs::exists(f) || fs::exists(f + ".gz") || has_cifar(dir, CifarVariant::kCifar10) ||
-         has_cifar(dir, CifarVariant::kCifar100);
+  return fs::exists(f) || fs::exists(f + ".gz");
+}
+
+bool has_data(const std::string& dir) {
+  return has_idx(dir) || has_cifar(dir, CifarVariant::kCifar10) || has_cifar(dir, CifarVariant::kCifar100) ||
+         has_image_folders(dir);
+}
+
+// A training file set split into training and validation, and a test file set.
+ProblemData split_problem(ImageSet trainval, ImageSet test, Preprocess pre, const ProblemOptions& o) {
+  ProblemData d;
+  Split split = split_indices(trainval.size(), o.valid_fraction, o.seed);
+  d.train_indices = std::move(split.train);
+  d.valid_indices = std::move(split.valid);
+  auto train = std::make_shared<TensorDataset>(std::move(trainval), pre);
+  d.train = d.valid = train;
+  pre.augment = false;
+  d.test = std::make_shared<TensorDataset>(std::move(test), pre);
+  return d;
+}
+
+ProblemData load_image_folders(const std::string& dir, const ProblemOptions& o) {
+  ImageFolderOptions opt;
+  opt.crop = o.crop;
+  if (!o.augment) opt.train_augment = ImageAugment::kNone;
+  else if (o.augment_kind == "torchvision") opt.train_augment = ImageAugment::kTorchvision;
+  else if (o.augment_kind == "torchvision2") opt.train_augment = ImageAugment::kTorchvision2;
+  else opt.train_augment = ImageAugment::kOriginal;
+  ImageFolderIndex train = scan_image_folder(dir + "/train");
+  ImageFolderIndex val = scan_image_folder(dir + "/val", &train.classes);
+  ProblemData d;
+  d.format = "image folders";
+  d.train_indices = all_indices(static_cast<int64_t>(train.files.size()));
+  d.valid_indices = all_indices(static_cast<int64_t>(val.files.size()));
+  d.train = std::make_shared<ImageFolderDataset>(std::move(train), opt);
+  d.valid = d.test = std::make_shared<ImageFolderDataset>(std::move(val), opt);  // as the original
+  return d;
 }
 
 }  // namespace
 
-std::string find_data_dir(const std::string& home, const std::string& problem,
-                              const std::string& override_dir) {
+ProblemData load_idx_problem(const std::string& dir, const ProblemOptions& o) {
+  Preprocess pre;  // inputs in [0, 1], as the original's MNIST preprocessing (mean 0, std 1)
+  pre.pad = o.pad;
+  pre.augment = o.augment;
+  ProblemData d = split_problem(read_idx_pair(dir, "train"), read_idx_pair(dir, "t10k"), pre, o);
+  d.format = "IDX";
+  return d;
+}
+
+ProblemData load_problem(const std::string& dir, const ProblemOptions& o) {
+  for (CifarVariant v : {CifarVariant::kCifar10, CifarVariant::kCifar100}) {
+    if (!has_cifar(dir, v)) continue;
+    Preprocess pre;
+    pre.mean = {0.4914f, 0.4822f, 0.4465f};  // CIFAR-10 channel statistics
+    pre.std = {0.2470f, 0.2435f, 0.2616f};
+    pre.pad = o.pad;
+    pre.augment = o.augment;
+    ProblemData d = split_problem(read_cifar(dir, v, true), read_cifar(dir, v, false), pre, o);
+    d.format = v == CifarVariant::kCifar10 ? "CIFAR-10" : "CIFAR-100";
+    return d;
+  }
+  if (!has_idx(dir) && has_image_folders(dir)) return load_image_folders(dir, o);
+  return load_idx_problem(dir, o);
+}
+
+std::string find_data_dir(const std::string& home, const std::string& problem, const std::string& override_dir) {
   if (!override_dir.empty()) {
     if (!has_data(override_dir))
       throw IoError(override_dir + ": no data files here (--data): expected train-images-idx3-ubyte[.gz] "
-                    "(MNIST format) or data_batch_1.bin (CIFAR-10) or train.bin (CIFAR-100)");
+                    "(MNIST format), data_batch_1.bin (CIFAR-10), train.bin (CIFAR-100) or train/ and val/ "
+                    "image folders (ImageNet)");
     return override_dir;
   }
   const std::string local = home + "/" + problem + "/data";
@@ -62,7 +107,8 @@ std::string find_data_dir(const std::string& home, const std::string& problem,
   if (problem == "FashionMNIST" && has_data(debian)) return debian;
   std::string hint = problem == "FashionMNIST"
                          ? " or install the Debian package dataset-fashion-mnist (make deps)"
-                         : " (MNIST format: train-* and t10k-* images and labels; CIFAR: the binary version's .bin files)";
+                         : " (MNIST format: train-* and t10k-* images and labels; CIFAR: the binary version's .bin "
+                           "files; ImageNet: train/<wnid>/*.JPEG and val/<wnid>/*.JPEG)";
   throw IoError(local + ": no data files of " + problem + "; copy them there" + hint);
 }
 

@@ -14,9 +14,16 @@ bool has_ana_modules(torch::nn::Module& net) {
 }
 
 DataOptions parse_data(const JsonNode& d) {
-  d.allow_keys({"augment", "valid_fraction", "bs_train", "bs_valid", "seed", "pad"});
+  d.allow_keys({"augment", "valid_fraction", "bs_train", "bs_valid", "seed", "pad", "crop", "workers"});
   DataOptions o;
-  o.augment = d.boolean("augment", false);
+  if (d.has("augment") && d.at("augment").json().is_string()) {
+    o.augment_kind = d.at("augment").string();
+    if (o.augment_kind != "torchvision" && o.augment_kind != "torchvision2")
+      d.at("augment").fail("expected true, false, \"torchvision\" or \"torchvision2\"");
+    o.augment = true;
+  } else {
+    o.augment = d.boolean("augment", false);
+  }
   o.valid_fraction = d.number("valid_fraction", 0.1);
   if (!(o.valid_fraction >= 0.0 && o.valid_fraction < 1.0))
     d.at("valid_fraction").fail("expected a fraction in [0, 1)");
@@ -29,6 +36,10 @@ DataOptions parse_data(const JsonNode& d) {
   const int64_t seed = d.integer("seed", 0);
   if (seed < 0) d.at("seed").fail("expected a non-negative integer");
   o.seed = static_cast<uint64_t>(seed);
+  o.crop = d.integer("crop", 224);
+  if (o.crop < 1 || o.crop > 256) d.at("crop").fail("expected a crop side in [1, 256] pixels (images are resized to 256 first)");
+  o.workers = d.integer("workers", 0);
+  if (o.workers < 0) d.at("workers").fail("expected a non-negative number of threads (0: one per core)");
   return o;
 }
 
@@ -45,6 +56,17 @@ ProtocolOptions parse_protocol(const JsonNode& p) {
 }
 
 }  // namespace
+
+data::ProblemOptions problem_options(const DataOptions& d) {
+  data::ProblemOptions o;
+  o.valid_fraction = d.valid_fraction;
+  o.seed = d.seed;
+  o.pad = d.pad;
+  o.augment = d.augment;
+  o.augment_kind = d.augment_kind;
+  o.crop = d.crop;
+  return o;
+}
 
 Experiment::Experiment(const nlohmann::json& cfg, const std::string& topology, torch::Device dev)
     : config(cfg), device(dev) {

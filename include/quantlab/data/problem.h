@@ -1,36 +1,45 @@
-// The data of an image-classification problem: training+validation set, split once, and test set.
+// The data of an image-classification problem: the sets to train, validate and test on, and which
+// of their samples each phase uses.
+//   IDX (MNIST, Fashion-MNIST) and CIFAR: one training file set split once into training and
+//   validation (split.h), and the test files.
+//   Image folders (ImageNet): train/ for training, val/ for both validation and test, as the
+//   original.
 #pragma once
 
+#include <memory>
 #include <string>
+#include <vector>
 
-#include "quantlab/data/batch_loader.h"
-#include "quantlab/data/idx.h"
-#include "quantlab/data/split.h"
+#include "quantlab/data/dataset.h"
 
 namespace quantlab::data {
 
 struct ProblemData {
-  ImageSet trainval, test;
-  Split split;
-  Preprocess pre;
+  std::shared_ptr<const Dataset> train, valid, test;
+  std::vector<int64_t> train_indices, valid_indices;  // into `train` and `valid`
+  std::string format;                                 // "IDX", "CIFAR-10", "CIFAR-100", "image folders"
+};
+
+struct ProblemOptions {
+  double valid_fraction = 0.1;  // IDX and CIFAR: the share of the training files kept for validation
+  uint64_t seed = 0;            // of the split
+  int64_t pad = 0;              // IDX and CIFAR: zero pixels added around every image
+  bool augment = false;         // training augmentation (the problem's own, as the original)
+  std::string augment_kind;     // image folders: "" (the original's), "torchvision" or "torchvision2"
+  int64_t crop = 224;           // image folders: side of the square training and validation crops
 };
 
 // MNIST-format problems (MNIST, Fashion-MNIST): train-* and t10k-* IDX files in `dir`.
-ProblemData load_idx_problem(const std::string& dir, double valid_fraction, uint64_t seed);
+ProblemData load_idx_problem(const std::string& dir, const ProblemOptions& o);
 
 // Any problem whose files are in `dir`, by the files found: IDX (inputs in [0, 1], as the
 // original's MNIST), CIFAR-10 or CIFAR-100 binary (normalised with the CIFAR-10 channel
-// statistics, as the original). `pad` zero pixels are added around every image.
-ProblemData load_problem(const std::string& dir, double valid_fraction, uint64_t seed, int64_t pad = 0);
+// statistics, as the original), or train/ and val/ image folders (ImageNet).
+ProblemData load_problem(const std::string& dir, const ProblemOptions& o);
 
-}  // namespace quantlab::data
-
-namespace quantlab::data {
-
-// Where the data files of `problem` are (IDX or CIFAR): `override_dir` when given, else
-// `<home>/<problem>/data`, else, for FashionMNIST, the Debian package's
-// /usr/share/datasets/fashion-mnist. Throws IoError saying where it looked and how to get them.
-std::string find_data_dir(const std::string& home, const std::string& problem,
-                              const std::string& override_dir);
+// Where the data files of `problem` are: `override_dir` when given, else `<home>/<problem>/data`,
+// else, for FashionMNIST, the Debian package's /usr/share/datasets/fashion-mnist. Throws IoError
+// saying where it looked and how to get them.
+std::string find_data_dir(const std::string& home, const std::string& problem, const std::string& override_dir);
 
 }  // namespace quantlab::data

@@ -1,7 +1,8 @@
 // An experiment built from a config.json (the original's format):
 //   indiv:    net {class, params, pretrained}, loss_function {class, params}
 //   treat:    thermostat {params}, optimizer {class, params}, lr_scheduler {class, params,
-//             step_metric}, data {augment, valid_fraction, bs_train, bs_valid, seed}, max_epoch
+//             step_metric}, data {augment, valid_fraction, bs_train, bs_valid, seed, pad, crop,
+//             workers}, max_epoch
 //   protocol: update_metric, metric_period
 // Everything is parsed and validated here, before any data is read: a wrong key, type, class or
 // quantizer throws a ConfigError naming the JSON path.
@@ -12,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "quantlab/data/problem.h"
 #include "quantlab/topology/network.h"
 #include "quantlab/train/loss.h"
 #include "quantlab/train/lr_scheduler.h"
@@ -22,12 +24,18 @@ namespace quantlab {
 
 struct DataOptions {
   bool augment = false;
+  std::string augment_kind;  // image folders: "" (the original's, from `true`), "torchvision", "torchvision2"
   double valid_fraction = 0.1;
   int64_t bs_train = 256;
   int64_t bs_valid = 64;
   int64_t pad = 0;    // zero pixels around each image (2: Fashion-MNIST's 28x28 to VGG's 32x32)
   uint64_t seed = 0;  // of the validation split, the per-epoch shuffles and libtorch's generator
+  int64_t crop = 224;   // image folders: side of the training and validation crops
+  int64_t workers = 0;  // threads building batches; 0: as many as the machine has cores
 };
+
+// What load_problem needs of the data options.
+data::ProblemOptions problem_options(const DataOptions& d);
 
 struct ProtocolOptions {
   std::string update_metric = "valid_metric";  // which statistic selects the best epoch

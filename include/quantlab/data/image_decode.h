@@ -1,0 +1,43 @@
+// Decoding image files into 8-bit RGB: JPEG with libjpeg-turbo (colour, grayscale, CMYK/YCCK),
+// and PNG with libpng (ImageNet holds a PNG under a .JPEG name). JPEGs can be decoded at a
+// reduced size (1/8 .. 7/8, done in the DCT, so far cheaper than decoding whole and shrinking):
+// the caller says how much shrinking the image can take without being enlarged again later.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "quantlab/util/error.h"
+
+namespace quantlab::data {
+
+// The file is not an image this decoder can read; the message says why.
+class DecodeError : public Error {
+ public:
+  explicit DecodeError(const std::string& what) : Error(what) {}
+};
+
+struct ImageSize {
+  int width = 0, height = 0;
+};
+
+struct RgbImage {
+  int width = 0, height = 0;  // of the decoded pixels
+  double scale = 1.0;         // decoded size / the file's full size
+  std::vector<uint8_t> pixels;  // [height, width, 3]
+};
+
+// The full size of the image in `bytes` (JPEG or PNG), from its header.
+ImageSize image_size(const std::string& bytes);
+
+// Decodes `bytes`; a JPEG is decoded at the smallest available scale s with s >= min_scale
+// (min_scale >= 1 or a PNG: full size). Throws DecodeError for anything that is not a complete,
+// readable JPEG or PNG (a truncated JPEG is an error; libjpeg's warnings about stray bytes, which
+// PIL also ignores, are not).
+RgbImage decode_image(const std::string& bytes, double min_scale = 1.0);
+
+// Reads a whole file; throws DecodeError when it cannot be read.
+std::string read_file_bytes(const std::string& path);
+
+}  // namespace quantlab::data

@@ -1,0 +1,131 @@
+// JPEG (libjpeg-turbo's TurboJPEG API) and PNG (libpng's simplified API) decoding.
+#include "quantlab/data/image_decode.h"
+
+#include <png.h>
+#include <turbojpeg.h>
+
+#include <cstring>
+#include <fstream>
+#include <memory>
+
+namespace quantlab::data {
+namespace {
+
+bool is_png(const std::string& b) { return b.size() >= 8 && std::memcmp(b.data(), "\x89PNG\r\n\x1a\n", 8) == 0; }
+
+// One TurboJPEG decompressor per thread, created on first use.
+tjhandle decompressor() {
+  struct Handle {
+    tjhandle h = tjInitDecompress();
+    ~Handle() {
+      if (h) tjDestroy(h);
+    }
+  };
+  thread_local Handle handle;
+  if (!handle.h) throw DecodeError("cannot create a JPEG decompressor");
+  return handle.h;
+}
+
+struct JpegHeader {
+  int width = 0, height = 0, subsamp = 0, colorspace = 0;
+};
+
+JpegHeader jpeg_header(tjhandle h, const std::string& b) {
+  JpegHeader hd;
+  if (tjDecompressHeader3(h, reinterpret_cast<const unsigned char*>(b.data()), static_cast<unsigned long>(b.size()),
+                          &hd.width, &hd.height, &hd.subsamp, &hd.colorspace) != 0)
+    throw DecodeError(std::string("not a JPEG or PNG image (") + tjGetErrorStr2(h) + ")");
+  if (hd.width <= 0 || hd.height <= 0) throw DecodeError("the JPEG header gives an empty image");
+  return hd;
+}
+
+RgbImage decode_png(const std::string& b) {
+  png_image image;
+  std::memset(&image, 0, sizeof image);
+  image.version = PNG_IMAGE_VERSION;
+  if (!png_image_begin_read_from_memory(&image, b.data(), b.size()))
+    throw DecodeError(std::string("unreadable PNG (") + image.message + ")");
+  image.format = PNG_FORMAT_RGB;
+  RgbImage out;
+  out.width = static_cast<int>(image.width);
+  out.height = static_cast<int>(image.height);
+  out.pixels.resize(PNG_IMAGE_SIZE(image));
+  png_color black{0, 0, 0};
+  if (!png_image_finish_read(&image, &black, out.pixels.data(), 0, nullptr)) {
+    const std::string why = image.message;
+    png_image_free(&image);
+    throw DecodeError("unreadable PNG (" + why + ")");
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string read_file_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw DecodeError("cannot open the file");
+  std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  if (f.bad()) throw DecodeError("read error");
+  if (bytes.empty()) throw DecodeError("empty file");
+  return bytes;
+}
+
+ImageSize image_size(const std::string& bytes) {
+  if (is_png(bytes)) {
+    png_image image;
+    std::memset(&image, 0, sizeof image);
+    image.version = PNG_IMAGE_VERSION;
+    if (!png_image_begin_read_from_memory(&image, bytes.data(), bytes.size()))
+      throw DecodeError(std::string("unreadable PNG (") + image.message + ")");
+    ImageSize s{static_cast<int>(image.width), static_cast<int>(image.height)};
+    png_image_free(&image);
+    return s;
+  }
+  const JpegHeader hd = jpeg_header(decompressor(), bytes);
+  return {hd.width, hd.height};
+}
+
+RgbImage decode_image(const std::string& bytes, double min_scale) {
+  if (is_png(bytes)) return decode_png(bytes);
+  tjhandle h = decompressor();
+  const JpegHeader hd = jpeg_header(h, bytes);
+  // The smallest scaling factor >= min_scale (TurboJPEG lists them largest first).
+  tjscalingfactor chosen{1, 1};
+  if (min_scale < 1.0) {
+    int n = 0;
+    const tjscalingfactor* factors = tjGetScalingFactors(&n);
+    for (int i = 0; i < n; ++i) {
+      const double s = static_cast<double>(factors[i].num) / factors[i].denom;
+      if (s >= min_scale && s <= static_cast<double>(chosen.num) / chosen.denom) chosen = factors[i];
+    }
+  }
+  RgbImage out;
+  out.width = TJSCALED(hd.width, chosen);
+  out.height = TJSCALED(hd.height, chosen);
+  out.scale = static_cast<double>(out.width) / hd.width;
+  const bool cmyk = hd.colorspace == TJCS_CMYK || hd.colorspace == TJCS_YCCK;
+  const int channels = cmyk ? 4 : 3;
+  std::vector<uint8_t> raw(static_cast<size_t>(out.width) * out.height * channels);
+  const int rc = tjDecompress2(h, reinterpret_cast<const unsigned char*>(bytes.data()),
+                               static_cast<unsigned long>(bytes.size()), raw.data(), out.width, 0, out.height,
+                               cmyk ? TJPF_CMYK : TJPF_RGB, TJFLAG_ACCURATEDCT);
+  if (rc != 0) {
+    const std::string why = tjGetErrorStr2(h);
+    // Warnings leave a complete image, except a premature end of data (a truncated file).
+    if (tjGetErrorCode(h) != TJERR_WARNING || why.find("Premature end") != std::string::npos)
+      throw DecodeError("corrupt JPEG (" + why + ")");
+  }
+  if (!cmyk) {
+    out.pixels = std::move(raw);
+    return out;
+  }
+  // libjpeg hands out Adobe's inverted CMYK: R = C' * K' / 255 (as OpenCV and PIL do).
+  out.pixels.resize(static_cast<size_t>(out.width) * out.height * 3);
+  for (size_t p = 0, n = static_cast<size_t>(out.width) * out.height; p < n; ++p) {
+    const unsigned k = raw[4 * p + 3];
+    for (int c = 0; c < 3; ++c) out.pixels[3 * p + c] = static_cast<uint8_t>((raw[4 * p + c] * k + 127) / 255);
+  }
+  return out;
+}
+
+}  // namespace quantlab::data

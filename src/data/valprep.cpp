@@ -1,0 +1,114 @@
+// valprep: check every move, then move.
+#include "quantlab/data/valprep.h"
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "quantlab/util/error.h"
+
+namespace quantlab::data {
+namespace fs = std::filesystem;
+namespace {
+
+std::vector<std::string> tokens(const std::string& line) {
+  std::string s = line;
+  for (char& c : s)
+    if (c == ',' || c == '\t' || c == '\r') c = ' ';
+  std::istringstream in(s);
+  std::vector<std::string> out;
+  for (std::string t; in >> t;) out.push_back(t);
+  return out;
+}
+
+bool looks_like_wnid(const std::string& s) {
+  if (s.size() < 2 || s[0] != 'n') return false;
+  for (size_t i = 1; i < s.size(); ++i)
+    if (s[i] < '0' || s[i] > '9') return false;
+  return true;
+}
+
+// image name -> wnid, from the label file's lines.
+std::map<std::string, std::string> read_labels(const std::string& file) {
+  std::ifstream in(file);
+  if (!in) throw IoError(file + ": cannot open the label file");
+  std::map<std::string, std::string> labels;
+  std::string line;
+  for (int64_t n = 1; std::getline(in, line); ++n) {
+    auto t = tokens(line);
+    if (t.empty() || t[0][0] == '#' || t[0] == "ImageId" || t[0] == "mkdir" || t[0] == "#!/bin/bash") continue;
+    if (t[0] == "mv") t.erase(t.begin());
+    if (t.size() < 2) throw IoError(file + ":" + std::to_string(n) + ": expected an image and its wnid, got \"" + line + "\"");
+    std::string wnid = t[1];
+    while (!wnid.empty() && wnid.back() == '/') wnid.pop_back();
+    if (!looks_like_wnid(wnid))
+      throw IoError(file + ":" + std::to_string(n) + ": \"" + t[1] + "\" is not a WordNet id (n01440764, ...)");
+    if (!labels.emplace(t[0], wnid).second)
+      throw IoError(file + ":" + std::to_string(n) + ": " + t[0] + " is listed twice");
+  }
+  if (labels.empty()) throw IoError(file + ": no labels in the file");
+  return labels;
+}
+
+}  // namespace
+
+ValprepReport sort_validation_images(const std::string& images_dir, const std::string& label_file,
+                                     const std::string& out_dir) {
+  std::error_code ec;
+  if (!fs::is_directory(images_dir, ec)) throw IoError(images_dir + ": no such folder");
+  const auto labels = read_labels(label_file);
+  // Plan: every listed image must exist (with or without its .JPEG) and its destination must not.
+  std::vector<std::pair<fs::path, fs::path>> moves;
+  std::set<std::string> listed, classes;
+  std::vector<std::string> missing, taken;
+  int64_t already = 0;
+  for (const auto& [name, wnid] : labels) {
+    fs::path src = fs::path(images_dir) / name;
+    if (!fs::is_regular_file(src, ec) && fs::is_regular_file(src.string() + ".JPEG", ec)) src += ".JPEG";
+    if (!fs::is_regular_file(src, ec)) {
+      const fs::path done = fs::path(out_dir) / wnid / src.filename();
+      if (fs::is_regular_file(done, ec) || fs::is_regular_file(done.string() + ".JPEG", ec)) {
+        ++already;  // moved by an earlier, interrupted run
+        classes.insert(wnid);
+      } else {
+        missing.push_back(src.string());
+      }
+      continue;
+    }
+    const fs::path dst = fs::path(out_dir) / wnid / src.filename();
+    if (fs::exists(dst, ec)) taken.push_back(dst.string());
+    listed.insert(src.filename().string());
+    classes.insert(wnid);
+    moves.emplace_back(src, dst);
+  }
+  const auto some = [](const std::vector<std::string>& v) {
+    std::string s;
+    for (size_t i = 0; i < v.size() && i < 3; ++i) s += (i ? ", " : "") + v[i];
+    return s + (v.size() > 3 ? ", ... (" + std::to_string(v.size()) + " in all)" : "");
+  };
+  if (!missing.empty()) throw IoError("the label file lists images that are not there: " + some(missing) + "; nothing was moved");
+  if (!taken.empty()) throw IoError("refusing to overwrite " + some(taken) + "; nothing was moved");
+  ValprepReport report;
+  report.already_there = already;
+  for (const auto& e : fs::directory_iterator(images_dir, ec))
+    if (e.is_regular_file() && !listed.count(e.path().filename().string()))
+      report.unlisted.push_back(e.path().filename().string());
+  for (const auto& [src, dst] : moves) {
+    fs::create_directories(dst.parent_path(), ec);
+    if (ec) throw IoError(dst.parent_path().string() + ": cannot create the folder (" + ec.message() + ")");
+    fs::rename(src, dst, ec);
+    if (ec) {  // another file system: copy, then remove
+      fs::copy_file(src, dst, ec);
+      if (ec) throw IoError("cannot move " + src.string() + " to " + dst.string() + " (" + ec.message() + ") after " +
+                            std::to_string(report.moved) + " images were moved; run again to move the rest");
+      fs::remove(src, ec);
+    }
+    ++report.moved;
+  }
+  report.classes = static_cast<int64_t>(classes.size());
+  return report;
+}
+
+}  // namespace quantlab::data

@@ -1,0 +1,263 @@
+// The ImageNet data pipeline: decoding (colour, grayscale, CMYK, PNG under a .JPEG name, corrupt
+// and truncated files), the transforms against libtorch's anti-aliased resize, image folders,
+// determinism across worker counts, and valprep.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "quantlab/data/batch_loader.h"
+#include "quantlab/data/image_folder.h"
+#include "quantlab/data/problem.h"
+#include "quantlab/data/split.h"
+#include "quantlab/data/valprep.h"
+#include "test_util.h"
+
+namespace quantlab {
+namespace {
+
+using testing::TempDir;
+
+torch::Tensor decoded_tensor(const data::RgbImage& img) {
+  return torch::from_blob(const_cast<uint8_t*>(img.pixels.data()), {img.height, img.width, 3}, torch::kUInt8).clone();
+}
+
+double mean_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a.to(torch::kFloat32) - b.to(torch::kFloat32)).abs().mean().item<double>();
+}
+
+TEST(ImageDecode, ColourGrayCmykAndPngUnderAJpegName) {
+  TempDir dir;
+  const auto pic = testing::test_picture(120, 160, 3);
+  const std::string base = dir.path() + "/";
+  testing::write_jpeg(base + "rgb.JPEG", pic);
+  testing::write_jpeg(base + "gray.JPEG", pic, "gray");
+  testing::write_jpeg(base + "cmyk.JPEG", pic, "cmyk");
+  testing::write_png(base + "png.JPEG", pic);
+
+  const auto rgb = data::decode_image(data::read_file_bytes(base + "rgb.JPEG"));
+  EXPECT_EQ(rgb.width, 160);
+  EXPECT_EQ(rgb.height, 120);
+  EXPECT_LT(mean_abs_diff(decoded_tensor(rgb), pic), 3.0);
+
+  const auto gray = decoded_tensor(data::decode_image(data::read_file_bytes(base + "gray.JPEG")));
+  EXPECT_TRUE(torch::equal(gray.select(2, 0), gray.select(2, 1)));  // three equal channels
+  const auto luma = (pic.to(torch::kFloat32) * torch::tensor({0.299f, 0.587f, 0.114f})).sum(2);
+  EXPECT_LT(mean_abs_diff(gray.select(2, 0), luma), 3.0);
+
+  EXPECT_LT(mean_abs_diff(decoded_tensor(data::decode_image(data::read_file_bytes(base + "cmyk.JPEG"))), pic), 3.0);
+  const auto png = data::decode_image(data::read_file_bytes(base + "png.JPEG"));
+  EXPECT_TRUE(torch::equal(decoded_tensor(png), pic));  // lossless
+  EXPECT_EQ(data::image_size(data::read_file_bytes(base + "png.JPEG")).width, 160);
+}
+
+TEST(ImageDecode, ReducedScaleDecodingAndBadFiles) {
+  TempDir dir;
+  const std::string f = dir.path() + "/a.JPEG";
+  testing::write_jpeg(f, testing::test_picture(200, 320, 1));
+  const std::string bytes = data::read_file_bytes(f);
+  const auto half = data::decode_image(bytes, 0.5);
+  EXPECT_EQ(half.width, 160);
+  EXPECT_EQ(half.height, 100);
+  EXPECT_DOUBLE_EQ(half.scale, 0.5);
+  EXPECT_EQ(data::decode_image(bytes, 0.51).width, 200);  // 5/8: the smallest scale >= 0.51
+  EXPECT_EQ(data::decode_image(bytes, 2.0).width, 320);
+
+  EXPECT_THROW(data::decode_image(bytes.substr(0, bytes.size() / 2)), data::DecodeError);  // truncated
+  EXPECT_THROW(data::decode_image(std::string(500, 'x')), data::DecodeError);
+  EXPECT_THROW(data::decode_image(bytes.substr(0, 40)), data::DecodeError);
+  EXPECT_THROW(data::read_file_bytes(dir.path() + "/missing.JPEG"), data::DecodeError);
+}
+
+// The validation transform equals resize-256 (libtorch's anti-aliased bilinear, PIL's filter),
+// centre crop and normalisation computed with tensor ops.
+TEST(ImageTransform, ValidationTransformMatchesAntialiasedResize) {
+  const auto pic = testing::test_picture(300, 410, 5);
+  data::RgbImage img;
+  img.width = 410;
+  img.height = 300;
+  img.pixels.assign(pic.data_ptr<uint8_t>(), pic.data_ptr<uint8_t>() + pic.numel());
+  std::mt19937_64 rng(0);
+  const auto plan = data::plan_crop({410, 300}, 224, data::ImageAugment::kNone, rng);
+  auto ours = torch::empty({3, 224, 224});
+  data::render_crop(img, plan, 224, data::ImageAugment::kNone, rng, ours.data_ptr<float>());
+
+  const auto x = pic.permute({2, 0, 1}).unsqueeze(0).to(torch::kFloat32) / 255.0;
+  const int64_t ow = 256 * 410 / 300;  // 349
+  const auto resized = at::_upsample_bilinear2d_aa(x, {256, ow}, false);
+  const int64_t top = 16, left = static_cast<int64_t>(std::nearbyint((ow - 224) / 2.0));
+  auto ref = resized.narrow(2, top, 224).narrow(3, left, 224)[0];
+  ref = (ref - torch::tensor({0.485f, 0.456f, 0.406f}).view({3, 1, 1})) / torch::tensor({0.229f, 0.224f, 0.225f}).view({3, 1, 1});
+  EXPECT_LT((ours - ref).abs().max().item<float>(), 2e-3f);
+}
+
+TEST(ImageTransform, RandomResizedCropsStayInsideWithTheirAreaAndAspect) {
+  std::mt19937_64 rng(11);
+  int flips = 0;
+  for (int i = 0; i < 2000; ++i) {
+    const auto p = data::plan_crop({500, 375}, 224, data::ImageAugment::kOriginal, rng);
+    ASSERT_GE(p.x0, 0.0);
+    ASSERT_GE(p.y0, 0.0);
+    ASSERT_LE(p.x0 + p.w, 500.0);
+    ASSERT_LE(p.y0 + p.h, 375.0);
+    const double area = p.w * p.h / (500.0 * 375.0), aspect = p.w / p.h;
+    ASSERT_GT(area, 0.07);
+    ASSERT_LT(aspect, 4.0 / 3.0 + 0.05);
+    ASSERT_GT(aspect, 3.0 / 4.0 - 0.05);
+    flips += p.flip;
+  }
+  EXPECT_NEAR(flips, 1000, 120);
+  // A flipped crop is the mirror image of the unflipped one.
+  const auto pic = testing::test_picture(100, 140, 2);
+  data::RgbImage img;
+  img.width = 140;
+  img.height = 100;
+  img.pixels.assign(pic.data_ptr<uint8_t>(), pic.data_ptr<uint8_t>() + pic.numel());
+  data::CropPlan p{10, 5, 90, 80, 10, 5, 100, 85, false};
+  auto a = torch::empty({3, 64, 64}), b = torch::empty({3, 64, 64});
+  data::render_crop(img, p, 64, data::ImageAugment::kTorchvision, rng, a.data_ptr<float>());
+  p.flip = true;
+  data::render_crop(img, p, 64, data::ImageAugment::kTorchvision, rng, b.data_ptr<float>());
+  EXPECT_TRUE(torch::allclose(a, b.flip({2})));
+}
+
+TEST(ImageFolder, ScansSortedClassesAndRejectsStrangers) {
+  TempDir dir;
+  testing::write_image_tree(dir.path() + "/train", {"n02", "n01", "n03"}, 2);
+  testing::write_image_tree(dir.path() + "/val", {"n03", "n01"}, 1);
+  std::ofstream(dir.path() + "/train/n01/readme.txt") << "not an image";
+  const auto train = data::scan_image_folder(dir.path() + "/train");
+  EXPECT_EQ(train.classes, (std::vector<std::string>{"n01", "n02", "n03"}));
+  EXPECT_EQ(train.files.size(), 6u);  // the .txt is not an image
+  EXPECT_EQ(train.labels, (std::vector<int64_t>{0, 0, 1, 1, 2, 2}));
+  const auto val = data::scan_image_folder(dir.path() + "/val", &train.classes);
+  EXPECT_EQ(val.labels, (std::vector<int64_t>{0, 2}));  // indexed by the training classes
+
+  testing::write_image_tree(dir.path() + "/val", {"n09"}, 1);
+  try {
+    data::scan_image_folder(dir.path() + "/val", &train.classes);
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("/val/n09: not a class of the training set"), std::string::npos) << e.what();
+  }
+  std::filesystem::create_directories(dir.path() + "/empty/n01");
+  EXPECT_THROW(data::scan_image_folder(dir.path() + "/empty"), IoError);
+  EXPECT_THROW(data::scan_image_folder(dir.path() + "/nothing"), IoError);
+}
+
+// Grayscale, CMYK and PNG-named-JPEG images train; corrupt and truncated ones are reported once
+// and left out; the batches do not depend on the number of workers; a new epoch draws new crops.
+TEST(ImageFolder, BadFilesAreSkippedAndBatchesAreDeterministic) {
+  TempDir dir;
+  testing::write_image_tree(dir.path() + "/train", {"n01", "n02"}, 4);
+  testing::write_image_tree(dir.path() + "/val", {"n01", "n02"}, 1);
+  const std::string c = dir.path() + "/train/n01/";
+  testing::write_jpeg(c + "gray.JPEG", testing::test_picture(200, 260, 9), "gray");
+  testing::write_jpeg(c + "cmyk.JPEG", testing::test_picture(230, 200, 8), "cmyk");
+  testing::write_png(c + "png.JPEG", testing::test_picture(210, 250, 7));
+  std::ofstream(c + "corrupt.JPEG") << std::string(3000, '\x17');
+  const std::string good = data::read_file_bytes(c + "n01_0.JPEG");
+  std::ofstream(c + "truncated.JPEG", std::ios::binary) << good.substr(0, good.size() / 3);
+
+  data::ProblemOptions o;
+  o.augment = true;
+  o.crop = 96;
+  const auto d = data::load_problem(dir.path(), o);
+  EXPECT_EQ(d.format, "image folders");
+  EXPECT_EQ(d.train->size(), 13);
+  EXPECT_EQ(d.valid_indices.size(), 2u);
+  const auto order = data::epoch_order(d.train_indices, 3, 0);
+  const data::SampleContext ctx{true, 3, 0};
+  data::BatchLoader one(*d.train, order, 4, ctx, {1, 1}), three(*d.train, order, 4, ctx, {3, 3});
+  int64_t samples = 0;
+  while (auto a = one.next()) {
+    auto b = three.next();
+    ASSERT_TRUE(b.has_value());
+    EXPECT_TRUE(torch::equal(a->inputs, b->inputs));
+    EXPECT_TRUE(torch::equal(a->labels, b->labels));
+    EXPECT_EQ(a->inputs.size(1), 3);
+    EXPECT_EQ(a->inputs.size(2), 96);
+    EXPECT_TRUE(torch::isfinite(a->inputs).all().item<bool>());
+    samples += a->labels.size(0);
+  }
+  EXPECT_EQ(samples, 11);  // 13 files, 2 unreadable
+  const auto skipped = dynamic_cast<const data::ImageFolderDataset&>(*d.train).skipped();
+  EXPECT_EQ(skipped, (std::vector<std::string>{c + "corrupt.JPEG", c + "truncated.JPEG"}));
+
+  const auto first = d.train->make_batch(order.data(), 2, 0, ctx);
+  EXPECT_TRUE(torch::equal(first.inputs, d.train->make_batch(order.data(), 2, 0, ctx).inputs));
+  EXPECT_FALSE(torch::equal(first.inputs, d.train->make_batch(order.data(), 2, 0, {true, 3, 1}).inputs));
+  const auto v1 = d.valid->make_batch(d.valid_indices.data(), 2, 0, {false, 3, 0});
+  const auto v2 = d.valid->make_batch(d.valid_indices.data(), 2, 0, {false, 4, 7});
+  EXPECT_TRUE(torch::equal(v1.inputs, v2.inputs));  // validation draws nothing
+}
+
+// Decoding at a reduced DCT scale changes pixels only slightly.
+TEST(ImageFolder, ScaledDecodingStaysCloseToFullDecoding) {
+  TempDir dir;
+  testing::write_image_tree(dir.path() + "/train", {"n01"}, 3);
+  auto index = data::scan_image_folder(dir.path() + "/train");
+  data::ImageFolderOptions full, scaled;
+  full.crop = scaled.crop = 64;
+  full.scaled_decode = false;
+  const data::ImageFolderDataset a(index, full), b(index, scaled);
+  const std::vector<int64_t> idx = {0, 1, 2};
+  for (const bool train : {false, true}) {
+    const auto x = a.make_batch(idx.data(), 3, 0, {train, 1, 0}).inputs;
+    const auto y = b.make_batch(idx.data(), 3, 0, {train, 1, 0}).inputs;
+    EXPECT_LT((x - y).abs().mean().item<float>(), 0.05f);  // normalised units (~1/20 of a std)
+  }
+}
+
+TEST(Valprep, SortsTheFlatFolderAndRefusesToOverwrite) {
+  TempDir dir;
+  const std::string val = dir.path() + "/val";
+  std::filesystem::create_directories(val);
+  const char* wnids[] = {"n01440764", "n01443537", "n01440764", "n01484850"};
+  for (int i = 1; i <= 4; ++i) {
+    char name[64];
+    std::snprintf(name, sizeof name, "/ILSVRC2012_val_%08d.JPEG", i);
+    std::ofstream(val + name) << "img" << i;
+  }
+  std::ofstream(val + "/README") << "not listed";
+  std::ofstream(dir.path() + "/LOC_val_solution.csv")
+      << "ImageId,PredictionString\n"
+      << "ILSVRC2012_val_00000001,n01440764 10 20 30 40\n"
+      << "ILSVRC2012_val_00000002,n01443537 1 2 3 4 n01443537 5 6 7 8\n"
+      << "ILSVRC2012_val_00000003,n01440764 1 2 3 4\n";
+  std::ofstream(dir.path() + "/valprep.sh") << "mkdir -p n01484850\nmv ILSVRC2012_val_00000004.JPEG n01484850/\n";
+  std::ofstream(dir.path() + "/bad.txt") << "ILSVRC2012_val_00000004.JPEG dog\n";
+  std::ofstream(dir.path() + "/missing.txt") << "ILSVRC2012_val_00000009.JPEG n01440764\n";
+
+  EXPECT_THROW(data::sort_validation_images(val, dir.path() + "/bad.txt", val), IoError);
+  try {
+    data::sort_validation_images(val, dir.path() + "/missing.txt", val);
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("ILSVRC2012_val_00000009.JPEG"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("nothing was moved"), std::string::npos);
+  }
+  const auto r = data::sort_validation_images(val, dir.path() + "/LOC_val_solution.csv", val);
+  EXPECT_EQ(r.moved, 3);
+  EXPECT_EQ(r.classes, 2);
+  EXPECT_EQ(testing::slurp(val + "/n01440764/ILSVRC2012_val_00000003.JPEG"), "img3");
+  EXPECT_EQ(r.unlisted.size(), 2u);  // README and image 4
+  // Run again: everything is already in place.
+  const auto again = data::sort_validation_images(val, dir.path() + "/LOC_val_solution.csv", val);
+  EXPECT_EQ(again.moved, 0);
+  EXPECT_EQ(again.already_there, 3);
+  EXPECT_EQ(data::sort_validation_images(val, dir.path() + "/valprep.sh", val).moved, 1);
+  // A destination that exists is never overwritten.
+  std::ofstream(val + "/ILSVRC2012_val_00000001.JPEG") << "another";
+  std::ofstream(dir.path() + "/one.txt") << "ILSVRC2012_val_00000001.JPEG n01440764\n";
+  try {
+    data::sort_validation_images(val, dir.path() + "/one.txt", val);
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("refusing to overwrite"), std::string::npos);
+  }
+  EXPECT_EQ(testing::slurp(val + "/n01440764/ILSVRC2012_val_00000001.JPEG"), "img1");
+}
+
+}  // namespace
+}  // namespace quantlab
