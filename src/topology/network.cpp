@@ -1,7 +1,9 @@
 // The topology registry.
 #include "quantlab/topology/network.h"
 
+#include "quantlab/topology/alexnet.h"
 #include "quantlab/topology/mlp.h"
+#include "quantlab/topology/mobilenetv2.h"
 #include "quantlab/topology/vgg.h"
 
 namespace quantlab {
@@ -13,6 +15,10 @@ const Registry<TopologyEntry>& topology_registry() {
     r.add("MLPBaseline", {"MLP", make_mlp_baseline});
     r.add("VGG", {"VGG", make_vgg});
     r.add("VGGBaseline", {"VGG", make_vgg_baseline});
+    r.add("AlexNet", {"AlexNet", make_alexnet});
+    r.add("AlexNetBaseline", {"AlexNet", make_alexnet_baseline});
+    r.add("MobileNetv2Residuals", {"MobileNetv2", make_mobilenetv2_residuals});
+    r.add("MobileNetv2Baseline", {"MobileNetv2", make_mobilenetv2_baseline});
     return r;
   }();
   return registry;

@@ -1,0 +1,43 @@
+// Builds and registers a topology's named layers, quantized or not by the name alone: a layer
+// whose name has a quantization scheme goes through ANA (AnaConv, AnaLinear, AnaActivation), any
+// other is the float layer. So one description of a network gives both its quantized variant and
+// its baseline, with the original's parameter names.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+
+#include "quantlab/core/ana.h"
+#include "quantlab/topology/network.h"
+
+namespace quantlab {
+
+using Layer = std::function<torch::Tensor(const torch::Tensor&)>;
+
+class LayerMaker {
+ public:
+  // `schemes` may be empty (a baseline).
+  LayerMaker(Network& net, std::map<std::string, AnaScheme> schemes) : net_(net), schemes_(std::move(schemes)) {}
+
+  Layer conv(const std::string& name, int64_t in, int64_t out, int64_t kernel, int64_t stride = 1,
+             int64_t padding = 0, int64_t groups = 1, bool bias = false);
+  Layer fc(const std::string& name, int64_t in, int64_t out, bool bias = false);
+  Layer bn2d(const std::string& name, int64_t channels);
+  Layer bn1d(const std::string& name, int64_t features);
+  // ANA when `name` has a scheme, else ReLU6 (clamp to [0, 6]).
+  Layer act(const std::string& name);
+
+  // Initialises the float layers as the original's MobileNetV2: conv N(0, sqrt(2 / (k*k*out))),
+  // linear N(0, 0.01), biases 0. (Batch norms start at 1 and 0 already; ANA layers keep theirs.)
+  void init_float_layers_he();
+
+ private:
+  bool quantized(const std::string& name) const { return schemes_.count(name) > 0; }
+  Network& net_;
+  std::map<std::string, AnaScheme> schemes_;
+  std::vector<torch::nn::Conv2d> convs_;
+  std::vector<torch::nn::Linear> linears_;
+};
+
+}  // namespace quantlab

@@ -1,0 +1,73 @@
+// Named layers, quantized by name.
+#include "quantlab/topology/layer_maker.h"
+
+#include <cmath>
+
+#include "quantlab/nn/ana_layers.h"
+
+namespace quantlab {
+
+Layer LayerMaker::conv(const std::string& name, int64_t in, int64_t out, int64_t kernel, int64_t stride,
+                       int64_t padding, int64_t groups, bool bias) {
+  if (quantized(name)) {
+    nn::AnaConvOptions c;
+    c.in_channels = in;
+    c.out_channels = out;
+    c.kernel_size = {kernel};
+    c.stride = {stride};
+    c.padding = {padding};
+    c.groups = groups;
+    c.bias = bias;
+    auto m = net_.register_module(name, nn::AnaConv(schemes_.at(name), c));
+    return [m](const torch::Tensor& x) { return m->forward(x); };
+  }
+  auto m = net_.register_module(
+      name, torch::nn::Conv2d(
+                torch::nn::Conv2dOptions(in, out, kernel).stride(stride).padding(padding).groups(groups).bias(bias)));
+  convs_.push_back(m);
+  return [m](const torch::Tensor& x) { return m->forward(x); };
+}
+
+Layer LayerMaker::fc(const std::string& name, int64_t in, int64_t out, bool bias) {
+  if (quantized(name)) {
+    auto m = net_.register_module(name, nn::AnaLinear(schemes_.at(name), in, out, bias));
+    return [m](const torch::Tensor& x) { return m->forward(x); };
+  }
+  auto m = net_.register_module(name, torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias)));
+  linears_.push_back(m);
+  return [m](const torch::Tensor& x) { return m->forward(x); };
+}
+
+Layer LayerMaker::bn2d(const std::string& name, int64_t channels) {
+  auto m = net_.register_module(name, torch::nn::BatchNorm2d(channels));
+  return [m](const torch::Tensor& x) { return m->forward(x); };
+}
+
+Layer LayerMaker::bn1d(const std::string& name, int64_t features) {
+  auto m = net_.register_module(name, torch::nn::BatchNorm1d(features));
+  return [m](const torch::Tensor& x) { return m->forward(x); };
+}
+
+Layer LayerMaker::act(const std::string& name) {
+  if (quantized(name)) {
+    auto m = net_.register_module(name, nn::AnaActivation(schemes_.at(name)));
+    return [m](const torch::Tensor& x) { return m->forward(x); };
+  }
+  return [](const torch::Tensor& x) { return torch::hardtanh(x, 0.0, 6.0); };
+}
+
+void LayerMaker::init_float_layers_he() {
+  torch::NoGradGuard no_grad;
+  for (auto& c : convs_) {
+    const auto& k = c->options.kernel_size();
+    const double n = static_cast<double>((*k)[0] * (*k)[1] * c->options.out_channels());
+    c->weight.normal_(0.0, std::sqrt(2.0 / n));
+    if (c->bias.defined()) c->bias.zero_();
+  }
+  for (auto& l : linears_) {
+    l->weight.normal_(0.0, 0.01);
+    if (l->bias.defined()) l->bias.zero_();
+  }
+}
+
+}  // namespace quantlab

@@ -1,0 +1,149 @@
+// AlexNet and MobileNetV2: structure and parameter counts against the published architectures,
+// the original's ImageNet config, and two training steps on a tiny generated JPEG tree.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <sstream>
+
+#include "quantlab/config/json_node.h"
+#include "quantlab/nn/ana_site.h"
+#include "quantlab/topology/alexnet.h"
+#include "quantlab/topology/mobilenetv2.h"
+#include "quantlab/train/trainer.h"
+#include "test_util.h"
+
+namespace quantlab {
+namespace {
+
+int64_t parameter_total(torch::nn::Module& net) {
+  int64_t n = 0;
+  for (const auto& p : net.parameters()) n += p.numel();
+  return n;
+}
+
+int64_t ana_sites(torch::nn::Module& net) {
+  int64_t n = 0;
+  for (const auto& m : net.modules(false)) n += dynamic_cast<nn::AnaSite*>(m.get()) != nullptr;
+  return n;
+}
+
+nlohmann::json ternary_schemes(const std::vector<std::string>& names) {
+  nlohmann::json q = nlohmann::json::object();
+  for (const auto& n : names) q[n] = {"uniform", {-0.5, 0.5}, {-1.0, 0.0, 1.0}};
+  return q;
+}
+
+TEST(AlexNet, ShapesAndParameterCountsOfThePublishedArchitecture) {
+  const nlohmann::json params = {{"capacity", 1}, {"quant_schemes", ternary_schemes(alexnet_quantized_modules())}};
+  auto net = make_alexnet(JsonNode(params, "params"));
+  EXPECT_EQ(ana_sites(*net), 15);
+  net->eval();
+  EXPECT_EQ(net->forward(torch::randn({2, 3, 224, 224})).sizes(), (std::vector<int64_t>{2, 1000}));
+  EXPECT_EQ(net->forward(torch::randn({1, 3, 227, 227})).sizes(), (std::vector<int64_t>{1, 1000}));
+  // torchvision's AlexNet (64-192-384-256-256 convs, 9216-4096-4096-1000 FCs) has 61,100,840
+  // parameters, 10,344 of them biases; the original drops the biases and adds batch norms.
+  const int64_t bn = 2 * (64 + 192 + 384 + 256 + 256 + 4096 + 4096 + 1000);
+  EXPECT_EQ(parameter_total(*net), 61100840 - 10344 + bn);
+  const auto names = net->named_parameters().keys();
+  EXPECT_EQ(names.front(), "phi1_conv.weight");
+  EXPECT_EQ(names.back(), "phi8_bn.bias");
+  try {
+    net->forward(torch::randn({1, 3, 128, 128}));
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("expects 6x6"), std::string::npos) << e.what();
+  }
+
+  auto base = make_alexnet_baseline(JsonNode(nlohmann::json{{"capacity", 1}}, "params"));
+  EXPECT_EQ(ana_sites(*base), 0);
+  EXPECT_EQ(parameter_total(*base), 61100840 - 10344 + bn - 2 * 1000 + 1000);  // phi8: bias, no BN
+  auto half = make_alexnet_baseline(JsonNode(nlohmann::json{{"capacity", 0.5}, {"num_classes", 10}}, "params"));
+  half->eval();
+  EXPECT_EQ(half->forward(torch::randn({1, 3, 224, 224})).sizes(), (std::vector<int64_t>{1, 10}));
+}
+
+TEST(MobileNetV2, ShapesAndParameterCountsOfThePublishedArchitecture) {
+  auto base = make_mobilenetv2_baseline(JsonNode(nlohmann::json{{"capacity", 1}, {"expansion", 6}}, "params"));
+  // torchvision's mobilenet_v2() has 3,504,872 parameters, the same layers and shapes.
+  EXPECT_EQ(parameter_total(*base), 3504872);
+  base->eval();
+  EXPECT_EQ(base->forward(torch::randn({1, 3, 224, 224})).sizes(), (std::vector<int64_t>{1, 1000}));
+  const auto names = base->named_parameters().keys();
+  EXPECT_EQ(names.front(), "phi01_conv.weight");
+  EXPECT_EQ(names.back(), "phi53_fc.bias");
+  // The original's He initialisation of the float convolutions: std sqrt(2 / (k*k*out)).
+  const auto w = base->named_parameters()["phi52_conv.weight"];
+  EXPECT_NEAR(w.std().item<double>(), std::sqrt(2.0 / 1280.0), 0.002);
+
+  const auto q = mobilenetv2_quantized_modules();
+  EXPECT_EQ(q.size(), 60u);
+  EXPECT_EQ(q.front(), "phi06_act");
+  EXPECT_EQ(q.back(), "phi48_conv");
+  auto res = make_mobilenetv2_residuals(JsonNode(nlohmann::json{{"quant_schemes", ternary_schemes(q)}}, "params"));
+  EXPECT_EQ(ana_sites(*res), 60);
+  EXPECT_EQ(parameter_total(*res), 3504872);  // quantization changes no shape
+  const auto rnames = res->named_parameters().keys();
+  EXPECT_NE(std::find(rnames.begin(), rnames.end(), "phi08_conv.weight"), rnames.end());
+  EXPECT_EQ(res->named_parameters()["phi08_conv.weight"].sizes(), (std::vector<int64_t>{144, 1, 3, 3}));  // depthwise
+  res->eval();
+  EXPECT_EQ(res->forward(torch::randn({2, 3, 96, 96})).sizes(), (std::vector<int64_t>{2, 1000}));
+
+  const nlohmann::json missing = {{"quant_schemes", ternary_schemes({"phi06_act"})}};
+  EXPECT_THROW(make_mobilenetv2_residuals(JsonNode(missing, "indiv.net.params")), ConfigError);
+}
+
+// Two training steps and a validation pass of each ImageNet topology on generated JPEGs.
+void train_two_steps(const nlohmann::json& config, const std::string& topology) {
+  testing::TempDir dir;
+  testing::write_image_tree(dir.path() + "/train", {"n01", "n02", "n03"}, 2);
+  testing::write_image_tree(dir.path() + "/val", {"n01", "n02", "n03"}, 1);
+  Experiment exp(config, topology, torch::kCPU);
+  const auto data = data::load_problem(dir.path(), problem_options(exp.data));
+  std::ostringstream sink;
+  Progress progress(sink, false);
+  TrainerOptions options;
+  options.max_batches_per_epoch = 2;
+  Trainer trainer(exp, data, progress, options);
+  const auto before = exp.net->parameters().front().clone();
+  const auto records = trainer.fit(1);
+  EXPECT_EQ(records[0].train.samples, 2 * exp.data.bs_train);
+  EXPECT_TRUE(std::isfinite(records[0].train.loss));
+  EXPECT_EQ(records[0].valid.samples, 3);
+  EXPECT_FALSE(torch::equal(before, exp.net->parameters().front()));
+}
+
+TEST(ImageNetTraining, OriginalMobileNetConfigTrainsTwoStepsUnchangedButTheBatch) {
+  const std::string file = std::string(QL_SOURCE_DIR) + "/../shared/reference/original-quantlab/ImageNet/config.json";
+  if (!std::filesystem::exists(file)) GTEST_SKIP() << file << " is not beside this checkout";
+  nlohmann::json cfg = read_json_file(file);
+  Experiment as_is(cfg, "MobileNetv2", torch::kCPU);  // loads unchanged
+  EXPECT_EQ(ana_sites(*as_is.net), 60);
+  EXPECT_TRUE(as_is.data.augment);
+  cfg["treat"]["data"]["bs_train"] = 2;  // a tiny tree: two batches of two
+  train_two_steps(cfg, "MobileNetv2");
+}
+
+TEST(ImageNetTraining, TernaryAlexNetTrainsTwoSteps) {
+  nlohmann::json noise = nlohmann::json::object();
+  for (const auto& n : alexnet_quantized_modules()) noise[n] = {{"stddev_start", {0.5, 0.5}}};
+  const nlohmann::json cfg = {
+      {"indiv",
+       {{"net", {{"class", "AlexNet"}, {"params", {{"capacity", 0.25}, {"quant_schemes", ternary_schemes(alexnet_quantized_modules())}}}}},
+        {"loss_function", {{"class", "CrossEntropyLoss"}, {"params", nlohmann::json::object()}}}}},
+      {"treat",
+       {{"thermostat",
+         {{"params",
+           {{"noise_schemes", noise},
+            {"bindings",
+             {{{"maps", {"phi"}},
+               {"forward", {{"class", "Linear"}, {"params", {{"t_start", 0}, {"t_decay", 2}}}}},
+               {"backward", {{"class", "Constant"}, {"params", nlohmann::json::object()}}}}}}}}}},
+        {"optimizer", {{"class", "Adam"}, {"params", {{"lr", 1e-3}}}}},
+        {"data", {{"augment", true}, {"bs_train", 2}, {"bs_valid", 4}}},
+        {"max_epoch", 2}}},
+      {"protocol", {{"update_metric", "valid_metric"}, {"metric_period", 1}}}};
+  train_two_steps(cfg, "AlexNet");
+}
+
+}  // namespace
+}  // namespace quantlab
