@@ -19,7 +19,7 @@ namespace {
 using testing::TempDir;
 
 torch::Tensor decoded_tensor(const data::RgbImage& img) {
-  return torch::from_blob(const_cast<uint8_t*>(img.pixels.data()), {img.height, img.width, 3}, torch::kUInt8).clone();
+  return torch::from_blob(const_cast<uint8_t*>(img.pixels()), {img.height, img.width, 3}, torch::kUInt8).clone();
 }
 
 double mean_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
@@ -76,7 +76,7 @@ TEST(ImageTransform, ValidationTransformMatchesAntialiasedResize) {
   data::RgbImage img;
   img.width = 410;
   img.height = 300;
-  img.pixels.assign(pic.data_ptr<uint8_t>(), pic.data_ptr<uint8_t>() + pic.numel());
+  img.buffer.assign(pic.data_ptr<uint8_t>(), pic.data_ptr<uint8_t>() + pic.numel());
   std::mt19937_64 rng(0);
   const auto plan = data::plan_crop({410, 300}, 224, data::ImageAugment::kNone, rng);
   auto ours = torch::empty({3, 224, 224});
@@ -112,7 +112,7 @@ TEST(ImageTransform, RandomResizedCropsStayInsideWithTheirAreaAndAspect) {
   data::RgbImage img;
   img.width = 140;
   img.height = 100;
-  img.pixels.assign(pic.data_ptr<uint8_t>(), pic.data_ptr<uint8_t>() + pic.numel());
+  img.buffer.assign(pic.data_ptr<uint8_t>(), pic.data_ptr<uint8_t>() + pic.numel());
   data::CropPlan p{10, 5, 90, 80, 10, 5, 100, 85, false};
   auto a = torch::empty({3, 64, 64}), b = torch::empty({3, 64, 64});
   data::render_crop(img, p, 64, data::ImageAugment::kTorchvision, rng, a.data_ptr<float>());

@@ -39,34 +39,44 @@ JpegHeader jpeg_header(tjhandle h, const std::string& b) {
   return hd;
 }
 
-RgbImage decode_png(const std::string& b) {
+void decode_png(const std::string& b, RgbImage& out) {
   png_image image;
   std::memset(&image, 0, sizeof image);
   image.version = PNG_IMAGE_VERSION;
   if (!png_image_begin_read_from_memory(&image, b.data(), b.size()))
     throw DecodeError(std::string("unreadable PNG (") + image.message + ")");
   image.format = PNG_FORMAT_RGB;
-  RgbImage out;
   out.width = static_cast<int>(image.width);
   out.height = static_cast<int>(image.height);
-  out.pixels.resize(PNG_IMAGE_SIZE(image));
+  out.scale = 1.0;
   png_color black{0, 0, 0};
-  if (!png_image_finish_read(&image, &black, out.pixels.data(), 0, nullptr)) {
+  if (!png_image_finish_read(&image, &black, out.reserve(PNG_IMAGE_SIZE(image)), 0, nullptr)) {
     const std::string why = image.message;
     png_image_free(&image);
     throw DecodeError("unreadable PNG (" + why + ")");
   }
-  return out;
 }
 
 }  // namespace
 
-std::string read_file_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
+uint8_t* RgbImage::reserve(size_t n) {
+  if (buffer.size() < n) buffer = std::vector<uint8_t>(n);  // grows only; never cleared again
+  return buffer.data();
+}
+
+void read_file_bytes(const std::string& path, std::string& bytes) {
+  std::ifstream f(path, std::ios::binary | std::ios::ate);
   if (!f) throw DecodeError("cannot open the file");
-  std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  if (f.bad()) throw DecodeError("read error");
-  if (bytes.empty()) throw DecodeError("empty file");
+  const std::streamoff size = f.tellg();
+  if (size <= 0) throw DecodeError("empty file");
+  bytes.resize(static_cast<size_t>(size));
+  f.seekg(0);
+  if (!f.read(bytes.data(), size)) throw DecodeError("read error");
+}
+
+std::string read_file_bytes(const std::string& path) {
+  std::string bytes;
+  read_file_bytes(path, bytes);
   return bytes;
 }
 
@@ -86,7 +96,13 @@ ImageSize image_size(const std::string& bytes) {
 }
 
 RgbImage decode_image(const std::string& bytes, double min_scale) {
-  if (is_png(bytes)) return decode_png(bytes);
+  RgbImage out;
+  decode_image(bytes, min_scale, out);
+  return out;
+}
+
+void decode_image(const std::string& bytes, double min_scale, RgbImage& out) {
+  if (is_png(bytes)) return decode_png(bytes, out);
   tjhandle h = decompressor();
   const JpegHeader hd = jpeg_header(h, bytes);
   // The smallest scaling factor >= min_scale (TurboJPEG lists them largest first).
@@ -99,15 +115,14 @@ RgbImage decode_image(const std::string& bytes, double min_scale) {
       if (s >= min_scale && s <= static_cast<double>(chosen.num) / chosen.denom) chosen = factors[i];
     }
   }
-  RgbImage out;
   out.width = TJSCALED(hd.width, chosen);
   out.height = TJSCALED(hd.height, chosen);
   out.scale = static_cast<double>(out.width) / hd.width;
   const bool cmyk = hd.colorspace == TJCS_CMYK || hd.colorspace == TJCS_YCCK;
-  const int channels = cmyk ? 4 : 3;
-  std::vector<uint8_t> raw(static_cast<size_t>(out.width) * out.height * channels);
+  const size_t n = static_cast<size_t>(out.width) * out.height;
+  uint8_t* raw = out.reserve(n * (cmyk ? 4 : 3));
   const int rc = tjDecompress2(h, reinterpret_cast<const unsigned char*>(bytes.data()),
-                               static_cast<unsigned long>(bytes.size()), raw.data(), out.width, 0, out.height,
+                               static_cast<unsigned long>(bytes.size()), raw, out.width, 0, out.height,
                                cmyk ? TJPF_CMYK : TJPF_RGB, TJFLAG_ACCURATEDCT);
   if (rc != 0) {
     const std::string why = tjGetErrorStr2(h);
@@ -115,17 +130,16 @@ RgbImage decode_image(const std::string& bytes, double min_scale) {
     if (tjGetErrorCode(h) != TJERR_WARNING || why.find("Premature end") != std::string::npos)
       throw DecodeError("corrupt JPEG (" + why + ")");
   }
-  if (!cmyk) {
-    out.pixels = std::move(raw);
-    return out;
-  }
-  // libjpeg hands out Adobe's inverted CMYK: R = C' * K' / 255 (as OpenCV and PIL do).
-  out.pixels.resize(static_cast<size_t>(out.width) * out.height * 3);
-  for (size_t p = 0, n = static_cast<size_t>(out.width) * out.height; p < n; ++p) {
+  if (!cmyk) return;
+  // libjpeg hands out Adobe's inverted CMYK: R = C' * K' / 255 (as OpenCV and PIL do). In place:
+  // pixel p's 3 bytes never overtake pixel p's 4.
+  for (size_t p = 0; p < n; ++p) {
     const unsigned k = raw[4 * p + 3];
-    for (int c = 0; c < 3; ++c) out.pixels[3 * p + c] = static_cast<uint8_t>((raw[4 * p + c] * k + 127) / 255);
+    const unsigned c0 = raw[4 * p], c1 = raw[4 * p + 1], c2 = raw[4 * p + 2];
+    raw[3 * p] = static_cast<uint8_t>((c0 * k + 127) / 255);
+    raw[3 * p + 1] = static_cast<uint8_t>((c1 * k + 127) / 255);
+    raw[3 * p + 2] = static_cast<uint8_t>((c2 * k + 127) / 255);
   }
-  return out;
 }
 
 }  // namespace quantlab::data

@@ -82,10 +82,12 @@ Batch ImageFolderDataset::make_batch(const int64_t* indices, int64_t count, int6
       if (bad_.count(path)) continue;
     }
     try {
+      thread_local std::string bytes;  // a worker's buffers, reused from image to image
+      thread_local RgbImage img;
       std::mt19937_64 rng = sample_rng(ctx.seed, ctx.epoch, first + k);
-      const std::string bytes = read_file_bytes(path);
+      read_file_bytes(path, bytes);
       const CropPlan plan = plan_crop(image_size(bytes), S, kind, rng);
-      const RgbImage img = decode_image(bytes, options_.scaled_decode ? min_decode_scale(plan, S) : 1.0);
+      decode_image(bytes, options_.scaled_decode ? min_decode_scale(plan, S) : 1.0, img);
       render_crop(img, plan, S, kind, rng, out + kept * 3 * S * S);
       lab[kept++] = index_.labels[i];
     } catch (const DecodeError& e) {

@@ -190,10 +190,12 @@ void render_crop(const RgbImage& img, const CropPlan& plan, int64_t out, ImageAu
     row0 = std::min(row0, ty.first[y]);
     row1 = std::max(row1, ty.first[y] + ty.count[y]);
   }
-  // Horizontal pass over the rows the vertical taps read: tmp [rows, out, 3].
-  std::vector<float> tmp(static_cast<size_t>(row1 - row0) * out * 3);
+  // Horizontal pass over the rows the vertical taps read: tmp [rows, out, 3] (one per thread, reused).
+  thread_local std::vector<float> tmp;
+  const size_t need = static_cast<size_t>(row1 - row0) * out * 3;
+  if (tmp.size() < need) tmp.resize(need);
   for (int r = row0; r < row1; ++r) {
-    const uint8_t* src = img.pixels.data() + static_cast<size_t>(r) * img.width * 3;
+    const uint8_t* src = img.pixels() + static_cast<size_t>(r) * img.width * 3;
     float* t = tmp.data() + static_cast<size_t>(r - row0) * out * 3;
     for (int64_t x = 0; x < out; ++x) {
       const float* w = &tx.weights[x * tx.max_taps];

@@ -22,10 +22,15 @@ struct ImageSize {
   int width = 0, height = 0;
 };
 
+// Decoded pixels. The buffer is reused by the next decode into the same RgbImage (a worker keeps
+// one), so decoding allocates nothing once it has seen its largest image.
 struct RgbImage {
   int width = 0, height = 0;  // of the decoded pixels
   double scale = 1.0;         // decoded size / the file's full size
-  std::vector<uint8_t> pixels;  // [height, width, 3]
+  std::vector<uint8_t> buffer;  // [height, width, 3] at the front (the CMYK path needs 4 per pixel)
+  const uint8_t* pixels() const { return buffer.data(); }
+  // Makes room for n bytes without clearing them.
+  uint8_t* reserve(size_t n);
 };
 
 // The full size of the image in `bytes` (JPEG or PNG), from its header.
@@ -36,8 +41,10 @@ ImageSize image_size(const std::string& bytes);
 // readable JPEG or PNG (a truncated JPEG is an error; libjpeg's warnings about stray bytes, which
 // PIL also ignores, are not).
 RgbImage decode_image(const std::string& bytes, double min_scale = 1.0);
+void decode_image(const std::string& bytes, double min_scale, RgbImage& out);
 
 // Reads a whole file; throws DecodeError when it cannot be read.
 std::string read_file_bytes(const std::string& path);
+void read_file_bytes(const std::string& path, std::string& bytes);
 
 }  // namespace quantlab::data
