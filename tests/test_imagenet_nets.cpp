@@ -123,6 +123,14 @@ TEST(ImageNetTraining, OriginalMobileNetConfigTrainsTwoStepsUnchangedButTheBatch
   train_two_steps(cfg, "MobileNetv2");
 }
 
+TEST(ImageNetTraining, ShippedConfigsLoad) {
+  Experiment ternary(read_json_file(std::string(QL_SOURCE_DIR) + "/ImageNet/config.json"), "AlexNet", torch::kCPU);
+  EXPECT_EQ(ana_sites(*ternary.net), 15);
+  EXPECT_EQ(ternary.data.crop, 227);  // the original AlexNet's crop
+  Experiment base(read_json_file(std::string(QL_SOURCE_DIR) + "/ImageNet/config_baseline.json"), "AlexNet", torch::kCPU);
+  EXPECT_EQ(ana_sites(*base.net), 0);
+}
+
 TEST(ImageNetTraining, TernaryAlexNetTrainsTwoSteps) {
   nlohmann::json noise = nlohmann::json::object();
   for (const auto& n : alexnet_quantized_modules()) noise[n] = {{"stddev_start", {0.5, 0.5}}};
