@@ -3,6 +3,7 @@
 # then the Fashion-MNIST accuracy runs. Results: BUILD/bench-results/*.jsonl and summary.md.
 #   bench/run_all.sh [BUILD]        QL_BENCH_ROUNDS=3  QL_BENCH_THREADS=N
 #                                   QL_BENCH_SKIP_ACCURACY=1  QL_BENCH_SKIP_VGG1=1 (the slow VGG step)
+#                                   QL_BENCH_SKIP_IMAGES=1 (the ImageNet pipeline)  QL_BENCH_VGG_ACCURACY=1
 # OpenBLAS picks its kernels from OPENBLAS_CORETYPE: every speed figure is measured with the
 # environment's setting and, when the CPU has AVX-512 / AVX2, with SkylakeX / Haswell too.
 set -euo pipefail
@@ -123,6 +124,10 @@ for levels in 3 7 15; do
   tm=$("$BUILD/bench/ana_op" --impl tensor_ops --levels $levels --threads "$THREADS" --memory | field extra_peak_mib)
   printf '| %d | %.1f | %.1f | %.1fx | %.0f | %.0f |\n' $levels "$f" "$t" "$(awk "BEGIN{print $t / $f}")" "$fm" "$tm" | tee -a "$SUMMARY"
 done
+
+if [ -z "${QL_BENCH_SKIP_IMAGES:-}" ]; then
+  bench/image_pipeline.sh "$BUILD" | tee -a "$SUMMARY"
+fi
 
 if [ -z "${QL_BENCH_SKIP_ACCURACY:-}" ]; then
   bench/accuracy.sh "$BUILD" | tee -a "$SUMMARY"
