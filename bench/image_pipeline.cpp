@@ -2,7 +2,7 @@
 //   image_pipeline --generate DIR [--count N]   writes DIR/train/<class>/*.JPEG and DIR/val/...:
 //                                              N pictures at ImageNet-like sizes and file sizes
 //   image_pipeline DIR [--workers W] [--batch B] [--batches K] [--augment original|torchvision|none]
-//                      [--full_decode] [--crop S]
+//                      [--scaled_decode] [--crop S]
 // Reads DIR/train in a seeded shuffled order through the batch loader (W worker threads) and
 // prints, as JSON on the last line, images per second and per worker, after one warm-up batch.
 #include <CLI/CLI.hpp>
@@ -15,7 +15,6 @@
 #include <random>
 
 #include "quantlab/data/batch_loader.h"
-#include "quantlab/data/image_folder.h"
 #include "quantlab/data/problem.h"
 #include "quantlab/data/split.h"
 #include "quantlab/util/runtime.h"
@@ -75,7 +74,7 @@ int main(int argc, char** argv) {
   std::string dir, gen, augment = "original";
   int count = 3000, workers = 1, batches = 20;
   int64_t batch = 64, crop = 224;
-  bool full_decode = false;
+  bool scaled_decode = false;
   app.add_option("dir", dir, "Image-folder tree (train/ and val/)");
   app.add_option("--generate", gen, "Write a tree of generated JPEGs here and exit");
   app.add_option("--count", count);
@@ -84,7 +83,7 @@ int main(int argc, char** argv) {
   app.add_option("--batches", batches);
   app.add_option("--crop", crop);
   app.add_option("--augment", augment)->check(CLI::IsMember({"original", "torchvision", "none"}));
-  app.add_flag("--full_decode", full_decode, "Decode JPEGs at full size (no DCT scaling)");
+  app.add_flag("--scaled_decode", scaled_decode, "Decode JPEGs at a reduced DCT scale where the crop allows");
   CLI11_PARSE(app, argc, argv);
   try {
     if (!gen.empty()) return generate(gen, count);
@@ -93,17 +92,8 @@ int main(int argc, char** argv) {
     o.augment = augment != "none";
     o.augment_kind = augment == "torchvision" ? "torchvision" : "";
     o.crop = crop;
+    o.scaled_decode = scaled_decode;
     auto d = quantlab::data::load_problem(dir, o);
-    if (full_decode) {  // the same sets, decoded at full size
-      auto& train = dynamic_cast<const quantlab::data::ImageFolderDataset&>(*d.train);
-      quantlab::data::ImageFolderOptions fo;
-      fo.crop = crop;
-      fo.train_augment = !o.augment ? quantlab::data::ImageAugment::kNone
-                         : augment == "torchvision" ? quantlab::data::ImageAugment::kTorchvision
-                                                    : quantlab::data::ImageAugment::kOriginal;
-      fo.scaled_decode = false;
-      d.train = std::make_shared<quantlab::data::ImageFolderDataset>(train.index(), fo);
-    }
     auto order = quantlab::data::epoch_order(d.train_indices, 0, 0);
     order.resize(std::min<size_t>(order.size(), static_cast<size_t>(batch * (batches + 1))));
     quantlab::data::BatchLoader loader(*d.train, order, batch, {true, 0, 0},
@@ -114,7 +104,7 @@ int main(int argc, char** argv) {
     while (auto b = loader.next()) images += b->labels.size(0);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::cout << "{\"impl\": \"cpp\", \"workers\": " << workers << ", \"augment\": \"" << augment
-              << "\", \"full_decode\": " << (full_decode ? "true" : "false") << ", \"images\": " << images
+              << "\", \"scaled_decode\": " << (scaled_decode ? "true" : "false") << ", \"images\": " << images
               << ", \"images_per_s\": " << images / s << ", \"per_worker\": " << images / s / workers
               << ", \"peak_rss_mib\": " << quantlab::bench::peak_rss_kib() / 1024.0 << "}" << std::endl;
   } catch (const std::exception& e) {

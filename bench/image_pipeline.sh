@@ -2,7 +2,8 @@
 # The ImageNet input pipeline against torchvision's, and what a training step of AlexNet needs:
 #   bench/image_pipeline.sh [BUILD]      prints a markdown section (run_all.sh appends it)
 # Generates BUILD/bench-results/imagetree (3000 JPEGs at ImageNet-like sizes) once, then times
-# decoded + augmented images per second: C++ (DCT-scaled and full-size decoding) and Python
+# decoded + augmented images per second: C++ (full-size decoding, the default, and DCT-scaled
+# decoding, "scaled_decode": true) and Python
 # (torchvision ImageFolder + DataLoader), same workers, same transforms, same allocator settings,
 # QL_BENCH_ROUNDS rounds.
 set -euo pipefail
@@ -19,20 +20,20 @@ median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 rate() { grep -o '"images_per_s": [0-9.]*' | awk '{print $2}'; }
 echo
 echo "## ImageNet input pipeline: decoded + augmented images/s (batch 64, 20 batches after a warm-up one; median of $ROUNDS)"
-echo "| workers | transforms | C++ (DCT-scaled decode) | C++ (full decode) | Python torchvision | speed-up scaled / full |"
+echo "| workers | transforms | C++ | C++ scaled_decode | Python torchvision | speed-up (C++ / scaled_decode) |"
 echo "|---|---|---|---|---|---|"
 for aug in original none; do
   for w in 1 $(nproc); do
     s=(); f=(); p=()
     for r in $(seq "$ROUNDS"); do
-      s+=("$("$BUILD/bench/image_pipeline" "$TREE" --workers "$w" --augment $aug | tail -1 | rate)")
-      f+=("$("$BUILD/bench/image_pipeline" "$TREE" --workers "$w" --augment $aug --full_decode | tail -1 | rate)")
+      f+=("$("$BUILD/bench/image_pipeline" "$TREE" --workers "$w" --augment $aug | tail -1 | rate)")
+      s+=("$("$BUILD/bench/image_pipeline" "$TREE" --workers "$w" --augment $aug --scaled_decode | tail -1 | rate)")
       p+=("$(env "${SAME_ENV[@]}" $PY bench/image_pipeline.py "$TREE" --workers "$w" --augment $aug 2>/dev/null | tail -1 | rate)")
     done
     ms=$(printf '%s\n' "${s[@]}" | median); mf=$(printf '%s\n' "${f[@]}" | median); mp=$(printf '%s\n' "${p[@]}" | median)
     label=$([ $aug = original ] && echo "training (crop, flip, jitter, lighting)" || echo "validation (resize 256, centre crop)")
-    printf '| %d | %s | %.0f | %.0f | %.0f | %.2fx / %.2fx |\n' "$w" "$label" "$ms" "$mf" "$mp" \
-      "$(awk "BEGIN{print $ms / $mp}")" "$(awk "BEGIN{print $mf / $mp}")"
+    printf '| %d | %s | %.0f | %.0f | %.0f | %.2fx / %.2fx |\n' "$w" "$label" "$mf" "$ms" "$mp" \
+      "$(awk "BEGIN{print $mf / $mp}")" "$(awk "BEGIN{print $ms / $mp}")"
   done
 done
 # What one AlexNet training step consumes, on this machine's CPU, batch 64, 227x227 crops.

@@ -51,6 +51,7 @@ ProblemData split_problem(ImageSet trainval, ImageSet test, Preprocess pre, cons
 ProblemData load_image_folders(const std::string& dir, const ProblemOptions& o) {
   ImageFolderOptions opt;
   opt.crop = o.crop;
+  opt.scaled_decode = o.scaled_decode;
   if (!o.augment) opt.train_augment = ImageAugment::kNone;
   else if (o.augment_kind == "torchvision") opt.train_augment = ImageAugment::kTorchvision;
   else if (o.augment_kind == "torchvision2") opt.train_augment = ImageAugment::kTorchvision2;

@@ -14,7 +14,8 @@ bool has_ana_modules(torch::nn::Module& net) {
 }
 
 DataOptions parse_data(const JsonNode& d) {
-  d.allow_keys({"augment", "valid_fraction", "bs_train", "bs_valid", "seed", "pad", "crop", "workers"});
+  d.allow_keys({"augment", "valid_fraction", "bs_train", "bs_valid", "seed", "pad", "crop", "workers",
+                "scaled_decode"});
   DataOptions o;
   if (d.has("augment") && d.at("augment").json().is_string()) {
     o.augment_kind = d.at("augment").string();
@@ -38,6 +39,7 @@ DataOptions parse_data(const JsonNode& d) {
   o.seed = static_cast<uint64_t>(seed);
   o.crop = d.integer("crop", 224);
   if (o.crop < 1 || o.crop > 256) d.at("crop").fail("expected a crop side in [1, 256] pixels (images are resized to 256 first)");
+  o.scaled_decode = d.boolean("scaled_decode", false);
   o.workers = d.integer("workers", 0);
   if (o.workers < 0) d.at("workers").fail("expected a non-negative number of threads (0: one per core)");
   return o;
@@ -65,6 +67,7 @@ data::ProblemOptions problem_options(const DataOptions& d) {
   o.augment = d.augment;
   o.augment_kind = d.augment_kind;
   o.crop = d.crop;
+  o.scaled_decode = d.scaled_decode;
   return o;
 }
 

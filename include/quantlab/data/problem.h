@@ -27,6 +27,7 @@ struct ProblemOptions {
   bool augment = false;         // training augmentation (the problem's own, as the original)
   std::string augment_kind;     // image folders: "" (the original's), "torchvision" or "torchvision2"
   int64_t crop = 224;           // image folders: side of the square training and validation crops
+  bool scaled_decode = false;   // image folders: decode JPEGs at a reduced DCT scale where possible
 };
 
 // MNIST-format problems (MNIST, Fashion-MNIST): train-* and t10k-* IDX files in `dir`.

@@ -2,7 +2,7 @@
 //   indiv:    net {class, params, pretrained}, loss_function {class, params}
 //   treat:    thermostat {params}, optimizer {class, params}, lr_scheduler {class, params,
 //             step_metric}, data {augment, valid_fraction, bs_train, bs_valid, seed, pad, crop,
-//             workers}, max_epoch
+//             workers, scaled_decode}, max_epoch
 //   protocol: update_metric, metric_period
 // Everything is parsed and validated here, before any data is read: a wrong key, type, class or
 // quantizer throws a ConfigError naming the JSON path.
@@ -32,6 +32,7 @@ struct DataOptions {
   uint64_t seed = 0;  // of the validation split, the per-epoch shuffles and libtorch's generator
   int64_t crop = 224;   // image folders: side of the training and validation crops
   int64_t workers = 0;  // threads building batches; 0: as many as the machine has cores
+  bool scaled_decode = false;  // image folders: decode JPEGs at a reduced DCT scale where possible
 };
 
 // What load_problem needs of the data options.
