@@ -37,7 +37,8 @@ class AnaFunction : public torch::autograd::Function<AnaFunction> {
     if (!use_kernel(x))
       return ana_tensor_ops_forward(x, *scheme, static_cast<float>(mu),
                                     static_cast<float>(sigma_forward), uniform);
-    const torch::Tensor xc = x.contiguous();
+    // Elementwise: any dense layout works as it is (channels-last activations stay channels-last).
+    const torch::Tensor xc = x.contiguous(x.suggest_memory_format());
     torch::Tensor y = torch::empty_like(xc);
     kernel::ana_forward(xc.data_ptr<float>(), y.data_ptr<float>(), xc.numel(),
                         stair_view(stair, scheme->quantizer.num_thresholds()), scheme->noise,
@@ -58,8 +59,9 @@ class AnaFunction : public torch::autograd::Function<AnaFunction> {
     if (!use_kernel(x)) {
       gx = ana_tensor_ops_backward(x, grads[0], *scheme, mu, sigma_b);
     } else {
-      const torch::Tensor xc = x.contiguous();
-      const torch::Tensor gy = grads[0].contiguous();
+      const auto format = x.suggest_memory_format();
+      const torch::Tensor xc = x.contiguous(format);
+      const torch::Tensor gy = grads[0].contiguous(format);  // element i of gy matches element i of xc
       gx = torch::empty_like(xc);
       kernel::ana_backward(xc.data_ptr<float>(), gy.data_ptr<float>(), gx.data_ptr<float>(),
                            xc.numel(), stair_view(stair, scheme->quantizer.num_thresholds()),

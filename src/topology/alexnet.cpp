@@ -48,7 +48,7 @@ class AlexNet : public Network {
   }
 
   torch::Tensor forward(const torch::Tensor& input) override {
-    torch::Tensor x = input;
+    torch::Tensor x = conv_layout(input);
     for (size_t k = 0; k < convs_.size(); ++k) {
       x = convs_[k](x);
       if (k == 0 || k == 1 || k == 4) x = torch::max_pool2d(x, 3, 2);

@@ -102,7 +102,7 @@ class MobileNetV2 : public Network {
   }
 
   torch::Tensor forward(const torch::Tensor& input) override {
-    torch::Tensor x = input;
+    torch::Tensor x = conv_layout(input);
     for (const Block& b : blocks_) {
       torch::Tensor y = x;
       for (const Layer& step : b.steps) y = step(y);

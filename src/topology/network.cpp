@@ -24,6 +24,10 @@ const Registry<TopologyEntry>& topology_registry() {
   return registry;
 }
 
+torch::Tensor conv_layout(const torch::Tensor& x) {
+  return x.dim() == 4 && x.device().is_cpu() ? x.contiguous(at::MemoryFormat::ChannelsLast) : x;
+}
+
 std::shared_ptr<Network> build_network(const JsonNode& net, const std::string& topology) {
   net.allow_keys({"class", "params", "pretrained"});
   const JsonNode cls = net.at("class");

@@ -62,7 +62,7 @@ class Vgg : public Network {
   }
 
   torch::Tensor forward(const torch::Tensor& input) override {
-    torch::Tensor x = input;
+    torch::Tensor x = conv_layout(input);
     for (int k = 0; k < kConvs; ++k) {
       x = convs_[k](x);
       if (pools_after(k)) x = torch::max_pool2d(x, 2, 2);
