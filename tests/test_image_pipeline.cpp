@@ -264,3 +264,26 @@ TEST(Valprep, SortsTheFlatFolderAndRefusesToOverwrite) {
 
 }  // namespace
 }  // namespace quantlab
+
+namespace quantlab {
+namespace {
+
+TEST(Valprep, CommandLineSaysWhatItDid) {
+  testing::TempDir dir;
+  const std::string val = dir.path() + "/val";
+  std::filesystem::create_directories(val);
+  std::ofstream(val + "/ILSVRC2012_val_00000001.JPEG") << "a";
+  std::ofstream(val + "/ILSVRC2012_val_00000002.JPEG") << "b";
+  std::ofstream(dir.path() + "/labels.txt") << "ILSVRC2012_val_00000001.JPEG n01440764\n"
+                                            << "ILSVRC2012_val_00000002.JPEG n01443537\n";
+  std::string out;
+  EXPECT_EQ(testing::run_cli("valprep --images " + val + " --labels " + dir.path() + "/labels.txt", out), 0) << out;
+  EXPECT_NE(out.find("moved 2 images into 2 class folders under " + val), std::string::npos) << out;
+  std::ofstream(val + "/ILSVRC2012_val_00000001.JPEG") << "again";
+  std::ofstream(dir.path() + "/one.txt") << "ILSVRC2012_val_00000001.JPEG n01440764\n";
+  EXPECT_EQ(testing::run_cli("valprep --images " + val + " --labels " + dir.path() + "/one.txt", out), 1);
+  EXPECT_NE(out.find("quantlab: error: refusing to overwrite"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace quantlab
