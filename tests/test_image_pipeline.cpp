@@ -287,3 +287,22 @@ TEST(Valprep, CommandLineSaysWhatItDid) {
 
 }  // namespace
 }  // namespace quantlab
+
+namespace quantlab {
+namespace {
+
+TEST(CommandLine, MissingDataLeavesNoExperimentBehind) {
+  testing::TempDir home;
+  std::filesystem::create_directories(home.path() + "/MNIST");
+  std::filesystem::copy_file(std::string(QL_SOURCE_DIR) + "/FashionMNIST/config.json", home.path() + "/MNIST/config.json");
+  std::string out;
+  EXPECT_EQ(testing::run_cli("--problem=MNIST --topology=MLP --home=" + home.path(), out), 1);
+  EXPECT_NE(out.find("no data files of MNIST"), std::string::npos) << out;
+  int experiments = 0;
+  for (const auto& e : std::filesystem::directory_iterator(home.path() + "/MNIST/logs"))
+    experiments += e.path().filename().string().rfind("exp", 0) == 0;
+  EXPECT_EQ(experiments, 0);
+}
+
+}  // namespace
+}  // namespace quantlab

@@ -82,6 +82,13 @@ int run(const Flags& f) {
             << " threads; building the experiment..." << std::endl;
   Experiment exp(config, f.topology, device);
 
+  // The data next: a missing or unreadable data set stops the run before an experiment is made.
+  std::cout << "loading data..." << std::flush;
+  const std::string dir = data::find_data_dir(f.home, f.problem, f.data);
+  const data::ProblemData data = data::load_problem(dir, problem_options(exp.data));
+  std::cout << " " << data.train_indices.size() << " training, " << data.valid_indices.size() << " validation, "
+            << data.test->size() << " test images (" << data.format << ") from " << dir << std::endl;
+
   TrainingState state;
   if (!book) {
     book = std::make_unique<Logbook>(Logbook::create(paths.logs, config));
@@ -102,11 +109,6 @@ int run(const Flags& f) {
     }
   }
 
-  std::cout << "loading data..." << std::flush;
-  const std::string dir = data::find_data_dir(f.home, f.problem, f.data);
-  const data::ProblemData data = data::load_problem(dir, problem_options(exp.data));
-  std::cout << " " << data.train_indices.size() << " training, " << data.valid_indices.size() << " validation, "
-            << data.test->size() << " test images (" << data.format << ") from " << dir << std::endl;
 
   Progress progress = Progress::on_stdout();
   TrainerOptions options;
