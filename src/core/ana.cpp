@@ -1,9 +1,16 @@
-// The ANA autograd function: dispatches to the fused CPU kernel or the tensor-op formulation.
+// The ANA autograd function: dispatches to the fused CPU kernel, the fused CUDA kernel (when
+// built with CUDA) or the tensor-op formulation.
 #include "quantlab/core/ana.h"
 
 #include <cmath>
 
 #include "quantlab/core/ana_kernel.h"
+#ifdef QL_WITH_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include "quantlab/core/ana_cuda.h"
+#endif
 
 namespace quantlab {
 namespace {
@@ -13,6 +20,15 @@ using torch::autograd::variable_list;
 
 bool use_kernel(const torch::Tensor& x) {
   return x.device().is_cpu() && x.scalar_type() == torch::kFloat32;
+}
+
+bool use_cuda_kernel(const torch::Tensor& x) {
+#ifdef QL_WITH_CUDA
+  return x.device().is_cuda() && x.scalar_type() == torch::kFloat32;
+#else
+  (void)x;
+  return false;
+#endif
 }
 
 kernel::Stair stair_view(const torch::Tensor& stair, int num_thresholds) {
@@ -34,6 +50,19 @@ class AnaFunction : public torch::autograd::Function<AnaFunction> {
     torch::Tensor uniform;
     if (strategy == ForwardStrategy::kRandom && sigma_forward > 0.0)
       uniform = torch::rand(x.sizes(), x.options());
+#ifdef QL_WITH_CUDA
+    if (use_cuda_kernel(x)) {
+      const c10::cuda::CUDAGuard guard(x.device());
+      const torch::Tensor xc = x.contiguous(x.suggest_memory_format());
+      torch::Tensor y = torch::empty_like(xc);
+      kernel::ana_forward_cuda(xc.data_ptr<float>(), y.data_ptr<float>(), xc.numel(),
+                               stair_view(stair, scheme->quantizer.num_thresholds()), scheme->noise, strategy,
+                               static_cast<float>(mu), static_cast<float>(sigma_forward),
+                               uniform.defined() ? uniform.data_ptr<float>() : nullptr,
+                               at::cuda::getCurrentCUDAStream().stream());
+      return y;
+    }
+#endif
     if (!use_kernel(x))
       return ana_tensor_ops_forward(x, *scheme, static_cast<float>(mu),
                                     static_cast<float>(sigma_forward), uniform);
@@ -56,6 +85,19 @@ class AnaFunction : public torch::autograd::Function<AnaFunction> {
     const auto mu = static_cast<float>(ctx->saved_data["mu"].toDouble());
     const auto sigma_b = static_cast<float>(ctx->saved_data["sigma_backward"].toDouble());
     torch::Tensor gx;
+#ifdef QL_WITH_CUDA
+    if (use_cuda_kernel(x)) {
+      const c10::cuda::CUDAGuard guard(x.device());
+      const auto format = x.suggest_memory_format();
+      const torch::Tensor xc = x.contiguous(format);
+      const torch::Tensor gy = grads[0].contiguous(format);
+      gx = torch::empty_like(xc);
+      kernel::ana_backward_cuda(xc.data_ptr<float>(), gy.data_ptr<float>(), gx.data_ptr<float>(), xc.numel(),
+                                stair_view(stair, scheme->quantizer.num_thresholds()), scheme->noise, mu, sigma_b,
+                                at::cuda::getCurrentCUDAStream().stream());
+      return {gx, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    }
+#endif
     if (!use_kernel(x)) {
       gx = ana_tensor_ops_backward(x, grads[0], *scheme, mu, sigma_b);
     } else {
