@@ -5,7 +5,8 @@
 #include <cstdio>
 #include <iostream>
 #include <numeric>
-#include <thread>
+
+#include "quantlab/util/runtime.h"
 
 namespace quantlab {
 namespace {
@@ -80,7 +81,7 @@ EpochStats Trainer::train_epoch(int64_t epoch) {
 data::LoaderOptions Trainer::loader_options() const {
   data::LoaderOptions o;
   // In-memory sets need one thread; decoding image files wants one per core.
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int cores = available_cores();
   o.workers = exp_.data.workers > 0 ? static_cast<int>(exp_.data.workers) : (data_.format == "image folders" ? cores : 1);
   o.prefetch = static_cast<size_t>(std::max(4, 2 * o.workers));
   return o;
