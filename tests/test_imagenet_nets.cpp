@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "quantlab/config/json_node.h"
+#include "quantlab/experiment/checkpoint.h"
 #include "quantlab/nn/ana_site.h"
 #include "quantlab/topology/alexnet.h"
 #include "quantlab/topology/mobilenetv2.h"
@@ -151,6 +152,51 @@ TEST(ImageNetTraining, TernaryAlexNetTrainsTwoSteps) {
         {"max_epoch", 2}}},
       {"protocol", {{"update_metric", "valid_metric"}, {"metric_period", 1}}}};
   train_two_steps(cfg, "AlexNet");
+}
+
+// Stopped after one epoch and resumed from its checkpoint, a run on JPEG folders (two decoding
+// workers, the original's augmentation) ends with exactly the weights of an uninterrupted run: the
+// same images in the same order with the same crops.
+TEST(ImageNetTraining, ResumedRunIsBitIdenticalToUninterruptedRun) {
+  at::set_num_threads(1);
+  testing::TempDir dir;
+  testing::write_image_tree(dir.path() + "/train", {"n01", "n02", "n03"}, 4);
+  testing::write_image_tree(dir.path() + "/val", {"n01", "n02", "n03"}, 1);
+  const nlohmann::json cfg = {
+      {"indiv",
+       {{"net", {{"class", "MobileNetv2Baseline"}, {"params", {{"capacity", 0.25}, {"num_classes", 3}}}}},
+        {"loss_function", {{"class", "CrossEntropyLoss"}, {"params", nlohmann::json::object()}}}}},
+      {"treat",
+       {{"optimizer", {{"class", "Adam"}, {"params", {{"lr", 1e-3}}}}},
+        {"lr_scheduler", {{"class", "HandScheduler"}, {"params", {{"schedule", {{"2", 0.1}}}}}}},
+        {"data", {{"augment", true}, {"bs_train", 4}, {"bs_valid", 4}, {"crop", 48}, {"workers", 2}, {"seed", 3}}},
+        {"max_epoch", 3}}},
+      {"protocol", {{"update_metric", "valid_metric"}, {"metric_period", 1}}}};
+  std::ostringstream sink;
+  Progress progress(sink, false);
+  Experiment straight(cfg, "MobileNetv2", torch::kCPU);
+  const auto data = data::load_problem(dir.path(), problem_options(straight.data));
+  Trainer(straight, data, progress).fit(3);
+
+  Checkpoint after_one;
+  {
+    Experiment first(cfg, "MobileNetv2", torch::kCPU);
+    Trainer t(first, data, progress);
+    t.fit(1);
+    const std::string file = dir.path() + "/last.ckpt";
+    save_checkpoint(file, capture(first, t.state()));
+    after_one = load_checkpoint(file);
+  }
+  torch::manual_seed(999);  // another process state in between must not matter
+  Experiment resumed(cfg, "MobileNetv2", torch::kCPU);
+  restore(resumed, after_one);
+  Trainer t(resumed, data, progress);
+  t.set_state(after_one.state);
+  t.fit(3);
+  const auto a = straight.net->named_parameters(), b = resumed.net->named_parameters();
+  for (const auto& p : a) EXPECT_TRUE(torch::equal(p.value(), b[p.key()])) << p.key();
+  const auto ab = straight.net->named_buffers(), bb = resumed.net->named_buffers();
+  for (const auto& p : ab) EXPECT_TRUE(torch::equal(p.value(), bb[p.key()])) << p.key();
 }
 
 }  // namespace
