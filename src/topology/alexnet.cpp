@@ -15,10 +15,8 @@ struct AlexNetOptions {
 
 AlexNetOptions parse_alexnet_options(const JsonNode& params) {
   AlexNetOptions o;
-  o.capacity = params.number("capacity", 1.0);
-  if (!(o.capacity > 0.0)) params.at("capacity").fail("expected a positive number");
-  o.num_classes = params.integer("num_classes", 1000);
-  if (o.num_classes < 2) params.at("num_classes").fail("expected at least 2 classes");
+  o.capacity = parse_capacity(params);
+  o.num_classes = parse_num_classes(params, 1000);
   return o;
 }
 

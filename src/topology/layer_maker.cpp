@@ -48,12 +48,25 @@ Layer LayerMaker::bn1d(const std::string& name, int64_t features) {
   return [m](const torch::Tensor& x) { return m->forward(x); };
 }
 
-Layer LayerMaker::act(const std::string& name) {
+Layer LayerMaker::act(const std::string& name, Layer float_act) {
   if (quantized(name)) {
     auto m = net_.register_module(name, nn::AnaActivation(schemes_.at(name)));
     return [m](const torch::Tensor& x) { return m->forward(x); };
   }
+  if (float_act) return float_act;
   return [](const torch::Tensor& x) { return torch::hardtanh(x, 0.0, 6.0); };
+}
+
+double parse_capacity(const JsonNode& params) {
+  const double c = params.number("capacity", 1.0);
+  if (!(c > 0.0)) params.at("capacity").fail("expected a positive number");
+  return c;
+}
+
+int64_t parse_num_classes(const JsonNode& params, int64_t fallback) {
+  const int64_t n = params.integer("num_classes", fallback);
+  if (n < 2) params.at("num_classes").fail("expected at least 2 classes");
+  return n;
 }
 
 void LayerMaker::init_float_layers_he() {

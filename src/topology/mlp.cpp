@@ -3,14 +3,14 @@
 
 #include "quantlab/config/quant_schemes.h"
 #include "quantlab/nn/ana_layers.h"
+#include "quantlab/topology/layer_maker.h"
 
 namespace quantlab {
 namespace {
 
 MlpOptions parse_options(const JsonNode& params) {
   MlpOptions o;
-  o.capacity = params.number("capacity", 1.0);
-  if (!(o.capacity > 0.0)) params.at("capacity").fail("expected a positive number");
+  o.capacity = parse_capacity(params);
   o.num_classes = params.integer("num_classes", 10);
   return o;
 }

@@ -17,12 +17,10 @@ struct MobileNetOptions {
 
 MobileNetOptions parse_mobilenet_options(const JsonNode& params) {
   MobileNetOptions o;
-  o.capacity = params.number("capacity", 1.0);
-  if (!(o.capacity > 0.0)) params.at("capacity").fail("expected a positive number");
+  o.capacity = parse_capacity(params);
   o.expansion = params.integer("expansion", 6);
   if (o.expansion < 1) params.at("expansion").fail("expected a positive expansion factor");
-  o.num_classes = params.integer("num_classes", 1000);
-  if (o.num_classes < 2) params.at("num_classes").fail("expected at least 2 classes");
+  o.num_classes = parse_num_classes(params, 1000);
   return o;
 }
 

@@ -80,9 +80,8 @@ EpochStats Trainer::train_epoch(int64_t epoch) {
 
 data::LoaderOptions Trainer::loader_options() const {
   data::LoaderOptions o;
-  // In-memory sets need one thread; decoding image files wants one per core.
-  const int cores = available_cores();
-  o.workers = exp_.data.workers > 0 ? static_cast<int>(exp_.data.workers) : (data_.format == "image folders" ? cores : 1);
+  o.workers = exp_.data.workers > 0 ? static_cast<int>(exp_.data.workers)
+                                     : data_.train->default_workers(available_cores());
   o.prefetch = static_cast<size_t>(std::max(4, 2 * o.workers));
   return o;
 }

@@ -39,6 +39,7 @@ class ImageFolderDataset : public Dataset {
  public:
   ImageFolderDataset(ImageFolderIndex index, ImageFolderOptions options);
   int64_t size() const override { return static_cast<int64_t>(index_.files.size()); }
+  int default_workers(int cores) const override { return cores; }  // decoding wants every core
   Batch make_batch(const int64_t* indices, int64_t count, int64_t first, const SampleContext& ctx) const override;
   const ImageFolderIndex& index() const { return index_; }
   // Files found unreadable so far (each reported once).

@@ -25,8 +25,8 @@ class LayerMaker {
   Layer fc(const std::string& name, int64_t in, int64_t out, bool bias = false);
   Layer bn2d(const std::string& name, int64_t channels);
   Layer bn1d(const std::string& name, int64_t features);
-  // ANA when `name` has a scheme, else ReLU6 (clamp to [0, 6]).
-  Layer act(const std::string& name);
+  // ANA when `name` has a scheme, else `float_act` (default ReLU6, a clamp to [0, 6]).
+  Layer act(const std::string& name, Layer float_act = {});
 
   // Initialises the float layers as the original's MobileNetV2: conv N(0, sqrt(2 / (k*k*out))),
   // linear N(0, 0.01), biases 0. (Batch norms start at 1 and 0 already; ANA layers keep theirs.)
@@ -39,5 +39,9 @@ class LayerMaker {
   std::vector<torch::nn::Conv2d> convs_;
   std::vector<torch::nn::Linear> linears_;
 };
+
+// The params every topology shares: `capacity` (a positive width factor) and `num_classes` (>= 2).
+double parse_capacity(const JsonNode& params);
+int64_t parse_num_classes(const JsonNode& params, int64_t fallback);
 
 }  // namespace quantlab
