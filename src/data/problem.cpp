@@ -30,13 +30,43 @@ bool has_idx(const std::string& dir) {
   return fs::exists(f) || fs::exists(f + ".gz");
 }
 
+// The data sets a Debian package installs, used when the problem's own data folder is empty: the
+// one place a problem is known by name.
+struct PackagedData {
+  const char* problem;
+  const char* dir;
+  const char* package;
+};
+constexpr PackagedData kPackaged[] = {
+    {"FashionMNIST", "/usr/share/datasets/fashion-mnist", "dataset-fashion-mnist"},
+};
+
+const PackagedData* packaged_data(const std::string& problem) {
+  for (const auto& p : kPackaged)
+    if (problem == p.problem) return &p;
+  return nullptr;
+}
+
+// Any file or folder of a known data format, complete or not.
+bool has_any_data_file(const std::string& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return false;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string n = e.path().filename().string();
+    for (const char* prefix : {"train-", "t10k-", "data_batch_", "test_batch", "train.bin", "test.bin"})
+      if (n.rfind(prefix, 0) == 0) return true;
+    if ((n == "train" || n == "val") && e.is_directory(ec)) return true;
+  }
+  return false;
+}
+
 bool has_data(const std::string& dir) {
   return has_idx(dir) || has_cifar(dir, CifarVariant::kCifar10) || has_cifar(dir, CifarVariant::kCifar100) ||
          has_image_folders(dir);
 }
 
 // A training file set split into training and validation, and a test file set.
-ProblemData split_problem(ImageSet trainval, ImageSet test, Preprocess pre, const ProblemOptions& o) {
+ProblemData split_problem(ImageSet trainval, ImageSet test, Preprocess pre, const DataOptions& o) {
   ProblemData d;
   Split split = split_indices(trainval.size(), o.valid_fraction, o.seed);
   d.train_indices = std::move(split.train);
@@ -48,18 +78,16 @@ ProblemData split_problem(ImageSet trainval, ImageSet test, Preprocess pre, cons
   return d;
 }
 
-ProblemData load_image_folders(const std::string& dir, const ProblemOptions& o) {
+ProblemData load_image_folders(const std::string& dir, const DataOptions& o) {
   ImageFolderOptions opt;
   opt.crop = o.crop;
   opt.scaled_decode = o.scaled_decode;
-  if (!o.augment) opt.train_augment = ImageAugment::kNone;
-  else if (o.augment_kind == "torchvision") opt.train_augment = ImageAugment::kTorchvision;
-  else if (o.augment_kind == "torchvision2") opt.train_augment = ImageAugment::kTorchvision2;
-  else opt.train_augment = ImageAugment::kOriginal;
+  opt.train_augment = o.augment;
   ImageFolderIndex train = scan_image_folder(dir + "/train");
   ImageFolderIndex val = scan_image_folder(dir + "/val", &train.classes);
   ProblemData d;
   d.format = "image folders";
+  d.report_top5 = true;
   d.train_indices = all_indices(static_cast<int64_t>(train.files.size()));
   d.valid_indices = all_indices(static_cast<int64_t>(val.files.size()));
   d.train = std::make_shared<ImageFolderDataset>(std::move(train), opt);
@@ -69,23 +97,28 @@ ProblemData load_image_folders(const std::string& dir, const ProblemOptions& o) 
 
 }  // namespace
 
-ProblemData load_idx_problem(const std::string& dir, const ProblemOptions& o) {
+ProblemData load_idx_problem(const std::string& dir, const DataOptions& o) {
   Preprocess pre;  // inputs in [0, 1], as the original's MNIST preprocessing (mean 0, std 1)
   pre.pad = o.pad;
-  pre.augment = o.augment;
+  pre.augment = o.augment != ImageAugment::kNone;
   ProblemData d = split_problem(read_idx_pair(dir, "train"), read_idx_pair(dir, "t10k"), pre, o);
   d.format = "IDX";
   return d;
 }
 
-ProblemData load_problem(const std::string& dir, const ProblemOptions& o) {
+ProblemData load_problem(const std::string& dir, const DataOptions& o) {
+  const bool image_folders = !has_idx(dir) && !has_cifar(dir, CifarVariant::kCifar10) &&
+                             !has_cifar(dir, CifarVariant::kCifar100) && has_image_folders(dir);
+  if (!image_folders && (o.augment == ImageAugment::kTorchvision || o.augment == ImageAugment::kTorchvision2))
+    throw ConfigError("treat.data.augment: \"torchvision\" and \"torchvision2\" apply to image folders (ImageNet); "
+                      "the data in " + dir + " takes true or false");
   for (CifarVariant v : {CifarVariant::kCifar10, CifarVariant::kCifar100}) {
     if (!has_cifar(dir, v)) continue;
     Preprocess pre;
     pre.mean = {0.4914f, 0.4822f, 0.4465f};  // CIFAR-10 channel statistics
     pre.std = {0.2470f, 0.2435f, 0.2616f};
     pre.pad = o.pad;
-    pre.augment = o.augment;
+    pre.augment = o.augment != ImageAugment::kNone;
     ProblemData d = split_problem(read_cifar(dir, v, true), read_cifar(dir, v, false), pre, o);
     d.format = v == CifarVariant::kCifar10 ? "CIFAR-10" : "CIFAR-100";
     return d;
@@ -102,14 +135,15 @@ std::string find_data_dir(const std::string& home, const std::string& problem, c
                     "image folders (ImageNet)");
     return override_dir;
   }
+  // A folder with any data file of its own is the user's: used as it is, and a file missing there
+  // is an error naming it (never filled in from elsewhere).
   const std::string local = home + "/" + problem + "/data";
-  if (has_data(local)) return local;
-  const std::string debian = "/usr/share/datasets/fashion-mnist";
-  if (problem == "FashionMNIST" && has_data(debian)) return debian;
-  std::string hint = problem == "FashionMNIST"
-                         ? " or install the Debian package dataset-fashion-mnist (make deps)"
-                         : " (MNIST format: train-* and t10k-* images and labels; CIFAR: the binary version's .bin "
-                           "files; ImageNet: train/<wnid>/*.JPEG and val/<wnid>/*.JPEG)";
+  if (has_any_data_file(local)) return local;
+  const PackagedData* packaged = packaged_data(problem);
+  if (packaged && has_data(packaged->dir)) return packaged->dir;
+  const std::string hint = packaged ? std::string(" or install the Debian package ") + packaged->package + " (make deps)"
+                                    : " (MNIST format: train-* and t10k-* images and labels; CIFAR: the binary "
+                                      "version's .bin files; ImageNet: train/<wnid>/*.JPEG and val/<wnid>/*.JPEG)";
   throw IoError(local + ": no data files of " + problem + "; copy them there" + hint);
 }
 

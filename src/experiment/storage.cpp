@@ -3,23 +3,26 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
 #include "quantlab/config/json_node.h"
 #include "quantlab/util/error.h"
+#include "quantlab/util/strings.h"
 
 namespace quantlab {
+
+// The text of templates/problem_config.json, embedded at build time (CMakeLists.txt).
+extern const char* const kProblemConfigTemplate;
+
 namespace {
 
 namespace fs = std::filesystem;
 
-const char* const kFashionMnistPackage = "/usr/share/datasets/fashion-mnist";
-const char* const kIdxFiles[] = {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-                                 "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"};
-
 std::string absolute(const std::string& home, const std::string& p) {
-  return fs::path(p).is_absolute() ? p : (fs::path(home) / p).lexically_normal().string();
+  return fs::path(p).is_absolute() ? fs::path(p).lexically_normal().string()
+                                   : (fs::path(home) / p).lexically_normal().string();
 }
 
 void make_dirs(const std::string& dir) {
@@ -44,70 +47,38 @@ void probe_writable(const std::string& dir) {
   fs::remove(probe);
 }
 
-// <home>/<Problem>/<leaf> -> <root>/<Problem>/<leaf>, unless the user made it a folder of their own.
-std::string link_into(const std::string& link, const std::string& target) {
-  make_dirs(target);
+// <home>/<Problem>/<leaf> -> `target`, made only when nothing is there yet. A folder or a link of
+// the user's is kept as it is; a dangling link is an error that says where it points.
+void link_into(const std::string& link, const std::string& target) {
   std::error_code ec;
   const auto st = fs::symlink_status(link, ec);
-  if (fs::exists(st) && !fs::is_symlink(st)) {
-    if (!fs::is_directory(st)) throw IoError(link + ": exists and is not a folder or a link");
-    return link;  // a real folder: the user's choice
-  }
   if (fs::is_symlink(st)) {
-    if (fs::equivalent(link, target, ec)) return link;
-    fs::remove(link);
+    const std::string to = fs::read_symlink(link, ec).string();
+    if (!fs::exists(link, ec))
+      throw IoError(link + " is a link to " + to +
+                    ", which does not exist (a drive that is not mounted?); mount it, or remove the link to "
+                    "use the storage of cfg/hard_storage.json");
+    if (!fs::is_directory(link, ec)) throw IoError(link + " is a link to " + to + ", which is not a folder");
+    return;
   }
+  if (fs::exists(st)) {
+    if (!fs::is_directory(st)) throw IoError(link + ": exists and is not a folder or a link");
+    return;  // a real folder: the user's choice
+  }
+  make_dirs(target);
   fs::create_directory_symlink(target, link, ec);
   if (ec) throw IoError(link + ": cannot link to " + target + " (" + ec.message() + ")");
-  return link;
 }
 
-const char* const kTemplate = R"({
-  "description": "Ternary MLP trained with ANA. Edit the topology, schedule and data to your problem.",
-  "indiv": {
-    "net": {
-      "class": "MLP",
-      "params": {
-        "capacity": 1,
-        "quant_schemes": {
-          "phi1_fc": ["uniform", [-0.5, 0.5], [-1.0, 0.0, 1.0]],
-          "phi1_act": ["uniform", [-0.5, 0.5], [-1.0, 0.0, 1.0]],
-          "phi2_fc": ["uniform", [-0.5, 0.5], [-1.0, 0.0, 1.0]],
-          "phi2_act": ["uniform", [-0.5, 0.5], [-1.0, 0.0, 1.0]],
-          "phi3_fc": ["uniform", [-0.5, 0.5], [-1.0, 0.0, 1.0]],
-          "phi3_act": ["uniform", [-0.5, 0.5], [-1.0, 0.0, 1.0]],
-          "phi4_fc": ["uniform", [-0.5, 0.5], [-1.0, 0.0, 1.0]]
-        }
-      },
-      "pretrained": null
-    },
-    "loss_function": {"class": "HingeLoss", "params": {"num_classes": 10}}
-  },
-  "treat": {
-    "thermostat": {
-      "params": {
-        "noise_schemes": {
-          "phi1_fc": {"stddev_start": [0.5, 0.5]}, "phi1_act": {"stddev_start": [0.5, 0.5]},
-          "phi2_fc": {"stddev_start": [0.5, 0.5]}, "phi2_act": {"stddev_start": [0.5, 0.5]},
-          "phi3_fc": {"stddev_start": [0.5, 0.5]}, "phi3_act": {"stddev_start": [0.5, 0.5]},
-          "phi4_fc": {"stddev_start": [0.5, 0.5]}
-        },
-        "bindings": [
-          {"maps": ["phi1"], "forward": {"class": "Linear", "params": {"t_start": 0, "t_decay": 10}}, "backward": {"class": "Constant", "params": {}}},
-          {"maps": ["phi2"], "forward": {"class": "Linear", "params": {"t_start": 10, "t_decay": 10}}, "backward": {"class": "Constant", "params": {}}},
-          {"maps": ["phi3"], "forward": {"class": "Linear", "params": {"t_start": 20, "t_decay": 10}}, "backward": {"class": "Constant", "params": {}}},
-          {"maps": ["phi4"], "forward": {"class": "Linear", "params": {"t_start": 30, "t_decay": 10}}, "backward": {"class": "Constant", "params": {}}}
-        ]
-      }
-    },
-    "optimizer": {"class": "Adam", "params": {"lr": 1e-3}},
-    "lr_scheduler": {"class": "HandScheduler", "params": {"schedule": {"45": 0.1}}},
-    "data": {"augment": false, "valid_fraction": 0.1, "bs_train": 256, "bs_valid": 256},
-    "max_epoch": 50
-  },
-  "protocol": {"update_metric": "valid_metric", "metric_period": 1}
+std::string root_of(const JsonNode& root, const char* key, const std::string& home, const std::string& file) {
+  const std::string dir = absolute(home, root.at(key).string());
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec))
+    throw IoError(file + ": \"" + key + "\" is " + dir +
+                  ", which is not an existing folder (a drive that is not mounted?); create it or mount the "
+                  "drive, or correct the file. QuantLab does not create the storage folders this file names.");
+  return dir + "/QuantLab";
 }
-)";
 
 }  // namespace
 
@@ -118,47 +89,70 @@ void check_plain_name(const std::string& what, const std::string& name) {
 }
 
 Storage read_storage(const std::string& home) {
+  std::error_code ec;
+  if (!fs::is_directory(home, ec)) throw Error("--home=" + home + ": no such folder");
   Storage s;
   s.home = fs::absolute(home).lexically_normal().string();
-  if (!s.home.empty() && s.home.size() > 1 && s.home.back() == '/') s.home.pop_back();
+  if (s.home.size() > 1 && s.home.back() == '/') s.home.pop_back();
   const std::string file = s.home + "/cfg/hard_storage.json";
-  std::string data = "storage", logs = "storage";
-  if (fs::exists(file)) {
+  if (fs::exists(file, ec)) {
     const nlohmann::json j = read_json_file(file);
     const JsonNode root(j, file);
     root.allow_keys({"data", "logs"});
-    data = root.at("data").string();
-    logs = root.at("logs").string();
+    s.data_root = root_of(root, "data", s.home, file);
+    s.logs_root = root_of(root, "logs", s.home, file);
+  } else {
+    s.data_root = s.logs_root = s.home + "/storage/QuantLab";
   }
-  s.data_root = absolute(s.home, data) + "/QuantLab";
-  s.logs_root = absolute(s.home, logs) + "/QuantLab";
   return s;
 }
 
-ProblemPaths prepare_problem(const Storage& storage, const std::string& problem) {
+std::vector<std::string> list_problems(const std::string& home) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(home, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.empty() || name[0] == '.') continue;
+    if (fs::is_regular_file(e.path() / "config.json", ec) || fs::is_directory(e.path() / "logs", ec))
+      out.push_back(name);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+ProblemPaths problem_paths(const Storage& storage, const std::string& problem) {
   check_plain_name("--problem", problem);
   ProblemPaths p;
   p.dir = storage.home + "/" + problem;
-  make_dirs(p.dir);
-  p.data = link_into(p.dir + "/data", storage.data_root + "/" + problem + "/data");
-  p.logs = link_into(p.dir + "/logs", storage.logs_root + "/" + problem + "/logs");
-  probe_writable(p.logs);
-  if (problem == "FashionMNIST" && fs::is_directory(kFashionMnistPackage) &&
-      !fs::exists(p.data + "/train-images-idx3-ubyte") && !fs::exists(p.data + "/train-images-idx3-ubyte.gz")) {
-    for (const char* f : kIdxFiles) {
-      std::error_code ec;
-      fs::create_symlink(std::string(kFashionMnistPackage) + "/" + f, p.data + "/" + f, ec);
-    }
+  p.data = p.dir + "/data";
+  p.logs = p.dir + "/logs";
+  std::error_code ec;
+  if (!fs::is_directory(p.dir, ec)) {
+    const auto known = list_problems(storage.home);
+    throw Error("--problem=" + problem + ": no folder " + p.dir + " (" +
+                (known.empty() ? std::string("this main folder has no problems")
+                               : "problems here: " + join(known)) +
+                "); `quantlab problem add " + problem + "` makes a new one");
   }
   return p;
 }
 
+void prepare_storage(const Storage& storage, const ProblemPaths& p) {
+  const std::string problem = fs::path(p.dir).filename().string();
+  link_into(p.data, storage.data_root + "/" + problem + "/data");
+  link_into(p.logs, storage.logs_root + "/" + problem + "/logs");
+  probe_writable(p.logs);
+}
+
 std::vector<std::string> add_problem(const Storage& storage, const std::string& name) {
   check_plain_name("problem name", name);
-  const std::string config = storage.home + "/" + name + "/config.json";
+  const std::string dir = storage.home + "/" + name;
+  const std::string config = dir + "/config.json";
   if (fs::exists(config)) throw Error(config + ": exists already; nothing was changed");
-  const ProblemPaths p = prepare_problem(storage, name);
-  std::ofstream(config) << kTemplate;
+  make_dirs(dir);
+  const ProblemPaths p = problem_paths(storage, name);
+  prepare_storage(storage, p);
+  std::ofstream(config) << kProblemConfigTemplate;
   if (!fs::exists(config)) throw IoError(config + ": cannot write");
   return {"created " + config + " (a ternary MLP for 28x28 images: edit it to your problem)",
           "data folder " + p.data + " -> " + fs::canonical(p.data).string(),

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "quantlab/data/dataset.h"
+#include "quantlab/data/image_transform.h"
 
 namespace quantlab::data {
 
@@ -18,25 +19,32 @@ struct ProblemData {
   std::shared_ptr<const Dataset> train, valid, test;
   std::vector<int64_t> train_indices, valid_indices;  // into `train` and `valid`
   std::string format;                                 // "IDX", "CIFAR-10", "CIFAR-100", "image folders"
+  bool report_top5 = false;                           // evaluations measure top-5 too (ImageNet's meter)
 };
 
-struct ProblemOptions {
+// treat.data of a config, parsed once (train/experiment.cpp) and read by the loaders and the trainer.
+struct DataOptions {
+  // Training augmentation: false -> kNone; true -> kOriginal (the problem's own, as the original:
+  // crop and flip for IDX and CIFAR; crop, flip, colour jitter and lighting for image folders);
+  // "torchvision" / "torchvision2" (image folders only).
+  ImageAugment augment = ImageAugment::kNone;
   double valid_fraction = 0.1;  // IDX and CIFAR: the share of the training files kept for validation
-  uint64_t seed = 0;            // of the split
-  int64_t pad = 0;              // IDX and CIFAR: zero pixels added around every image
-  bool augment = false;         // training augmentation (the problem's own, as the original)
-  std::string augment_kind;     // image folders: "" (the original's), "torchvision" or "torchvision2"
+  int64_t bs_train = 256;
+  int64_t bs_valid = 64;
+  int64_t pad = 0;              // IDX and CIFAR: zero pixels around each image (2: 28x28 to VGG's 32x32)
+  uint64_t seed = 0;            // of the per-epoch shuffles and libtorch's generator
   int64_t crop = 224;           // image folders: side of the square training and validation crops
+  int64_t workers = 0;          // threads building batches; 0: as many as the data set wants
   bool scaled_decode = false;   // image folders: decode JPEGs at a reduced DCT scale where possible
 };
 
 // MNIST-format problems (MNIST, Fashion-MNIST): train-* and t10k-* IDX files in `dir`.
-ProblemData load_idx_problem(const std::string& dir, const ProblemOptions& o);
+ProblemData load_idx_problem(const std::string& dir, const DataOptions& o);
 
 // Any problem whose files are in `dir`, by the files found: IDX (inputs in [0, 1], as the
 // original's MNIST), CIFAR-10 or CIFAR-100 binary (normalised with the CIFAR-10 channel
 // statistics, as the original), or train/ and val/ image folders (ImageNet).
-ProblemData load_problem(const std::string& dir, const ProblemOptions& o);
+ProblemData load_problem(const std::string& dir, const DataOptions& o);
 
 // Where the data files of `problem` are: `override_dir` when given, else `<home>/<problem>/data`,
 // else, for FashionMNIST, the Debian package's /usr/share/datasets/fashion-mnist. Throws IoError
