@@ -2,6 +2,7 @@
 #include "quantlab/experiment/logbook.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,7 +13,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "quantlab/config/json_node.h"
 #include "quantlab/util/error.h"
+#include "quantlab/util/strings.h"
 
 namespace quantlab {
 namespace {
@@ -57,23 +60,27 @@ std::vector<int64_t> Logbook::list(const std::string& logs_dir) {
   return ids;
 }
 
-Logbook Logbook::create(const std::string& logs_dir, const nlohmann::json& config) {
-  // The folder is prepared complete under a hidden name, then renamed to the first free expNNN:
-  // rename() never replaces a non-empty folder, so simultaneous launches get different numbers,
-  // and a kill at any moment leaves either a complete experiment or a hidden leftover.
+Logbook Logbook::create(const std::string& logs_dir, const nlohmann::json& config, const nlohmann::json& parent) {
+  // The folder is prepared complete and locked under a hidden name, then renamed to the first free
+  // expNNN: rename() never replaces a non-empty folder, so simultaneous launches get different
+  // numbers, and a kill at any moment leaves either a complete experiment or a hidden leftover.
   const std::string tmp = logs_dir + "/.new-exp-" + std::to_string(getpid()) + "-" +
                           std::to_string(std::chrono::steady_clock::now().time_since_epoch().count());
   std::error_code ec;
   fs::create_directories(tmp + "/saves", ec);
-  fs::create_directories(tmp + "/stats", ec);
+  if (!ec) fs::create_directories(tmp + "/stats", ec);
   if (ec) throw IoError(tmp + ": cannot create experiment folder (" + ec.message() + ")");
+  auto lock = std::make_shared<ExperimentLock>(tmp, "the new experiment");
   write_file_atomically(tmp + "/config.json", config.dump(2) + "\n");
+  if (!parent.is_null()) write_file_atomically(tmp + "/parent.json", parent.dump(2) + "\n");
   const auto ids = list(logs_dir);
   for (int64_t id = ids.empty() ? 1 : ids.back() + 1;; ++id) {
     const std::string dir = logs_dir + "/" + folder_name(id);
     if (::rename(tmp.c_str(), dir.c_str()) == 0) {
       fsync_path(logs_dir, O_RDONLY | O_DIRECTORY);
-      return Logbook(id, dir);
+      Logbook book(id, dir);
+      book.lock_ = std::move(lock);
+      return book;
     }
     if (errno != EEXIST && errno != ENOTEMPTY) {
       const int err = errno;
@@ -86,8 +93,7 @@ Logbook Logbook::create(const std::string& logs_dir, const nlohmann::json& confi
 Logbook Logbook::open(const std::string& logs_dir, int64_t id) {
   const auto ids = list(logs_dir);
   if (std::find(ids.begin(), ids.end(), id) == ids.end()) {
-    std::string known;
-    for (int64_t i : ids) known += (known.empty() ? "" : ", ") + std::to_string(i);
+    const std::string known = join(ids, [](int64_t i) { return std::to_string(i); });
     throw Error("--exp_id=" + std::to_string(id) + ": no such experiment in " + logs_dir +
                 (known.empty() ? " (there are none yet)" : "; existing: " + known));
   }
@@ -96,15 +102,56 @@ Logbook Logbook::open(const std::string& logs_dir, int64_t id) {
   throw Error("--exp_id=" + std::to_string(id) + ": vanished from " + logs_dir);
 }
 
+std::vector<std::string> Logbook::remove_abandoned(const std::string& logs_dir) {
+  std::vector<std::string> removed;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(logs_dir, ec)) {
+    const std::string n = e.path().filename().string();
+    if (n.rfind(".new-exp-", 0) != 0) continue;
+    const long pid = std::strtol(n.c_str() + 9, nullptr, 10);
+    if (pid <= 0 || process_alive(pid)) continue;
+    std::error_code rm;
+    fs::remove_all(e.path(), rm);
+    if (!rm) removed.push_back(n);
+  }
+  return removed;
+}
+
+void Logbook::lock() {
+  if (!lock_) lock_ = std::make_shared<ExperimentLock>(dir_, "experiment " + std::to_string(id_));
+}
+
+std::vector<std::string> Logbook::remove_partial_files() const {
+  std::vector<std::string> removed;
+  for (const std::string& dir : {dir_, saves(), stats()}) {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir, ec)) {
+      const std::string n = e.path().filename().string();
+      const auto at = n.rfind(".tmp.");
+      if (at == std::string::npos || !e.is_regular_file(ec)) continue;
+      const long pid = std::strtol(n.c_str() + at + 5, nullptr, 10);
+      if (pid > 0 && process_alive(pid)) continue;
+      std::error_code rm;
+      if (fs::remove(e.path(), rm)) removed.push_back(n);
+    }
+  }
+  return removed;
+}
+
+nlohmann::json Logbook::parent() const {
+  const std::string file = dir_ + "/parent.json";
+  std::error_code ec;
+  if (!fs::exists(file, ec)) return nullptr;
+  return read_json_file(file);
+}
+
+bool process_alive(long pid) { return pid > 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM); }
+
 nlohmann::json Logbook::config() const {
   const std::string file = dir_ + "/config.json";
-  std::ifstream in(file);
-  if (!in) throw IoError(file + ": missing (the experiment's own copy of its config)");
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw IoError(file + ": corrupt: " + e.what());
-  }
+  std::error_code ec;
+  if (!fs::exists(file, ec)) throw IoError(file + ": missing (the experiment's own copy of its config)");
+  return read_json_file(file);
 }
 
 void write_file_atomically(const std::string& file, const std::string& text) {

@@ -1,0 +1,68 @@
+// ExperimentLock: flock() on <exp>/.lock.
+#include "quantlab/experiment/lock.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include "quantlab/util/error.h"
+
+namespace quantlab {
+namespace {
+
+std::string read_text(int fd) {
+  char buf[256];
+  const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+}
+
+long pid_in(const std::string& text) { return std::strtol(text.c_str(), nullptr, 10); }
+
+}  // namespace
+
+ExperimentLock::ExperimentLock(const std::string& dir, const std::string& what) {
+  const std::string file = dir + "/.lock";
+  fd_ = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw IoError(file + ": cannot open the experiment's lock file (" + std::strerror(errno) + ")");
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    const std::string text = read_text(fd_);
+    ::close(fd_);
+    fd_ = -1;
+    if (err == EWOULDBLOCK) {
+      const long pid = pid_in(text);
+      throw Error(what + " is in use by another QuantLab process" +
+                  (pid > 0 ? " (PID " + std::to_string(pid) + ")" : std::string()) +
+                  "; wait for it to finish or stop it first (only one process may train an experiment)");
+    }
+    throw IoError(file + ": cannot lock (" + std::strerror(err) + ")");
+  }
+  char host[128] = {0};
+  ::gethostname(host, sizeof host - 1);
+  const std::string text = std::to_string(::getpid()) + " " + host + "\n";
+  if (::ftruncate(fd_, 0) == 0) {
+    const ssize_t n = ::pwrite(fd_, text.data(), text.size(), 0);
+    (void)n;  // the PID is for messages only; the lock itself is held
+  }
+}
+
+ExperimentLock::~ExperimentLock() {
+  if (fd_ >= 0) ::close(fd_);  // releases the lock
+}
+
+long ExperimentLock::holder(const std::string& dir) {
+  const std::string file = dir + "/.lock";
+  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  long pid = 0;
+  if (::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK) pid = pid_in(read_text(fd));
+  else ::flock(fd, LOCK_UN);
+  ::close(fd);
+  return pid;
+}
+
+}  // namespace quantlab
