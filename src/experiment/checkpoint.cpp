@@ -3,6 +3,7 @@
 
 #include <zlib.h>
 
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -52,6 +53,12 @@ uint32_t digest(const IValue& v, uint32_t crc) {
   return crc;
 }
 
+std::string checksum_text(uint32_t crc) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%08x", crc);
+  return buf;
+}
+
 c10::impl::GenericDict to_dict(const Checkpoint& c) {
   c10::impl::GenericDict d(c10::StringType::get(), c10::AnyType::get());
   d.insert("format", std::string(kFormat));
@@ -68,7 +75,7 @@ c10::impl::GenericDict to_dict(const Checkpoint& c) {
   d.insert("best_epoch", c.state.best_epoch);
   d.insert("best_value", c.state.best_value);
   c10::Dict<std::string, double> stats;
-  for (const auto& kv : c.state.stats) stats.insert(kv.first, kv.second);
+  for (Statistic s : kStatistics) stats.insert(statistic_name(s), c.state.stats[s]);
   d.insert("stats", stats);
   d.insert("rng_cpu", c.rng_cpu);
   c10::List<torch::Tensor> cuda;
@@ -77,10 +84,56 @@ c10::impl::GenericDict to_dict(const Checkpoint& c) {
   return d;
 }
 
-template <typename T>
-T field(const c10::impl::GenericDict& d, const std::string& key, const std::string& file) {
+// Readers of the entries, by value kind rather than container type: a file that Python re-saved
+// holds the same values in generic containers.
+IValue entry(const c10::impl::GenericDict& d, const std::string& key, const std::string& file) {
   if (!d.contains(key)) throw IoError(file + ": not a complete checkpoint (no '" + key + "')");
-  return d.at(key).to<T>();
+  return d.at(key);
+}
+
+[[noreturn]] void wrong_kind(const std::string& file, const std::string& key, const char* expected) {
+  throw IoError(file + ": not a complete checkpoint ('" + key + "' is not " + expected + ")");
+}
+
+int64_t int_entry(const c10::impl::GenericDict& d, const std::string& key, const std::string& file) {
+  const IValue v = entry(d, key, file);
+  if (!v.isInt()) wrong_kind(file, key, "an integer");
+  return v.toInt();
+}
+
+double double_entry(const c10::impl::GenericDict& d, const std::string& key, const std::string& file) {
+  const IValue v = entry(d, key, file);
+  if (v.isDouble()) return v.toDouble();
+  if (v.isInt()) return static_cast<double>(v.toInt());
+  wrong_kind(file, key, "a number");
+}
+
+std::string string_entry(const c10::impl::GenericDict& d, const std::string& key, const std::string& file) {
+  const IValue v = entry(d, key, file);
+  if (!v.isString()) wrong_kind(file, key, "a string");
+  return v.toStringRef();
+}
+
+torch::Tensor tensor_entry(const c10::impl::GenericDict& d, const std::string& key, const std::string& file) {
+  const IValue v = entry(d, key, file);
+  if (!v.isTensor()) wrong_kind(file, key, "a tensor");
+  return v.toTensor();
+}
+
+std::vector<IValue> list_entry(const c10::impl::GenericDict& d, const std::string& key, const std::string& file) {
+  const IValue v = entry(d, key, file);
+  if (!v.isList()) wrong_kind(file, key, "a list");
+  return v.toListRef().vec();
+}
+
+template <typename F>
+void for_each_item(const c10::impl::GenericDict& d, const std::string& key, const std::string& file, F f) {
+  const IValue v = entry(d, key, file);
+  if (!v.isGenericDict()) wrong_kind(file, key, "a dictionary");
+  for (const auto& kv : v.toGenericDict()) {
+    if (!kv.key().isString()) wrong_kind(file, key, "a dictionary with text keys");
+    f(kv.key().toStringRef(), kv.value());
+  }
 }
 
 }  // namespace
@@ -94,7 +147,7 @@ std::map<std::string, torch::Tensor> named_state(torch::nn::Module& net) {
 
 Checkpoint capture(Experiment& exp, const TrainingState& state) {
   Checkpoint c;
-  c.net_class = exp.config["indiv"]["net"]["class"].get<std::string>();
+  c.net_class = exp.net_spec.cls;
   c.net = named_state(*exp.net);
   torch::serialize::OutputArchive archive;
   exp.optimizer->save(archive);
@@ -115,7 +168,7 @@ Checkpoint capture(Experiment& exp, const TrainingState& state) {
 }
 
 void restore(Experiment& exp, const Checkpoint& c) {
-  const std::string cls = exp.config["indiv"]["net"]["class"].get<std::string>();
+  const std::string& cls = exp.net_spec.cls;
   if (c.net_class != cls)
     throw Error("the checkpoint holds a " + c.net_class + " network, the experiment builds a " + cls);
   {
@@ -150,7 +203,8 @@ void restore(Experiment& exp, const Checkpoint& c) {
 
 void save_checkpoint(const std::string& file, const Checkpoint& c) {
   auto d = to_dict(c);
-  d.insert("checksum", static_cast<int64_t>(digest(IValue(d), 0)));
+  // As text: Python re-pickles a 32-bit integer above 2^31 with an opcode libtorch cannot read.
+  d.insert("checksum", checksum_text(digest(IValue(d), 0)));
   const std::vector<char> bytes = torch::pickle_save(IValue(d));
   write_file_atomically(file, std::string(bytes.begin(), bytes.end()));
 }
@@ -163,33 +217,58 @@ Checkpoint load_checkpoint(const std::string& file) {
   try {
     v = torch::pickle_load(bytes);
   } catch (const std::exception& e) {
-    throw IoError(file + ": corrupt or truncated checkpoint (cannot be decoded)");
+    throw IoError(file + ": corrupt or truncated checkpoint (cannot be decoded; a version 1 checkpoint re-saved from "
+                  "Python cannot be read either: re-save it from the original)");
   }
   if (!v.isGenericDict()) throw IoError(file + ": not a QuantLab checkpoint");
   auto d = v.toGenericDict();
   if (!d.contains("format") || !d.at("format").isString() || d.at("format").toStringRef() != kFormat)
     throw IoError(file + ": not a QuantLab checkpoint");
-  const int64_t version = field<int64_t>(d, "version", file);
-  if (version != kCheckpointVersion)
-    throw IoError(file + ": checkpoint version " + std::to_string(version) + ", this QuantLab reads version " +
-                  std::to_string(kCheckpointVersion));
-  const int64_t stored = field<int64_t>(d, "checksum", file);
-  (void)d.erase("checksum");
-  if (static_cast<int64_t>(digest(IValue(d), 0)) != stored)
-    throw IoError(file + ": checksum mismatch: the file is corrupt");
+  const int64_t version = int_entry(d, "version", file);
+  if (version < 1 || version > kCheckpointVersion)
+    throw IoError(file + ": checkpoint version " + std::to_string(version) + ", this QuantLab reads versions 1 to " +
+                  std::to_string(kCheckpointVersion) + " (written by a newer QuantLab?)");
   Checkpoint c;
-  c.net_class = field<std::string>(d, "net_class", file);
-  c.state.epoch = field<int64_t>(d, "epoch", file);
-  for (const auto& kv : field<c10::Dict<std::string, torch::Tensor>>(d, "net", file)) c.net[kv.key()] = kv.value();
-  c.optimizer = field<torch::Tensor>(d, "optimizer", file);
-  c.lr = field<double>(d, "lr", file);
-  for (double x : field<c10::List<double>>(d, "lr_scheduler", file)) c.lr_scheduler.push_back(x);
-  c.thermostat_clock = field<int64_t>(d, "thermostat_clock", file);
-  c.state.best_epoch = field<int64_t>(d, "best_epoch", file);
-  c.state.best_value = field<double>(d, "best_value", file);
-  for (const auto& kv : field<c10::Dict<std::string, double>>(d, "stats", file)) c.state.stats[kv.key()] = kv.value();
-  c.rng_cpu = field<torch::Tensor>(d, "rng_cpu", file);
-  for (const auto& t : field<c10::List<torch::Tensor>>(d, "rng_cuda", file)) c.rng_cuda.push_back(t);
+  if (d.contains("checksum")) {
+    const IValue stored = entry(d, "checksum", file);
+    (void)d.erase("checksum");
+    const uint32_t crc = digest(IValue(d), 0);
+    const bool ok = stored.isString() ? stored.toStringRef() == checksum_text(crc)
+                                      : stored.isInt() && stored.toInt() == static_cast<int64_t>(crc);  // version 1
+    if (!ok)
+      throw IoError(file + ": checksum mismatch: the file is corrupt (or was edited outside QuantLab: delete its "
+                    "'checksum' entry to load it anyway)");
+  } else {
+    c.notes.push_back(file + " is a valid checkpoint file without QuantLab's checksum (re-saved from Python?); "
+                      "its contents are complete and were loaded");
+  }
+  c.net_class = string_entry(d, "net_class", file);
+  c.state.epoch = int_entry(d, "epoch", file);
+  for_each_item(d, "net", file, [&](const std::string& k, const IValue& t) {
+    if (!t.isTensor()) wrong_kind(file, "net." + k, "a tensor");
+    c.net[k] = t.toTensor();
+  });
+  c.optimizer = tensor_entry(d, "optimizer", file);
+  c.lr = double_entry(d, "lr", file);
+  for (const IValue& x : list_entry(d, "lr_scheduler", file)) {
+    if (!x.isDouble() && !x.isInt()) wrong_kind(file, "lr_scheduler", "a list of numbers");
+    c.lr_scheduler.push_back(x.isDouble() ? x.toDouble() : static_cast<double>(x.toInt()));
+  }
+  c.thermostat_clock = int_entry(d, "thermostat_clock", file);
+  c.state.best_epoch = int_entry(d, "best_epoch", file) + (version == 1 ? 1 : 0);  // version 1 counted from 0
+  c.state.best_value = double_entry(d, "best_value", file);
+  for_each_item(d, "stats", file, [&](const std::string& k, const IValue& x) {
+    for (Statistic s : kStatistics)
+      if (k == statistic_name(s) && (x.isDouble() || x.isInt())) c.state.stats[s] = x.isDouble() ? x.toDouble() : x.toInt();
+  });
+  c.rng_cpu = tensor_entry(d, "rng_cpu", file);
+  for (const IValue& t : list_entry(d, "rng_cuda", file)) {
+    if (!t.isTensor()) wrong_kind(file, "rng_cuda", "a list of tensors");
+    c.rng_cuda.push_back(t.toTensor());
+  }
+  if (c.state.epoch < 0 || c.state.best_epoch < 0 || c.state.best_epoch > c.state.epoch)
+    throw IoError(file + ": not a consistent checkpoint (epoch " + std::to_string(c.state.epoch) + ", best epoch " +
+                  std::to_string(c.state.best_epoch) + ")");
   return c;
 }
 

@@ -5,6 +5,9 @@
 // The file is torch's pickle format: Python reads it with torch.load() as a dict whose "net" entry
 // maps "phi1_fc.weight", "phi1_bn.running_mean", ... to tensors. A checksum over the contents is
 // verified on load; files are written to a temporary name, flushed and renamed into place.
+// Version 2 counts best_epoch from 1 like every other epoch; version 1 files (0-based) still load.
+// A file re-saved from Python (torch.save(torch.load(f))) loads; one whose "checksum" entry was
+// removed loads when its contents are complete, with a note saying so.
 #pragma once
 
 #include <torch/torch.h>
@@ -17,7 +20,7 @@
 
 namespace quantlab {
 
-constexpr int64_t kCheckpointVersion = 1;
+constexpr int64_t kCheckpointVersion = 2;
 
 struct Checkpoint {
   std::string net_class;
@@ -29,6 +32,7 @@ struct Checkpoint {
   TrainingState state;
   torch::Tensor rng_cpu;                // uint8 generator state
   std::vector<torch::Tensor> rng_cuda;  // one per device
+  std::vector<std::string> notes;       // what loading found worth telling the user
 };
 
 // The network's parameters and buffers by name.
@@ -40,7 +44,7 @@ void restore(Experiment& exp, const Checkpoint& c);
 
 void save_checkpoint(const std::string& file, const Checkpoint& c);
 // Throws IoError naming the file when it is missing, unreadable, of another format or version,
-// or its checksum does not match.
+// incomplete, or its checksum does not match.
 Checkpoint load_checkpoint(const std::string& file);
 
 }  // namespace quantlab
