@@ -13,18 +13,23 @@ bool has_ana_modules(torch::nn::Module& net) {
   return false;
 }
 
-DataOptions parse_data(const JsonNode& d) {
+data::ImageAugment parse_augment(const JsonNode& d) {
+  if (!d.has("augment")) return data::ImageAugment::kNone;
+  const JsonNode a = d.at("augment");
+  if (a.json().is_string()) {
+    const std::string kind = a.string();
+    if (kind == "torchvision") return data::ImageAugment::kTorchvision;
+    if (kind == "torchvision2") return data::ImageAugment::kTorchvision2;
+    a.fail("expected true, false, \"torchvision\" or \"torchvision2\"");
+  }
+  return a.boolean() ? data::ImageAugment::kOriginal : data::ImageAugment::kNone;
+}
+
+data::DataOptions parse_data(const JsonNode& d) {
   d.allow_keys({"augment", "valid_fraction", "bs_train", "bs_valid", "seed", "pad", "crop", "workers",
                 "scaled_decode"});
-  DataOptions o;
-  if (d.has("augment") && d.at("augment").json().is_string()) {
-    o.augment_kind = d.at("augment").string();
-    if (o.augment_kind != "torchvision" && o.augment_kind != "torchvision2")
-      d.at("augment").fail("expected true, false, \"torchvision\" or \"torchvision2\"");
-    o.augment = true;
-  } else {
-    o.augment = d.boolean("augment", false);
-  }
+  data::DataOptions o;
+  o.augment = parse_augment(d);
   o.valid_fraction = d.number("valid_fraction", 0.1);
   if (!(o.valid_fraction >= 0.0 && o.valid_fraction < 1.0))
     d.at("valid_fraction").fail("expected a fraction in [0, 1)");
@@ -33,7 +38,7 @@ DataOptions parse_data(const JsonNode& d) {
   if (o.bs_train < 1) d.at("bs_train").fail("expected a positive batch size");
   if (o.bs_valid < 1) d.at("bs_valid").fail("expected a positive batch size");
   o.pad = d.integer("pad", 0);
-  if (o.pad < 0) d.at("pad").fail("expected a non-negative number of pixels");
+  if (o.pad < 0 || o.pad > 1024) d.at("pad").fail("expected a number of pixels in [0, 1024]");
   const int64_t seed = d.integer("seed", 0);
   if (seed < 0) d.at("seed").fail("expected a non-negative integer");
   o.seed = static_cast<uint64_t>(seed);
@@ -41,35 +46,30 @@ DataOptions parse_data(const JsonNode& d) {
   if (o.crop < 1 || o.crop > 256) d.at("crop").fail("expected a crop side in [1, 256] pixels (images are resized to 256 first)");
   o.scaled_decode = d.boolean("scaled_decode", false);
   o.workers = d.integer("workers", 0);
-  if (o.workers < 0) d.at("workers").fail("expected a non-negative number of threads (0: one per core)");
+  if (o.workers < 0 || o.workers > 256) d.at("workers").fail("expected a number of threads in [0, 256] (0: one per core)");
   return o;
 }
 
 ProtocolOptions parse_protocol(const JsonNode& p) {
   p.allow_keys({"update_metric", "metric_period"});
   ProtocolOptions o;
-  o.update_metric = p.string("update_metric", "valid_metric");
-  if (o.update_metric != "valid_metric" && o.update_metric != "valid_loss" &&
-      o.update_metric != "train_metric" && o.update_metric != "train_loss")
-    p.at("update_metric").fail("expected one of valid_metric, valid_loss, train_metric, train_loss");
+  if (p.has("update_metric")) o.update_metric = parse_statistic(p.at("update_metric"));
   o.metric_period = p.integer("metric_period", 1);
-  if (o.metric_period < 1) p.at("metric_period").fail("expected a positive integer");
+  if (o.metric_period < 0) p.at("metric_period").fail("expected a non-negative integer (0: never measure the training metric)");
+  if (o.metric_period == 0 && o.update_metric == Statistic::kTrainMetric)
+    p.at("metric_period").fail("update_metric is train_metric, which metric_period 0 never measures");
   return o;
+}
+
+// indiv.loss_function, or indiv.net.loss_function (the original's baseline template).
+JsonNode loss_node(const JsonNode& indiv) {
+  const JsonNode net = indiv.at("net");
+  if (indiv.has("loss_function") && net.has("loss_function"))
+    indiv.fail("give loss_function once: in indiv or in indiv.net, not both");
+  return net.has("loss_function") ? net.at("loss_function") : indiv.at("loss_function");
 }
 
 }  // namespace
-
-data::ProblemOptions problem_options(const DataOptions& d) {
-  data::ProblemOptions o;
-  o.valid_fraction = d.valid_fraction;
-  o.seed = d.seed;
-  o.pad = d.pad;
-  o.augment = d.augment;
-  o.augment_kind = d.augment_kind;
-  o.crop = d.crop;
-  o.scaled_decode = d.scaled_decode;
-  return o;
-}
 
 Experiment::Experiment(const nlohmann::json& cfg, const std::string& topology, torch::Device dev)
     : config(cfg), device(dev) {
@@ -81,18 +81,22 @@ Experiment::Experiment(const nlohmann::json& cfg, const std::string& topology, t
   const JsonNode treat = root.at("treat");
   treat.allow_keys({"thermostat", "optimizer", "lr_scheduler", "data", "max_epoch"});
 
+  net_spec = parse_network_spec(indiv.at("net"), topology);
   data = parse_data(treat.at("data"));
   protocol = parse_protocol(root.at("protocol"));
   max_epoch = treat.at("max_epoch").integer();
-  if (max_epoch < 1) treat.at("max_epoch").fail("expected a positive number of epochs");
+  if (max_epoch < 1 || max_epoch > 1000000) treat.at("max_epoch").fail("expected a number of epochs in [1, 1000000]");
 
   torch::manual_seed(data.seed);  // weight initialisation and the random strategy: reproducible runs
-  net = build_network(indiv.at("net"), topology);
-  loss = make_loss(indiv.at("loss_function"));
+  net = build_network(net_spec);
+  loss = make_loss(loss_node(indiv));
   const bool quantized = has_ana_modules(*net);
   if (treat.has("thermostat")) {
-    if (!quantized) treat.at("thermostat").fail("this network has no ANA module to anneal; remove the thermostat");
-    thermostat = std::make_unique<Thermostat>(*net, treat.at("thermostat"));
+    if (quantized) {
+      thermostat = std::make_unique<Thermostat>(*net, treat.at("thermostat"));
+    } else {
+      notes.push_back(net_spec.cls + " is a float network: it has nothing to anneal, so treat.thermostat is ignored");
+    }
   } else if (quantized) {
     treat.fail("missing \"thermostat\": the network has ANA modules whose noise must be scheduled");
   }

@@ -42,6 +42,7 @@ class ReduceOnPlateau : public LrScheduler {
     maximize_ = mode == "max";
     factor_ = p.number("factor", 0.1);
     if (!(factor_ > 0 && factor_ < 1)) p.at("factor").fail("expected a factor in (0, 1)");
+    if (p.has("min_lr") && !(p.at("min_lr").number() >= 0)) p.at("min_lr").fail("expected a non-negative rate");
     patience_ = p.integer("patience", 10);
     threshold_ = p.number("threshold", 1e-4);
     const std::string tm = p.string("threshold_mode", "rel");
@@ -96,6 +97,24 @@ class ReduceOnPlateau : public LrScheduler {
 
 using SchedulerFactory = std::function<std::unique_ptr<LrScheduler>(const JsonNode&, double)>;
 
+// A registry entry: how to build the schedule, and whether it is stepped with an epoch statistic
+// (then `step_metric` is required).
+struct SchedulerEntry {
+  SchedulerFactory build;
+  bool reads_statistic = false;
+};
+
+// A multiplicative factor or gamma: positive and finite, so the rate stays positive.
+double positive_factor(const JsonNode& n) {
+  const double v = n.number();
+  if (!(v > 0.0) || !std::isfinite(v)) n.fail("expected a positive factor (the learning rate must stay positive), got " + n.json().dump());
+  return v;
+}
+
+double positive_factor(const JsonNode& p, const char* key, double fallback) {
+  return p.has(key) ? positive_factor(p.at(key)) : fallback;
+}
+
 std::unique_ptr<LrScheduler> hand(const JsonNode& p, double base) {
   p.allow_keys({"schedule"});
   const JsonNode s = p.at("schedule");
@@ -104,7 +123,7 @@ std::unique_ptr<LrScheduler> hand(const JsonNode& p, double base) {
     char* end = nullptr;
     const long e = std::strtol(key.c_str(), &end, 10);
     if (key.empty() || *end != '\0' || e < 0) s.at(key).fail("keys must be epoch numbers");
-    table[e] = s.at(key).number();
+    table[e] = positive_factor(s.at(key));
   }
   return std::make_unique<Pure>(base, [table](int64_t e) {
     double f = 1.0;
@@ -118,15 +137,17 @@ std::unique_ptr<LrScheduler> step(const JsonNode& p, double base) {
   p.allow_keys({"step_size", "gamma"});
   const int64_t size = p.at("step_size").integer();
   if (size < 1) p.at("step_size").fail("expected a positive integer");
-  const double gamma = p.number("gamma", 0.1);
+  const double gamma = positive_factor(p, "gamma", 0.1);
   return std::make_unique<Pure>(base, [=](int64_t e) { return std::pow(gamma, e / size); });
 }
 
 std::unique_ptr<LrScheduler> multi_step(const JsonNode& p, double base) {
   p.allow_keys({"milestones", "gamma"});
   auto milestones = p.at("milestones").integers();
+  for (int64_t m : milestones)
+    if (m < 1) p.at("milestones").fail("expected positive epoch numbers");
   std::sort(milestones.begin(), milestones.end());
-  const double gamma = p.number("gamma", 0.1);
+  const double gamma = positive_factor(p, "gamma", 0.1);
   return std::make_unique<Pure>(base, [=](int64_t e) {
     const auto passed = std::upper_bound(milestones.begin(), milestones.end(), e) - milestones.begin();
     return std::pow(gamma, static_cast<double>(passed));
@@ -138,6 +159,7 @@ std::unique_ptr<LrScheduler> cosine(const JsonNode& p, double base) {
   const int64_t t_max = p.at("T_max").integer();
   if (t_max < 1) p.at("T_max").fail("expected a positive integer");
   const double eta_min = p.number("eta_min", 0.0);
+  if (!(eta_min >= 0.0)) p.at("eta_min").fail("expected a non-negative rate");
   // Closed form of PyTorch's CosineAnnealingLR, as a factor of the base rate.
   return std::make_unique<Pure>(base, [=](int64_t e) {
     const double lr = eta_min + (base - eta_min) * (1 + std::cos(M_PI * e / t_max)) / 2;
@@ -145,13 +167,20 @@ std::unique_ptr<LrScheduler> cosine(const JsonNode& p, double base) {
   });
 }
 
-const Registry<SchedulerFactory>& scheduler_registry() {
-  static const Registry<SchedulerFactory> r = [] {
-    Registry<SchedulerFactory> reg("lr scheduler");
-    reg.add("HandScheduler", hand).add("StepLR", step).add("MultiStepLR", multi_step);
-    reg.add("CosineAnnealingLR", cosine).add("CosineAnnealing", cosine);
+std::unique_ptr<LrScheduler> exponential(const JsonNode& p, double base) {
+  p.allow_keys({"gamma"});
+  const double gamma = positive_factor(p.at("gamma"));
+  return std::make_unique<Pure>(base, [=](int64_t e) { return std::pow(gamma, static_cast<double>(e)); });
+}
+
+const Registry<SchedulerEntry>& scheduler_registry() {
+  static const Registry<SchedulerEntry> r = [] {
+    Registry<SchedulerEntry> reg("lr scheduler");
+    reg.add("HandScheduler", {hand}).add("StepLR", {step}).add("MultiStepLR", {multi_step});
+    reg.add("ExponentialLR", {exponential});
+    reg.add("CosineAnnealingLR", {cosine}).add("CosineAnnealing", {cosine});
     reg.add("ReduceLROnPlateau",
-            [](const JsonNode& p, double) { return std::make_unique<ReduceOnPlateau>(p); });
+            {[](const JsonNode& p, double) { return std::make_unique<ReduceOnPlateau>(p); }, true});
     return reg;
   }();
   return r;
@@ -165,16 +194,12 @@ std::unique_ptr<LrScheduler> make_lr_scheduler(const JsonNode& spec, double base
   const JsonNode cls = spec.at("class");
   static const nlohmann::json kEmpty = nlohmann::json::object();
   const JsonNode params = spec.has("params") ? spec.at("params") : JsonNode(kEmpty, spec.path() + ".params");
-  auto sched = scheduler_registry().at(cls.string(), cls.path())(params, base_lr);
-  const bool needs_metric = cls.string() == "ReduceLROnPlateau";
-  const char* key = spec.has("step_metric") ? "step_metric" : "update_stat";
-  if (needs_metric) {
-    if (!spec.has(key)) spec.fail("ReduceLROnPlateau needs \"step_metric\" (e.g. \"valid_metric\")");
-    const JsonNode m = spec.at(key);
-    const std::string name = m.string();
-    if (name != "train_loss" && name != "train_metric" && name != "valid_loss" && name != "valid_metric")
-      m.fail("expected one of train_loss, train_metric, valid_loss, valid_metric; got \"" + name + "\"");
-    sched->step_metric_ = name;
+  const SchedulerEntry& entry = scheduler_registry().at(cls.string(), cls.path());
+  auto sched = entry.build(params, base_lr);
+  if (entry.reads_statistic) {
+    const char* key = spec.has("step_metric") ? "step_metric" : "update_stat";  // the 2019 name
+    if (!spec.has(key)) spec.fail(cls.string() + " needs \"step_metric\" (e.g. \"valid_metric\")");
+    sched->set_step_metric(parse_statistic(spec.at(key)));
   }
   return sched;
 }

@@ -4,12 +4,14 @@
 //             step_metric}, data {augment, valid_fraction, bs_train, bs_valid, seed, pad, crop,
 //             workers, scaled_decode}, max_epoch
 //   protocol: update_metric, metric_period
-// Everything is parsed and validated here, before any data is read: a wrong key, type, class or
-// quantizer throws a ConfigError naming the JSON path.
+// Everything is parsed and validated here, once, into typed values, before any data is read: a
+// wrong key, type, class or quantizer throws a ConfigError naming the JSON path. Nothing reads the
+// raw JSON afterwards (`config` is kept only to be copied into the experiment folder and shown).
 #pragma once
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -18,29 +20,14 @@
 #include "quantlab/train/loss.h"
 #include "quantlab/train/lr_scheduler.h"
 #include "quantlab/train/optimizer.h"
+#include "quantlab/train/statistic.h"
 #include "quantlab/train/thermostat.h"
 
 namespace quantlab {
 
-struct DataOptions {
-  bool augment = false;
-  std::string augment_kind;  // image folders: "" (the original's, from `true`), "torchvision", "torchvision2"
-  double valid_fraction = 0.1;
-  int64_t bs_train = 256;
-  int64_t bs_valid = 64;
-  int64_t pad = 0;    // zero pixels around each image (2: Fashion-MNIST's 28x28 to VGG's 32x32)
-  uint64_t seed = 0;  // of the validation split, the per-epoch shuffles and libtorch's generator
-  int64_t crop = 224;   // image folders: side of the training and validation crops
-  int64_t workers = 0;  // threads building batches; 0: as many as the machine has cores
-  bool scaled_decode = false;  // image folders: decode JPEGs at a reduced DCT scale where possible
-};
-
-// What load_problem needs of the data options.
-data::ProblemOptions problem_options(const DataOptions& d);
-
 struct ProtocolOptions {
-  std::string update_metric = "valid_metric";  // which statistic selects the best epoch
-  int64_t metric_period = 1;
+  Statistic update_metric = Statistic::kValidMetric;  // which statistic selects the best epoch
+  int64_t metric_period = 1;  // the training metric is measured every N epochs (0: never), as the original
 };
 
 class Experiment {
@@ -48,12 +35,14 @@ class Experiment {
   // `topology` (the --topology flag) must be the family of indiv.net.class; empty skips the check.
   Experiment(const nlohmann::json& config, const std::string& topology, torch::Device device);
 
-  nlohmann::json config;
+  nlohmann::json config;  // the file as given: copied into the experiment folder, never read again
   std::string description;
-  DataOptions data;
+  NetworkSpec net_spec;
+  data::DataOptions data;
   ProtocolOptions protocol;
   int64_t max_epoch = 0;
   torch::Device device;
+  std::vector<std::string> notes;  // things the user should be told once (e.g. a thermostat with nothing to anneal)
 
   std::shared_ptr<Network> net;
   std::unique_ptr<Thermostat> thermostat;  // null when the network has no ANA module

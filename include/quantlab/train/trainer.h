@@ -1,11 +1,15 @@
 // The training loop of one experiment. Each epoch, as the original: thermostat step, train,
-// validate, lr step; the metric is the classification error in percent (lower is better). After
-// each epoch a hook receives the record (the bookkeeping saves checkpoints there).
+// validate, lr step, and the best epoch kept by protocol.update_metric (checked every epoch).
+// Metrics are classification errors in percent (lower is better); the training metric is measured
+// every protocol.metric_period epochs (0: never), as the original's. Without a validation set the
+// best epoch and ReduceLROnPlateau use the training counterpart of the statistic they name, and
+// the trainer says so once. After each epoch a hook receives the record (the bookkeeping saves
+// checkpoints there).
 #pragma once
 
 #include <atomic>
+#include <cmath>
 #include <functional>
-#include <map>
 #include <string>
 #include <vector>
 
@@ -13,47 +17,54 @@
 #include "quantlab/data/problem.h"
 #include "quantlab/data/split.h"
 #include "quantlab/train/experiment.h"
+#include "quantlab/train/statistic.h"
 #include "quantlab/util/error.h"
 #include "quantlab/util/progress.h"
 
 namespace quantlab {
 
+// One pass over a set. With no sample seen, every value is NaN.
 struct EpochStats {
-  double loss = 0.0;    // mean over samples
-  double metric = 0.0;  // classification error, %
+  double loss = NAN;    // mean over samples
+  double metric = NAN;  // top-1 classification error, %; NaN when not measured
+  double top5 = NAN;    // top-5 error, %, for problems that report it (ImageNet); else NaN
   int64_t samples = 0;
   double data_wait_s = 0.0;  // time the loop waited for batches (0 when the loader keeps ahead)
   double accuracy() const { return 100.0 - metric; }
+  double top5_accuracy() const { return 100.0 - top5; }
 };
 
 struct EpochRecord {
-  int64_t epoch = 0;  // 0-based
+  int64_t epoch = 0;  // 1-based
   EpochStats train, valid;
   double lr = 0.0;  // the rate the epoch trained with
   double seconds = 0.0;
-  bool best = false;  // improved protocol.update_metric
+  bool best = false;  // improved the best-epoch statistic
 };
 
 // What the loop itself carries from epoch to epoch (saved in checkpoints).
 struct TrainingState {
-  int64_t epoch = 0;        // epochs completed = index of the next epoch to train
-  int64_t best_epoch = -1;  // 0-based epoch with the best protocol.update_metric, -1 before any
-  double best_value = 0.0;
-  std::map<std::string, double> stats;  // the last epoch's train/valid loss and metric
+  int64_t epoch = 0;         // epochs completed
+  int64_t best_epoch = 0;    // 1-based epoch with the best statistic; 0 before any
+  double best_value = NAN;   // its value
+  EpochStatistics stats;     // the last epoch's four statistics
 };
 
-// Thrown between two batches when the stop flag is raised (SIGINT): the epoch is abandoned.
+// Thrown between two batches when the stop flag is raised (SIGINT, SIGTERM): the epoch is abandoned.
 class Interrupted : public Error {
  public:
-  explicit Interrupted(int64_t epoch) : Error("interrupted during epoch " + std::to_string(epoch + 1)), epoch(epoch) {}
-  int64_t epoch;  // 0-based, not completed
+  Interrupted(int64_t epoch, int signal)
+      : Error("interrupted during epoch " + std::to_string(epoch)), epoch(epoch), signal(signal) {}
+  int64_t epoch;  // 1-based, not completed
+  int signal;     // the flag's value: the signal that raised it
 };
 
 struct TrainerOptions {
-  int64_t max_batches_per_epoch = -1;         // < 0: all (tests use a few)
-  const std::atomic<bool>* stop = nullptr;    // checked between batches
-  int64_t log_every = 0;                      // call on_step every N training batches (0: never)
+  int64_t max_batches_per_epoch = -1;       // < 0: all (tests use a few)
+  const std::atomic<int>* stop = nullptr;   // non-zero (a signal number): stop between batches
+  int64_t log_every = 0;                    // call on_step every N training batches (0: never)
   std::function<void(int64_t step, double loss)> on_step;  // step counts batches from the start
+  std::ostream* out = nullptr;              // epoch lines and notes (default std::cout)
 };
 
 class Trainer {
@@ -62,20 +73,25 @@ class Trainer {
 
   Trainer(Experiment& exp, const data::ProblemData& data, Progress& progress, TrainerOptions options = {});
 
-  // Trains epochs state().epoch .. last-1; prints a summary line per epoch and calls `on_epoch`.
+  // Trains epochs state().epoch + 1 .. last; prints a summary line per epoch and calls `on_epoch`.
   std::vector<EpochRecord> fit(int64_t last, const EpochHook& on_epoch = {});
 
-  EpochStats train_epoch(int64_t epoch);
+  EpochStats train_epoch(int64_t epoch, bool track_metric = true);  // epoch: 1-based
   EpochStats evaluate(const data::Dataset& set, const std::vector<int64_t>& indices, const std::string& label);
   EpochStats test();
+
+  // The statistic that picks the best epoch, and the one ReduceLROnPlateau reads (if any), after
+  // the no-validation fallback.
+  Statistic best_statistic() const { return best_stat_; }
 
   const TrainingState& state() const { return state_; }
   void set_state(const TrainingState& s) { state_ = s; }
 
  private:
-  EpochStats run(data::BatchLoader& loader, bool train, const std::string& label, int64_t epoch);
+  EpochStats run(data::BatchLoader& loader, bool train, bool track_metric, const std::string& label, int64_t epoch);
   data::LoaderOptions loader_options() const;
-  bool update_best(EpochRecord& r);
+  bool update_best(const EpochRecord& r);
+  std::ostream& out() const;
 
   Experiment& exp_;
   const data::ProblemData& data_;
@@ -83,6 +99,12 @@ class Trainer {
   TrainerOptions options_;
   std::vector<int64_t> test_indices_;
   TrainingState state_;
+  Statistic best_stat_;
+  Statistic step_stat_;
+  bool has_step_stat_ = false;
 };
+
+// "loss 0.1234 acc 95.10%" (with "top5 ..%" when measured; "-" for what was not measured).
+std::string stats_text(const EpochStats& s);
 
 }  // namespace quantlab

@@ -1,0 +1,77 @@
+// Preflight checks of an experiment against its data.
+#include "quantlab/train/preflight.h"
+
+#include <sstream>
+
+#include "quantlab/util/error.h"
+
+namespace quantlab {
+namespace {
+
+std::string shape_text(const torch::Tensor& x) {  // of one sample: [C, H, W]
+  return c10::str(x.sizes().slice(1));
+}
+
+std::string first_line(const std::string& s) {
+  const auto at = s.find('\n');
+  return at == std::string::npos ? s : s.substr(0, at);
+}
+
+data::Batch sample_batch(const data::Dataset& set, int64_t n) {
+  std::vector<int64_t> idx;
+  for (int64_t i = 0; i < std::min<int64_t>(n, set.size()); ++i) idx.push_back(i);
+  return set.make_batch(idx.data(), static_cast<int64_t>(idx.size()), 0, data::SampleContext{false, 0, 0});
+}
+
+void check_labels(const data::Dataset& set, const char* which, int64_t outputs) {
+  const auto labels = set.labels();
+  if (labels.numel() == 0) return;
+  const auto bad = (labels < 0).logical_or(labels >= outputs).nonzero();
+  if (bad.numel() == 0) return;
+  const int64_t i = bad[0][0].item<int64_t>();
+  throw IoError(set.source(i) + ": label " + std::to_string(labels[i].item<int64_t>()) + " of " + which +
+                " sample " + std::to_string(i) + " is not a class of a network with " + std::to_string(outputs) +
+                " outputs (classes 0.." + std::to_string(outputs - 1) +
+                "); the data has more classes than indiv.net.params.num_classes, or the label file is corrupt");
+}
+
+}  // namespace
+
+void preflight(Experiment& exp, const data::ProblemData& data) {
+  if (data.train->size() == 0) throw IoError("the training set is empty (" + data.format + ")");
+  if (data.test->size() == 0) throw IoError("the test set is empty (" + data.format + "): nothing to measure a run on");
+  const data::Batch train = sample_batch(*data.train, 2);
+  const data::Batch test = sample_batch(*data.test, 1);
+  if (train.inputs.size(0) == 0 || test.inputs.size(0) == 0)
+    throw IoError("the first samples of the data could not be read (" + data.train->source(0) + ")");
+  if (train.inputs.sizes().slice(1) != test.inputs.sizes().slice(1))
+    throw IoError(data.test->source(0) + ": test images are " + shape_text(test.inputs) + ", training images (" +
+                  data.train->source(0) + ") are " + shape_text(train.inputs) + "; both sets must have one shape");
+  torch::Tensor scores;
+  {
+    const bool was_training = exp.net->is_training();
+    exp.net->eval();
+    torch::NoGradGuard no_grad;
+    try {
+      scores = exp.net->forward(train.inputs.to(exp.device));
+    } catch (const c10::Error& e) {
+      exp.net->train(was_training);
+      throw ConfigError("indiv.net: a " + exp.net_spec.cls + " does not accept this data's inputs " +
+                        shape_text(train.inputs) + " (" + data.format + ", from " + data.train->source(0) +
+                        "): " + first_line(e.what_without_backtrace()));
+    }
+    exp.net->train(was_training);
+  }
+  if (scores.dim() != 2) throw ConfigError("indiv.net: the network gives scores of shape " + c10::str(scores.sizes()));
+  const int64_t outputs = scores.size(1);
+  check_labels(*data.train, "training", outputs);
+  check_labels(*data.test, "test", outputs);
+  try {
+    torch::NoGradGuard no_grad;
+    (void)exp.loss(scores, train.labels.to(exp.device));
+  } catch (const c10::Error& e) {
+    throw ConfigError("indiv.loss_function: " + first_line(e.what_without_backtrace()));
+  }
+}
+
+}  // namespace quantlab
