@@ -3,8 +3,10 @@
 
 #include <cmath>
 #include <fstream>
+#include <sstream>
 
 #include "quantlab/util/error.h"
+#include "quantlab/util/strings.h"
 
 namespace quantlab {
 
@@ -63,8 +65,7 @@ void JsonNode::allow_keys(std::initializer_list<const char*> allowed) const {
     bool ok = false;
     for (const char* a : allowed) ok = ok || it.key() == a;
     if (ok) continue;
-    std::string list;
-    for (const char* a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+    const std::string list = join(allowed, [](const char* a) { return std::string(a); });
     throw ConfigError((path_.empty() ? it.key() : path_ + "." + it.key()) +
                       ": unknown key; expected one of: " + list);
   }
@@ -128,14 +129,41 @@ std::string JsonNode::string(const std::string& key, const std::string& fallback
   return has(key) ? at(key).string() : fallback;
 }
 
-nlohmann::json read_json_file(const std::string& file) {
-  std::ifstream in(file);
-  if (!in) throw IoError(file + ": cannot open for reading");
+nlohmann::json parse_json_text(const std::string& text, const std::string& file) {
+  // Nesting beyond any config's is refused before parsing: the parser and every walk over the
+  // document recurse, and a file nested a million levels deep would overflow the stack.
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  size_t line = 1;
+  for (char ch : text) {
+    if (ch == '\n') ++line;
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (ch == '\\') escaped = true;
+      else if (ch == '"') in_string = false;
+    } else if (ch == '"') {
+      in_string = true;
+    } else if (ch == '[' || ch == '{') {
+      if (++depth > kMaxJsonDepth)
+        throw ConfigError(file + ": nested more than " + std::to_string(kMaxJsonDepth) + " levels deep (line " +
+                          std::to_string(line) + "); a config needs a handful");
+    } else if (ch == ']' || ch == '}') {
+      --depth;
+    }
+  }
   try {
-    return nlohmann::json::parse(in);
+    return nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error& e) {
     throw ConfigError(file + ": not valid JSON: " + e.what());
   }
+}
+
+nlohmann::json read_json_file(const std::string& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw IoError(file + ": cannot open for reading");
+  std::ostringstream text;
+  text << in.rdbuf();
+  return parse_json_text(text.str(), file);
 }
 
 }  // namespace quantlab

@@ -1,6 +1,8 @@
 // Quantization schemes from a config.
 #include "quantlab/config/quant_schemes.h"
 
+#include "quantlab/util/strings.h"
+
 #include <set>
 
 #include "quantlab/util/error.h"
@@ -62,11 +64,7 @@ std::map<std::string, AnaScheme> parse_quant_schemes(const JsonNode& node,
   const std::set<std::string> want(expected.begin(), expected.end());
   std::map<std::string, AnaScheme> out;
   for (const auto& key : node.keys()) {
-    if (!want.count(key)) {
-      std::string list;
-      for (const auto& e : expected) list += (list.empty() ? "" : ", ") + e;
-      node.fail("'" + key + "' is not a quantized module of this topology; expected: " + list);
-    }
+    if (!want.count(key)) node.fail("'" + key + "' is not a quantized module of this topology; expected: " + join(expected));
     out.emplace(key, parse_ana_scheme(node.at(key)));
   }
   for (const auto& name : expected)

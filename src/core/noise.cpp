@@ -2,6 +2,7 @@
 #include "quantlab/core/noise.h"
 
 #include "quantlab/util/error.h"
+#include "quantlab/util/strings.h"
 
 namespace quantlab {
 namespace {
@@ -13,9 +14,7 @@ int index_of(const std::vector<std::string>& names, const std::string& name,
              const std::string& what) {
   for (size_t i = 0; i < names.size(); ++i)
     if (names[i] == name) return static_cast<int>(i);
-  std::string known;
-  for (const auto& n : names) known += (known.empty() ? "" : ", ") + n;
-  throw ConfigError("unknown " + what + " '" + name + "'; known: " + known);
+  throw ConfigError("unknown " + what + " '" + name + "'; known: " + join(names));
 }
 
 }  // namespace

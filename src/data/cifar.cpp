@@ -36,6 +36,8 @@ ImageSet read_cifar(const std::string& dir, CifarVariant v, bool train) {
   const int64_t label_bytes = v == CifarVariant::kCifar10 ? 1 : 2;
   const int64_t record = label_bytes + kPixels;
   std::vector<torch::Tensor> images, labels;
+  ImageSet set;
+  int64_t count = 0;
   for (const auto& name : files(v, train)) {
     const std::string file = dir + "/" + name;
     std::ifstream in(file, std::ios::binary);
@@ -49,8 +51,13 @@ ImageSet read_cifar(const std::string& dir, CifarVariant v, bool train) {
     const auto raw = torch::from_blob(const_cast<char*>(bytes.data()), {n / record, record}, torch::kUInt8);
     images.push_back(raw.narrow(1, label_bytes, kPixels).reshape({n / record, 3, 32, 32}).clone());
     labels.push_back(raw.select(1, label_bytes - 1).to(torch::kLong));
+    count += n / record;
+    set.label_files.push_back(file);
+    set.label_file_ends.push_back(count);
   }
-  return {torch::cat(images), torch::cat(labels)};
+  set.images = torch::cat(images);
+  set.labels = torch::cat(labels);
+  return set;
 }
 
 }  // namespace quantlab::data

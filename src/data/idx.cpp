@@ -63,12 +63,20 @@ torch::Tensor read_idx(const std::string& path) {
 ImageSet read_idx_pair(const std::string& dir, const std::string& prefix) {
   const std::string images = dir + "/" + prefix + "-images-idx3-ubyte";
   const std::string labels = dir + "/" + prefix + "-labels-idx1-ubyte";
-  ImageSet s{read_idx(images), read_idx(labels).to(torch::kLong)};
+  const std::string label_file = std::filesystem::exists(labels) || !std::filesystem::exists(labels + ".gz") ? labels : labels + ".gz";
+  ImageSet s{read_idx(images), read_idx(labels).to(torch::kLong), {label_file}, {}};
+  s.label_file_ends = {s.labels.size(0)};
   if (s.images.dim() != 3) throw IoError(images + ": expected 3 dimensions [N, rows, cols]");
   if (s.labels.dim() != 1 || s.labels.size(0) != s.images.size(0))
     throw IoError(labels + ": has " + std::to_string(s.labels.numel()) + " labels for " +
                   std::to_string(s.images.size(0)) + " images in " + images);
   return s;
+}
+
+std::string ImageSet::label_file(int64_t i) const {
+  for (size_t k = 0; k < label_files.size() && k < label_file_ends.size(); ++k)
+    if (i < label_file_ends[k]) return label_files[k];
+  return label_files.empty() ? std::string("the labels") : label_files.back();
 }
 
 }  // namespace quantlab::data

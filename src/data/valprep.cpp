@@ -111,4 +111,15 @@ ValprepReport sort_validation_images(const std::string& images_dir, const std::s
   return report;
 }
 
+std::string valprep_report(const ValprepReport& r, const std::string& images_dir, const std::string& out_dir) {
+  std::string text = "moved " + std::to_string(r.moved) + " images into " + std::to_string(r.classes) +
+                     " class folders under " + out_dir;
+  if (r.already_there > 0) text += " (" + std::to_string(r.already_there) + " were already there)";
+  text += "\n";
+  if (!r.unlisted.empty())
+    text += std::to_string(r.unlisted.size()) + " files of " + images_dir + " are not in the label file and stayed: " +
+            r.unlisted.front() + (r.unlisted.size() > 1 ? ", ..." : "") + "\n";
+  return text;
+}
+
 }  // namespace quantlab::data

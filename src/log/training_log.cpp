@@ -1,33 +1,99 @@
 // TrainingLog: the statistics of a run as TensorBoard events.
 #include "quantlab/log/training_log.h"
 
+#include <cmath>
 #include <sstream>
 
 #include "quantlab/nn/ana_layers.h"
 
 namespace quantlab {
+namespace {
+
+void python_str_to(const nlohmann::json& v, std::string& out) {
+  switch (v.type()) {
+    case nlohmann::json::value_t::object: {
+      out += '{';
+      bool first = true;
+      for (auto it = v.begin(); it != v.end(); ++it) {
+        if (!first) out += ", ";
+        first = false;
+        python_str_to(it.key(), out);
+        out += ": ";
+        python_str_to(it.value(), out);
+      }
+      out += '}';
+      return;
+    }
+    case nlohmann::json::value_t::array: {
+      out += '[';
+      for (size_t i = 0; i < v.size(); ++i) {
+        if (i) out += ", ";
+        python_str_to(v[i], out);
+      }
+      out += ']';
+      return;
+    }
+    case nlohmann::json::value_t::string: {
+      const std::string& s = v.get_ref<const std::string&>();
+      const char quote = s.find('\'') != std::string::npos && s.find('"') == std::string::npos ? '"' : '\'';
+      out += quote;
+      for (char c : s) {
+        if (c == '\\' || c == quote) out += '\\';
+        if (c == '\n') {
+          out += "\\n";
+          continue;
+        }
+        out += c;
+      }
+      out += quote;
+      return;
+    }
+    case nlohmann::json::value_t::boolean:
+      out += v.get<bool>() ? "True" : "False";
+      return;
+    case nlohmann::json::value_t::null:
+      out += "None";
+      return;
+    default:
+      out += v.dump();  // numbers: JSON's shortest round-trip form, as Python's repr
+  }
+}
+
+void add_if_measured(EventWriter& w, const std::string& tag, double v, int64_t step) {
+  if (!std::isnan(v)) w.add_scalar(tag, v, step);
+}
+
+}  // namespace
+
+std::string python_str(const nlohmann::json& value) {
+  std::string out;
+  python_str_to(value, out);
+  return out;
+}
 
 TrainingLog::TrainingLog(const std::string& stats_dir, Experiment& exp) : writer_(stats_dir), exp_(exp) {}
 
-void TrainingLog::on_start(const TrainingState& state) {
-  if (state.epoch == 0) {
+void TrainingLog::on_start(const TrainingState& state, bool new_folder) {
+  if (new_folder) {
+    for (auto it = exp_.config.begin(); it != exp_.config.end(); ++it)
+      writer_.add_text(it.key(), it.value().is_string() ? it.value().get<std::string>() : python_str(it.value()), 0);
     // Markdown: four spaces make the JSON a code block in TensorBoard's text dashboard.
     std::istringstream lines(exp_.config.dump(2));
     std::string text, line;
     while (std::getline(lines, line)) text += "    " + line + "\n";
     writer_.add_text("config", text, 0);
-  } else {
-    writer_.add_session_start(state.epoch + 1);
   }
+  if (state.epoch > 0) writer_.add_session_start(state.epoch + 1);
   writer_.flush();
 }
 
 void TrainingLog::on_epoch(const EpochRecord& r) {
-  const int64_t step = r.epoch + 1;
-  writer_.add_scalar("train_loss", r.train.loss, step);
-  writer_.add_scalar("train_metric", r.train.metric, step);
-  writer_.add_scalar("valid_loss", r.valid.loss, step);
-  writer_.add_scalar("valid_metric", r.valid.metric, step);
+  const int64_t step = r.epoch;
+  add_if_measured(writer_, "train_loss", r.train.loss, step);
+  add_if_measured(writer_, "train_metric", r.train.metric, step);
+  add_if_measured(writer_, "valid_loss", r.valid.loss, step);
+  add_if_measured(writer_, "valid_metric", r.valid.metric, step);
+  add_if_measured(writer_, "valid_metric_top5", r.valid.top5, step);
   writer_.add_scalar("learning_rate", r.lr, step);
   if (exp_.thermostat) {
     for (const auto& kv : exp_.thermostat->noise()) {
@@ -38,11 +104,20 @@ void TrainingLog::on_epoch(const EpochRecord& r) {
   }
   torch::NoGradGuard no_grad;
   for (const auto& item : exp_.net->named_modules("", false)) {
-    auto* layer = dynamic_cast<nn::AnaWeightLayer*>(item.value().get());
-    if (!layer) continue;
-    writer_.add_histogram("weights/" + item.key(), layer->weight, step);
-    const auto& scheme = layer->scheme();
-    const auto q = ana_tensor_ops_forward(layer->weight.detach(), scheme, layer->noise().mu, 0.0f);
+    torch::Tensor weight;
+    auto* ana = dynamic_cast<nn::AnaWeightLayer*>(item.value().get());
+    if (ana) {
+      weight = ana->weight;
+    } else if (item.value()->as<torch::nn::Linear>() || item.value()->as<torch::nn::Conv2d>()) {
+      weight = item.value()->named_parameters(false)["weight"];
+    } else {
+      continue;
+    }
+    writer_.add_histogram(item.key() + "_w", weight, step);  // the original's name
+    writer_.add_histogram("weights/" + item.key(), weight, step);
+    if (!ana) continue;
+    const auto& scheme = ana->scheme();
+    const auto q = ana_tensor_ops_forward(weight.detach(), scheme, ana->noise().mu, 0.0f);
     for (float level : scheme.quantizer.levels) {
       std::ostringstream name;
       name << level;

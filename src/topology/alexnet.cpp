@@ -26,8 +26,8 @@ constexpr int64_t kAlexHidden = 4096, kAlexC5 = 256, kAlexMap = 6;
 
 class AlexNet : public Network {
  public:
-  AlexNet(const AlexNetOptions& o, std::map<std::string, AnaScheme> schemes, bool baseline) {
-    LayerMaker make(*this, std::move(schemes));
+  AlexNet(const AlexNetOptions& o, std::map<std::string, AnaScheme> schemes, bool baseline, const JsonNode& params) {
+    LayerMaker make(*this, std::move(schemes), params);
     const auto cap = [&](int64_t c) { return static_cast<int64_t>(static_cast<double>(c) * o.capacity); };
     const int64_t ch[] = {3, cap(64), cap(64 * 3), cap(64 * 6), cap(64 * 4), kAlexC5};
     const int64_t kernel[] = {11, 5, 3, 3, 3}, stride[] = {4, 1, 1, 1, 1}, pad[] = {2, 2, 1, 1, 1};
@@ -84,12 +84,15 @@ std::shared_ptr<Network> make_alexnet(const JsonNode& params) {
   params.allow_keys({"capacity", "num_classes", "quant_schemes"});
   const AlexNetOptions o = parse_alexnet_options(params);
   return std::make_shared<AlexNet>(o, parse_quant_schemes(params.at("quant_schemes"), alexnet_quantized_modules()),
-                                   false);
+                                   false, params);
 }
 
 std::shared_ptr<Network> make_alexnet_baseline(const JsonNode& params) {
   params.allow_keys({"capacity", "num_classes"});
-  return std::make_shared<AlexNet>(parse_alexnet_options(params), std::map<std::string, AnaScheme>{}, true);
+  return std::make_shared<AlexNet>(parse_alexnet_options(params), std::map<std::string, AnaScheme>{}, true, params);
 }
+
+QL_REGISTER_TOPOLOGY(AlexNet, "AlexNet", make_alexnet);
+QL_REGISTER_TOPOLOGY(AlexNetBaseline, "AlexNet", make_alexnet_baseline);
 
 }  // namespace quantlab

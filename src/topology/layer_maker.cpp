@@ -1,14 +1,49 @@
 // Named layers, quantized by name.
 #include "quantlab/topology/layer_maker.h"
 
+#include <unistd.h>
+
 #include <cmath>
+#include <cstdio>
 
 #include "quantlab/nn/ana_layers.h"
 
 namespace quantlab {
 
+namespace {
+
+double physical_memory_bytes() {
+  const long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && size > 0 ? static_cast<double>(pages) * static_cast<double>(size) : 0.0;
+}
+
+std::string gib(double bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f GiB", bytes / (1024.0 * 1024.0 * 1024.0));
+  return buf;
+}
+
+}  // namespace
+
+void LayerMaker::check_size(const std::string& name, int64_t in, int64_t out, double weights) {
+  const std::string capacity =
+      params_.path() + ".capacity" + (params_.has("capacity") ? " = " + params_.at("capacity").json().dump() : "");
+  if (in < 1 || out < 1)
+    throw ConfigError(capacity + ": layer " + name + " would have " + std::to_string(in) + " inputs and " +
+                      std::to_string(out) + " outputs; a larger capacity gives every layer at least one unit");
+  total_weights_ += weights;
+  const double need = total_weights_ * 4.0 * 4.0;  // float32 weights, gradients, two optimizer moments
+  const double have = physical_memory_bytes();
+  if (have > 0 && need > have)
+    throw ConfigError(capacity + ": the network would need at least " + gib(need) +
+                      " for its parameters, gradients and optimizer state (up to layer " + name + ", " +
+                      std::to_string(in) + " x " + std::to_string(out) + "), more than this machine's " + gib(have) +
+                      " of memory");
+}
+
 Layer LayerMaker::conv(const std::string& name, int64_t in, int64_t out, int64_t kernel, int64_t stride,
                        int64_t padding, int64_t groups, bool bias) {
+  check_size(name, in, out, static_cast<double>(out) * static_cast<double>(in / std::max<int64_t>(groups, 1)) * kernel * kernel);
   if (quantized(name)) {
     nn::AnaConvOptions c;
     c.in_channels = in;
@@ -29,6 +64,7 @@ Layer LayerMaker::conv(const std::string& name, int64_t in, int64_t out, int64_t
 }
 
 Layer LayerMaker::fc(const std::string& name, int64_t in, int64_t out, bool bias) {
+  check_size(name, in, out, static_cast<double>(in) * static_cast<double>(out));
   if (quantized(name)) {
     auto m = net_.register_module(name, nn::AnaLinear(schemes_.at(name), in, out, bias));
     return [m](const torch::Tensor& x) { return m->forward(x); };
@@ -59,7 +95,7 @@ Layer LayerMaker::act(const std::string& name, Layer float_act) {
 
 double parse_capacity(const JsonNode& params) {
   const double c = params.number("capacity", 1.0);
-  if (!(c > 0.0)) params.at("capacity").fail("expected a positive number");
+  if (!(c > 0.0 && c <= 1000.0)) params.at("capacity").fail("expected a positive width factor, at most 1000");
   return c;
 }
 

@@ -54,9 +54,9 @@ std::vector<int> residual_blocks(const MobileNetOptions& o) {
 
 class MobileNetV2 : public Network {
  public:
-  MobileNetV2(const MobileNetOptions& o, std::map<std::string, AnaScheme> schemes) {
+  MobileNetV2(const MobileNetOptions& o, std::map<std::string, AnaScheme> schemes, const JsonNode& params) {
     const bool quantized = !schemes.empty();
-    LayerMaker make(*this, std::move(schemes));
+    LayerMaker make(*this, std::move(schemes), params);
     const int64_t t0 = static_cast<int64_t>(32 * o.capacity), c1 = static_cast<int64_t>(16 * o.capacity);
     int k = 1;
     // One conv + batch norm (+ activation) step.
@@ -137,12 +137,15 @@ std::shared_ptr<Network> make_mobilenetv2_residuals(const JsonNode& params) {
   params.allow_keys({"capacity", "expansion", "num_classes", "quant_schemes"});
   const MobileNetOptions o = parse_mobilenet_options(params);
   return std::make_shared<MobileNetV2>(
-      o, parse_quant_schemes(params.at("quant_schemes"), mobilenetv2_quantized_modules()));
+      o, parse_quant_schemes(params.at("quant_schemes"), mobilenetv2_quantized_modules()), params);
 }
 
 std::shared_ptr<Network> make_mobilenetv2_baseline(const JsonNode& params) {
   params.allow_keys({"capacity", "expansion", "num_classes"});
-  return std::make_shared<MobileNetV2>(parse_mobilenet_options(params), std::map<std::string, AnaScheme>{});
+  return std::make_shared<MobileNetV2>(parse_mobilenet_options(params), std::map<std::string, AnaScheme>{}, params);
 }
+
+QL_REGISTER_TOPOLOGY(MobileNetv2Residuals, "MobileNetv2", make_mobilenetv2_residuals);
+QL_REGISTER_TOPOLOGY(MobileNetv2Baseline, "MobileNetv2", make_mobilenetv2_baseline);
 
 }  // namespace quantlab

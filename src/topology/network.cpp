@@ -1,46 +1,77 @@
-// The topology registry.
+// The topology registry (filled by each topology's own file) and network specs.
 #include "quantlab/topology/network.h"
 
-#include "quantlab/topology/alexnet.h"
-#include "quantlab/topology/mlp.h"
-#include "quantlab/topology/mobilenetv2.h"
-#include "quantlab/topology/vgg.h"
 
 namespace quantlab {
 
-const Registry<TopologyEntry>& topology_registry() {
-  static const Registry<TopologyEntry> registry = [] {
-    Registry<TopologyEntry> r("network class");
-    r.add("MLP", {"MLP", make_mlp});
-    r.add("MLPBaseline", {"MLP", make_mlp_baseline});
-    r.add("VGG", {"VGG", make_vgg});
-    r.add("VGGBaseline", {"VGG", make_vgg_baseline});
-    r.add("AlexNet", {"AlexNet", make_alexnet});
-    r.add("AlexNetBaseline", {"AlexNet", make_alexnet_baseline});
-    r.add("MobileNetv2Residuals", {"MobileNetv2", make_mobilenetv2_residuals});
-    r.add("MobileNetv2Baseline", {"MobileNetv2", make_mobilenetv2_baseline});
-    return r;
-  }();
-  return registry;
+namespace {
+
+Registry<TopologyEntry>& registry() {
+  static Registry<TopologyEntry> r("network class");
+  return r;
+}
+
+}  // namespace
+
+const Registry<TopologyEntry>& topology_registry() { return registry(); }
+
+TopologyRegistration::TopologyRegistration(const char* cls, const char* family, NetworkFactory build) {
+  registry().add(cls, {family, std::move(build)});
 }
 
 torch::Tensor conv_layout(const torch::Tensor& x) {
   return x.dim() == 4 && x.device().is_cpu() ? x.contiguous(at::MemoryFormat::ChannelsLast) : x;
 }
 
-std::shared_ptr<Network> build_network(const JsonNode& net, const std::string& topology) {
-  net.allow_keys({"class", "params", "pretrained"});
-  const JsonNode cls = net.at("class");
-  const TopologyEntry& entry = topology_registry().at(cls.string(), cls.path());
-  if (!topology.empty() && entry.family != topology)
-    cls.fail("class '" + cls.string() + "' belongs to topology '" + entry.family +
-             "', not to --topology=" + topology);
-  if (net.has("pretrained")) {  // applied once the experiment exists (experiment/session.h)
-    const JsonNode p = net.at("pretrained");
-    p.allow_keys({"exp_id", "epoch", "file", "prefixes"});
-    if (p.has("exp_id") == p.has("file")) p.fail("expected either \"exp_id\" (with \"epoch\") or \"file\"");
+namespace {
+
+PretrainedSpec parse_pretrained(const JsonNode& p) {
+  p.allow_keys({"file", "exp_id", "epoch", "parameters", "prefixes"});
+  PretrainedSpec spec;
+  auto read_epoch = [&](const JsonNode& owner) {
+    if (!owner.has("epoch")) return;
+    const JsonNode e = owner.at("epoch");
+    spec.checkpoint = CheckpointRef::parse(e.is_number() ? std::to_string(e.integer()) : e.string(), e.path());
+  };
+  if (p.has("file") == p.has("exp_id"))
+    p.fail("expected either \"file\" (a file name, or {\"exp_id\": N, \"epoch\": E}) or \"exp_id\"");
+  if (p.has("file") && p.at("file").is_object()) {
+    const JsonNode f = p.at("file");
+    f.allow_keys({"exp_id", "epoch"});
+    spec.exp_id = f.at("exp_id").integer();
+    read_epoch(f);
+  } else if (p.has("file")) {
+    spec.file = p.at("file").string();
+    if (spec.file.empty()) p.at("file").fail("expected a file name");
+  } else {
+    spec.exp_id = p.at("exp_id").integer();
+    read_epoch(p);
   }
-  return entry.build(net.at("params"));
+  if (spec.file.empty() && spec.exp_id < 0) p.fail("expected a non-negative \"exp_id\"");
+  if (p.has("parameters") && p.has("prefixes")) p.fail("give \"parameters\" or \"prefixes\", not both");
+  if (p.has("parameters")) spec.prefixes = p.at("parameters").strings();
+  if (p.has("prefixes")) spec.prefixes = p.at("prefixes").strings();
+  return spec;
+}
+
+}  // namespace
+
+NetworkSpec parse_network_spec(const JsonNode& net, const std::string& topology) {
+  net.allow_keys({"class", "params", "pretrained", "loss_function"});  // (the original's baseline template puts loss_function here)
+  const JsonNode cls = net.at("class");
+  NetworkSpec spec;
+  spec.cls = cls.string();
+  const TopologyEntry& entry = topology_registry().at(spec.cls, cls.path());
+  spec.family = entry.family;
+  if (!topology.empty() && entry.family != topology)
+    cls.fail("class '" + spec.cls + "' belongs to topology '" + entry.family + "', not to --topology=" + topology);
+  spec.params = net.has("params") ? net.at("params").json() : nlohmann::json::object();
+  if (net.has("pretrained")) spec.pretrained = parse_pretrained(net.at("pretrained"));
+  return spec;
+}
+
+std::shared_ptr<Network> build_network(const NetworkSpec& spec) {
+  return topology_registry().at(spec.cls, "indiv.net.class").build(JsonNode(spec.params, "indiv.net.params"));
 }
 
 }  // namespace quantlab

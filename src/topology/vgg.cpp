@@ -36,24 +36,25 @@ bool pools_after(int k) { return k % 2 == 1; }
 std::string layer_name(int k, const char* what) { return "phi" + std::to_string(k + 1) + "_" + what; }
 
 // Both variants: a layer is quantized when its name has a scheme (none for the baseline, whose
-// activations are ReLU).
+// activations are ReLU6 and whose last layer has a bias and no batch norm, as the original's).
 class Vgg : public Network {
  public:
-  Vgg(const VggOptions& o, std::map<std::string, AnaScheme> schemes) {
-    LayerMaker make(*this, std::move(schemes));
-    const Layer relu = [](const torch::Tensor& x) { return torch::relu(x); };
+  Vgg(const VggOptions& o, std::map<std::string, AnaScheme> schemes, const JsonNode& params) {
+    const bool baseline = schemes.empty();
+    LayerMaker make(*this, std::move(schemes), params);
     const auto ch = conv_channels(o);
     for (int k = 0; k < kConvs; ++k) {
       convs_.push_back(make.conv(layer_name(k, "conv"), ch[k], ch[k + 1], 3, 1, 1));
       bns_.push_back(make.bn2d(layer_name(k, "bn"), ch[k + 1]));
-      acts_.push_back(make.act(layer_name(k, "act"), relu));
+      acts_.push_back(make.act(layer_name(k, "act")));
     }
     const int64_t dims[] = {ch[kConvs] * 4 * 4, kHidden, kHidden, o.num_classes};
     for (int k = 0; k < kDense; ++k) {
       const int idx = kConvs + k;
-      fcs_.push_back(make.fc(layer_name(idx, "fc"), dims[k], dims[k + 1]));
-      bns_.push_back(make.bn1d(layer_name(idx, "bn"), dims[k + 1]));
-      if (k + 1 < kDense) acts_.push_back(make.act(layer_name(idx, "act"), relu));
+      const bool last = k + 1 == kDense;
+      fcs_.push_back(make.fc(layer_name(idx, "fc"), dims[k], dims[k + 1], last && baseline));
+      bns_.push_back(last && baseline ? Layer() : make.bn1d(layer_name(idx, "bn"), dims[k + 1]));
+      acts_.push_back(last ? Layer() : make.act(layer_name(idx, "act")));
     }
   }
 
@@ -66,8 +67,9 @@ class Vgg : public Network {
     }
     x = x.reshape({x.size(0), -1});
     for (int k = 0; k < kDense; ++k) {
-      x = bns_[kConvs + k](fcs_[k](x));
-      if (k + 1 < kDense) x = acts_[kConvs + k](x);
+      x = fcs_[k](x);
+      if (bns_[kConvs + k]) x = bns_[kConvs + k](x);
+      if (acts_[kConvs + k]) x = acts_[kConvs + k](x);
     }
     return x;
   }
@@ -90,12 +92,15 @@ std::vector<std::string> vgg_quantized_modules() {
 std::shared_ptr<Network> make_vgg(const JsonNode& params) {
   params.allow_keys({"capacity", "in_channels", "num_classes", "quant_schemes"});
   const VggOptions o = parse_vgg_options(params);
-  return std::make_shared<Vgg>(o, parse_quant_schemes(params.at("quant_schemes"), vgg_quantized_modules()));
+  return std::make_shared<Vgg>(o, parse_quant_schemes(params.at("quant_schemes"), vgg_quantized_modules()), params);
 }
 
 std::shared_ptr<Network> make_vgg_baseline(const JsonNode& params) {
   params.allow_keys({"capacity", "in_channels", "num_classes"});
-  return std::make_shared<Vgg>(parse_vgg_options(params), std::map<std::string, AnaScheme>{});
+  return std::make_shared<Vgg>(parse_vgg_options(params), std::map<std::string, AnaScheme>{}, params);
 }
+
+QL_REGISTER_TOPOLOGY(VGG, "VGG", make_vgg);
+QL_REGISTER_TOPOLOGY(VGGBaseline, "VGG", make_vgg_baseline);
 
 }  // namespace quantlab

@@ -4,17 +4,9 @@
 #include <map>
 #include <set>
 
+#include "quantlab/util/strings.h"
+
 namespace quantlab {
-namespace {
-
-std::string join(const std::vector<std::string>& v) {
-  std::string out;
-  for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;
-  return out;
-}
-
-}  // namespace
-
 Thermostat::Thermostat(torch::nn::Module& net, const JsonNode& thermostat) {
   thermostat.allow_keys({"class", "params"});
   const JsonNode params = thermostat.at("params");

@@ -54,6 +54,12 @@ class JsonNode {
   std::string path_;
 };
 
+// Deeper nesting is refused (configs need a handful of levels).
+constexpr int kMaxJsonDepth = 64;
+
+// Parses JSON text that came from `file`; errors name the file (and line for syntax errors).
+nlohmann::json parse_json_text(const std::string& text, const std::string& file);
+
 // Reads and parses a JSON file; errors name the file (and line for syntax errors).
 nlohmann::json read_json_file(const std::string& file);
 

@@ -32,6 +32,10 @@ class Dataset {
   // Samples indices[0 .. count); `first` is the position of indices[0] in the epoch's order.
   // Must be safe to call from several threads at once.
   virtual Batch make_batch(const int64_t* indices, int64_t count, int64_t first, const SampleContext& ctx) const = 0;
+  // The label of every sample (int64 [size()]), for the checks made before training.
+  virtual torch::Tensor labels() const = 0;
+  // Where sample `i` comes from (its label file, or its image file), for messages.
+  virtual std::string source(int64_t i) const = 0;
   // Worker threads worth running by default on `cores` cores (in-memory sets need one).
   virtual int default_workers(int cores) const {
     (void)cores;

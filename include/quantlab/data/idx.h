@@ -5,13 +5,19 @@
 #include <torch/torch.h>
 
 #include <string>
+#include <vector>
 
 namespace quantlab::data {
 
 struct ImageSet {
-  torch::Tensor images;  // uint8 [N, H, W]
+  torch::Tensor images;  // uint8 [N, H, W] (or [N, C, H, W])
   torch::Tensor labels;  // int64 [N]
+  // The files the labels came from: samples [ends[k-1], ends[k]) are in files[k] (for messages).
+  std::vector<std::string> label_files;
+  std::vector<int64_t> label_file_ends;
   int64_t size() const { return labels.size(0); }
+  // The file sample `i`'s label came from.
+  std::string label_file(int64_t i) const;
 };
 
 // Reads one IDX file (`path`, or `path + ".gz"` when only that exists). Throws IoError naming the

@@ -41,6 +41,8 @@ class ImageFolderDataset : public Dataset {
   int64_t size() const override { return static_cast<int64_t>(index_.files.size()); }
   int default_workers(int cores) const override { return cores; }  // decoding wants every core
   Batch make_batch(const int64_t* indices, int64_t count, int64_t first, const SampleContext& ctx) const override;
+  torch::Tensor labels() const override { return torch::tensor(index_.labels, torch::kLong); }
+  std::string source(int64_t i) const override { return index_.files.at(static_cast<size_t>(i)); }
   const ImageFolderIndex& index() const { return index_; }
   // Files found unreadable so far (each reported once).
   std::vector<std::string> skipped() const;

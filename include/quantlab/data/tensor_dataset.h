@@ -23,6 +23,8 @@ class TensorDataset : public Dataset {
   TensorDataset(ImageSet set, Preprocess pre) : set_(std::move(set)), pre_(std::move(pre)) {}
   int64_t size() const override { return set_.size(); }
   Batch make_batch(const int64_t* indices, int64_t count, int64_t first, const SampleContext& ctx) const override;
+  torch::Tensor labels() const override { return set_.labels; }
+  std::string source(int64_t i) const override { return set_.label_file(i); }
   const ImageSet& images() const { return set_; }
   const Preprocess& preprocess() const { return pre_; }
 

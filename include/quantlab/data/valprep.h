@@ -25,4 +25,7 @@ struct ValprepReport {
 ValprepReport sort_validation_images(const std::string& images_dir, const std::string& label_file,
                                      const std::string& out_dir);
 
+// What a run did, in lines for the user.
+std::string valprep_report(const ValprepReport& r, const std::string& images_dir, const std::string& out_dir);
+
 }  // namespace quantlab::data

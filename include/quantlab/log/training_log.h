@@ -1,15 +1,24 @@
-// What a run shows in TensorBoard (`tensorboard --logdir=<Problem>/logs/expNNN/`), in stats/:
-//   at creation:     the experiment's config as text ("config")
-//   every epoch:     train_loss, train_metric, valid_loss, valid_metric, learning_rate, and each
-//                    ANA module's noise (noise/<module>/sigma_forward, .../sigma_backward, .../mu)
-//   every validation: a weight histogram of every quantized layer (weights/<layer>) and the
-//                    fraction of its weights on each level (levels/<layer>/<level>)
-//   every N batches: train_loss_step (--log_every=N)
+// What a run shows in TensorBoard (`tensorboard --logdir=<Problem>/logs/expNNN/`), in stats/.
+// The original's tags, so dashboards and scripts built on its runs keep working:
+//   at creation:      description, indiv, treat, protocol (text: each config section as Python's
+//                     str() prints it, as the original's add_text(k, str(v)))
+//   every epoch:      train_loss, train_metric, valid_loss, valid_metric (skipped when not
+//                     measured), learning_rate
+//   every validation: a histogram of every weight layer's real-valued weights, <layer>_w
+// and QuantLab's, in addition:
+//   at creation:      config (the whole config.json as text)
+//   every epoch:      valid_metric_top5 (problems with a top-5 meter: ImageNet); each ANA
+//                     module's noise (noise/<module>/sigma_forward, .../sigma_backward, .../mu)
+//   every validation: weights/<layer> histograms and the fraction of each quantized layer's
+//                     weights on each level (levels/<layer>/<level>)
+//   every N batches:  train_loss_step (--log_every=N)
 // Epoch events use the 1-based epoch as step; a resumed run writes a session restart at the first
 // new epoch, so TensorBoard shows one curve. Files are flushed after every epoch.
 #pragma once
 
 #include <string>
+
+#include <nlohmann/json.hpp>
 
 #include "quantlab/log/event_writer.h"
 #include "quantlab/train/trainer.h"
@@ -20,8 +29,9 @@ class TrainingLog {
  public:
   TrainingLog(const std::string& stats_dir, Experiment& exp);
 
-  // `state.epoch == 0`: a new run (the config as text); else a resume after that many epochs.
-  void on_start(const TrainingState& state);
+  // `new_folder`: the experiment's first launch (or a branch): the config as text; otherwise a
+  // resume after `state.epoch` epochs.
+  void on_start(const TrainingState& state, bool new_folder);
   void on_epoch(const EpochRecord& r);
   void on_step(int64_t step, double loss);
   void flush() { writer_.flush(); }
@@ -30,5 +40,8 @@ class TrainingLog {
   EventWriter writer_;
   Experiment& exp_;
 };
+
+// A JSON value as Python's str() prints the dict json.load() makes of it: {'a': [1, 2.5, True, None]}.
+std::string python_str(const nlohmann::json& value);
 
 }  // namespace quantlab

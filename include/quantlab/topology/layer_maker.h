@@ -17,8 +17,10 @@ using Layer = std::function<torch::Tensor(const torch::Tensor&)>;
 
 class LayerMaker {
  public:
-  // `schemes` may be empty (a baseline).
-  LayerMaker(Network& net, std::map<std::string, AnaScheme> schemes) : net_(net), schemes_(std::move(schemes)) {}
+  // `schemes` may be empty (a baseline). `params` (indiv.net.params) names the capacity in the
+  // errors of layers that come out empty or too large for this machine's memory.
+  LayerMaker(Network& net, std::map<std::string, AnaScheme> schemes, const JsonNode& params)
+      : net_(net), schemes_(std::move(schemes)), params_(params) {}
 
   Layer conv(const std::string& name, int64_t in, int64_t out, int64_t kernel, int64_t stride = 1,
              int64_t padding = 0, int64_t groups = 1, bool bias = false);
@@ -34,8 +36,13 @@ class LayerMaker {
 
  private:
   bool quantized(const std::string& name) const { return schemes_.count(name) > 0; }
+  // Throws ConfigError naming the capacity when a layer has no units, or when the parameters so
+  // far (with their gradients and two optimizer moments) would not fit in this machine's memory.
+  void check_size(const std::string& name, int64_t in, int64_t out, double weights);
   Network& net_;
   std::map<std::string, AnaScheme> schemes_;
+  JsonNode params_;
+  double total_weights_ = 0;
   std::vector<torch::nn::Conv2d> convs_;
   std::vector<torch::nn::Linear> linears_;
 };

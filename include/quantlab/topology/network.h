@@ -1,14 +1,18 @@
 // The network interface every topology implements, and the topology registry.
-// To add a topology: a Network subclass in its own file and one `add()` line in network.cpp.
+// To add a topology: a Network subclass in its own file, registered there with one line:
+//   QL_REGISTER_TOPOLOGY(MyNet, "MyNet", make_my_net);   // class name, --topology family, factory
 #pragma once
 
 #include <torch/torch.h>
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "quantlab/config/json_node.h"
+#include "quantlab/experiment/checkpoint_ref.h"
 #include "quantlab/util/registry.h"
 
 namespace quantlab {
@@ -34,7 +38,37 @@ struct TopologyEntry {
 
 const Registry<TopologyEntry>& topology_registry();
 
-// Builds `indiv.net` ({class, params}); checks the class belongs to `topology` when not empty.
-std::shared_ptr<Network> build_network(const JsonNode& net, const std::string& topology);
+// Adds a class to the registry at program start (through QL_REGISTER_TOPOLOGY).
+struct TopologyRegistration {
+  TopologyRegistration(const char* cls, const char* family, NetworkFactory build);
+};
+#define QL_REGISTER_TOPOLOGY(cls, family, factory) \
+  static const ::quantlab::TopologyRegistration ql_register_topology_##cls(#cls, family, factory)
+
+// indiv.net.pretrained: tensors copied into a new experiment's network before it trains
+// (experiment/transfer.h). The original's form {"file": NAME | {"exp_id": N, "epoch": E},
+// "parameters": [prefixes]} and QuantLab's {"exp_id": N, "epoch": E, "prefixes": [...]} or
+// {"file": PATH, ...}.
+struct PretrainedSpec {
+  std::string file;                   // a name under <Problem>/<Topology>/pretrained/, or a path with '/'
+  int64_t exp_id = -1;                // else: a checkpoint of another experiment of the problem
+  CheckpointRef checkpoint = CheckpointRef::best();
+  std::vector<std::string> prefixes;  // of the tensor names to copy; empty: all
+};
+
+// indiv.net, parsed.
+struct NetworkSpec {
+  std::string cls;                          // indiv.net.class
+  std::string family;                       // its --topology (MLP for MLP and MLPBaseline)
+  nlohmann::json params;                    // indiv.net.params, read by the class's factory
+  std::optional<PretrainedSpec> pretrained;
+};
+
+// Parses and validates `indiv.net` ({class, params, pretrained}); checks the class belongs to
+// `topology` when that is not empty.
+NetworkSpec parse_network_spec(const JsonNode& net, const std::string& topology);
+
+// Builds the network of `spec` (its params are validated here; errors name indiv.net.params...).
+std::shared_ptr<Network> build_network(const NetworkSpec& spec);
 
 }  // namespace quantlab

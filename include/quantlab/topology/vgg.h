@@ -2,7 +2,8 @@
 //   [N, C, 32, 32] -> 2x128c conv3 (MP) -> 2x256c conv3 (MP) -> 2x512c conv3 (MP) -> FC 1024 ->
 //   FC 1024 -> FC num_classes; BatchNorm after every layer (after the max-pooling where there is
 //   one), layers phi1_conv .. phi6_conv, phi7_fc .. phi9_fc, phiK_bn, phiK_act.
-// VGG: ternary weights and activations through ANA; VGGBaseline: float weights and ReLU.
+// VGG: ternary weights and activations through ANA; VGGBaseline: float weights, ReLU6, and a
+// last layer phi9_fc with bias and no batch norm, as the original's.
 // Params: capacity (default 1), in_channels (3; 1 for Fashion-MNIST padded to 32x32),
 // num_classes (10), and for VGG quant_schemes of the 17 quantized modules.
 #pragma once

@@ -1,6 +1,7 @@
 // A string-keyed registry of factories: every configurable family (topology, optimizer, lr
 // scheduler, loss, timer) is looked up through one, and an unknown name lists the known ones.
-// To extend a family, add one `add("Name", factory)` line where its registry is built.
+// To extend a family, add one `add("Name", factory)` line where its registry is built (topologies
+// register from their own files: topology/network.h).
 #pragma once
 
 #include <map>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "quantlab/util/error.h"
+#include "quantlab/util/strings.h"
 
 namespace quantlab {
 
@@ -17,12 +19,12 @@ class Registry {
  public:
   explicit Registry(std::string family) : family_(std::move(family)) {}
 
+  // A name registered twice is a programming error.
   Registry& add(const std::string& name, Factory factory) {
-    factories_.emplace(name, std::move(factory));
+    if (!factories_.emplace(name, std::move(factory)).second)
+      throw std::logic_error(family_ + " '" + name + "' registered twice");
     return *this;
   }
-
-  bool contains(const std::string& name) const { return factories_.count(name) > 0; }
 
   // `where` is the JSON path or flag the name came from, for the message.
   const Factory& at(const std::string& name, const std::string& where) const {
@@ -32,16 +34,8 @@ class Registry {
     return it->second;
   }
 
-  std::vector<std::string> names() const {
-    std::vector<std::string> out;
-    for (const auto& kv : factories_) out.push_back(kv.first);
-    return out;
-  }
-
   std::string known() const {
-    std::string out;
-    for (const auto& kv : factories_) out += (out.empty() ? "" : ", ") + kv.first;
-    return out;
+    return join(factories_, [](const auto& kv) { return kv.first; });
   }
 
  private:

@@ -1,0 +1,54 @@
+// A run of the command line, as a library call: create or resume an experiment, train it, test
+// it, and say what was done. tools/quantlab.cpp only parses flags into LaunchOptions and reports;
+// tests call launch() directly, and the distributed launcher reuses it.
+// Everything that can be checked is checked before anything is created: flags, the main folder,
+// the problem, the config, the data, and that the network fits the data (train/preflight.h).
+// Training an existing experiment takes its lock (experiment/lock.h), cleans what a killed run left
+// behind, and never replaces a later state silently: without --load it continues from `last`;
+// from an earlier checkpoint it refuses unless --branch asks for a new experiment.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <iosfwd>
+#include <optional>
+#include <string>
+
+#include "quantlab/train/trainer.h"
+
+namespace quantlab {
+
+enum class LaunchMode { kTrain, kTest };
+
+// The command line's flags, typed (defaults as the command line's).
+struct LaunchOptions {
+  std::string problem, topology;
+  std::string home = ".";
+  std::optional<int64_t> exp_id;
+  std::optional<std::string> load;  // best | last | EPOCH; default: last to train, best to test
+  LaunchMode mode = LaunchMode::kTrain;
+  bool branch = false;              // train from --load's checkpoint in a new experiment
+  std::string config = "config.json";
+  std::string device = "auto";
+  std::string data;                 // --data: the data folder (default: the problem's own)
+  int64_t ckpt_every = 50;
+  int64_t log_every = 0;
+  int threads = 0;
+};
+
+struct LaunchResult {
+  int64_t exp_id = -1;
+  int64_t epochs_done = 0;
+  std::optional<EpochStats> test;  // the final test (or --mode=test)
+  std::string tested;              // which weights it used, in words
+  int interrupted_by = 0;          // the signal that stopped training, 0 when it was not stopped
+};
+
+// Runs one launch. `stop`, when given, is polled between batches (a signal number, 0 = go on).
+// Progress and notes go to `out`. Throws Error (and its kinds) on anything the user must fix.
+LaunchResult launch(const LaunchOptions& options, const std::atomic<int>* stop, std::ostream& out);
+
+// The command that resumes experiment `exp_id` with the same data, device and settings.
+std::string resume_command(const LaunchOptions& options, int64_t exp_id);
+
+}  // namespace quantlab

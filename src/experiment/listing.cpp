@@ -1,0 +1,94 @@
+// The experiment table of `quantlab list`.
+#include "quantlab/experiment/listing.h"
+
+#include <cmath>
+#include <filesystem>
+#include <iomanip>
+#include <ostream>
+#include <sstream>
+
+#include "quantlab/experiment/checkpoint.h"
+#include "quantlab/experiment/logbook.h"
+#include "quantlab/experiment/session.h"
+#include "quantlab/experiment/storage.h"
+#include "quantlab/util/error.h"
+
+namespace quantlab {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string pct(const nlohmann::json& v) {
+  if (!v.is_number()) return "-";
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(2) << v.get<double>() << "%";
+  return s.str();
+}
+
+// status.json, or what last.ckpt says when status.json is missing or older (a kill between the two).
+nlohmann::json status_of(const Logbook& book) {
+  auto st = Session::status(book);
+  const std::string last = book.saves() + "/last.ckpt", file = book.saves() + "/status.json";
+  std::error_code ec;
+  if (!fs::exists(last, ec)) return st;
+  if (!st.empty() && fs::exists(file, ec) && fs::last_write_time(file, ec) >= fs::last_write_time(last, ec)) return st;
+  try {
+    const Checkpoint c = load_checkpoint(last);
+    if (st.value("epochs_done", int64_t{-1}) != c.state.epoch) {
+      st["epochs_done"] = c.state.epoch;
+      st["best_epoch"] = c.state.best_epoch;
+      st["net_class"] = c.net_class;
+      st["stale"] = true;
+    }
+  } catch (const Error&) {
+  }
+  return st;
+}
+
+}  // namespace
+
+void list_experiments(const std::string& home, const std::string& problem, std::ostream& out) {
+  check_plain_name("--problem", problem);
+  const Storage storage = read_storage(home);
+  const std::string logs = storage.home + "/" + problem + "/logs";
+  const auto ids = Logbook::list(logs);
+  if (ids.empty()) {
+    out << "no experiments in " << logs << std::endl;
+    return;
+  }
+  out << std::left << std::setw(8) << "exp" << std::setw(22) << "class" << std::setw(11) << "epochs"
+      << std::setw(11) << "best epoch" << std::setw(11) << "valid acc" << std::setw(11) << "valid top5"
+      << std::setw(11) << "test acc" << "state" << std::endl;
+  for (int64_t id : ids) {
+    const Logbook book = Logbook::open(logs, id);
+    const auto st = status_of(book);
+    std::string cls = st.value("net_class", std::string());
+    if (cls.empty()) {
+      try {
+        cls = book.config().at("indiv").at("net").at("class").get<std::string>();  // display only
+      } catch (const std::exception&) {
+        cls = "?";
+      }
+    }
+    std::string epochs = "-", best = "-", valid = "-", top5 = "-", test = "-", state = "not started";
+    if (st.contains("epochs_done")) {
+      epochs = std::to_string(st.value("epochs_done", 0)) + "/" +
+               (st.contains("max_epoch") ? std::to_string(st.value("max_epoch", 0)) : std::string("?"));
+      if (st.value("best_epoch", 0) > 0) best = std::to_string(st.value("best_epoch", 0));
+      if (st.contains("best") && st["best"].is_object()) {
+        valid = pct(st["best"].value("valid_accuracy", nlohmann::json()));
+        top5 = pct(st["best"].value("valid_top5_accuracy", nlohmann::json()));
+      }
+      if (st.contains("test") && st["test"].is_object()) test = pct(st["test"].value("accuracy", nlohmann::json()));
+      state = st.value("finished", false) ? "finished" : "stopped (resume with --load=last)";
+      if (st.value("stale", false)) state += "; status.json lags its last checkpoint";
+    }
+    const long holder = ExperimentLock::holder(book.dir());
+    if (holder > 0) state = "running (PID " + std::to_string(holder) + ")";
+    out << std::setw(8) << Logbook::folder_name(id) << std::setw(22) << cls << std::setw(11) << epochs
+        << std::setw(11) << best << std::setw(11) << valid << std::setw(11) << top5 << std::setw(11) << test << state
+        << std::endl;
+  }
+}
+
+}  // namespace quantlab

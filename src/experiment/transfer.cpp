@@ -1,0 +1,87 @@
+// Transfer of pretrained tensors.
+#include "quantlab/experiment/transfer.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include "quantlab/experiment/checkpoint.h"
+#include "quantlab/experiment/logbook.h"
+#include "quantlab/experiment/session.h"
+#include "quantlab/util/error.h"
+
+namespace quantlab {
+namespace {
+
+using c10::IValue;
+
+void collect_tensors(const c10::impl::GenericDict& d, std::map<std::string, torch::Tensor>& out) {
+  for (const auto& kv : d)
+    if (kv.key().isString() && kv.value().isTensor()) out[kv.key().toStringRef()] = kv.value().toTensor();
+}
+
+}  // namespace
+
+std::map<std::string, torch::Tensor> read_network_tensors(const std::string& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw IoError(file + ": missing or unreadable");
+  const std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  IValue v;
+  try {
+    v = torch::pickle_load(bytes);
+  } catch (const std::exception&) {
+    throw IoError(file + ": corrupt, truncated or not a torch.save file (cannot be decoded)");
+  }
+  if (!v.isGenericDict()) throw IoError(file + ": not a checkpoint or state dict (a " + v.tagKind() + ")");
+  const auto d = v.toGenericDict();
+  std::map<std::string, torch::Tensor> out;
+  if (d.contains("format") && d.at("format").isString() && d.at("format").toStringRef() == "quantlab.checkpoint") {
+    return load_checkpoint(file).net;  // verified
+  }
+  if (d.contains("indiv") && d.at("indiv").isGenericDict()) {  // the original's checkpoint
+    const auto indiv = d.at("indiv").toGenericDict();
+    if (indiv.contains("net") && indiv.at("net").isGenericDict()) collect_tensors(indiv.at("net").toGenericDict(), out);
+  } else if (d.contains("net") && d.at("net").isGenericDict()) {
+    collect_tensors(d.at("net").toGenericDict(), out);
+  } else {
+    collect_tensors(d, out);  // a plain state dict
+  }
+  if (out.empty()) throw IoError(file + ": holds no network tensors");
+  return out;
+}
+
+std::string pretrained_file(const PretrainedSpec& spec, const ProblemPaths& paths, const std::string& topology) {
+  if (!spec.file.empty())
+    return spec.file.find('/') != std::string::npos ? spec.file
+                                                    : paths.dir + "/" + topology + "/pretrained/" + spec.file;
+  const Logbook book = Logbook::open(paths.logs, spec.exp_id);
+  return Session::checkpoint_file(book, spec.checkpoint);
+}
+
+int64_t apply_pretrained(Experiment& exp, const ProblemPaths& paths) {
+  if (!exp.net_spec.pretrained) return 0;
+  const PretrainedSpec& spec = *exp.net_spec.pretrained;
+  const std::string file = pretrained_file(spec, paths, exp.net_spec.family);
+  const auto tensors = read_network_tensors(file);
+  auto live = named_state(*exp.net);
+  int64_t copied = 0;
+  torch::NoGradGuard no_grad;
+  for (auto& kv : live) {
+    const std::string& name = kv.first;
+    if (name.size() >= 19 && name.compare(name.size() - 19, 19, "num_batches_tracked") == 0) continue;
+    bool wanted = spec.prefixes.empty();
+    for (const auto& p : spec.prefixes) wanted = wanted || name.rfind(p, 0) == 0;
+    if (!wanted) continue;
+    auto it = tensors.find(name);
+    if (it == tensors.end()) continue;
+    if (it->second.sizes() != kv.second.sizes())
+      throw ConfigError("indiv.net.pretrained: '" + name + "' has shape " + c10::str(it->second.sizes()) + " in " +
+                        file + " but " + c10::str(kv.second.sizes()) + " here");
+    kv.second.copy_(it->second);
+    ++copied;
+  }
+  if (copied == 0) throw ConfigError("indiv.net.pretrained: no tensor of " + file + " matches this network's names" +
+                                     (spec.prefixes.empty() ? std::string() : " and the prefixes"));
+  return copied;
+}
+
+}  // namespace quantlab
