@@ -88,9 +88,10 @@ int main(int argc, char** argv) {
   try {
     if (!gen.empty()) return generate(gen, count);
     quantlab::configure_runtime(0);  // what quantlab sets for itself (the allocator settings)
-    quantlab::data::ProblemOptions o;
-    o.augment = augment != "none";
-    o.augment_kind = augment == "torchvision" ? "torchvision" : "";
+    quantlab::data::DataOptions o;
+    o.augment = augment == "none"          ? quantlab::data::ImageAugment::kNone
+                : augment == "torchvision" ? quantlab::data::ImageAugment::kTorchvision
+                                           : quantlab::data::ImageAugment::kOriginal;
     o.crop = crop;
     o.scaled_decode = scaled_decode;
     auto d = quantlab::data::load_problem(dir, o);

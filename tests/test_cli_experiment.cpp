@@ -104,7 +104,7 @@ TEST(CliExperiment, TestModeListAndBadInput) {
   EXPECT_NE(out.find("experiment 1: "), std::string::npos) << out;
   EXPECT_EQ(slurp(home.dir.path() + "/Toy/logs/exp001/config.json").empty(), false);
   ASSERT_EQ(run_cli(home.args("--mode=test --exp_id=1 --load=1"), out), 0) << out;
-  EXPECT_NE(out.find("test (1 checkpoint): loss"), std::string::npos) << out;
+  EXPECT_NE(out.find("test (epoch0001.ckpt, after epoch 1): loss"), std::string::npos) << out;
   EXPECT_EQ(run_cli(home.args("--mode=test --exp_id=1 --load=9"), out), 1);
   EXPECT_NE(out.find("epoch0009.ckpt: no such checkpoint; available in"), std::string::npos) << out;
   EXPECT_NE(out.find("best.ckpt, last.ckpt, epoch0001.ckpt, epoch0002.ckpt"), std::string::npos) << out;

@@ -34,7 +34,7 @@ TEST(Config, OriginalMnistConfigLoadsUnchanged) {
   if (!std::filesystem::exists(file)) GTEST_SKIP() << file << " is not beside this checkout";
   Experiment exp(read_json_file(file), "MLP", torch::kCPU);
   EXPECT_EQ(exp.max_epoch, 1000);
-  EXPECT_EQ(exp.lr_scheduler->step_metric(), "valid_metric");
+  EXPECT_EQ(exp.lr_scheduler->step_metric(), Statistic::kValidMetric);
   int64_t params = 0;
   for (const auto& p : exp.net->parameters()) params += p.numel();
   // 784*2048 + 2*2048*2048 + 2048*10 weights, 3*2*2048 + 2*10 BN affine parameters.

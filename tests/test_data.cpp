@@ -129,6 +129,8 @@ TEST(BatchLoader, ManyWorkersGiveTheSameBatchesInOrder) {
 TEST(BatchLoader, RethrowsAWorkersError) {
   struct Failing : data::Dataset {
     int64_t size() const override { return 10; }
+    torch::Tensor labels() const override { return torch::zeros({10}, torch::kLong); }
+    std::string source(int64_t) const override { return "memory"; }
     data::Batch make_batch(const int64_t*, int64_t, int64_t first, const data::SampleContext&) const override {
       if (first >= 4) throw IoError("disk gone");
       return {torch::zeros({2, 1, 1, 1}), torch::zeros({2}, torch::kLong)};
@@ -152,7 +154,7 @@ TEST(Problem, FindsDataAndExplainsWhereItLooked) {
   }
   testing::write_toy_idx_problem(home.path() + "/MNIST/data", 20, 10, 2, true);
   EXPECT_EQ(data::find_data_dir(home.path(), "MNIST", ""), home.path() + "/MNIST/data");
-  data::ProblemOptions o;
+  data::DataOptions o;
   o.valid_fraction = 0.25;
   const auto d = data::load_idx_problem(home.path() + "/MNIST/data", o);
   EXPECT_EQ(d.train_indices.size(), 15u);

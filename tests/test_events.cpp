@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "quantlab/log/event_writer.h"
@@ -180,7 +181,12 @@ TEST(Events, TinyRunWritesEveryTagAndAResumeRestartsTheSession) {
     EXPECT_EQ(d.scalars.at(tag).size(), 3u) << tag;
     for (int64_t s = 1; s <= 3; ++s) EXPECT_TRUE(d.scalars.at(tag).count(s)) << tag << " step " << s;
   }
-  EXPECT_EQ(d.histograms, 3 * 4);  // 4 quantized layers, 3 epochs
+  EXPECT_EQ(d.histograms, 2 * 3 * 4);  // 4 weight layers, 3 epochs, as <layer>_w and weights/<layer>
+  std::set<std::string> tags;
+  for (const auto& t : d.tags) tags.insert(t.second);
+  for (const char* tag : {"phi1_fc_w", "phi4_fc_w", "weights/phi1_fc", "description/text_summary", "indiv/text_summary",
+                          "treat/text_summary", "protocol/text_summary", "config/text_summary"})
+    EXPECT_TRUE(tags.count(tag)) << tag;
   EXPECT_NE(d.text.find("\"MLP\""), std::string::npos);
   EXPECT_GE(d.scalars.at("train_loss_step").size(), 3u * 3u);  // 9 batches per epoch / 3
   // The ternary levels' fractions sum to one.

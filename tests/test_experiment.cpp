@@ -15,6 +15,7 @@
 
 #include "quantlab/experiment/session.h"
 #include "quantlab/experiment/storage.h"
+#include "quantlab/experiment/transfer.h"
 #include "quantlab/util/error.h"
 #include "test_util.h"
 
@@ -61,11 +62,15 @@ TEST(Storage, DefaultStorageAndLinks) {
   TempDir home;
   const Storage s = read_storage(home.path());
   EXPECT_EQ(s.logs_root, home.path() + "/storage/QuantLab");
-  const ProblemPaths p = prepare_problem(s, "Toy");
+  EXPECT_THROW(problem_paths(s, "Toy"), Error);  // no problem folder: nothing is created
+  EXPECT_FALSE(fs::exists(home.path() + "/storage"));
+  fs::create_directories(home.path() + "/Toy");
+  const ProblemPaths p = problem_paths(s, "Toy");
+  prepare_storage(s, p);
   EXPECT_TRUE(fs::is_symlink(p.logs));
   EXPECT_EQ(fs::canonical(p.logs), fs::canonical(home.path() + "/storage/QuantLab/Toy/logs"));
   EXPECT_TRUE(fs::is_directory(home.path() + "/storage/QuantLab/Toy/data"));
-  EXPECT_NO_THROW(prepare_problem(s, "Toy"));  // idempotent
+  EXPECT_NO_THROW(prepare_storage(s, p));  // idempotent
 }
 
 TEST(Storage, HardStorageFileAndNameChecks) {
@@ -73,17 +78,19 @@ TEST(Storage, HardStorageFileAndNameChecks) {
   fs::create_directories(home.path() + "/cfg");
   std::ofstream(home.path() + "/cfg/hard_storage.json")
       << nlohmann::json{{"data", fast.path()}, {"logs", large.path()}}.dump();
-  const ProblemPaths p = prepare_problem(read_storage(home.path()), "Toy");
+  fs::create_directories(home.path() + "/Toy");
+  const ProblemPaths p = problem_paths(read_storage(home.path()), "Toy");
+  prepare_storage(read_storage(home.path()), p);
   EXPECT_EQ(fs::canonical(p.data), fs::canonical(fast.path() + "/QuantLab/Toy/data"));
   EXPECT_EQ(fs::canonical(p.logs), fs::canonical(large.path() + "/QuantLab/Toy/logs"));
   for (const char* bad : {"../x", "a/b", ".hidden", "", ".."})
-    EXPECT_THROW(prepare_problem(read_storage(home.path()), bad), Error) << bad;
+    EXPECT_THROW(problem_paths(read_storage(home.path()), bad), Error) << bad;
   std::ofstream(home.path() + "/cfg/hard_storage.json") << R"({"data": "/tmp", "log": "/tmp"})";
   EXPECT_THROW(read_storage(home.path()), ConfigError);
   // Storage on something that is not a folder: stops before any work, naming it.
   std::ofstream(home.path() + "/cfg/hard_storage.json") << R"({"data": "/dev/null/fast", "logs": "/dev/null/large"})";
   try {
-    prepare_problem(read_storage(home.path()), "Other");
+    read_storage(home.path());
     FAIL();
   } catch (const IoError& e) {
     EXPECT_NE(std::string(e.what()).find("/dev/null/"), std::string::npos) << e.what();
@@ -149,7 +156,7 @@ struct ToyRun {
   data::ProblemData problem;
   ToyRun() {
     testing::write_toy_idx_problem(data.path(), 320, 64, 4, false);
-    data::ProblemOptions o;
+    data::DataOptions o;
     o.valid_fraction = 0.2;
     problem = data::load_idx_problem(data.path(), o);
   }
@@ -158,7 +165,7 @@ struct ToyRun {
     Progress progress(sink, false);
     Trainer trainer(exp, problem, progress);
     trainer.set_state(state);
-    Session session(exp, book, 1);
+    Session session(exp, book, 1, Statistic::kValidMetric);
     trainer.fit(last, [&](const EpochRecord& r) { session.on_epoch(r, trainer.state()); });
   }
 };
@@ -191,7 +198,7 @@ TEST(Checkpoint, ResumedRunIsBitIdenticalToUninterruptedRun) {
   torch::manual_seed(12345);  // a different process state in between must not matter
   {
     Experiment exp(split.config(), "MLP", torch::kCPU);
-    const Checkpoint c = load_checkpoint(Session::checkpoint_file(split, "last"));
+    const Checkpoint c = load_checkpoint(Session::checkpoint_file(split, CheckpointRef::last()));
     EXPECT_EQ(c.state.epoch, 2);
     restore(exp, c);
     run.train(exp, split, c.state, 4);
@@ -243,7 +250,7 @@ TEST(Checkpoint, CorruptTruncatedMissingAndForeignFilesAreNamed) {
     EXPECT_NE(std::string(e.what()).find("nothing.ckpt: missing"), std::string::npos);
   }
   try {
-    Session::checkpoint_file(book, "7");
+    Session::checkpoint_file(book, CheckpointRef::at_epoch(7));
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("epoch0007.ckpt: no such checkpoint; available in " + book.saves() +
@@ -297,14 +304,18 @@ TEST(Checkpoint, PretrainedCopiesTheNamedPrefixes) {
   cfg2["indiv"]["net"]["pretrained"] = {{"exp_id", source.id()}, {"epoch", "best"}, {"prefixes", {"phi1"}}};
   cfg2["treat"]["data"]["seed"] = 99;  // another initialisation
   Experiment exp(cfg2, "MLP", torch::kCPU);
-  // phi1_fc.weight; phi1_bn.weight, .bias, .running_mean, .running_var, .num_batches_tracked
-  EXPECT_EQ(apply_pretrained(exp, logs_dir), 6);
+  ProblemPaths paths;
+  paths.dir = logs_dir + "/..";
+  paths.logs = logs_dir;
+  // phi1_fc.weight; phi1_bn.weight, .bias, .running_mean, .running_var (as the original, never the
+  // batch-norm counter num_batches_tracked)
+  EXPECT_EQ(apply_pretrained(exp, paths), 5);
   const auto now = named_state(*exp.net);
   EXPECT_TRUE(torch::equal(now.at("phi1_fc.weight"), trained.net.at("phi1_fc.weight")));
   EXPECT_FALSE(torch::equal(now.at("phi2_fc.weight"), trained.net.at("phi2_fc.weight")));
   cfg2["indiv"]["net"]["pretrained"] = {{"exp_id", 42}};
   Experiment missing(cfg2, "MLP", torch::kCPU);
-  EXPECT_THROW(apply_pretrained(missing, logs_dir), Error);
+  EXPECT_THROW(apply_pretrained(missing, paths), Error);
 }
 
 TEST(Checkpoint, ReadableFromPythonTorchLoad) {

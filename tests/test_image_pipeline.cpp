@@ -159,8 +159,8 @@ TEST(ImageFolder, BadFilesAreSkippedAndBatchesAreDeterministic) {
   const std::string good = data::read_file_bytes(c + "n01_0.JPEG");
   std::ofstream(c + "truncated.JPEG", std::ios::binary) << good.substr(0, good.size() / 3);
 
-  data::ProblemOptions o;
-  o.augment = true;
+  data::DataOptions o;
+  o.augment = data::ImageAugment::kOriginal;
   o.crop = 96;
   const auto d = data::load_problem(dir.path(), o);
   EXPECT_EQ(d.format, "image folders");
@@ -298,10 +298,9 @@ TEST(CommandLine, MissingDataLeavesNoExperimentBehind) {
   std::string out;
   EXPECT_EQ(testing::run_cli("--problem=MNIST --topology=MLP --home=" + home.path(), out), 1);
   EXPECT_NE(out.find("no data files of MNIST"), std::string::npos) << out;
-  int experiments = 0;
-  for (const auto& e : std::filesystem::directory_iterator(home.path() + "/MNIST/logs"))
-    experiments += e.path().filename().string().rfind("exp", 0) == 0;
-  EXPECT_EQ(experiments, 0);
+  // Nothing was created: no storage, no links, no experiment.
+  EXPECT_FALSE(std::filesystem::exists(home.path() + "/MNIST/logs"));
+  EXPECT_FALSE(std::filesystem::exists(home.path() + "/storage"));
 }
 
 }  // namespace

@@ -99,7 +99,7 @@ void train_two_steps(const nlohmann::json& config, const std::string& topology) 
   testing::write_image_tree(dir.path() + "/train", {"n01", "n02", "n03"}, 2);
   testing::write_image_tree(dir.path() + "/val", {"n01", "n02", "n03"}, 1);
   Experiment exp(config, topology, torch::kCPU);
-  const auto data = data::load_problem(dir.path(), problem_options(exp.data));
+  const auto data = data::load_problem(dir.path(), exp.data);
   std::ostringstream sink;
   Progress progress(sink, false);
   TrainerOptions options;
@@ -119,7 +119,7 @@ TEST(ImageNetTraining, OriginalMobileNetConfigTrainsTwoStepsUnchangedButTheBatch
   nlohmann::json cfg = read_json_file(file);
   Experiment as_is(cfg, "MobileNetv2", torch::kCPU);  // loads unchanged
   EXPECT_EQ(ana_sites(*as_is.net), 60);
-  EXPECT_TRUE(as_is.data.augment);
+  EXPECT_EQ(as_is.data.augment, data::ImageAugment::kOriginal);
   cfg["treat"]["data"]["bs_train"] = 2;  // a tiny tree: two batches of two
   train_two_steps(cfg, "MobileNetv2");
 }
@@ -175,7 +175,7 @@ TEST(ImageNetTraining, ResumedRunIsBitIdenticalToUninterruptedRun) {
   std::ostringstream sink;
   Progress progress(sink, false);
   Experiment straight(cfg, "MobileNetv2", torch::kCPU);
-  const auto data = data::load_problem(dir.path(), problem_options(straight.data));
+  const auto data = data::load_problem(dir.path(), straight.data);
   Trainer(straight, data, progress).fit(3);
 
   Checkpoint after_one;

@@ -35,7 +35,7 @@ TEST(LrScheduler, ReduceOnPlateauWaitsPatienceEpochs) {
   const nlohmann::json spec = {{"class", "ReduceLROnPlateau"}, {"step_metric", "valid_metric"},
                                {"params", {{"patience", 2}, {"factor", 0.5}}}};
   auto s = make_lr_scheduler(JsonNode(spec, "s"), 1.0);
-  EXPECT_EQ(s->step_metric(), "valid_metric");
+  EXPECT_EQ(s->step_metric(), Statistic::kValidMetric);
   double lr = 1.0;
   const double metrics[] = {10, 9, 9, 9, 9, 8, 8, 8};
   std::vector<double> lrs;
@@ -78,7 +78,7 @@ TinyRun tiny_run(const std::string& cls, int epochs) {
   testing::write_toy_idx_problem(dir.path(), 640, 200, 4, false);
   torch::manual_seed(0);
   Experiment exp(tiny_config(cls, epochs), "MLP", torch::kCPU);
-  const auto data = data::load_idx_problem(dir.path(), problem_options(exp.data));
+  const auto data = data::load_idx_problem(dir.path(), exp.data);
   std::ostringstream sink;
   Progress progress(sink, false);
   Trainer trainer(exp, data, progress);
@@ -109,7 +109,7 @@ TEST(Training, OriginalMnistConfigRunsUnchanged) {
   TempDir dir;
   testing::write_toy_idx_problem(dir.path(), 600, 64, 10, true);
   Experiment exp(read_json_file(file), "MLP", torch::kCPU);
-  const auto data = data::load_idx_problem(dir.path(), problem_options(exp.data));
+  const auto data = data::load_idx_problem(dir.path(), exp.data);
   std::ostringstream sink;
   Progress progress(sink, false);
   TrainerOptions opts;
@@ -138,8 +138,10 @@ TEST(Cli, BadInputStopsWithAMessage) {
   EXPECT_EQ(run_cli("--problem=../etc --topology=MLP --home=" + home.path(), out), 1);
   EXPECT_NE(out.find("--problem='../etc': expected a plain folder name"), std::string::npos) << out;
   EXPECT_EQ(run_cli("--problem=Toy --topology=MLP --home=" + home.path(), out), 1);
-  EXPECT_NE(out.find("/Toy/config.json: no such file"), std::string::npos) << out;
+  EXPECT_NE(out.find("--problem=Toy: no folder " + home.path() + "/Toy"), std::string::npos) << out;
   std::filesystem::create_directories(home.path() + "/Toy");
+  EXPECT_EQ(run_cli("--problem=Toy --topology=MLP --home=" + home.path(), out), 1);
+  EXPECT_NE(out.find("/Toy/config.json: no such file"), std::string::npos) << out;
   std::ofstream(home.path() + "/Toy/config.json") << "{\"indiv\": ";
   EXPECT_EQ(run_cli("--problem=Toy --topology=MLP --home=" + home.path(), out), 1);
   EXPECT_NE(out.find("not valid JSON"), std::string::npos) << out;

@@ -53,7 +53,7 @@ TEST(Cifar, ReadsTheBinaryFormat) {
   write_cifar_file(dir.path() + "/test.bin", 3, 2, 100);
   const auto c100 = data::read_cifar(dir.path(), data::CifarVariant::kCifar100, true);
   EXPECT_EQ(c100.labels[2].item<int64_t>(), 2);  // the fine label
-  data::ProblemOptions o;
+  data::DataOptions o;
   o.valid_fraction = 0.2;
   const auto d = data::load_problem(dir.path(), o);
   EXPECT_EQ(d.format, "CIFAR-10");  // found first
@@ -105,7 +105,8 @@ TEST(Vgg, ShapesNamesAndParameterCount) {
   auto baseline = make_vgg_baseline(JsonNode(base, "params"));
   baseline->eval();
   EXPECT_EQ(baseline->forward(torch::randn({2, 1, 32, 32})).sizes(), (std::vector<int64_t>{2, 10}));
-  EXPECT_EQ(count_parameters(*baseline), convs - 9 * 2 * 32 + fcs + bns);  // 1 input channel
+  // 1 input channel; the last layer has a bias (10) and no batch norm (2 x 10), as the original's.
+  EXPECT_EQ(count_parameters(*baseline), convs - 9 * 2 * 32 + fcs + bns + 10 - 2 * 10);
 }
 
 TEST(Vgg, OriginalCifar10ConfigLoadsAndTrainsUnchanged) {
@@ -114,7 +115,7 @@ TEST(Vgg, OriginalCifar10ConfigLoadsAndTrainsUnchanged) {
   TempDir dir;
   write_cifar10(dir.path(), 4);  // 20 training images: one small batch of the full-size network
   Experiment exp(read_json_file(file), "VGG", torch::kCPU);
-  const auto data = data::load_problem(dir.path(), problem_options(exp.data));
+  const auto data = data::load_problem(dir.path(), exp.data);
   std::ostringstream sink;
   Progress progress(sink, false);
   Trainer trainer(exp, data, progress);
@@ -126,7 +127,7 @@ TEST(Vgg, OriginalCifar10ConfigLoadsAndTrainsUnchanged) {
 TEST(Vgg, FashionMnistPaddedTo32) {
   TempDir dir;
   testing::write_toy_idx_problem(dir.path(), 40, 8, 4, false);
-  data::ProblemOptions o;
+  data::DataOptions o;
   o.valid_fraction = 0.0;
   o.pad = 2;
   const auto d = data::load_problem(dir.path(), o);

@@ -1,0 +1,477 @@
+// What QuantLab promises (docs/RELIABILITY.md): never losing a checkpoint, never overwriting a
+// later state, refusing before creating anything, and never reporting a wrong number. One test per
+// defect a hostile probe found; each fails on the code before its fix.
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "quantlab/experiment/launch.h"
+#include "quantlab/experiment/listing.h"
+#include "quantlab/experiment/lock.h"
+#include "quantlab/experiment/session.h"
+#include "quantlab/experiment/storage.h"
+#include "quantlab/util/error.h"
+#include "test_util.h"
+
+namespace quantlab {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::TempDir;
+
+// A main folder with a learnable toy problem "Toy" (4 classes of 28x28 images) and a tiny ternary MLP.
+struct Home {
+  TempDir dir;
+  nlohmann::json cfg;
+  explicit Home(int epochs, int64_t train = 320) {
+    testing::write_toy_idx_problem(dir.path() + "/Toy/data", train, 64, 4, true);
+    cfg = read_json_file(std::string(QL_SOURCE_DIR) + "/FashionMNIST/config.json");
+    cfg["indiv"]["net"]["params"]["capacity"] = 0.02;
+    auto& bindings = cfg["treat"]["thermostat"]["params"]["bindings"];
+    for (size_t k = 0; k < bindings.size(); ++k)
+      bindings[k]["forward"]["params"] = {{"t_start", static_cast<int>(k)}, {"t_decay", 2}};
+    cfg["treat"]["max_epoch"] = epochs;
+    cfg["treat"]["data"]["bs_train"] = 32;
+    write_config();
+  }
+  void write_config() const { std::ofstream(dir.path() + "/Toy/config.json") << cfg.dump(2); }
+  LaunchOptions options() const {
+    LaunchOptions o;
+    o.problem = "Toy";
+    o.topology = "MLP";
+    o.home = dir.path();
+    o.device = "cpu";
+    o.threads = 1;
+    o.ckpt_every = 1;
+    return o;
+  }
+  std::string logs() const { return dir.path() + "/Toy/logs"; }
+  std::string saves(int id) const { return logs() + "/" + Logbook::folder_name(id) + "/saves"; }
+  // The CLI's flags for the same main folder.
+  std::string args(const std::string& extra) const {
+    return "--problem=Toy --topology=MLP --device=cpu --threads=1 --home=" + dir.path() + " " + extra;
+  }
+};
+
+// Runs launch(), its output in `out`.
+LaunchResult run(const LaunchOptions& o, std::string* out = nullptr) {
+  std::ostringstream sink;
+  LaunchResult r = launch(o, nullptr, sink);
+  if (out) *out = sink.str();
+  return r;
+}
+
+// The message of the Error that launching `o` throws ("" when none).
+std::string error_of(const LaunchOptions& o) {
+  try {
+    run(o);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+std::string bytes_of(const std::string& file) { return testing::slurp(file); }
+
+int64_t epoch_of(const std::string& file) { return load_checkpoint(file).state.epoch; }
+
+// Every file under `dir` (recursively), relative paths.
+std::set<std::string> tree(const std::string& dir) {
+  std::set<std::string> out;
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) return out;
+  for (const auto& e : fs::recursive_directory_iterator(dir, ec)) out.insert(fs::relative(e.path(), dir).string());
+  return out;
+}
+
+// 1. --exp_id without --load continues from `last`; an earlier checkpoint never silently replaces
+// the later state: it is refused, or branched into a new experiment that records its parent.
+TEST(Reliability, ResumeWithoutLoadContinuesFromLastAndNeverRewindsSilently) {
+  Home home(3);
+  auto o = home.options();
+  run(o);  // experiment 1: 3 epochs
+  // Raise max_epoch in the experiment's own config and resume without --load: from last (epoch 3).
+  {
+    auto stored = read_json_file(home.logs() + "/exp001/config.json");
+    stored["treat"]["max_epoch"] = 4;
+    std::ofstream(home.logs() + "/exp001/config.json") << stored.dump();
+  }
+  o.exp_id = 1;
+  std::string out;
+  const LaunchResult r = run(o, &out);
+  EXPECT_EQ(r.epochs_done, 4);
+  EXPECT_NE(out.find("continuing from " + home.saves(1) + "/last.ckpt (after epoch 3)"), std::string::npos) << out;
+  EXPECT_EQ(epoch_of(home.saves(1) + "/epoch0003.ckpt"), 3);
+  // Make best.ckpt the one of epoch 1, older than last.ckpt.
+  fs::copy_file(home.saves(1) + "/epoch0001.ckpt", home.saves(1) + "/best.ckpt", fs::copy_options::overwrite_existing);
+  const std::string best_before = bytes_of(home.saves(1) + "/best.ckpt");
+  // --load=best is after epoch 1 while the experiment trained 4: refused, nothing touched.
+  const auto files = tree(home.logs() + "/exp001");
+  const std::string last4 = bytes_of(home.saves(1) + "/last.ckpt");
+  o.load = "best";
+  const std::string e = error_of(o);
+  EXPECT_NE(e.find("experiment 1 has trained 4 epochs (last.ckpt); best.ckpt is after epoch 1"), std::string::npos) << e;
+  EXPECT_NE(e.find("--branch"), std::string::npos) << e;
+  EXPECT_EQ(tree(home.logs() + "/exp001"), files);
+  EXPECT_EQ(bytes_of(home.saves(1) + "/last.ckpt"), last4);
+  EXPECT_EQ(bytes_of(home.saves(1) + "/best.ckpt"), best_before);
+  // --branch trains from best.ckpt in experiment 2, which records its parent; experiment 1 is kept.
+  o.branch = true;
+  const LaunchResult b = run(o, &out);
+  EXPECT_EQ(b.exp_id, 2);
+  EXPECT_NE(out.find("branched from experiment 1 at best.ckpt (after epoch 1)"), std::string::npos) << out;
+  const auto parent = read_json_file(home.logs() + "/exp002/parent.json");
+  EXPECT_EQ(parent["exp_id"], 1);
+  EXPECT_EQ(parent["epoch"], 1);
+  EXPECT_EQ(parent["checkpoint"], "best.ckpt");
+  EXPECT_EQ(epoch_of(home.saves(2) + "/last.ckpt"), 4);
+  EXPECT_FALSE(fs::exists(home.saves(2) + "/epoch0001.ckpt"));  // it starts after epoch 1
+  EXPECT_EQ(bytes_of(home.saves(1) + "/last.ckpt"), last4);
+  EXPECT_EQ(bytes_of(home.saves(1) + "/best.ckpt"), best_before);
+  // --mode=test keeps best as its default.
+  LaunchOptions t = home.options();
+  t.exp_id = 1;
+  t.mode = LaunchMode::kTest;
+  const LaunchResult tr = run(t);
+  EXPECT_EQ(tr.tested, "best.ckpt, after epoch 1");
+}
+
+// 2. last.ckpt deleted while snapshots exist: refused, naming the newest usable checkpoint and the
+// flag that resumes from it; following that flag works.
+TEST(Reliability, MissingLastCheckpointIsRefusedNamingTheNewestUsable) {
+  Home home(3);
+  auto o = home.options();
+  run(o);
+  fs::remove(home.saves(1) + "/last.ckpt");
+  fs::remove(home.saves(1) + "/epoch0003.ckpt");
+  const std::string best = bytes_of(home.saves(1) + "/best.ckpt");
+  const auto files = tree(home.logs() + "/exp001");
+  {
+    auto stored = read_json_file(home.logs() + "/exp001/config.json");
+    stored["treat"]["max_epoch"] = 4;
+    std::ofstream(home.logs() + "/exp001/config.json") << stored.dump();
+  }
+  o.exp_id = 1;
+  const std::string e = error_of(o);
+  EXPECT_NE(e.find("saves/last.ckpt is missing, but the experiment has trained (status.json: 3 epochs)"),
+            std::string::npos) << e;
+  const int64_t best_epoch = epoch_of(home.saves(1) + "/best.ckpt");
+  const std::string newest = best_epoch >= 2 ? "best.ckpt (after epoch " + std::to_string(best_epoch) + "): resume from it with --load=best"
+                                             : "epoch0002.ckpt (after epoch 2): resume from it with --load=2";
+  EXPECT_NE(e.find("The newest usable checkpoint is " + newest), std::string::npos) << e;
+  EXPECT_EQ(tree(home.logs() + "/exp001"), files);
+  EXPECT_EQ(bytes_of(home.saves(1) + "/best.ckpt"), best);
+  o.load = best_epoch >= 2 ? "best" : "2";
+  EXPECT_EQ(run(o).epochs_done, 4);
+  EXPECT_EQ(epoch_of(home.saves(1) + "/last.ckpt"), 4);
+}
+
+// 3. A logs folder linked to the user's own folder is used where it points; a dangling link stops
+// the run with the path it points to; neither is replaced.
+TEST(Reliability, LinksOfTheUserAreNeverReplaced) {
+  Home home(1);
+  TempDir mine;
+  fs::create_directory_symlink(mine.path(), home.dir.path() + "/Toy/logs");
+  run(home.options());
+  EXPECT_TRUE(fs::is_symlink(home.dir.path() + "/Toy/logs"));
+  EXPECT_EQ(fs::read_symlink(home.dir.path() + "/Toy/logs").string(), mine.path());
+  EXPECT_TRUE(fs::exists(mine.path() + "/exp001/saves/last.ckpt"));
+  // An unmounted drive: the link dangles.
+  fs::remove(home.dir.path() + "/Toy/logs");
+  fs::create_directory_symlink("/nonexistent-drive/quantlab/logs", home.dir.path() + "/Toy/logs");
+  const std::string e = error_of(home.options());
+  EXPECT_NE(e.find("is a link to /nonexistent-drive/quantlab/logs, which does not exist"), std::string::npos) << e;
+  EXPECT_EQ(fs::read_symlink(home.dir.path() + "/Toy/logs").string(), "/nonexistent-drive/quantlab/logs");
+  EXPECT_FALSE(fs::exists(home.dir.path() + "/storage/QuantLab/Toy/logs"));
+}
+
+// 4. One process at a time trains an experiment; a lock left by a killed process does not block.
+TEST(Reliability, AnExperimentIsLockedByTheProcessThatTrainsIt) {
+  TempDir dir;
+  {
+    ExperimentLock held(dir.path(), "experiment 7");
+    try {
+      ExperimentLock second(dir.path(), "experiment 7");
+      FAIL() << "a second lock was granted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("experiment 7 is in use by another QuantLab process (PID " +
+                                           std::to_string(getpid()) + ")"),
+                std::string::npos) << e.what();
+    }
+    EXPECT_EQ(ExperimentLock::holder(dir.path()), getpid());
+  }
+  EXPECT_NO_THROW(ExperimentLock(dir.path(), "experiment 7"));  // released with its holder
+  // A process killed while holding the lock leaves a stale file that blocks nothing.
+  const pid_t child = fork();
+  if (child == 0) {
+    ExperimentLock held(dir.path(), "experiment 7");
+    raise(SIGKILL);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  EXPECT_TRUE(WIFSIGNALED(status));
+  EXPECT_EQ(ExperimentLock::holder(dir.path()), 0);
+  EXPECT_NO_THROW(ExperimentLock(dir.path(), "experiment 7"));
+}
+
+TEST(Reliability, ASecondProcessResumingTheSameExperimentIsRefused) {
+  Home home(200, 960);
+  TempDir tmp;
+  const pid_t first = testing::spawn(home.args("--ckpt_every=0"), tmp.path() + "/first.log");
+  for (int i = 0; i < 600 && !fs::exists(home.saves(1) + "/last.ckpt"); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_TRUE(fs::exists(home.saves(1) + "/last.ckpt")) << testing::slurp(tmp.path() + "/first.log");
+  std::string out;
+  EXPECT_EQ(testing::run_cli(home.args("--exp_id=1"), out), 1);
+  EXPECT_NE(out.find("experiment 1 is in use by another QuantLab process (PID " + std::to_string(first) + ")"),
+            std::string::npos) << out;
+  std::ostringstream table;
+  list_experiments(home.dir.path(), "Toy", table);
+  EXPECT_NE(table.str().find("running (PID " + std::to_string(first) + ")"), std::string::npos) << table.str();
+  kill(first, SIGTERM);
+  EXPECT_EQ(testing::wait_exit(first), 143);  // SIGTERM: 128 + 15
+  const std::string log = testing::slurp(tmp.path() + "/first.log");
+  EXPECT_NE(log.find("interrupted by SIGTERM"), std::string::npos) << log;
+  // The resume hint keeps every setting that matters, --ckpt_every included.
+  EXPECT_NE(log.find("resume with: quantlab --problem=Toy --topology=MLP --exp_id=1 --load=last --home=" +
+                     home.dir.path() + " --ckpt_every=0 --device=cpu --threads=1"),
+            std::string::npos) << log;
+}
+
+// 5. A data folder of the user's with a file missing is an error naming the file; nothing is
+// written into it.
+TEST(Reliability, AUsersDataFolderIsNeverWrittenTo) {
+  Home home(1);
+  // FashionMNIST with a misnamed training file: before the fix, the Debian files were linked in.
+  fs::create_directories(home.dir.path() + "/FashionMNIST");
+  std::ofstream(home.dir.path() + "/FashionMNIST/config.json") << home.cfg.dump();
+  testing::write_toy_idx_problem(home.dir.path() + "/FashionMNIST/data", 40, 20, 4, true);
+  fs::rename(home.dir.path() + "/FashionMNIST/data/train-images-idx3-ubyte.gz",
+             home.dir.path() + "/FashionMNIST/data/train-images.gz");
+  const auto before = tree(home.dir.path() + "/FashionMNIST/data");
+  auto o = home.options();
+  o.problem = "FashionMNIST";
+  const std::string e = error_of(o);
+  EXPECT_NE(e.find("train-images-idx3-ubyte[.gz]: no such file"), std::string::npos) << e;
+  EXPECT_EQ(tree(home.dir.path() + "/FashionMNIST/data"), before);
+  EXPECT_FALSE(fs::exists(home.dir.path() + "/FashionMNIST/logs"));
+}
+
+// 6. The final test says which weights it used.
+TEST(Reliability, TheFinalTestNamesTheWeightsItUsed) {
+  Home home(1);
+  // The best epoch is picked by the training metric, measured every second epoch only: after one
+  // epoch there is no best checkpoint, and the test must not call the last weights "best".
+  home.cfg["protocol"] = {{"update_metric", "train_metric"}, {"metric_period", 2}};
+  home.write_config();
+  std::string out;
+  const LaunchResult r = run(home.options(), &out);
+  EXPECT_FALSE(fs::exists(home.saves(1) + "/best.ckpt"));
+  EXPECT_NE(r.tested.find("test with the weights of the last epoch (1): no best.ckpt was saved"), std::string::npos)
+      << r.tested;
+  EXPECT_EQ(out.find("weights of the best epoch"), std::string::npos) << out;
+}
+
+// 7. No validation set: reported as such, with the best epoch chosen by the training statistic;
+// an empty test set is an error before anything is created.
+TEST(Reliability, EmptyEvaluationSetsAreNeverReportedAsPerfect) {
+  Home home(2);
+  home.cfg["treat"]["data"]["valid_fraction"] = 0.0;
+  home.write_config();
+  std::string out;
+  run(home.options(), &out);
+  EXPECT_NE(out.find("no validation set (treat.data.valid_fraction leaves no images): the best epoch is chosen by "
+                     "train_metric instead of valid_metric"),
+            std::string::npos) << out;
+  EXPECT_EQ(out.find("100.00%"), std::string::npos) << out;
+  EXPECT_NE(out.find("| valid none |"), std::string::npos) << out;
+  const Checkpoint c = load_checkpoint(home.saves(1) + "/last.ckpt");
+  EXPECT_TRUE(std::isnan(c.state.stats[Statistic::kValidMetric]));
+  EXPECT_GE(c.state.best_epoch, 1);
+  EXPECT_EQ(c.state.best_value, load_checkpoint(home.saves(1) + "/best.ckpt").state.stats[Statistic::kTrainMetric]);
+  // An empty test file.
+  testing::write_idx(home.dir.path() + "/Toy/data/t10k-images-idx3-ubyte.gz", torch::zeros({0, 28, 28}, torch::kUInt8), true);
+  testing::write_idx(home.dir.path() + "/Toy/data/t10k-labels-idx1-ubyte.gz", torch::zeros({0}, torch::kUInt8), true);
+  const std::string e = error_of(home.options());
+  EXPECT_NE(e.find("the test set is empty"), std::string::npos) << e;
+  EXPECT_EQ(Logbook::list(home.logs()), (std::vector<int64_t>{1}));
+}
+
+// 8. Schedules are validated as strictly as optimizers: no negative or zero rate.
+TEST(Reliability, SchedulesThatWouldGiveANonPositiveRateAreRefused) {
+  Home home(1);
+  const std::vector<std::pair<nlohmann::json, std::string>> bad = {
+      {{{"class", "HandScheduler"}, {"params", {{"schedule", {{"5", -1}}}}}},
+       "treat.lr_scheduler.params.schedule.5: expected a positive factor"},
+      {{{"class", "StepLR"}, {"params", {{"step_size", 2}, {"gamma", 0}}}}, "treat.lr_scheduler.params.gamma: expected a positive factor"},
+      {{{"class", "MultiStepLR"}, {"params", {{"milestones", {3}}, {"gamma", -0.5}}}}, "params.gamma: expected a positive factor"},
+      {{{"class", "CosineAnnealingLR"}, {"params", {{"T_max", 3}, {"eta_min", -1e-3}}}}, "params.eta_min: expected a non-negative rate"},
+  };
+  for (const auto& [spec, needle] : bad) {
+    home.cfg["treat"]["lr_scheduler"] = spec;
+    home.write_config();
+    const std::string e = error_of(home.options());
+    EXPECT_NE(e.find(needle), std::string::npos) << spec.dump() << ": " << e;
+  }
+  EXPECT_FALSE(fs::exists(home.logs()));
+}
+
+// 9. Data that does not fit the network is found before anything is created, with file, key and value.
+TEST(Reliability, MismatchesBetweenConfigAndDataStopBeforeAnythingIsCreated) {
+  Home home(1);
+  // A label beyond the network's 10 classes.
+  auto labels = torch::zeros({64}, torch::kUInt8);
+  labels[17] = 12;
+  testing::write_idx(home.dir.path() + "/Toy/data/t10k-labels-idx1-ubyte.gz", labels, true);
+  std::string e = error_of(home.options());
+  EXPECT_NE(e.find("t10k-labels-idx1-ubyte.gz: label 12 of test sample 17 is not a class of a network with 10 outputs"),
+            std::string::npos) << e;
+  testing::write_toy_idx_problem(home.dir.path() + "/Toy/data", 320, 64, 4, true);
+  // HingeLoss told another number of classes than the network has.
+  home.cfg["indiv"]["loss_function"]["params"]["num_classes"] = 12;
+  home.write_config();
+  e = error_of(home.options());
+  EXPECT_NE(e.find("indiv.loss_function: HingeLoss: the network gives 10 scores, num_classes is 12"), std::string::npos)
+      << e;
+  home.cfg["indiv"]["loss_function"]["params"]["num_classes"] = 10;
+  // Test images of another shape.
+  testing::write_idx(home.dir.path() + "/Toy/data/t10k-images-idx3-ubyte.gz", torch::zeros({64, 32, 32}, torch::kUInt8), true);
+  home.write_config();
+  e = error_of(home.options());
+  EXPECT_NE(e.find("test images are [1, 32, 32], training images"), std::string::npos) << e;
+  EXPECT_NE(e.find("are [1, 28, 28]"), std::string::npos) << e;
+  testing::write_toy_idx_problem(home.dir.path() + "/Toy/data", 320, 64, 4, true);
+  // A capacity that leaves a layer empty, and one that cannot fit in memory.
+  home.cfg["indiv"]["net"]["params"]["capacity"] = 0.0001;
+  home.write_config();
+  e = error_of(home.options());
+  EXPECT_NE(e.find("indiv.net.params.capacity = 0.0001: layer phi1_fc would have 784 inputs and 0 outputs"),
+            std::string::npos) << e;
+  // 784 x 2,048,000 weights with gradients and Adam's moments: 25.7 GB, more than CI's 24 GiB.
+  if (static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE)) < 25.0e9) {
+    home.cfg["indiv"]["net"]["params"]["capacity"] = 1000;
+    home.write_config();
+    e = error_of(home.options());
+    EXPECT_NE(e.find("indiv.net.params.capacity = 1000: the network would need at least"), std::string::npos) << e;
+    EXPECT_NE(e.find("more than this machine's"), std::string::npos) << e;
+  }
+  EXPECT_FALSE(fs::exists(home.logs()));
+}
+
+// 10. Absurd nesting and thread counts are bounded with a message.
+TEST(Reliability, DeepNestingAndAbsurdThreadCountsAreRefused) {
+  Home home(1);
+  std::string deep(100000, '[');
+  deep += std::string(100000, ']');
+  std::ofstream(home.dir.path() + "/Toy/config.json") << deep;
+  std::string out;
+  EXPECT_EQ(testing::run_cli(home.args(""), out), 1);
+  EXPECT_NE(out.find("config.json: nested more than 64 levels deep"), std::string::npos) << out;
+  home.write_config();
+  EXPECT_NE(testing::run_cli(home.args("--threads=100000"), out), 0);
+  EXPECT_NE(out.find("--threads: expected an integer from 0 to 1024, got 100000"), std::string::npos) << out;
+  // Range errors print plain numbers.
+  EXPECT_NE(testing::run_cli(home.args("--exp_id=-1"), out), 0);
+  EXPECT_NE(out.find("--exp_id: expected an integer from 0 to 999999999, got -1"), std::string::npos) << out;
+  EXPECT_LT(out.size(), 400u) << out;
+}
+
+// 11. A mistyped --problem or a --home that does not exist creates nothing.
+TEST(Reliability, MistypedProblemOrHomeCreatesNothing) {
+  Home home(1);
+  const auto before = tree(home.dir.path());
+  auto o = home.options();
+  o.problem = "Tyo";
+  std::string e = error_of(o);
+  EXPECT_NE(e.find("--problem=Tyo: no folder " + home.dir.path() + "/Tyo (problems here: Toy)"), std::string::npos) << e;
+  EXPECT_EQ(tree(home.dir.path()), before);
+  o = home.options();
+  o.home = home.dir.path() + "/nowhere";
+  e = error_of(o);
+  EXPECT_NE(e.find("--home=" + home.dir.path() + "/nowhere: no such folder"), std::string::npos) << e;
+  EXPECT_FALSE(fs::exists(home.dir.path() + "/nowhere"));
+  // A hard_storage.json naming folders that do not exist (a drive not mounted).
+  fs::create_directories(home.dir.path() + "/cfg");
+  std::ofstream(home.dir.path() + "/cfg/hard_storage.json") << R"({"data": "/nonexistent-ssd", "logs": "/nonexistent-hdd"})";
+  e = error_of(home.options());
+  EXPECT_NE(e.find("\"data\" is /nonexistent-ssd, which is not an existing folder"), std::string::npos) << e;
+  EXPECT_FALSE(fs::exists("/nonexistent-ssd"));
+}
+
+// 12. What a kill leaves behind is cleaned or completed at the next start, and `list` is never
+// behind the last checkpoint.
+TEST(Reliability, LeftoversOfAKillAreCleanedAndStatusCatchesUp) {
+  Home home(2);
+  auto o = home.options();
+  run(o);
+  const std::string saves = home.saves(1);
+  // A kill after last.ckpt of epoch 2 but before its snapshot and status.json: simulate with the
+  // files of epoch 1 and a partial temporary file of a dead process.
+  fs::remove(saves + "/epoch0002.ckpt");
+  auto st = Session::status(Logbook::open(home.logs(), 1));
+  st["epochs_done"] = 1;
+  st["finished"] = false;
+  std::ofstream(saves + "/status.json") << st.dump();
+  fs::last_write_time(saves + "/status.json", fs::last_write_time(saves + "/last.ckpt") - std::chrono::seconds(5));
+  const pid_t dead = fork();
+  if (dead == 0) _exit(0);
+  waitpid(dead, nullptr, 0);
+  std::ofstream(saves + "/epoch0002.ckpt.tmp." + std::to_string(dead)) << "partial";
+  fs::create_directories(home.logs() + "/.new-exp-" + std::to_string(dead) + "-1/saves");
+  std::ostringstream table;
+  list_experiments(home.dir.path(), "Toy", table);
+  EXPECT_NE(table.str().find("2/2"), std::string::npos) << table.str();  // from last.ckpt, not the lagging status
+  EXPECT_NE(table.str().find("status.json lags its last checkpoint"), std::string::npos) << table.str();
+  o.exp_id = 1;
+  std::string out;
+  run(o, &out);
+  EXPECT_NE(out.find("removed 1 partial file(s) a stopped run left: epoch0002.ckpt.tmp." + std::to_string(dead)),
+            std::string::npos) << out;
+  EXPECT_NE(out.find("completed the save of epoch 2 that a stop interrupted: "), std::string::npos) << out;
+  EXPECT_TRUE(fs::exists(saves + "/epoch0002.ckpt"));
+  EXPECT_EQ(bytes_of(saves + "/epoch0002.ckpt"), bytes_of(saves + "/last.ckpt"));
+  EXPECT_FALSE(fs::exists(saves + "/epoch0002.ckpt.tmp." + std::to_string(dead)));
+  EXPECT_EQ(Session::status(Logbook::open(home.logs(), 1))["epochs_done"], 2);
+  // A new launch removes the folder a killed launch was preparing.
+  run(home.options());
+  EXPECT_FALSE(fs::exists(home.logs() + "/.new-exp-" + std::to_string(dead) + "-1"));
+}
+
+// 13. Checkpoints count the best epoch from 1 like every other epoch; --load takes only what it
+// documents; a checkpoint re-saved from Python loads.
+TEST(Reliability, CheckpointEpochsAreOneBasedAndLoadIsValidated) {
+  Home home(2);
+  run(home.options());
+  const Checkpoint c = load_checkpoint(home.saves(1) + "/best.ckpt");
+  EXPECT_EQ(c.state.best_epoch, c.state.epoch);  // best.ckpt is written at its own epoch
+  EXPECT_GE(c.state.best_epoch, 1);
+  auto o = home.options();
+  o.load = "yesterday";
+  EXPECT_NE(error_of(o).find("--load needs --exp_id"), std::string::npos) << error_of(o);
+  o.exp_id = 1;
+  EXPECT_NE(error_of(o).find("--load='yesterday': expected best, last or an epoch number"), std::string::npos)
+      << error_of(o);
+  if (!fs::exists("/usr/bin/python3") || std::system("/usr/bin/python3 -c 'import torch' 2>/dev/null") != 0)
+    GTEST_SKIP() << "Python's torch is not installed (make test installs python3-torch)";
+  const std::string f = home.saves(1) + "/last.ckpt";
+  const std::string script = "import torch,sys; f=sys.argv[1]; c=torch.load(f); torch.save(c, f + '.py'); "
+                             "del c['checksum']; torch.save(c, f + '.nosum')";
+  ASSERT_EQ(std::system(("/usr/bin/python3 -c \"" + script + "\" " + f).c_str()), 0);
+  const Checkpoint resaved = load_checkpoint(f + ".py");
+  EXPECT_TRUE(resaved.notes.empty());
+  EXPECT_TRUE(torch::equal(resaved.net.at("phi1_fc.weight"), load_checkpoint(f).net.at("phi1_fc.weight")));
+  const Checkpoint nosum = load_checkpoint(f + ".nosum");
+  ASSERT_EQ(nosum.notes.size(), 1u);
+  EXPECT_NE(nosum.notes[0].find("a valid checkpoint file without QuantLab's checksum"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace quantlab

@@ -1,0 +1,1 @@
+// The one source of quantlab_exe_pch, the target that compiles the executables' precompiled header.
