@@ -2,7 +2,7 @@
 # they need (packages, build) by themselves.
 #   make deps    install the Debian packages the project needs (apt-get; root or sudo)
 #   make build   configure and build into build/ (binary: build/quantlab)
-#   make test    build and run the test suite (ctest)
+#   make test    build and run the test suite (ctest; installs python3-torch for the tests that compare with PyTorch)
 #   make demo    train the ternary MLP with ANA on Fashion-MNIST and print its test accuracy
 #   make bench   speed and memory against the Python equivalent, and the accuracy runs
 JOBS ?= $(shell nproc)
@@ -12,9 +12,11 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEB_BUILD := build-essential cmake libtorch-dev libopenblas0-pthread nlohmann-json3-dev libcli11-dev libturbojpeg0-dev libpng-dev \
              libgtest-dev zlib1g-dev libprotobuf-dev protobuf-compiler
 DEB_DATA := dataset-fashion-mnist
+# The tests that check QuantLab against PyTorch (checkpoints read by torch.load, lr schedules) need it.
+DEB_TEST := python3-torch
 DEB_BENCH := python3-torch python3-torchvision python3-pil python3-numpy time
 
-.PHONY: deps deps-bench build test demo bench clean
+.PHONY: deps deps-bench build test demo bench clean format
 
 # A stamp per package set, so repeated `make test` does not call apt again.
 $(BUILD)/.deps: Makefile
@@ -26,10 +28,17 @@ $(BUILD)/.deps: Makefile
 	fi
 	@touch $@
 
+$(BUILD)/.deps-test: $(BUILD)/.deps
+	@if ! dpkg -s $(DEB_TEST) >/dev/null 2>&1; then \
+	  echo "make deps-test: installing $(DEB_TEST)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEB_TEST); \
+	fi
+	@touch $@
+
 $(BUILD)/.deps-bench: $(BUILD)/.deps
 	@if ! dpkg -s $(DEB_BENCH) >/dev/null 2>&1; then \
 	  echo "make deps-bench: installing $(DEB_BENCH)"; \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEB_BENCH); \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEB_BENCH); \
 	fi
 	@touch $@
 
@@ -40,7 +49,7 @@ build: $(BUILD)/.deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DQL_BUILD_TESTS=ON -DQL_BUILD_BENCH=ON
 	cmake --build $(BUILD) -j $(JOBS)
 
-test: build
+test: build $(BUILD)/.deps-test
 	cd $(BUILD) && ctest -j $(JOBS) --output-on-failure
 
 demo: build
@@ -48,6 +57,10 @@ demo: build
 
 bench: build $(BUILD)/.deps-bench
 	bench/run_all.sh $(BUILD)
+
+# Formats every C++ and CUDA file with .clang-format (Debian's clang-format).
+format:
+	clang-format -i $$(git ls-files '*.cpp' '*.h' '*.cu')
 
 clean:
 	rm -rf $(BUILD)

@@ -1,6 +1,14 @@
 // The IDX reader on files written in the real format, the split and the epoch orders.
 #include <gtest/gtest.h>
 
+#include <chrono>
+
+#include <atomic>
+
+#include <thread>
+
+#include <future>
+
 #include <fstream>
 #include <numeric>
 #include <set>
@@ -94,14 +102,30 @@ TEST(BatchLoader, DeliversEveryIndexInOrder) {
   EXPECT_EQ(seen, order);
 }
 
+// A loader abandoned after one batch (an interrupted epoch) stops its workers within the bounded
+// window instead of building the whole epoch, and its destructor returns.
 TEST(BatchLoader, StopsEarlyWithoutHanging) {
-  data::ImageSet set{torch::zeros({100, 2, 2}, torch::kUInt8), torch::zeros({100}, torch::kLong)};
+  struct Counting : data::Dataset {
+    mutable std::atomic<int> built{0};
+    int64_t size() const override { return 100; }
+    torch::Tensor labels() const override { return torch::zeros({100}, torch::kLong); }
+    std::string source(int64_t) const override { return "memory"; }
+    data::Batch make_batch(const int64_t*, int64_t count, int64_t, const data::SampleContext&) const override {
+      ++built;
+      return {torch::zeros({count, 1, 2, 2}), torch::zeros({count}, torch::kLong)};
+    }
+  } counting;
   std::vector<int64_t> order(100);
   std::iota(order.begin(), order.end(), 0);
-  const data::TensorDataset ds(set, {});
-  data::BatchLoader loader(ds, order, 2, {}, {3, 2});
-  EXPECT_TRUE(loader.next().has_value());
-}  // destructor joins the workers while they wait on a full window
+  auto done = std::async(std::launch::async, [&] {
+    data::BatchLoader loader(counting, order, 2, {}, {3, 2});  // 50 batches, 3 workers, window of 2
+    EXPECT_TRUE(loader.next().has_value());
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // let the workers fill the window
+  });  // the destructor joins the workers while they wait on a full window
+  ASSERT_EQ(done.wait_for(std::chrono::seconds(20)), std::future_status::ready) << "the loader's destructor hangs";
+  // The batch delivered and a window of 3 (the window is at least the 3 workers): never the epoch's 50.
+  EXPECT_LE(counting.built.load(), 1 + 3) << "workers went on building batches nobody asked for";
+}
 
 // Several workers build batches out of order; they come out in order and equal to one worker's.
 TEST(BatchLoader, ManyWorkersGiveTheSameBatchesInOrder) {

@@ -120,5 +120,38 @@ TEST(Thermostat, UnknownModuleIsNamed) {
   }
 }
 
+// The two forms parse into one schedule; an entry of the other form is refused with its path.
+TEST(Thermostat, TwoFormsOneScheduleAndNoMixing) {
+  auto net = small_mlp();
+  const auto cfg = prefix_thermostat(2);
+  const JsonNode node(cfg, "treat.thermostat");
+  const auto names = mlp_quantized_modules();
+  const NoiseSchedule old_form = parse_noise_schedule(node, names);
+  ASSERT_EQ(old_form.groups.size(), 4u);
+  const NoiseState s = old_form.at("phi1_fc", 1.0);
+  EXPECT_FLOAT_EQ(s.mu, 0.0f);
+  EXPECT_FLOAT_EQ(s.sigma_forward, 0.25f);
+  EXPECT_FLOAT_EQ(s.sigma_backward, 0.25f);
+  nlohmann::json succ = cfg;
+  for (const auto& n : names) succ["params"]["noise_schemes"][n] = {{"mu_start", 0.1}, {"sigma_start", 0.5}};
+  for (auto& b : succ["params"]["bindings"]) {
+    b["sigma"] = b["forward"];
+    b.erase("forward");
+    b.erase("backward");
+  }
+  const NoiseState t = parse_noise_schedule(JsonNode(succ, "treat.thermostat"), names).at("phi1_fc", 1.0);
+  EXPECT_FLOAT_EQ(t.mu, 0.1f);  // Constant mu timer by default
+  EXPECT_FLOAT_EQ(t.sigma_forward, 0.25f);
+  EXPECT_FLOAT_EQ(t.sigma_backward, 0.25f);
+  auto mixed = cfg;
+  mixed["params"]["noise_schemes"]["phi3_act"] = {{"sigma_start", 0.5}};
+  try {
+    parse_noise_schedule(JsonNode(mixed, "treat.thermostat"), names);
+    FAIL() << "a successor entry in a 2019 config";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("noise_schemes.phi3_act.sigma_start: unknown key"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace quantlab

@@ -153,5 +153,19 @@ TEST(Cli, BadInputStopsWithAMessage) {
   EXPECT_NE(out.find("treat.optimizer.params.lr: expected a positive learning rate"), std::string::npos) << out;
 }
 
+// OpenBLAS's generic kernels on a CPU with AVX2 or AVX-512 are said out loud, with the fix.
+TEST(Cli, SaysWhenOpenBlasRunsItsGenericKernels) {
+  if (!__builtin_cpu_supports("avx2")) GTEST_SKIP() << "this CPU has no AVX2: the generic kernels are the right ones";
+  TempDir home;
+  std::filesystem::create_directories(home.path() + "/Toy");
+  std::ofstream(home.path() + "/Toy/config.json") << "{}";
+  std::string out;
+  setenv("OPENBLAS_CORETYPE", "Prescott", 1);
+  run_cli("--problem=Toy --topology=MLP --device=cpu --home=" + home.path(), out);
+  unsetenv("OPENBLAS_CORETYPE");
+  EXPECT_NE(out.find("note: OpenBLAS runs its generic Prescott kernels on this"), std::string::npos) << out;
+  EXPECT_NE(out.find("export OPENBLAS_CORETYPE="), std::string::npos) << out;
+}
+
 }  // namespace
 }  // namespace quantlab

@@ -43,7 +43,11 @@ class AnaFunction : public torch::autograd::Function<AnaFunction> {
                                const torch::Tensor& stair, const AnaScheme* scheme, double mu,
                                double sigma_forward, double sigma_backward) {
     ctx->save_for_backward({x, stair});
-    ctx->saved_data["scheme"] = reinterpret_cast<int64_t>(scheme);
+    // What backward needs of the scheme, by value: the noise family and the stair (the stair
+    // tensor is on the device; these few numbers stay on the host, so no copy per call).
+    ctx->saved_data["noise"] = static_cast<int64_t>(scheme->noise);
+    ctx->saved_data["thresholds"] = std::vector<double>(scheme->quantizer.thresholds.begin(), scheme->quantizer.thresholds.end());
+    ctx->saved_data["levels"] = std::vector<double>(scheme->quantizer.levels.begin(), scheme->quantizer.levels.end());
     ctx->saved_data["mu"] = mu;
     ctx->saved_data["sigma_backward"] = sigma_backward;
     const auto strategy = scheme->strategy;
@@ -81,7 +85,10 @@ class AnaFunction : public torch::autograd::Function<AnaFunction> {
     const auto saved = ctx->get_saved_variables();
     const torch::Tensor& x = saved[0];
     const torch::Tensor& stair = saved[1];
-    const auto* scheme = reinterpret_cast<const AnaScheme*>(ctx->saved_data["scheme"].toInt());
+    AnaScheme scheme;
+    scheme.noise = static_cast<NoiseFamily>(ctx->saved_data["noise"].toInt());
+    for (double t : ctx->saved_data["thresholds"].toDoubleVector()) scheme.quantizer.thresholds.push_back(static_cast<float>(t));
+    for (double q : ctx->saved_data["levels"].toDoubleVector()) scheme.quantizer.levels.push_back(static_cast<float>(q));
     const auto mu = static_cast<float>(ctx->saved_data["mu"].toDouble());
     const auto sigma_b = static_cast<float>(ctx->saved_data["sigma_backward"].toDouble());
     torch::Tensor gx;
@@ -93,21 +100,21 @@ class AnaFunction : public torch::autograd::Function<AnaFunction> {
       const torch::Tensor gy = grads[0].contiguous(format);
       gx = torch::empty_like(xc);
       kernel::ana_backward_cuda(xc.data_ptr<float>(), gy.data_ptr<float>(), gx.data_ptr<float>(), xc.numel(),
-                                stair_view(stair, scheme->quantizer.num_thresholds()), scheme->noise, mu, sigma_b,
+                                stair_view(stair, scheme.quantizer.num_thresholds()), scheme.noise, mu, sigma_b,
                                 at::cuda::getCurrentCUDAStream().stream());
       return {gx, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
     }
 #endif
     if (!use_kernel(x)) {
-      gx = ana_tensor_ops_backward(x, grads[0], *scheme, mu, sigma_b);
+      gx = ana_tensor_ops_backward(x, grads[0], scheme, mu, sigma_b);
     } else {
       const auto format = x.suggest_memory_format();
       const torch::Tensor xc = x.contiguous(format);
       const torch::Tensor gy = grads[0].contiguous(format);  // element i of gy matches element i of xc
       gx = torch::empty_like(xc);
       kernel::ana_backward(xc.data_ptr<float>(), gy.data_ptr<float>(), gx.data_ptr<float>(),
-                           xc.numel(), stair_view(stair, scheme->quantizer.num_thresholds()),
-                           scheme->noise, mu, sigma_b, at::get_num_threads());
+                           xc.numel(), stair_view(stair, scheme.quantizer.num_thresholds()),
+                           scheme.noise, mu, sigma_b, at::get_num_threads());
     }
     return {gx, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(),
             torch::Tensor()};

@@ -2,8 +2,10 @@
 // Each element is read once per call; thresholds are looped over inside a cache-resident chunk, so
 // memory traffic and scratch space do not grow with the number of levels. The range functions are
 // compiled for AVX-512, AVX2 and baseline x86-64 and picked at load time (GCC target_clones).
-// To add a noise family: a cdf<>() and density<>() specialisation and a row in the tables below.
+// The noise families' formulas are in core/noise_math.h; to add a family, a row in the tables below.
 #include "quantlab/core/ana_kernel.h"
+
+#include "quantlab/core/noise_math.h"
 
 #include <omp.h>
 
@@ -15,8 +17,6 @@ namespace {
 
 constexpr int64_t kChunk = 512;               // floats per chunk: stays in L1 with its scratch
 constexpr int64_t kMinParallel = 1 << 15;     // below this, threads cost more than they save
-constexpr float kInvSqrt2 = 0.70710678118654752f;
-constexpr float kInvSqrt2Pi = 0.39894228040143268f;
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define QL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
@@ -25,39 +25,8 @@ constexpr float kInvSqrt2Pi = 0.39894228040143268f;
 #endif
 #define QL_INLINE inline __attribute__((always_inline))
 
-// CDF of the standardised noise at u = (x - mu - t) / sigma.
-template <NoiseFamily F> QL_INLINE float cdf(float u);
-template <> QL_INLINE float cdf<NoiseFamily::kUniform>(float u) {
-  return std::min(std::max(0.5f * u + 0.5f, 0.0f), 1.0f);
-}
-template <> QL_INLINE float cdf<NoiseFamily::kTriangular>(float u) {
-  const float a = std::min(std::fabs(u), 1.0f);
-  return 0.5f + 0.5f * std::copysign(a * (2.0f - a), u);
-}
-template <> QL_INLINE float cdf<NoiseFamily::kNormal>(float u) {
-  return 0.5f * std::erfc(-u * kInvSqrt2);
-}
-template <> QL_INLINE float cdf<NoiseFamily::kLogistic>(float u) {
-  return 1.0f / (1.0f + std::exp(-u));
-}
-
-// Density of the noise of spread sigma at z = x - mu - t, given inv = 1 / sigma.
-template <NoiseFamily F> QL_INLINE float density(float z, float inv);
-template <> QL_INLINE float density<NoiseFamily::kUniform>(float z, float inv) {
-  return std::fabs(z) * inv <= 1.0f ? 0.5f * inv : 0.0f;
-}
-template <> QL_INLINE float density<NoiseFamily::kTriangular>(float z, float inv) {
-  return std::max(1.0f - std::fabs(z) * inv, 0.0f) * inv;
-}
-template <> QL_INLINE float density<NoiseFamily::kNormal>(float z, float inv) {
-  const float u = z * inv;
-  return std::exp(-0.5f * u * u) * inv * kInvSqrt2Pi;
-}
-template <> QL_INLINE float density<NoiseFamily::kLogistic>(float z, float inv) {
-  const float e = std::exp(-std::fabs(z) * inv);
-  const float s = 1.0f + e;
-  return inv * e / (s * s);
-}
+using noise_math::cdf;
+using noise_math::density;
 
 struct Args {
   const float* x;
@@ -71,8 +40,7 @@ struct Args {
 
 QL_INLINE void hard_chunk(const Args& a, int64_t c, int64_t m) {
   const float* __restrict x = a.x + c;
-  const float mu = a.mu, inv = a.inv_sigma;
-  (void)inv;
+  const float mu = a.mu;
   float* __restrict y = a.y + c;
   const float q0 = a.stair.levels[0];
   for (int64_t j = 0; j < m; ++j) y[j] = q0;
@@ -87,7 +55,6 @@ template <NoiseFamily F>
 QL_INLINE void expectation_chunk(const Args& a, int64_t c, int64_t m) {
   const float* __restrict x = a.x + c;
   const float mu = a.mu, inv = a.inv_sigma;
-  (void)inv;
   float* __restrict y = a.y + c;
   const float q0 = a.stair.levels[0];
   for (int64_t j = 0; j < m; ++j) y[j] = q0;
@@ -102,7 +69,6 @@ template <NoiseFamily F>
 QL_INLINE void random_chunk(const Args& a, int64_t c, int64_t m) {
   const float* __restrict x = a.x + c;
   const float mu = a.mu, inv = a.inv_sigma;
-  (void)inv;
   const float* __restrict r = a.uniform + c;
   float* __restrict y = a.y + c;
   const float q0 = a.stair.levels[0];
@@ -120,7 +86,6 @@ template <NoiseFamily F>
 QL_INLINE void mode_chunk(const Args& a, int64_t c, int64_t m) {
   const float* __restrict x = a.x + c;
   const float mu = a.mu, inv = a.inv_sigma;
-  (void)inv;
   float* __restrict y = a.y + c;
   float prev[kChunk];    // F_{k-1}
   float best_p[kChunk];  // probability of the best bin so far
@@ -155,7 +120,6 @@ template <NoiseFamily F>
 QL_INLINE void backward_chunk(const Args& a, int64_t c, int64_t m) {
   const float* __restrict x = a.x + c;
   const float mu = a.mu, inv = a.inv_sigma;
-  (void)inv;
   const float* __restrict gy = a.gy + c;
   float* __restrict gx = a.y + c;
   for (int64_t j = 0; j < m; ++j) gx[j] = 0.0f;

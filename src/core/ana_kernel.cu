@@ -1,5 +1,5 @@
 // Fused ANA kernels for CUDA: one thread per element (grid-stride), thresholds looped in registers.
-// Mirrors src/core/ana_kernel.cpp line by line; tests/test_ana_operator.cpp compares both with the
+// Mirrors src/core/ana_kernel.cpp line by line, with the same formulas (core/noise_math.h); tests/test_ana_operator.cpp compares both with the
 // tensor-op formulation (the CUDA test runs where a GPU is present).
 #include <cuda_runtime.h>
 
@@ -7,40 +7,13 @@
 #include <string>
 
 #include "quantlab/core/ana_cuda.h"
+#include "quantlab/core/noise_math.h"
 
 namespace quantlab::kernel {
 namespace {
 
-constexpr float kInvSqrt2 = 0.70710678118654752f;
-constexpr float kInvSqrt2Pi = 0.39894228040143268f;
-
-template <NoiseFamily F> __device__ __forceinline__ float cdf(float u);
-template <> __device__ __forceinline__ float cdf<NoiseFamily::kUniform>(float u) {
-  return fminf(fmaxf(0.5f * u + 0.5f, 0.0f), 1.0f);
-}
-template <> __device__ __forceinline__ float cdf<NoiseFamily::kTriangular>(float u) {
-  const float a = fminf(fabsf(u), 1.0f);
-  return 0.5f + 0.5f * copysignf(a * (2.0f - a), u);
-}
-template <> __device__ __forceinline__ float cdf<NoiseFamily::kNormal>(float u) { return 0.5f * erfcf(-u * kInvSqrt2); }
-template <> __device__ __forceinline__ float cdf<NoiseFamily::kLogistic>(float u) { return 1.0f / (1.0f + expf(-u)); }
-
-template <NoiseFamily F> __device__ __forceinline__ float density(float z, float inv);
-template <> __device__ __forceinline__ float density<NoiseFamily::kUniform>(float z, float inv) {
-  return fabsf(z) * inv <= 1.0f ? 0.5f * inv : 0.0f;
-}
-template <> __device__ __forceinline__ float density<NoiseFamily::kTriangular>(float z, float inv) {
-  return fmaxf(1.0f - fabsf(z) * inv, 0.0f) * inv;
-}
-template <> __device__ __forceinline__ float density<NoiseFamily::kNormal>(float z, float inv) {
-  const float u = z * inv;
-  return expf(-0.5f * u * u) * inv * kInvSqrt2Pi;
-}
-template <> __device__ __forceinline__ float density<NoiseFamily::kLogistic>(float z, float inv) {
-  const float e = expf(-fabsf(z) * inv);
-  const float s = 1.0f + e;
-  return inv * e / (s * s);
-}
+using noise_math::cdf;
+using noise_math::density;
 
 struct DevStair {
   const float* t;

@@ -23,7 +23,6 @@ NoiseFamily noise_family_from_name(const std::string& name) {
   return static_cast<NoiseFamily>(index_of(kFamilyNames, name, "noise family"));
 }
 std::string noise_family_name(NoiseFamily f) { return kFamilyNames.at(static_cast<int>(f)); }
-std::vector<std::string> noise_family_names() { return kFamilyNames; }
 
 ForwardStrategy forward_strategy_from_name(const std::string& name) {
   return static_cast<ForwardStrategy>(index_of(kStrategyNames, name, "forward strategy"));
@@ -31,6 +30,5 @@ ForwardStrategy forward_strategy_from_name(const std::string& name) {
 std::string forward_strategy_name(ForwardStrategy s) {
   return kStrategyNames.at(static_cast<int>(s));
 }
-std::vector<std::string> forward_strategy_names() { return kStrategyNames; }
 
 }  // namespace quantlab

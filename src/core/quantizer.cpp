@@ -4,16 +4,17 @@
 #include <sstream>
 
 #include "quantlab/util/error.h"
+#include "quantlab/util/strings.h"
 
 namespace quantlab {
 namespace {
 
 std::string list(const std::vector<float>& v) {
-  std::ostringstream os;
-  os << "[";
-  for (size_t i = 0; i < v.size(); ++i) os << (i ? ", " : "") << v[i];
-  os << "]";
-  return os.str();
+  return "[" + join(v, [](float x) {
+    std::ostringstream os;
+    os << x;
+    return os.str();
+  }) + "]";
 }
 
 }  // namespace
@@ -51,10 +52,6 @@ Quantizer Quantizer::from_nbits(int nbits, bool is_signed, bool balanced, float 
   Quantizer q = from_stair(std::move(thresholds), std::move(levels));
   q.scale = eps;
   return q;
-}
-
-std::string Quantizer::describe() const {
-  return "thresholds " + list(thresholds) + ", levels " + list(levels);
 }
 
 }  // namespace quantlab

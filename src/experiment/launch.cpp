@@ -134,6 +134,10 @@ LaunchResult launch(const LaunchOptions& o, const std::atomic<int>* stop, std::o
     out << "note: --threads=" << o.threads << " is more than the " << available_cores()
         << " cores this process may use; the extra threads only take turns" << std::endl;
   const torch::Device device = resolve_device(o.device);
+  if (device.is_cpu()) {
+    const std::string blas = blas_slow_path_note();
+    if (!blas.empty()) out << "note: " << blas << std::endl;
+  }
 
   // The experiment's config: its own copy when it exists, else the problem's.
   std::optional<Logbook> book;

@@ -1,5 +1,6 @@
 // Noise families and forward strategies of the ANA operator (docs/ANA.md §2).
-// To add a family: extend NoiseFamily, its name in noise.cpp, and its CDF/density in ana_kernel.cpp.
+// To add a family: extend NoiseFamily, its name in noise.cpp, its CDF and density in
+// core/noise_math.h, and its tensor-op formulas in ana.cpp (the tests' independent reference).
 #pragma once
 
 #include <string>
@@ -19,10 +20,8 @@ enum class ForwardStrategy {
 // Name <-> enum; unknown names throw ConfigError listing the known ones.
 NoiseFamily noise_family_from_name(const std::string& name);
 std::string noise_family_name(NoiseFamily f);
-std::vector<std::string> noise_family_names();
 
 ForwardStrategy forward_strategy_from_name(const std::string& name);
 std::string forward_strategy_name(ForwardStrategy s);
-std::vector<std::string> forward_strategy_names();
 
 }  // namespace quantlab

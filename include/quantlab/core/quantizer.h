@@ -21,7 +21,6 @@ struct Quantizer {
   static Quantizer from_nbits(int nbits, bool is_signed, bool balanced, float eps);
 
   int num_thresholds() const { return static_cast<int>(thresholds.size()); }
-  std::string describe() const;
 };
 
 }  // namespace quantlab

@@ -22,6 +22,11 @@ int available_cores();
 // mallopt(M_MMAP_MAX, 0), mallopt(M_TRIM_THRESHOLD, 1 GiB); at::set_num_threads(threads or all cores).
 void configure_runtime(int threads);
 
+// When OpenBLAS runs its generic kernels on a CPU that has AVX2 or AVX-512 (it does not recognise
+// every CPU model; measured: 55 GFLOP/s instead of 277, an MLP step 2-3x slower), a sentence saying
+// so and naming the setting that fixes it (OPENBLAS_CORETYPE); "" otherwise. Changes nothing.
+std::string blas_slow_path_note();
+
 // "cpu", "cuda" or "auto" (CUDA when available). Throws Error for cuda without a GPU.
 torch::Device resolve_device(const std::string& name);
 
