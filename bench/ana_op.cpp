@@ -18,7 +18,6 @@
 using quantlab::bench::median;
 using quantlab::bench::peak_rss_kib;
 
-
 int main(int argc, char** argv) {
   quantlab::reexec_with_passive_openmp(argv);
   CLI::App app{"Time the ANA operator"};
@@ -69,11 +68,10 @@ int main(int argc, char** argv) {
       x.mutable_grad() = torch::Tensor();
       if (i >= 2) times.push_back(std::chrono::duration<double>(t1 - t0).count());
     }
-    std::cout << "{\"impl\": \"" << impl << "\", \"n\": " << n << ", \"levels\": " << levels
-              << ", \"noise\": \"" << noise << "\", \"threads\": " << at::get_num_threads()
+    std::cout << "{\"impl\": \"" << impl << "\", \"n\": " << n << ", \"levels\": " << levels << ", \"noise\": \""
+              << noise << "\", \"threads\": " << at::get_num_threads()
               << (memory ? ", \"extra_peak_mib\": " : ", \"fwd_bwd_ms\": ")
-              << (memory ? (peak_rss_kib() - rss0) / 1024.0 : 1e3 * median(times)) << "}"
-              << std::endl;
+              << (memory ? (peak_rss_kib() - rss0) / 1024.0 : 1e3 * median(times)) << "}" << std::endl;
   } catch (const std::exception& e) {
     std::cerr << "ana_op: " << e.what() << std::endl;
     return 1;

@@ -45,7 +45,8 @@ std::vector<uint8_t> picture(int w, int h, std::mt19937_64& rng) {
 int generate(const std::string& dir, int count) {
   const int classes = 10;
   std::mt19937_64 rng(1);
-  const int sizes[][2] = {{500, 375}, {375, 500}, {500, 333}, {500, 400}, {640, 480}, {400, 300}, {800, 600}, {333, 500}};
+  const int sizes[][2] = {{500, 375}, {375, 500}, {500, 333}, {500, 400},
+                          {640, 480}, {400, 300}, {800, 600}, {333, 500}};
   tjhandle t = tjInitCompress();
   double bytes = 0;
   for (int i = 0; i < count; ++i) {
@@ -58,7 +59,8 @@ int generate(const std::string& dir, int count) {
     char name[64];
     std::snprintf(name, sizeof name, "/%s/n%08d/img_%06d.JPEG", val ? "val" : "train", i % classes, i);
     std::filesystem::create_directories(std::filesystem::path(dir + name).parent_path());
-    std::ofstream(dir + name, std::ios::binary).write(reinterpret_cast<const char*>(out), static_cast<std::streamsize>(size));
+    std::ofstream(dir + name, std::ios::binary)
+        .write(reinterpret_cast<const char*>(out), static_cast<std::streamsize>(size));
     bytes += static_cast<double>(size);
     tjFree(out);
   }

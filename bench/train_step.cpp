@@ -19,7 +19,6 @@
 using quantlab::bench::median;
 using quantlab::bench::peak_rss_kib;
 
-
 int main(int argc, char** argv) {
   quantlab::reexec_with_passive_openmp(argv);
   CLI::App app{"Time training steps"};

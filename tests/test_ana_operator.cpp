@@ -100,7 +100,8 @@ TEST(AnaOperator, BackwardEqualsFiniteDifferenceWhenSpreadsAreEqual) {
     const auto g = gradient(x.to(torch::kFloat32), s, n).to(torch::kFloat64);
     const double h = 1e-3;
     const auto fd = (forward((x + h).to(torch::kFloat32), s, n).to(torch::kFloat64) -
-                     forward((x - h).to(torch::kFloat32), s, n).to(torch::kFloat64)) / (2 * h);
+                     forward((x - h).to(torch::kFloat32), s, n).to(torch::kFloat64)) /
+                    (2 * h);
     EXPECT_TRUE(torch::allclose(g, fd, 2e-3, 2e-3))
         << noise_family_name(f) << "\nanalytic " << g << "\nfinite difference " << fd;
   }
@@ -203,7 +204,8 @@ TEST(AnaOperator, FusedKernelEqualsTensorOpFormulation) {
       for (ForwardStrategy st : {ForwardStrategy::kExpectation, ForwardStrategy::kMode, ForwardStrategy::kRandom}) {
         AnaScheme s = ternary(f, st);
         s.quantizer = Quantizer::from_nbits(3, true, false, 0.5f);  // 8 levels
-        for (NoiseState ns : {NoiseState{0.0f, 0.3f, 0.3f}, NoiseState{0.1f, 0.7f, 0.2f}, NoiseState{0.0f, 0.0f, 0.4f}}) {
+        for (NoiseState ns :
+             {NoiseState{0.0f, 0.3f, 0.3f}, NoiseState{0.1f, 0.7f, 0.2f}, NoiseState{0.0f, 0.0f, 0.4f}}) {
           torch::manual_seed(7);
           auto xg = x.clone().requires_grad_(true);
           const auto y = forward(xg, s, ns);
@@ -252,7 +254,8 @@ TEST(AnaOperator, CudaKernelEqualsCpuKernel) {
         const int T = s.quantizer.num_thresholds();
         const kernel::Stair sc{stair_cpu.data_ptr<float>(), stair_cpu.data_ptr<float>() + T, T};
         const kernel::Stair sg{stair_gpu.data_ptr<float>(), stair_gpu.data_ptr<float>() + T, T};
-        for (NoiseState ns : {NoiseState{0.0f, 0.3f, 0.3f}, NoiseState{0.1f, 0.7f, 0.2f}, NoiseState{0.0f, 0.0f, 0.0f}}) {
+        for (NoiseState ns :
+             {NoiseState{0.0f, 0.3f, 0.3f}, NoiseState{0.1f, 0.7f, 0.2f}, NoiseState{0.0f, 0.0f, 0.0f}}) {
           auto y = torch::empty({n}), g = torch::empty({n});
           kernel::ana_forward(x.data_ptr<float>(), y.data_ptr<float>(), n, sc, f, st, ns.mu, ns.sigma_forward,
                               r.data_ptr<float>(), 1);
@@ -261,8 +264,8 @@ TEST(AnaOperator, CudaKernelEqualsCpuKernel) {
           auto yg = torch::empty({n}, xg.options()), gg = torch::empty({n}, xg.options());
           kernel::ana_forward_cuda(xg.data_ptr<float>(), yg.data_ptr<float>(), n, sg, f, st, ns.mu, ns.sigma_forward,
                                    rg.data_ptr<float>(), nullptr);
-          kernel::ana_backward_cuda(xg.data_ptr<float>(), gyg.data_ptr<float>(), gg.data_ptr<float>(), n, sg, f,
-                                    ns.mu, ns.sigma_backward, nullptr);
+          kernel::ana_backward_cuda(xg.data_ptr<float>(), gyg.data_ptr<float>(), gg.data_ptr<float>(), n, sg, f, ns.mu,
+                                    ns.sigma_backward, nullptr);
           const std::string what = noise_family_name(f) + "/" + forward_strategy_name(st) + " n=" + std::to_string(n);
           // Different erfc/exp implementations: a rare flip where a uniform or a tie sits on the edge.
           const double mismatch = (yg.cpu() - y).abs().gt(1e-4).to(torch::kFloat64).mean().item<double>();

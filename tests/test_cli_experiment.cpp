@@ -18,10 +18,10 @@ namespace quantlab {
 namespace {
 
 namespace fs = std::filesystem;
-using testing::TempDir;
 using testing::run_cli;
 using testing::slurp;
 using testing::spawn;
+using testing::TempDir;
 using testing::wait_exit;
 
 // A main folder with a toy problem and a tiny config of `epochs` epochs.
@@ -74,7 +74,8 @@ TEST(CliExperiment, KilledAtRandomMomentsAlwaysResumesToTheSameWeights) {
     const int code = wait_exit(pid);
     if (fs::exists(home.saves(2) + "/last.ckpt")) EXPECT_NO_THROW(load_checkpoint(home.saves(2) + "/last.ckpt"));
     if (code == 0) break;
-    if (fs::exists(exp2) && Session::status(Logbook::open(home.dir.path() + "/Toy/logs", 2)).value("finished", false)) break;
+    if (fs::exists(exp2) && Session::status(Logbook::open(home.dir.path() + "/Toy/logs", 2)).value("finished", false))
+      break;
   }
   ASSERT_TRUE(fs::exists(exp2)) << slurp(tmp.path() + "/log");
   EXPECT_GE(kills, 2);
@@ -93,7 +94,8 @@ TEST(CliExperiment, SigintAbandonsTheEpochAndSaysHowToResume) {
   kill(pid, SIGINT);
   EXPECT_EQ(wait_exit(pid), 130);
   const std::string log = slurp(tmp.path() + "/log");
-  EXPECT_NE(log.find("resume with: quantlab --problem=Toy --topology=MLP --exp_id=1 --load=last"), std::string::npos) << log;
+  EXPECT_NE(log.find("resume with: quantlab --problem=Toy --topology=MLP --exp_id=1 --load=last"), std::string::npos)
+      << log;
   EXPECT_NO_THROW(load_checkpoint(home.saves(1) + "/last.ckpt"));
 }
 

@@ -47,7 +47,8 @@ TEST(Config, OriginalMnistConfigLoadsUnchanged) {
 TEST(Config, WrongKeyIsNamedWithItsPath) {
   auto cfg = shipped_config();
   cfg["treat"]["optimizer"]["params"]["learning_rate"] = 0.1;
-  EXPECT_NE(error_of(cfg).find("treat.optimizer.params.learning_rate: unknown key; expected one of: lr"), std::string::npos)
+  EXPECT_NE(error_of(cfg).find("treat.optimizer.params.learning_rate: unknown key; expected one of: lr"),
+            std::string::npos)
       << error_of(cfg);
   cfg = shipped_config();
   cfg["treat"]["dat"] = cfg["treat"]["data"];
@@ -57,7 +58,8 @@ TEST(Config, WrongKeyIsNamedWithItsPath) {
 TEST(Config, WrongTypeIsNamedWithItsPath) {
   auto cfg = shipped_config();
   cfg["treat"]["data"]["bs_train"] = "256";
-  EXPECT_NE(error_of(cfg).find("treat.data.bs_train: expected an integer, got \"256\""), std::string::npos) << error_of(cfg);
+  EXPECT_NE(error_of(cfg).find("treat.data.bs_train: expected an integer, got \"256\""), std::string::npos)
+      << error_of(cfg);
   cfg = shipped_config();
   cfg["treat"]["max_epoch"] = 2.5;
   EXPECT_NE(error_of(cfg).find("treat.max_epoch: expected an integer"), std::string::npos) << error_of(cfg);
@@ -67,7 +69,8 @@ TEST(Config, UnknownClassListsTheKnownOnes) {
   auto cfg = shipped_config();
   cfg["treat"]["optimizer"]["class"] = "Adamm";
   EXPECT_NE(error_of(cfg).find("treat.optimizer.class: unknown optimizer 'Adamm'; known: Adam, AdamW, SGD"),
-            std::string::npos) << error_of(cfg);
+            std::string::npos)
+      << error_of(cfg);
   cfg = shipped_config();
   cfg["indiv"]["net"]["class"] = "MLPP";
   EXPECT_NE(error_of(cfg).find("indiv.net.class: unknown network class 'MLPP'"), std::string::npos) << error_of(cfg);
@@ -77,18 +80,21 @@ TEST(Config, UnknownClassListsTheKnownOnes) {
   cfg = shipped_config();
   cfg["indiv"]["net"]["params"]["quant_schemes"]["phi1_fc"][0] = "gaussian";
   EXPECT_NE(error_of(cfg).find("quant_schemes.phi1_fc[0]: unknown noise family 'gaussian'; known: uniform"),
-            std::string::npos) << error_of(cfg);
+            std::string::npos)
+      << error_of(cfg);
 }
 
 TEST(Config, BadQuantizersAreNamedWithTheirPath) {
   auto cfg = shipped_config();
   cfg["indiv"]["net"]["params"]["quant_schemes"]["phi2_act"][1] = {0.5, -0.5};
   EXPECT_NE(error_of(cfg).find("indiv.net.params.quant_schemes.phi2_act: thresholds must be strictly increasing"),
-            std::string::npos) << error_of(cfg);
+            std::string::npos)
+      << error_of(cfg);
   cfg = shipped_config();
   cfg["indiv"]["net"]["params"]["quant_schemes"]["phi3_fc"][2] = {-1.0, 1.0};
   EXPECT_NE(error_of(cfg).find("indiv.net.params.quant_schemes.phi3_fc: expected 3 levels for 2 thresholds"),
-            std::string::npos) << error_of(cfg);
+            std::string::npos)
+      << error_of(cfg);
   cfg = shipped_config();
   cfg["indiv"]["net"]["params"]["quant_schemes"].erase("phi4_fc");
   EXPECT_NE(error_of(cfg).find("missing the scheme of quantized module 'phi4_fc'"), std::string::npos) << error_of(cfg);
@@ -115,7 +121,8 @@ TEST(Config, SuccessorQuantizerFormAndStrategies) {
 
 TEST(Config, ReduceLROnPlateauNeedsAKnownMetric) {
   auto cfg = shipped_config();
-  cfg["treat"]["lr_scheduler"] = {{"class", "ReduceLROnPlateau"}, {"step_metric", "valid_acc"}, {"params", {{"patience", 2}}}};
+  cfg["treat"]["lr_scheduler"] = {
+      {"class", "ReduceLROnPlateau"}, {"step_metric", "valid_acc"}, {"params", {{"patience", 2}}}};
   EXPECT_NE(error_of(cfg).find("treat.lr_scheduler.step_metric: expected one of train_loss"), std::string::npos)
       << error_of(cfg);
 }

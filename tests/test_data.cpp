@@ -49,7 +49,8 @@ TEST(Idx, MissingTruncatedAndMalformedFilesAreNamed) {
     data::read_idx(f);
     FAIL();
   } catch (const IoError& e) {
-    EXPECT_NE(std::string(e.what()).find("expected 40 data bytes after the header, found 30"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("expected 40 data bytes after the header, found 30"), std::string::npos)
+        << e.what();
   }
   std::ofstream(f, std::ios::binary) << "hello world";
   EXPECT_THROW(data::read_idx(f), IoError);
@@ -133,8 +134,8 @@ TEST(BatchLoader, ManyWorkersGiveTheSameBatchesInOrder) {
   data::Preprocess pre;
   pre.augment = true;
   const data::TensorDataset ds(set, pre);
-  std::vector<int64_t> order = data::epoch_order(std::vector<int64_t>(set.labels.data_ptr<int64_t>(),
-                                                                      set.labels.data_ptr<int64_t>() + 64), 5, 2);
+  std::vector<int64_t> order = data::epoch_order(
+      std::vector<int64_t>(set.labels.data_ptr<int64_t>(), set.labels.data_ptr<int64_t>() + 64), 5, 2);
   const data::SampleContext ctx{true, 5, 2};
   data::BatchLoader one(ds, order, 5, ctx, {1, 1}), four(ds, order, 5, ctx, {4, 6});
   int64_t n = 0;
@@ -165,7 +166,7 @@ TEST(BatchLoader, RethrowsAWorkersError) {
   data::BatchLoader loader(failing, order, 2, {}, {2, 2});
   EXPECT_TRUE(loader.next().has_value());
   EXPECT_TRUE(loader.next().has_value());
-  EXPECT_THROW(while (loader.next()) {}, IoError);
+  EXPECT_THROW(while (loader.next()){}, IoError);
 }
 
 TEST(Problem, FindsDataAndExplainsWhereItLooked) {

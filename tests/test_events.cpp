@@ -51,17 +51,34 @@ std::multimap<int, Field> parse(const std::string& m) {
     const uint64_t key = varint();
     Field f;
     f.wire = static_cast<int>(key & 7);
-    if (f.wire == 0) f.varint = varint();
-    else if (f.wire == 1) { f.bytes = m.substr(i, 8); i += 8; }
-    else if (f.wire == 5) { f.bytes = m.substr(i, 4); i += 4; }
-    else if (f.wire == 2) { const uint64_t n = varint(); f.bytes = m.substr(i, n); i += n; }
-    else throw std::runtime_error("unexpected wire type");
+    if (f.wire == 0)
+      f.varint = varint();
+    else if (f.wire == 1) {
+      f.bytes = m.substr(i, 8);
+      i += 8;
+    } else if (f.wire == 5) {
+      f.bytes = m.substr(i, 4);
+      i += 4;
+    } else if (f.wire == 2) {
+      const uint64_t n = varint();
+      f.bytes = m.substr(i, n);
+      i += n;
+    } else
+      throw std::runtime_error("unexpected wire type");
     out.emplace(static_cast<int>(key >> 3), f);
   }
   return out;
 }
-double as_double(const std::string& b) { double d; std::memcpy(&d, b.data(), 8); return d; }
-float as_float(const std::string& b) { float f; std::memcpy(&f, b.data(), 4); return f; }
+double as_double(const std::string& b) {
+  double d;
+  std::memcpy(&d, b.data(), 8);
+  return d;
+}
+float as_float(const std::string& b) {
+  float f;
+  std::memcpy(&f, b.data(), 4);
+  return f;
+}
 
 struct Decoded {
   std::vector<std::pair<int64_t, std::string>> tags;  // (step, tag)

@@ -32,8 +32,8 @@ nlohmann::json tiny_config(int epochs) {
   for (size_t k = 0; k < bindings.size(); ++k)
     bindings[k]["forward"]["params"] = {{"t_start", static_cast<int>(k)}, {"t_decay", 2}};
   cfg["treat"]["max_epoch"] = epochs;
-  cfg["treat"]["lr_scheduler"] = {{"class", "ReduceLROnPlateau"}, {"step_metric", "valid_loss"},
-                                  {"params", {{"patience", 0}, {"factor", 0.5}}}};
+  cfg["treat"]["lr_scheduler"] = {
+      {"class", "ReduceLROnPlateau"}, {"step_metric", "valid_loss"}, {"params", {{"patience", 0}, {"factor", 0.5}}}};
   cfg["treat"]["data"]["bs_train"] = 32;
   // The random strategy on one site exercises the saved RNG state.
   cfg["indiv"]["net"]["params"]["quant_schemes"]["phi2_act"] = {
@@ -128,7 +128,8 @@ TEST(Logbook, ConcurrentLaunchesGetDistinctIds) {
   }
   EXPECT_EQ(Logbook::list(logs.path()), (std::vector<int64_t>{1, 2, 3, 4, 5, 6, 7, 8}));
   std::set<int> owners;
-  for (int64_t id : Logbook::list(logs.path())) owners.insert(Logbook::open(logs.path(), id).config()["child"].get<int>());
+  for (int64_t id : Logbook::list(logs.path()))
+    owners.insert(Logbook::open(logs.path(), id).config()["child"].get<int>());
   EXPECT_EQ(owners.size(), 8u);
 }
 
@@ -145,8 +146,10 @@ TEST(Logbook, IdsGrowPastNineHundredNinetyNine) {
     Logbook::open(logs.path(), 7);
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("--exp_id=7: no such experiment in " + logs.path() + "; existing: 10, 999, 1000"),
-              std::string::npos) << e.what();
+    EXPECT_NE(
+        std::string(e.what()).find("--exp_id=7: no such experiment in " + logs.path() + "; existing: 10, 999, 1000"),
+        std::string::npos)
+        << e.what();
   }
 }
 
@@ -203,7 +206,8 @@ TEST(Checkpoint, ResumedRunIsBitIdenticalToUninterruptedRun) {
     restore(exp, c);
     run.train(exp, split, c.state, 4);
   }
-  expect_identical(cfg, load_checkpoint(straight.saves() + "/last.ckpt"), load_checkpoint(split.saves() + "/last.ckpt"));
+  expect_identical(cfg, load_checkpoint(straight.saves() + "/last.ckpt"),
+                   load_checkpoint(split.saves() + "/last.ckpt"));
   EXPECT_TRUE(fs::exists(split.saves() + "/epoch0003.ckpt"));
   EXPECT_EQ(Session::status(split)["epochs_done"], 4);
   EXPECT_EQ(Session::status(split)["finished"], true);
@@ -255,7 +259,8 @@ TEST(Checkpoint, CorruptTruncatedMissingAndForeignFilesAreNamed) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("epoch0007.ckpt: no such checkpoint; available in " + book.saves() +
                                          ": best.ckpt, last.ckpt, epoch0001.ckpt"),
-              std::string::npos) << e.what();
+              std::string::npos)
+        << e.what();
   }
   // A checkpoint of another topology.
   auto other = cfg;

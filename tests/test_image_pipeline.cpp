@@ -87,7 +87,8 @@ TEST(ImageTransform, ValidationTransformMatchesAntialiasedResize) {
   const auto resized = at::_upsample_bilinear2d_aa(x, {256, ow}, false);
   const int64_t top = 16, left = static_cast<int64_t>(std::nearbyint((ow - 224) / 2.0));
   auto ref = resized.narrow(2, top, 224).narrow(3, left, 224)[0];
-  ref = (ref - torch::tensor({0.485f, 0.456f, 0.406f}).view({3, 1, 1})) / torch::tensor({0.229f, 0.224f, 0.225f}).view({3, 1, 1});
+  ref = (ref - torch::tensor({0.485f, 0.456f, 0.406f}).view({3, 1, 1})) /
+        torch::tensor({0.229f, 0.224f, 0.225f}).view({3, 1, 1});
   EXPECT_LT((ours - ref).abs().max().item<float>(), 2e-3f);
 }
 
@@ -223,11 +224,10 @@ TEST(Valprep, SortsTheFlatFolderAndRefusesToOverwrite) {
     std::ofstream(val + name) << "img" << i;
   }
   std::ofstream(val + "/README") << "not listed";
-  std::ofstream(dir.path() + "/LOC_val_solution.csv")
-      << "ImageId,PredictionString\n"
-      << "ILSVRC2012_val_00000001,n01440764 10 20 30 40\n"
-      << "ILSVRC2012_val_00000002,n01443537 1 2 3 4 n01443537 5 6 7 8\n"
-      << "ILSVRC2012_val_00000003,n01440764 1 2 3 4\n";
+  std::ofstream(dir.path() + "/LOC_val_solution.csv") << "ImageId,PredictionString\n"
+                                                      << "ILSVRC2012_val_00000001,n01440764 10 20 30 40\n"
+                                                      << "ILSVRC2012_val_00000002,n01443537 1 2 3 4 n01443537 5 6 7 8\n"
+                                                      << "ILSVRC2012_val_00000003,n01440764 1 2 3 4\n";
   std::ofstream(dir.path() + "/valprep.sh") << "mkdir -p n01484850\nmv ILSVRC2012_val_00000004.JPEG n01484850/\n";
   std::ofstream(dir.path() + "/bad.txt") << "ILSVRC2012_val_00000004.JPEG dog\n";
   std::ofstream(dir.path() + "/missing.txt") << "ILSVRC2012_val_00000009.JPEG n01440764\n";
@@ -294,7 +294,8 @@ namespace {
 TEST(CommandLine, MissingDataLeavesNoExperimentBehind) {
   testing::TempDir home;
   std::filesystem::create_directories(home.path() + "/MNIST");
-  std::filesystem::copy_file(std::string(QL_SOURCE_DIR) + "/FashionMNIST/config.json", home.path() + "/MNIST/config.json");
+  std::filesystem::copy_file(std::string(QL_SOURCE_DIR) + "/FashionMNIST/config.json",
+                             home.path() + "/MNIST/config.json");
   std::string out;
   EXPECT_EQ(testing::run_cli("--problem=MNIST --topology=MLP --home=" + home.path(), out), 1);
   EXPECT_NE(out.find("no data files of MNIST"), std::string::npos) << out;

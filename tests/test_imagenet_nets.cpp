@@ -128,7 +128,8 @@ TEST(ImageNetTraining, ShippedConfigsLoad) {
   Experiment ternary(read_json_file(std::string(QL_SOURCE_DIR) + "/ImageNet/config.json"), "AlexNet", torch::kCPU);
   EXPECT_EQ(ana_sites(*ternary.net), 15);
   EXPECT_EQ(ternary.data.crop, 227);  // the original AlexNet's crop
-  Experiment base(read_json_file(std::string(QL_SOURCE_DIR) + "/ImageNet/config_baseline.json"), "AlexNet", torch::kCPU);
+  Experiment base(read_json_file(std::string(QL_SOURCE_DIR) + "/ImageNet/config_baseline.json"), "AlexNet",
+                  torch::kCPU);
   EXPECT_EQ(ana_sites(*base.net), 0);
 }
 
@@ -137,7 +138,9 @@ TEST(ImageNetTraining, TernaryAlexNetTrainsTwoSteps) {
   for (const auto& n : alexnet_quantized_modules()) noise[n] = {{"stddev_start", {0.5, 0.5}}};
   const nlohmann::json cfg = {
       {"indiv",
-       {{"net", {{"class", "AlexNet"}, {"params", {{"capacity", 0.25}, {"quant_schemes", ternary_schemes(alexnet_quantized_modules())}}}}},
+       {{"net",
+         {{"class", "AlexNet"},
+          {"params", {{"capacity", 0.25}, {"quant_schemes", ternary_schemes(alexnet_quantized_modules())}}}}},
         {"loss_function", {{"class", "CrossEntropyLoss"}, {"params", nlohmann::json::object()}}}}},
       {"treat",
        {{"thermostat",

@@ -118,7 +118,8 @@ TEST(Reliability, ResumeWithoutLoadContinuesFromLastAndNeverRewindsSilently) {
   const std::string last4 = bytes_of(home.saves(1) + "/last.ckpt");
   o.load = "best";
   const std::string e = error_of(o);
-  EXPECT_NE(e.find("experiment 1 has trained 4 epochs (last.ckpt); best.ckpt is after epoch 1"), std::string::npos) << e;
+  EXPECT_NE(e.find("experiment 1 has trained 4 epochs (last.ckpt); best.ckpt is after epoch 1"), std::string::npos)
+      << e;
   EXPECT_NE(e.find("--branch"), std::string::npos) << e;
   EXPECT_EQ(tree(home.logs() + "/exp001"), files);
   EXPECT_EQ(bytes_of(home.saves(1) + "/last.ckpt"), last4);
@@ -162,10 +163,12 @@ TEST(Reliability, MissingLastCheckpointIsRefusedNamingTheNewestUsable) {
   o.exp_id = 1;
   const std::string e = error_of(o);
   EXPECT_NE(e.find("saves/last.ckpt is missing, but the experiment has trained (status.json: 3 epochs)"),
-            std::string::npos) << e;
+            std::string::npos)
+      << e;
   const int64_t best_epoch = epoch_of(home.saves(1) + "/best.ckpt");
-  const std::string newest = best_epoch >= 2 ? "best.ckpt (after epoch " + std::to_string(best_epoch) + "): resume from it with --load=best"
-                                             : "epoch0002.ckpt (after epoch 2): resume from it with --load=2";
+  const std::string newest =
+      best_epoch >= 2 ? "best.ckpt (after epoch " + std::to_string(best_epoch) + "): resume from it with --load=best"
+                      : "epoch0002.ckpt (after epoch 2): resume from it with --load=2";
   EXPECT_NE(e.find("The newest usable checkpoint is " + newest), std::string::npos) << e;
   EXPECT_EQ(tree(home.logs() + "/exp001"), files);
   EXPECT_EQ(bytes_of(home.saves(1) + "/best.ckpt"), best);
@@ -204,7 +207,8 @@ TEST(Reliability, AnExperimentIsLockedByTheProcessThatTrainsIt) {
     } catch (const Error& e) {
       EXPECT_NE(std::string(e.what()).find("experiment 7 is in use by another QuantLab process (PID " +
                                            std::to_string(getpid()) + ")"),
-                std::string::npos) << e.what();
+                std::string::npos)
+          << e.what();
     }
     EXPECT_EQ(ExperimentLock::holder(dir.path()), getpid());
   }
@@ -232,7 +236,8 @@ TEST(Reliability, ASecondProcessResumingTheSameExperimentIsRefused) {
   std::string out;
   EXPECT_EQ(testing::run_cli(home.args("--exp_id=1"), out), 1);
   EXPECT_NE(out.find("experiment 1 is in use by another QuantLab process (PID " + std::to_string(first) + ")"),
-            std::string::npos) << out;
+            std::string::npos)
+      << out;
   std::ostringstream table;
   list_experiments(home.dir.path(), "Toy", table);
   EXPECT_NE(table.str().find("running (PID " + std::to_string(first) + ")"), std::string::npos) << table.str();
@@ -243,7 +248,8 @@ TEST(Reliability, ASecondProcessResumingTheSameExperimentIsRefused) {
   // The resume hint keeps every setting that matters, --ckpt_every included.
   EXPECT_NE(log.find("resume with: quantlab --problem=Toy --topology=MLP --exp_id=1 --load=last --home=" +
                      home.dir.path() + " --ckpt_every=0 --device=cpu --threads=1"),
-            std::string::npos) << log;
+            std::string::npos)
+      << log;
 }
 
 // 5. A data folder of the user's with a file missing is an error naming the file; nothing is
@@ -290,7 +296,8 @@ TEST(Reliability, EmptyEvaluationSetsAreNeverReportedAsPerfect) {
   run(home.options(), &out);
   EXPECT_NE(out.find("no validation set (treat.data.valid_fraction leaves no images): the best epoch is chosen by "
                      "train_metric instead of valid_metric"),
-            std::string::npos) << out;
+            std::string::npos)
+      << out;
   EXPECT_EQ(out.find("100.00%"), std::string::npos) << out;
   EXPECT_NE(out.find("| valid none |"), std::string::npos) << out;
   const Checkpoint c = load_checkpoint(home.saves(1) + "/last.ckpt");
@@ -298,7 +305,8 @@ TEST(Reliability, EmptyEvaluationSetsAreNeverReportedAsPerfect) {
   EXPECT_GE(c.state.best_epoch, 1);
   EXPECT_EQ(c.state.best_value, load_checkpoint(home.saves(1) + "/best.ckpt").state.stats[Statistic::kTrainMetric]);
   // An empty test file.
-  testing::write_idx(home.dir.path() + "/Toy/data/t10k-images-idx3-ubyte.gz", torch::zeros({0, 28, 28}, torch::kUInt8), true);
+  testing::write_idx(home.dir.path() + "/Toy/data/t10k-images-idx3-ubyte.gz", torch::zeros({0, 28, 28}, torch::kUInt8),
+                     true);
   testing::write_idx(home.dir.path() + "/Toy/data/t10k-labels-idx1-ubyte.gz", torch::zeros({0}, torch::kUInt8), true);
   const std::string e = error_of(home.options());
   EXPECT_NE(e.find("the test set is empty"), std::string::npos) << e;
@@ -311,9 +319,12 @@ TEST(Reliability, SchedulesThatWouldGiveANonPositiveRateAreRefused) {
   const std::vector<std::pair<nlohmann::json, std::string>> bad = {
       {{{"class", "HandScheduler"}, {"params", {{"schedule", {{"5", -1}}}}}},
        "treat.lr_scheduler.params.schedule.5: expected a positive factor"},
-      {{{"class", "StepLR"}, {"params", {{"step_size", 2}, {"gamma", 0}}}}, "treat.lr_scheduler.params.gamma: expected a positive factor"},
-      {{{"class", "MultiStepLR"}, {"params", {{"milestones", {3}}, {"gamma", -0.5}}}}, "params.gamma: expected a positive factor"},
-      {{{"class", "CosineAnnealingLR"}, {"params", {{"T_max", 3}, {"eta_min", -1e-3}}}}, "params.eta_min: expected a non-negative rate"},
+      {{{"class", "StepLR"}, {"params", {{"step_size", 2}, {"gamma", 0}}}},
+       "treat.lr_scheduler.params.gamma: expected a positive factor"},
+      {{{"class", "MultiStepLR"}, {"params", {{"milestones", {3}}, {"gamma", -0.5}}}},
+       "params.gamma: expected a positive factor"},
+      {{{"class", "CosineAnnealingLR"}, {"params", {{"T_max", 3}, {"eta_min", -1e-3}}}},
+       "params.eta_min: expected a non-negative rate"},
   };
   for (const auto& [spec, needle] : bad) {
     home.cfg["treat"]["lr_scheduler"] = spec;
@@ -333,7 +344,8 @@ TEST(Reliability, MismatchesBetweenConfigAndDataStopBeforeAnythingIsCreated) {
   testing::write_idx(home.dir.path() + "/Toy/data/t10k-labels-idx1-ubyte.gz", labels, true);
   std::string e = error_of(home.options());
   EXPECT_NE(e.find("t10k-labels-idx1-ubyte.gz: label 12 of test sample 17 is not a class of a network with 10 outputs"),
-            std::string::npos) << e;
+            std::string::npos)
+      << e;
   testing::write_toy_idx_problem(home.dir.path() + "/Toy/data", 320, 64, 4, true);
   // HingeLoss told another number of classes than the network has.
   home.cfg["indiv"]["loss_function"]["params"]["num_classes"] = 12;
@@ -343,7 +355,8 @@ TEST(Reliability, MismatchesBetweenConfigAndDataStopBeforeAnythingIsCreated) {
       << e;
   home.cfg["indiv"]["loss_function"]["params"]["num_classes"] = 10;
   // Test images of another shape.
-  testing::write_idx(home.dir.path() + "/Toy/data/t10k-images-idx3-ubyte.gz", torch::zeros({64, 32, 32}, torch::kUInt8), true);
+  testing::write_idx(home.dir.path() + "/Toy/data/t10k-images-idx3-ubyte.gz", torch::zeros({64, 32, 32}, torch::kUInt8),
+                     true);
   home.write_config();
   e = error_of(home.options());
   EXPECT_NE(e.find("test images are [1, 32, 32], training images"), std::string::npos) << e;
@@ -354,7 +367,8 @@ TEST(Reliability, MismatchesBetweenConfigAndDataStopBeforeAnythingIsCreated) {
   home.write_config();
   e = error_of(home.options());
   EXPECT_NE(e.find("indiv.net.params.capacity = 0.0001: layer phi1_fc would have 784 inputs and 0 outputs"),
-            std::string::npos) << e;
+            std::string::npos)
+      << e;
   // 784 x 2,048,000 weights with gradients and Adam's moments: 25.7 GB, more than CI's 24 GiB.
   if (static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE)) < 25.0e9) {
     home.cfg["indiv"]["net"]["params"]["capacity"] = 1000;
@@ -391,7 +405,8 @@ TEST(Reliability, MistypedProblemOrHomeCreatesNothing) {
   auto o = home.options();
   o.problem = "Tyo";
   std::string e = error_of(o);
-  EXPECT_NE(e.find("--problem=Tyo: no folder " + home.dir.path() + "/Tyo (problems here: Toy)"), std::string::npos) << e;
+  EXPECT_NE(e.find("--problem=Tyo: no folder " + home.dir.path() + "/Tyo (problems here: Toy)"), std::string::npos)
+      << e;
   EXPECT_EQ(tree(home.dir.path()), before);
   o = home.options();
   o.home = home.dir.path() + "/nowhere";
@@ -400,7 +415,8 @@ TEST(Reliability, MistypedProblemOrHomeCreatesNothing) {
   EXPECT_FALSE(fs::exists(home.dir.path() + "/nowhere"));
   // A hard_storage.json naming folders that do not exist (a drive not mounted).
   fs::create_directories(home.dir.path() + "/cfg");
-  std::ofstream(home.dir.path() + "/cfg/hard_storage.json") << R"({"data": "/nonexistent-ssd", "logs": "/nonexistent-hdd"})";
+  std::ofstream(home.dir.path() + "/cfg/hard_storage.json")
+      << R"({"data": "/nonexistent-ssd", "logs": "/nonexistent-hdd"})";
   e = error_of(home.options());
   EXPECT_NE(e.find("\"data\" is /nonexistent-ssd, which is not an existing folder"), std::string::npos) << e;
   EXPECT_FALSE(fs::exists("/nonexistent-ssd"));
@@ -434,7 +450,8 @@ TEST(Reliability, LeftoversOfAKillAreCleanedAndStatusCatchesUp) {
   std::string out;
   run(o, &out);
   EXPECT_NE(out.find("removed 1 partial file(s) a stopped run left: epoch0002.ckpt.tmp." + std::to_string(dead)),
-            std::string::npos) << out;
+            std::string::npos)
+      << out;
   EXPECT_NE(out.find("completed the save of epoch 2 that a stop interrupted: "), std::string::npos) << out;
   EXPECT_TRUE(fs::exists(saves + "/epoch0002.ckpt"));
   EXPECT_EQ(bytes_of(saves + "/epoch0002.ckpt"), bytes_of(saves + "/last.ckpt"));
@@ -462,8 +479,9 @@ TEST(Reliability, CheckpointEpochsAreOneBasedAndLoadIsValidated) {
   if (!fs::exists("/usr/bin/python3") || std::system("/usr/bin/python3 -c 'import torch' 2>/dev/null") != 0)
     GTEST_SKIP() << "Python's torch is not installed (make test installs python3-torch)";
   const std::string f = home.saves(1) + "/last.ckpt";
-  const std::string script = "import torch,sys; f=sys.argv[1]; c=torch.load(f); torch.save(c, f + '.py'); "
-                             "del c['checksum']; torch.save(c, f + '.nosum')";
+  const std::string script =
+      "import torch,sys; f=sys.argv[1]; c=torch.load(f); torch.save(c, f + '.py'); "
+      "del c['checksum']; torch.save(c, f + '.nosum')";
   ASSERT_EQ(std::system(("/usr/bin/python3 -c \"" + script + "\" " + f).c_str()), 0);
   const Checkpoint resaved = load_checkpoint(f + ".py");
   EXPECT_TRUE(resaved.notes.empty());

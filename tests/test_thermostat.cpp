@@ -35,7 +35,8 @@ TEST(Timers, UnknownClassListsTheKnownOnes) {
     timer_at({{"class", "Linaer"}, {"params", nlohmann::json::object()}}, 0);
     FAIL();
   } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("timer.class: unknown timer 'Linaer'; known: "), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("timer.class: unknown timer 'Linaer'; known: "), std::string::npos)
+        << e.what();
     EXPECT_NE(std::string(e.what()).find("Quadratic"), std::string::npos);
   }
 }
@@ -51,9 +52,10 @@ nlohmann::json prefix_thermostat(int period) {
   nlohmann::json noise, bindings = nlohmann::json::array();
   for (const auto& n : mlp_quantized_modules()) noise[n] = {{"stddev_start", {0.5, 0.25}}};
   for (int k = 1; k <= 4; ++k)
-    bindings.push_back({{"maps", {"phi" + std::to_string(k)}},
-                        {"forward", {{"class", "Linear"}, {"params", {{"t_start", (k - 1) * period}, {"t_decay", period}}}}},
-                        {"backward", {{"class", "Constant"}, {"params", nlohmann::json::object()}}}});
+    bindings.push_back(
+        {{"maps", {"phi" + std::to_string(k)}},
+         {"forward", {{"class", "Linear"}, {"params", {{"t_start", (k - 1) * period}, {"t_decay", period}}}}},
+         {"backward", {{"class", "Constant"}, {"params", nlohmann::json::object()}}}});
   return {{"params", {{"noise_schemes", noise}, {"bindings", bindings}}}};
 }
 
@@ -67,12 +69,12 @@ TEST(Thermostat, StaggeredPrefixGroupsAnnealLayerByLayer) {
   EXPECT_EQ(noise[0].first, "phi1_fc");
   EXPECT_FLOAT_EQ(noise[0].second.sigma_forward, 0.25f);  // 0.5 * (1 - 1/2)
   EXPECT_FLOAT_EQ(noise[0].second.sigma_backward, 0.25f);
-  EXPECT_FLOAT_EQ(noise[2].second.sigma_forward, 0.5f);   // phi2 starts at t = 2
+  EXPECT_FLOAT_EQ(noise[2].second.sigma_forward, 0.5f);  // phi2 starts at t = 2
   th.set_clock(4);
   noise = th.noise();
-  EXPECT_FLOAT_EQ(noise[1].second.sigma_forward, 0.0f);   // phi1_act done
-  EXPECT_FLOAT_EQ(noise[3].second.sigma_forward, 0.0f);   // phi2_act done at t = 4
-  EXPECT_FLOAT_EQ(noise[4].second.sigma_forward, 0.5f);   // phi3 starts
+  EXPECT_FLOAT_EQ(noise[1].second.sigma_forward, 0.0f);  // phi1_act done
+  EXPECT_FLOAT_EQ(noise[3].second.sigma_forward, 0.0f);  // phi2_act done at t = 4
+  EXPECT_FLOAT_EQ(noise[4].second.sigma_forward, 0.5f);  // phi3 starts
   EXPECT_EQ(th.clock(), 4);
 }
 
@@ -81,9 +83,11 @@ TEST(Thermostat, ExplicitModuleListsMustCoverEveryModuleOnce) {
   nlohmann::json noise;
   for (const auto& n : mlp_quantized_modules()) noise[n] = {{"mu_start", 0.0}, {"sigma_start", 1.0}};
   const nlohmann::json timer = {{"class", "Linear"}, {"params", {{"t_start", 0}, {"t_decay", 10}}}};
-  nlohmann::json cfg = {{"params", {{"noise_schemes", noise}, {"bindings", {
-      {{"modules", {"phi1_fc", "phi1_act", "phi2_fc"}}, {"sigma", timer}},
-      {{"modules", {"phi2_act", "phi3_fc", "phi3_act"}}, {"sigma", timer}}}}}}};
+  nlohmann::json cfg = {{"params",
+                         {{"noise_schemes", noise},
+                          {"bindings",
+                           {{{"modules", {"phi1_fc", "phi1_act", "phi2_fc"}}, {"sigma", timer}},
+                            {{"modules", {"phi2_act", "phi3_fc", "phi3_act"}}, {"sigma", timer}}}}}}};
   try {
     Thermostat th(*net, JsonNode(cfg, "treat.thermostat"));
     FAIL() << "phi4_fc is in no group";
@@ -96,7 +100,8 @@ TEST(Thermostat, ExplicitModuleListsMustCoverEveryModuleOnce) {
     FAIL() << "phi1_fc is in two groups";
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("'phi1_fc' is already in the group at treat.thermostat.params.bindings[0]"),
-              std::string::npos) << e.what();
+              std::string::npos)
+        << e.what();
   }
   cfg["params"]["bindings"][1]["modules"] = {"phi2_act", "phi3_fc", "phi3_act", "phi4_fc"};
   Thermostat th(*net, JsonNode(cfg, "treat.thermostat"));
@@ -116,7 +121,8 @@ TEST(Thermostat, UnknownModuleIsNamed) {
     FAIL();
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("treat.thermostat.params.noise_schemes.phi5_fc: no ANA module"),
-              std::string::npos) << e.what();
+              std::string::npos)
+        << e.what();
   }
 }
 
@@ -149,7 +155,8 @@ TEST(Thermostat, TwoFormsOneScheduleAndNoMixing) {
     parse_noise_schedule(JsonNode(mixed, "treat.thermostat"), names);
     FAIL() << "a successor entry in a 2019 config";
   } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("noise_schemes.phi3_act.sigma_start: unknown key"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("noise_schemes.phi3_act.sigma_start: unknown key"), std::string::npos)
+        << e.what();
   }
 }
 

@@ -12,8 +12,8 @@
 namespace quantlab {
 namespace {
 
-using testing::TempDir;
 using testing::run_cli;
+using testing::TempDir;
 
 double sched_lr(const nlohmann::json& spec, int64_t epoch, double base = 1.0) {
   auto s = make_lr_scheduler(JsonNode(spec, "treat.lr_scheduler"), base);
@@ -21,19 +21,23 @@ double sched_lr(const nlohmann::json& spec, int64_t epoch, double base = 1.0) {
 }
 
 TEST(LrScheduler, PureSchedulesAsPyTorch) {
-  EXPECT_DOUBLE_EQ(sched_lr({{"class", "HandScheduler"}, {"params", {{"schedule", {{"5", 0.1}, {"8", 0.01}}}}}}, 4), 1.0);
-  EXPECT_DOUBLE_EQ(sched_lr({{"class", "HandScheduler"}, {"params", {{"schedule", {{"5", 0.1}, {"8", 0.01}}}}}}, 5), 0.1);
-  EXPECT_DOUBLE_EQ(sched_lr({{"class", "HandScheduler"}, {"params", {{"schedule", {{"5", 0.1}, {"8", 0.01}}}}}}, 9), 0.01);
+  EXPECT_DOUBLE_EQ(sched_lr({{"class", "HandScheduler"}, {"params", {{"schedule", {{"5", 0.1}, {"8", 0.01}}}}}}, 4),
+                   1.0);
+  EXPECT_DOUBLE_EQ(sched_lr({{"class", "HandScheduler"}, {"params", {{"schedule", {{"5", 0.1}, {"8", 0.01}}}}}}, 5),
+                   0.1);
+  EXPECT_DOUBLE_EQ(sched_lr({{"class", "HandScheduler"}, {"params", {{"schedule", {{"5", 0.1}, {"8", 0.01}}}}}}, 9),
+                   0.01);
   EXPECT_NEAR(sched_lr({{"class", "StepLR"}, {"params", {{"step_size", 3}, {"gamma", 0.5}}}}, 7), 0.25, 1e-12);
   EXPECT_NEAR(sched_lr({{"class", "MultiStepLR"}, {"params", {{"milestones", {2, 5}}}}}, 5), 0.01, 1e-12);
   EXPECT_NEAR(sched_lr({{"class", "MultiStepLR"}, {"params", {{"milestones", {2, 5}}}}}, 4), 0.1, 1e-12);
   EXPECT_NEAR(sched_lr({{"class", "CosineAnnealingLR"}, {"params", {{"T_max", 10}}}}, 5), 0.5, 1e-12);
-  EXPECT_NEAR(sched_lr({{"class", "CosineAnnealingLR"}, {"params", {{"T_max", 10}, {"eta_min", 0.1}}}}, 10), 0.1, 1e-12);
+  EXPECT_NEAR(sched_lr({{"class", "CosineAnnealingLR"}, {"params", {{"T_max", 10}, {"eta_min", 0.1}}}}, 10), 0.1,
+              1e-12);
 }
 
 TEST(LrScheduler, ReduceOnPlateauWaitsPatienceEpochs) {
-  const nlohmann::json spec = {{"class", "ReduceLROnPlateau"}, {"step_metric", "valid_metric"},
-                               {"params", {{"patience", 2}, {"factor", 0.5}}}};
+  const nlohmann::json spec = {
+      {"class", "ReduceLROnPlateau"}, {"step_metric", "valid_metric"}, {"params", {{"patience", 2}, {"factor", 0.5}}}};
   auto s = make_lr_scheduler(JsonNode(spec, "s"), 1.0);
   EXPECT_EQ(s->step_metric(), Statistic::kValidMetric);
   double lr = 1.0;

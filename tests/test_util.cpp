@@ -44,8 +44,8 @@ void write_idx(const std::string& file, const torch::Tensor& data_u8, bool gz) {
   }
 }
 
-static void write_toy_split(const std::string& dir, const std::string& prefix, int64_t n, int classes,
-                            bool gz, uint64_t seed) {
+static void write_toy_split(const std::string& dir, const std::string& prefix, int64_t n, int classes, bool gz,
+                            uint64_t seed) {
   torch::manual_seed(seed);
   auto labels = torch::randint(classes, {n}, torch::kLong);
   auto images = torch::rand({n, 28, 28}) * 60.0;
@@ -132,7 +132,11 @@ void write_jpeg(const std::string& file, const torch::Tensor& rgb, const std::st
   auto src = rgb.contiguous();
   int format = TJPF_RGB, subsamp = TJSAMP_420;
   if (kind == "gray") {
-    src = (src.to(torch::kFloat32) * torch::tensor({0.299f, 0.587f, 0.114f})).sum(2).round().to(torch::kUInt8).contiguous();
+    src = (src.to(torch::kFloat32) * torch::tensor({0.299f, 0.587f, 0.114f}))
+              .sum(2)
+              .round()
+              .to(torch::kUInt8)
+              .contiguous();
     format = TJPF_GRAY;
     subsamp = TJSAMP_GRAY;
   } else if (kind == "cmyk") {

@@ -72,7 +72,8 @@ TEST(Cifar, MissingAndTruncatedFilesSayWhatWasExpected) {
     FAIL();
   } catch (const IoError& e) {
     EXPECT_NE(std::string(e.what()).find("test_batch.bin: missing; expected the CIFAR-10 binary version"),
-              std::string::npos) << e.what();
+              std::string::npos)
+        << e.what();
   }
   std::filesystem::resize_file(dir.path() + "/data_batch_2.bin", 3 * 3073 - 100);
   try {
@@ -80,7 +81,8 @@ TEST(Cifar, MissingAndTruncatedFilesSayWhatWasExpected) {
     FAIL();
   } catch (const IoError& e) {
     EXPECT_NE(std::string(e.what()).find("data_batch_2.bin: 9119 bytes, not a whole number of 3073-byte records"),
-              std::string::npos) << e.what();
+              std::string::npos)
+        << e.what();
   }
 }
 
@@ -161,8 +163,10 @@ TEST(Augment, RandomCropAndFlipArePureFunctionsOfSeedEpochAndPosition) {
     for (int64_t dy = 0; dy <= 4 && !found; ++dy)
       for (int64_t dx = 0; dx <= 4 && !found; ++dx) {
         const auto crop = padded[b].narrow(1, dy, 8).narrow(2, dx, 8);
-        if (torch::equal(y[b], crop)) found = true;
-        else if (torch::equal(y[b], crop.flip({2}))) found = true, ++flips;
+        if (torch::equal(y[b], crop))
+          found = true;
+        else if (torch::equal(y[b], crop.flip({2})))
+          found = true, ++flips;
       }
     EXPECT_TRUE(found) << "sample " << b;
   }

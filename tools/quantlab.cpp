@@ -92,8 +92,8 @@ int main(int argc, char** argv) {
   CLI::App* valprep = app.add_subcommand(
       "valprep", "Sort ImageNet's flat validation folder into <wnid>/ class folders (as valprep.sh)");
   valprep->add_option("--images", vp_images, "The flat folder of validation images")->required();
-  valprep->add_option("--labels", vp_labels,
-                      "Labels: '<image> <wnid>' lines, LOC_val_solution.csv or valprep.sh")->required();
+  valprep->add_option("--labels", vp_labels, "Labels: '<image> <wnid>' lines, LOC_val_solution.csv or valprep.sh")
+      ->required();
   valprep->add_option("--out", vp_out, "Where the class folders go (default: --images itself)");
   CLI11_PARSE(app, argc, argv);
   if (exp_id >= 0) o.exp_id = exp_id;
@@ -105,9 +105,9 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*valprep) {
-      std::cout << quantlab::data::valprep_report(quantlab::data::sort_validation_images(
-                       vp_images, vp_labels, vp_out.empty() ? vp_images : vp_out),
-                   vp_images, vp_out.empty() ? vp_images : vp_out);
+      std::cout << quantlab::data::valprep_report(
+          quantlab::data::sort_validation_images(vp_images, vp_labels, vp_out.empty() ? vp_images : vp_out), vp_images,
+          vp_out.empty() ? vp_images : vp_out);
       return 0;
     }
     if (*add) {

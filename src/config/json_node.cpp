@@ -10,8 +10,7 @@
 
 namespace quantlab {
 
-JsonNode::JsonNode(const nlohmann::json& value, std::string path)
-    : value_(&value), path_(std::move(path)) {}
+JsonNode::JsonNode(const nlohmann::json& value, std::string path) : value_(&value), path_(std::move(path)) {}
 
 void JsonNode::fail(const std::string& message) const {
   throw ConfigError((path_.empty() ? std::string("config") : path_) + ": " + message);
@@ -42,8 +41,7 @@ JsonNode JsonNode::at(const std::string& key) const {
 JsonNode JsonNode::at(size_t index) const {
   if (!value_->is_array()) wrong_type("an array");
   if (index >= value_->size())
-    fail("expected at least " + std::to_string(index + 1) + " elements, got " +
-         std::to_string(value_->size()));
+    fail("expected at least " + std::to_string(index + 1) + " elements, got " + std::to_string(value_->size()));
   return JsonNode((*value_)[index], path_ + "[" + std::to_string(index) + "]");
 }
 
@@ -66,8 +64,7 @@ void JsonNode::allow_keys(std::initializer_list<const char*> allowed) const {
     for (const char* a : allowed) ok = ok || it.key() == a;
     if (ok) continue;
     const std::string list = join(allowed, [](const char* a) { return std::string(a); });
-    throw ConfigError((path_.empty() ? it.key() : path_ + "." + it.key()) +
-                      ": unknown key; expected one of: " + list);
+    throw ConfigError((path_.empty() ? it.key() : path_ + "." + it.key()) + ": unknown key; expected one of: " + list);
   }
 }
 
@@ -122,9 +119,7 @@ double JsonNode::number(const std::string& key, double fallback) const {
 int64_t JsonNode::integer(const std::string& key, int64_t fallback) const {
   return has(key) ? at(key).integer() : fallback;
 }
-bool JsonNode::boolean(const std::string& key, bool fallback) const {
-  return has(key) ? at(key).boolean() : fallback;
-}
+bool JsonNode::boolean(const std::string& key, bool fallback) const { return has(key) ? at(key).boolean() : fallback; }
 std::string JsonNode::string(const std::string& key, const std::string& fallback) const {
   return has(key) ? at(key).string() : fallback;
 }
@@ -138,9 +133,12 @@ nlohmann::json parse_json_text(const std::string& text, const std::string& file)
   for (char ch : text) {
     if (ch == '\n') ++line;
     if (in_string) {
-      if (escaped) escaped = false;
-      else if (ch == '\\') escaped = true;
-      else if (ch == '"') in_string = false;
+      if (escaped)
+        escaped = false;
+      else if (ch == '\\')
+        escaped = true;
+      else if (ch == '"')
+        in_string = false;
     } else if (ch == '"') {
       in_string = true;
     } else if (ch == '[' || ch == '{') {

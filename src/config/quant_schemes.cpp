@@ -27,16 +27,14 @@ auto with_path(const JsonNode& node, F f) -> decltype(f()) {
 AnaScheme parse_ana_scheme(const JsonNode& node) {
   AnaScheme s;
   if (node.is_array()) {
-    if (node.size() != 3)
-      node.fail("expected [noise, thresholds, levels], got " + node.json().dump());
+    if (node.size() != 3) node.fail("expected [noise, thresholds, levels], got " + node.json().dump());
     s.noise = with_path(node.at(0), [&] { return noise_family_from_name(node.at(0).string()); });
     const auto t = node.at(1).floats();
     const auto l = node.at(2).floats();
     s.quantizer = with_path(node, [&] { return Quantizer::from_stair(t, l); });
     return s;
   }
-  if (!node.is_object())
-    node.fail("expected [noise, thresholds, levels] or an object, got " + node.json().dump());
+  if (!node.is_object()) node.fail("expected [noise, thresholds, levels] or an object, got " + node.json().dump());
   node.allow_keys({"noise", "strategy", "thresholds", "levels", "nbits", "signed", "balanced", "eps"});
   const std::string noise = node.string("noise", "uniform");
   s.noise = with_path(node, [&] { return noise_family_from_name(noise); });
@@ -58,13 +56,13 @@ AnaScheme parse_ana_scheme(const JsonNode& node) {
   return s;
 }
 
-std::map<std::string, AnaScheme> parse_quant_schemes(const JsonNode& node,
-                                                     const std::vector<std::string>& expected) {
+std::map<std::string, AnaScheme> parse_quant_schemes(const JsonNode& node, const std::vector<std::string>& expected) {
   node.expect_object();
   const std::set<std::string> want(expected.begin(), expected.end());
   std::map<std::string, AnaScheme> out;
   for (const auto& key : node.keys()) {
-    if (!want.count(key)) node.fail("'" + key + "' is not a quantized module of this topology; expected: " + join(expected));
+    if (!want.count(key))
+      node.fail("'" + key + "' is not a quantized module of this topology; expected: " + join(expected));
     out.emplace(key, parse_ana_scheme(node.at(key)));
   }
   for (const auto& name : expected)

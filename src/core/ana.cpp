@@ -18,9 +18,7 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-bool use_kernel(const torch::Tensor& x) {
-  return x.device().is_cpu() && x.scalar_type() == torch::kFloat32;
-}
+bool use_kernel(const torch::Tensor& x) { return x.device().is_cpu() && x.scalar_type() == torch::kFloat32; }
 
 bool use_cuda_kernel(const torch::Tensor& x) {
 #ifdef QL_WITH_CUDA
@@ -39,45 +37,41 @@ kernel::Stair stair_view(const torch::Tensor& stair, int num_thresholds) {
 class AnaFunction : public torch::autograd::Function<AnaFunction> {
  public:
   // Non-tensor arguments travel in saved_data, as libtorch's custom functions do.
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x,
-                               const torch::Tensor& stair, const AnaScheme* scheme, double mu,
-                               double sigma_forward, double sigma_backward) {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& stair,
+                               const AnaScheme* scheme, double mu, double sigma_forward, double sigma_backward) {
     ctx->save_for_backward({x, stair});
     // What backward needs of the scheme, by value: the noise family and the stair (the stair
     // tensor is on the device; these few numbers stay on the host, so no copy per call).
     ctx->saved_data["noise"] = static_cast<int64_t>(scheme->noise);
-    ctx->saved_data["thresholds"] = std::vector<double>(scheme->quantizer.thresholds.begin(), scheme->quantizer.thresholds.end());
+    ctx->saved_data["thresholds"] =
+        std::vector<double>(scheme->quantizer.thresholds.begin(), scheme->quantizer.thresholds.end());
     ctx->saved_data["levels"] = std::vector<double>(scheme->quantizer.levels.begin(), scheme->quantizer.levels.end());
     ctx->saved_data["mu"] = mu;
     ctx->saved_data["sigma_backward"] = sigma_backward;
     const auto strategy = scheme->strategy;
     torch::Tensor uniform;
-    if (strategy == ForwardStrategy::kRandom && sigma_forward > 0.0)
-      uniform = torch::rand(x.sizes(), x.options());
+    if (strategy == ForwardStrategy::kRandom && sigma_forward > 0.0) uniform = torch::rand(x.sizes(), x.options());
 #ifdef QL_WITH_CUDA
     if (use_cuda_kernel(x)) {
       const c10::cuda::CUDAGuard guard(x.device());
       const torch::Tensor xc = x.contiguous(x.suggest_memory_format());
       torch::Tensor y = torch::empty_like(xc);
-      kernel::ana_forward_cuda(xc.data_ptr<float>(), y.data_ptr<float>(), xc.numel(),
-                               stair_view(stair, scheme->quantizer.num_thresholds()), scheme->noise, strategy,
-                               static_cast<float>(mu), static_cast<float>(sigma_forward),
-                               uniform.defined() ? uniform.data_ptr<float>() : nullptr,
-                               at::cuda::getCurrentCUDAStream().stream());
+      kernel::ana_forward_cuda(
+          xc.data_ptr<float>(), y.data_ptr<float>(), xc.numel(), stair_view(stair, scheme->quantizer.num_thresholds()),
+          scheme->noise, strategy, static_cast<float>(mu), static_cast<float>(sigma_forward),
+          uniform.defined() ? uniform.data_ptr<float>() : nullptr, at::cuda::getCurrentCUDAStream().stream());
       return y;
     }
 #endif
     if (!use_kernel(x))
-      return ana_tensor_ops_forward(x, *scheme, static_cast<float>(mu),
-                                    static_cast<float>(sigma_forward), uniform);
+      return ana_tensor_ops_forward(x, *scheme, static_cast<float>(mu), static_cast<float>(sigma_forward), uniform);
     // Elementwise: any dense layout works as it is (channels-last activations stay channels-last).
     const torch::Tensor xc = x.contiguous(x.suggest_memory_format());
     torch::Tensor y = torch::empty_like(xc);
     kernel::ana_forward(xc.data_ptr<float>(), y.data_ptr<float>(), xc.numel(),
-                        stair_view(stair, scheme->quantizer.num_thresholds()), scheme->noise,
-                        strategy, static_cast<float>(mu), static_cast<float>(sigma_forward),
-                        uniform.defined() ? uniform.data_ptr<float>() : nullptr,
-                        at::get_num_threads());
+                        stair_view(stair, scheme->quantizer.num_thresholds()), scheme->noise, strategy,
+                        static_cast<float>(mu), static_cast<float>(sigma_forward),
+                        uniform.defined() ? uniform.data_ptr<float>() : nullptr, at::get_num_threads());
     return y;
   }
 
@@ -87,8 +81,10 @@ class AnaFunction : public torch::autograd::Function<AnaFunction> {
     const torch::Tensor& stair = saved[1];
     AnaScheme scheme;
     scheme.noise = static_cast<NoiseFamily>(ctx->saved_data["noise"].toInt());
-    for (double t : ctx->saved_data["thresholds"].toDoubleVector()) scheme.quantizer.thresholds.push_back(static_cast<float>(t));
-    for (double q : ctx->saved_data["levels"].toDoubleVector()) scheme.quantizer.levels.push_back(static_cast<float>(q));
+    for (double t : ctx->saved_data["thresholds"].toDoubleVector())
+      scheme.quantizer.thresholds.push_back(static_cast<float>(t));
+    for (double q : ctx->saved_data["levels"].toDoubleVector())
+      scheme.quantizer.levels.push_back(static_cast<float>(q));
     const auto mu = static_cast<float>(ctx->saved_data["mu"].toDouble());
     const auto sigma_b = static_cast<float>(ctx->saved_data["sigma_backward"].toDouble());
     torch::Tensor gx;
@@ -112,12 +108,11 @@ class AnaFunction : public torch::autograd::Function<AnaFunction> {
       const torch::Tensor xc = x.contiguous(format);
       const torch::Tensor gy = grads[0].contiguous(format);  // element i of gy matches element i of xc
       gx = torch::empty_like(xc);
-      kernel::ana_backward(xc.data_ptr<float>(), gy.data_ptr<float>(), gx.data_ptr<float>(),
-                           xc.numel(), stair_view(stair, scheme.quantizer.num_thresholds()),
-                           scheme.noise, mu, sigma_b, at::get_num_threads());
+      kernel::ana_backward(xc.data_ptr<float>(), gy.data_ptr<float>(), gx.data_ptr<float>(), xc.numel(),
+                           stair_view(stair, scheme.quantizer.num_thresholds()), scheme.noise, mu, sigma_b,
+                           at::get_num_threads());
     }
-    return {gx, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(),
-            torch::Tensor()};
+    return {gx, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -164,14 +159,14 @@ torch::Tensor stair_tensor(const Quantizer& q, const torch::Device& device) {
   return torch::tensor(packed, torch::TensorOptions().dtype(torch::kFloat32)).to(device);
 }
 
-torch::Tensor ana(const torch::Tensor& x, const torch::Tensor& stair, const AnaScheme& scheme,
-                  const NoiseState& noise, bool training) {
+torch::Tensor ana(const torch::Tensor& x, const torch::Tensor& stair, const AnaScheme& scheme, const NoiseState& noise,
+                  bool training) {
   const double sigma_f = training ? noise.sigma_forward : 0.0;
   return AnaFunction::apply(x, stair, &scheme, noise.mu, sigma_f, noise.sigma_backward);
 }
 
-torch::Tensor ana_tensor_ops_forward(const torch::Tensor& x, const AnaScheme& scheme, float mu,
-                                     float sigma, const torch::Tensor& uniform) {
+torch::Tensor ana_tensor_ops_forward(const torch::Tensor& x, const AnaScheme& scheme, float mu, float sigma,
+                                     const torch::Tensor& uniform) {
   const auto& q = scheme.quantizer;
   const int T = q.num_thresholds();
   const auto xm = x - mu;
@@ -201,8 +196,7 @@ torch::Tensor ana_tensor_ops_forward(const torch::Tensor& x, const AnaScheme& sc
       auto best_p = torch::full_like(x, -1.0);
       auto y = torch::full_like(x, q.levels[0]);
       for (int k = 0; k <= T; ++k) {
-        const auto f = k < T ? cdf((xm - q.thresholds[k]) / sigma, scheme.noise)
-                             : torch::zeros_like(x);
+        const auto f = k < T ? cdf((xm - q.thresholds[k]) / sigma, scheme.noise) : torch::zeros_like(x);
         const auto p = prev - f;
         const auto better = p > best_p;
         best_p = torch::where(better, p, best_p);
@@ -215,8 +209,8 @@ torch::Tensor ana_tensor_ops_forward(const torch::Tensor& x, const AnaScheme& sc
   throw std::logic_error("unhandled forward strategy");
 }
 
-torch::Tensor ana_tensor_ops_backward(const torch::Tensor& x, const torch::Tensor& grad,
-                                      const AnaScheme& scheme, float mu, float sigma) {
+torch::Tensor ana_tensor_ops_backward(const torch::Tensor& x, const torch::Tensor& grad, const AnaScheme& scheme,
+                                      float mu, float sigma) {
   if (sigma <= 0.0f) return torch::zeros_like(x);
   const auto& q = scheme.quantizer;
   const auto xm = x - mu;

@@ -15,8 +15,8 @@
 namespace quantlab::kernel {
 namespace {
 
-constexpr int64_t kChunk = 512;               // floats per chunk: stays in L1 with its scratch
-constexpr int64_t kMinParallel = 1 << 15;     // below this, threads cost more than they save
+constexpr int64_t kChunk = 512;            // floats per chunk: stays in L1 with its scratch
+constexpr int64_t kMinParallel = 1 << 15;  // below this, threads cost more than they save
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define QL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
@@ -30,8 +30,8 @@ using noise_math::density;
 
 struct Args {
   const float* x;
-  float* y;          // forward output, or backward output gx
-  const float* gy;   // backward only
+  float* y;         // forward output, or backward output gx
+  const float* gy;  // backward only
   const float* uniform;
   Stair stair;
   float mu;
@@ -77,8 +77,7 @@ QL_INLINE void random_chunk(const Args& a, int64_t c, int64_t m) {
   for (int i = 0; i < a.stair.num_thresholds; ++i) {
     const float t = a.stair.thresholds[i];
     const float d = a.stair.levels[i + 1] - a.stair.levels[i];
-    for (int64_t j = 0; j < m; ++j)
-      y[j] += r[j] < cdf<F>(((x[j] - mu) - t) * inv) ? d : 0.0f;
+    for (int64_t j = 0; j < m; ++j) y[j] += r[j] < cdf<F>(((x[j] - mu) - t) * inv) ? d : 0.0f;
   }
 }
 
@@ -133,12 +132,11 @@ QL_INLINE void backward_chunk(const Args& a, int64_t c, int64_t m) {
 
 using RangeFn = void (*)(const Args&, int64_t, int64_t);
 
-#define QL_RANGE(NAME, CHUNK)                                    \
-  QL_CLONES void NAME(const Args& a, int64_t begin, int64_t end) { \
-    for (int64_t c = begin; c < end; c += kChunk)                \
-      CHUNK(a, c, std::min(kChunk, end - c));                    \
+#define QL_RANGE(NAME, CHUNK)                                                             \
+  QL_CLONES void NAME(const Args& a, int64_t begin, int64_t end) {                        \
+    for (int64_t c = begin; c < end; c += kChunk) CHUNK(a, c, std::min(kChunk, end - c)); \
   }
-#define QL_RANGES_FOR(FAM, SUFFIX)                                   \
+#define QL_RANGES_FOR(FAM, SUFFIX)                                    \
   QL_RANGE(expectation_##SUFFIX, expectation_chunk<NoiseFamily::FAM>) \
   QL_RANGE(mode_##SUFFIX, mode_chunk<NoiseFamily::FAM>)               \
   QL_RANGE(random_##SUFFIX, random_chunk<NoiseFamily::FAM>)           \
@@ -157,8 +155,7 @@ const RangeFn kForward[4][3] = {
     {expectation_normal, mode_normal, random_normal},
     {expectation_logistic, mode_logistic, random_logistic},
 };
-const RangeFn kBackward[4] = {backward_uniform, backward_triangular, backward_normal,
-                              backward_logistic};
+const RangeFn kBackward[4] = {backward_uniform, backward_triangular, backward_normal, backward_logistic};
 
 // Splits [0, n) into chunk-aligned ranges, one per thread.
 void run_parallel(RangeFn fn, const Args& a, int64_t n, int num_threads) {
@@ -180,17 +177,15 @@ void run_parallel(RangeFn fn, const Args& a, int64_t n, int num_threads) {
 
 }  // namespace
 
-void ana_forward(const float* x, float* y, int64_t n, const Stair& stair, NoiseFamily family,
-                 ForwardStrategy strategy, float mu, float sigma, const float* uniform,
-                 int num_threads) {
+void ana_forward(const float* x, float* y, int64_t n, const Stair& stair, NoiseFamily family, ForwardStrategy strategy,
+                 float mu, float sigma, const float* uniform, int num_threads) {
   Args a{x, y, nullptr, uniform, stair, mu, sigma > 0.0f ? 1.0f / sigma : 0.0f};
-  const RangeFn fn = sigma > 0.0f ? kForward[static_cast<int>(family)][static_cast<int>(strategy)]
-                                  : hard_range;
+  const RangeFn fn = sigma > 0.0f ? kForward[static_cast<int>(family)][static_cast<int>(strategy)] : hard_range;
   run_parallel(fn, a, n, num_threads);
 }
 
-void ana_backward(const float* x, const float* gy, float* gx, int64_t n, const Stair& stair,
-                  NoiseFamily family, float mu, float sigma, int num_threads) {
+void ana_backward(const float* x, const float* gy, float* gx, int64_t n, const Stair& stair, NoiseFamily family,
+                  float mu, float sigma, int num_threads) {
   if (sigma <= 0.0f) {
     std::fill(gx, gx + n, 0.0f);
     return;

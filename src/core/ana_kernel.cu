@@ -1,6 +1,6 @@
 // Fused ANA kernels for CUDA: one thread per element (grid-stride), thresholds looped in registers.
-// Mirrors src/core/ana_kernel.cpp line by line, with the same formulas (core/noise_math.h); tests/test_ana_operator.cpp compares both with the
-// tensor-op formulation (the CUDA test runs where a GPU is present).
+// Mirrors src/core/ana_kernel.cpp line by line, with the same formulas (core/noise_math.h); tests/test_ana_operator.cpp
+// compares both with the tensor-op formulation (the CUDA test runs where a GPU is present).
 #include <cuda_runtime.h>
 
 #include <stdexcept>
@@ -63,7 +63,8 @@ __global__ void forward_kernel(const float* x, float* y, int64_t n, DevStair s, 
 }
 
 template <NoiseFamily F>
-__global__ void backward_kernel(const float* x, const float* gy, float* gx, int64_t n, DevStair s, float mu, float inv) {
+__global__ void backward_kernel(const float* x, const float* gy, float* gx, int64_t n, DevStair s, float mu,
+                                float inv) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
     const float v = x[i] - mu;
@@ -112,10 +113,18 @@ void ana_forward_cuda(const float* x, float* y, int64_t n, const Stair& stair, N
   } else {
     const float inv = 1.0f / sigma;
     switch (family) {
-      case NoiseFamily::kUniform: launch_forward<NoiseFamily::kUniform>(x, y, n, s, strategy, mu, inv, uniform, stream); break;
-      case NoiseFamily::kTriangular: launch_forward<NoiseFamily::kTriangular>(x, y, n, s, strategy, mu, inv, uniform, stream); break;
-      case NoiseFamily::kNormal: launch_forward<NoiseFamily::kNormal>(x, y, n, s, strategy, mu, inv, uniform, stream); break;
-      case NoiseFamily::kLogistic: launch_forward<NoiseFamily::kLogistic>(x, y, n, s, strategy, mu, inv, uniform, stream); break;
+      case NoiseFamily::kUniform:
+        launch_forward<NoiseFamily::kUniform>(x, y, n, s, strategy, mu, inv, uniform, stream);
+        break;
+      case NoiseFamily::kTriangular:
+        launch_forward<NoiseFamily::kTriangular>(x, y, n, s, strategy, mu, inv, uniform, stream);
+        break;
+      case NoiseFamily::kNormal:
+        launch_forward<NoiseFamily::kNormal>(x, y, n, s, strategy, mu, inv, uniform, stream);
+        break;
+      case NoiseFamily::kLogistic:
+        launch_forward<NoiseFamily::kLogistic>(x, y, n, s, strategy, mu, inv, uniform, stream);
+        break;
     }
   }
   check("ana_forward_cuda");
@@ -133,10 +142,18 @@ void ana_backward_cuda(const float* x, const float* gy, float* gx, int64_t n, co
   const DevStair s{stair.thresholds, stair.levels, stair.num_thresholds};
   const float inv = 1.0f / sigma;
   switch (family) {
-    case NoiseFamily::kUniform: backward_kernel<NoiseFamily::kUniform><<<blocks_for(n), kThreads, 0, stream>>>(x, gy, gx, n, s, mu, inv); break;
-    case NoiseFamily::kTriangular: backward_kernel<NoiseFamily::kTriangular><<<blocks_for(n), kThreads, 0, stream>>>(x, gy, gx, n, s, mu, inv); break;
-    case NoiseFamily::kNormal: backward_kernel<NoiseFamily::kNormal><<<blocks_for(n), kThreads, 0, stream>>>(x, gy, gx, n, s, mu, inv); break;
-    case NoiseFamily::kLogistic: backward_kernel<NoiseFamily::kLogistic><<<blocks_for(n), kThreads, 0, stream>>>(x, gy, gx, n, s, mu, inv); break;
+    case NoiseFamily::kUniform:
+      backward_kernel<NoiseFamily::kUniform><<<blocks_for(n), kThreads, 0, stream>>>(x, gy, gx, n, s, mu, inv);
+      break;
+    case NoiseFamily::kTriangular:
+      backward_kernel<NoiseFamily::kTriangular><<<blocks_for(n), kThreads, 0, stream>>>(x, gy, gx, n, s, mu, inv);
+      break;
+    case NoiseFamily::kNormal:
+      backward_kernel<NoiseFamily::kNormal><<<blocks_for(n), kThreads, 0, stream>>>(x, gy, gx, n, s, mu, inv);
+      break;
+    case NoiseFamily::kLogistic:
+      backward_kernel<NoiseFamily::kLogistic><<<blocks_for(n), kThreads, 0, stream>>>(x, gy, gx, n, s, mu, inv);
+      break;
   }
   check("ana_backward_cuda");
 }

@@ -10,8 +10,7 @@ namespace {
 const std::vector<std::string> kFamilyNames = {"uniform", "triangular", "normal", "logistic"};
 const std::vector<std::string> kStrategyNames = {"expectation", "mode", "random"};
 
-int index_of(const std::vector<std::string>& names, const std::string& name,
-             const std::string& what) {
+int index_of(const std::vector<std::string>& names, const std::string& name, const std::string& what) {
   for (size_t i = 0; i < names.size(); ++i)
     if (names[i] == name) return static_cast<int>(i);
   throw ConfigError("unknown " + what + " '" + name + "'; known: " + join(names));
@@ -27,8 +26,6 @@ std::string noise_family_name(NoiseFamily f) { return kFamilyNames.at(static_cas
 ForwardStrategy forward_strategy_from_name(const std::string& name) {
   return static_cast<ForwardStrategy>(index_of(kStrategyNames, name, "forward strategy"));
 }
-std::string forward_strategy_name(ForwardStrategy s) {
-  return kStrategyNames.at(static_cast<int>(s));
-}
+std::string forward_strategy_name(ForwardStrategy s) { return kStrategyNames.at(static_cast<int>(s)); }
 
 }  // namespace quantlab

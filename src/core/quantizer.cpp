@@ -10,11 +10,14 @@ namespace quantlab {
 namespace {
 
 std::string list(const std::vector<float>& v) {
-  return "[" + join(v, [](float x) {
-    std::ostringstream os;
-    os << x;
-    return os.str();
-  }) + "]";
+  return "[" +
+         join(v,
+              [](float x) {
+                std::ostringstream os;
+                os << x;
+                return os.str();
+              }) +
+         "]";
 }
 
 }  // namespace
@@ -23,14 +26,13 @@ Quantizer Quantizer::from_stair(std::vector<float> thresholds, std::vector<float
   if (thresholds.empty()) throw ConfigError("a quantizer needs at least one threshold");
   if (levels.size() != thresholds.size() + 1)
     throw ConfigError("expected " + std::to_string(thresholds.size() + 1) + " levels for " +
-                      std::to_string(thresholds.size()) + " thresholds, got " +
-                      std::to_string(levels.size()) + " levels " + list(levels));
+                      std::to_string(thresholds.size()) + " thresholds, got " + std::to_string(levels.size()) +
+                      " levels " + list(levels));
   for (size_t i = 1; i < thresholds.size(); ++i)
     if (!(thresholds[i - 1] < thresholds[i]))
       throw ConfigError("thresholds must be strictly increasing, got " + list(thresholds));
   for (size_t i = 1; i < levels.size(); ++i)
-    if (!(levels[i - 1] < levels[i]))
-      throw ConfigError("levels must be strictly increasing, got " + list(levels));
+    if (!(levels[i - 1] < levels[i])) throw ConfigError("levels must be strictly increasing, got " + list(levels));
   Quantizer q;
   q.thresholds = std::move(thresholds);
   q.levels = std::move(levels);

@@ -12,8 +12,8 @@ void augment_batch(torch::Tensor& x, const Augment& a, int64_t first) {
   auto out = torch::empty_like(x);
   for (int64_t b = 0; b < x.size(0); ++b) {
     const int64_t position = first + b;
-    std::seed_seq seq{static_cast<uint32_t>(a.seed), static_cast<uint32_t>(a.seed >> 32),
-                      static_cast<uint32_t>(a.epoch), static_cast<uint32_t>(position),
+    std::seed_seq seq{static_cast<uint32_t>(a.seed),         static_cast<uint32_t>(a.seed >> 32),
+                      static_cast<uint32_t>(a.epoch),        static_cast<uint32_t>(position),
                       static_cast<uint32_t>(position >> 32), 0xa06u};
     std::mt19937_64 rng(seq);
     const int64_t dy = static_cast<int64_t>(rng() % static_cast<uint64_t>(2 * p + 1));

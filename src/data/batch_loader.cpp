@@ -36,8 +36,7 @@ void BatchLoader::work() {
     {
       std::unique_lock<std::mutex> lock(mutex_);
       changed_.wait(lock, [&] {
-        return stop_ || error_ || claimed_ >= num_batches_ ||
-               claimed_ < delivered_ + static_cast<int64_t>(prefetch_);
+        return stop_ || error_ || claimed_ >= num_batches_ || claimed_ < delivered_ + static_cast<int64_t>(prefetch_);
       });
       if (stop_ || error_ || claimed_ >= num_batches_) return;
       b = claimed_++;

@@ -21,7 +21,8 @@ std::vector<std::string> files(CifarVariant v, bool train) {
 std::string source(CifarVariant v) {
   return v == CifarVariant::kCifar10
              ? "the CIFAR-10 binary version (cifar-10-binary.tar.gz) from https://www.cs.toronto.edu/~kriz/cifar.html"
-             : "the CIFAR-100 binary version (cifar-100-binary.tar.gz) from https://www.cs.toronto.edu/~kriz/cifar.html";
+             : "the CIFAR-100 binary version (cifar-100-binary.tar.gz) from "
+               "https://www.cs.toronto.edu/~kriz/cifar.html";
 }
 
 }  // namespace

@@ -39,8 +39,7 @@ torch::Tensor read_idx(const std::string& path) {
   if (!std::filesystem::exists(file))
     throw IoError(path + "[.gz]: no such file (expected an IDX file as published with MNIST)");
   const auto bytes = read_all(file);
-  if (bytes.size() < 4 || bytes[0] != 0 || bytes[1] != 0)
-    throw IoError(file + ": not an IDX file (bad magic number)");
+  if (bytes.size() < 4 || bytes[0] != 0 || bytes[1] != 0) throw IoError(file + ": not an IDX file (bad magic number)");
   if (bytes[2] != 0x08) throw IoError(file + ": only unsigned-byte IDX data is supported");
   const int ndim = bytes[3];
   if (ndim < 1 || ndim > 4) throw IoError(file + ": unsupported IDX rank " + std::to_string(ndim));
@@ -63,7 +62,8 @@ torch::Tensor read_idx(const std::string& path) {
 ImageSet read_idx_pair(const std::string& dir, const std::string& prefix) {
   const std::string images = dir + "/" + prefix + "-images-idx3-ubyte";
   const std::string labels = dir + "/" + prefix + "-labels-idx1-ubyte";
-  const std::string label_file = std::filesystem::exists(labels) || !std::filesystem::exists(labels + ".gz") ? labels : labels + ".gz";
+  const std::string label_file =
+      std::filesystem::exists(labels) || !std::filesystem::exists(labels + ".gz") ? labels : labels + ".gz";
   ImageSet s{read_idx(images), read_idx(labels).to(torch::kLong), {label_file}, {}};
   s.label_file_ends = {s.labels.size(0)};
   if (s.images.dim() != 3) throw IoError(images + ": expected 3 dimensions [N, rows, cols]");

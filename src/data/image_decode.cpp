@@ -121,9 +121,9 @@ void decode_image(const std::string& bytes, double min_scale, RgbImage& out) {
   const bool cmyk = hd.colorspace == TJCS_CMYK || hd.colorspace == TJCS_YCCK;
   const size_t n = static_cast<size_t>(out.width) * out.height;
   uint8_t* raw = out.reserve(n * (cmyk ? 4 : 3));
-  const int rc = tjDecompress2(h, reinterpret_cast<const unsigned char*>(bytes.data()),
-                               static_cast<unsigned long>(bytes.size()), raw, out.width, 0, out.height,
-                               cmyk ? TJPF_CMYK : TJPF_RGB, TJFLAG_ACCURATEDCT);
+  const int rc =
+      tjDecompress2(h, reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<unsigned long>(bytes.size()),
+                    raw, out.width, 0, out.height, cmyk ? TJPF_CMYK : TJPF_RGB, TJFLAG_ACCURATEDCT);
   if (rc != 0) {
     const std::string why = tjGetErrorStr2(h);
     // Warnings leave a complete image, except a premature end of data (a truncated file).

@@ -19,8 +19,9 @@ bool is_image_name(const fs::path& p) {
 }  // namespace
 
 std::mt19937_64 sample_rng(uint64_t seed, int64_t epoch, int64_t position) {
-  std::seed_seq seq{static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32), static_cast<uint32_t>(epoch),
-                    static_cast<uint32_t>(position), static_cast<uint32_t>(position >> 32), 0x1a9eu};
+  std::seed_seq seq{static_cast<uint32_t>(seed),           static_cast<uint32_t>(seed >> 32),
+                    static_cast<uint32_t>(epoch),          static_cast<uint32_t>(position),
+                    static_cast<uint32_t>(position >> 32), 0x1a9eu};
   return std::mt19937_64(seq);
 }
 
@@ -33,7 +34,8 @@ ImageFolderIndex scan_image_folder(const std::string& dir, const std::vector<std
   if (ec) throw IoError(dir + ": cannot list the folder (" + ec.message() + ")");
   std::sort(found.begin(), found.end());
   if (found.empty())
-    throw IoError(dir + ": no class folders (expected <class>/<image>.JPEG, e.g. n01440764/...; "
+    throw IoError(dir +
+                  ": no class folders (expected <class>/<image>.JPEG, e.g. n01440764/...; "
                   "`quantlab valprep` sorts a flat validation folder into this layout)");
   ImageFolderIndex idx;
   idx.classes = classes ? *classes : found;

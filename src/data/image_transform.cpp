@@ -11,7 +11,8 @@ namespace {
 constexpr int64_t kResize = 256;  // validation (and "torchvision2"): shorter side before the crop
 constexpr float kMean[3] = {0.485f, 0.456f, 0.406f}, kStd[3] = {0.229f, 0.224f, 0.225f};
 constexpr float kEigval[3] = {0.2175f, 0.0188f, 0.0045f};
-constexpr float kEigvec[3][3] = {{-0.5675f, 0.7192f, 0.4009f}, {-0.5808f, -0.0045f, -0.8140f}, {-0.5836f, -0.6948f, 0.4203f}};
+constexpr float kEigvec[3][3] = {
+    {-0.5675f, 0.7192f, 0.4009f}, {-0.5808f, -0.0045f, -0.8140f}, {-0.5836f, -0.6948f, 0.4203f}};
 constexpr double kJitter = 0.4, kLighting = 0.1;
 
 // Own distributions: the same draws on every standard library.
@@ -212,8 +213,8 @@ void render_crop(const RgbImage& img, const CropPlan& plan, int64_t out, ImageAu
   for (int64_t y = 0; y < out; ++y) {
     const uint8_t* base = img.pixels() + static_cast<size_t>(col0) * 3;
     const size_t stride = static_cast<size_t>(img.width) * 3;
-    weighted_rows(base + static_cast<size_t>(ty.first[y]) * stride, stride, &ty.weights[y * ty.max_taps],
-                  ty.count[y], span, tmp.data() + y * span);
+    weighted_rows(base + static_cast<size_t>(ty.first[y]) * stride, stride, &ty.weights[y * ty.max_taps], ty.count[y],
+                  span, tmp.data() + y * span);
   }
   // Horizontal pass into the channel planes, scaled to [0, 1].
   const int64_t plane = out * out;

@@ -110,8 +110,10 @@ ProblemData load_problem(const std::string& dir, const DataOptions& o) {
   const bool image_folders = !has_idx(dir) && !has_cifar(dir, CifarVariant::kCifar10) &&
                              !has_cifar(dir, CifarVariant::kCifar100) && has_image_folders(dir);
   if (!image_folders && (o.augment == ImageAugment::kTorchvision || o.augment == ImageAugment::kTorchvision2))
-    throw ConfigError("treat.data.augment: \"torchvision\" and \"torchvision2\" apply to image folders (ImageNet); "
-                      "the data in " + dir + " takes true or false");
+    throw ConfigError(
+        "treat.data.augment: \"torchvision\" and \"torchvision2\" apply to image folders (ImageNet); "
+        "the data in " +
+        dir + " takes true or false");
   for (CifarVariant v : {CifarVariant::kCifar10, CifarVariant::kCifar100}) {
     if (!has_cifar(dir, v)) continue;
     Preprocess pre;
@@ -130,7 +132,8 @@ ProblemData load_problem(const std::string& dir, const DataOptions& o) {
 std::string find_data_dir(const std::string& home, const std::string& problem, const std::string& override_dir) {
   if (!override_dir.empty()) {
     if (!has_data(override_dir))
-      throw IoError(override_dir + ": no data files here (--data): expected train-images-idx3-ubyte[.gz] "
+      throw IoError(override_dir +
+                    ": no data files here (--data): expected train-images-idx3-ubyte[.gz] "
                     "(MNIST format), data_batch_1.bin (CIFAR-10), train.bin (CIFAR-100) or train/ and val/ "
                     "image folders (ImageNet)");
     return override_dir;
@@ -141,9 +144,10 @@ std::string find_data_dir(const std::string& home, const std::string& problem, c
   if (has_any_data_file(local)) return local;
   const PackagedData* packaged = packaged_data(problem);
   if (packaged && has_data(packaged->dir)) return packaged->dir;
-  const std::string hint = packaged ? std::string(" or install the Debian package ") + packaged->package + " (make deps)"
-                                    : " (MNIST format: train-* and t10k-* images and labels; CIFAR: the binary "
-                                      "version's .bin files; ImageNet: train/<wnid>/*.JPEG and val/<wnid>/*.JPEG)";
+  const std::string hint = packaged
+                               ? std::string(" or install the Debian package ") + packaged->package + " (make deps)"
+                               : " (MNIST format: train-* and t10k-* images and labels; CIFAR: the binary "
+                                 "version's .bin files; ImageNet: train/<wnid>/*.JPEG and val/<wnid>/*.JPEG)";
   throw IoError(local + ": no data files of " + problem + "; copy them there" + hint);
 }
 

@@ -29,8 +29,8 @@ Split split_indices(int64_t n, double valid_fraction, uint64_t seed) {
 }
 
 std::vector<int64_t> epoch_order(const std::vector<int64_t>& indices, uint64_t seed, int64_t epoch) {
-  std::seed_seq seq{static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32),
-                    static_cast<uint32_t>(epoch), 0x5eedu};
+  std::seed_seq seq{static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32), static_cast<uint32_t>(epoch),
+                    0x5eedu};
   std::mt19937_64 rng(seq);
   std::vector<int64_t> out = indices;
   shuffle(out, rng);

@@ -40,7 +40,8 @@ std::map<std::string, std::string> read_labels(const std::string& file) {
     auto t = tokens(line);
     if (t.empty() || t[0][0] == '#' || t[0] == "ImageId" || t[0] == "mkdir" || t[0] == "#!/bin/bash") continue;
     if (t[0] == "mv") t.erase(t.begin());
-    if (t.size() < 2) throw IoError(file + ":" + std::to_string(n) + ": expected an image and its wnid, got \"" + line + "\"");
+    if (t.size() < 2)
+      throw IoError(file + ":" + std::to_string(n) + ": expected an image and its wnid, got \"" + line + "\"");
     std::string wnid = t[1];
     while (!wnid.empty() && wnid.back() == '/') wnid.pop_back();
     if (!looks_like_wnid(wnid))
@@ -88,7 +89,8 @@ ValprepReport sort_validation_images(const std::string& images_dir, const std::s
     for (size_t i = 0; i < v.size() && i < 3; ++i) s += (i ? ", " : "") + v[i];
     return s + (v.size() > 3 ? ", ... (" + std::to_string(v.size()) + " in all)" : "");
   };
-  if (!missing.empty()) throw IoError("the label file lists images that are not there: " + some(missing) + "; nothing was moved");
+  if (!missing.empty())
+    throw IoError("the label file lists images that are not there: " + some(missing) + "; nothing was moved");
   if (!taken.empty()) throw IoError("refusing to overwrite " + some(taken) + "; nothing was moved");
   ValprepReport report;
   report.already_there = already;
@@ -101,8 +103,9 @@ ValprepReport sort_validation_images(const std::string& images_dir, const std::s
     fs::rename(src, dst, ec);
     if (ec) {  // another file system: copy, then remove
       fs::copy_file(src, dst, ec);
-      if (ec) throw IoError("cannot move " + src.string() + " to " + dst.string() + " (" + ec.message() + ") after " +
-                            std::to_string(report.moved) + " images were moved; run again to move the rest");
+      if (ec)
+        throw IoError("cannot move " + src.string() + " to " + dst.string() + " (" + ec.message() + ") after " +
+                      std::to_string(report.moved) + " images were moved; run again to move the rest");
       fs::remove(src, ec);
     }
     ++report.moved;
@@ -117,8 +120,9 @@ std::string valprep_report(const ValprepReport& r, const std::string& images_dir
   if (r.already_there > 0) text += " (" + std::to_string(r.already_there) + " were already there)";
   text += "\n";
   if (!r.unlisted.empty())
-    text += std::to_string(r.unlisted.size()) + " files of " + images_dir + " are not in the label file and stayed: " +
-            r.unlisted.front() + (r.unlisted.size() > 1 ? ", ..." : "") + "\n";
+    text += std::to_string(r.unlisted.size()) + " files of " + images_dir +
+            " are not in the label file and stayed: " + r.unlisted.front() + (r.unlisted.size() > 1 ? ", ..." : "") +
+            "\n";
   return text;
 }
 

@@ -22,7 +22,9 @@ const char* const kFormat = "quantlab.checkpoint";
 
 // A checksum over the contents, independent of how the container lays them out.
 uint32_t digest(const IValue& v, uint32_t crc) {
-  auto add = [&](const void* p, size_t n) { crc = static_cast<uint32_t>(crc32(crc, static_cast<const Bytef*>(p), static_cast<uInt>(n))); };
+  auto add = [&](const void* p, size_t n) {
+    crc = static_cast<uint32_t>(crc32(crc, static_cast<const Bytef*>(p), static_cast<uInt>(n)));
+  };
   auto add_str = [&](const std::string& s) { add(s.data(), s.size()); };
   if (v.isTensor()) {
     const auto t = v.toTensor().cpu().contiguous();
@@ -182,7 +184,8 @@ void restore(Experiment& exp, const Checkpoint& c) {
                     ", the network's has " + c10::str(kv.second.sizes()) + " (another capacity?)");
       kv.second.copy_(it->second);
     }
-    if (live.size() != c.net.size()) throw Error("the checkpoint has tensors this network does not (another topology?)");
+    if (live.size() != c.net.size())
+      throw Error("the checkpoint has tensors this network does not (another topology?)");
   }
   torch::serialize::InputArchive archive;
   const auto bytes = c.optimizer.contiguous();
@@ -194,8 +197,9 @@ void restore(Experiment& exp, const Checkpoint& c) {
   if (exp.thermostat) exp.thermostat->set_clock(c.thermostat_clock);
   at::Generator cpu = at::detail::getDefaultCPUGenerator();  // a handle to the global generator
   cpu.set_state(c.rng_cpu);
-  for (size_t i = 0; i < c.rng_cuda.size() && torch::cuda::is_available() &&
-                     i < static_cast<size_t>(torch::cuda::device_count()); ++i) {
+  for (size_t i = 0;
+       i < c.rng_cuda.size() && torch::cuda::is_available() && i < static_cast<size_t>(torch::cuda::device_count());
+       ++i) {
     at::Generator cuda = at::globalContext().defaultGenerator(at::Device(at::kCUDA, static_cast<int16_t>(i)));
     cuda.set_state(c.rng_cuda[i]);
   }
@@ -217,7 +221,8 @@ Checkpoint load_checkpoint(const std::string& file) {
   try {
     v = torch::pickle_load(bytes);
   } catch (const std::exception& e) {
-    throw IoError(file + ": corrupt or truncated checkpoint (cannot be decoded; a version 1 checkpoint re-saved from "
+    throw IoError(file +
+                  ": corrupt or truncated checkpoint (cannot be decoded; a version 1 checkpoint re-saved from "
                   "Python cannot be read either: re-save it from the original)");
   }
   if (!v.isGenericDict()) throw IoError(file + ": not a QuantLab checkpoint");
@@ -236,10 +241,12 @@ Checkpoint load_checkpoint(const std::string& file) {
     const bool ok = stored.isString() ? stored.toStringRef() == checksum_text(crc)
                                       : stored.isInt() && stored.toInt() == static_cast<int64_t>(crc);  // version 1
     if (!ok)
-      throw IoError(file + ": checksum mismatch: the file is corrupt (or was edited outside QuantLab: delete its "
+      throw IoError(file +
+                    ": checksum mismatch: the file is corrupt (or was edited outside QuantLab: delete its "
                     "'checksum' entry to load it anyway)");
   } else {
-    c.notes.push_back(file + " is a valid checkpoint file without QuantLab's checksum (re-saved from Python?); "
+    c.notes.push_back(file +
+                      " is a valid checkpoint file without QuantLab's checksum (re-saved from Python?); "
                       "its contents are complete and were loaded");
   }
   c.net_class = string_entry(d, "net_class", file);
@@ -259,7 +266,8 @@ Checkpoint load_checkpoint(const std::string& file) {
   c.state.best_value = double_entry(d, "best_value", file);
   for_each_item(d, "stats", file, [&](const std::string& k, const IValue& x) {
     for (Statistic s : kStatistics)
-      if (k == statistic_name(s) && (x.isDouble() || x.isInt())) c.state.stats[s] = x.isDouble() ? x.toDouble() : x.toInt();
+      if (k == statistic_name(s) && (x.isDouble() || x.isInt()))
+        c.state.stats[s] = x.isDouble() ? x.toDouble() : x.toInt();
   });
   c.rng_cpu = tensor_entry(d, "rng_cpu", file);
   for (const IValue& t : list_entry(d, "rng_cuda", file)) {

@@ -36,11 +36,11 @@ void check_flags(const LaunchOptions& o) {
 
 // Where a training launch on an existing experiment starts.
 struct ResumePoint {
-  bool fresh = false;       // no checkpoint at all: from epoch 1
-  std::string file;         // else the checkpoint to load
+  bool fresh = false;  // no checkpoint at all: from epoch 1
+  std::string file;    // else the checkpoint to load
   Checkpoint checkpoint;
-  bool earlier = false;     // a later checkpoint exists (then only --branch may train from here)
-  int64_t newest = 0;       // the newest usable epoch
+  bool earlier = false;  // a later checkpoint exists (then only --branch may train from here)
+  int64_t newest = 0;    // the newest usable epoch
   std::string newest_file;
 };
 
@@ -97,9 +97,7 @@ ResumePoint choose_resume(const Logbook& book, const CheckpointRef& ref) {
 }
 
 // Progress lines on `out`, redrawn in place only when it is a terminal's standard output.
-Progress progress_on(std::ostream& out) {
-  return &out == &std::cout ? Progress::on_stdout() : Progress(out, false);
-}
+Progress progress_on(std::ostream& out) { return &out == &std::cout ? Progress::on_stdout() : Progress(out, false); }
 
 void print_notes(const std::vector<std::string>& notes, std::ostream& out) {
   for (const auto& n : notes) out << "note: " << n << std::endl;
@@ -112,8 +110,8 @@ void print_test(std::ostream& out, const std::string& what, const EpochStats& s)
 }  // namespace
 
 std::string resume_command(const LaunchOptions& o, int64_t exp_id) {
-  std::string cmd = "quantlab --problem=" + o.problem + " --topology=" + o.topology + " --exp_id=" +
-                    std::to_string(exp_id) + " --load=last";
+  std::string cmd = "quantlab --problem=" + o.problem + " --topology=" + o.topology +
+                    " --exp_id=" + std::to_string(exp_id) + " --load=last";
   if (o.home != ".") cmd += " --home=" + o.home;
   if (!o.data.empty()) cmd += " --data=" + o.data;
   if (o.ckpt_every != 50) cmd += " --ckpt_every=" + std::to_string(o.ckpt_every);
@@ -154,7 +152,8 @@ LaunchResult launch(const LaunchOptions& o, const std::atomic<int>* stop, std::o
   } else {
     const std::string file = paths.dir + "/" + o.config;
     if (!fs::exists(file))
-      throw IoError(file + ": no such file (each problem keeps its config in <home>/<Problem>/; `quantlab problem add " +
+      throw IoError(file +
+                    ": no such file (each problem keeps its config in <home>/<Problem>/; `quantlab problem add " +
                     o.problem + "` makes one)");
     config = read_json_file(file);
   }
@@ -178,7 +177,8 @@ LaunchResult launch(const LaunchOptions& o, const std::atomic<int>* stop, std::o
   if (!book) {
     prepare_storage(storage, paths);
     const auto removed = Logbook::remove_abandoned(paths.logs);
-    if (!removed.empty()) out << "removed " << removed.size() << " unfinished experiment folder(s) of stopped launches" << std::endl;
+    if (!removed.empty())
+      out << "removed " << removed.size() << " unfinished experiment folder(s) of stopped launches" << std::endl;
     book = Logbook::create(paths.logs, config);
     new_folder = true;
     out << "experiment " << book->id() << ": " << book->dir() << std::endl;
@@ -213,13 +213,11 @@ LaunchResult launch(const LaunchOptions& o, const std::atomic<int>* stop, std::o
                     " epochs (" + p.newest_file + "); " + from + " is after epoch " +
                     std::to_string(p.checkpoint.state.epoch) +
                     ", and training from it here would overwrite the later checkpoints and history. Continue with "
-                    "--load=last, or add --branch to train from " + from +
-                    " in a new experiment that records this one as its parent");
+                    "--load=last, or add --branch to train from " +
+                    from + " in a new experiment that records this one as its parent");
       if (o.branch) {
-        const nlohmann::json parent = {{"exp_id", book->id()},
-                                       {"checkpoint", from},
-                                       {"epoch", p.checkpoint.state.epoch},
-                                       {"dir", book->dir()}};
+        const nlohmann::json parent = {
+            {"exp_id", book->id()}, {"checkpoint", from}, {"epoch", p.checkpoint.state.epoch}, {"dir", book->dir()}};
         const int64_t parent_id = book->id();
         book = Logbook::create(paths.logs, config, parent);
         new_folder = true;

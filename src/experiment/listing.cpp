@@ -56,9 +56,9 @@ void list_experiments(const std::string& home, const std::string& problem, std::
     out << "no experiments in " << logs << std::endl;
     return;
   }
-  out << std::left << std::setw(8) << "exp" << std::setw(22) << "class" << std::setw(11) << "epochs"
-      << std::setw(11) << "best epoch" << std::setw(11) << "valid acc" << std::setw(11) << "valid top5"
-      << std::setw(11) << "test acc" << "state" << std::endl;
+  out << std::left << std::setw(8) << "exp" << std::setw(22) << "class" << std::setw(11) << "epochs" << std::setw(11)
+      << "best epoch" << std::setw(11) << "valid acc" << std::setw(11) << "valid top5" << std::setw(11) << "test acc"
+      << "state" << std::endl;
   for (int64_t id : ids) {
     const Logbook book = Logbook::open(logs, id);
     const auto st = status_of(book);
@@ -85,9 +85,8 @@ void list_experiments(const std::string& home, const std::string& problem, std::
     }
     const long holder = ExperimentLock::holder(book.dir());
     if (holder > 0) state = "running (PID " + std::to_string(holder) + ")";
-    out << std::setw(8) << Logbook::folder_name(id) << std::setw(22) << cls << std::setw(11) << epochs
-        << std::setw(11) << best << std::setw(11) << valid << std::setw(11) << top5 << std::setw(11) << test << state
-        << std::endl;
+    out << std::setw(8) << Logbook::folder_name(id) << std::setw(22) << cls << std::setw(11) << epochs << std::setw(11)
+        << best << std::setw(11) << valid << std::setw(11) << top5 << std::setw(11) << test << state << std::endl;
   }
 }
 

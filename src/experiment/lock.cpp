@@ -59,8 +59,10 @@ long ExperimentLock::holder(const std::string& dir) {
   const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return 0;
   long pid = 0;
-  if (::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK) pid = pid_in(read_text(fd));
-  else ::flock(fd, LOCK_UN);
+  if (::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK)
+    pid = pid_in(read_text(fd));
+  else
+    ::flock(fd, LOCK_UN);
   ::close(fd);
   return pid;
 }

@@ -60,22 +60,26 @@ void Session::on_epoch(const EpochRecord& r, const TrainingState& state) {
 }
 
 void Session::on_test(const EpochStats& test, const std::string& what, int64_t epoch) {
-  test_ = {{"weights", what}, {"epoch", epoch}, {"accuracy", accuracy(test.metric)},
-           {"top5_accuracy", accuracy(test.top5)}, {"loss", test.loss}};
+  test_ = {{"weights", what},
+           {"epoch", epoch},
+           {"accuracy", accuracy(test.metric)},
+           {"top5_accuracy", accuracy(test.top5)},
+           {"loss", test.loss}};
   auto st = status(book_);
   st["test"] = test_;
   write_file_atomically(book_.saves() + "/status.json", st.dump(2) + "\n");
 }
 
 void Session::write_status(const TrainingState& state) {
-  nlohmann::json status = {{"epochs_done", state.epoch},
-                           {"max_epoch", exp_.max_epoch},
-                           {"net_class", exp_.net_spec.cls},
-                           {"update_metric", statistic_name(best_statistic_)},
-                           {"best_epoch", state.best_epoch},
-                           {"best_value", std::isnan(state.best_value) ? nlohmann::json() : nlohmann::json(state.best_value)},
-                           {"best", best_},
-                           {"finished", state.epoch >= exp_.max_epoch}};
+  nlohmann::json status = {
+      {"epochs_done", state.epoch},
+      {"max_epoch", exp_.max_epoch},
+      {"net_class", exp_.net_spec.cls},
+      {"update_metric", statistic_name(best_statistic_)},
+      {"best_epoch", state.best_epoch},
+      {"best_value", std::isnan(state.best_value) ? nlohmann::json() : nlohmann::json(state.best_value)},
+      {"best", best_},
+      {"finished", state.epoch >= exp_.max_epoch}};
   write_file_atomically(book_.saves() + "/status.json", status.dump(2) + "\n");
 }
 

@@ -83,8 +83,8 @@ std::string root_of(const JsonNode& root, const char* key, const std::string& ho
 }  // namespace
 
 void check_plain_name(const std::string& what, const std::string& name) {
-  if (name.empty() || name[0] == '.' || name.find('/') != std::string::npos ||
-      name.find('\\') != std::string::npos || name.find('\0') != std::string::npos)
+  if (name.empty() || name[0] == '.' || name.find('/') != std::string::npos || name.find('\\') != std::string::npos ||
+      name.find('\0') != std::string::npos)
     throw Error(what + "='" + name + "': expected a plain folder name (no '/', no leading '.')");
 }
 
@@ -130,8 +130,7 @@ ProblemPaths problem_paths(const Storage& storage, const std::string& problem) {
   if (!fs::is_directory(p.dir, ec)) {
     const auto known = list_problems(storage.home);
     throw Error("--problem=" + problem + ": no folder " + p.dir + " (" +
-                (known.empty() ? std::string("this main folder has no problems")
-                               : "problems here: " + join(known)) +
+                (known.empty() ? std::string("this main folder has no problems") : "problems here: " + join(known)) +
                 "); `quantlab problem add " + problem + "` makes a new one");
   }
   return p;

@@ -79,8 +79,9 @@ int64_t apply_pretrained(Experiment& exp, const ProblemPaths& paths) {
     kv.second.copy_(it->second);
     ++copied;
   }
-  if (copied == 0) throw ConfigError("indiv.net.pretrained: no tensor of " + file + " matches this network's names" +
-                                     (spec.prefixes.empty() ? std::string() : " and the prefixes"));
+  if (copied == 0)
+    throw ConfigError("indiv.net.pretrained: no tensor of " + file + " matches this network's names" +
+                      (spec.prefixes.empty() ? std::string() : " and the prefixes"));
   return copied;
 }
 

@@ -121,8 +121,8 @@ void TrainingLog::on_epoch(const EpochRecord& r) {
     for (float level : scheme.quantizer.levels) {
       std::ostringstream name;
       name << level;
-      writer_.add_scalar("levels/" + item.key() + "/" + name.str(), (q == level).to(torch::kFloat64).mean().item<double>(),
-                         step);
+      writer_.add_scalar("levels/" + item.key() + "/" + name.str(),
+                         (q == level).to(torch::kFloat64).mean().item<double>(), step);
     }
   }
   writer_.flush();

@@ -11,14 +11,12 @@ namespace {
 std::vector<int64_t> expand(const std::vector<int64_t>& v, int dim, const char* what) {
   if (static_cast<int>(v.size()) == dim) return v;
   if (v.size() == 1) return std::vector<int64_t>(dim, v[0]);
-  throw ConfigError(std::string("AnaConv: ") + what + " needs 1 or " + std::to_string(dim) +
-                    " values");
+  throw ConfigError(std::string("AnaConv: ") + what + " needs 1 or " + std::to_string(dim) + " values");
 }
 
 }  // namespace
 
-AnaWeightLayer::AnaWeightLayer(AnaScheme scheme, std::vector<int64_t> weight_shape,
-                               int64_t fan_in, int64_t bias_size)
+AnaWeightLayer::AnaWeightLayer(AnaScheme scheme, std::vector<int64_t> weight_shape, int64_t fan_in, int64_t bias_size)
     : AnaSite(std::move(scheme)) {
   const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
   const auto& t = this->scheme().quantizer.thresholds;
@@ -27,8 +25,7 @@ AnaWeightLayer::AnaWeightLayer(AnaScheme scheme, std::vector<int64_t> weight_sha
   auto w = torch::tensor(t).index({pick}).reshape(weight_shape);
   w += torch::empty(weight_shape).uniform_(-bound, bound);
   weight = register_parameter("weight", w);
-  if (bias_size > 0)
-    bias = register_parameter("bias", torch::empty({bias_size}).uniform_(-bound, bound));
+  if (bias_size > 0) bias = register_parameter("bias", torch::empty({bias_size}).uniform_(-bound, bound));
 }
 
 torch::Tensor AnaWeightLayer::quantized_weight() {
@@ -46,10 +43,8 @@ torch::Tensor AnaWeightLayer::quantized_weight() {
   return cached_;
 }
 
-AnaLinearImpl::AnaLinearImpl(AnaScheme scheme, int64_t in_features, int64_t out_features,
-                             bool bias)
-    : AnaWeightLayer(std::move(scheme), {out_features, in_features}, in_features,
-                     bias ? out_features : 0) {}
+AnaLinearImpl::AnaLinearImpl(AnaScheme scheme, int64_t in_features, int64_t out_features, bool bias)
+    : AnaWeightLayer(std::move(scheme), {out_features, in_features}, in_features, bias ? out_features : 0) {}
 
 torch::Tensor AnaLinearImpl::forward(const torch::Tensor& x) {
   return torch::nn::functional::linear(x, quantized_weight(), bias);

@@ -3,8 +3,7 @@
 
 namespace quantlab::nn {
 
-AnaSite::AnaSite(AnaScheme scheme)
-    : scheme_(std::move(scheme)), stair_(stair_tensor(scheme_.quantizer, torch::kCPU)) {}
+AnaSite::AnaSite(AnaScheme scheme) : scheme_(std::move(scheme)), stair_(stair_tensor(scheme_.quantizer, torch::kCPU)) {}
 
 void AnaSite::set_noise(const NoiseState& noise) {
   const float s = scheme_.quantizer.scale;

@@ -43,7 +43,8 @@ void LayerMaker::check_size(const std::string& name, int64_t in, int64_t out, do
 
 Layer LayerMaker::conv(const std::string& name, int64_t in, int64_t out, int64_t kernel, int64_t stride,
                        int64_t padding, int64_t groups, bool bias) {
-  check_size(name, in, out, static_cast<double>(out) * static_cast<double>(in / std::max<int64_t>(groups, 1)) * kernel * kernel);
+  check_size(name, in, out,
+             static_cast<double>(out) * static_cast<double>(in / std::max<int64_t>(groups, 1)) * kernel * kernel);
   if (quantized(name)) {
     nn::AnaConvOptions c;
     c.in_channels = in;

@@ -37,7 +37,7 @@ struct Stage {
 
 std::vector<Stage> mobilenet_stages(const MobileNetOptions& o) {
   const auto c = [&](int64_t n) { return static_cast<int64_t>(static_cast<double>(n) * o.capacity); };
-  return {{c(16), c(24), 2, 1}, {c(24), c(32), 2, 2}, {c(32), c(64), 2, 3},
+  return {{c(16), c(24), 2, 1}, {c(24), c(32), 2, 2},  {c(32), c(64), 2, 3},
           {c(64), c(96), 1, 2}, {c(96), c(160), 2, 2}, {c(160), c(320), 1, 0}};
 }
 

@@ -1,7 +1,6 @@
 // The topology registry (filled by each topology's own file) and network specs.
 #include "quantlab/topology/network.h"
 
-
 namespace quantlab {
 
 namespace {
@@ -57,7 +56,8 @@ PretrainedSpec parse_pretrained(const JsonNode& p) {
 }  // namespace
 
 NetworkSpec parse_network_spec(const JsonNode& net, const std::string& topology) {
-  net.allow_keys({"class", "params", "pretrained", "loss_function"});  // (the original's baseline template puts loss_function here)
+  net.allow_keys({"class", "params", "pretrained",
+                  "loss_function"});  // (the original's baseline template puts loss_function here)
   const JsonNode cls = net.at("class");
   NetworkSpec spec;
   spec.cls = cls.string();

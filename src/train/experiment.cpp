@@ -26,8 +26,8 @@ data::ImageAugment parse_augment(const JsonNode& d) {
 }
 
 data::DataOptions parse_data(const JsonNode& d) {
-  d.allow_keys({"augment", "valid_fraction", "bs_train", "bs_valid", "seed", "pad", "crop", "workers",
-                "scaled_decode"});
+  d.allow_keys(
+      {"augment", "valid_fraction", "bs_train", "bs_valid", "seed", "pad", "crop", "workers", "scaled_decode"});
   data::DataOptions o;
   o.augment = parse_augment(d);
   o.valid_fraction = d.number("valid_fraction", 0.1);
@@ -43,10 +43,12 @@ data::DataOptions parse_data(const JsonNode& d) {
   if (seed < 0) d.at("seed").fail("expected a non-negative integer");
   o.seed = static_cast<uint64_t>(seed);
   o.crop = d.integer("crop", 224);
-  if (o.crop < 1 || o.crop > 256) d.at("crop").fail("expected a crop side in [1, 256] pixels (images are resized to 256 first)");
+  if (o.crop < 1 || o.crop > 256)
+    d.at("crop").fail("expected a crop side in [1, 256] pixels (images are resized to 256 first)");
   o.scaled_decode = d.boolean("scaled_decode", false);
   o.workers = d.integer("workers", 0);
-  if (o.workers < 0 || o.workers > 256) d.at("workers").fail("expected a number of threads in [0, 256] (0: one per core)");
+  if (o.workers < 0 || o.workers > 256)
+    d.at("workers").fail("expected a number of threads in [0, 256] (0: one per core)");
   return o;
 }
 
@@ -55,7 +57,8 @@ ProtocolOptions parse_protocol(const JsonNode& p) {
   ProtocolOptions o;
   if (p.has("update_metric")) o.update_metric = parse_statistic(p.at("update_metric"));
   o.metric_period = p.integer("metric_period", 1);
-  if (o.metric_period < 0) p.at("metric_period").fail("expected a non-negative integer (0: never measure the training metric)");
+  if (o.metric_period < 0)
+    p.at("metric_period").fail("expected a non-negative integer (0: never measure the training metric)");
   if (o.metric_period == 0 && o.update_metric == Statistic::kTrainMetric)
     p.at("metric_period").fail("update_metric is train_metric, which metric_period 0 never measures");
   return o;
@@ -103,9 +106,8 @@ Experiment::Experiment(const nlohmann::json& cfg, const std::string& topology, t
   net->to(device);
   optimizer = make_optimizer(treat.at("optimizer"), net->parameters());
   static const nlohmann::json kNull;
-  lr_scheduler = make_lr_scheduler(treat.has("lr_scheduler") ? treat.at("lr_scheduler")
-                                                             : JsonNode(kNull, "treat.lr_scheduler"),
-                                   get_lr(*optimizer));
+  lr_scheduler = make_lr_scheduler(
+      treat.has("lr_scheduler") ? treat.at("lr_scheduler") : JsonNode(kNull, "treat.lr_scheduler"), get_lr(*optimizer));
 }
 
 }  // namespace quantlab

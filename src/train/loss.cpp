@@ -23,8 +23,7 @@ LossFn hinge(const JsonNode& p) {
   if (classes < 2) p.at("num_classes").fail("expected at least 2 classes");
   const double margin = p.number("margin", 1.0), power = p.number("p", 2.0);
   return [=](const torch::Tensor& s, const torch::Tensor& y) {
-    TORCH_CHECK(s.size(1) == classes, "HingeLoss: the network gives ", s.size(1),
-                " scores, num_classes is ", classes);
+    TORCH_CHECK(s.size(1) == classes, "HingeLoss: the network gives ", s.size(1), " scores, num_classes is ", classes);
     return hinge_loss(s, y, margin, power);
   };
 }
@@ -40,8 +39,7 @@ const Registry<LossFactory>& loss_registry() {
 
 }  // namespace
 
-torch::Tensor hinge_loss(const torch::Tensor& scores, const torch::Tensor& labels, double margin,
-                         double p) {
+torch::Tensor hinge_loss(const torch::Tensor& scores, const torch::Tensor& labels, double margin, double p) {
   auto target = torch::full_like(scores, -1.0);
   target.scatter_(1, labels.unsqueeze(1), 1.0);
   return torch::clamp_min(margin - scores * target, 0.0).pow(p).mean();
@@ -51,8 +49,8 @@ LossFn make_loss(const JsonNode& spec) {
   spec.allow_keys({"class", "params"});
   const JsonNode cls = spec.at("class");
   static const nlohmann::json kEmpty = nlohmann::json::object();
-  return loss_registry().at(cls.string(), cls.path())(
-      spec.has("params") ? spec.at("params") : JsonNode(kEmpty, spec.path() + ".params"));
+  return loss_registry().at(
+      cls.string(), cls.path())(spec.has("params") ? spec.at("params") : JsonNode(kEmpty, spec.path() + ".params"));
 }
 
 }  // namespace quantlab

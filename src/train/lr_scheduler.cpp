@@ -107,7 +107,8 @@ struct SchedulerEntry {
 // A multiplicative factor or gamma: positive and finite, so the rate stays positive.
 double positive_factor(const JsonNode& n) {
   const double v = n.number();
-  if (!(v > 0.0) || !std::isfinite(v)) n.fail("expected a positive factor (the learning rate must stay positive), got " + n.json().dump());
+  if (!(v > 0.0) || !std::isfinite(v))
+    n.fail("expected a positive factor (the learning rate must stay positive), got " + n.json().dump());
   return v;
 }
 

@@ -30,7 +30,8 @@ std::vector<std::string> members_of(const JsonNode& b, const std::vector<std::st
   } else {
     const std::set<std::string> known(modules.begin(), modules.end());
     for (const auto& name : b.at("modules").strings()) {
-      if (!known.count(name)) b.at("modules").fail("no ANA module is called '" + name + "'; they are: " + join(modules));
+      if (!known.count(name))
+        b.at("modules").fail("no ANA module is called '" + name + "'; they are: " + join(modules));
       members.push_back(name);
     }
   }
@@ -65,7 +66,8 @@ void read_schemes(NoiseSchedule& s, const JsonNode& schemes, const std::vector<s
   const std::set<std::string> known(modules.begin(), modules.end());
   for (const auto& name : schemes.keys()) {
     const JsonNode entry = schemes.at(name);
-    if (!known.count(name)) entry.fail("no ANA module of this network is called '" + name + "'; they are: " + join(modules));
+    if (!known.count(name))
+      entry.fail("no ANA module of this network is called '" + name + "'; they are: " + join(modules));
     s.start[name] = read(entry);
   }
 }
@@ -98,7 +100,9 @@ NoiseSchedule parse_noise_schedule_2019(const JsonNode& params, const std::vecto
   for (size_t g = 0; g < bindings.size(); ++g) {
     const JsonNode b = bindings.at(g);
     b.allow_keys({"maps", "modules", "forward", "backward"});
-    s.groups.push_back({{}, make_timer(JsonNode(kConstantTimer, b.path() + ".mu")), make_timer(b.at("forward")),
+    s.groups.push_back({{},
+                        make_timer(JsonNode(kConstantTimer, b.path() + ".mu")),
+                        make_timer(b.at("forward")),
                         make_timer(b.at("backward"))});
   }
   assign_groups(s, bindings, modules);
@@ -117,8 +121,10 @@ NoiseSchedule parse_noise_schedule_successor(const JsonNode& params, const std::
     const JsonNode b = bindings.at(g);
     b.allow_keys({"maps", "modules", "mu", "sigma"});
     const Timer sigma = make_timer(b.at("sigma"));
-    s.groups.push_back({{}, b.has("mu") ? make_timer(b.at("mu")) : make_timer(JsonNode(kConstantTimer, b.path() + ".mu")),
-                        sigma, sigma});
+    s.groups.push_back({{},
+                        b.has("mu") ? make_timer(b.at("mu")) : make_timer(JsonNode(kConstantTimer, b.path() + ".mu")),
+                        sigma,
+                        sigma});
   }
   assign_groups(s, bindings, modules);
   return s;

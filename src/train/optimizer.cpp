@@ -65,13 +65,10 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const JsonNode& spec, Pa
   return optimizer_registry().at(cls.string(), cls.path())(spec.at("params"), std::move(parameters));
 }
 
-double get_lr(const torch::optim::Optimizer& opt) {
-  return opt.param_groups().front().options().get_lr();
-}
+double get_lr(const torch::optim::Optimizer& opt) { return opt.param_groups().front().options().get_lr(); }
 
 void set_lr(torch::optim::Optimizer& opt, double lr) {
-  for (auto& group : const_cast<torch::optim::Optimizer&>(opt).param_groups())
-    group.options().set_lr(lr);
+  for (auto& group : const_cast<torch::optim::Optimizer&>(opt).param_groups()) group.options().set_lr(lr);
 }
 
 }  // namespace quantlab

@@ -29,8 +29,8 @@ void check_labels(const data::Dataset& set, const char* which, int64_t outputs) 
   const auto bad = (labels < 0).logical_or(labels >= outputs).nonzero();
   if (bad.numel() == 0) return;
   const int64_t i = bad[0][0].item<int64_t>();
-  throw IoError(set.source(i) + ": label " + std::to_string(labels[i].item<int64_t>()) + " of " + which +
-                " sample " + std::to_string(i) + " is not a class of a network with " + std::to_string(outputs) +
+  throw IoError(set.source(i) + ": label " + std::to_string(labels[i].item<int64_t>()) + " of " + which + " sample " +
+                std::to_string(i) + " is not a class of a network with " + std::to_string(outputs) +
                 " outputs (classes 0.." + std::to_string(outputs - 1) +
                 "); the data has more classes than indiv.net.params.num_classes, or the label file is corrupt");
 }

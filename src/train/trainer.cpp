@@ -112,14 +112,13 @@ EpochStats Trainer::train_epoch(int64_t epoch, bool track_metric) {
 
 data::LoaderOptions Trainer::loader_options() const {
   data::LoaderOptions o;
-  o.workers = exp_.data.workers > 0 ? static_cast<int>(exp_.data.workers)
-                                     : data_.train->default_workers(available_cores());
+  o.workers =
+      exp_.data.workers > 0 ? static_cast<int>(exp_.data.workers) : data_.train->default_workers(available_cores());
   o.prefetch = static_cast<size_t>(std::max(4, 2 * o.workers));
   return o;
 }
 
-EpochStats Trainer::evaluate(const data::Dataset& set, const std::vector<int64_t>& indices,
-                             const std::string& label) {
+EpochStats Trainer::evaluate(const data::Dataset& set, const std::vector<int64_t>& indices, const std::string& label) {
   exp_.net->eval();
   torch::NoGradGuard no_grad;
   data::BatchLoader loader(set, indices, exp_.data.bs_valid, data::SampleContext{false, exp_.data.seed, state_.epoch},
@@ -159,8 +158,8 @@ std::vector<EpochRecord> Trainer::fit(int64_t last, const EpochHook& on_epoch) {
     char buf[320];
     std::snprintf(buf, sizeof buf, "epoch %lld/%lld | train %s | valid %s | lr %.3g | %s (data wait %.1f s)%s",
                   static_cast<long long>(e), static_cast<long long>(exp_.max_epoch), stats_text(r.train).c_str(),
-                  validation ? stats_text(r.valid).c_str() : "none", r.lr,
-                  Progress::format_duration(r.seconds).c_str(), r.train.data_wait_s, r.best ? " | best" : "");
+                  validation ? stats_text(r.valid).c_str() : "none", r.lr, Progress::format_duration(r.seconds).c_str(),
+                  r.train.data_wait_s, r.best ? " | best" : "");
     out() << buf << std::endl;
     if (on_epoch) on_epoch(r);
     records.push_back(r);
@@ -170,7 +169,7 @@ std::vector<EpochRecord> Trainer::fit(int64_t last, const EpochHook& on_epoch) {
 
 bool Trainer::update_best(const EpochRecord& r) {
   const double v = state_.stats[best_stat_];
-  if (std::isnan(v)) return false;  // not measured this epoch (metric_period)
+  if (std::isnan(v)) return false;                                      // not measured this epoch (metric_period)
   if (state_.best_epoch > 0 && !(v < state_.best_value)) return false;  // all four: lower is better
   state_.best_epoch = r.epoch;
   state_.best_value = v;

@@ -63,8 +63,7 @@ void Progress::end(const std::string& summary) {
   if (interactive_) {
     out_ << '\r' << s;
     if (s.size() < last_width_) out_ << std::string(last_width_ - s.size(), ' ');
-  }
-  else
+  } else
     out_ << s;
   out_ << '\n';
   out_.flush();

@@ -46,12 +46,15 @@ std::string blas_slow_path_note() {
     return false;
   };
   std::string fix;
-  if (avx512 && !is_one_of({"SkylakeX", "Cooperlake", "SapphireRapids"})) fix = "SkylakeX";
-  else if (!avx512 && avx2 && !is_one_of({"Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids"})) fix = "Haswell";
+  if (avx512 && !is_one_of({"SkylakeX", "Cooperlake", "SapphireRapids"}))
+    fix = "SkylakeX";
+  else if (!avx512 && avx2 && !is_one_of({"Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids"}))
+    fix = "Haswell";
   if (fix.empty()) return "";
   return "OpenBLAS runs its generic " + core + " kernels on this " + (avx512 ? "AVX-512" : "AVX2") +
          " CPU, which makes matrix products several times slower (measured 55 instead of 277 GFLOP/s); "
-         "export OPENBLAS_CORETYPE=" + fix + " before starting QuantLab to use the right ones";
+         "export OPENBLAS_CORETYPE=" +
+         fix + " before starting QuantLab to use the right ones";
 #else
   return "";
 #endif

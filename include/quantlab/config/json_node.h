@@ -18,11 +18,11 @@ class JsonNode {
   const std::string& path() const { return path_; }
   const nlohmann::json& json() const { return *value_; }
 
-  bool has(const std::string& key) const;            // present and not null
-  JsonNode at(const std::string& key) const;         // throws when missing
+  bool has(const std::string& key) const;     // present and not null
+  JsonNode at(const std::string& key) const;  // throws when missing
   JsonNode at(size_t index) const;
-  size_t size() const;                               // of an array or object
-  std::vector<std::string> keys() const;             // of an object, in file order
+  size_t size() const;                    // of an array or object
+  std::vector<std::string> keys() const;  // of an object, in file order
   // Throws naming the first key not in `allowed` and listing the allowed ones.
   void allow_keys(std::initializer_list<const char*> allowed) const;
 

@@ -18,7 +18,6 @@ AnaScheme parse_ana_scheme(const JsonNode& node);
 
 // Parses the whole map and checks it names exactly the topology's quantized modules `expected`:
 // a missing or stray name is an error naming it.
-std::map<std::string, AnaScheme> parse_quant_schemes(const JsonNode& node,
-                                                     const std::vector<std::string>& expected);
+std::map<std::string, AnaScheme> parse_quant_schemes(const JsonNode& node, const std::vector<std::string>& expected);
 
 }  // namespace quantlab

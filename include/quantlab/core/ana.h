@@ -31,17 +31,17 @@ struct NoiseState {
 
 // The fused operator. `stair` is the quantizer as a [2T+1] float tensor (thresholds then levels)
 // on x's device: see stair_tensor().
-torch::Tensor ana(const torch::Tensor& x, const torch::Tensor& stair, const AnaScheme& scheme,
-                  const NoiseState& noise, bool training);
+torch::Tensor ana(const torch::Tensor& x, const torch::Tensor& stair, const AnaScheme& scheme, const NoiseState& noise,
+                  bool training);
 
 torch::Tensor stair_tensor(const Quantizer& q, const torch::Device& device);
 
 // The same operator written with plain tensor ops, one threshold at a time (no autograd function:
 // forward and backward are separate calls). Used off-CPU, and by tests and benchmarks as the
 // independent formulation. `uniform` is read only by the random strategy.
-torch::Tensor ana_tensor_ops_forward(const torch::Tensor& x, const AnaScheme& scheme, float mu,
-                                     float sigma, const torch::Tensor& uniform = {});
-torch::Tensor ana_tensor_ops_backward(const torch::Tensor& x, const torch::Tensor& grad,
-                                      const AnaScheme& scheme, float mu, float sigma);
+torch::Tensor ana_tensor_ops_forward(const torch::Tensor& x, const AnaScheme& scheme, float mu, float sigma,
+                                     const torch::Tensor& uniform = {});
+torch::Tensor ana_tensor_ops_backward(const torch::Tensor& x, const torch::Tensor& grad, const AnaScheme& scheme,
+                                      float mu, float sigma);
 
 }  // namespace quantlab

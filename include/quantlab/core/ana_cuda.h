@@ -15,7 +15,7 @@ namespace quantlab::kernel {
 void ana_forward_cuda(const float* x, float* y, int64_t n, const Stair& stair, NoiseFamily family,
                       ForwardStrategy strategy, float mu, float sigma, const float* uniform, void* stream);
 
-void ana_backward_cuda(const float* x, const float* gy, float* gx, int64_t n, const Stair& stair,
-                       NoiseFamily family, float mu, float sigma, void* stream);
+void ana_backward_cuda(const float* x, const float* gy, float* gx, int64_t n, const Stair& stair, NoiseFamily family,
+                       float mu, float sigma, void* stream);
 
 }  // namespace quantlab::kernel

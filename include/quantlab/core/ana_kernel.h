@@ -19,12 +19,11 @@ struct Stair {
 // Forward: y[i] = smoothed stair at x[i] with noise (family, mu, sigma).
 // sigma == 0 gives the hard stair Q(x - mu) (H(0) = 1) whatever the strategy.
 // `uniform` (n values in [0,1)) is read only by ForwardStrategy::kRandom.
-void ana_forward(const float* x, float* y, int64_t n, const Stair& stair, NoiseFamily family,
-                 ForwardStrategy strategy, float mu, float sigma, const float* uniform,
-                 int num_threads);
+void ana_forward(const float* x, float* y, int64_t n, const Stair& stair, NoiseFamily family, ForwardStrategy strategy,
+                 float mu, float sigma, const float* uniform, int num_threads);
 
 // Backward: gx[i] = gy[i] * sum_k d_k f(x[i] - mu - t_k; sigma). sigma == 0 gives gx = 0.
-void ana_backward(const float* x, const float* gy, float* gx, int64_t n, const Stair& stair,
-                  NoiseFamily family, float mu, float sigma, int num_threads);
+void ana_backward(const float* x, const float* gy, float* gx, int64_t n, const Stair& stair, NoiseFamily family,
+                  float mu, float sigma, int num_threads);
 
 }  // namespace quantlab::kernel

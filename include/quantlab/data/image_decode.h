@@ -25,8 +25,8 @@ struct ImageSize {
 // Decoded pixels. The buffer is reused by the next decode into the same RgbImage (a worker keeps
 // one), so decoding allocates nothing once it has seen its largest image.
 struct RgbImage {
-  int width = 0, height = 0;  // of the decoded pixels
-  double scale = 1.0;         // decoded size / the file's full size
+  int width = 0, height = 0;    // of the decoded pixels
+  double scale = 1.0;           // decoded size / the file's full size
   std::vector<uint8_t> buffer;  // [height, width, 3] at the front (the CMYK path needs 4 per pixel)
   const uint8_t* pixels() const { return buffer.data(); }
   // Makes room for n bytes without clearing them.

@@ -26,7 +26,7 @@ enum class ImageAugment {
 
 // A region of the full-size image (pixels; may be fractional) and where the filter may read.
 struct CropPlan {
-  double x0 = 0, y0 = 0, w = 0, h = 0;     // the source region mapped onto the output
+  double x0 = 0, y0 = 0, w = 0, h = 0;        // the source region mapped onto the output
   double cx0 = 0, cy0 = 0, cx1 = 0, cy1 = 0;  // the filter reads only inside [cx0, cx1) x [cy0, cy1)
   bool flip = false;
 };

@@ -27,10 +27,10 @@ struct LaunchOptions {
   std::optional<int64_t> exp_id;
   std::optional<std::string> load;  // best | last | EPOCH; default: last to train, best to test
   LaunchMode mode = LaunchMode::kTrain;
-  bool branch = false;              // train from --load's checkpoint in a new experiment
+  bool branch = false;  // train from --load's checkpoint in a new experiment
   std::string config = "config.json";
   std::string device = "auto";
-  std::string data;                 // --data: the data folder (default: the problem's own)
+  std::string data;  // --data: the data folder (default: the problem's own)
   int64_t ckpt_every = 50;
   int64_t log_every = 0;
   int threads = 0;

@@ -22,8 +22,7 @@ class AnaWeightLayer : public torch::nn::Module, public AnaSite {
   torch::Tensor bias;  // undefined when the layer has none
 
  protected:
-  AnaWeightLayer(AnaScheme scheme, std::vector<int64_t> weight_shape, int64_t fan_in,
-                 int64_t bias_size);
+  AnaWeightLayer(AnaScheme scheme, std::vector<int64_t> weight_shape, int64_t fan_in, int64_t bias_size);
   torch::Tensor quantized_weight();
 
  private:

@@ -22,8 +22,8 @@ class LayerMaker {
   LayerMaker(Network& net, std::map<std::string, AnaScheme> schemes, const JsonNode& params)
       : net_(net), schemes_(std::move(schemes)), params_(params) {}
 
-  Layer conv(const std::string& name, int64_t in, int64_t out, int64_t kernel, int64_t stride = 1,
-             int64_t padding = 0, int64_t groups = 1, bool bias = false);
+  Layer conv(const std::string& name, int64_t in, int64_t out, int64_t kernel, int64_t stride = 1, int64_t padding = 0,
+             int64_t groups = 1, bool bias = false);
   Layer fc(const std::string& name, int64_t in, int64_t out, bool bias = false);
   Layer bn2d(const std::string& name, int64_t channels);
   Layer bn1d(const std::string& name, int64_t features);

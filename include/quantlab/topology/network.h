@@ -50,17 +50,17 @@ struct TopologyRegistration {
 // "parameters": [prefixes]} and QuantLab's {"exp_id": N, "epoch": E, "prefixes": [...]} or
 // {"file": PATH, ...}.
 struct PretrainedSpec {
-  std::string file;                   // a name under <Problem>/<Topology>/pretrained/, or a path with '/'
-  int64_t exp_id = -1;                // else: a checkpoint of another experiment of the problem
+  std::string file;     // a name under <Problem>/<Topology>/pretrained/, or a path with '/'
+  int64_t exp_id = -1;  // else: a checkpoint of another experiment of the problem
   CheckpointRef checkpoint = CheckpointRef::best();
   std::vector<std::string> prefixes;  // of the tensor names to copy; empty: all
 };
 
 // indiv.net, parsed.
 struct NetworkSpec {
-  std::string cls;                          // indiv.net.class
-  std::string family;                       // its --topology (MLP for MLP and MLPBaseline)
-  nlohmann::json params;                    // indiv.net.params, read by the class's factory
+  std::string cls;        // indiv.net.class
+  std::string family;     // its --topology (MLP for MLP and MLPBaseline)
+  nlohmann::json params;  // indiv.net.params, read by the class's factory
   std::optional<PretrainedSpec> pretrained;
 };
 

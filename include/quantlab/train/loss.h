@@ -16,7 +16,6 @@ using LossFn = std::function<torch::Tensor(const torch::Tensor& scores, const to
 
 LossFn make_loss(const JsonNode& spec);
 
-torch::Tensor hinge_loss(const torch::Tensor& scores, const torch::Tensor& labels, double margin,
-                         double p);
+torch::Tensor hinge_loss(const torch::Tensor& scores, const torch::Tensor& labels, double margin, double p);
 
 }  // namespace quantlab

@@ -30,7 +30,7 @@ struct AnnealingGroup {
 struct NoiseSchedule {
   std::map<std::string, NoiseState> start;  // per module, in quantizer units
   std::vector<AnnealingGroup> groups;
-  std::map<std::string, size_t> group_of;   // module -> index into groups
+  std::map<std::string, size_t> group_of;  // module -> index into groups
 
   // The noise of `module` at clock `t`.
   NoiseState at(const std::string& module, double t) const;

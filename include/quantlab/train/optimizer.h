@@ -13,8 +13,7 @@
 
 namespace quantlab {
 
-std::unique_ptr<torch::optim::Optimizer> make_optimizer(const JsonNode& spec,
-                                                        std::vector<torch::Tensor> parameters);
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const JsonNode& spec, std::vector<torch::Tensor> parameters);
 
 // Learning rate of the first param group / of all param groups.
 double get_lr(const torch::optim::Optimizer& opt);

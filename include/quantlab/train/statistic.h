@@ -12,8 +12,8 @@
 namespace quantlab {
 
 enum class Statistic { kTrainLoss = 0, kTrainMetric = 1, kValidLoss = 2, kValidMetric = 3 };
-constexpr std::array<Statistic, 4> kStatistics = {Statistic::kTrainLoss, Statistic::kTrainMetric,
-                                                  Statistic::kValidLoss, Statistic::kValidMetric};
+constexpr std::array<Statistic, 4> kStatistics = {Statistic::kTrainLoss, Statistic::kTrainMetric, Statistic::kValidLoss,
+                                                  Statistic::kValidMetric};
 
 const char* statistic_name(Statistic s);
 // The statistic `node` names (a string); anything else fails naming the JSON path and the four names.

@@ -44,10 +44,10 @@ struct EpochRecord {
 
 // What the loop itself carries from epoch to epoch (saved in checkpoints).
 struct TrainingState {
-  int64_t epoch = 0;         // epochs completed
-  int64_t best_epoch = 0;    // 1-based epoch with the best statistic; 0 before any
-  double best_value = NAN;   // its value
-  EpochStatistics stats;     // the last epoch's four statistics
+  int64_t epoch = 0;        // epochs completed
+  int64_t best_epoch = 0;   // 1-based epoch with the best statistic; 0 before any
+  double best_value = NAN;  // its value
+  EpochStatistics stats;    // the last epoch's four statistics
 };
 
 // Thrown between two batches when the stop flag is raised (SIGINT, SIGTERM): the epoch is abandoned.
@@ -60,11 +60,11 @@ class Interrupted : public Error {
 };
 
 struct TrainerOptions {
-  int64_t max_batches_per_epoch = -1;       // < 0: all (tests use a few)
-  const std::atomic<int>* stop = nullptr;   // non-zero (a signal number): stop between batches
-  int64_t log_every = 0;                    // call on_step every N training batches (0: never)
+  int64_t max_batches_per_epoch = -1;                      // < 0: all (tests use a few)
+  const std::atomic<int>* stop = nullptr;                  // non-zero (a signal number): stop between batches
+  int64_t log_every = 0;                                   // call on_step every N training batches (0: never)
   std::function<void(int64_t step, double loss)> on_step;  // step counts batches from the start
-  std::ostream* out = nullptr;              // epoch lines and notes (default std::cout)
+  std::ostream* out = nullptr;                             // epoch lines and notes (default std::cout)
 };
 
 class Trainer {
