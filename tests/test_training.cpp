@@ -16,7 +16,7 @@ using testing::run_cli;
 using testing::TempDir;
 
 double sched_lr(const nlohmann::json& spec, int64_t epoch, double base = 1.0) {
-  auto s = make_lr_scheduler(JsonNode(spec, "treat.lr_scheduler"), base);
+  auto s = make_lr_scheduler(JsonNode(spec, "treat.lr_scheduler"), {base, 100});
   return s->lr_for_epoch(epoch, base, 0.0);
 }
 
@@ -38,7 +38,7 @@ TEST(LrScheduler, PureSchedulesAsPyTorch) {
 TEST(LrScheduler, ReduceOnPlateauWaitsPatienceEpochs) {
   const nlohmann::json spec = {
       {"class", "ReduceLROnPlateau"}, {"step_metric", "valid_metric"}, {"params", {{"patience", 2}, {"factor", 0.5}}}};
-  auto s = make_lr_scheduler(JsonNode(spec, "s"), 1.0);
+  auto s = make_lr_scheduler(JsonNode(spec, "s"), {1.0, 100});
   EXPECT_EQ(s->step_metric(), Statistic::kValidMetric);
   double lr = 1.0;
   const double metrics[] = {10, 9, 9, 9, 9, 8, 8, 8};

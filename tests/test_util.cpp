@@ -107,6 +107,23 @@ std::string slurp(const std::string& file) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
+bool python_torch_available() {
+  static const bool ok = std::filesystem::exists("/usr/bin/python3") &&
+                         std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0;
+  return ok;
+}
+
+int run_python(const std::string& script, const std::string& arg, std::string& output) {
+  TempDir tmp;
+  std::ofstream(tmp.path() + "/script.py") << script;
+  std::ofstream(tmp.path() + "/arg") << arg;
+  const std::string log = tmp.path() + "/log";
+  const std::string cmd = "/usr/bin/python3 " + tmp.path() + "/script.py \"$(cat " + tmp.path() + "/arg)\" >" + log + " 2>&1";
+  const int status = std::system(cmd.c_str());
+  output = slurp(log);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
 int run_cli(const std::string& args, std::string& output) {
   TempDir tmp;
   const std::string log = tmp.path() + "/log";

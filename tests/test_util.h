@@ -43,6 +43,12 @@ int wait_exit(pid_t pid);
 int run_cli(const std::string& args, std::string& output);
 std::string slurp(const std::string& file);
 
+// Whether Debian's Python with torch is here (`make test` installs python3-torch).
+bool python_torch_available();
+// Runs `script` with /usr/bin/python3 and `args` (one argument, passed as is); returns its exit
+// code, `output` gets stdout + stderr.
+int run_python(const std::string& script, const std::string& arg, std::string& output);
+
 // A smooth colour test picture: uint8 [h, w, 3], different for every `seed`.
 torch::Tensor test_picture(int64_t h, int64_t w, int64_t seed);
 // Writes `rgb` (uint8 [h, w, 3]) as a JPEG: colour, or converted to "gray" or inverted "cmyk"

@@ -68,7 +68,7 @@ bool has_data(const std::string& dir) {
 // A training file set split into training and validation, and a test file set.
 ProblemData split_problem(ImageSet trainval, ImageSet test, Preprocess pre, const DataOptions& o) {
   ProblemData d;
-  Split split = split_indices(trainval.size(), o.valid_fraction, o.seed);
+  Split split = split_indices(trainval.size(), o.valid_fraction, o.split_seed);
   d.train_indices = std::move(split.train);
   d.valid_indices = std::move(split.valid);
   auto train = std::make_shared<TensorDataset>(std::move(trainval), pre);

@@ -1,5 +1,8 @@
-// Seeded split and per-epoch shuffles (own Fisher-Yates: identical on every standard library).
+// Seeded split (libtorch's randperm, as the original) and per-epoch shuffles (own Fisher-Yates:
+// identical on every standard library).
 #include "quantlab/data/split.h"
+
+#include <torch/torch.h>
 
 #include <numeric>
 #include <random>
@@ -17,10 +20,11 @@ void shuffle(std::vector<int64_t>& v, std::mt19937_64& rng) {
 }  // namespace
 
 Split split_indices(int64_t n, double valid_fraction, uint64_t seed) {
-  std::vector<int64_t> all(static_cast<size_t>(n));
-  std::iota(all.begin(), all.end(), 0);
-  std::mt19937_64 rng(seed);
-  shuffle(all, rng);
+  // torch.manual_seed(seed); torch.randperm(n), as the original's transform_random_split.
+  const at::Generator gen = at::detail::createCPUGenerator(seed);
+  const torch::Tensor perm = torch::randperm(n, gen, torch::TensorOptions().dtype(torch::kLong));
+  const int64_t* p = perm.data_ptr<int64_t>();
+  const std::vector<int64_t> all(p, p + n);
   const auto n_train = static_cast<int64_t>(static_cast<double>(n) * (1.0 - valid_fraction));
   Split s;
   s.train.assign(all.begin(), all.begin() + n_train);

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "quantlab/experiment/logbook.h"
+#include "quantlab/experiment/torch_file.h"
 #include "quantlab/train/experiment.h"
 #include "quantlab/util/error.h"
 
@@ -138,6 +139,69 @@ void for_each_item(const c10::impl::GenericDict& d, const std::string& key, cons
   }
 }
 
+// The original's checkpoint: {"indiv": {"net": state_dict}, "treat": {"thermostat": {"t": T},
+// "optimizer": ..., "lr_scheduler": ..., "i_epoch": E}, "protocol": {"metrics": {...}}}.
+Checkpoint original_checkpoint(const c10::impl::GenericDict& d, const std::string& file) {
+  Checkpoint c;
+  c.original = true;
+  const IValue indiv = entry(d, "indiv", file), treat = entry(d, "treat", file);
+  if (!indiv.isGenericDict()) wrong_kind(file, "indiv", "a dictionary");
+  if (!treat.isGenericDict()) wrong_kind(file, "treat", "a dictionary");
+  for_each_item(indiv.toGenericDict(), "net", file, [&](const std::string& k, const IValue& t) {
+    if (t.isTensor()) c.net[k] = t.toTensor();
+  });
+  const auto tr = treat.toGenericDict();
+  c.state.epoch = tr.contains("i_epoch") && tr.at("i_epoch").isInt() ? tr.at("i_epoch").toInt() : 0;
+  c.thermostat_clock = c.state.epoch;
+  if (tr.contains("thermostat") && tr.at("thermostat").isGenericDict()) {
+    const auto th = tr.at("thermostat").toGenericDict();
+    if (th.contains("t") && th.at("t").isInt()) c.thermostat_clock = th.at("t").toInt();
+  }
+  if (d.contains("protocol") && d.at("protocol").isGenericDict()) {
+    const auto p = d.at("protocol").toGenericDict();
+    if (p.contains("metrics") && p.at("metrics").isGenericDict())
+      for (const auto& kv : p.at("metrics").toGenericDict())
+        for (Statistic s : kStatistics)
+          if (kv.key().isString() && kv.key().toStringRef() == statistic_name(s)) {
+            const IValue& x = kv.value();
+            c.state.stats[s] = x.isDouble()   ? x.toDouble()
+                               : x.isInt()    ? static_cast<double>(x.toInt())
+                               : x.isTensor() ? x.toTensor().item<double>()
+                                              : NAN;
+          }
+  }
+  c.notes.push_back(file + " is a checkpoint of the original QuantLab (after epoch " + std::to_string(c.state.epoch) +
+                    "): its network's weights were loaded");
+  return c;
+}
+
+// The original's ANA modules also save their stair and spreads (thresholds, quant_levels, stddev):
+// QuantLab takes those from the config.
+bool original_only(const std::string& name) {
+  for (const char* s : {".thresholds", ".quant_levels", ".stddev"}) {
+    const size_t n = std::strlen(s);
+    if (name.size() > n && name.compare(name.size() - n, n, s) == 0) return true;
+  }
+  return false;
+}
+
+void restore_original(Experiment& exp, const Checkpoint& c) {
+  torch::NoGradGuard no_grad;
+  auto live = named_state(*exp.net);
+  for (auto& kv : live) {
+    auto it = c.net.find(kv.first);
+    if (it == c.net.end()) throw Error("the original's checkpoint has no tensor '" + kv.first + "' (another topology?)");
+    if (it->second.sizes() != kv.second.sizes())
+      throw Error("the original's checkpoint tensor '" + kv.first + "' has shape " + c10::str(it->second.sizes()) +
+                  ", the network's has " + c10::str(kv.second.sizes()) + " (another capacity?)");
+    kv.second.copy_(it->second.to(kv.second.dtype()));
+  }
+  for (const auto& kv : c.net)
+    if (!live.count(kv.first) && !original_only(kv.first))
+      throw Error("the original's checkpoint has a tensor '" + kv.first + "' this network does not (another topology?)");
+  if (exp.thermostat) exp.thermostat->set_clock(c.thermostat_clock);
+}
+
 }  // namespace
 
 std::map<std::string, torch::Tensor> named_state(torch::nn::Module& net) {
@@ -171,6 +235,10 @@ Checkpoint capture(Experiment& exp, const TrainingState& state) {
 
 void restore(Experiment& exp, const Checkpoint& c) {
   const std::string& cls = exp.net_spec.cls;
+  if (c.original) {
+    restore_original(exp, c);
+    return;
+  }
   if (c.net_class != cls)
     throw Error("the checkpoint holds a " + c.net_class + " network, the experiment builds a " + cls);
   {
@@ -193,6 +261,7 @@ void restore(Experiment& exp, const Checkpoint& c) {
   archive.load_from(is, exp.device);
   exp.optimizer->load(archive);
   set_lr(*exp.optimizer, c.lr);  // libtorch does not restore the param groups' rate
+  if (const auto m = exp.lr_scheduler->momentum_at(c.state.epoch)) set_momentum(*exp.optimizer, *m);
   exp.lr_scheduler->load_state(c.lr_scheduler);
   if (exp.thermostat) exp.thermostat->set_clock(c.thermostat_clock);
   at::Generator cpu = at::detail::getDefaultCPUGenerator();  // a handle to the global generator
@@ -220,13 +289,16 @@ Checkpoint load_checkpoint(const std::string& file) {
   IValue v;
   try {
     v = torch::pickle_load(bytes);
-  } catch (const std::exception& e) {
-    throw IoError(file +
-                  ": corrupt or truncated checkpoint (cannot be decoded; a version 1 checkpoint re-saved from "
-                  "Python cannot be read either: re-save it from the original)");
+  } catch (const std::exception&) {
+    try {
+      v = read_torch_file(file);  // written by Python (re-saved, or the original QuantLab's)
+    } catch (const IoError& e) {
+      throw IoError(file + ": corrupt or truncated checkpoint (cannot be decoded: " + e.what() + ")");
+    }
   }
   if (!v.isGenericDict()) throw IoError(file + ": not a QuantLab checkpoint");
   auto d = v.toGenericDict();
+  if (d.contains("indiv") && d.contains("treat") && !d.contains("format")) return original_checkpoint(d, file);
   if (!d.contains("format") || !d.at("format").isString() || d.at("format").toStringRef() != kFormat)
     throw IoError(file + ": not a QuantLab checkpoint");
   const int64_t version = int_entry(d, "version", file);

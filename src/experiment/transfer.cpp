@@ -7,6 +7,7 @@
 #include "quantlab/experiment/checkpoint.h"
 #include "quantlab/experiment/logbook.h"
 #include "quantlab/experiment/session.h"
+#include "quantlab/experiment/torch_file.h"
 #include "quantlab/util/error.h"
 
 namespace quantlab {
@@ -22,25 +23,15 @@ void collect_tensors(const c10::impl::GenericDict& d, std::map<std::string, torc
 }  // namespace
 
 std::map<std::string, torch::Tensor> read_network_tensors(const std::string& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw IoError(file + ": missing or unreadable");
-  const std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  IValue v;
-  try {
-    v = torch::pickle_load(bytes);
-  } catch (const std::exception&) {
-    throw IoError(file + ": corrupt, truncated or not a torch.save file (cannot be decoded)");
-  }
+  if (!std::filesystem::exists(file)) throw IoError(file + ": missing or unreadable");
+  const IValue v = read_torch_file(file);
   if (!v.isGenericDict()) throw IoError(file + ": not a checkpoint or state dict (a " + v.tagKind() + ")");
   const auto d = v.toGenericDict();
+  const bool quantlab = d.contains("format") && d.at("format").isString() &&
+                        d.at("format").toStringRef() == "quantlab.checkpoint";
+  if (quantlab || (d.contains("indiv") && d.contains("treat"))) return load_checkpoint(file).net;  // verified
   std::map<std::string, torch::Tensor> out;
-  if (d.contains("format") && d.at("format").isString() && d.at("format").toStringRef() == "quantlab.checkpoint") {
-    return load_checkpoint(file).net;  // verified
-  }
-  if (d.contains("indiv") && d.at("indiv").isGenericDict()) {  // the original's checkpoint
-    const auto indiv = d.at("indiv").toGenericDict();
-    if (indiv.contains("net") && indiv.at("net").isGenericDict()) collect_tensors(indiv.at("net").toGenericDict(), out);
-  } else if (d.contains("net") && d.at("net").isGenericDict()) {
+  if (d.contains("net") && d.at("net").isGenericDict()) {
     collect_tensors(d.at("net").toGenericDict(), out);
   } else {
     collect_tensors(d, out);  // a plain state dict

@@ -26,8 +26,8 @@ data::ImageAugment parse_augment(const JsonNode& d) {
 }
 
 data::DataOptions parse_data(const JsonNode& d) {
-  d.allow_keys(
-      {"augment", "valid_fraction", "bs_train", "bs_valid", "seed", "pad", "crop", "workers", "scaled_decode"});
+  d.allow_keys({"augment", "valid_fraction", "bs_train", "bs_valid", "seed", "split_seed", "pad", "crop", "workers",
+                "scaled_decode"});
   data::DataOptions o;
   o.augment = parse_augment(d);
   o.valid_fraction = d.number("valid_fraction", 0.1);
@@ -42,6 +42,9 @@ data::DataOptions parse_data(const JsonNode& d) {
   const int64_t seed = d.integer("seed", 0);
   if (seed < 0) d.at("seed").fail("expected a non-negative integer");
   o.seed = static_cast<uint64_t>(seed);
+  const int64_t split_seed = d.integer("split_seed", 1234);
+  if (split_seed < 0) d.at("split_seed").fail("expected a non-negative integer");
+  o.split_seed = static_cast<uint64_t>(split_seed);
   o.crop = d.integer("crop", 224);
   if (o.crop < 1 || o.crop > 256)
     d.at("crop").fail("expected a crop side in [1, 256] pixels (images are resized to 256 first)");
@@ -106,8 +109,10 @@ Experiment::Experiment(const nlohmann::json& cfg, const std::string& topology, t
   net->to(device);
   optimizer = make_optimizer(treat.at("optimizer"), net->parameters());
   static const nlohmann::json kNull;
-  lr_scheduler = make_lr_scheduler(
-      treat.has("lr_scheduler") ? treat.at("lr_scheduler") : JsonNode(kNull, "treat.lr_scheduler"), get_lr(*optimizer));
+  const JsonNode schedule = treat.has("lr_scheduler") ? treat.at("lr_scheduler") : JsonNode(kNull, "treat.lr_scheduler");
+  lr_scheduler = make_lr_scheduler(schedule, {get_lr(*optimizer), max_epoch});
+  set_lr(*optimizer, lr_scheduler->initial_lr(get_lr(*optimizer)));  // CyclicLR, OneCycleLR: their own start
+  if (const auto m = lr_scheduler->momentum_at(0)) set_momentum(*optimizer, *m);
 }
 
 }  // namespace quantlab

@@ -22,17 +22,23 @@ class Constant : public LrScheduler {
   double lr_for_epoch(int64_t, double lr, double) override { return lr; }
 };
 
-// Any schedule that is a pure function of the epoch: lr = base * factor(epoch).
+// A schedule that is a pure function of the number of epochs done: the rate (and momentum) the
+// next epoch trains with.
 class Pure : public LrScheduler {
  public:
-  Pure(double base, std::function<double(int64_t)> factor) : base_(base), factor_(std::move(factor)) {}
-  double lr_for_epoch(int64_t e, double, double) override { return base_ * factor_(e); }
+  using Fn = std::function<double(int64_t)>;
+  explicit Pure(Fn lr, Fn momentum = {}) : lr_(std::move(lr)), momentum_(std::move(momentum)) {}
+  double initial_lr(double) const override { return lr_(0); }
+  double lr_for_epoch(int64_t e, double, double) override { return lr_(e); }
+  std::optional<double> momentum_at(int64_t e) const override {
+    return momentum_ ? std::optional<double>(momentum_(e)) : std::nullopt;
+  }
 
  private:
-  double base_;
-  std::function<double(int64_t)> factor_;
+  Fn lr_, momentum_;
 };
 
+// PyTorch's ReduceLROnPlateau.
 class ReduceOnPlateau : public LrScheduler {
  public:
   explicit ReduceOnPlateau(const JsonNode& p) {
@@ -42,21 +48,24 @@ class ReduceOnPlateau : public LrScheduler {
     maximize_ = mode == "max";
     factor_ = p.number("factor", 0.1);
     if (!(factor_ > 0 && factor_ < 1)) p.at("factor").fail("expected a factor in (0, 1)");
-    if (p.has("min_lr") && !(p.at("min_lr").number() >= 0)) p.at("min_lr").fail("expected a non-negative rate");
     patience_ = p.integer("patience", 10);
+    if (patience_ < 0) p.at("patience").fail("expected a non-negative number of epochs");
     threshold_ = p.number("threshold", 1e-4);
     const std::string tm = p.string("threshold_mode", "rel");
     if (tm != "rel" && tm != "abs") p.at("threshold_mode").fail("expected \"rel\" or \"abs\"");
     relative_ = tm == "rel";
     cooldown_ = p.integer("cooldown", 0);
-    min_lr_ = p.number("min_lr", 0.0);
+    if (cooldown_ < 0) p.at("cooldown").fail("expected a non-negative number of epochs");
+    if (p.has("min_lr")) {
+      const JsonNode m = p.at("min_lr");
+      min_lr_ = m.is_array() ? (m.size() == 1 ? m.at(0).number() : -1.0) : m.number();
+      if (!(min_lr_ >= 0)) m.fail("expected a non-negative rate (one, for QuantLab's one parameter group)");
+    }
     eps_ = p.number("eps", 1e-8);
     best_ = maximize_ ? -std::numeric_limits<double>::infinity() : std::numeric_limits<double>::infinity();
   }
 
-  std::vector<double> state() const override {
-    return {best_, static_cast<double>(bad_), static_cast<double>(cooling_)};
-  }
+  std::vector<double> state() const override { return {best_, static_cast<double>(bad_), static_cast<double>(cooling_)}; }
   void load_state(const std::vector<double>& s) override {
     if (s.size() != 3) throw Error("ReduceLROnPlateau: the checkpoint holds state for another scheduler class");
     best_ = s[0];
@@ -86,16 +95,15 @@ class ReduceOnPlateau : public LrScheduler {
 
  private:
   bool better(double m) const {
-    if (std::isinf(best_)) return true;
-    const double margin = relative_ ? std::abs(best_) * threshold_ : threshold_;
-    return maximize_ ? m > best_ + margin : m < best_ - margin;
+    if (relative_) return maximize_ ? m > best_ * (1.0 + threshold_) : m < best_ * (1.0 - threshold_);
+    return maximize_ ? m > best_ + threshold_ : m < best_ - threshold_;
   }
   bool maximize_ = false, relative_ = true;
   double factor_ = 0.1, threshold_ = 1e-4, min_lr_ = 0, eps_ = 1e-8, best_ = 0;
   int64_t patience_ = 10, cooldown_ = 0, bad_ = 0, cooling_ = 0;
 };
 
-using SchedulerFactory = std::function<std::unique_ptr<LrScheduler>(const JsonNode&, double)>;
+using SchedulerFactory = std::function<std::unique_ptr<LrScheduler>(const JsonNode&, const ScheduleContext&)>;
 
 // A registry entry: how to build the schedule, and whether it is stepped with an epoch statistic
 // (then `step_metric` is required).
@@ -116,8 +124,21 @@ double positive_factor(const JsonNode& p, const char* key, double fallback) {
   return p.has(key) ? positive_factor(p.at(key)) : fallback;
 }
 
-std::unique_ptr<LrScheduler> hand(const JsonNode& p, double base) {
-  p.allow_keys({"schedule"});
+double positive_rate(const JsonNode& p, const char* key) {
+  const JsonNode n = p.at(key);
+  const double v = n.is_array() && n.size() == 1 ? n.at(0).number() : n.number();
+  if (!(v > 0.0) || !std::isfinite(v)) n.fail("expected a positive learning rate, got " + n.json().dump());
+  return v;
+}
+
+void no_last_epoch(const JsonNode& p) {
+  if (p.has("last_epoch") && p.at("last_epoch").integer() != -1)
+    p.at("last_epoch").fail("only -1 (a new schedule) is supported; a resumed run restores its schedule itself");
+}
+
+std::unique_ptr<LrScheduler> hand(const JsonNode& p, const ScheduleContext& c) {
+  p.allow_keys({"schedule", "last_epoch"});
+  no_last_epoch(p);
   const JsonNode s = p.at("schedule");
   std::map<int64_t, double> table;
   for (const auto& key : s.keys()) {
@@ -126,52 +147,167 @@ std::unique_ptr<LrScheduler> hand(const JsonNode& p, double base) {
     if (key.empty() || *end != '\0' || e < 0) s.at(key).fail("keys must be epoch numbers");
     table[e] = positive_factor(s.at(key));
   }
-  return std::make_unique<Pure>(base, [table](int64_t e) {
+  const double base = c.base_lr;
+  return std::make_unique<Pure>([table, base](int64_t e) {
     double f = 1.0;
     for (const auto& kv : table)
       if (kv.first <= e) f = kv.second;
-    return f;
+    return base * f;
   });
 }
 
-std::unique_ptr<LrScheduler> step(const JsonNode& p, double base) {
-  p.allow_keys({"step_size", "gamma"});
+std::unique_ptr<LrScheduler> step(const JsonNode& p, const ScheduleContext& c) {
+  p.allow_keys({"step_size", "gamma", "last_epoch", "verbose"});
+  no_last_epoch(p);
   const int64_t size = p.at("step_size").integer();
   if (size < 1) p.at("step_size").fail("expected a positive integer");
-  const double gamma = positive_factor(p, "gamma", 0.1);
-  return std::make_unique<Pure>(base, [=](int64_t e) { return std::pow(gamma, e / size); });
+  const double gamma = positive_factor(p, "gamma", 0.1), base = c.base_lr;
+  return std::make_unique<Pure>([=](int64_t e) { return base * std::pow(gamma, static_cast<double>(e / size)); });
 }
 
-std::unique_ptr<LrScheduler> multi_step(const JsonNode& p, double base) {
-  p.allow_keys({"milestones", "gamma"});
+std::unique_ptr<LrScheduler> multi_step(const JsonNode& p, const ScheduleContext& c) {
+  p.allow_keys({"milestones", "gamma", "last_epoch", "verbose"});
+  no_last_epoch(p);
   auto milestones = p.at("milestones").integers();
   for (int64_t m : milestones)
     if (m < 1) p.at("milestones").fail("expected positive epoch numbers");
   std::sort(milestones.begin(), milestones.end());
-  const double gamma = positive_factor(p, "gamma", 0.1);
-  return std::make_unique<Pure>(base, [=](int64_t e) {
+  const double gamma = positive_factor(p, "gamma", 0.1), base = c.base_lr;
+  return std::make_unique<Pure>([=](int64_t e) {
     const auto passed = std::upper_bound(milestones.begin(), milestones.end(), e) - milestones.begin();
-    return std::pow(gamma, static_cast<double>(passed));
+    return base * std::pow(gamma, static_cast<double>(passed));  // a repeated milestone counts twice, as PyTorch's
   });
 }
 
-std::unique_ptr<LrScheduler> cosine(const JsonNode& p, double base) {
-  p.allow_keys({"T_max", "eta_min"});
+std::unique_ptr<LrScheduler> exponential(const JsonNode& p, const ScheduleContext& c) {
+  p.allow_keys({"gamma", "last_epoch", "verbose"});
+  no_last_epoch(p);
+  const double gamma = positive_factor(p.at("gamma")), base = c.base_lr;
+  return std::make_unique<Pure>([=](int64_t e) { return base * std::pow(gamma, static_cast<double>(e)); });
+}
+
+std::unique_ptr<LrScheduler> cosine(const JsonNode& p, const ScheduleContext& c) {
+  p.allow_keys({"T_max", "eta_min", "last_epoch", "verbose"});
+  no_last_epoch(p);
   const int64_t t_max = p.at("T_max").integer();
   if (t_max < 1) p.at("T_max").fail("expected a positive integer");
-  const double eta_min = p.number("eta_min", 0.0);
+  const double eta_min = p.number("eta_min", 0.0), base = c.base_lr;
   if (!(eta_min >= 0.0)) p.at("eta_min").fail("expected a non-negative rate");
-  // Closed form of PyTorch's CosineAnnealingLR, as a factor of the base rate.
-  return std::make_unique<Pure>(base, [=](int64_t e) {
-    const double lr = eta_min + (base - eta_min) * (1 + std::cos(M_PI * e / t_max)) / 2;
-    return lr / base;
+  // The closed form of PyTorch's recursive CosineAnnealingLR (equal up to rounding).
+  return std::make_unique<Pure>([=](int64_t e) {
+    return eta_min + (base - eta_min) * (1 + std::cos(M_PI * static_cast<double>(e) / static_cast<double>(t_max))) / 2;
   });
 }
 
-std::unique_ptr<LrScheduler> exponential(const JsonNode& p, double base) {
-  p.allow_keys({"gamma"});
-  const double gamma = positive_factor(p.at("gamma"));
-  return std::make_unique<Pure>(base, [=](int64_t e) { return std::pow(gamma, static_cast<double>(e)); });
+// The momentum a cycling schedule drives, when asked to (PyTorch's cycle_momentum).
+struct MomentumCycle {
+  bool on = true;
+  double base = 0.8, max = 0.9;
+};
+
+MomentumCycle momentum_cycle(const JsonNode& p, double base, double max) {
+  MomentumCycle m{p.boolean("cycle_momentum", true), p.number("base_momentum", base), p.number("max_momentum", max)};
+  if (m.on && !(m.base >= 0 && m.base < 1 && m.max >= 0 && m.max < 1))
+    p.fail("base_momentum and max_momentum must be in [0, 1)");
+  return m;
+}
+
+std::unique_ptr<LrScheduler> cyclic(const JsonNode& p, const ScheduleContext&) {
+  p.allow_keys({"base_lr", "max_lr", "step_size_up", "step_size_down", "mode", "gamma", "scale_mode", "cycle_momentum",
+                "base_momentum", "max_momentum", "last_epoch", "verbose"});
+  no_last_epoch(p);
+  const double base_lr = positive_rate(p, "base_lr"), max_lr = positive_rate(p, "max_lr");
+  const double up = static_cast<double>(p.integer("step_size_up", 2000));
+  const double down = p.has("step_size_down") ? static_cast<double>(p.at("step_size_down").integer()) : up;
+  if (up < 1 || down < 0) p.fail("step_size_up must be >= 1 and step_size_down >= 0");
+  const std::string mode = p.string("mode", "triangular");
+  if (mode != "triangular" && mode != "triangular2" && mode != "exp_range")
+    p.at("mode").fail("expected \"triangular\", \"triangular2\" or \"exp_range\" (a Python scale_fn cannot be given in JSON)");
+  const double gamma = positive_factor(p, "gamma", 1.0);
+  const std::string scale_mode = p.string("scale_mode", mode == "exp_range" ? "iterations" : "cycle");
+  if (scale_mode != "cycle" && scale_mode != "iterations") p.at("scale_mode").fail("expected \"cycle\" or \"iterations\"");
+  const MomentumCycle m = momentum_cycle(p, 0.8, 0.9);
+  const double total = up + down, ratio = up / total;
+  // PyTorch's get_lr at last_epoch = e: where in the cycle, and how far up.
+  auto shape = [=](int64_t e, double* height) {
+    const double cycle = std::floor(1.0 + static_cast<double>(e) / total);
+    const double x = 1.0 + static_cast<double>(e) / total - cycle;
+    *height = x <= ratio ? x / ratio : (x - 1.0) / (ratio - 1.0);
+    const double arg = scale_mode == "cycle" ? cycle : static_cast<double>(e);
+    if (mode == "triangular") return 1.0;
+    if (mode == "triangular2") return 1.0 / std::pow(2.0, arg - 1.0);
+    return std::pow(gamma, arg);
+  };
+  Pure::Fn momentum;
+  if (m.on)
+    momentum = [=](int64_t e) {
+      double h = 0;
+      const double s = shape(e, &h);
+      return m.max - (m.max - m.base) * h * s;
+    };
+  return std::make_unique<Pure>(
+      [=](int64_t e) {
+        double h = 0;
+        const double s = shape(e, &h);
+        return base_lr + (max_lr - base_lr) * h * s;
+      },
+      momentum);
+}
+
+std::unique_ptr<LrScheduler> one_cycle(const JsonNode& p, const ScheduleContext& c) {
+  p.allow_keys({"max_lr", "total_steps", "epochs", "steps_per_epoch", "pct_start", "anneal_strategy", "cycle_momentum",
+                "base_momentum", "max_momentum", "div_factor", "final_div_factor", "three_phase", "last_epoch",
+                "verbose"});
+  no_last_epoch(p);
+  const double max_lr = positive_rate(p, "max_lr");
+  int64_t total = 0;
+  if (p.has("total_steps")) {
+    total = p.at("total_steps").integer();
+  } else {
+    if (!p.has("epochs") || !p.has("steps_per_epoch"))
+      p.fail("OneCycleLR needs total_steps, or epochs and steps_per_epoch (1: QuantLab steps once per epoch)");
+    total = p.at("epochs").integer() * p.at("steps_per_epoch").integer();
+  }
+  if (total < c.max_epoch)
+    p.fail("the schedule has " + std::to_string(total) + " steps, fewer than treat.max_epoch (" +
+           std::to_string(c.max_epoch) + "): it is stepped once per epoch, and PyTorch stops a run that steps past its end");
+  const double pct = p.number("pct_start", 0.3);
+  if (!(pct > 0 && pct < 1)) p.at("pct_start").fail("expected a fraction in (0, 1)");
+  const std::string anneal = p.string("anneal_strategy", "cos");
+  if (anneal != "cos" && anneal != "linear") p.at("anneal_strategy").fail("expected \"cos\" or \"linear\"");
+  const MomentumCycle m = momentum_cycle(p, 0.85, 0.95);
+  const double div = positive_factor(p, "div_factor", 25.0), final_div = positive_factor(p, "final_div_factor", 1e4);
+  const double initial = max_lr / div, min_lr = initial / final_div;
+  struct Phase {
+    double end_step, start_lr, end_lr, start_m, end_m;
+  };
+  const double t = static_cast<double>(total);
+  std::vector<Phase> phases;
+  if (p.boolean("three_phase", false)) {
+    phases = {{pct * t - 1, initial, max_lr, m.max, m.base},
+              {2 * pct * t - 2, max_lr, initial, m.base, m.max},
+              {t - 1, initial, min_lr, m.max, m.max}};
+  } else {
+    phases = {{pct * t - 1, initial, max_lr, m.max, m.base}, {t - 1, max_lr, min_lr, m.base, m.max}};
+  }
+  const bool cosine_anneal = anneal == "cos";
+  auto annealed = [=](int64_t e, bool momentum) {
+    const auto step_num = static_cast<double>(e);
+    double start_step = 0;
+    for (size_t i = 0; i < phases.size(); ++i) {
+      const Phase& ph = phases[i];
+      if (step_num <= ph.end_step || i + 1 == phases.size()) {
+        const double f = (step_num - start_step) / (ph.end_step - start_step);
+        const double a = momentum ? ph.start_m : ph.start_lr, b = momentum ? ph.end_m : ph.end_lr;
+        return cosine_anneal ? b + (a - b) / 2.0 * (std::cos(M_PI * f) + 1) : (b - a) * f + a;
+      }
+      start_step = ph.end_step;
+    }
+    return 0.0;
+  };
+  Pure::Fn momentum;
+  if (m.on) momentum = [=](int64_t e) { return annealed(e, true); };
+  return std::make_unique<Pure>([=](int64_t e) { return annealed(e, false); }, momentum);
 }
 
 const Registry<SchedulerEntry>& scheduler_registry() {
@@ -180,8 +316,9 @@ const Registry<SchedulerEntry>& scheduler_registry() {
     reg.add("HandScheduler", {hand}).add("StepLR", {step}).add("MultiStepLR", {multi_step});
     reg.add("ExponentialLR", {exponential});
     reg.add("CosineAnnealingLR", {cosine}).add("CosineAnnealing", {cosine});
+    reg.add("CyclicLR", {cyclic}).add("OneCycleLR", {one_cycle});
     reg.add("ReduceLROnPlateau",
-            {[](const JsonNode& p, double) { return std::make_unique<ReduceOnPlateau>(p); }, true});
+            {[](const JsonNode& p, const ScheduleContext&) { return std::make_unique<ReduceOnPlateau>(p); }, true});
     return reg;
   }();
   return r;
@@ -189,14 +326,14 @@ const Registry<SchedulerEntry>& scheduler_registry() {
 
 }  // namespace
 
-std::unique_ptr<LrScheduler> make_lr_scheduler(const JsonNode& spec, double base_lr) {
+std::unique_ptr<LrScheduler> make_lr_scheduler(const JsonNode& spec, const ScheduleContext& context) {
   if (spec.is_null()) return std::make_unique<Constant>();
   spec.allow_keys({"class", "params", "step_metric", "update_stat"});
   const JsonNode cls = spec.at("class");
   static const nlohmann::json kEmpty = nlohmann::json::object();
   const JsonNode params = spec.has("params") ? spec.at("params") : JsonNode(kEmpty, spec.path() + ".params");
   const SchedulerEntry& entry = scheduler_registry().at(cls.string(), cls.path());
-  auto sched = entry.build(params, base_lr);
+  auto sched = entry.build(params, context);
   if (entry.reads_statistic) {
     const char* key = spec.has("step_metric") ? "step_metric" : "update_stat";  // the 2019 name
     if (!spec.has(key)) spec.fail(cls.string() + " needs \"step_metric\" (e.g. \"valid_metric\")");

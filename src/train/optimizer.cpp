@@ -15,43 +15,82 @@ double lr_of(const JsonNode& p, double fallback) {
   return lr;
 }
 
-std::tuple<double, double> betas_of(const JsonNode& p) {
-  if (!p.has("betas")) return {0.9, 0.999};
-  const auto b = p.at("betas").floats();
-  if (b.size() != 2) p.at("betas").fail("expected [beta1, beta2]");
-  return {b[0], b[1]};
+double non_negative(const JsonNode& p, const char* key, double fallback) {
+  const double v = p.number(key, fallback);
+  if (!(v >= 0)) p.at(key).fail("expected a non-negative number");
+  return v;
 }
 
+std::tuple<double, double> betas_of(const JsonNode& p) {
+  if (!p.has("betas")) return {0.9, 0.999};
+  const JsonNode n = p.at("betas");
+  if (!n.is_array() || n.size() != 2) n.fail("expected [beta1, beta2]");
+  const double b1 = n.at(0).number(), b2 = n.at(1).number();
+  if (!(b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1)) n.fail("expected [beta1, beta2], each in [0, 1)");
+  return {b1, b2};
+}
+
+// The switches of PyTorch's implementations, which change how it computes, not what.
+void implementation_switches(const JsonNode& p) {
+  if (p.has("maximize") && p.at("maximize").boolean()) p.at("maximize").fail("maximize=true is not supported");
+}
+
+#define QL_OPTIMIZER_KEYS(...) \
+  p.allow_keys({__VA_ARGS__, "maximize", "foreach", "fused", "capturable", "differentiable"})
+
 std::unique_ptr<torch::optim::Optimizer> adam(const JsonNode& p, Params params) {
-  p.allow_keys({"lr", "betas", "eps", "weight_decay", "amsgrad"});
+  QL_OPTIMIZER_KEYS("lr", "betas", "eps", "weight_decay", "amsgrad");
+  implementation_switches(p);
   torch::optim::AdamOptions o(lr_of(p, 1e-3));
-  o.betas(betas_of(p)).eps(p.number("eps", 1e-8)).weight_decay(p.number("weight_decay", 0.0));
+  o.betas(betas_of(p)).eps(non_negative(p, "eps", 1e-8)).weight_decay(non_negative(p, "weight_decay", 0.0));
   o.amsgrad(p.boolean("amsgrad", false));
   return std::make_unique<torch::optim::Adam>(std::move(params), o);
 }
 
 std::unique_ptr<torch::optim::Optimizer> adamw(const JsonNode& p, Params params) {
-  p.allow_keys({"lr", "betas", "eps", "weight_decay", "amsgrad"});
+  QL_OPTIMIZER_KEYS("lr", "betas", "eps", "weight_decay", "amsgrad");
+  implementation_switches(p);
   torch::optim::AdamWOptions o(lr_of(p, 1e-3));
-  o.betas(betas_of(p)).eps(p.number("eps", 1e-8)).weight_decay(p.number("weight_decay", 1e-2));
+  o.betas(betas_of(p)).eps(non_negative(p, "eps", 1e-8)).weight_decay(non_negative(p, "weight_decay", 1e-2));
   o.amsgrad(p.boolean("amsgrad", false));
   return std::make_unique<torch::optim::AdamW>(std::move(params), o);
 }
 
 std::unique_ptr<torch::optim::Optimizer> sgd(const JsonNode& p, Params params) {
-  p.allow_keys({"lr", "momentum", "dampening", "weight_decay", "nesterov"});
-  torch::optim::SGDOptions o(lr_of(p, 1e-2));
-  o.momentum(p.number("momentum", 0.0)).dampening(p.number("dampening", 0.0));
-  o.weight_decay(p.number("weight_decay", 0.0)).nesterov(p.boolean("nesterov", false));
+  QL_OPTIMIZER_KEYS("lr", "momentum", "dampening", "weight_decay", "nesterov");
+  implementation_switches(p);
+  if (!p.has("lr")) p.fail("SGD needs \"lr\" (PyTorch's SGD has no default rate)");
+  torch::optim::SGDOptions o(lr_of(p, 0.0));
+  o.momentum(non_negative(p, "momentum", 0.0)).dampening(p.number("dampening", 0.0));
+  o.weight_decay(non_negative(p, "weight_decay", 0.0)).nesterov(p.boolean("nesterov", false));
   if (o.nesterov() && (o.momentum() <= 0 || o.dampening() != 0))
     p.at("nesterov").fail("Nesterov momentum needs momentum > 0 and dampening = 0");
   return std::make_unique<torch::optim::SGD>(std::move(params), o);
 }
 
+std::unique_ptr<torch::optim::Optimizer> adagrad(const JsonNode& p, Params params) {
+  QL_OPTIMIZER_KEYS("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps");
+  implementation_switches(p);
+  torch::optim::AdagradOptions o(lr_of(p, 1e-2));
+  o.lr_decay(non_negative(p, "lr_decay", 0.0)).weight_decay(non_negative(p, "weight_decay", 0.0));
+  o.initial_accumulator_value(non_negative(p, "initial_accumulator_value", 0.0)).eps(non_negative(p, "eps", 1e-10));
+  return std::make_unique<torch::optim::Adagrad>(std::move(params), o);
+}
+
+std::unique_ptr<torch::optim::Optimizer> rmsprop(const JsonNode& p, Params params) {
+  QL_OPTIMIZER_KEYS("lr", "alpha", "eps", "weight_decay", "momentum", "centered");
+  implementation_switches(p);
+  torch::optim::RMSpropOptions o(lr_of(p, 1e-2));
+  o.alpha(non_negative(p, "alpha", 0.99)).eps(non_negative(p, "eps", 1e-8));
+  o.weight_decay(non_negative(p, "weight_decay", 0.0)).momentum(non_negative(p, "momentum", 0.0));
+  o.centered(p.boolean("centered", false));
+  return std::make_unique<torch::optim::RMSprop>(std::move(params), o);
+}
+
 const Registry<OptimizerFactory>& optimizer_registry() {
   static const Registry<OptimizerFactory> r = [] {
     Registry<OptimizerFactory> reg("optimizer");
-    reg.add("Adam", adam).add("AdamW", adamw).add("SGD", sgd);
+    reg.add("Adam", adam).add("AdamW", adamw).add("SGD", sgd).add("Adagrad", adagrad).add("RMSprop", rmsprop);
     return reg;
   }();
   return r;
@@ -62,13 +101,33 @@ const Registry<OptimizerFactory>& optimizer_registry() {
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const JsonNode& spec, Params parameters) {
   spec.allow_keys({"class", "params"});
   const JsonNode cls = spec.at("class");
-  return optimizer_registry().at(cls.string(), cls.path())(spec.at("params"), std::move(parameters));
+  static const nlohmann::json kEmpty = nlohmann::json::object();
+  return optimizer_registry().at(cls.string(), cls.path())(
+      spec.has("params") ? spec.at("params") : JsonNode(kEmpty, spec.path() + ".params"), std::move(parameters));
 }
 
 double get_lr(const torch::optim::Optimizer& opt) { return opt.param_groups().front().options().get_lr(); }
 
 void set_lr(torch::optim::Optimizer& opt, double lr) {
-  for (auto& group : const_cast<torch::optim::Optimizer&>(opt).param_groups()) group.options().set_lr(lr);
+  for (auto& group : opt.param_groups()) group.options().set_lr(lr);
+}
+
+void set_momentum(torch::optim::Optimizer& opt, double momentum) {
+  for (auto& group : opt.param_groups()) {
+    auto& o = group.options();
+    if (auto* sgd = dynamic_cast<torch::optim::SGDOptions*>(&o)) {
+      sgd->momentum(momentum);
+    } else if (auto* rms = dynamic_cast<torch::optim::RMSpropOptions*>(&o)) {
+      rms->momentum(momentum);
+    } else if (auto* adam = dynamic_cast<torch::optim::AdamOptions*>(&o)) {
+      adam->betas({momentum, std::get<1>(adam->betas())});
+    } else if (auto* adamw = dynamic_cast<torch::optim::AdamWOptions*>(&o)) {
+      adamw->betas({momentum, std::get<1>(adamw->betas())});
+    } else {
+      throw ConfigError(
+          "treat.lr_scheduler.params.cycle_momentum: this optimizer has no momentum to cycle; set it to false");
+    }
+  }
 }
 
 }  // namespace quantlab

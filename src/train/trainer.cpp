@@ -152,6 +152,7 @@ std::vector<EpochRecord> Trainer::fit(int64_t last, const EpochHook& on_epoch) {
     st[Statistic::kValidMetric] = r.valid.metric;
     const double metric = has_step_stat_ ? st[step_stat_] : 0.0;
     set_lr(*exp_.optimizer, exp_.lr_scheduler->lr_for_epoch(e, r.lr, metric));
+    if (const auto m = exp_.lr_scheduler->momentum_at(e)) set_momentum(*exp_.optimizer, *m);
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     state_.epoch = e;
     r.best = update_best(r);

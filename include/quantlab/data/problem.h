@@ -33,6 +33,7 @@ struct DataOptions {
   int64_t bs_valid = 64;
   int64_t pad = 0;             // IDX and CIFAR: zero pixels around each image (2: 28x28 to VGG's 32x32)
   uint64_t seed = 0;           // of the per-epoch shuffles and libtorch's generator
+  uint64_t split_seed = 1234;  // of the train/validation split (the original's fixed 1234)
   int64_t crop = 224;          // image folders: side of the square training and validation crops
   int64_t workers = 0;         // threads building batches; 0: as many as the data set wants
   bool scaled_decode = false;  // image folders: decode JPEGs at a reduced DCT scale where possible

@@ -1,7 +1,8 @@
 // Index arithmetic of the data pipeline, as pure functions of seeds:
-//   - the train/validation split: a permutation drawn from `seed`, the first
-//     int(N * (1 - valid_fraction)) indices train, the rest validate (the original's rule), so
-//     every run and every resume sees the same split;
+//   - the train/validation split, as the original's: libtorch's randperm(N) drawn from a generator
+//     seeded with `seed` (the original seeds 1234), the first int(N * (1 - valid_fraction))
+//     indices train, the rest validate; so with the same seed the validation images are the
+//     original's, and every run and every resume sees the same split;
 //   - the training order of epoch e: a shuffle drawn from (seed, e), so it needs no saved state.
 #pragma once
 

@@ -7,7 +7,8 @@
 // verified on load; files are written to a temporary name, flushed and renamed into place.
 // Version 2 counts best_epoch from 1 like every other epoch; version 1 files (0-based) still load.
 // A file re-saved from Python (torch.save(torch.load(f))) loads; one whose "checksum" entry was
-// removed loads when its contents are complete, with a note saying so.
+// removed loads when its contents are complete, with a note saying so. A checkpoint of the original
+// QuantLab loads too (Checkpoint::original).
 #pragma once
 
 #include <torch/torch.h>
@@ -33,6 +34,10 @@ struct Checkpoint {
   torch::Tensor rng_cpu;                // uint8 generator state
   std::vector<torch::Tensor> rng_cuda;  // one per device
   std::vector<std::string> notes;       // what loading found worth telling the user
+  // A checkpoint of the original QuantLab ({"indiv": {"net": ...}, "treat": {..., "i_epoch"},
+  // "protocol": {"metrics"}}): its network tensors, epoch, thermostat clock and statistics only,
+  // enough to test or transfer it; training it on needs QuantLab's own checkpoint.
+  bool original = false;
 };
 
 // The network's parameters and buffers by name.

@@ -1,7 +1,12 @@
-// Optimizers from `treat.optimizer` ({class, params}), PyTorch's names and defaults:
+// Optimizers from `treat.optimizer` ({class, params}), by PyTorch's names with its parameter names
+// and defaults:
+//   SGD(lr, momentum=0, dampening=0, weight_decay=0, nesterov=false)            lr is required
 //   Adam(lr=1e-3, betas=[0.9, 0.999], eps=1e-8, weight_decay=0, amsgrad=false)
 //   AdamW(same, weight_decay=1e-2)
-//   SGD(lr, momentum=0, dampening=0, weight_decay=0, nesterov=false)
+//   Adagrad(lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10)
+//   RMSprop(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=false)
+// PyTorch's implementation switches (foreach, fused, capturable, differentiable) are accepted and
+// change nothing; maximize=true is refused.
 // To add one: a factory in optimizer.cpp and one `add()` line.
 #pragma once
 
@@ -18,5 +23,9 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const JsonNode& spec, st
 // Learning rate of the first param group / of all param groups.
 double get_lr(const torch::optim::Optimizer& opt);
 void set_lr(torch::optim::Optimizer& opt, double lr);
+
+// Sets the momentum a cycling schedule drives: SGD's and RMSprop's momentum, Adam's and AdamW's
+// beta1. Throws Error for an optimizer that has none.
+void set_momentum(torch::optim::Optimizer& opt, double momentum);
 
 }  // namespace quantlab
