@@ -110,6 +110,11 @@ void train_two_steps(const nlohmann::json& config, const std::string& topology) 
   EXPECT_EQ(records[0].train.samples, 2 * exp.data.bs_train);
   EXPECT_TRUE(std::isfinite(records[0].train.loss));
   EXPECT_EQ(records[0].valid.samples, 3);
+  // ImageNet's meter measures top-5 too, as the original's does: never worse than top-1.
+  EXPECT_TRUE(std::isfinite(records[0].valid.top5));
+  EXPECT_LE(records[0].valid.top5, records[0].valid.metric);
+  EXPECT_TRUE(std::isnan(records[0].train.top5));  // training reports top-1 only
+  EXPECT_NE(sink.str().find(" top5 "), std::string::npos) << sink.str();
   EXPECT_FALSE(torch::equal(before, exp.net->parameters().front()));
 }
 
