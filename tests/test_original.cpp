@@ -10,6 +10,7 @@
 
 #include "quantlab/experiment/checkpoint.h"
 #include "quantlab/experiment/launch.h"
+#include "quantlab/experiment/torch_file.h"
 #include "quantlab/experiment/transfer.h"
 #include "quantlab/topology/mlp.h"
 #include "quantlab/topology/vgg.h"
@@ -145,6 +146,29 @@ TEST(Original, ItsCheckpointIsTestedAsItsTestModeWould) {
     EXPECT_TRUE(torch::equal(named_state(*exp.net).at("phi2_fc.weight"), source.at("phi2_fc.weight")));
     EXPECT_FALSE(torch::equal(named_state(*exp.net).at("phi3_fc.weight"), source.at("phi3_fc.weight")));
   }
+}
+
+// The torch.save reader takes libtorch's own pickles too (typed containers), value for value.
+TEST(TorchFile, ReadsWhatLibtorchWrites) {
+  TempDir home;
+  testing::write_toy_idx_problem(home.path() + "/Toy/data", 320, 64, 4, true);
+  std::ofstream(home.path() + "/Toy/config.json") << toy_config(1).dump(2);
+  std::ostringstream sink;
+  launch(options(home.path()), nullptr, sink);
+  const std::string file = home.path() + "/Toy/logs/exp001/saves/last.ckpt";
+  const c10::IValue v = read_torch_file(file);
+  ASSERT_TRUE(v.isGenericDict());
+  const auto d = v.toGenericDict();
+  EXPECT_EQ(d.at("format").toStringRef(), "quantlab.checkpoint");
+  const Checkpoint c = load_checkpoint(file);
+  size_t n = 0;
+  for (const auto& kv : d.at("net").toGenericDict()) {
+    EXPECT_TRUE(torch::equal(kv.value().toTensor(), c.net.at(kv.key().toStringRef()))) << kv.key().toStringRef();
+    ++n;
+  }
+  EXPECT_EQ(n, c.net.size());
+  EXPECT_EQ(d.at("lr_scheduler").toListRef().size(), c.lr_scheduler.size());
+  EXPECT_THROW(read_torch_file(home.path() + "/Toy/config.json"), IoError);
 }
 
 int64_t count(torch::nn::Module& net) {

@@ -232,6 +232,10 @@ class Machine {
       push(IValue(new_dict()));
     } else if (name == "torch._utils._rebuild_tensor_v2" || name == "torch._utils._rebuild_tensor") {
       push(IValue(rebuild_tensor(a)));
+    } else if (name.rfind("torch.jit._pickle.", 0) == 0 && name != "torch.jit._pickle.build_tensor_from_id") {
+      // libtorch's own pickler: restore_type_tag(value, type) and build_{int,double,bool,tensor}list(list).
+      if (a.empty()) fail("a call of " + name + " without arguments");
+      push(a[0]);
     } else if (name == "torch._utils._rebuild_parameter" || name == "torch._utils._rebuild_parameter_with_state") {
       if (a.empty()) fail("a parameter without its tensor");
       push(a[0]);

@@ -24,7 +24,13 @@ void collect_tensors(const c10::impl::GenericDict& d, std::map<std::string, torc
 
 std::map<std::string, torch::Tensor> read_network_tensors(const std::string& file) {
   if (!std::filesystem::exists(file)) throw IoError(file + ": missing or unreadable");
-  const IValue v = read_torch_file(file);
+  IValue v;
+  try {
+    std::ifstream in(file, std::ios::binary);
+    v = torch::pickle_load(std::vector<char>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()));
+  } catch (const std::exception&) {
+    v = read_torch_file(file);  // written by Python
+  }
   if (!v.isGenericDict()) throw IoError(file + ": not a checkpoint or state dict (a " + v.tagKind() + ")");
   const auto d = v.toGenericDict();
   const bool quantlab = d.contains("format") && d.at("format").isString() &&
