@@ -96,6 +96,23 @@ pid_t spawn(const std::string& args, const std::string& log) {
   return pid;
 }
 
+pid_t spawn_program(const std::string& program, const std::vector<std::string>& args,
+                    const std::vector<std::pair<std::string, std::string>>& env, const std::string& log) {
+  std::vector<std::string> parts{program};
+  parts.insert(parts.end(), args.begin(), args.end());
+  const pid_t pid = fork();
+  if (pid == 0) {
+    for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
+    std::vector<char*> argv;
+    for (auto& p : parts) argv.push_back(p.data());
+    argv.push_back(nullptr);
+    if (!freopen(log.c_str(), "w", stdout) || !freopen(log.c_str(), "a", stderr)) _exit(126);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
 int wait_exit(pid_t pid) {
   int status = 0;
   waitpid(pid, &status, 0);

@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "quantlab/data/valprep.h"
+#include "quantlab/dist/local_launcher.h"
 #include "quantlab/experiment/launch.h"
 #include "quantlab/experiment/listing.h"
 #include "quantlab/experiment/storage.h"
@@ -79,6 +80,14 @@ int main(int argc, char** argv) {
   app.add_option("--device", o.device, "cpu, cuda or auto")->check(CLI::IsMember({"cpu", "cuda", "auto"}));
   app.add_option("--threads", o.threads, "Intra-op threads (default: all available cores)")->check(within(0, 1024));
   app.add_option("--data", o.data, "Folder with the problem's data files (default: <home>/<Problem>/data)");
+  int nproc = 0;
+  app.add_option("--nproc", nproc, "Train with N processes on this machine (data parallel; docs/DISTRIBUTED.md)")
+      ->check(within(1, 1024));
+  app.add_option("--master_addr", o.master_addr, "Distributed: the master's address (default: MASTER_ADDR, or SLURM's first node)");
+  app.add_option("--master_port", o.master_port, "Distributed: the master's port (default: MASTER_PORT or 29500)")
+      ->check(within(1, 65535));
+  app.add_option("--dist_timeout", o.dist_timeout_s, "Distributed: seconds a collective may wait for a rank (default 60)")
+      ->check(within(1, 86400));
   std::string list_problem, list_home = ".", add_name, add_home = ".";
   CLI::App* list = app.add_subcommand("list", "One line per experiment of a problem");
   list->add_option("--problem", list_problem, "Problem folder")->required();
@@ -99,7 +108,21 @@ int main(int argc, char** argv) {
   if (exp_id >= 0) o.exp_id = exp_id;
   if (!load.empty() || app.count("--load") > 0) o.load = load;
   o.mode = mode == "test" ? quantlab::LaunchMode::kTest : quantlab::LaunchMode::kTrain;
+  if (std::getenv("QUANTLAB_LAUNCHER") && std::getenv("WORLD_SIZE")) o.nproc = std::atoi(std::getenv("WORLD_SIZE"));
   try {
+    if (nproc > 1) {
+      std::vector<std::string> args;  // this command line without --nproc
+      for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        if (a == "--nproc") {
+          ++i;
+          continue;
+        }
+        if (a.rfind("--nproc=", 0) == 0) continue;
+        args.push_back(a);
+      }
+      return quantlab::dist::run_local_processes(nproc, argv[0], args, o.dist_timeout_s, std::cerr);
+    }
     if (*list) {
       quantlab::list_experiments(list_home, list_problem, std::cout);
       return 0;

@@ -4,6 +4,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <numeric>
 #include <random>
 
@@ -39,6 +40,22 @@ std::vector<int64_t> epoch_order(const std::vector<int64_t>& indices, uint64_t s
   std::vector<int64_t> out = indices;
   shuffle(out, rng);
   return out;
+}
+
+std::vector<int64_t> rank_shard(const std::vector<int64_t>& order, int64_t batch, int world, int rank) {
+  std::vector<int64_t> out;
+  const auto n = static_cast<int64_t>(order.size());
+  for (int64_t start = 0; start < n; start += batch) {
+    const int64_t len = std::min(batch, n - start);
+    const int64_t from = start + len * rank / world, to = start + len * (rank + 1) / world;
+    out.insert(out.end(), order.begin() + from, order.begin() + to);
+  }
+  return out;
+}
+
+std::vector<int64_t> rank_slice(const std::vector<int64_t>& indices, int world, int rank) {
+  const auto n = static_cast<int64_t>(indices.size());
+  return {indices.begin() + n * rank / world, indices.begin() + n * (rank + 1) / world};
 }
 
 }  // namespace quantlab::data

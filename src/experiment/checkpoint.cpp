@@ -84,6 +84,9 @@ c10::impl::GenericDict to_dict(const Checkpoint& c) {
   c10::List<torch::Tensor> cuda;
   for (const auto& t : c.rng_cuda) cuda.push_back(t);
   d.insert("rng_cuda", cuda);
+  c10::List<torch::Tensor> ranks;
+  for (const auto& t : c.rng_ranks) ranks.push_back(t);
+  d.insert("rng_ranks", ranks);
   return d;
 }
 
@@ -346,6 +349,11 @@ Checkpoint load_checkpoint(const std::string& file) {
     if (!t.isTensor()) wrong_kind(file, "rng_cuda", "a list of tensors");
     c.rng_cuda.push_back(t.toTensor());
   }
+  if (d.contains("rng_ranks"))  // written by data-parallel runs since this field exists
+    for (const IValue& t : list_entry(d, "rng_ranks", file)) {
+      if (!t.isTensor()) wrong_kind(file, "rng_ranks", "a list of tensors");
+      c.rng_ranks.push_back(t.toTensor());
+    }
   if (c.state.epoch < 0 || c.state.best_epoch < 0 || c.state.best_epoch > c.state.epoch)
     throw IoError(file + ": not a consistent checkpoint (epoch " + std::to_string(c.state.epoch) + ", best epoch " +
                   std::to_string(c.state.best_epoch) + ")");

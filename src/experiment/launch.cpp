@@ -5,9 +5,12 @@
 #include <iostream>
 
 #include "quantlab/config/json_node.h"
+#include "quantlab/dist/communicator.h"
+#include "quantlab/dist/gradient_sync.h"
 #include "quantlab/experiment/checkpoint.h"
 #include "quantlab/experiment/checkpoint_ref.h"
 #include "quantlab/experiment/logbook.h"
+#include "quantlab/experiment/resume.h"
 #include "quantlab/experiment/session.h"
 #include "quantlab/experiment/storage.h"
 #include "quantlab/experiment/transfer.h"
@@ -32,72 +35,7 @@ void check_flags(const LaunchOptions& o) {
   if (o.branch && !o.exp_id) throw Error("--branch needs --exp_id (the experiment to branch from)");
   if (o.branch && o.mode == LaunchMode::kTest) throw Error("--branch applies to training, not to --mode=test");
   if (o.ckpt_every < 0 || o.log_every < 0) throw Error("--ckpt_every and --log_every take a number >= 0");
-}
-
-// Where a training launch on an existing experiment starts.
-struct ResumePoint {
-  bool fresh = false;  // no checkpoint at all: from epoch 1
-  std::string file;    // else the checkpoint to load
-  Checkpoint checkpoint;
-  bool earlier = false;  // a later checkpoint exists (then only --branch may train from here)
-  int64_t newest = 0;    // the newest usable epoch
-  std::string newest_file;
-};
-
-std::string describe(const CheckpointInfo& c) {
-  return fs::path(c.file).filename().string() + " (after epoch " + std::to_string(c.epoch) + ")";
-}
-
-std::string flag_for(const CheckpointRef& r) { return "--load=" + r.text(); }
-
-ResumePoint choose_resume(const Logbook& book, const CheckpointRef& ref) {
-  ResumePoint p;
-  const std::string what = "experiment " + std::to_string(book.id());
-  const std::string wanted = book.saves() + "/" + ref.file_name();
-  if (ref.kind == CheckpointRef::Kind::kLast && fs::exists(wanted)) {
-    try {
-      p.checkpoint = load_checkpoint(wanted);
-      p.file = wanted;
-      return p;  // `last` is the newest state by construction
-    } catch (const IoError& e) {
-      const auto inv = Session::inventory(book);
-      const CheckpointInfo* best = nullptr;
-      for (const auto& c : inv)
-        if (c.error.empty() && (!best || c.epoch > best->epoch)) best = &c;
-      throw Error(std::string(e.what()) + "\n" + what +
-                  (best ? ": the newest usable checkpoint is " + describe(*best) + "; resume from it with " +
-                              flag_for(best->ref)
-                        : ": no other checkpoint is usable; start a new experiment"));
-    }
-  }
-  const auto inv = Session::inventory(book);
-  const CheckpointInfo* newest = nullptr;
-  for (const auto& c : inv)
-    if (c.error.empty() && (!newest || c.epoch > newest->epoch)) newest = &c;
-  if (ref.kind == CheckpointRef::Kind::kLast) {  // last.ckpt is missing
-    const int64_t recorded = Session::status(book).value("epochs_done", int64_t{0});
-    if (newest)
-      throw Error(what + ": saves/last.ckpt is missing, but the experiment has trained" +
-                  (recorded > 0 ? " (status.json: " + std::to_string(recorded) + " epochs)" : std::string()) +
-                  "; starting over would overwrite its checkpoints. The newest usable checkpoint is " +
-                  describe(*newest) + ": resume from it with " + flag_for(newest->ref));
-    if (recorded > 0 || !inv.empty())
-      throw Error(what + ": no usable checkpoint is left in " + book.saves() + " (" + Session::available(book) +
-                  "), though it trained " + std::to_string(recorded) +
-                  " epochs; start a new experiment (without --exp_id) instead of overwriting its history");
-    p.fresh = true;
-    return p;
-  }
-  p.file = Session::checkpoint_file(book, ref);
-  p.checkpoint = load_checkpoint(p.file);
-  if (p.checkpoint.original)
-    throw Error(p.file + " is a checkpoint of the original QuantLab: --mode=test evaluates it, and indiv.net.pretrained "
-                "({\"file\": {\"exp_id\": " + std::to_string(book.id()) + ", \"epoch\": \"" + ref.text() +
-                "\"}}) starts a new experiment from its weights; it has no QuantLab training state to continue from");
-  p.newest = newest ? newest->epoch : p.checkpoint.state.epoch;
-  p.newest_file = newest ? fs::path(newest->file).filename().string() : ref.file_name();
-  p.earlier = p.checkpoint.state.epoch < p.newest;
-  return p;
+  if (o.dist_timeout_s < 1) throw Error("--dist_timeout takes a number of seconds >= 1");
 }
 
 // Progress lines on `out`, redrawn in place only when it is a terminal's standard output.
@@ -111,6 +49,147 @@ void print_test(std::ostream& out, const std::string& what, const EpochStats& s)
   out << what << ": " << stats_text(s) << " (" << s.samples << " images)" << std::endl;
 }
 
+// This process's CPU generator state, for checkpoints of data-parallel runs.
+torch::Tensor cpu_rng_state() { return at::detail::getDefaultCPUGenerator().get_state(); }
+
+// Everything checked before anything is created, on every rank alike.
+struct Prepared {
+  Storage storage;
+  ProblemPaths paths;
+  torch::Device device = torch::kCPU;
+  std::optional<Logbook> book;  // the experiment of --exp_id
+  nlohmann::json config;
+  std::unique_ptr<Experiment> exp;
+  data::ProblemData data;
+};
+
+Prepared prepare(const LaunchOptions& o, const std::optional<dist::Environment>& env, bool train, std::ostream& out) {
+  Prepared p;
+  p.storage = read_storage(o.home);
+  p.paths = problem_paths(p.storage, o.problem);
+  int threads = o.threads;
+  if (threads == 0 && env) threads = std::max(1, available_cores() / env->local_world_size);  // the cores shared
+  configure_runtime(threads);
+  if (o.threads > available_cores())
+    out << "note: --threads=" << o.threads << " is more than the " << available_cores()
+        << " cores this process may use; the extra threads only take turns" << std::endl;
+  p.device = resolve_device(o.device);
+  if (env && p.device.is_cuda()) p.device = torch::Device(torch::kCUDA, static_cast<int16_t>(env->local_rank));
+  if (p.device.is_cpu()) {
+    const std::string blas = blas_slow_path_note();
+    if (!blas.empty()) out << "note: " << blas << std::endl;
+  }
+  // The experiment's config: its own copy when it exists, else the problem's.
+  if (o.exp_id) {
+    p.book = Logbook::open(p.paths.logs, *o.exp_id);
+    p.config = p.book->config();
+  } else {
+    const std::string file = p.paths.dir + "/" + o.config;
+    if (!fs::exists(file))
+      throw IoError(file + ": no such file (each problem keeps its config in <home>/<Problem>/; `quantlab problem add " +
+                    o.problem + "` makes one)");
+    p.config = read_json_file(file);
+  }
+  out << "quantlab: " << o.problem << "/" << o.topology << " on " << p.device << ", " << at::get_num_threads()
+      << " threads" << (env ? ", " + std::to_string(env->world_size) + " processes (" + env->source + ")" : "")
+      << "; building the experiment..." << std::endl;
+  p.exp = std::make_unique<Experiment>(p.config, o.topology, p.device);
+  print_notes(p.exp->notes, out);
+  if (env && train && p.exp->data.bs_train % env->world_size != 0)
+    throw ConfigError("treat.data.bs_train: " + std::to_string(p.exp->data.bs_train) + " is not a multiple of the " +
+                      std::to_string(env->world_size) + " processes; each process takes an equal share of every batch");
+  // The data next: a missing or unreadable data set, or data that does not fit the network, stops
+  // the run before an experiment is made.
+  out << "loading data..." << std::flush;
+  const std::string dir = data::find_data_dir(p.storage.home, o.problem, o.data);
+  p.data = data::load_problem(dir, p.exp->data);
+  out << " " << p.data.train_indices.size() << " training, " << p.data.valid_indices.size() << " validation, "
+      << p.data.test->size() << " test images (" << p.data.format << ") from " << dir << std::endl;
+  preflight(*p.exp, p.data);
+  return p;
+}
+
+// Where training starts: decided by rank 0 (or the only process).
+struct Start {
+  std::string checkpoint;  // the file to restore ("" for a new experiment or one without a checkpoint)
+  bool new_folder = false;
+};
+
+// Rank 0: creates the experiment, or opens, locks, cleans and resumes it (never rewinding silently).
+Start start_as_owner(const LaunchOptions& o, Prepared& p, const CheckpointRef& ref, std::ostream& out) {
+  Start s;
+  Experiment& exp = *p.exp;
+  if (!p.book) {
+    prepare_storage(p.storage, p.paths);
+    const auto removed = Logbook::remove_abandoned(p.paths.logs);
+    if (!removed.empty())
+      out << "removed " << removed.size() << " unfinished experiment folder(s) of stopped launches" << std::endl;
+    p.book = Logbook::create(p.paths.logs, p.config);
+    s.new_folder = true;
+    out << "experiment " << p.book->id() << ": " << p.book->dir() << std::endl;
+    if (const int64_t n = apply_pretrained(exp, p.paths))
+      out << "copied " << n << " pretrained tensors (indiv.net.pretrained)" << std::endl;
+    return s;
+  }
+  p.book->lock();
+  const auto removed = p.book->remove_partial_files();
+  if (!removed.empty())
+    out << "removed " << removed.size() << " partial file(s) a stopped run left: " << join(removed) << std::endl;
+  ResumePoint r = choose_resume(*p.book, ref);
+  if (r.fresh) {
+    out << "experiment " << p.book->id() << " has no checkpoint yet: training it from epoch 1" << std::endl;
+    return s;
+  }
+  print_notes(r.checkpoint.notes, out);
+  const std::string from = fs::path(r.file).filename().string();
+  if (r.earlier && !o.branch)
+    throw Error("experiment " + std::to_string(p.book->id()) + " has trained " + std::to_string(r.newest) + " epochs (" +
+                r.newest_file + "); " + from + " is after epoch " + std::to_string(r.checkpoint.state.epoch) +
+                ", and training from it here would overwrite the later checkpoints and history. Continue with "
+                "--load=last, or add --branch to train from " + from +
+                " in a new experiment that records this one as its parent");
+  s.checkpoint = r.file;
+  if (o.branch) {
+    const nlohmann::json parent = {
+        {"exp_id", p.book->id()}, {"checkpoint", from}, {"epoch", r.checkpoint.state.epoch}, {"dir", p.book->dir()}};
+    const int64_t parent_id = p.book->id();
+    p.book = Logbook::create(p.paths.logs, p.config, parent);
+    s.new_folder = true;
+    out << "experiment " << p.book->id() << ": " << p.book->dir() << ", branched from experiment " << parent_id
+        << " at " << from << " (after epoch " << r.checkpoint.state.epoch << "); experiment " << parent_id
+        << " is left as it is" << std::endl;
+  } else {
+    out << "experiment " << p.book->id() << ": continuing from " << r.file << " (after epoch "
+        << r.checkpoint.state.epoch << ")" << std::endl;
+    if (ref.kind == CheckpointRef::Kind::kLast) {
+      Session repairer(exp, *p.book, o.ckpt_every, exp.protocol.update_metric);
+      const auto repaired = repairer.repair(r.checkpoint);
+      if (!repaired.empty())
+        out << "completed the save of epoch " << r.checkpoint.state.epoch << " that a stop interrupted: "
+            << join(repaired) << std::endl;
+    }
+  }
+  return s;
+}
+
+// Every rank's generator: restored from a checkpoint of as many processes, else drawn apart from
+// rank 0's (which keeps the single-process stream) by the seed, the rank and the epoch.
+void set_rank_generator(const dist::Communicator& comm, const Checkpoint* c, const Experiment& exp, int64_t epoch,
+                        std::ostream& out) {
+  if (c && static_cast<int>(c->rng_ranks.size()) == comm.world_size()) {
+    at::Generator gen = at::detail::getDefaultCPUGenerator();  // a handle to the global generator
+    gen.set_state(c->rng_ranks[static_cast<size_t>(comm.rank())]);
+    return;
+  }
+  if (c && comm.rank() == 0)
+    out << "note: resuming with " << comm.world_size() << " processes from a checkpoint of "
+        << std::max<size_t>(1, c->rng_ranks.size()) << ": the run goes on, but it is not bit-identical to one that "
+        << "keeps the number of processes" << std::endl;
+  if (comm.rank() != 0)
+    torch::manual_seed(exp.data.seed * 1000003ULL + static_cast<uint64_t>(comm.rank()) * 7919ULL +
+                       static_cast<uint64_t>(epoch));
+}
+
 }  // namespace
 
 std::string resume_command(const LaunchOptions& o, int64_t exp_id) {
@@ -122,148 +201,103 @@ std::string resume_command(const LaunchOptions& o, int64_t exp_id) {
   if (o.log_every != 0) cmd += " --log_every=" + std::to_string(o.log_every);
   if (o.device != "auto") cmd += " --device=" + o.device;
   if (o.threads != 0) cmd += " --threads=" + std::to_string(o.threads);
+  if (o.nproc > 0) cmd += " --nproc=" + std::to_string(o.nproc);
   return cmd;
 }
 
-LaunchResult launch(const LaunchOptions& o, const std::atomic<int>* stop, std::ostream& out) {
+LaunchResult launch(const LaunchOptions& o, const std::atomic<int>* stop, std::ostream& console) {
   check_flags(o);
   const bool train = o.mode == LaunchMode::kTrain;
   const CheckpointRef ref = CheckpointRef::parse(o.load.value_or(train ? "last" : "best"), "--load");
-  const Storage storage = read_storage(o.home);
-  const ProblemPaths paths = problem_paths(storage, o.problem);
-  configure_runtime(o.threads);
-  if (o.threads > available_cores())
-    out << "note: --threads=" << o.threads << " is more than the " << available_cores()
-        << " cores this process may use; the extra threads only take turns" << std::endl;
-  const torch::Device device = resolve_device(o.device);
-  if (device.is_cpu()) {
-    const std::string blas = blas_slow_path_note();
-    if (!blas.empty()) out << "note: " << blas << std::endl;
+  const auto env = dist::environment_from_process({o.master_addr, o.master_port});
+  const bool owner = !env || env->rank == 0;  // rank 0 writes the experiment folder and the console
+  std::ostream silent(nullptr);
+  std::ostream& out = owner ? console : silent;
+
+  Prepared p = prepare(o, env, train, out);
+  Experiment& exp = *p.exp;
+  std::unique_ptr<dist::Communicator> comm;
+  if (env) {
+    comm = dist::Communicator::connect(*env, p.device, std::chrono::seconds(o.dist_timeout_s));
+    out << "rank 0 of " << env->world_size << " (" << comm->backend() << ", master " << env->master_addr << ":"
+        << env->master_port << ")" << std::endl;
   }
 
-  // The experiment's config: its own copy when it exists, else the problem's.
-  std::optional<Logbook> book;
-  nlohmann::json config;
-  if (o.exp_id) {
-    book = Logbook::open(paths.logs, *o.exp_id);
-    if (train) {
-      book->lock();
-      const auto removed = book->remove_partial_files();
-      if (!removed.empty())
-        out << "removed " << removed.size() << " partial file(s) a stopped run left: " << join(removed) << std::endl;
+  // Where to start: rank 0 decides and tells the others (its error too, so none waits for nothing).
+  Start start;
+  if (!train) {
+    start.checkpoint = Session::checkpoint_file(*p.book, ref);
+  } else if (owner) {
+    try {
+      start = start_as_owner(o, p, ref, out);
+    } catch (const std::exception& e) {
+      if (comm) comm->publish("start", nlohmann::json{{"error", e.what()}}.dump());
+      throw;
     }
-    config = book->config();
+    if (comm)
+      comm->publish("start", nlohmann::json{{"exp_id", p.book->id()},
+                                            {"checkpoint", start.checkpoint.empty() ? "" : fs::path(start.checkpoint).filename().string()}}
+                                 .dump());
   } else {
-    const std::string file = paths.dir + "/" + o.config;
-    if (!fs::exists(file))
-      throw IoError(file +
-                    ": no such file (each problem keeps its config in <home>/<Problem>/; `quantlab problem add " +
-                    o.problem + "` makes one)");
-    config = read_json_file(file);
+    const auto msg = nlohmann::json::parse(comm->read("start"));
+    if (msg.contains("error")) throw Error("rank 0 did not start: " + msg["error"].get<std::string>());
+    p.book = Logbook::open(p.paths.logs, msg["exp_id"].get<int64_t>());
+    if (!msg["checkpoint"].get<std::string>().empty()) start.checkpoint = p.book->saves() + "/" + msg["checkpoint"].get<std::string>();
   }
-  out << "quantlab: " << o.problem << "/" << o.topology << " on " << device << ", " << at::get_num_threads()
-      << " threads; building the experiment..." << std::endl;
-  Experiment exp(config, o.topology, device);
-  print_notes(exp.notes, out);
-
-  // The data next: a missing or unreadable data set, or data that does not fit the network, stops
-  // the run before an experiment is made.
-  out << "loading data..." << std::flush;
-  const std::string dir = data::find_data_dir(storage.home, o.problem, o.data);
-  const data::ProblemData data = data::load_problem(dir, exp.data);
-  out << " " << data.train_indices.size() << " training, " << data.valid_indices.size() << " validation, "
-      << data.test->size() << " test images (" << data.format << ") from " << dir << std::endl;
-  preflight(exp, data);
-
   LaunchResult result;
+  result.exp_id = p.book->id();
   TrainingState state;
-  bool new_folder = false;
-  if (!book) {
-    prepare_storage(storage, paths);
-    const auto removed = Logbook::remove_abandoned(paths.logs);
-    if (!removed.empty())
-      out << "removed " << removed.size() << " unfinished experiment folder(s) of stopped launches" << std::endl;
-    book = Logbook::create(paths.logs, config);
-    new_folder = true;
-    out << "experiment " << book->id() << ": " << book->dir() << std::endl;
-    if (const int64_t n = apply_pretrained(exp, paths))
-      out << "copied " << n << " pretrained tensors (indiv.net.pretrained)" << std::endl;
-  } else if (!train) {
-    const std::string file = Session::checkpoint_file(*book, ref);
-    const Checkpoint c = load_checkpoint(file);
-    print_notes(c.notes, out);
-    restore(exp, c);
-    state = c.state;
-    result.exp_id = book->id();
-    result.epochs_done = state.epoch;
-    Progress progress = progress_on(out);
-    TrainerOptions topts;
-    topts.out = &out;
-    Trainer trainer(exp, data, progress, topts);
-    trainer.set_state(state);
-    result.tested = ref.file_name() + ", after epoch " + std::to_string(c.state.epoch);
-    result.test = trainer.test();
-    print_test(out, "test (" + result.tested + ")", *result.test);
-    return result;
-  } else {
-    ResumePoint p = choose_resume(*book, ref);
-    if (p.fresh) {
-      out << "experiment " << book->id() << " has no checkpoint yet: training it from epoch 1" << std::endl;
-    } else {
-      print_notes(p.checkpoint.notes, out);
-      const std::string from = fs::path(p.file).filename().string();
-      if (p.earlier && !o.branch)
-        throw Error("experiment " + std::to_string(book->id()) + " has trained " + std::to_string(p.newest) +
-                    " epochs (" + p.newest_file + "); " + from + " is after epoch " +
-                    std::to_string(p.checkpoint.state.epoch) +
-                    ", and training from it here would overwrite the later checkpoints and history. Continue with "
-                    "--load=last, or add --branch to train from " +
-                    from + " in a new experiment that records this one as its parent");
-      if (o.branch) {
-        const nlohmann::json parent = {
-            {"exp_id", book->id()}, {"checkpoint", from}, {"epoch", p.checkpoint.state.epoch}, {"dir", book->dir()}};
-        const int64_t parent_id = book->id();
-        book = Logbook::create(paths.logs, config, parent);
-        new_folder = true;
-        out << "experiment " << book->id() << ": " << book->dir() << ", branched from experiment " << parent_id
-            << " at " << from << " (after epoch " << p.checkpoint.state.epoch << "); experiment " << parent_id
-            << " is left as it is" << std::endl;
-      } else {
-        out << "experiment " << book->id() << ": continuing from " << p.file << " (after epoch "
-            << p.checkpoint.state.epoch << ")" << std::endl;
-      }
-      restore(exp, p.checkpoint);
-      state = p.checkpoint.state;
-      if (!o.branch && ref.kind == CheckpointRef::Kind::kLast) {
-        Session repairer(exp, *book, o.ckpt_every, exp.protocol.update_metric);
-        const auto repaired = repairer.repair(p.checkpoint);
-        if (!repaired.empty())
-          out << "completed the save of epoch " << state.epoch << " that a stop interrupted: " << join(repaired)
-              << std::endl;
-      }
-    }
+  std::optional<Checkpoint> restored;
+  if (!start.checkpoint.empty()) {
+    if (!fs::exists(start.checkpoint))
+      throw IoError(start.checkpoint + ": not readable on this machine; every process resuming an experiment reads "
+                    "its checkpoint, so the experiment folder must be on a file system they all share");
+    restored = load_checkpoint(start.checkpoint);
+    if (!train) print_notes(restored->notes, out);
+    restore(exp, *restored);
+    state = restored->state;
   }
-  result.exp_id = book->id();
+  if (comm) {
+    dist::broadcast_state(*exp.net, *comm);  // the same weights everywhere (transfer, restore, initialisation)
+    set_rank_generator(*comm, restored ? &*restored : nullptr, exp, state.epoch, out);
+  }
 
   Progress progress = progress_on(out);
   TrainerOptions options;
   options.stop = stop;
   options.log_every = o.log_every;
   options.out = &out;
+  options.comm = comm.get();
+  if (!train) {
+    Trainer trainer(exp, p.data, progress, options);
+    trainer.set_state(state);
+    result.epochs_done = state.epoch;
+    result.tested = start.checkpoint.empty() ? "" : fs::path(start.checkpoint).filename().string() + ", after epoch " +
+                                                        std::to_string(state.epoch);
+    result.test = trainer.test();
+    print_test(out, "test (" + result.tested + ")", *result.test);
+    return result;
+  }
+  std::unique_ptr<TrainingLog> log;
   TrainingLog* step_log = nullptr;
   options.on_step = [&step_log](int64_t step, double loss) {
     if (step_log) step_log->on_step(step, loss);
   };
-  Trainer trainer(exp, data, progress, options);
+  Trainer trainer(exp, p.data, progress, options);
   trainer.set_state(state);
-  Session session(exp, *book, o.ckpt_every, trainer.best_statistic());
-  TrainingLog log(book->stats(), exp);
-  log.on_start(state, new_folder);
-  step_log = &log;
+  std::unique_ptr<Session> session;
+  if (owner) {
+    session = std::make_unique<Session>(exp, *p.book, o.ckpt_every, trainer.best_statistic());
+    log = std::make_unique<TrainingLog>(p.book->stats(), exp);
+    log->on_start(state, start.new_folder);
+    step_log = log.get();
+  }
   try {
     trainer.fit(exp.max_epoch, [&](const EpochRecord& r) {
-      session.on_epoch(r, trainer.state());
-      log.on_epoch(r);
+      std::vector<torch::Tensor> rngs;
+      if (comm) rngs = comm->all_gather(cpu_rng_state());
+      if (session) session->on_epoch(r, trainer.state(), rngs);
+      if (log) log->on_epoch(r);
     });
   } catch (const Interrupted& e) {
     out << std::endl;
@@ -273,17 +307,26 @@ LaunchResult launch(const LaunchOptions& o, const std::atomic<int>* stop, std::o
   }
   result.epochs_done = trainer.state().epoch;
 
-  // The final test, with the weights of the best epoch when they were saved.
-  const std::string best = book->saves() + "/best.ckpt";
-  std::string what;
+  // The final test, with the weights of the best epoch when they were saved (rank 0 reads them and
+  // gives them to the others).
+  const std::string best = p.book->saves() + "/best.ckpt";
+  bool have_best = owner && fs::exists(best);
+  if (comm) {
+    torch::Tensor flag = torch::tensor({have_best ? 1.0f : 0.0f});
+    comm->broadcast(flag, 0);
+    have_best = flag.item<float>() > 0;
+  }
+  std::string what, weights = "last";
   int64_t tested_epoch = trainer.state().epoch;
-  std::string weights = "last";
-  if (fs::exists(best)) {
-    const Checkpoint c = load_checkpoint(best);
-    restore(exp, c);
-    tested_epoch = c.state.epoch;
+  if (have_best) {
+    if (owner) {
+      const Checkpoint c = load_checkpoint(best);
+      restore(exp, c);
+      tested_epoch = c.state.epoch;
+    }
+    if (comm) dist::broadcast_state(*exp.net, *comm);
     weights = "best";
-    what = "test with the weights of the best epoch (" + std::to_string(c.state.epoch) + ", by " +
+    what = "test with the weights of the best epoch (" + std::to_string(tested_epoch) + ", by " +
            statistic_name(trainer.best_statistic()) + ")";
   } else {
     what = "test with the weights of the last epoch (" + std::to_string(tested_epoch) +
@@ -291,7 +334,7 @@ LaunchResult launch(const LaunchOptions& o, const std::atomic<int>* stop, std::o
   }
   result.test = trainer.test();
   result.tested = what;
-  session.on_test(*result.test, weights, tested_epoch);
+  if (session) session->on_test(*result.test, weights, tested_epoch);
   print_test(out, what, *result.test);
   return result;
 }

@@ -45,8 +45,9 @@ Session::Session(Experiment& exp, const Logbook& book, int64_t ckpt_every, Stati
   if (st.contains("best") && st["best"].is_object()) best_ = st["best"];
 }
 
-void Session::on_epoch(const EpochRecord& r, const TrainingState& state) {
-  const Checkpoint c = capture(exp_, state);
+void Session::on_epoch(const EpochRecord& r, const TrainingState& state, const std::vector<torch::Tensor>& rng_ranks) {
+  Checkpoint c = capture(exp_, state);
+  c.rng_ranks = rng_ranks;
   const std::string saves = book_.saves();
   save_checkpoint(saves + "/last.ckpt", c);
   if (r.best) save_checkpoint(saves + "/best.ckpt", c);

@@ -117,12 +117,14 @@ torch::Tensor hinge_loss(const torch::Tensor& scores, const torch::Tensor& label
   return torch::clamp_min(margin - scores * target, 0.0).pow(p).mean();
 }
 
-LossFn make_loss(const JsonNode& spec) {
+Loss make_loss(const JsonNode& spec) {
   spec.allow_keys({"class", "params"});
   const JsonNode cls = spec.at("class");
   static const nlohmann::json kEmpty = nlohmann::json::object();
-  return loss_registry().at(cls.string(), cls.path())(spec.has("params") ? spec.at("params")
-                                                                          : JsonNode(kEmpty, spec.path() + ".params"));
+  const JsonNode params = spec.has("params") ? spec.at("params") : JsonNode(kEmpty, spec.path() + ".params");
+  Loss loss{loss_registry().at(cls.string(), cls.path())(params), false};
+  loss.sums = params.has("reduction") && params.at("reduction").string() == "sum";
+  return loss;
 }
 
 }  // namespace quantlab

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <cstring>
 #include <numeric>
 
 #include "quantlab/util/runtime.h"
@@ -45,56 +46,93 @@ Trainer::Trainer(Experiment& exp, const data::ProblemData& data, Progress& progr
 
 std::ostream& Trainer::out() const { return options_.out ? *options_.out : std::cout; }
 
+int Trainer::stop_requested() {
+  const int local = options_.stop ? options_.stop->load() : 0;
+  if (!options_.comm) return local;
+  torch::Tensor flag = torch::tensor({static_cast<float>(local)});
+  options_.comm->all_reduce_sum(flag)->wait();
+  const int any = static_cast<int>(flag.item<float>());
+  return any == 0 ? 0 : (local != 0 ? local : 2 /* SIGINT, raised at another rank */);
+}
+
+void Trainer::reduce_stats(double* values, size_t n) {
+  if (!options_.comm) return;
+  torch::Tensor t = torch::from_blob(values, {static_cast<int64_t>(n)}, torch::kFloat64).clone();
+  options_.comm->all_reduce_sum(t)->wait();
+  std::memcpy(values, t.data_ptr<double>(), n * sizeof(double));
+}
+
+// `steps`: the batches of the epoch on every rank; `examples`: the samples of the whole epoch
+// (over all ranks), which weighs a rank's share of a step.
 EpochStats Trainer::run(data::BatchLoader& loader, bool train, bool track_metric, const std::string& label,
-                        int64_t epoch) {
-  int64_t total = loader.num_batches();
+                        int64_t epoch, int64_t steps, int64_t examples) {
+  dist::Communicator* comm = options_.comm;
+  int64_t total = steps;
   if (options_.max_batches_per_epoch >= 0) total = std::min(total, options_.max_batches_per_epoch);
   progress_.begin(label, total);
   const bool top5 = data_.report_top5 && !train;
-  double loss_sum = 0.0;
-  int64_t correct = 0, correct5 = 0, seen = 0;
+  double sums[4] = {0, 0, 0, 0};  // loss * n, correct, correct top-5, samples
   EpochStats s;
-  auto fill = [&]() {
-    s.samples = seen;
-    if (seen == 0) return;
-    const auto n = static_cast<double>(seen);
-    s.loss = loss_sum / n;
-    if (track_metric) s.metric = 100.0 * (1.0 - static_cast<double>(correct) / n);
-    if (top5) s.top5 = 100.0 * (1.0 - static_cast<double>(correct5) / n);
+  auto fill = [&](const double* v) {
+    s.samples = static_cast<int64_t>(v[3]);
+    if (v[3] == 0) return;
+    s.loss = v[0] / v[3];
+    if (track_metric) s.metric = 100.0 * (1.0 - v[1] / v[3]);
+    if (top5) s.top5 = 100.0 * (1.0 - v[2] / v[3]);
   };
   for (int64_t i = 0; i < total; ++i) {
-    if (options_.stop && options_.stop->load() != 0) throw Interrupted(epoch, options_.stop->load());
+    // Stopping is decided together between training steps; evaluations (whose batch counts may
+    // differ by one between ranks) stop only in a single-process run.
+    if (train || !comm) {
+      if (const int sig = train ? stop_requested() : (options_.stop ? options_.stop->load() : 0))
+        throw Interrupted(epoch, sig);
+    }
     auto batch = loader.next();
-    if (!batch) break;
-    if (batch->labels.size(0) == 0) continue;  // every image of the batch was unreadable
-    const auto x = batch->inputs.to(exp_.device);
-    const auto y = batch->labels.to(exp_.device);
-    torch::Tensor scores, loss;
+    if (!batch && !(train && comm)) break;
+    const int64_t n = batch ? batch->labels.size(0) : 0;
+    if (n == 0 && !(train && comm)) continue;  // every image of the batch was unreadable
+    torch::Tensor scores, loss, y;
+    if (n > 0) y = batch->labels.to(exp_.device);
     if (train) {
+      if (comm) dist::broadcast_buffers(*exp_.net, *comm);  // rank 0's running statistics, as DDP
       exp_.optimizer->zero_grad();
-      scores = exp_.net->forward(x);
-      loss = exp_.loss(scores, y);
-      loss.backward();
+      if (sync_) sync_->begin_step();
+      if (n > 0) {
+        scores = exp_.net->forward(batch->inputs.to(exp_.device));
+        loss = exp_.loss(scores, y);
+        if (comm) {
+          // The ranks' gradients are averaged: weigh this rank's part of the step by its share of
+          // the step's samples (a mean), or by the number of ranks (a sum).
+          const int64_t global = std::min(exp_.data.bs_train, examples - i * exp_.data.bs_train);
+          const double weight = exp_.loss.sums ? comm->world_size()
+                                               : static_cast<double>(comm->world_size() * n) / static_cast<double>(global);
+          (loss * weight).backward();
+        } else {
+          loss.backward();
+        }
+      }
+      if (sync_) sync_->finish_step();
       exp_.optimizer->step();
     } else {
-      scores = exp_.net->forward(x);
+      scores = exp_.net->forward(batch->inputs.to(exp_.device));
       loss = exp_.loss(scores, y);
     }
-    const int64_t n = y.size(0);
+    if (n == 0) continue;
     const double batch_loss = loss.item<double>();
-    loss_sum += batch_loss * static_cast<double>(n);
-    if (track_metric) correct += scores.argmax(1).eq(y).sum().item<int64_t>();
+    sums[0] += batch_loss * static_cast<double>(n);
+    if (track_metric) sums[1] += static_cast<double>(scores.argmax(1).eq(y).sum().item<int64_t>());
     if (top5) {
       const auto k = std::min<int64_t>(5, scores.size(1));
-      correct5 += std::get<1>(scores.topk(k, 1)).eq(y.unsqueeze(1)).any(1).sum().item<int64_t>();
+      sums[2] += static_cast<double>(std::get<1>(scores.topk(k, 1)).eq(y.unsqueeze(1)).any(1).sum().item<int64_t>());
     }
-    seen += n;
+    sums[3] += static_cast<double>(n);
     if (train && options_.on_step && options_.log_every > 0 && (i + 1) % options_.log_every == 0)
-      options_.on_step((epoch - 1) * loader.num_batches() + i + 1, batch_loss);
-    fill();
+      options_.on_step((epoch - 1) * steps + i + 1, batch_loss);
+    fill(sums);
     progress_.update(i + 1, stats_text(s));
   }
-  fill();
+  reduce_stats(sums, 4);
+  fill(sums);
   s.data_wait_s = loader.wait_seconds();
   progress_.end(stats_text(s));
   return s;
@@ -104,10 +142,20 @@ EpochStats Trainer::train_epoch(int64_t epoch, bool track_metric) {
   if (exp_.thermostat) exp_.thermostat->step();
   exp_.net->train();
   // Orders and augmentation draws take the 0-based epoch index.
-  data::BatchLoader loader(*data_.train, data::epoch_order(data_.train_indices, exp_.data.seed, epoch - 1),
-                           exp_.data.bs_train, data::SampleContext{true, exp_.data.seed, epoch - 1}, loader_options());
+  std::vector<int64_t> order = data::epoch_order(data_.train_indices, exp_.data.seed, epoch - 1);
+  const auto examples = static_cast<int64_t>(order.size());
+  const int64_t steps = (examples + exp_.data.bs_train - 1) / exp_.data.bs_train;
+  int64_t batch = exp_.data.bs_train;
+  if (options_.comm) {
+    if (!sync_) sync_ = std::make_unique<dist::GradientSync>(*exp_.net, *options_.comm);
+    order = data::rank_shard(order, exp_.data.bs_train, options_.comm->world_size(), options_.comm->rank());
+    batch = exp_.data.bs_train / options_.comm->world_size();
+  }
+  data::BatchLoader loader(*data_.train, order, batch, data::SampleContext{true, exp_.data.seed, epoch - 1},
+                           loader_options());
   return run(loader, true, track_metric,
-             "epoch " + std::to_string(epoch) + "/" + std::to_string(exp_.max_epoch) + " train", epoch);
+             "epoch " + std::to_string(epoch) + "/" + std::to_string(exp_.max_epoch) + " train", epoch, steps,
+             examples);
 }
 
 data::LoaderOptions Trainer::loader_options() const {
@@ -121,9 +169,11 @@ data::LoaderOptions Trainer::loader_options() const {
 EpochStats Trainer::evaluate(const data::Dataset& set, const std::vector<int64_t>& indices, const std::string& label) {
   exp_.net->eval();
   torch::NoGradGuard no_grad;
-  data::BatchLoader loader(set, indices, exp_.data.bs_valid, data::SampleContext{false, exp_.data.seed, state_.epoch},
+  const std::vector<int64_t> mine =
+      options_.comm ? data::rank_slice(indices, options_.comm->world_size(), options_.comm->rank()) : indices;
+  data::BatchLoader loader(set, mine, exp_.data.bs_valid, data::SampleContext{false, exp_.data.seed, state_.epoch},
                            loader_options());
-  return run(loader, false, true, label, state_.epoch);
+  return run(loader, false, true, label, state_.epoch, loader.num_batches(), static_cast<int64_t>(indices.size()));
 }
 
 EpochStats Trainer::test() { return evaluate(*data_.test, test_indices_, "test"); }

@@ -20,4 +20,12 @@ Split split_indices(int64_t n, double valid_fraction, uint64_t seed);
 // A permutation of `indices` that depends only on (seed, epoch).
 std::vector<int64_t> epoch_order(const std::vector<int64_t>& indices, uint64_t seed, int64_t epoch);
 
+// Data parallel: rank `rank` of `world`'s part of an epoch's `order` cut in batches of `batch`:
+// of every batch of the single-process epoch, the rank's contiguous share (sizes differ by at most
+// one). The ranks' parts are disjoint and their union, batch by batch, is the single-process epoch.
+std::vector<int64_t> rank_shard(const std::vector<int64_t>& order, int64_t batch, int world, int rank);
+
+// The rank's contiguous share of `indices` (evaluation sets).
+std::vector<int64_t> rank_slice(const std::vector<int64_t>& indices, int world, int rank);
+
 }  // namespace quantlab::data

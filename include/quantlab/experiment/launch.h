@@ -6,6 +6,8 @@
 // Training an existing experiment takes its lock (experiment/lock.h), cleans what a killed run left
 // behind, and never replaces a later state silently: without --load it continues from `last`;
 // from an earlier checkpoint it refuses unless --branch asks for a new experiment.
+// In a data-parallel run every rank prepares alike; rank 0 alone creates or resumes the experiment
+// (and tells the others which, or its error), writes checkpoints, events and the console.
 #pragma once
 
 #include <atomic>
@@ -34,6 +36,13 @@ struct LaunchOptions {
   int64_t ckpt_every = 50;
   int64_t log_every = 0;
   int threads = 0;
+  // Data parallel (dist/environment.h: the run is one of several processes when torchrun, SLURM or
+  // `quantlab --nproc` set the environment): the master when it must be given, the collective
+  // timeout, and the number of local processes (for the resume command).
+  std::string master_addr;
+  int master_port = 0;
+  int dist_timeout_s = 60;
+  int nproc = 0;
 };
 
 struct LaunchResult {

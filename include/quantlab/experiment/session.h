@@ -33,8 +33,9 @@ class Session {
   // `best_statistic`: what picks the best epoch (after the no-validation fallback), for status.json.
   Session(Experiment& exp, const Logbook& book, int64_t ckpt_every, Statistic best_statistic);
 
-  // Called after each epoch by the trainer.
-  void on_epoch(const EpochRecord& r, const TrainingState& state);
+  // Called after each epoch by the trainer. `rng_ranks`: every rank's generator state (data
+  // parallel; empty for one process).
+  void on_epoch(const EpochRecord& r, const TrainingState& state, const std::vector<torch::Tensor>& rng_ranks = {});
 
   // Records the final test in status.json: `what` names the weights ("best", "last", "epoch 12").
   void on_test(const EpochStats& test, const std::string& what, int64_t epoch);

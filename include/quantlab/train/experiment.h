@@ -46,7 +46,7 @@ class Experiment {
 
   std::shared_ptr<Network> net;
   std::unique_ptr<Thermostat> thermostat;  // null when the network has no ANA module
-  LossFn loss;
+  Loss loss;
   std::unique_ptr<torch::optim::Optimizer> optimizer;
   std::unique_ptr<LrScheduler> lr_scheduler;
 };

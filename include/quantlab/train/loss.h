@@ -21,7 +21,14 @@ namespace quantlab {
 
 using LossFn = std::function<torch::Tensor(const torch::Tensor& scores, const torch::Tensor& labels)>;
 
-LossFn make_loss(const JsonNode& spec);
+// A loss and how it reduces over the batch (data-parallel training weighs the ranks' parts by it).
+struct Loss {
+  LossFn fn;
+  bool sums = false;  // reduction "sum"; otherwise a mean over the batch
+  torch::Tensor operator()(const torch::Tensor& scores, const torch::Tensor& labels) const { return fn(scores, labels); }
+};
+
+Loss make_loss(const JsonNode& spec);
 
 torch::Tensor hinge_loss(const torch::Tensor& scores, const torch::Tensor& labels, double margin, double p);
 

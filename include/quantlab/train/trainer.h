@@ -5,6 +5,11 @@
 // best epoch and ReduceLROnPlateau use the training counterpart of the statistic they name, and
 // the trainer says so once. After each epoch a hook receives the record (the bookkeeping saves
 // checkpoints there).
+// Data parallel (TrainerOptions::comm): each rank trains on its share of every batch
+// (data::rank_shard), gradients are averaged over the ranks (dist/gradient_sync.h), batch-norm
+// buffers follow rank 0, evaluations are split between the ranks and every statistic is summed over
+// them, so every rank holds the same weights, statistics and decisions; stopping is decided
+// together, between two steps.
 #pragma once
 
 #include <atomic>
@@ -16,6 +21,7 @@
 #include "quantlab/data/batch_loader.h"
 #include "quantlab/data/problem.h"
 #include "quantlab/data/split.h"
+#include "quantlab/dist/gradient_sync.h"
 #include "quantlab/train/experiment.h"
 #include "quantlab/train/statistic.h"
 #include "quantlab/util/error.h"
@@ -65,6 +71,7 @@ struct TrainerOptions {
   int64_t log_every = 0;                                   // call on_step every N training batches (0: never)
   std::function<void(int64_t step, double loss)> on_step;  // step counts batches from the start
   std::ostream* out = nullptr;                             // epoch lines and notes (default std::cout)
+  dist::Communicator* comm = nullptr;  // data-parallel training with these ranks (null: one process)
 };
 
 class Trainer {
@@ -88,7 +95,12 @@ class Trainer {
   void set_state(const TrainingState& s) { state_ = s; }
 
  private:
-  EpochStats run(data::BatchLoader& loader, bool train, bool track_metric, const std::string& label, int64_t epoch);
+  EpochStats run(data::BatchLoader& loader, bool train, bool track_metric, const std::string& label, int64_t epoch,
+                 int64_t steps, int64_t examples);
+  // Whether any rank asked to stop (one collective per step when distributed).
+  int stop_requested();
+  // Sums (loss, correct, correct top-5, samples) over the ranks.
+  void reduce_stats(double* values, size_t n);
   data::LoaderOptions loader_options() const;
   bool update_best(const EpochRecord& r);
   std::ostream& out() const;
@@ -100,6 +112,7 @@ class Trainer {
   std::vector<int64_t> test_indices_;
   TrainingState state_;
   Statistic best_stat_;
+  std::unique_ptr<dist::GradientSync> sync_;
   Statistic step_stat_;
   bool has_step_stat_ = false;
 };

@@ -1,0 +1,210 @@
+// Communicator: c10d's TCPStore and process groups.
+#include "quantlab/dist/communicator.h"
+
+#include <unistd.h>
+
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+// NCCL where libtorch was built with CUDA (its header declares the class only under USE_C10D_NCCL).
+#if defined(QL_WITH_CUDA) && __has_include(<torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>)
+#ifndef USE_C10D_NCCL
+#define USE_C10D_NCCL
+#endif
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#define QL_WITH_NCCL 1
+#endif
+
+#include "quantlab/experiment/logbook.h"  // process_alive
+#include "quantlab/util/error.h"
+
+namespace quantlab::dist {
+namespace {
+
+std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+std::string host_name() {
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  return host;
+}
+
+bool is_loopback(const std::string& addr) {
+  return addr == "localhost" || addr.rfind("127.", 0) == 0 || addr == "::1";
+}
+
+// A process group of any c10d backend with allreduce, broadcast and allgather.
+template <typename Group>
+class GroupCommunicator : public Communicator {
+ public:
+  GroupCommunicator(Environment env, std::chrono::milliseconds timeout, c10::intrusive_ptr<c10d::Store> store,
+                    c10::intrusive_ptr<Group> group, std::string name)
+      : Communicator(std::move(env), timeout), group_(std::move(group)), name_(std::move(name)) {
+    store_ = std::move(store);
+  }
+
+  std::string backend() const override { return name_; }
+
+  class Work : public Pending {
+   public:
+    Work(GroupCommunicator* owner, c10::intrusive_ptr<c10d::Work> work) : owner_(owner), work_(std::move(work)) {}
+    void wait() override {
+      try {
+        if (!work_->wait(owner_->timeout())) owner_->fail_collective("an all-reduce", "it timed out");
+      } catch (const Error&) {
+        throw;
+      } catch (const std::exception& e) {
+        owner_->fail_collective("an all-reduce", e.what());
+      }
+    }
+
+   private:
+    GroupCommunicator* owner_;
+    c10::intrusive_ptr<c10d::Work> work_;
+  };
+
+  std::unique_ptr<Pending> all_reduce_sum(torch::Tensor& t) override {
+    std::vector<torch::Tensor> v{t};
+    try {
+      return std::make_unique<Work>(this, group_->allreduce(v, c10d::AllreduceOptions()));
+    } catch (const std::exception& e) {
+      fail_collective("an all-reduce", e.what());
+    }
+  }
+
+  void broadcast(torch::Tensor& t, int root) override {
+    std::vector<torch::Tensor> v{t};
+    c10d::BroadcastOptions o;
+    o.rootRank = root;
+    try {
+      Work(this, group_->broadcast(v, o)).wait();
+    } catch (const Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      fail_collective("a broadcast", e.what());
+    }
+  }
+
+  std::vector<torch::Tensor> all_gather(const torch::Tensor& t) override {
+    std::vector<torch::Tensor> in{t.contiguous()};
+    std::vector<std::vector<torch::Tensor>> out(1);
+    for (int r = 0; r < world_size(); ++r) out[0].push_back(torch::empty_like(in[0]));
+    try {
+      Work(this, group_->allgather(out, in)).wait();
+    } catch (const Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      fail_collective("an all-gather", e.what());
+    }
+    return out[0];
+  }
+
+ private:
+  c10::intrusive_ptr<Group> group_;
+  std::string name_;
+};
+
+c10::intrusive_ptr<c10d::Store> make_store(const Environment& env, std::chrono::milliseconds timeout) {
+  c10d::TCPStoreOptions o;
+  o.port = static_cast<uint16_t>(env.master_port);
+  o.isServer = env.rank == 0;
+  o.numWorkers = static_cast<size_t>(env.world_size);
+  o.waitWorkers = true;
+  o.timeout = timeout;
+  const std::string where = env.master_addr + ":" + std::to_string(env.master_port);
+  try {
+    return c10::make_intrusive<c10d::TCPStore>(env.master_addr, o);
+  } catch (const std::exception& e) {
+    const std::string why = first_line(e.what());
+    if (env.rank == 0 && (why.find("in use") != std::string::npos || why.find("errno: 98") != std::string::npos ||
+                          why.find("listen") != std::string::npos))
+      throw Error("rank 0 cannot listen on " + where +
+                  " (the port is in use, or the address is not this machine's); choose another MASTER_PORT: " + why);
+    throw Error("rank " + std::to_string(env.rank) + " cannot reach the master at " + where + " within " +
+                std::to_string(timeout.count() / 1000) + " s (not started, unreachable, or a firewall): " + why);
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<Communicator> Communicator::connect(const Environment& env, torch::Device device,
+                                                    std::chrono::milliseconds timeout) {
+  auto store = make_store(env, timeout);
+  std::unique_ptr<Communicator> comm;
+  if (device.is_cuda()) {
+#ifdef QL_WITH_NCCL
+    auto options = c10d::ProcessGroupNCCL::Options::create();
+    options->timeout = timeout;
+    try {
+      auto group = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, env.rank, env.world_size, options);
+      comm = std::make_unique<GroupCommunicator<c10d::ProcessGroupNCCL>>(env, timeout, store, group, "nccl");
+    } catch (const std::exception& e) {
+      throw Error("rank " + std::to_string(env.rank) + ": the NCCL process group did not form: " + first_line(e.what()));
+    }
+    comm->publish("rank/" + std::to_string(env.rank), std::to_string(getpid()) + " " + host_name());
+    return comm;
+#else
+    throw Error("distributed training on CUDA needs libtorch's NCCL process group, and this QuantLab was built "
+                "without CUDA; run with --device=cpu (Gloo)");
+#endif
+  }
+  auto options = c10d::ProcessGroupGloo::Options::create(timeout);
+  const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
+  if (ifname && *ifname) {
+    options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+  } else if (is_loopback(env.master_addr)) {
+    options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+  } else {
+    options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+  }
+  try {
+    auto group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, env.rank, env.world_size, options);
+    comm = std::make_unique<GroupCommunicator<c10d::ProcessGroupGloo>>(env, timeout, store, group, "gloo");
+  } catch (const std::exception& e) {
+    throw Error("rank " + std::to_string(env.rank) + ": the Gloo process group did not form within " +
+                std::to_string(timeout.count() / 1000) + " s: " + first_line(e.what()));
+  }
+  comm->publish("rank/" + std::to_string(env.rank), std::to_string(getpid()) + " " + host_name());
+  return comm;
+}
+
+void Communicator::publish(const std::string& key, const std::string& value) {
+  store_->set("quantlab/" + key, std::vector<uint8_t>(value.begin(), value.end()));
+}
+
+std::string Communicator::read(const std::string& key) {
+  try {
+    const auto v = store_->get("quantlab/" + key);
+    return std::string(v.begin(), v.end());
+  } catch (const std::exception& e) {
+    fail_collective("reading '" + key + "' from the master", e.what());
+  }
+}
+
+void Communicator::fail_collective(const std::string& what, const std::string& detail) {
+  // Which rank is gone: the ranks on this machine are checked by PID; a master that no longer
+  // answers is rank 0.
+  std::vector<std::string> gone;
+  bool master_lost = false;
+  const std::string here = host_name();
+  for (int r = 0; r < env_.world_size && !master_lost; ++r) {
+    if (r == env_.rank) continue;
+    try {
+      if (!store_->check({"quantlab/rank/" + std::to_string(r)})) continue;
+      const auto v = store_->get("quantlab/rank/" + std::to_string(r));
+      const std::string entry(v.begin(), v.end());
+      const long pid = std::strtol(entry.c_str(), nullptr, 10);
+      const std::string host = entry.substr(entry.find(' ') + 1);
+      if (host == here && !process_alive(pid)) gone.push_back("rank " + std::to_string(r) + " (PID " + std::to_string(pid) + ")");
+    } catch (const std::exception&) {
+      master_lost = true;
+    }
+  }
+  std::string who;
+  if (master_lost) who = "rank 0 (the master, " + env_.master_addr + ") is gone";
+  else if (!gone.empty()) who = gone.front() + (gone.size() > 1 ? " and others are" : " is") + " gone";
+  else who = "another rank stopped answering (on another machine, or hung)";
+  throw Error("rank " + std::to_string(env_.rank) + ": " + what + " failed: " + who + "; stopping. The last checkpoint " +
+              "stays valid: resume with --load=last. (" + first_line(detail) + ")");
+}
+
+}  // namespace quantlab::dist

@@ -1,0 +1,72 @@
+// Choosing the checkpoint a training launch resumes from.
+#include "quantlab/experiment/resume.h"
+
+#include <filesystem>
+
+#include "quantlab/experiment/session.h"
+#include "quantlab/util/error.h"
+
+namespace quantlab {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string describe(const CheckpointInfo& c) {
+  return fs::path(c.file).filename().string() + " (after epoch " + std::to_string(c.epoch) + ")";
+}
+
+std::string flag_for(const CheckpointRef& r) { return "--load=" + r.text(); }
+
+}  // namespace
+
+ResumePoint choose_resume(const Logbook& book, const CheckpointRef& ref) {
+  ResumePoint p;
+  const std::string what = "experiment " + std::to_string(book.id());
+  const std::string wanted = book.saves() + "/" + ref.file_name();
+  if (ref.kind == CheckpointRef::Kind::kLast && fs::exists(wanted)) {
+    try {
+      p.checkpoint = load_checkpoint(wanted);
+      p.file = wanted;
+      return p;  // `last` is the newest state by construction
+    } catch (const IoError& e) {
+      const auto inv = Session::inventory(book);
+      const CheckpointInfo* best = nullptr;
+      for (const auto& c : inv)
+        if (c.error.empty() && (!best || c.epoch > best->epoch)) best = &c;
+      throw Error(std::string(e.what()) + "\n" + what +
+                  (best ? ": the newest usable checkpoint is " + describe(*best) + "; resume from it with " +
+                              flag_for(best->ref)
+                        : ": no other checkpoint is usable; start a new experiment"));
+    }
+  }
+  const auto inv = Session::inventory(book);
+  const CheckpointInfo* newest = nullptr;
+  for (const auto& c : inv)
+    if (c.error.empty() && (!newest || c.epoch > newest->epoch)) newest = &c;
+  if (ref.kind == CheckpointRef::Kind::kLast) {  // last.ckpt is missing
+    const int64_t recorded = Session::status(book).value("epochs_done", int64_t{0});
+    if (newest)
+      throw Error(what + ": saves/last.ckpt is missing, but the experiment has trained" +
+                  (recorded > 0 ? " (status.json: " + std::to_string(recorded) + " epochs)" : std::string()) +
+                  "; starting over would overwrite its checkpoints. The newest usable checkpoint is " +
+                  describe(*newest) + ": resume from it with " + flag_for(newest->ref));
+    if (recorded > 0 || !inv.empty())
+      throw Error(what + ": no usable checkpoint is left in " + book.saves() + " (" + Session::available(book) +
+                  "), though it trained " + std::to_string(recorded) +
+                  " epochs; start a new experiment (without --exp_id) instead of overwriting its history");
+    p.fresh = true;
+    return p;
+  }
+  p.file = Session::checkpoint_file(book, ref);
+  p.checkpoint = load_checkpoint(p.file);
+  if (p.checkpoint.original)
+    throw Error(p.file + " is a checkpoint of the original QuantLab: --mode=test evaluates it, and indiv.net.pretrained "
+                "({\"file\": {\"exp_id\": " + std::to_string(book.id()) + ", \"epoch\": \"" + ref.text() +
+                "\"}}) starts a new experiment from its weights; it has no QuantLab training state to continue from");
+  p.newest = newest ? newest->epoch : p.checkpoint.state.epoch;
+  p.newest_file = newest ? fs::path(newest->file).filename().string() : ref.file_name();
+  p.earlier = p.checkpoint.state.epoch < p.newest;
+  return p;
+}
+
+}  // namespace quantlab

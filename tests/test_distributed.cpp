@@ -1,0 +1,422 @@
+// Data-parallel training on c10d with Gloo, two processes on this machine: the environment of the
+// launchers, the sharding of an epoch, the equivalence with one process at the whole batch, ranks
+// in lockstep, bit-exact resume, and the faults (a rank killed, a port in use, a master that does
+// not answer, Ctrl-C on the launcher).
+// Some tests run this test program again as the ranks ("child" mode, selected by QL_CHILD_TASK).
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "quantlab/data/split.h"
+#include "quantlab/dist/communicator.h"
+#include "quantlab/dist/environment.h"
+#include "quantlab/experiment/checkpoint.h"
+#include "quantlab/experiment/launch.h"
+#include "quantlab/experiment/logbook.h"
+#include "quantlab/topology/network.h"
+#include "test_util.h"
+
+namespace quantlab {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::TempDir;
+
+// A network without batch norm (two linear layers), for the equivalence with one process.
+class LinearProbe : public Network {
+ public:
+  explicit LinearProbe(const JsonNode& params) {
+    params.allow_keys({"hidden"});
+    const int64_t hidden = params.integer("hidden", 32);
+    fc1_ = register_module("phi1_fc", torch::nn::Linear(784, hidden));
+    fc2_ = register_module("phi2_fc", torch::nn::Linear(hidden, 10));
+  }
+  torch::Tensor forward(const torch::Tensor& x) override {
+    return fc2_->forward(torch::relu(fc1_->forward(x.reshape({x.size(0), -1}))));
+  }
+
+ private:
+  torch::nn::Linear fc1_{nullptr}, fc2_{nullptr};
+};
+QL_REGISTER_TOPOLOGY(LinearProbe, "LinearProbe", [](const JsonNode& p) { return std::make_shared<LinearProbe>(p); });
+
+nlohmann::json probe_config(int epochs, int64_t batch) {
+  return {{"indiv",
+           {{"net", {{"class", "LinearProbe"}, {"params", {{"hidden", 32}}}}},
+            {"loss_function", {{"class", "CrossEntropyLoss"}}}}},
+          {"treat",
+           {{"optimizer", {{"class", "Adam"}, {"params", {{"lr", 0.01}}}}},
+            {"data", {{"valid_fraction", 0.2}, {"bs_train", batch}, {"bs_valid", 16}}},
+            {"max_epoch", epochs}}},
+          {"protocol", {{"update_metric", "valid_metric"}, {"metric_period", 1}}}};
+}
+
+nlohmann::json mlp_config(int epochs) {
+  nlohmann::json cfg = read_json_file(std::string(QL_SOURCE_DIR) + "/FashionMNIST/config.json");
+  cfg["indiv"]["net"]["params"]["capacity"] = 0.02;
+  auto& bindings = cfg["treat"]["thermostat"]["params"]["bindings"];
+  for (size_t k = 0; k < bindings.size(); ++k)
+    bindings[k]["forward"]["params"] = {{"t_start", static_cast<int>(k)}, {"t_decay", 2}};
+  cfg["indiv"]["net"]["params"]["quant_schemes"]["phi2_act"] = {
+      {"noise", "uniform"}, {"strategy", "random"}, {"thresholds", {-0.5, 0.5}}, {"levels", {-1.0, 0.0, 1.0}}};
+  cfg["treat"]["max_epoch"] = epochs;
+  cfg["treat"]["data"]["bs_train"] = 32;
+  return cfg;
+}
+
+struct Home {
+  TempDir dir;
+  Home(const nlohmann::json& cfg, int64_t train) {
+    testing::write_toy_idx_problem(dir.path() + "/Toy/data", train, 64, 4, true);
+    std::ofstream(dir.path() + "/Toy/config.json") << cfg.dump(2);
+  }
+  std::string saves(int id) const { return dir.path() + "/Toy/logs/" + Logbook::folder_name(id) + "/saves"; }
+  std::string args(const std::string& topology, const std::string& extra) const {
+    return "--problem=Toy --topology=" + topology + " --device=cpu --home=" + dir.path() + " " + extra;
+  }
+};
+
+std::vector<std::string> split_args(const std::string& s) {
+  std::istringstream is(s);
+  std::vector<std::string> out;
+  for (std::string a; is >> a;) out.push_back(a);
+  return out;
+}
+
+// A free TCP port of the loopback interface.
+int free_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+// Starts this test program as `world` ranks running `task` on `home`; returns their exit codes.
+std::vector<int> run_ranks(int world, const std::string& task, const std::string& home, const std::string& logs) {
+  const int port = free_port();
+  std::vector<pid_t> pids;
+  for (int r = 0; r < world; ++r)
+    pids.push_back(testing::spawn_program("/proc/self/exe", {"--gtest_filter=Distributed.ChildRank"},
+                                          {{"QL_CHILD_TASK", task}, {"QL_CHILD_HOME", home},
+                                           {"RANK", std::to_string(r)}, {"WORLD_SIZE", std::to_string(world)},
+                                           {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", std::to_string(port)},
+                                           {"OMP_NUM_THREADS", "1"}},
+                                          logs + "/rank" + std::to_string(r) + ".log"));
+  std::vector<int> codes;
+  for (pid_t p : pids) codes.push_back(testing::wait_exit(p));
+  return codes;
+}
+
+// The child mode: one rank of a test's distributed run.
+TEST(Distributed, ChildRank) {
+  const char* task = std::getenv("QL_CHILD_TASK");
+  if (!task) GTEST_SKIP() << "runs only as a rank started by the other distributed tests";
+  const std::string home = std::getenv("QL_CHILD_HOME");
+  LaunchOptions o;
+  o.problem = "Toy";
+  o.topology = "LinearProbe";
+  o.home = home;
+  o.device = "cpu";
+  o.threads = 1;
+  o.dist_timeout_s = 30;
+  if (std::string(task) == "train") {
+    std::ostringstream sink;
+    const LaunchResult r = launch(o, nullptr, sink);
+    EXPECT_GT(r.epochs_done, 0);
+    return;
+  }
+  // "lockstep": after every training step, every rank's parameters are bit-identical.
+  const auto env = dist::environment_from_process();
+  ASSERT_TRUE(env.has_value());
+  auto comm = dist::Communicator::connect(*env, torch::kCPU, std::chrono::seconds(30));
+  at::set_num_threads(1);
+  Experiment exp(read_json_file(home + "/Toy/config.json"), "", torch::kCPU);
+  const auto data = data::load_problem(home + "/Toy/data", exp.data);
+  dist::broadcast_state(*exp.net, *comm);
+  std::ostringstream sink;
+  Progress progress(sink, false);
+  TrainerOptions options;
+  options.comm = comm.get();
+  options.out = &sink;
+  options.log_every = 1;
+  int64_t steps = 0, differing = 0;
+  options.on_step = [&](int64_t, double) {
+    uint32_t crc = 0;
+    for (const auto& p : exp.net->parameters()) {
+      const auto c = p.detach().contiguous();
+      crc = static_cast<uint32_t>(crc32(crc, static_cast<const Bytef*>(c.data_ptr()), static_cast<uInt>(c.nbytes())));
+    }
+    const auto all = comm->all_gather(torch::tensor({static_cast<int64_t>(crc)}));
+    for (const auto& t : all) differing += t.item<int64_t>() != static_cast<int64_t>(crc);
+    ++steps;
+  };
+  Trainer trainer(exp, data, progress, options);
+  trainer.fit(exp.max_epoch);
+  if (comm->rank() == 0) std::ofstream(home + "/lockstep.txt") << steps << " " << differing << "\n";
+}
+
+TEST(Distributed, TheEnvironmentOfTorchrunSlurmAndTheLauncher) {
+  EXPECT_FALSE(dist::environment_from({}).has_value());
+  EXPECT_FALSE(dist::environment_from({{"RANK", "0"}, {"WORLD_SIZE", "1"}}).has_value());  // one process
+  const auto t = dist::environment_from(
+      {{"RANK", "3"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "1"}, {"LOCAL_WORLD_SIZE", "2"}, {"MASTER_ADDR", "10.0.0.5"},
+       {"MASTER_PORT", "1234"}});
+  ASSERT_TRUE(t.has_value());
+  EXPECT_EQ(t->rank, 3);
+  EXPECT_EQ(t->world_size, 8);
+  EXPECT_EQ(t->local_rank, 1);
+  EXPECT_EQ(t->master_addr, "10.0.0.5");
+  EXPECT_EQ(t->master_port, 1234);
+  EXPECT_EQ(t->source, "torchrun");
+  const auto s = dist::environment_from({{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "8"}, {"SLURM_LOCALID", "1"},
+                                         {"SLURM_NTASKS_PER_NODE", "4"}, {"SLURM_JOB_NODELIST", "gpu[07-08],login1"}});
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->source, "SLURM");
+  EXPECT_EQ(s->rank, 5);
+  EXPECT_EQ(s->local_world_size, 4);
+  EXPECT_EQ(s->master_addr, "gpu07");
+  EXPECT_EQ(s->master_port, 29500);
+  const auto explicit_master = dist::environment_from(
+      {{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}, {"SLURM_JOB_NODELIST", "n1"}}, {"head", 4000});
+  EXPECT_EQ(explicit_master->master_addr, "head");
+  EXPECT_EQ(explicit_master->master_port, 4000);
+  EXPECT_FALSE(dist::environment_from({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "1"}}).has_value());
+  EXPECT_EQ(dist::first_slurm_host("node[003-005,9]"), "node003");
+  EXPECT_EQ(dist::first_slurm_host("a1,b[1-2]"), "a1");
+  try {
+    dist::environment_from({{"RANK", "2"}, {"WORLD_SIZE", "two"}});
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("WORLD_SIZE='two': expected an integer"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(dist::environment_from({{"RANK", "2"}, {"WORLD_SIZE", "2"}}), Error);  // rank beyond the world
+}
+
+// Rank r's part of every batch; the parts are disjoint and their union, batch by batch, is the
+// single-process epoch.
+TEST(Distributed, TheRanksSharesAreTheSingleProcessEpoch) {
+  std::vector<int64_t> all(103);
+  std::iota(all.begin(), all.end(), 0);
+  const auto order = data::epoch_order(all, 7, 2);
+  for (int world : {2, 3, 4}) {
+    const int64_t batch = 12;
+    std::vector<std::vector<int64_t>> parts;
+    for (int r = 0; r < world; ++r) parts.push_back(data::rank_shard(order, batch, world, r));
+    // Batch k of every rank, side by side, is batch k of the single-process epoch.
+    const int64_t local = batch / world;
+    std::vector<int64_t> joined;
+    for (int64_t k = 0; k * batch < static_cast<int64_t>(order.size()); ++k)
+      for (int r = 0; r < world; ++r)
+        for (int64_t i = k * local; i < std::min<int64_t>((k + 1) * local, parts[r].size()); ++i)
+          joined.push_back(parts[r][i]);
+    EXPECT_EQ(joined, order) << world << " ranks";
+  }
+  std::vector<int64_t> valid(10);
+  std::iota(valid.begin(), valid.end(), 0);
+  std::vector<int64_t> both = data::rank_slice(valid, 2, 0), second = data::rank_slice(valid, 2, 1);
+  both.insert(both.end(), second.begin(), second.end());
+  EXPECT_EQ(both, valid);
+}
+
+// Without batch norm, two processes at batch B/2 give the weights of one process at batch B: the
+// same gradients, summed in another order (float32: within 1e-6 relative here).
+TEST(Distributed, TwoProcessesAtHalfBatchEqualOneProcessAtFullBatch) {
+  // 85 training images: batches of 32, 32 and 21 (11 + 10 on the two ranks).
+  Home single(probe_config(3, 32), 106), two(probe_config(3, 32), 106);
+  LaunchOptions o;
+  o.problem = "Toy";
+  o.topology = "LinearProbe";
+  o.home = single.dir.path();
+  o.device = "cpu";
+  o.threads = 1;
+  std::ostringstream sink;
+  launch(o, nullptr, sink);
+  TempDir logs;
+  const auto codes = run_ranks(2, "train", two.dir.path(), logs.path());
+  ASSERT_EQ(codes, (std::vector<int>{0, 0})) << testing::slurp(logs.path() + "/rank0.log")
+                                            << testing::slurp(logs.path() + "/rank1.log");
+  const Checkpoint a = load_checkpoint(single.saves(1) + "/last.ckpt"), b = load_checkpoint(two.saves(1) + "/last.ckpt");
+  ASSERT_EQ(a.state.epoch, 3);
+  ASSERT_EQ(b.state.epoch, 3);
+  double worst = 0;
+  for (const auto& [name, t] : a.net) {
+    const auto diff = (t - b.net.at(name)).abs().max().item<double>();
+    const auto scale = t.abs().max().item<double>();
+    EXPECT_LE(diff, 1e-6 * std::max(1.0, scale)) << name;
+    EXPECT_FALSE(torch::equal(t, torch::zeros_like(t))) << name;
+    worst = std::max(worst, diff);
+  }
+  std::cout << "largest weight difference, 2 processes at B/2 vs 1 process at B, 9 steps: " << worst << std::endl;
+  // Statistics are summed over the ranks: the same numbers as one process (to rounding).
+  EXPECT_NEAR(a.state.stats[Statistic::kTrainLoss], b.state.stats[Statistic::kTrainLoss], 1e-5);
+  EXPECT_DOUBLE_EQ(a.state.stats[Statistic::kValidMetric], b.state.stats[Statistic::kValidMetric]);
+}
+
+TEST(Distributed, AllRanksHoldBitIdenticalParametersAfterEveryStep) {
+  Home home(mlp_config(2), 106);  // ternary MLP with batch norm and a random-strategy site
+  TempDir logs;
+  const auto codes = run_ranks(2, "lockstep", home.dir.path(), logs.path());
+  ASSERT_EQ(codes, (std::vector<int>{0, 0})) << testing::slurp(logs.path() + "/rank0.log")
+                                            << testing::slurp(logs.path() + "/rank1.log");
+  std::ifstream in(home.dir.path() + "/lockstep.txt");
+  int64_t steps = 0, differing = -1;
+  in >> steps >> differing;
+  EXPECT_EQ(steps, 2 * 3);  // 85 images in batches of 32: 3 steps per epoch
+  EXPECT_EQ(differing, 0);
+}
+
+// A two-process run stopped after an epoch and resumed ends bit-identical to an uninterrupted
+// two-process run; resuming with one process works and says it is not bit-exact.
+TEST(Distributed, StoppedAndResumedTwoProcessRunIsBitIdentical) {
+  Home home(mlp_config(3), 160);
+  std::string out;
+  ASSERT_EQ(testing::run_cli(home.args("MLP", "--nproc=2 --ckpt_every=0"), out), 0) << out;  // exp 1: 3 epochs
+  auto cfg = mlp_config(1);
+  std::ofstream(home.dir.path() + "/Toy/config.json") << cfg.dump(2);
+  ASSERT_EQ(testing::run_cli(home.args("MLP", "--nproc=2 --ckpt_every=0"), out), 0) << out;  // exp 2: 1 epoch
+  {
+    auto stored = read_json_file(home.dir.path() + "/Toy/logs/exp002/config.json");
+    stored["treat"]["max_epoch"] = 3;
+    std::ofstream(home.dir.path() + "/Toy/logs/exp002/config.json") << stored.dump();
+  }
+  ASSERT_EQ(testing::run_cli(home.args("MLP", "--nproc=2 --ckpt_every=0 --exp_id=2"), out), 0) << out;
+  const Checkpoint a = load_checkpoint(home.saves(1) + "/last.ckpt"), b = load_checkpoint(home.saves(2) + "/last.ckpt");
+  ASSERT_EQ(a.state.epoch, 3);
+  ASSERT_EQ(b.state.epoch, 3);
+  ASSERT_EQ(a.rng_ranks.size(), 2u);
+  for (const auto& [name, t] : a.net) EXPECT_TRUE(torch::equal(t, b.net.at(name))) << name;
+  const auto oa = testing::adam_state(read_json_file(home.dir.path() + "/Toy/logs/exp001/config.json"), a);
+  const auto ob = testing::adam_state(read_json_file(home.dir.path() + "/Toy/logs/exp002/config.json"), b);
+  ASSERT_EQ(oa.size(), ob.size());
+  for (size_t i = 0; i < oa.size(); ++i) EXPECT_TRUE(torch::equal(oa[i], ob[i])) << "optimizer state " << i;
+  EXPECT_EQ(a.state.stats, b.state.stats);
+  // Another number of processes: it goes on, and says so.
+  {
+    auto stored = read_json_file(home.dir.path() + "/Toy/logs/exp002/config.json");
+    stored["treat"]["max_epoch"] = 4;
+    std::ofstream(home.dir.path() + "/Toy/logs/exp002/config.json") << stored.dump();
+  }
+  ASSERT_EQ(testing::run_cli(home.args("MLP", "--threads=1 --exp_id=2"), out), 0) << out;
+  EXPECT_EQ(load_checkpoint(home.saves(2) + "/last.ckpt").state.epoch, 4);
+}
+
+// The children of a process, from /proc.
+std::vector<pid_t> children_of(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+  std::vector<pid_t> out;
+  for (pid_t c; in >> c;) out.push_back(c);
+  return out;
+}
+
+TEST(Distributed, ARankKilledMidEpochStopsTheOthersAndTheRunResumes) {
+  auto cfg = mlp_config(200);
+  Home home(cfg, 960);
+  TempDir tmp;
+  const pid_t launcher =
+      testing::spawn_program(QL_BINARY, split_args(home.args("MLP", "--nproc=2 --ckpt_every=0 --dist_timeout=10")), {},
+                             tmp.path() + "/log");
+  for (int i = 0; i < 600 && !fs::exists(home.saves(1) + "/last.ckpt"); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_TRUE(fs::exists(home.saves(1) + "/last.ckpt")) << testing::slurp(tmp.path() + "/log");
+  std::vector<pid_t> ranks = children_of(launcher);
+  ASSERT_EQ(ranks.size(), 2u);
+  // Which child is rank 1: its environment says.
+  pid_t rank1 = -1;
+  for (pid_t p : ranks) {
+    std::ifstream env("/proc/" + std::to_string(p) + "/environ");
+    const std::string all((std::istreambuf_iterator<char>(env)), {});
+    if (all.find(std::string("RANK=1") + '\0') != std::string::npos && all.find("LOCAL_RANK=1") != std::string::npos)
+      rank1 = p;
+  }
+  ASSERT_GT(rank1, 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  kill(rank1, SIGKILL);
+  const int code = testing::wait_exit(launcher);
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const std::string log = testing::slurp(tmp.path() + "/log");
+  EXPECT_NE(code, 0) << log;
+  EXPECT_LT(took, 60.0) << log;
+  EXPECT_NE(log.find("rank 1 (PID " + std::to_string(rank1) + ") was killed by signal 9"), std::string::npos) << log;
+  EXPECT_NE(log.find("rank 0: "), std::string::npos) << log;
+  EXPECT_NE(log.find("resume with --load=last"), std::string::npos) << log;
+  // The last checkpoint is valid and the run resumes.
+  const Checkpoint c = load_checkpoint(home.saves(1) + "/last.ckpt");
+  auto stored = read_json_file(home.dir.path() + "/Toy/logs/exp001/config.json");
+  stored["treat"]["max_epoch"] = c.state.epoch + 1;
+  std::ofstream(home.dir.path() + "/Toy/logs/exp001/config.json") << stored.dump();
+  std::string out;
+  ASSERT_EQ(testing::run_cli(home.args("MLP", "--nproc=2 --exp_id=1 --load=last"), out), 0) << out;
+  EXPECT_EQ(load_checkpoint(home.saves(1) + "/last.ckpt").state.epoch, c.state.epoch + 1);
+}
+
+TEST(Distributed, CtrlCOnTheLauncherStopsEveryRankAndSaysHowToResume) {
+  Home home(mlp_config(200), 960);
+  TempDir tmp;
+  const pid_t launcher = testing::spawn_program(
+      QL_BINARY, split_args(home.args("MLP", "--nproc=2 --ckpt_every=0")), {}, tmp.path() + "/log");
+  for (int i = 0; i < 600 && !fs::exists(home.saves(1) + "/last.ckpt"); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const auto ranks = children_of(launcher);
+  kill(launcher, SIGINT);
+  EXPECT_EQ(testing::wait_exit(launcher), 130);
+  const std::string log = testing::slurp(tmp.path() + "/log");
+  EXPECT_NE(log.find("resume with: quantlab --problem=Toy --topology=MLP --exp_id=1 --load=last --home=" +
+                     home.dir.path() + " --ckpt_every=0 --device=cpu --nproc=2"),
+            std::string::npos) << log;
+  for (pid_t p : ranks) EXPECT_FALSE(process_alive(p)) << "rank PID " << p << " still runs";
+  EXPECT_NO_THROW(load_checkpoint(home.saves(1) + "/last.ckpt"));
+}
+
+TEST(Distributed, APortInUseOrAnUnreachableMasterIsNamed) {
+  Home home(mlp_config(1), 160);
+  TempDir tmp;
+  // A port somebody else listens on.
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  listen(fd, 1);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  const std::string busy = std::to_string(ntohs(a.sin_port));
+  const std::vector<std::pair<std::string, std::string>> rank0 = {
+      {"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", busy}};
+  int code = testing::wait_exit(
+      testing::spawn_program(QL_BINARY, split_args(home.args("MLP", "--dist_timeout=5")), rank0, tmp.path() + "/a"));
+  std::string log = testing::slurp(tmp.path() + "/a");
+  EXPECT_EQ(code, 1) << log;
+  EXPECT_NE(log.find("rank 0 cannot listen on 127.0.0.1:" + busy), std::string::npos) << log;
+  close(fd);
+  // A master that nobody started.
+  const std::string nobody = std::to_string(free_port());
+  const std::vector<std::pair<std::string, std::string>> rank1 = {
+      {"RANK", "1"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", nobody}};
+  const auto t0 = std::chrono::steady_clock::now();
+  code = testing::wait_exit(
+      testing::spawn_program(QL_BINARY, split_args(home.args("MLP", "--dist_timeout=3")), rank1, tmp.path() + "/b"));
+  log = testing::slurp(tmp.path() + "/b");
+  EXPECT_EQ(code, 1) << log;
+  EXPECT_NE(log.find("rank 1 cannot reach the master at 127.0.0.1:" + nobody + " within 3 s"), std::string::npos)
+      << log;
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 30.0);
+}
+
+}  // namespace
+}  // namespace quantlab
