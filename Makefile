@@ -9,7 +9,7 @@ JOBS ?= $(shell nproc)
 BUILD ?= build
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-DEB_BUILD := build-essential cmake libtorch-dev libopenblas0-pthread nlohmann-json3-dev libcli11-dev libturbojpeg0-dev libpng-dev \
+DEB_BUILD := build-essential cmake libtorch-dev libgloo-dev libopenblas0-pthread nlohmann-json3-dev libcli11-dev libturbojpeg0-dev libpng-dev \
              libgtest-dev zlib1g-dev libprotobuf-dev protobuf-compiler
 DEB_DATA := dataset-fashion-mnist
 # The tests that check QuantLab against PyTorch (checkpoints read by torch.load, lr schedules) need it.
