@@ -10,6 +10,7 @@
 #include "quantlab/data/valprep.h"
 #include "quantlab/dist/local_launcher.h"
 #include "quantlab/experiment/launch.h"
+#include "quantlab/export/export_run.h"
 #include "quantlab/experiment/listing.h"
 #include "quantlab/experiment/storage.h"
 #include "quantlab/util/error.h"
@@ -97,6 +98,27 @@ int main(int argc, char** argv) {
   add->add_option("name", add_name, "Problem name")->required();
   add->add_option("--home", add_home, "Main folder (default: .)");
   problem->require_subcommand(1);
+  quantlab::ExportOptions ex;
+  CLI::App* exporter = app.add_subcommand("export", "Write a trained experiment as an integer model (or ONNX) and check its parity");
+  exporter->add_option("--problem", ex.problem, "Problem folder")->required();
+  exporter->add_option("--exp_id", ex.exp_id, "The experiment")->required()->check(within(0, 999999999));
+  exporter->add_option("--load", ex.load, "Checkpoint: best (default), last or an epoch number");
+  exporter->add_option("--format", ex.format, "qlm (the integer runtime's, default) or onnx")
+      ->check(CLI::IsMember({"qlm", "onnx"}));
+  exporter->add_option("--out", ex.out, "The file to write (default: <experiment>/export/<class>_<load>.<format>)");
+  exporter->add_option("--home", ex.home, "Main folder (default: .)");
+  exporter->add_option("--data", ex.data, "Folder with the problem's data files");
+  exporter->add_option("--threads", ex.threads, "Threads of the parity check (default: all)")->check(within(0, 1024));
+  bool no_check = false;
+  exporter->add_flag("--no_check", no_check, "Skip the parity check");
+  quantlab::InferOptions inf;
+  CLI::App* infer = app.add_subcommand("infer", "Run an exported model on a problem's test set with the integer runtime");
+  infer->add_option("--model", inf.model, "The model file")->required();
+  infer->add_option("--problem", inf.problem, "Problem folder (its test set)");
+  infer->add_option("--home", inf.home, "Main folder (default: .)");
+  infer->add_option("--data", inf.data, "Folder with the test files (instead of --problem's)");
+  infer->add_option("--threads", inf.threads, "Threads (default: all)")->check(within(0, 1024));
+  infer->add_option("--labels", inf.labels_out, "Write the predicted labels to this file, one per line");
   std::string vp_images, vp_labels, vp_out;
   CLI::App* valprep = app.add_subcommand(
       "valprep", "Sort ImageNet's flat validation folder into <wnid>/ class folders (as valprep.sh)");
@@ -125,6 +147,15 @@ int main(int argc, char** argv) {
     }
     if (*list) {
       quantlab::list_experiments(list_home, list_problem, std::cout);
+      return 0;
+    }
+    if (*exporter) {
+      ex.check = !no_check;
+      quantlab::run_export(ex, std::cout);
+      return 0;
+    }
+    if (*infer) {
+      quantlab::run_infer(inf, std::cout);
       return 0;
     }
     if (*valprep) {

@@ -45,6 +45,25 @@ class AlexNet : public Network {
     }
   }
 
+  std::vector<ExportStep> export_steps() const override {
+    std::vector<ExportStep> steps;
+    for (size_t k = 0; k < convs_.size(); ++k) {
+      const int n = static_cast<int>(k) + 1;
+      steps.push_back({ExportStep::Kind::kLayer, alexnet_name(n, "conv")});
+      if (k == 0 || k == 1 || k == 4) steps.push_back({ExportStep::Kind::kMaxPool, "", 3, 2});
+      steps.push_back({ExportStep::Kind::kBatchNorm, alexnet_name(n, "bn")});
+      steps.push_back({ExportStep::Kind::kActivation, alexnet_name(n, "act")});
+    }
+    steps.push_back({ExportStep::Kind::kFlatten});
+    for (size_t k = 0; k < fcs_.size(); ++k) {
+      const int n = static_cast<int>(convs_.size() + k) + 1;
+      steps.push_back({ExportStep::Kind::kLayer, alexnet_name(n, "fc")});
+      if (convs_.size() + k < bns_.size()) steps.push_back({ExportStep::Kind::kBatchNorm, alexnet_name(n, "bn")});
+      if (convs_.size() + k < acts_.size()) steps.push_back({ExportStep::Kind::kActivation, alexnet_name(n, "act")});
+    }
+    return steps;
+  }
+
   torch::Tensor forward(const torch::Tensor& input) override {
     torch::Tensor x = conv_layout(input);
     for (size_t k = 0; k < convs_.size(); ++k) {

@@ -39,6 +39,17 @@ class Mlp : public Network {
     }
   }
 
+  std::vector<ExportStep> export_steps() const override {
+    std::vector<ExportStep> steps{{ExportStep::Kind::kFlatten}};
+    for (size_t k = 0; k < fc_.size(); ++k) {
+      const std::string p = "phi" + std::to_string(k + 1);
+      steps.push_back({ExportStep::Kind::kLayer, p + "_fc"});
+      if (bn_[k]) steps.push_back({ExportStep::Kind::kBatchNorm, p + "_bn"});
+      if (act_[k]) steps.push_back({ExportStep::Kind::kActivation, p + "_act"});
+    }
+    return steps;
+  }
+
   torch::Tensor forward(const torch::Tensor& input) override {
     torch::Tensor x = input.reshape({input.size(0), -1});
     for (size_t k = 0; k < fc_.size(); ++k) {

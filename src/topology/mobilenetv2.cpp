@@ -54,6 +54,12 @@ std::vector<int> residual_blocks(const MobileNetOptions& o) {
 
 class MobileNetV2 : public Network {
  public:
+  std::vector<ExportStep> export_steps() const override {
+    throw Error(name() + " cannot be exported as integers: the residual additions (the first: block phi06..phi08, "
+                "added to the float output of phi05_bn) sum a quantized branch and a float one, and its stem and "
+                "expanding blocks are float layers; export supports MLP, VGG and AlexNet");
+  }
+
   MobileNetV2(const MobileNetOptions& o, std::map<std::string, AnaScheme> schemes, const JsonNode& params) {
     const bool quantized = !schemes.empty();
     LayerMaker make(*this, std::move(schemes), params);

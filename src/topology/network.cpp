@@ -18,6 +18,11 @@ TopologyRegistration::TopologyRegistration(const char* cls, const char* family, 
   registry().add(cls, {family, std::move(build)});
 }
 
+std::vector<ExportStep> Network::export_steps() const {
+  throw Error(name() + " cannot be exported: it does not describe its forward pass as steps (export supports MLP, "
+              "VGG and AlexNet)");
+}
+
 torch::Tensor conv_layout(const torch::Tensor& x) {
   return x.dim() == 4 && x.device().is_cpu() ? x.contiguous(at::MemoryFormat::ChannelsLast) : x;
 }

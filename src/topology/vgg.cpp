@@ -58,6 +58,23 @@ class Vgg : public Network {
     }
   }
 
+  std::vector<ExportStep> export_steps() const override {
+    std::vector<ExportStep> steps;
+    for (int k = 0; k < kConvs; ++k) {
+      steps.push_back({ExportStep::Kind::kLayer, layer_name(k, "conv")});
+      if (pools_after(k)) steps.push_back({ExportStep::Kind::kMaxPool, "", 2, 2});
+      steps.push_back({ExportStep::Kind::kBatchNorm, layer_name(k, "bn")});
+      steps.push_back({ExportStep::Kind::kActivation, layer_name(k, "act")});
+    }
+    steps.push_back({ExportStep::Kind::kFlatten});
+    for (int k = 0; k < kDense; ++k) {
+      steps.push_back({ExportStep::Kind::kLayer, layer_name(kConvs + k, "fc")});
+      if (bns_[kConvs + k]) steps.push_back({ExportStep::Kind::kBatchNorm, layer_name(kConvs + k, "bn")});
+      if (acts_[kConvs + k]) steps.push_back({ExportStep::Kind::kActivation, layer_name(kConvs + k, "act")});
+    }
+    return steps;
+  }
+
   torch::Tensor forward(const torch::Tensor& input) override {
     torch::Tensor x = conv_layout(input);
     for (int k = 0; k < kConvs; ++k) {

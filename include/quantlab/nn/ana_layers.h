@@ -50,6 +50,7 @@ class AnaConvImpl : public AnaWeightLayer {
  public:
   AnaConvImpl(AnaScheme scheme, AnaConvOptions options);
   torch::Tensor forward(const torch::Tensor& x);
+  const AnaConvOptions& options() const { return o_; }
 
  private:
   AnaConvOptions o_;

@@ -17,10 +17,22 @@
 
 namespace quantlab {
 
+// One step of a network's forward pass, for export (export/exporter.h): the exporter replays the
+// steps with the network's own modules and folds them into integer layers.
+struct ExportStep {
+  enum class Kind { kLayer, kMaxPool, kBatchNorm, kActivation, kFlatten };
+  Kind kind = Kind::kLayer;
+  std::string module;  // kLayer (a conv or linear module), kBatchNorm, kActivation
+  int64_t kernel = 0, stride = 0;  // kMaxPool
+};
+
 class Network : public torch::nn::Module {
  public:
   // x: a batch of inputs [N, ...] -> scores [N, num_classes].
   virtual torch::Tensor forward(const torch::Tensor& x) = 0;
+  // The forward pass as steps (the same computation as forward()); throws Error naming what cannot
+  // be exported. The default: none of this network can.
+  virtual std::vector<ExportStep> export_steps() const;
 };
 
 // The layout convolutional topologies compute in: channels-last on the CPU, where oneDNN's

@@ -1,0 +1,183 @@
+// Parity of the integer runtime with the float network.
+#include "quantlab/export/parity.h"
+
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <sstream>
+
+#include "quantlab/data/tensor_dataset.h"
+#include "quantlab/nn/ana_layers.h"
+#include "quantlab/util/error.h"
+#include "quantlab/util/strings.h"
+
+namespace quantlab {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// The network's forward pass replayed step by step (the same modules and ops as forward()), with
+// every activation's input (the batch-norm output) and output kept.
+struct Replay {
+  std::vector<torch::Tensor> bn_outputs, levels;  // per threshold layer, [N, ...]
+  torch::Tensor scores;
+};
+
+Replay replay(Experiment& exp, const torch::Tensor& input) {
+  std::map<std::string, std::shared_ptr<torch::nn::Module>> modules;
+  for (const auto& item : exp.net->named_modules("", false)) modules[item.key()] = item.value();
+  Replay r;
+  torch::Tensor x = input;
+  for (const ExportStep& st : exp.net->export_steps()) {
+    switch (st.kind) {
+      case ExportStep::Kind::kFlatten:
+        x = x.reshape({x.size(0), -1});
+        break;
+      case ExportStep::Kind::kMaxPool:
+        x = torch::max_pool2d(x, st.kernel, st.stride);
+        break;
+      case ExportStep::Kind::kLayer: {
+        auto& m = *modules.at(st.module);
+        if (auto* c = dynamic_cast<nn::AnaConvImpl*>(&m)) x = c->forward(conv_layout(x));
+        else x = dynamic_cast<nn::AnaLinearImpl&>(m).forward(x);
+        break;
+      }
+      case ExportStep::Kind::kBatchNorm: {
+        auto& m = *modules.at(st.module);
+        if (auto* b1 = dynamic_cast<torch::nn::BatchNorm1dImpl*>(&m)) x = b1->forward(x);
+        else x = dynamic_cast<torch::nn::BatchNorm2dImpl&>(m).forward(x);
+        r.bn_outputs.push_back(x);
+        break;
+      }
+      case ExportStep::Kind::kActivation:
+        x = dynamic_cast<nn::AnaActivationImpl&>(*modules.at(st.module)).forward(x);
+        r.levels.push_back(x);
+        break;
+    }
+  }
+  r.bn_outputs.pop_back();  // the last batch norm gives the scores, no activation
+  r.scores = x;
+  return r;
+}
+
+// Flat index of element `i` of a [C, H, W] (or [C]) sample in CHW order, as the runtime stores it.
+torch::Tensor chw(const torch::Tensor& sample) { return sample.contiguous().reshape({-1}); }
+
+}  // namespace
+
+std::string Disagreement::text() const {
+  std::ostringstream s;
+  s << "image " << image << ": float " << float_label << ", integer " << integer_label << "; first difference at "
+    << layer << ", channel " << channel << ", position " << position << ": integer input " << accumulator
+    << " against thresholds [" << thresholds << "], float " << float_value << " against " << float_threshold
+    << (tie ? " (a rounding tie of the float evaluation)" : " (NOT a tie: a defect)");
+  return s.str();
+}
+
+ParityReport check_parity(Experiment& exp, const data::ProblemData& data, const runtime::Engine& engine, int threads) {
+  const auto* set = dynamic_cast<const data::TensorDataset*>(data.test.get());
+  if (!set) throw Error("the parity check reads IDX and CIFAR test sets");
+  exp.net->eval();
+  torch::NoGradGuard no_grad;
+  ParityReport rep;
+  rep.threads = threads > 0 ? threads : at::get_num_threads();
+  const int64_t n = set->size();
+  rep.images = n;
+  // The float network, as --mode=test evaluates it: batches of bs_valid.
+  std::vector<int64_t> all(static_cast<size_t>(n));
+  std::iota(all.begin(), all.end(), 0);
+  const int64_t bs = exp.data.bs_valid;
+  auto float_labels = [&]() {
+    std::vector<int64_t> labels;
+    for (int64_t b = 0; b < n; b += bs) {
+      const auto batch = set->make_batch(all.data() + b, std::min(bs, n - b), b, data::SampleContext{});
+      const auto pred = exp.net->forward(batch.inputs.to(exp.device)).argmax(1).cpu();
+      for (int64_t i = 0; i < pred.size(0); ++i) labels.push_back(pred[i].item<int64_t>());
+    }
+    return labels;
+  };
+  const int saved_threads = at::get_num_threads();
+  at::set_num_threads(1);
+  auto t0 = Clock::now();
+  float_labels();
+  rep.float_seconds_1 = since(t0);
+  at::set_num_threads(rep.threads);
+  t0 = Clock::now();
+  const std::vector<int64_t> fl = float_labels();
+  rep.float_seconds_all = since(t0);
+  at::set_num_threads(saved_threads);
+  // The integer runtime on the stored pixels.
+  const torch::Tensor pixels = set->images().images.contiguous();
+  const auto* px = pixels.data_ptr<uint8_t>();
+  t0 = Clock::now();
+  engine.predict_all(px, n, 1);
+  rep.integer_seconds_1 = since(t0);
+  t0 = Clock::now();
+  const std::vector<int64_t> il = engine.predict_all(px, n, rep.threads);
+  rep.integer_seconds_all = since(t0);
+  const auto labels = set->labels();
+  int64_t fc = 0, ic = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t y = labels[i].item<int64_t>();
+    fc += fl[static_cast<size_t>(i)] == y;
+    ic += il[static_cast<size_t>(i)] == y;
+    if (fl[static_cast<size_t>(i)] == il[static_cast<size_t>(i)]) {
+      ++rep.agree;
+      continue;
+    }
+    // Where the two part: the first threshold layer whose output differs.
+    Disagreement d;
+    d.image = i, d.float_label = fl[static_cast<size_t>(i)], d.integer_label = il[static_cast<size_t>(i)];
+    const auto one = set->make_batch(&all[static_cast<size_t>(i)], 1, i, data::SampleContext{});
+    const Replay r = replay(exp, one.inputs.to(exp.device));
+    runtime::Engine::Trace trace;
+    engine.scores(px + i * engine.image_size(), &trace);
+    size_t int_layer = 0, float_layer = 0, k = 0;
+    for (const runtime::Layer& l : engine.model().layers) {
+      if (l.kind != runtime::LayerKind::kThreshold) continue;
+      const auto fl_levels = chw(r.levels[k][0]).to(torch::kFloat64).div(l.level_step).round().to(torch::kLong);
+      const auto& il_levels = trace.levels[k];
+      for (int64_t e = 0; e < fl_levels.numel(); ++e) {
+        if (fl_levels[e].item<int64_t>() == il_levels[static_cast<size_t>(e)]) continue;
+        const int64_t per = fl_levels.numel() / l.channels;
+        d.layer = l.name, d.channel = e / per, d.position = e % per;
+        const auto bn = chw(r.bn_outputs[k][0]).to(torch::kFloat64);
+        d.float_value = bn[e].item<double>();
+        std::vector<std::string> ts;
+        if (l.float_input) {
+          d.accumulator = trace.float_inputs[float_layer][static_cast<size_t>(e)];
+          for (int64_t j = 0; j < l.num_thresholds; ++j) ts.push_back(std::to_string(l.float_thresholds[static_cast<size_t>(d.channel * l.num_thresholds + j)]));
+        } else {
+          d.accumulator = trace.accumulators[int_layer][static_cast<size_t>(e)];
+          for (int64_t j = 0; j < l.num_thresholds; ++j) ts.push_back(std::to_string(l.int_thresholds[static_cast<size_t>(d.channel * l.num_thresholds + j)]));
+        }
+        d.thresholds = join(ts);
+        // The stair threshold nearest the float value: a tie when the float value is within
+        // float32 rounding of it.
+        const auto* act = dynamic_cast<nn::AnaActivationImpl*>(
+            exp.net->named_modules("", false)[l.name.substr(l.name.find(" + ") + 3)].get());
+        double nearest = 0, gap = INFINITY;
+        if (act)
+          for (float t : act->scheme().quantizer.thresholds) {
+            const double th = t + act->noise().mu;
+            if (std::abs(d.float_value - th) < gap) gap = std::abs(d.float_value - th), nearest = th;
+          }
+        d.float_threshold = nearest;
+        d.tie = gap <= 1e-5 * std::max(1.0, std::abs(nearest));
+        break;
+      }
+      if (!d.layer.empty()) break;
+      (l.float_input ? float_layer : int_layer)++;
+      ++k;
+    }
+    if (d.layer.empty()) d.layer = "the scores (every activation agrees; the two argmaxes differ at a tie of scores)", d.tie = true;
+    rep.disagreements.push_back(d);
+  }
+  rep.float_accuracy = 100.0 * static_cast<double>(fc) / static_cast<double>(n);
+  rep.integer_accuracy = 100.0 * static_cast<double>(ic) / static_cast<double>(n);
+  return rep;
+}
+
+}  // namespace quantlab
