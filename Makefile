@@ -12,8 +12,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEB_BUILD := build-essential cmake libtorch-dev libgloo-dev libopenblas0-pthread nlohmann-json3-dev libcli11-dev libturbojpeg0-dev libpng-dev \
              libgtest-dev zlib1g-dev libprotobuf-dev protobuf-compiler
 DEB_DATA := dataset-fashion-mnist
-# The tests that check QuantLab against PyTorch (checkpoints read by torch.load, lr schedules) need it.
-DEB_TEST := python3-torch
+# The tests that check QuantLab against PyTorch (checkpoints read by torch.load, lr schedules) and
+# the ONNX checker need these.
+DEB_TEST := python3-torch python3-onnx
 DEB_BENCH := python3-torch python3-torchvision python3-pil python3-numpy time
 
 .PHONY: deps deps-bench build test demo bench clean format

@@ -1,0 +1,293 @@
+// Integer export: the model file, the integer runtime, parity with the float network on every
+// test image (a ternary MLP with a negative batch-norm scale, a ternary VGG, a VGG whose first layer
+// computes in float on normalised CIFAR images), ONNX, and bad input.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "quantlab/experiment/checkpoint.h"
+#include "quantlab/experiment/launch.h"
+#include "quantlab/experiment/logbook.h"
+#include "quantlab/export/export_run.h"
+#include "quantlab/runtime/engine.h"
+#include "quantlab/topology/vgg.h"
+#include "quantlab/util/error.h"
+#include "test_util.h"
+
+namespace quantlab {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::TempDir;
+
+nlohmann::json mlp_config(int epochs) {
+  nlohmann::json cfg = read_json_file(std::string(QL_SOURCE_DIR) + "/FashionMNIST/config.json");
+  cfg["indiv"]["net"]["params"]["capacity"] = 0.02;
+  auto& bindings = cfg["treat"]["thermostat"]["params"]["bindings"];
+  for (size_t k = 0; k < bindings.size(); ++k)
+    bindings[k]["forward"]["params"] = {{"t_start", static_cast<int>(k)}, {"t_decay", 1}};
+  cfg["treat"]["max_epoch"] = epochs;
+  cfg["treat"]["data"]["bs_train"] = 32;
+  return cfg;
+}
+
+nlohmann::json vgg_config(int epochs, int in_channels, int pad) {
+  nlohmann::json cfg = read_json_file(std::string(QL_SOURCE_DIR) + "/FashionMNIST/config_vgg.json");
+  cfg["indiv"]["net"]["params"]["capacity"] = 0.0625;  // 8, 16, 32 channels
+  cfg["indiv"]["net"]["params"]["in_channels"] = in_channels;
+  cfg["treat"]["max_epoch"] = epochs;
+  cfg["treat"]["data"]["bs_train"] = 32;
+  cfg["treat"]["data"]["pad"] = pad;
+  auto& bindings = cfg["treat"]["thermostat"]["params"]["bindings"];
+  for (auto& b : bindings) b["forward"]["params"] = {{"t_start", 0}, {"t_decay", 1}};
+  return cfg;
+}
+
+// A learnable CIFAR-10 look-alike: each class a bright band at its own height in one channel.
+void write_toy_cifar(const std::string& dir, int per_file) {
+  fs::create_directories(dir);
+  auto write = [&](const std::string& file, int seed) {
+    std::ofstream out(file, std::ios::binary);
+    uint32_t state = static_cast<uint32_t>(seed) * 2654435761u;
+    for (int i = 0; i < per_file; ++i) {
+      const int label = (i * 7 + seed) % 4;
+      out.put(static_cast<char>(label));
+      for (int c = 0; c < 3; ++c)
+        for (int p = 0; p < 1024; ++p) {
+          state = state * 1664525u + 1013904223u;
+          const int row = p / 32;
+          int v = static_cast<int>(state >> 26);  // noise 0..63
+          if (c == label % 3 && row >= 4 + label * 6 && row < 8 + label * 6) v += 170;
+          out.put(static_cast<char>(std::min(v, 255)));
+        }
+    }
+  };
+  for (int k = 1; k <= 5; ++k) write(dir + "/data_batch_" + std::to_string(k) + ".bin", k);
+  write(dir + "/test_batch.bin", 9);
+}
+
+struct Trained {
+  TempDir home;
+  std::string topology;
+  Trained(const nlohmann::json& cfg, const std::string& topo, bool cifar = false) : topology(topo) {
+    if (cifar) write_toy_cifar(home.path() + "/Toy/data", 64);
+    else testing::write_toy_idx_problem(home.path() + "/Toy/data", 480, 200, 4, true);
+    std::ofstream(home.path() + "/Toy/config.json") << cfg.dump(2);
+    LaunchOptions o;
+    o.problem = "Toy";
+    o.topology = topology;
+    o.home = home.path();
+    o.device = "cpu";
+    o.threads = 1;
+    std::ostringstream sink;
+    launch(o, nullptr, sink);
+  }
+  std::string saves() const { return home.path() + "/Toy/logs/exp001/saves"; }
+  ExportOptions options() const {
+    ExportOptions o;
+    o.problem = "Toy";
+    o.home = home.path();
+    o.exp_id = 1;
+    o.threads = 1;
+    return o;
+  }
+};
+
+void expect_parity(const ExportResult& r) {
+  ASSERT_TRUE(r.parity.has_value());
+  const ParityReport& p = *r.parity;
+  EXPECT_GT(p.images, 0);
+  for (const auto& d : p.disagreements) EXPECT_TRUE(d.tie) << d.text();
+  EXPECT_EQ(p.agree + static_cast<int64_t>(p.disagreements.size()), p.images);
+  EXPECT_GE(p.agree, p.images - 1) << "more than one tie on a tiny test set";
+  EXPECT_GT(p.float_accuracy, 35.0) << "a trained network: parity on it means something";
+}
+
+TEST(Export, ModelFileRoundTripAndDamage) {
+  runtime::Model m;
+  m.problem = "Toy", m.net_class = "Tiny", m.source = "test";
+  m.input = {1, 2, 2, 0, {}, {}};
+  m.num_classes = 2;
+  runtime::Layer flat;
+  flat.kind = runtime::LayerKind::kFlatten;
+  runtime::Layer fc;
+  fc.kind = runtime::LayerKind::kLinear;
+  fc.name = "phi1_fc", fc.in = 4, fc.out = 2, fc.weights = {1, -1, 0, 1, -1, -1, 1, 0};
+  runtime::Layer affine;
+  affine.kind = runtime::LayerKind::kAffine;
+  affine.name = "phi1_bn", affine.channels = 2, affine.scale = {0.5, -0.25}, affine.shift = {1.0, 2.0};
+  m.layers = {flat, fc, affine};
+  TempDir dir;
+  const std::string file = dir.path() + "/m.qlm";
+  runtime::save_model(file, m);
+  const runtime::Model back = runtime::load_model(file);
+  EXPECT_EQ(back.layers[1].weights, fc.weights);  // packed 2 bits each and unpacked
+  EXPECT_EQ(back.layers[2].scale, affine.scale);
+  const runtime::Engine e(back);
+  const uint8_t pixels[4] = {10, 20, 30, 40};
+  // scores: 0.5 * (10 - 20 + 40) + 1 = 16, -0.25 * (-10 - 20 + 30) + 2 = 2
+  const auto s = e.scores(pixels);
+  EXPECT_DOUBLE_EQ(s[0], 16.0);
+  EXPECT_DOUBLE_EQ(s[1], 2.0);
+  std::string bytes = testing::slurp(file);
+  bytes[bytes.size() / 2] ^= 0x40;
+  std::ofstream(dir.path() + "/bad.qlm", std::ios::binary) << bytes;
+  try {
+    runtime::load_model(dir.path() + "/bad.qlm");
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("bad.qlm: checksum mismatch"), std::string::npos) << e.what();
+  }
+  std::ofstream(dir.path() + "/short.qlm", std::ios::binary) << testing::slurp(file).substr(0, 30);
+  EXPECT_THROW(runtime::load_model(dir.path() + "/short.qlm"), IoError);
+  std::ofstream(dir.path() + "/text.qlm") << "hello";
+  try {
+    runtime::load_model(dir.path() + "/text.qlm");
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("not a QuantLab model"), std::string::npos) << e.what();
+  }
+}
+
+// The ternary MLP, with half of phi2's batch-norm scales made negative (thresholds then compare
+// A <= T): the scale and shift of those channels and the next layer's weights from them change
+// sign, which leaves the network's function as it was (the ternary stair is odd).
+TEST(Export, TernaryMlpPredictsWhatTheFloatNetworkPredictsOnEveryTestImage) {
+  Trained t(mlp_config(4), "MLP");
+  Checkpoint c = load_checkpoint(t.saves() + "/best.ckpt");
+  const int64_t half = c.net.at("phi2_bn.weight").size(0) / 2;
+  c.net.at("phi2_bn.weight").narrow(0, 0, half).mul_(-1);
+  c.net.at("phi2_bn.bias").narrow(0, 0, half).mul_(-1);
+  c.net.at("phi3_fc.weight").narrow(1, 0, half).mul_(-1);
+  save_checkpoint(t.saves() + "/best.ckpt", c);
+  std::ostringstream out;
+  const ExportResult r = run_export(t.options(), out);
+  expect_parity(r);
+  const runtime::Model m = runtime::load_model(r.file);
+  int below = 0;
+  for (const auto& l : m.layers)
+    for (uint8_t b : l.below) below += b;
+  EXPECT_GE(below, 20) << "the negative scales became 'at most' thresholds";
+  EXPECT_LT(r.file_bytes * 8, r.float_weight_bytes) << out.str();  // ternary: 2 bits a weight, plus thresholds
+  EXPECT_NE(out.str().find("labels agree"), std::string::npos) << out.str();
+  // The runtime alone (no libtorch) gives the same accuracy.
+  InferOptions io;
+  io.model = r.file, io.problem = "Toy", io.home = t.home.path(), io.threads = 1;
+  io.labels_out = t.home.path() + "/labels.txt";
+  std::ostringstream infer;
+  run_infer(io, infer);
+  char acc[32];
+  std::snprintf(acc, sizeof acc, "accuracy %.2f%%", r.parity->integer_accuracy);
+  EXPECT_NE(infer.str().find(acc), std::string::npos) << infer.str();
+  std::string out2;
+  ASSERT_EQ(testing::wait_exit(testing::spawn_program(
+                QL_INFER_BINARY, {"--model=" + r.file, "--data=" + t.home.path() + "/Toy/data", "--threads=1"}, {},
+                t.home.path() + "/infer.log")),
+            0);
+  EXPECT_NE(testing::slurp(t.home.path() + "/infer.log").find(acc), std::string::npos);
+}
+
+TEST(Export, TernaryVggWithPoolingPredictsWhatTheFloatNetworkPredicts) {
+  Trained t(vgg_config(2, 1, 2), "VGG");
+  std::ostringstream out;
+  expect_parity(run_export(t.options(), out));
+}
+
+// CIFAR's normalised input cannot be integer: the first layer computes in float.
+TEST(Export, NormalisedInputKeepsTheFirstLayerFloat) {
+  Trained t(vgg_config(2, 3, 0), "VGG", true);
+  std::ostringstream out;
+  const ExportResult r = run_export(t.options(), out);
+  const runtime::Model m = runtime::load_model(r.file);
+  EXPECT_TRUE(m.layers[0].float_input);
+  EXPECT_FALSE(m.layers[4].float_input);  // phi2_conv: integer again after the first thresholds
+  EXPECT_NE(out.str().find("1 float (on the normalised image)"), std::string::npos) << out.str();
+  expect_parity(r);
+}
+
+TEST(Export, OnnxModelPassesTheOnnxChecker) {
+  Trained t(mlp_config(2), "MLP");
+  auto o = t.options();
+  o.format = "onnx";
+  o.check = false;
+  std::ostringstream out;
+  const ExportResult r = run_export(o, out);
+  EXPECT_TRUE(fs::exists(r.file));
+  if (std::system("/usr/bin/python3 -c 'import onnx' 2>/dev/null") != 0)
+    GTEST_SKIP() << "Debian's python3-onnx is not installed (make test installs it)";
+  std::string log;
+  EXPECT_EQ(testing::run_python("import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True); print('ok')",
+                                r.file, log),
+            0)
+      << log;
+}
+
+TEST(Export, BadInputIsNamedAndWritesNothing) {
+  // A float baseline: nothing to integerise.
+  auto base = mlp_config(1);
+  base["indiv"]["net"] = {{"class", "MLPBaseline"}, {"params", {{"capacity", 0.02}}}};
+  base["treat"].erase("thermostat");
+  Trained b(base, "MLP");
+  std::ostringstream out;
+  try {
+    run_export(b.options(), out);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("MLPBaseline is a float network: there is nothing to integerise"),
+              std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(b.home.path() + "/Toy/logs/exp001/export"));
+  // A model run on another problem's data, and on images of another shape.
+  Trained t(mlp_config(1), "MLP");
+  auto o = t.options();
+  o.check = false;
+  const ExportResult r = run_export(o, out);
+  InferOptions io;
+  io.model = r.file, io.problem = "Other", io.home = t.home.path(), io.data = t.home.path() + "/Toy/data";
+  try {
+    run_infer(io, out);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("was exported for Toy, not for Other"), std::string::npos) << e.what();
+  }
+  TempDir cifar;
+  write_toy_cifar(cifar.path(), 8);
+  io.problem.clear();
+  io.data = cifar.path();
+  try {
+    run_infer(io, out);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("takes 1x28x28 images; these CIFAR-10 images are 3x32x32"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(Export, MobileNetIsRefusedNamingTheResidualLayer) {
+  nlohmann::json schemes;
+  nlohmann::json cfg = read_json_file(std::string(QL_SOURCE_DIR) + "/ImageNet/config_baseline.json");
+  cfg["indiv"]["net"] = {{"class", "MobileNetv2Baseline"}, {"params", {{"capacity", 0.25}, {"num_classes", 4}}}};
+  Experiment exp(cfg, "", torch::kCPU);
+  try {
+    exp.net->export_steps();
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("the residual additions (the first: block phi06..phi08"), std::string::npos)
+        << e.what();
+  }
+}
+
+// The runtime is a library of its own: the standalone tool does not link libtorch.
+TEST(Export, TheRuntimeDoesNotNeedLibtorch) {
+  TempDir tmp;
+  const std::string cmd = "ldd " + std::string(QL_INFER_BINARY) + " > " + tmp.path() + "/ldd 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  const std::string libs = testing::slurp(tmp.path() + "/ldd");
+  EXPECT_EQ(libs.find("libtorch"), std::string::npos) << libs;
+  EXPECT_EQ(libs.find("libc10"), std::string::npos) << libs;
+}
+
+}  // namespace
+}  // namespace quantlab
