@@ -15,7 +15,7 @@ DEB_DATA := dataset-fashion-mnist
 # The tests that check QuantLab against PyTorch (checkpoints read by torch.load, lr schedules) and
 # the ONNX checker need these.
 DEB_TEST := python3-torch python3-onnx
-DEB_BENCH := python3-torch python3-torchvision python3-pil python3-numpy time
+DEB_BENCH := python3-torch python3-torchvision python3-pil python3-numpy python3-onnx time
 
 .PHONY: deps deps-bench build test demo bench clean format
 

@@ -24,7 +24,7 @@ for run in "${runs[@]}"; do
   cfg=${run#*:}
   log=$OUT/accuracy_${cfg%.json}.log
   /usr/bin/time -v "$BUILD/quantlab" --problem=FashionMNIST --topology="$topo" --config="$cfg" --ckpt_every=0 > "$log" 2>&1
-  acc=$(grep '^test with the weights' "$log" | grep -o 'accuracy [0-9.]*%' | grep -o '[0-9.]*%')
+  acc=$(grep '^test with the weights' "$log" | grep -o 'acc [0-9.]*%' | grep -o '[0-9.]*%')
   best=$(grep '^test with the weights' "$log" | sed 's/.*best epoch (\([0-9]*\),.*/\1/')
   epochs=$(grep -c '^epoch [0-9]*/[0-9]* | train' "$log")
   wall=$(grep 'Elapsed (wall clock)' "$log" | awk '{print $NF}')

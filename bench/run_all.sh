@@ -4,7 +4,8 @@
 #   bench/run_all.sh [BUILD]        QL_BENCH_ROUNDS=3  QL_BENCH_THREADS=N
 #                                   QL_BENCH_SKIP_ACCURACY=1  QL_BENCH_SKIP_VGG1=1 (the slow VGG step)
 #                                   QL_BENCH_SKIP_IMAGES=1 (the ImageNet pipeline)  QL_BENCH_VGG_ACCURACY=1
-#                                   QL_BENCH_SKIP_DIST=1 (the data-parallel costs)
+#                                   QL_BENCH_SKIP_DIST=1 (the data-parallel costs)  QL_BENCH_SKIP_EXPORT=1
+#                                   QL_BENCH_VGG_EXPORT=1 (train and export the ternary VGG too)
 # OpenBLAS picks its kernels from OPENBLAS_CORETYPE: every speed figure is measured with the
 # environment's setting and, when the CPU has AVX-512 / AVX2, with SkylakeX / Haswell too.
 set -euo pipefail
@@ -133,6 +134,10 @@ fi
 if [ -z "${QL_BENCH_SKIP_DIST:-}" ]; then
   echo "## Data parallel: Gloo all-reduce per step and an MLP epoch, 1 x 2 threads vs 2 x 1 (docs/DISTRIBUTED.md)" >> "$SUMMARY"
   bench/distributed.sh "$BUILD" | tee -a "$SUMMARY"
+fi
+
+if [ -z "${QL_BENCH_SKIP_EXPORT:-}" ]; then
+  bench/export.sh "$BUILD" | tee -a "$SUMMARY"
 fi
 
 if [ -z "${QL_BENCH_SKIP_ACCURACY:-}" ]; then
