@@ -13,6 +13,8 @@ shift || true
 OUT=$BUILD/bench-results
 mkdir -p "$OUT"
 ROOT=$(pwd)
+# Debian's python3 (python3-onnx), not whatever python3 comes first on PATH.
+PY=${PY:-/usr/bin/python3}
 QL=$ROOT/$BUILD/quantlab
 pairs=("$@")
 if [ ${#pairs[@]} -eq 0 ]; then
@@ -55,10 +57,10 @@ while [ ${#pairs[@]} -ge 2 ]; do
   speedn=$(grep '^images/s' "$log" | sed 's/.*; \([0-9]*\) threads: float \([0-9]*\), integer \([0-9]*\)/\2 \/ \3 (\1 threads)/')
   onnx=${qlm%.qlm}.onnx
   "$QL" export --problem=FashionMNIST --exp_id="$id" --home="$home" --format=onnx --no_check --out="$onnx" >> "$log" 2>&1
-  checker=$(python3 -c "import onnx,sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True); print('passes')" "$onnx" 2>&1 | tail -1)
+  checker=$("$PY" -c "import onnx,sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True); print('passes')" "$onnx" 2>&1 | tail -1)
   "$QL" infer --model="$qlm" --problem=FashionMNIST --home="$home" --labels="$OUT/labels_$id.txt" >> "$log" 2>&1
   ort=$(cd "$NODE_DIR" && node run_onnx.js "$onnx" /usr/share/datasets/fashion-mnist "$OUT/labels_$id.txt" 2>&1 | tail -1)
-  ortagree=$(echo "$ort" | python3 -c "import json,sys
+  ortagree=$(echo "$ort" | "$PY" -c "import json,sys
 try:
     r = json.loads(sys.stdin.read()); print('%d of %d agree (accuracy %.2f%%)' % (r['agree'], r['images'], r['accuracy']))
 except Exception as e:
