@@ -80,14 +80,21 @@ int main(int argc, char** argv) {
   app.add_option("--home", o.home, "Main folder holding <Problem>/config.json (default: .)");
   app.add_option("--device", o.device, "cpu, cuda or auto")->check(CLI::IsMember({"cpu", "cuda", "auto"}));
   app.add_option("--threads", o.threads, "Intra-op threads (default: all available cores)")->check(within(0, 1024));
+  app.add_flag("--amp", o.amp,
+               "Mixed precision: convolutions and matrix products in bfloat16, ANA, batch norm and the loss in "
+               "float32 (docs/GPU.md)");
+  app.add_flag("--deterministic", o.deterministic,
+               "Deterministic algorithms (cuDNN without autotuning): a resumed GPU run repeats bit for bit");
   app.add_option("--data", o.data, "Folder with the problem's data files (default: <home>/<Problem>/data)");
   int nproc = 0;
   app.add_option("--nproc", nproc, "Train with N processes on this machine (data parallel; docs/DISTRIBUTED.md)")
       ->check(within(1, 1024));
-  app.add_option("--master_addr", o.master_addr, "Distributed: the master's address (default: MASTER_ADDR, or SLURM's first node)");
+  app.add_option("--master_addr", o.master_addr,
+                 "Distributed: the master's address (default: MASTER_ADDR, or SLURM's first node)");
   app.add_option("--master_port", o.master_port, "Distributed: the master's port (default: MASTER_PORT or 29500)")
       ->check(within(1, 65535));
-  app.add_option("--dist_timeout", o.dist_timeout_s, "Distributed: seconds a collective may wait for a rank (default 60)")
+  app.add_option("--dist_timeout", o.dist_timeout_s,
+                 "Distributed: seconds a collective may wait for a rank (default 60)")
       ->check(within(1, 86400));
   std::string list_problem, list_home = ".", add_name, add_home = ".";
   CLI::App* list = app.add_subcommand("list", "One line per experiment of a problem");
@@ -99,7 +106,8 @@ int main(int argc, char** argv) {
   add->add_option("--home", add_home, "Main folder (default: .)");
   problem->require_subcommand(1);
   quantlab::ExportOptions ex;
-  CLI::App* exporter = app.add_subcommand("export", "Write a trained experiment as an integer model (or ONNX) and check its parity");
+  CLI::App* exporter =
+      app.add_subcommand("export", "Write a trained experiment as an integer model (or ONNX) and check its parity");
   exporter->add_option("--problem", ex.problem, "Problem folder")->required();
   exporter->add_option("--exp_id", ex.exp_id, "The experiment")->required()->check(within(0, 999999999));
   exporter->add_option("--load", ex.load, "Checkpoint: best (default), last or an epoch number");
@@ -112,7 +120,8 @@ int main(int argc, char** argv) {
   bool no_check = false;
   exporter->add_flag("--no_check", no_check, "Skip the parity check");
   quantlab::InferOptions inf;
-  CLI::App* infer = app.add_subcommand("infer", "Run an exported model on a problem's test set with the integer runtime");
+  CLI::App* infer =
+      app.add_subcommand("infer", "Run an exported model on a problem's test set with the integer runtime");
   infer->add_option("--model", inf.model, "The model file")->required();
   infer->add_option("--problem", inf.problem, "Problem folder (its test set)");
   infer->add_option("--home", inf.home, "Main folder (default: .)");

@@ -14,7 +14,8 @@ BatchLoader::BatchLoader(const Dataset& set, std::vector<int64_t> order, int64_t
       order_(std::move(order)),
       batch_size_(batch_size),
       num_batches_((static_cast<int64_t>(order_.size()) + batch_size - 1) / batch_size),
-      ctx_(ctx) {
+      ctx_(ctx),
+      pin_memory_(options.pin_memory) {
   const int workers = std::max(options.workers, 1);
   prefetch_ = std::max<size_t>(options.prefetch, static_cast<size_t>(workers));
   for (int w = 0; w < workers; ++w) workers_.emplace_back([this] { work(); });
@@ -45,6 +46,10 @@ void BatchLoader::work() {
       const int64_t begin = b * batch_size_;
       const int64_t count = std::min<int64_t>(batch_size_, static_cast<int64_t>(order_.size()) - begin);
       Batch batch = set_.make_batch(order_.data() + begin, count, begin, ctx_);
+      if (pin_memory_) {
+        batch.inputs = batch.inputs.pin_memory();
+        batch.labels = batch.labels.pin_memory();
+      }
       std::lock_guard<std::mutex> lock(mutex_);
       ready_.emplace(b, std::move(batch));
     } catch (...) {

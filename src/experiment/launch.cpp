@@ -75,6 +75,7 @@ Prepared prepare(const LaunchOptions& o, const std::optional<dist::Environment>&
         << " cores this process may use; the extra threads only take turns" << std::endl;
   p.device = resolve_device(o.device);
   if (env && p.device.is_cuda()) p.device = torch::Device(torch::kCUDA, static_cast<int16_t>(env->local_rank));
+  configure_device_math(p.device, o.deterministic);
   if (p.device.is_cpu()) {
     const std::string blas = blas_slow_path_note();
     if (!blas.empty()) out << "note: " << blas << std::endl;
@@ -86,14 +87,17 @@ Prepared prepare(const LaunchOptions& o, const std::optional<dist::Environment>&
   } else {
     const std::string file = p.paths.dir + "/" + o.config;
     if (!fs::exists(file))
-      throw IoError(file + ": no such file (each problem keeps its config in <home>/<Problem>/; `quantlab problem add " +
+      throw IoError(file +
+                    ": no such file (each problem keeps its config in <home>/<Problem>/; `quantlab problem add " +
                     o.problem + "` makes one)");
     p.config = read_json_file(file);
   }
   out << "quantlab: " << o.problem << "/" << o.topology << " on " << p.device << ", " << at::get_num_threads()
       << " threads" << (env ? ", " + std::to_string(env->world_size) + " processes (" + env->source + ")" : "")
+      << (o.amp ? ", bfloat16 products (--amp)" : "") << (o.deterministic ? ", deterministic" : "")
       << "; building the experiment..." << std::endl;
   p.exp = std::make_unique<Experiment>(p.config, o.topology, p.device);
+  p.exp->net->set_mixed_precision(o.amp);
   print_notes(p.exp->notes, out);
   if (env && train && p.exp->data.bs_train % env->world_size != 0)
     throw ConfigError("treat.data.bs_train: " + std::to_string(p.exp->data.bs_train) + " is not a multiple of the " +
@@ -143,11 +147,12 @@ Start start_as_owner(const LaunchOptions& o, Prepared& p, const CheckpointRef& r
   print_notes(r.checkpoint.notes, out);
   const std::string from = fs::path(r.file).filename().string();
   if (r.earlier && !o.branch)
-    throw Error("experiment " + std::to_string(p.book->id()) + " has trained " + std::to_string(r.newest) + " epochs (" +
-                r.newest_file + "); " + from + " is after epoch " + std::to_string(r.checkpoint.state.epoch) +
+    throw Error("experiment " + std::to_string(p.book->id()) + " has trained " + std::to_string(r.newest) +
+                " epochs (" + r.newest_file + "); " + from + " is after epoch " +
+                std::to_string(r.checkpoint.state.epoch) +
                 ", and training from it here would overwrite the later checkpoints and history. Continue with "
-                "--load=last, or add --branch to train from " + from +
-                " in a new experiment that records this one as its parent");
+                "--load=last, or add --branch to train from " +
+                from + " in a new experiment that records this one as its parent");
   s.checkpoint = r.file;
   if (o.branch) {
     const nlohmann::json parent = {
@@ -165,8 +170,8 @@ Start start_as_owner(const LaunchOptions& o, Prepared& p, const CheckpointRef& r
       Session repairer(exp, *p.book, o.ckpt_every, exp.protocol.update_metric);
       const auto repaired = repairer.repair(r.checkpoint);
       if (!repaired.empty())
-        out << "completed the save of epoch " << r.checkpoint.state.epoch << " that a stop interrupted: "
-            << join(repaired) << std::endl;
+        out << "completed the save of epoch " << r.checkpoint.state.epoch
+            << " that a stop interrupted: " << join(repaired) << std::endl;
     }
   }
   return s;
@@ -202,6 +207,8 @@ std::string resume_command(const LaunchOptions& o, int64_t exp_id) {
   if (o.device != "auto") cmd += " --device=" + o.device;
   if (o.threads != 0) cmd += " --threads=" + std::to_string(o.threads);
   if (o.nproc > 0) cmd += " --nproc=" + std::to_string(o.nproc);
+  if (o.amp) cmd += " --amp";
+  if (o.deterministic) cmd += " --deterministic";
   return cmd;
 }
 
@@ -235,14 +242,17 @@ LaunchResult launch(const LaunchOptions& o, const std::atomic<int>* stop, std::o
       throw;
     }
     if (comm)
-      comm->publish("start", nlohmann::json{{"exp_id", p.book->id()},
-                                            {"checkpoint", start.checkpoint.empty() ? "" : fs::path(start.checkpoint).filename().string()}}
-                                 .dump());
+      comm->publish(
+          "start",
+          nlohmann::json{{"exp_id", p.book->id()},
+                         {"checkpoint", start.checkpoint.empty() ? "" : fs::path(start.checkpoint).filename().string()}}
+              .dump());
   } else {
     const auto msg = nlohmann::json::parse(comm->read("start"));
     if (msg.contains("error")) throw Error("rank 0 did not start: " + msg["error"].get<std::string>());
     p.book = Logbook::open(p.paths.logs, msg["exp_id"].get<int64_t>());
-    if (!msg["checkpoint"].get<std::string>().empty()) start.checkpoint = p.book->saves() + "/" + msg["checkpoint"].get<std::string>();
+    if (!msg["checkpoint"].get<std::string>().empty())
+      start.checkpoint = p.book->saves() + "/" + msg["checkpoint"].get<std::string>();
   }
   LaunchResult result;
   result.exp_id = p.book->id();
@@ -250,7 +260,8 @@ LaunchResult launch(const LaunchOptions& o, const std::atomic<int>* stop, std::o
   std::optional<Checkpoint> restored;
   if (!start.checkpoint.empty()) {
     if (!fs::exists(start.checkpoint))
-      throw IoError(start.checkpoint + ": not readable on this machine; every process resuming an experiment reads "
+      throw IoError(start.checkpoint +
+                    ": not readable on this machine; every process resuming an experiment reads "
                     "its checkpoint, so the experiment folder must be on a file system they all share");
     restored = load_checkpoint(start.checkpoint);
     if (!train) print_notes(restored->notes, out);
@@ -272,8 +283,9 @@ LaunchResult launch(const LaunchOptions& o, const std::atomic<int>* stop, std::o
     Trainer trainer(exp, p.data, progress, options);
     trainer.set_state(state);
     result.epochs_done = state.epoch;
-    result.tested = start.checkpoint.empty() ? "" : fs::path(start.checkpoint).filename().string() + ", after epoch " +
-                                                        std::to_string(state.epoch);
+    result.tested = start.checkpoint.empty() ? ""
+                                             : fs::path(start.checkpoint).filename().string() + ", after epoch " +
+                                                   std::to_string(state.epoch);
     result.test = trainer.test();
     print_test(out, "test (" + result.tested + ")", *result.test);
     return result;

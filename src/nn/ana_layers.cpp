@@ -46,7 +46,12 @@ torch::Tensor AnaWeightLayer::quantized_weight() {
 AnaLinearImpl::AnaLinearImpl(AnaScheme scheme, int64_t in_features, int64_t out_features, bool bias)
     : AnaWeightLayer(std::move(scheme), {out_features, in_features}, in_features, bias ? out_features : 0) {}
 
-torch::Tensor AnaLinearImpl::forward(const torch::Tensor& x) {
+torch::Tensor bf16_operand(const torch::Tensor& t) { return t.defined() ? t.to(torch::kBFloat16) : t; }
+
+torch::Tensor AnaLinearImpl::forward(const torch::Tensor& x, bool bf16) {
+  if (bf16)
+    return torch::nn::functional::linear(bf16_operand(x), bf16_operand(quantized_weight()), bf16_operand(bias))
+        .to(torch::kFloat32);
   return torch::nn::functional::linear(x, quantized_weight(), bias);
 }
 
@@ -74,16 +79,22 @@ AnaConvImpl::AnaConvImpl(AnaScheme scheme, AnaConvOptions options)
   o_.dilation = expand(o_.dilation, o_.dim, "dilation");
 }
 
-torch::Tensor AnaConvImpl::forward(const torch::Tensor& x) {
-  const torch::Tensor w = quantized_weight();
+torch::Tensor AnaConvImpl::forward(const torch::Tensor& x, bool bf16) {
+  const torch::Tensor in = bf16 ? bf16_operand(x) : x;
+  const torch::Tensor w = bf16 ? bf16_operand(quantized_weight()) : quantized_weight();
+  const torch::Tensor b = bf16 ? bf16_operand(bias) : bias;
+  torch::Tensor y;
   switch (o_.dim) {
     case 1:
-      return torch::conv1d(x, w, bias, o_.stride, o_.padding, o_.dilation, o_.groups);
+      y = torch::conv1d(in, w, b, o_.stride, o_.padding, o_.dilation, o_.groups);
+      break;
     case 2:
-      return torch::conv2d(x, w, bias, o_.stride, o_.padding, o_.dilation, o_.groups);
+      y = torch::conv2d(in, w, b, o_.stride, o_.padding, o_.dilation, o_.groups);
+      break;
     default:
-      return torch::conv3d(x, w, bias, o_.stride, o_.padding, o_.dilation, o_.groups);
+      y = torch::conv3d(in, w, b, o_.stride, o_.padding, o_.dilation, o_.groups);
   }
+  return bf16 ? y.to(torch::kFloat32) : y;
 }
 
 }  // namespace quantlab::nn

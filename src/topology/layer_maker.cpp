@@ -55,24 +55,33 @@ Layer LayerMaker::conv(const std::string& name, int64_t in, int64_t out, int64_t
     c.groups = groups;
     c.bias = bias;
     auto m = net_.register_module(name, nn::AnaConv(schemes_.at(name), c));
-    return [m](const torch::Tensor& x) { return m->forward(x); };
+    return [m, net = &net_](const torch::Tensor& x) { return m->forward(x, net->mixed_precision()); };
   }
   auto m = net_.register_module(
       name, torch::nn::Conv2d(
                 torch::nn::Conv2dOptions(in, out, kernel).stride(stride).padding(padding).groups(groups).bias(bias)));
   convs_.push_back(m);
-  return [m](const torch::Tensor& x) { return m->forward(x); };
+  return [m, net = &net_, stride, padding, groups](const torch::Tensor& x) {
+    if (!net->mixed_precision()) return m->forward(x);
+    return torch::conv2d(nn::bf16_operand(x), nn::bf16_operand(m->weight), nn::bf16_operand(m->bias), stride, padding,
+                         1, groups)
+        .to(torch::kFloat32);
+  };
 }
 
 Layer LayerMaker::fc(const std::string& name, int64_t in, int64_t out, bool bias) {
   check_size(name, in, out, static_cast<double>(in) * static_cast<double>(out));
   if (quantized(name)) {
     auto m = net_.register_module(name, nn::AnaLinear(schemes_.at(name), in, out, bias));
-    return [m](const torch::Tensor& x) { return m->forward(x); };
+    return [m, net = &net_](const torch::Tensor& x) { return m->forward(x, net->mixed_precision()); };
   }
   auto m = net_.register_module(name, torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias)));
   linears_.push_back(m);
-  return [m](const torch::Tensor& x) { return m->forward(x); };
+  return [m, net = &net_](const torch::Tensor& x) {
+    if (!net->mixed_precision()) return m->forward(x);
+    return torch::nn::functional::linear(nn::bf16_operand(x), nn::bf16_operand(m->weight), nn::bf16_operand(m->bias))
+        .to(torch::kFloat32);
+  };
 }
 
 Layer LayerMaker::bn2d(const std::string& name, int64_t channels) {

@@ -71,7 +71,14 @@ EpochStats Trainer::run(data::BatchLoader& loader, bool train, bool track_metric
   if (options_.max_batches_per_epoch >= 0) total = std::min(total, options_.max_batches_per_epoch);
   progress_.begin(label, total);
   const bool top5 = data_.report_top5 && !train;
-  double sums[4] = {0, 0, 0, 0};  // loss * n, correct, correct top-5, samples
+  // The sums build up on the device and come to the host only when a line is printed and at the
+  // end, so a GPU step never waits for the host to read its loss (docs/GPU.md).
+  torch::Tensor acc = torch::zeros({3}, torch::TensorOptions().dtype(torch::kFloat64).device(exp_.device));
+  double sums[4] = {0, 0, 0, 0};  // loss * n, correct, correct top-5 (from acc), samples
+  const auto pull = [&] {
+    const torch::Tensor host = acc.cpu();
+    std::memcpy(sums, host.data_ptr<double>(), 3 * sizeof(double));
+  };
   EpochStats s;
   auto fill = [&](const double* v) {
     s.samples = static_cast<int64_t>(v[3]);
@@ -92,20 +99,22 @@ EpochStats Trainer::run(data::BatchLoader& loader, bool train, bool track_metric
     const int64_t n = batch ? batch->labels.size(0) : 0;
     if (n == 0 && !(train && comm)) continue;  // every image of the batch was unreadable
     torch::Tensor scores, loss, y;
-    if (n > 0) y = batch->labels.to(exp_.device);
+    const bool async = exp_.device.is_cuda();  // from the loader's pinned memory
+    if (n > 0) y = batch->labels.to(exp_.device, async);
     if (train) {
       if (comm) dist::broadcast_buffers(*exp_.net, *comm);  // rank 0's running statistics, as DDP
       exp_.optimizer->zero_grad();
       if (sync_) sync_->begin_step();
       if (n > 0) {
-        scores = exp_.net->forward(batch->inputs.to(exp_.device));
+        scores = exp_.net->forward(batch->inputs.to(exp_.device, async));
         loss = exp_.loss(scores, y);
         if (comm) {
           // The ranks' gradients are averaged: weigh this rank's part of the step by its share of
           // the step's samples (a mean), or by the number of ranks (a sum).
           const int64_t global = std::min(exp_.data.bs_train, examples - i * exp_.data.bs_train);
-          const double weight = exp_.loss.sums ? comm->world_size()
-                                               : static_cast<double>(comm->world_size() * n) / static_cast<double>(global);
+          const double weight = exp_.loss.sums
+                                    ? comm->world_size()
+                                    : static_cast<double>(comm->world_size() * n) / static_cast<double>(global);
           (loss * weight).backward();
         } else {
           loss.backward();
@@ -114,23 +123,27 @@ EpochStats Trainer::run(data::BatchLoader& loader, bool train, bool track_metric
       if (sync_) sync_->finish_step();
       exp_.optimizer->step();
     } else {
-      scores = exp_.net->forward(batch->inputs.to(exp_.device));
+      scores = exp_.net->forward(batch->inputs.to(exp_.device, async));
       loss = exp_.loss(scores, y);
     }
     if (n == 0) continue;
-    const double batch_loss = loss.item<double>();
-    sums[0] += batch_loss * static_cast<double>(n);
-    if (track_metric) sums[1] += static_cast<double>(scores.argmax(1).eq(y).sum().item<int64_t>());
+    const torch::Tensor batch_loss = loss.detach();
+    acc.select(0, 0).add_(batch_loss.to(torch::kFloat64) * static_cast<double>(n));
+    if (track_metric) acc.select(0, 1).add_(scores.argmax(1).eq(y).sum().to(torch::kFloat64));
     if (top5) {
       const auto k = std::min<int64_t>(5, scores.size(1));
-      sums[2] += static_cast<double>(std::get<1>(scores.topk(k, 1)).eq(y.unsqueeze(1)).any(1).sum().item<int64_t>());
+      acc.select(0, 2).add_(std::get<1>(scores.topk(k, 1)).eq(y.unsqueeze(1)).any(1).sum().to(torch::kFloat64));
     }
     sums[3] += static_cast<double>(n);
     if (train && options_.on_step && options_.log_every > 0 && (i + 1) % options_.log_every == 0)
-      options_.on_step((epoch - 1) * steps + i + 1, batch_loss);
-    fill(sums);
-    progress_.update(i + 1, stats_text(s));
+      options_.on_step((epoch - 1) * steps + i + 1, batch_loss.item<double>());
+    progress_.update(i + 1, [&] {
+      pull();
+      fill(sums);
+      return stats_text(s);
+    });
   }
+  pull();
   reduce_stats(sums, 4);
   fill(sums);
   s.data_wait_s = loader.wait_seconds();
@@ -163,6 +176,7 @@ data::LoaderOptions Trainer::loader_options() const {
   o.workers =
       exp_.data.workers > 0 ? static_cast<int>(exp_.data.workers) : data_.train->default_workers(available_cores());
   o.prefetch = static_cast<size_t>(std::max(4, 2 * o.workers));
+  o.pin_memory = exp_.device.is_cuda();
   return o;
 }
 

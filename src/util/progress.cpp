@@ -40,12 +40,16 @@ std::string Progress::line(int64_t done, const std::string& stats) const {
 }
 
 void Progress::update(int64_t done, const std::string& stats) {
+  update(done, [&stats] { return stats; });
+}
+
+void Progress::update(int64_t done, const std::function<std::string()>& stats) {
   const auto now = Clock::now();
   const double since = std::chrono::duration<double>(now - last_).count();
   if (since < (interactive_ ? 0.1 : interval_s_) && done < total_) return;
   if (!interactive_ && done >= total_) return;  // the summary line follows
   last_ = now;
-  const std::string s = line(done, stats);
+  const std::string s = line(done, stats());
   if (interactive_) {
     out_ << '\r' << s;
     if (s.size() < last_width_) out_ << std::string(last_width_ - s.size(), ' ');

@@ -60,15 +60,55 @@ std::string blas_slow_path_note() {
 #endif
 }
 
+bool libtorch_has_cuda() {
+  // libtorch's CUDA half is its own library, loaded with libtorch when libtorch was built with CUDA
+  // (libtorch_cuda.so since 1.8; libtorch_cuda_cu.so / _cpp.so in some 1.x builds).
+  for (const char* lib : {"libtorch_cuda.so", "libtorch_cuda_cpp.so", "libtorch_cuda_cu.so"}) {
+    if (void* h = dlopen(lib, RTLD_NOW | RTLD_NOLOAD)) {
+      dlclose(h);
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string cuda_unavailable_reason() {
+  if (torch::cuda::is_available()) return "";
+  if (!libtorch_has_cuda())
+    return "this QuantLab is built against a libtorch without CUDA (Debian's libtorch is CPU-only); on a machine "
+           "with an NVIDIA GPU and a CUDA PyTorch, build with `make build TORCH=python` (docs/GPU.md), or use "
+           "--device=cpu";
+  const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
+  return std::string("this QuantLab has CUDA but sees no GPU on this machine") +
+         (visible ? " (CUDA_VISIBLE_DEVICES=" + std::string(visible) + ")" : std::string()) +
+         ": check nvidia-smi, the driver and CUDA_VISIBLE_DEVICES, or use --device=cpu";
+}
+
 torch::Device resolve_device(const std::string& name) {
   if (name == "cpu") return torch::kCPU;
   if (name == "cuda") {
-    if (!torch::cuda::is_available())
-      throw Error("--device=cuda: no CUDA device is available (this build or machine has none); use --device=cpu");
+    const std::string why = cuda_unavailable_reason();
+    if (!why.empty()) throw Error("--device=cuda: " + why);
     return torch::kCUDA;
   }
   if (name == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
   throw Error("--device: expected cpu, cuda or auto, got '" + name + "'");
+}
+
+void configure_device_math(torch::Device device, bool deterministic) {
+  auto& ctx = at::globalContext();
+  if (deterministic) {
+    // cuBLAS reads its workspace setting when it first creates a handle: before any GPU work.
+    if (device.is_cuda()) setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", 0);
+    // warn_only: an operation without a deterministic version (e.g. adaptive average pooling's
+    // CUDA backward) warns once instead of stopping the run; docs/GPU.md lists them.
+    ctx.setDeterministicAlgorithms(true, /*warn_only=*/true);
+    ctx.setDeterministicCuDNN(true);
+    ctx.setBenchmarkCuDNN(false);
+  } else {
+    // cuDNN tries the algorithms of each new shape once and keeps the fastest.
+    ctx.setBenchmarkCuDNN(device.is_cuda());
+  }
 }
 
 }  // namespace quantlab

@@ -18,6 +18,9 @@ namespace quantlab::data {
 struct LoaderOptions {
   int workers = 1;      // threads building batches
   size_t prefetch = 4;  // batches built ahead of the consumer (at least `workers`)
+  // Batches in page-locked memory (built by the workers), so copies to a CUDA device can be
+  // asynchronous (to(device, non_blocking)). Only for a CUDA consumer: pinning needs CUDA.
+  bool pin_memory = false;
 };
 
 class BatchLoader {
@@ -45,6 +48,7 @@ class BatchLoader {
   int64_t num_batches_;
   SampleContext ctx_;
   size_t prefetch_;
+  bool pin_memory_;
   double waited_s_ = 0.0;
   std::mutex mutex_;
   std::condition_variable changed_;

@@ -36,6 +36,8 @@ struct LaunchOptions {
   int64_t ckpt_every = 50;
   int64_t log_every = 0;
   int threads = 0;
+  bool amp = false;            // --amp: convolutions and matrix products in bfloat16 (docs/GPU.md)
+  bool deterministic = false;  // --deterministic: deterministic algorithms (util/runtime.h)
   // Data parallel (dist/environment.h: the run is one of several processes when torchrun, SLURM or
   // `quantlab --nproc` set the environment): the master when it must be given, the collective
   // timeout, and the number of local processes (for the resume command).

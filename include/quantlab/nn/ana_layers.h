@@ -31,10 +31,15 @@ class AnaWeightLayer : public torch::nn::Module, public AnaSite {
   NoiseState cached_noise_;
 };
 
+// Mixed precision (Network::set_mixed_precision): a product's operand in bfloat16; an undefined
+// tensor (no bias) stays undefined.
+torch::Tensor bf16_operand(const torch::Tensor& t);
+
 class AnaLinearImpl : public AnaWeightLayer {
  public:
   AnaLinearImpl(AnaScheme scheme, int64_t in_features, int64_t out_features, bool bias = false);
-  torch::Tensor forward(const torch::Tensor& x);
+  // bf16: the product in bfloat16, its result float32.
+  torch::Tensor forward(const torch::Tensor& x, bool bf16 = false);
 };
 TORCH_MODULE(AnaLinear);
 
@@ -49,7 +54,7 @@ struct AnaConvOptions {
 class AnaConvImpl : public AnaWeightLayer {
  public:
   AnaConvImpl(AnaScheme scheme, AnaConvOptions options);
-  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor forward(const torch::Tensor& x, bool bf16 = false);
   const AnaConvOptions& options() const { return o_; }
 
  private:

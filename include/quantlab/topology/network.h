@@ -22,7 +22,7 @@ namespace quantlab {
 struct ExportStep {
   enum class Kind { kLayer, kMaxPool, kBatchNorm, kActivation, kFlatten };
   Kind kind = Kind::kLayer;
-  std::string module;  // kLayer (a conv or linear module), kBatchNorm, kActivation
+  std::string module;              // kLayer (a conv or linear module), kBatchNorm, kActivation
   int64_t kernel = 0, stride = 0;  // kMaxPool
 };
 
@@ -33,6 +33,15 @@ class Network : public torch::nn::Module {
   // The forward pass as steps (the same computation as forward()); throws Error naming what cannot
   // be exported. The default: none of this network can.
   virtual std::vector<ExportStep> export_steps() const;
+
+  // Mixed precision (--amp): every convolution and matrix product takes bfloat16 operands and
+  // gives a float32 result, so batch norm, the ANA operator and the loss stay float32. The layers
+  // read it on every call (topology/layer_maker.h).
+  void set_mixed_precision(bool on) { mixed_precision_ = on; }
+  bool mixed_precision() const { return mixed_precision_; }
+
+ private:
+  bool mixed_precision_ = false;
 };
 
 // The layout convolutional topologies compute in: channels-last on the CPU, where oneDNN's

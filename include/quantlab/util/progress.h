@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <iosfwd>
 #include <string>
 
@@ -18,6 +19,8 @@ class Progress {
   void begin(const std::string& label, int64_t total);
   // `done` of `total` steps finished; `stats` is appended (e.g. "loss 0.12 acc 95.1%").
   void update(int64_t done, const std::string& stats);
+  // The same, with the stats computed only when a line is written (they may cost a device sync).
+  void update(int64_t done, const std::function<std::string()>& stats);
   // Ends the phase with a summary line.
   void end(const std::string& summary);
 

@@ -27,7 +27,20 @@ void configure_runtime(int threads);
 // so and naming the setting that fixes it (OPENBLAS_CORETYPE); "" otherwise. Changes nothing.
 std::string blas_slow_path_note();
 
-// "cpu", "cuda" or "auto" (CUDA when available). Throws Error for cuda without a GPU.
+// Whether the libtorch this process runs has CUDA (its CUDA library is loaded), GPU or not.
+bool libtorch_has_cuda();
+
+// "" when a CUDA device is usable; otherwise which of the two is missing (a libtorch with CUDA,
+// or a GPU this process can see) and what to do.
+std::string cuda_unavailable_reason();
+
+// "cpu", "cuda" or "auto" (CUDA when available). Throws Error for cuda without a GPU, with
+// cuda_unavailable_reason().
 torch::Device resolve_device(const std::string& name);
+
+// --deterministic: libtorch's deterministic algorithms (an error where an operation has none),
+// deterministic cuDNN without autotuning, cuBLAS's fixed workspace. Otherwise cuDNN's autotuning
+// (benchmark mode) on CUDA. Call before the first GPU operation.
+void configure_device_math(torch::Device device, bool deterministic);
 
 }  // namespace quantlab
