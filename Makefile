@@ -7,8 +7,8 @@
 #   make bench   speed and memory against the Python equivalent, and the accuracy runs
 #   make build TORCH=python   against the libtorch of the installed PyTorch (a CUDA build on a GPU
 #                machine), the other packages from the system or from bundle/ (docs/GPU.md)
-#   make bundle  download the Debian packages QuantLab needs besides libtorch into bundle/, to copy
-#                to a machine without package access
+#   make bundle  download the Debian packages QuantLab needs besides libtorch (and Fashion-MNIST)
+#                into bundle/, to copy to a machine without package access
 JOBS ?= $(shell nproc)
 BUILD ?= build
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -27,7 +27,8 @@ TORCH ?= debian
 PYTHON ?= python3
 BUNDLE ?= bundle
 BUNDLE_DEBS := nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libprotobuf-dev libprotobuf32 libprotoc32 \
-               protobuf-compiler libturbojpeg0-dev libturbojpeg0 libpng-dev libpng16-16 zlib1g-dev zlib1g libgloo-dev
+               protobuf-compiler libturbojpeg0-dev libturbojpeg0 libpng-dev libpng16-16 zlib1g-dev zlib1g libgloo-dev \
+               $(DEB_DATA)
 ifeq ($(TORCH),python)
 TORCH_CMAKE ?= $(shell $(PYTHON) -c 'import torch; print(torch.utils.cmake_prefix_path)' 2>/dev/null)
 PREFIX := $(abspath $(BUILD)/prefix)

@@ -1,8 +1,12 @@
 // Times training steps of a topology from a config.json on synthetic inputs (no data loading):
 //   train_step CONFIG.json [--steps N] [--warmup N] [--batch B] [--threads T] [--capacity C]
 //              [--input CxHxW]  (default 1x28x28; 3x32x32 for VGG on CIFAR-10)
-// Prints the median step time and its parts (forward, backward, optimizer) as JSON on the last
-// line, with the process's peak resident memory. bench/run_mlp.sh compares it with Python.
+//              [--device cpu|cuda] [--amp] [--channels_last] [--classes K]
+// Prints, as JSON on the last line, the median step time and its parts (forward, backward,
+// optimizer) with the process's peak resident memory; on CUDA the mean step time of the timed
+// steps queued back to back (one synchronisation before and after: the parts are not separable
+// there), images/s and the host synchronisations per step. bench/run_all.sh and bench/gpu.sh
+// compare it with bench/train_step.py.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -13,6 +17,7 @@
 
 #include "quantlab/config/json_node.h"
 #include "quantlab/train/experiment.h"
+#include "quantlab/util/host_sync.h"
 #include "quantlab/util/runtime.h"
 #include "bench_util.h"
 
@@ -34,19 +39,61 @@ int main(int argc, char** argv) {
   app.add_option("--capacity", capacity, "override indiv.net.params.capacity");
   std::string input = "1x28x28";
   app.add_option("--input", input, "input shape CxHxW");
+  std::string device_name = "cpu";
+  bool amp = false, channels_last = false;
+  int64_t classes = 10;
+  app.add_option("--device", device_name)->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_flag("--amp", amp, "bfloat16 products (quantlab --amp)");
+  app.add_flag("--channels_last", channels_last, "channels-last convolutions on CUDA (quantlab --channels_last)");
+  app.add_option("--classes", classes, "labels drawn from 0..K-1 (the network's classes)");
   CLI11_PARSE(app, argc, argv);
   try {
     quantlab::configure_runtime(threads);
     torch::manual_seed(0);
     auto cfg = quantlab::read_json_file(config);
     if (capacity > 0) cfg["indiv"]["net"]["params"]["capacity"] = capacity;
-    quantlab::Experiment exp(cfg, "", torch::kCPU);
+    const torch::Device device = quantlab::resolve_device(device_name);
+    quantlab::configure_device_math(device, false);
+    quantlab::set_cuda_channels_last(channels_last);
+    quantlab::Experiment exp(cfg, "", device);
+    exp.net->set_mixed_precision(amp);
     exp.net->train();
+    int64_t params = 0;
+    for (const auto& p : exp.net->parameters()) params += p.numel();
     std::vector<int64_t> shape{batch};
     std::stringstream in(input);
     for (std::string d; std::getline(in, d, 'x');) shape.push_back(std::stoll(d));
-    const auto x = torch::rand(shape);
-    const auto y = torch::randint(10, {batch}, torch::kLong);
+    const auto x = torch::rand(shape).to(device);
+    const auto y = torch::randint(classes, {batch}, torch::kLong).to(device);
+    if (device.is_cuda()) {
+      // Queued back to back as in training; a synchronisation before and after the timed steps.
+      using Clock = std::chrono::steady_clock;
+      for (int i = 0; i < warmup; ++i) {
+        exp.optimizer->zero_grad();
+        exp.loss(exp.net->forward(x), y).backward();
+        exp.optimizer->step();
+      }
+      torch::cuda::synchronize();
+      int64_t syncs = 0;
+      const auto t0 = Clock::now();
+      {
+        quantlab::HostSyncWatch watch(quantlab::HostSyncWatch::kCount);
+        for (int i = 0; i < steps; ++i) {
+          exp.optimizer->zero_grad();
+          exp.loss(exp.net->forward(x), y).backward();
+          exp.optimizer->step();
+        }
+        syncs = watch.count();
+      }
+      torch::cuda::synchronize();
+      const double step = std::chrono::duration<double>(Clock::now() - t0).count() / steps;
+      std::cout << "{\"impl\": \"cpp\", \"device\": \"cuda\", \"amp\": " << (amp ? "true" : "false")
+                << ", \"channels_last\": " << (channels_last ? "true" : "false") << ", \"parameters\": " << params
+                << ", \"batch\": " << batch << ", \"step_s\": " << step
+                << ", \"images_per_s\": " << static_cast<double>(batch) / step
+                << ", \"host_syncs_per_step\": " << static_cast<double>(syncs) / steps << "}" << std::endl;
+      return 0;
+    }
     std::vector<double> total, fwd, bwd, opt;
     using Clock = std::chrono::steady_clock;
     auto secs = [](Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); };
@@ -65,9 +112,11 @@ int main(int argc, char** argv) {
       opt.push_back(secs(t2, t3));
       total.push_back(secs(t0, t3));
     }
-    std::cout << "{\"impl\": \"cpp\", \"threads\": " << at::get_num_threads() << ", \"batch\": " << batch
-              << ", \"step_s\": " << median(total) << ", \"forward_s\": " << median(fwd)
+    std::cout << "{\"impl\": \"cpp\", \"device\": \"cpu\", \"amp\": " << (amp ? "true" : "false")
+              << ", \"threads\": " << at::get_num_threads() << ", \"parameters\": " << params
+              << ", \"batch\": " << batch << ", \"step_s\": " << median(total) << ", \"forward_s\": " << median(fwd)
               << ", \"backward_s\": " << median(bwd) << ", \"optimizer_s\": " << median(opt)
+              << ", \"images_per_s\": " << static_cast<double>(batch) / median(total)
               << ", \"peak_rss_mib\": " << peak_rss_kib() / 1024.0 << "}" << std::endl;
   } catch (const std::exception& e) {
     std::cerr << "train_step: " << e.what() << std::endl;

@@ -1,13 +1,19 @@
 #!/usr/bin/env python3
 """The Python PyTorch equivalent of `train_step`: the same networks (MLP: 784-2048c-2048c-2048c-10;
-VGG: 2x128c conv, MP, 2x256c, MP, 2x512c, MP, FC 1024, 1024, 10; BN after every layer, ternary
-weights and activations), the ANA operator as the original QuantLab writes it (an autograd
-Function over a [thresholds x elements] broadcast, uniform noise), Adam, squared hinge loss.
+VGG: 2x128c conv, MP, 2x256c, MP, 2x512c, MP, FC 1024, 1024, 10; AlexNet and MobileNetV2 as
+src/topology/; BN after every layer, ternary weights and activations where QuantLab's are), the ANA
+operator as the original QuantLab writes it (an autograd Function over a [thresholds x elements]
+broadcast, uniform noise; its spreads held as Python numbers, so it never waits for the GPU), Adam,
+squared hinge loss (MLP, VGG) or cross-entropy (AlexNet, MobileNetV2).
 
-    train_step.py [--net mlp|vgg] [--capacity 1] [--batch 256] [--steps 20] [--warmup 3]
-                  [--threads N] [--baseline]
+    train_step.py [--net mlp|vgg|alexnet|mobilenetv2] [--capacity 1] [--batch 256] [--steps 20]
+                  [--warmup 3] [--threads N] [--baseline] [--device cpu|cuda] [--amp]
+                  [--channels_last] [--input CxHxW]
 
-Prints one JSON line: median step time and its parts, and peak resident memory.
+--amp: convolutions and matrix products on bfloat16 operands with float32 results, batch norm, ANA
+and the loss in float32 (what quantlab --amp does). On CUDA: cuDNN benchmark mode on, and the mean
+step time of the timed steps queued back to back (parts not separable).
+Prints one JSON line: step time (and its parts on the CPU), images/s, and peak memory.
 """
 import argparse
 import json
@@ -19,10 +25,40 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+AMP = False  # --amp
+
+
+def conv(x, w, b=None, **kw):
+    if AMP:
+        return F.conv2d(x.bfloat16(), w.bfloat16(), None if b is None else b.bfloat16(), **kw).float()
+    return F.conv2d(x, w, b, **kw)
+
+
+def linear(x, w, b=None):
+    if AMP:
+        return F.linear(x.bfloat16(), w.bfloat16(), None if b is None else b.bfloat16()).float()
+    return F.linear(x, w, b)
+
+
+class FConv2d(nn.Conv2d):  # a float convolution that follows --amp
+    def forward(self, x):
+        return conv(x, self.weight, self.bias, stride=self.stride, padding=self.padding, groups=self.groups)
+
+
+class FLinear(nn.Linear):  # a float linear layer that follows --amp
+    def forward(self, x):
+        return linear(x, self.weight, self.bias)
+
+
+def relu6():
+    return nn.Hardtanh(0.0, 6.0)  # QuantLab's float activation
+
+
 class UniformAna(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, t, q, s, training):
-        ctx.save_for_backward(x, t, q, s)
+        ctx.save_for_backward(x, t, q)
+        ctx.s = s
         shape = [*t.size()] + [1] * x.dim()
         x_minus_t = x - t.reshape(shape)
         if training and s[0] != 0.0:
@@ -34,7 +70,8 @@ class UniformAna(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        x, t, q, s = ctx.saved_tensors
+        x, t, q = ctx.saved_tensors
+        s = ctx.s
         shape = [*t.size()] + [1] * x.dim()
         x_minus_t = x - t.reshape(shape)
         if s[1] != 0.0:
@@ -50,7 +87,7 @@ class AnaSite(nn.Module):
         super().__init__()
         self.register_buffer("t", torch.tensor([-0.5, 0.5]))
         self.register_buffer("q", torch.tensor([-1.0, 0.0, 1.0]))
-        self.register_buffer("s", torch.tensor([0.5, 0.5]))
+        self.s = (0.5, 0.5)
 
     def ana(self, x):
         return UniformAna.apply(x, self.t, self.q, self.s, self.training)
@@ -71,7 +108,7 @@ class AnaLinear(AnaSite):
             self.weight.copy_(self.t[idx] + torch.empty_like(self.weight).uniform_(-stdv, stdv))
 
     def forward(self, x):
-        return F.linear(x, self.ana(self.weight))
+        return linear(x, self.ana(self.weight))
 
 
 def make_mlp(capacity, baseline):
@@ -79,24 +116,27 @@ def make_mlp(capacity, baseline):
     dims = [(784, nh), (nh, nh), (nh, nh), (nh, 10)]
     layers = []
     for k, (ni, no) in enumerate(dims):
-        layers.append(nn.Linear(ni, no, bias=False) if baseline else AnaLinear(ni, no))
-        layers.append(nn.BatchNorm1d(no))
+        last = k == 3  # the baseline's last layer: a bias and no batch norm (src/topology/mlp.cpp)
+        layers.append(FLinear(ni, no, bias=last) if baseline else AnaLinear(ni, no))
+        if not (last and baseline):
+            layers.append(nn.BatchNorm1d(no))
         if k < 3:
-            layers.append(nn.ReLU() if baseline else AnaActivation())
+            layers.append(relu6() if baseline else AnaActivation())
     return nn.Sequential(nn.Flatten(), *layers)
 
 
 class AnaConv2d(AnaSite):
-    def __init__(self, ni, no):
+    def __init__(self, ni, no, k=3, stride=1, padding=1, groups=1):
         super().__init__()
-        self.weight = nn.Parameter(torch.empty(no, ni, 3, 3))
-        stdv = 1.0 / (ni * 9) ** 0.5
+        self.weight = nn.Parameter(torch.empty(no, ni // groups, k, k))
+        self.stride, self.padding, self.groups = stride, padding, groups
+        stdv = 1.0 / (ni * k * k) ** 0.5
         with torch.no_grad():
             idx = torch.randint(0, 2, self.weight.shape)
             self.weight.copy_(self.t[idx] + torch.empty_like(self.weight).uniform_(-stdv, stdv))
 
     def forward(self, x):
-        return F.conv2d(x, self.ana(self.weight), padding=1)
+        return conv(x, self.ana(self.weight), stride=self.stride, padding=self.padding, groups=self.groups)
 
 
 def make_vgg(capacity, baseline):
@@ -104,17 +144,89 @@ def make_vgg(capacity, baseline):
          int(512 * capacity), int(512 * capacity)]
     layers = []
     for k in range(6):
-        layers.append(nn.Conv2d(c[k], c[k + 1], 3, padding=1, bias=False) if baseline else AnaConv2d(c[k], c[k + 1]))
+        layers.append(FConv2d(c[k], c[k + 1], 3, padding=1, bias=False) if baseline else AnaConv2d(c[k], c[k + 1]))
         if k % 2 == 1:
             layers.append(nn.MaxPool2d(2, 2))
-        layers += [nn.BatchNorm2d(c[k + 1]), nn.ReLU() if baseline else AnaActivation()]
+        layers += [nn.BatchNorm2d(c[k + 1]), relu6() if baseline else AnaActivation()]
     layers.append(nn.Flatten())
     dims = [c[6] * 16, 1024, 1024, 10]
     for k in range(3):
-        layers.append(nn.Linear(dims[k], dims[k + 1], bias=False) if baseline else AnaLinear(dims[k], dims[k + 1]))
-        layers.append(nn.BatchNorm1d(dims[k + 1]))
+        last = k == 2  # as the MLP's
+        layers.append(FLinear(dims[k], dims[k + 1], bias=last) if baseline else AnaLinear(dims[k], dims[k + 1]))
+        if not (last and baseline):
+            layers.append(nn.BatchNorm1d(dims[k + 1]))
         if k < 2:
-            layers.append(nn.ReLU() if baseline else AnaActivation())
+            layers.append(relu6() if baseline else AnaActivation())
+    return nn.Sequential(*layers)
+
+
+def make_alexnet(capacity, baseline, classes=1000):
+    """src/topology/alexnet.cpp: 5 convs (max-pool after 1, 2, 5), 3 FCs, BN after each."""
+    c = [3, int(64 * capacity), int(192 * capacity), int(384 * capacity), int(256 * capacity), 256]
+    kernel, stride, pad = [11, 5, 3, 3, 3], [4, 1, 1, 1, 1], [2, 2, 1, 1, 1]
+    layers = []
+    for k in range(5):
+        if baseline:
+            layers.append(FConv2d(c[k], c[k + 1], kernel[k], stride[k], pad[k], bias=False))
+        else:
+            layers.append(AnaConv2d(c[k], c[k + 1], kernel[k], stride[k], pad[k]))
+        if k in (0, 1, 4):
+            layers.append(nn.MaxPool2d(3, 2))
+        layers += [nn.BatchNorm2d(c[k + 1]), relu6() if baseline else AnaActivation()]
+    layers.append(nn.Flatten())
+    dims = [256 * 36, 4096, 4096, classes]
+    for k in range(3):
+        last = k == 2
+        if baseline:
+            layers.append(FLinear(dims[k], dims[k + 1], bias=last))
+        else:
+            layers.append(AnaLinear(dims[k], dims[k + 1]))
+        if not (last and baseline):
+            layers.append(nn.BatchNorm1d(dims[k + 1]))
+        if not last:
+            layers.append(relu6() if baseline else AnaActivation())
+    return nn.Sequential(*layers)
+
+
+class Residual(nn.Module):
+    def __init__(self, *layers):
+        super().__init__()
+        self.branch = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return x + self.branch(x)
+
+
+def make_mobilenetv2(capacity, baseline, classes=1000, expansion=6):
+    """src/topology/mobilenetv2.cpp: float stem, expanding blocks and classifier; the residual
+    blocks' layers (and each branch's input activation) ternary unless baseline."""
+
+    def unit(ni, no, k, stride, groups, act, quantized):
+        if quantized:
+            layers = [AnaConv2d(ni, no, k, stride, k // 2, groups), nn.BatchNorm2d(no)]
+        else:
+            layers = [FConv2d(ni, no, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(no)]
+        if act:
+            layers.append(AnaActivation() if quantized else relu6())
+        return layers
+
+    def inverted(ni, hidden, no, stride, quantized):
+        return (unit(ni, hidden, 1, 1, 1, True, quantized) + unit(hidden, hidden, 3, stride, hidden, True, quantized)
+                + unit(hidden, no, 1, 1, 1, False, quantized))
+
+    c = lambda n: int(n * capacity)
+    t0, c1 = c(32), c(16)
+    layers = unit(3, t0, 3, 2, 1, True, False) + unit(t0, t0, 3, 1, t0, True, False) + unit(t0, c1, 1, 1, 1, False, False)
+    stages = [(c(16), c(24), 2, 1), (c(24), c(32), 2, 2), (c(32), c(64), 2, 3), (c(64), c(96), 1, 2),
+              (c(96), c(160), 2, 2), (c(160), c(320), 1, 0)]
+    for ni, no, stride, residuals in stages:
+        layers += inverted(ni, ni * expansion, no, stride, False)
+        for _ in range(residuals):
+            branch = ([] if baseline else [AnaActivation()]) + inverted(no, no * expansion, no, 1, not baseline)
+            layers.append(Residual(*branch))
+    c8 = max(int(1280 * capacity), 1280)
+    layers += unit(stages[-1][1], c8, 1, 1, 1, True, False)
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), FLinear(c8, classes, bias=True)]
     return nn.Sequential(*layers)
 
 
@@ -124,30 +236,65 @@ def hinge_loss(scores, labels, margin=1.0, p=2.0):
 
 
 def main():
+    global AMP
     ap = argparse.ArgumentParser()
-    ap.add_argument("--net", choices=["mlp", "vgg"], default="mlp")
+    ap.add_argument("--net", choices=["mlp", "vgg", "alexnet", "mobilenetv2"], default="mlp")
     ap.add_argument("--capacity", type=float, default=1.0)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--baseline", action="store_true")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--amp", action="store_true")
+    ap.add_argument("--channels_last", action="store_true")
+    ap.add_argument("--input", default="")
     a = ap.parse_args()
+    AMP = a.amp
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    if a.net == "mlp":
-        net, x = make_mlp(a.capacity, a.baseline), torch.rand(a.batch, 1, 28, 28)
-    else:
-        net, x = make_vgg(a.capacity, a.baseline), torch.rand(a.batch, 3, 32, 32)
+    dev = torch.device(a.device)
+    shapes = {"mlp": "1x28x28", "vgg": "3x32x32", "alexnet": "3x224x224", "mobilenetv2": "3x224x224"}
+    shape = [a.batch] + [int(d) for d in (a.input or shapes[a.net]).split("x")]
+    classes = 10 if a.net in ("mlp", "vgg") else 1000
+    net = {"mlp": make_mlp, "vgg": make_vgg, "alexnet": make_alexnet, "mobilenetv2": make_mobilenetv2}[a.net](
+        a.capacity, a.baseline)
+    net = net.to(dev)
+    x = torch.rand(*shape, device=dev)
+    if a.channels_last and x.dim() == 4:
+        net = net.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     net.train()
+    params = sum(p.numel() for p in net.parameters())
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    y = torch.randint(10, (a.batch,))
+    y = torch.randint(classes, (a.batch,), device=dev)
+    loss_fn = hinge_loss if classes == 10 else F.cross_entropy
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        for _ in range(a.warmup):
+            opt.zero_grad()
+            loss_fn(net(x), y).backward()
+            opt.step()
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        t0 = time.perf_counter()
+        for _ in range(a.steps):
+            opt.zero_grad()
+            loss_fn(net(x), y).backward()
+            opt.step()
+        torch.cuda.synchronize()
+        step = (time.perf_counter() - t0) / a.steps
+        print(json.dumps({"impl": "python", "device": "cuda", "torch": torch.__version__, "amp": a.amp,
+                          "channels_last": a.channels_last, "parameters": params, "batch": a.batch, "step_s": step,
+                          "images_per_s": a.batch / step,
+                          "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2 ** 20}))
+        return
     fwd, bwd, stp, tot = [], [], [], []
     for i in range(a.warmup + a.steps):
         t0 = time.perf_counter()
         opt.zero_grad()
-        loss = hinge_loss(net(x), y)
+        loss = loss_fn(net(x), y)
         t1 = time.perf_counter()
         loss.backward()
         t2 = time.perf_counter()
@@ -156,8 +303,8 @@ def main():
         if i >= a.warmup:
             fwd.append(t1 - t0); bwd.append(t2 - t1); stp.append(t3 - t2); tot.append(t3 - t0)
     med = lambda v: sorted(v)[len(v) // 2]
-    print(json.dumps({"impl": "python", "threads": torch.get_num_threads(), "batch": a.batch,
-                      "step_s": med(tot), "forward_s": med(fwd), "backward_s": med(bwd),
+    print(json.dumps({"impl": "python", "device": "cpu", "amp": a.amp, "threads": torch.get_num_threads(),
+                      "parameters": params, "batch": a.batch, "step_s": med(tot), "images_per_s": a.batch / med(tot), "forward_s": med(fwd), "backward_s": med(bwd),
                       "optimizer_s": med(stp),
                       "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}))
 

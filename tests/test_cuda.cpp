@@ -199,6 +199,36 @@ TEST(Cuda, AnaLayersNeverMakeTheHostWait) {
   if (kGpu == torch::kCUDA) torch::cuda::synchronize();
 }
 
+// The training loop's steps never make the host wait: an epoch of 8 steps synchronises exactly as
+// often as one of 4 (what remains is per epoch: the sums at its end, the loader's start). The
+// counts are printed for docs/GPU.md.
+TEST(Cuda, TrainingStepsNeverMakeTheHostWait) {
+  QL_REQUIRE_GPU();
+  TempDir dir;
+  testing::write_toy_idx_problem(dir.path(), 512, 64, 4, false);
+  for (const char* file : {"config.json", "config_vgg.json"}) {
+    SCOPED_TRACE(file);
+    Experiment exp(fashion_config(file, 0.25), "", kGpu);
+    const auto data = data::load_idx_problem(dir.path(), exp.data);
+    std::ostringstream sink;
+    Progress progress(sink, false);
+    TrainerOptions four, eight;
+    four.max_batches_per_epoch = 4;
+    eight.max_batches_per_epoch = 8;
+    Trainer short_epochs(exp, data, progress, four), long_epochs(exp, data, progress, eight);
+    long_epochs.train_epoch(1);  // cuDNN's autotuning synchronises, once per shape
+    int64_t counts[2];
+    for (int k = 0; k < 2; ++k) {
+      HostSyncWatch watch(HostSyncWatch::kCount);
+      (k == 0 ? short_epochs : long_epochs).train_epoch(2 + k);
+      counts[k] = watch.count();
+    }
+    std::cout << file << ": host synchronisations in an epoch of 4 steps " << counts[0] << ", of 8 steps " << counts[1]
+              << std::endl;
+    EXPECT_EQ(counts[0], counts[1]);
+  }
+}
+
 TEST(Cuda, TrainsEveryTopologyForAFewSteps) {
   QL_REQUIRE_GPU();
   TempDir idx, images;

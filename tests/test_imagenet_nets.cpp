@@ -136,6 +136,10 @@ TEST(ImageNetTraining, ShippedConfigsLoad) {
   Experiment base(read_json_file(std::string(QL_SOURCE_DIR) + "/ImageNet/config_baseline.json"), "AlexNet",
                   torch::kCPU);
   EXPECT_EQ(ana_sites(*base.net), 0);
+  Experiment mobilenet(read_json_file(std::string(QL_SOURCE_DIR) + "/ImageNet/config_mobilenetv2.json"), "MobileNetv2",
+                       torch::kCPU);
+  EXPECT_EQ(ana_sites(*mobilenet.net), 60);  // the original's ImageNet config quantizes the same 60 modules
+  EXPECT_EQ(mobilenet.thermostat->noise().size(), 60u);
 }
 
 TEST(ImageNetTraining, TernaryAlexNetTrainsTwoSteps) {

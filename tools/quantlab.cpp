@@ -83,6 +83,8 @@ int main(int argc, char** argv) {
   app.add_flag("--amp", o.amp,
                "Mixed precision: convolutions and matrix products in bfloat16, ANA, batch norm and the loss in "
                "float32 (docs/GPU.md)");
+  app.add_flag("--channels_last", o.channels_last,
+               "Convolutional networks in channels-last layout on CUDA too (always on the CPU; docs/GPU.md)");
   app.add_flag("--deterministic", o.deterministic,
                "Deterministic algorithms (cuDNN without autotuning): a resumed GPU run repeats bit for bit");
   app.add_option("--data", o.data, "Folder with the problem's data files (default: <home>/<Problem>/data)");

@@ -76,6 +76,7 @@ Prepared prepare(const LaunchOptions& o, const std::optional<dist::Environment>&
   p.device = resolve_device(o.device);
   if (env && p.device.is_cuda()) p.device = torch::Device(torch::kCUDA, static_cast<int16_t>(env->local_rank));
   configure_device_math(p.device, o.deterministic);
+  set_cuda_channels_last(o.channels_last);
   if (p.device.is_cpu()) {
     const std::string blas = blas_slow_path_note();
     if (!blas.empty()) out << "note: " << blas << std::endl;
@@ -209,6 +210,7 @@ std::string resume_command(const LaunchOptions& o, int64_t exp_id) {
   if (o.nproc > 0) cmd += " --nproc=" + std::to_string(o.nproc);
   if (o.amp) cmd += " --amp";
   if (o.deterministic) cmd += " --deterministic";
+  if (o.channels_last) cmd += " --channels_last";
   return cmd;
 }
 

@@ -1,6 +1,8 @@
 // The topology registry (filled by each topology's own file) and network specs.
 #include "quantlab/topology/network.h"
 
+#include <atomic>
+
 namespace quantlab {
 
 namespace {
@@ -19,12 +21,20 @@ TopologyRegistration::TopologyRegistration(const char* cls, const char* family, 
 }
 
 std::vector<ExportStep> Network::export_steps() const {
-  throw Error(name() + " cannot be exported: it does not describe its forward pass as steps (export supports MLP, "
+  throw Error(name() +
+              " cannot be exported: it does not describe its forward pass as steps (export supports MLP, "
               "VGG and AlexNet)");
 }
 
+namespace {
+std::atomic<bool> cuda_channels_last{false};
+}  // namespace
+
+void set_cuda_channels_last(bool on) { cuda_channels_last = on; }
+
 torch::Tensor conv_layout(const torch::Tensor& x) {
-  return x.dim() == 4 && x.device().is_cpu() ? x.contiguous(at::MemoryFormat::ChannelsLast) : x;
+  const bool last = x.device().is_cpu() || (x.device().is_cuda() && cuda_channels_last);
+  return x.dim() == 4 && last ? x.contiguous(at::MemoryFormat::ChannelsLast) : x;
 }
 
 namespace {

@@ -38,6 +38,7 @@ struct LaunchOptions {
   int threads = 0;
   bool amp = false;            // --amp: convolutions and matrix products in bfloat16 (docs/GPU.md)
   bool deterministic = false;  // --deterministic: deterministic algorithms (util/runtime.h)
+  bool channels_last = false;  // --channels_last: convolutions in channels-last on CUDA too
   // Data parallel (dist/environment.h: the run is one of several processes when torchrun, SLURM or
   // `quantlab --nproc` set the environment): the master when it must be given, the collective
   // timeout, and the number of local processes (for the resume command).

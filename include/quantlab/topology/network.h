@@ -46,8 +46,10 @@ class Network : public torch::nn::Module {
 
 // The layout convolutional topologies compute in: channels-last on the CPU, where oneDNN's
 // convolutions run 7-20 % faster in it (docs/PERFORMANCE.md); the ANA operator, batch norm and
-// pooling keep it. Other devices: as given.
+// pooling keep it. On CUDA: channels-last after set_cuda_channels_last(true) (--channels_last,
+// docs/GPU.md), else as given.
 torch::Tensor conv_layout(const torch::Tensor& x);
+void set_cuda_channels_last(bool on);
 
 // Builds a network from `indiv.net.params`, validating them (errors name the JSON path).
 using NetworkFactory = std::function<std::shared_ptr<Network>(const JsonNode& params)>;
