@@ -50,8 +50,7 @@ __attribute__((target("avx2"))) int32_t dot_avx2(const uint8_t* a, const int8_t*
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) int32_t dot_vnni(const uint8_t* a, const int8_t* b, int64_t n) {
   __m512i acc = _mm512_setzero_si512();
   int64_t i = 0;
-  for (; i + 64 <= n; i += 64)
-    acc = _mm512_dpbusd_epi32(acc, _mm512_loadu_si512(a + i), _mm512_loadu_si512(b + i));
+  for (; i + 64 <= n; i += 64) acc = _mm512_dpbusd_epi32(acc, _mm512_loadu_si512(a + i), _mm512_loadu_si512(b + i));
   return _mm512_reduce_add_epi32(acc) + dot_plain(a + i, b + i, n - i);
 }
 #endif
@@ -90,8 +89,9 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) void dot4_vnni(const uint
 constexpr int64_t kLanes = 16, kImages = 8;
 
 #if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("avx512f,avx512bw,avx512vnni"))) void linear_vnni(const int8_t* blocked, int64_t in4, int64_t out16,
-                                                                        const uint8_t* const* x, int32_t* const* y) {
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) void linear_vnni(const int8_t* blocked, int64_t in4,
+                                                                        int64_t out16, const uint8_t* const* x,
+                                                                        int32_t* const* y) {
   for (int64_t ob = 0; ob < out16; ++ob) {
     __m512i acc[kImages];
     for (auto& a : acc) a = _mm512_setzero_si512();
@@ -155,7 +155,7 @@ double dot_f(const double* a, const int8_t* b, int64_t n) {
 struct Value {
   enum class Kind { kBytes, kAcc, kFloat } kind = Kind::kBytes;
   int64_t c = 0, h = 1, w = 1;
-  std::vector<uint8_t> u8;   // pixels (zero 0) or levels (zero 128)
+  std::vector<uint8_t> u8;  // pixels (zero 0) or levels (zero 128)
   int zero = 0;
   std::vector<int32_t> i32;  // accumulators
   std::vector<double> f;     // floats
@@ -163,12 +163,13 @@ struct Value {
 };
 
 // Patches of a C x H x W input for a k x k kernel: one row of C/g * k * k values per output
-// position and group, zeros for the padding.
+// position and group (rows `row_stride` apart, at least that long), `fill` for the padding, and
+// `extra_rows` rows of `fill` at the end.
 template <typename T>
-void im2col(const T* x, int64_t c, int64_t h, int64_t w, int64_t k, int64_t stride, int64_t pad, int64_t g,
-            int64_t oh, int64_t ow, T fill, std::vector<T>& cols) {
-  const int64_t cg = c / g, row = cg * k * k;
-  cols.assign(static_cast<size_t>(g * oh * ow * row), fill);
+void im2col(const T* x, int64_t c, int64_t h, int64_t w, int64_t k, int64_t stride, int64_t pad, int64_t g, int64_t oh,
+            int64_t ow, T fill, std::vector<T>& cols, int64_t row_stride = 0, int64_t extra_rows = 0) {
+  const int64_t cg = c / g, row = row_stride > 0 ? row_stride : cg * k * k;
+  cols.assign(static_cast<size_t>((g * oh * ow + extra_rows) * row), fill);
   for (int64_t gi = 0; gi < g; ++gi)
     for (int64_t oy = 0; oy < oh; ++oy)
       for (int64_t ox = 0; ox < ow; ++ox) {
@@ -186,7 +187,10 @@ void im2col(const T* x, int64_t c, int64_t h, int64_t w, int64_t k, int64_t stri
       }
 }
 
-void conv_or_linear(const Layer& l, const std::vector<int32_t>& row_sums, const Value& in, Value& out) {
+// `blocked`: the weights in linear_vnni's layout, for an integer convolution of one group on a
+// VNNI CPU (the output positions then take the place of linear_vnni's images); else empty.
+void conv_or_linear(const Layer& l, const std::vector<int32_t>& row_sums, const std::vector<int8_t>& blocked,
+                    const Value& in, Value& out) {
   const bool conv = l.kind == LayerKind::kConv;
   const int64_t oh = conv ? (in.h + 2 * l.pad - l.kernel) / l.stride + 1 : 1;
   const int64_t ow = conv ? (in.w + 2 * l.pad - l.kernel) / l.stride + 1 : 1;
@@ -210,7 +214,36 @@ void conv_or_linear(const Layer& l, const std::vector<int32_t>& row_sums, const 
   out.kind = Value::Kind::kAcc;
   out.i32.assign(static_cast<size_t>(out.size()), 0);
   std::vector<uint8_t> cols;  // padding with the zero point: a real 0
-  if (conv) im2col(in.u8.data(), in.c, in.h, in.w, l.kernel, l.stride, l.pad, g, oh, ow, static_cast<uint8_t>(in.zero), cols);
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (conv && !blocked.empty()) {
+    // Rows padded to whole groups of 4 (against zero weights) and positions to whole blocks.
+    const int64_t in4 = (row + 3) / 4, out16 = (l.out + kLanes - 1) / kLanes, stride = in4 * 4;
+    const int64_t blocks = (positions + kImages - 1) / kImages;
+    im2col(in.u8.data(), in.c, in.h, in.w, l.kernel, l.stride, l.pad, g, oh, ow, static_cast<uint8_t>(in.zero), cols,
+           stride, blocks * kImages - positions);
+    const std::vector<uint8_t>& x = cols;
+    std::vector<int32_t> acc(static_cast<size_t>(blocks * kImages * out16 * kLanes));
+    for (int64_t b = 0; b < blocks; ++b) {
+      const uint8_t* xp[kImages];
+      int32_t* yp[kImages];
+      for (int64_t k = 0; k < kImages; ++k) {
+        xp[k] = x.data() + (b * kImages + k) * stride;
+        yp[k] = acc.data() + (b * kImages + k) * out16 * kLanes;
+      }
+      linear_vnni(blocked.data(), in4, out16, xp, yp);
+    }
+    for (int64_t o = 0; o < l.out; ++o) {
+      const int32_t correction = in.zero * row_sums[static_cast<size_t>(o)];
+      int32_t* y = out.i32.data() + o * positions;
+      for (int64_t p = 0; p < positions; ++p) y[p] = acc[static_cast<size_t>(p * out16 * kLanes + o)] - correction;
+    }
+    return;
+  }
+#else
+  (void)blocked;
+#endif
+  if (conv)
+    im2col(in.u8.data(), in.c, in.h, in.w, l.kernel, l.stride, l.pad, g, oh, ow, static_cast<uint8_t>(in.zero), cols);
   const uint8_t* patches = conv ? cols.data() : in.u8.data();
   for (int64_t o = 0; o < l.out; ++o) {
     const int32_t correction = in.zero * row_sums[static_cast<size_t>(o)];
@@ -231,7 +264,8 @@ void max_pool(const std::vector<T>& x, int64_t c, int64_t h, int64_t w, int64_t 
       for (int64_t ox = 0; ox < ow; ++ox) {
         T best = std::numeric_limits<T>::lowest();
         for (int64_t ky = 0; ky < k; ++ky)
-          for (int64_t kx = 0; kx < k; ++kx) best = std::max(best, x[static_cast<size_t>((ci * h + oy * s + ky) * w + ox * s + kx)]);
+          for (int64_t kx = 0; kx < k; ++kx)
+            best = std::max(best, x[static_cast<size_t>((ci * h + oy * s + ky) * w + ox * s + kx)]);
         y[static_cast<size_t>((ci * oh + oy) * ow + ox)] = best;
       }
 }
@@ -260,8 +294,10 @@ void threshold(const Layer& l, const Value& in, Value& out, Engine::Trace* trace
     }
   }
   if (trace) {
-    if (in.kind == Value::Kind::kAcc) trace->accumulators.push_back(in.i32);
-    else trace->float_inputs.push_back(in.f);
+    if (in.kind == Value::Kind::kAcc)
+      trace->accumulators.push_back(in.i32);
+    else
+      trace->float_inputs.push_back(in.f);
     std::vector<int8_t> levels(out.u8.size());
     for (size_t i = 0; i < levels.size(); ++i) levels[i] = static_cast<int8_t>(out.u8[i] - kLevelZero);
     trace->levels.push_back(std::move(levels));
@@ -284,7 +320,8 @@ Engine::Engine(Model model) : model_(std::move(model)) {
       case LayerKind::kLinear:
         if (kind != K::kLevels && kind != K::kFloat) fail(l, "expects levels or an image");
         if (l.float_input != (kind == K::kFloat)) fail(l, "float / integer input mismatch");
-        if (l.kind == LayerKind::kLinear && (h != 1 || w != 1)) fail(l, "a linear layer after a spatial one needs a flatten");
+        if (l.kind == LayerKind::kLinear && (h != 1 || w != 1))
+          fail(l, "a linear layer after a spatial one needs a flatten");
         if (c != l.in) fail(l, "expects " + std::to_string(l.in) + " input channels, gets " + std::to_string(c));
         if (l.kind == LayerKind::kConv) {
           h = (h + 2 * l.pad - l.kernel) / l.stride + 1;
@@ -328,13 +365,15 @@ Engine::Engine(Model model) : model_(std::move(model)) {
     }
     row_sums_.push_back(std::move(sums));
     std::vector<int8_t> padded;
-    if (l.kind == LayerKind::kLinear && kVnni) {  // [out/16][in/4][16][4], zero-padded
-      const int64_t in4 = (l.in + 3) / 4, out16 = (l.out + kLanes - 1) / kLanes;
+    const bool vnni_conv = l.kind == LayerKind::kConv && l.groups == 1 && !l.float_input;
+    if ((l.kind == LayerKind::kLinear || vnni_conv) && kVnni) {  // [out/16][row/4][16][4], zero-padded
+      const int64_t row = l.in * (l.kind == LayerKind::kConv ? l.kernel * l.kernel : 1);
+      const int64_t in4 = (row + 3) / 4, out16 = (l.out + kLanes - 1) / kLanes;
       padded.assign(static_cast<size_t>(out16 * in4 * 4 * kLanes), 0);
       for (int64_t o = 0; o < l.out; ++o)
-        for (int64_t i = 0; i < l.in; ++i)
+        for (int64_t i = 0; i < row; ++i)
           padded[static_cast<size_t>((((o / kLanes) * in4 + i / 4) * kLanes + o % kLanes) * 4 + i % 4)] =
-              l.weights[static_cast<size_t>(o * l.in + i)];
+              l.weights[static_cast<size_t>(o * row + i)];
     } else if (l.kind == LayerKind::kLinear) {  // rows padded to 64 bytes
       const int64_t stride = padded_row(l.in);
       padded.assign(static_cast<size_t>(l.out * stride), 0);
@@ -359,7 +398,8 @@ void linear_batch(const Layer& l, const std::vector<int8_t>& padded_weights, con
     std::vector<uint8_t> inputs(groups * kImages * static_cast<size_t>(in4 * 4), 0);
     std::vector<int32_t> outputs(groups * kImages * static_cast<size_t>(out16 * kLanes));
     for (size_t b = 0; b < n; ++b)
-      std::copy(xs[b].u8.begin(), xs[b].u8.end(), inputs.begin() + static_cast<std::ptrdiff_t>(b * static_cast<size_t>(in4 * 4)));
+      std::copy(xs[b].u8.begin(), xs[b].u8.end(),
+                inputs.begin() + static_cast<std::ptrdiff_t>(b * static_cast<size_t>(in4 * 4)));
     for (size_t g = 0; g < groups; ++g) {
       const uint8_t* x[kImages];
       int32_t* y[kImages];
@@ -384,7 +424,8 @@ void linear_batch(const Layer& l, const std::vector<int8_t>& padded_weights, con
   const int64_t stride = padded_row(l.in);
   const size_t n = xs.size(), groups = (n + 3) / 4;
   std::vector<uint8_t> inputs(groups * 4 * static_cast<size_t>(stride), 0);  // padded copies, 4 per group
-  for (size_t b = 0; b < n; ++b) std::copy(xs[b].u8.begin(), xs[b].u8.end(), inputs.begin() + static_cast<std::ptrdiff_t>(b * stride));
+  for (size_t b = 0; b < n; ++b)
+    std::copy(xs[b].u8.begin(), xs[b].u8.end(), inputs.begin() + static_cast<std::ptrdiff_t>(b * stride));
   for (size_t b = 0; b < n; ++b) {
     ys[b].kind = Value::Kind::kAcc;
     ys[b].c = l.out, ys[b].h = ys[b].w = 1;
@@ -406,6 +447,8 @@ void linear_batch(const Layer& l, const std::vector<int8_t>& padded_weights, con
 }
 
 }  // namespace
+
+const std::vector<int8_t> kNoWeights;
 
 std::vector<std::vector<double>> Engine::scores_batch(const uint8_t* images, int64_t n, Trace* trace) const {
   const InputSpec& s = model_.input;
@@ -448,13 +491,15 @@ std::vector<std::vector<double>> Engine::scores_batch(const uint8_t* images, int
       switch (l.kind) {
         case LayerKind::kConv:
         case LayerKind::kLinear:
-          conv_or_linear(l, row_sums_[li], x, y);
+          conv_or_linear(l, row_sums_[li], l.kind == LayerKind::kConv ? padded_weights_[li] : kNoWeights, x, y);
           std::swap(x, y);
           break;
         case LayerKind::kMaxPool: {
           int64_t oh = 0, ow = 0;
-          if (x.kind == Value::Kind::kAcc) max_pool(x.i32, x.c, x.h, x.w, l.pool_kernel, l.pool_stride, y.i32, oh, ow);
-          else max_pool(x.f, x.c, x.h, x.w, l.pool_kernel, l.pool_stride, y.f, oh, ow);
+          if (x.kind == Value::Kind::kAcc)
+            max_pool(x.i32, x.c, x.h, x.w, l.pool_kernel, l.pool_stride, y.i32, oh, ow);
+          else
+            max_pool(x.f, x.c, x.h, x.w, l.pool_kernel, l.pool_stride, y.f, oh, ow);
           y.kind = x.kind, y.c = x.c, y.h = oh, y.w = ow;
           std::swap(x, y);
           break;
@@ -470,8 +515,8 @@ std::vector<std::vector<double>> Engine::scores_batch(const uint8_t* images, int
           auto& o = out[b];
           o.resize(static_cast<size_t>(l.channels));
           for (int64_t c = 0; c < l.channels; ++c)
-            o[static_cast<size_t>(c)] = l.scale[static_cast<size_t>(c)] * x.i32[static_cast<size_t>(c)] +
-                                        l.shift[static_cast<size_t>(c)];
+            o[static_cast<size_t>(c)] =
+                l.scale[static_cast<size_t>(c)] * x.i32[static_cast<size_t>(c)] + l.shift[static_cast<size_t>(c)];
           break;
         }
       }
@@ -518,7 +563,8 @@ Evaluation evaluate(const Engine& engine, const Images& images, int threads) {
   const auto t0 = std::chrono::steady_clock::now();
   e.labels = engine.predict_all(images.pixels.data(), images.count, e.threads);
   e.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  for (int64_t i = 0; i < images.count; ++i) e.correct += e.labels[static_cast<size_t>(i)] == images.labels[static_cast<size_t>(i)];
+  for (int64_t i = 0; i < images.count; ++i)
+    e.correct += e.labels[static_cast<size_t>(i)] == images.labels[static_cast<size_t>(i)];
   return e;
 }
 
