@@ -10,9 +10,9 @@
 set -euo pipefail
 BUILD=${1:-build}
 shift || true
-OUT=$BUILD/bench-results
-mkdir -p "$OUT"
 ROOT=$(pwd)
+OUT=$ROOT/$BUILD/bench-results
+mkdir -p "$OUT"
 # Debian's python3 (python3-onnx), not whatever python3 comes first on PATH.
 PY=${PY:-/usr/bin/python3}
 QL=$ROOT/$BUILD/quantlab
@@ -59,11 +59,11 @@ while [ ${#pairs[@]} -ge 2 ]; do
   "$QL" export --problem=FashionMNIST --exp_id="$id" --home="$home" --format=onnx --no_check --out="$onnx" >> "$log" 2>&1
   checker=$("$PY" -c "import onnx,sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True); print('passes')" "$onnx" 2>&1 | tail -1)
   "$QL" infer --model="$qlm" --problem=FashionMNIST --home="$home" --labels="$OUT/labels_$id.txt" >> "$log" 2>&1
-  ort=$(cd "$NODE_DIR" && node run_onnx.js "$onnx" /usr/share/datasets/fashion-mnist "$OUT/labels_$id.txt" 2>&1 | tail -1)
+  ort=$( (cd "$NODE_DIR" && node run_onnx.js "$onnx" /usr/share/datasets/fashion-mnist "$OUT/labels_$id.txt" 2>&1 || true) | tail -1)
   ortagree=$(echo "$ort" | "$PY" -c "import json,sys
 try:
     r = json.loads(sys.stdin.read()); print('%d of %d agree (accuracy %.2f%%)' % (r['agree'], r['images'], r['accuracy']))
 except Exception as e:
     print('not run')")
-  echo "| $what | $bytes | $floatb | ${ratio}x | $parity | $checker | $ortagree | $speed1 | $speedn |"
+  echo "| $what | $bytes | $floatb | ${ratio} | $parity | $checker | $ortagree | $speed1 | $speedn |"
 done
