@@ -34,7 +34,7 @@ TORCH_CMAKE ?= $(shell $(PYTHON) -c 'import torch; print(torch.utils.cmake_prefi
 PREFIX := $(abspath $(BUILD)/prefix)
 CMAKE_EXTRA := -DCMAKE_PREFIX_PATH="$(TORCH_CMAKE)" -DQL_EXTRA_PREFIX=$(PREFIX)/usr
 DEPS_STAMP := $(BUILD)/.deps-python
-export LD_LIBRARY_PATH := $(PREFIX)/usr/lib/x86_64-linux-gnu:$(LD_LIBRARY_PATH)
+export LD_LIBRARY_PATH := $(PREFIX)/usr/lib/x86_64-linux-gnu:$(PREFIX)/lib/x86_64-linux-gnu:$(LD_LIBRARY_PATH)
 else ifeq ($(TORCH),debian)
 DEPS_STAMP := $(BUILD)/.deps
 else

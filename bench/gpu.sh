@@ -54,7 +54,7 @@ if [ "${QL_GPU_SKIP_BUILD:-0}" != 1 ]; then
     exit 1
   fi
 fi
-LD_LIBRARY_PATH=$(pwd)/$BUILD/prefix/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+LD_LIBRARY_PATH=$(pwd)/$BUILD/prefix/usr/lib/x86_64-linux-gnu:$(pwd)/$BUILD/prefix/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
 export LD_LIBRARY_PATH
 QL=$BUILD/quantlab
 DATA=$BUILD/prefix/usr/share/datasets/fashion-mnist

@@ -29,14 +29,10 @@ struct Home {
   TempDir dir;
   explicit Home(int epochs) {
     testing::write_toy_idx_problem(dir.path() + "/Toy/data", 480, 64, 4, true);
-    nlohmann::json cfg = read_json_file(std::string(QL_SOURCE_DIR) + "/FashionMNIST/config.json");
+    nlohmann::json cfg = testing::toy_mlp_config(epochs);
     cfg["indiv"]["net"]["params"]["capacity"] = 0.05;
-    auto& bindings = cfg["treat"]["thermostat"]["params"]["bindings"];
-    for (size_t k = 0; k < bindings.size(); ++k)
-      bindings[k]["forward"]["params"] = {{"t_start", static_cast<int>(k)}, {"t_decay", 2}};
     cfg["indiv"]["net"]["params"]["quant_schemes"]["phi1_act"] = {
         {"noise", "uniform"}, {"strategy", "random"}, {"thresholds", {-0.5, 0.5}}, {"levels", {-1.0, 0.0, 1.0}}};
-    cfg["treat"]["max_epoch"] = epochs;
     cfg["treat"]["data"]["bs_train"] = 16;
     std::ofstream(dir.path() + "/Toy/config.json") << cfg.dump(2);
   }

@@ -68,8 +68,9 @@ TEST(Config, WrongTypeIsNamedWithItsPath) {
 TEST(Config, UnknownClassListsTheKnownOnes) {
   auto cfg = shipped_config();
   cfg["treat"]["optimizer"]["class"] = "Adamm";
-  EXPECT_NE(error_of(cfg).find("treat.optimizer.class: unknown optimizer 'Adamm'; known: Adagrad, Adam, AdamW, RMSprop, SGD"),
-            std::string::npos)
+  EXPECT_NE(
+      error_of(cfg).find("treat.optimizer.class: unknown optimizer 'Adamm'; known: Adagrad, Adam, AdamW, RMSprop, SGD"),
+      std::string::npos)
       << error_of(cfg);
   cfg = shipped_config();
   cfg["indiv"]["net"]["class"] = "MLPP";

@@ -63,15 +63,9 @@ nlohmann::json probe_config(int epochs, int64_t batch) {
 }
 
 nlohmann::json mlp_config(int epochs) {
-  nlohmann::json cfg = read_json_file(std::string(QL_SOURCE_DIR) + "/FashionMNIST/config.json");
-  cfg["indiv"]["net"]["params"]["capacity"] = 0.02;
-  auto& bindings = cfg["treat"]["thermostat"]["params"]["bindings"];
-  for (size_t k = 0; k < bindings.size(); ++k)
-    bindings[k]["forward"]["params"] = {{"t_start", static_cast<int>(k)}, {"t_decay", 2}};
+  nlohmann::json cfg = testing::toy_mlp_config(epochs);
   cfg["indiv"]["net"]["params"]["quant_schemes"]["phi2_act"] = {
       {"noise", "uniform"}, {"strategy", "random"}, {"thresholds", {-0.5, 0.5}}, {"levels", {-1.0, 0.0, 1.0}}};
-  cfg["treat"]["max_epoch"] = epochs;
-  cfg["treat"]["data"]["bs_train"] = 32;
   return cfg;
 }
 
@@ -113,9 +107,12 @@ std::vector<int> run_ranks(int world, const std::string& task, const std::string
   std::vector<pid_t> pids;
   for (int r = 0; r < world; ++r)
     pids.push_back(testing::spawn_program("/proc/self/exe", {"--gtest_filter=Distributed.ChildRank"},
-                                          {{"QL_CHILD_TASK", task}, {"QL_CHILD_HOME", home},
-                                           {"RANK", std::to_string(r)}, {"WORLD_SIZE", std::to_string(world)},
-                                           {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", std::to_string(port)},
+                                          {{"QL_CHILD_TASK", task},
+                                           {"QL_CHILD_HOME", home},
+                                           {"RANK", std::to_string(r)},
+                                           {"WORLD_SIZE", std::to_string(world)},
+                                           {"MASTER_ADDR", "127.0.0.1"},
+                                           {"MASTER_PORT", std::to_string(port)},
                                            {"OMP_NUM_THREADS", "1"}},
                                           logs + "/rank" + std::to_string(r) + ".log"));
   std::vector<int> codes;
@@ -174,9 +171,12 @@ TEST(Distributed, ChildRank) {
 TEST(Distributed, TheEnvironmentOfTorchrunSlurmAndTheLauncher) {
   EXPECT_FALSE(dist::environment_from({}).has_value());
   EXPECT_FALSE(dist::environment_from({{"RANK", "0"}, {"WORLD_SIZE", "1"}}).has_value());  // one process
-  const auto t = dist::environment_from(
-      {{"RANK", "3"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "1"}, {"LOCAL_WORLD_SIZE", "2"}, {"MASTER_ADDR", "10.0.0.5"},
-       {"MASTER_PORT", "1234"}});
+  const auto t = dist::environment_from({{"RANK", "3"},
+                                         {"WORLD_SIZE", "8"},
+                                         {"LOCAL_RANK", "1"},
+                                         {"LOCAL_WORLD_SIZE", "2"},
+                                         {"MASTER_ADDR", "10.0.0.5"},
+                                         {"MASTER_PORT", "1234"}});
   ASSERT_TRUE(t.has_value());
   EXPECT_EQ(t->rank, 3);
   EXPECT_EQ(t->world_size, 8);
@@ -184,8 +184,11 @@ TEST(Distributed, TheEnvironmentOfTorchrunSlurmAndTheLauncher) {
   EXPECT_EQ(t->master_addr, "10.0.0.5");
   EXPECT_EQ(t->master_port, 1234);
   EXPECT_EQ(t->source, "torchrun");
-  const auto s = dist::environment_from({{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "8"}, {"SLURM_LOCALID", "1"},
-                                         {"SLURM_NTASKS_PER_NODE", "4"}, {"SLURM_JOB_NODELIST", "gpu[07-08],login1"}});
+  const auto s = dist::environment_from({{"SLURM_PROCID", "5"},
+                                         {"SLURM_NTASKS", "8"},
+                                         {"SLURM_LOCALID", "1"},
+                                         {"SLURM_NTASKS_PER_NODE", "4"},
+                                         {"SLURM_JOB_NODELIST", "gpu[07-08],login1"}});
   ASSERT_TRUE(s.has_value());
   EXPECT_EQ(s->source, "SLURM");
   EXPECT_EQ(s->rank, 5);
@@ -249,9 +252,10 @@ TEST(Distributed, TwoProcessesAtHalfBatchEqualOneProcessAtFullBatch) {
   launch(o, nullptr, sink);
   TempDir logs;
   const auto codes = run_ranks(2, "train", two.dir.path(), logs.path());
-  ASSERT_EQ(codes, (std::vector<int>{0, 0})) << testing::slurp(logs.path() + "/rank0.log")
-                                            << testing::slurp(logs.path() + "/rank1.log");
-  const Checkpoint a = load_checkpoint(single.saves(1) + "/last.ckpt"), b = load_checkpoint(two.saves(1) + "/last.ckpt");
+  ASSERT_EQ(codes, (std::vector<int>{0, 0}))
+      << testing::slurp(logs.path() + "/rank0.log") << testing::slurp(logs.path() + "/rank1.log");
+  const Checkpoint a = load_checkpoint(single.saves(1) + "/last.ckpt"),
+                   b = load_checkpoint(two.saves(1) + "/last.ckpt");
   ASSERT_EQ(a.state.epoch, 3);
   ASSERT_EQ(b.state.epoch, 3);
   double worst = 0;
@@ -272,8 +276,8 @@ TEST(Distributed, AllRanksHoldBitIdenticalParametersAfterEveryStep) {
   Home home(mlp_config(2), 106);  // ternary MLP with batch norm and a random-strategy site
   TempDir logs;
   const auto codes = run_ranks(2, "lockstep", home.dir.path(), logs.path());
-  ASSERT_EQ(codes, (std::vector<int>{0, 0})) << testing::slurp(logs.path() + "/rank0.log")
-                                            << testing::slurp(logs.path() + "/rank1.log");
+  ASSERT_EQ(codes, (std::vector<int>{0, 0}))
+      << testing::slurp(logs.path() + "/rank0.log") << testing::slurp(logs.path() + "/rank1.log");
   std::ifstream in(home.dir.path() + "/lockstep.txt");
   int64_t steps = 0, differing = -1;
   in >> steps >> differing;
@@ -328,10 +332,9 @@ TEST(Distributed, ARankKilledMidEpochStopsTheOthersAndTheRunResumes) {
   auto cfg = mlp_config(200);
   Home home(cfg, 960);
   TempDir tmp;
-  const pid_t launcher =
-      testing::spawn_program(QL_BINARY, split_args(home.args("MLP", "--nproc=2 --ckpt_every=0 --dist_timeout=10")), {},
-                             tmp.path() + "/log");
-  for (int i = 0; i < 600 && !fs::exists(home.saves(1) + "/last.ckpt"); ++i)
+  const pid_t launcher = testing::spawn_program(
+      QL_BINARY, split_args(home.args("MLP", "--nproc=2 --ckpt_every=0 --dist_timeout=10")), {}, tmp.path() + "/log");
+  for (int i = 0; i < 2400 && !fs::exists(home.saves(1) + "/last.ckpt"); ++i)  // 2 min: a loaded CI machine
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   ASSERT_TRUE(fs::exists(home.saves(1) + "/last.ckpt")) << testing::slurp(tmp.path() + "/log");
   std::vector<pid_t> ranks = children_of(launcher);
@@ -368,9 +371,9 @@ TEST(Distributed, ARankKilledMidEpochStopsTheOthersAndTheRunResumes) {
 TEST(Distributed, CtrlCOnTheLauncherStopsEveryRankAndSaysHowToResume) {
   Home home(mlp_config(200), 960);
   TempDir tmp;
-  const pid_t launcher = testing::spawn_program(
-      QL_BINARY, split_args(home.args("MLP", "--nproc=2 --ckpt_every=0")), {}, tmp.path() + "/log");
-  for (int i = 0; i < 600 && !fs::exists(home.saves(1) + "/last.ckpt"); ++i)
+  const pid_t launcher = testing::spawn_program(QL_BINARY, split_args(home.args("MLP", "--nproc=2 --ckpt_every=0")), {},
+                                                tmp.path() + "/log");
+  for (int i = 0; i < 2400 && !fs::exists(home.saves(1) + "/last.ckpt"); ++i)  // 2 min: a loaded CI machine
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   const auto ranks = children_of(launcher);
   kill(launcher, SIGINT);
@@ -378,7 +381,8 @@ TEST(Distributed, CtrlCOnTheLauncherStopsEveryRankAndSaysHowToResume) {
   const std::string log = testing::slurp(tmp.path() + "/log");
   EXPECT_NE(log.find("resume with: quantlab --problem=Toy --topology=MLP --exp_id=1 --load=last --home=" +
                      home.dir.path() + " --ckpt_every=0 --device=cpu --nproc=2"),
-            std::string::npos) << log;
+            std::string::npos)
+      << log;
   for (pid_t p : ranks) EXPECT_FALSE(process_alive(p)) << "rank PID " << p << " still runs";
   EXPECT_NO_THROW(load_checkpoint(home.saves(1) + "/last.ckpt"));
 }

@@ -26,15 +26,9 @@ namespace fs = std::filesystem;
 using testing::TempDir;
 
 nlohmann::json tiny_config(int epochs) {
-  nlohmann::json cfg = read_json_file(std::string(QL_SOURCE_DIR) + "/FashionMNIST/config.json");
-  cfg["indiv"]["net"]["params"]["capacity"] = 0.02;  // 40 hidden units
-  auto& bindings = cfg["treat"]["thermostat"]["params"]["bindings"];
-  for (size_t k = 0; k < bindings.size(); ++k)
-    bindings[k]["forward"]["params"] = {{"t_start", static_cast<int>(k)}, {"t_decay", 2}};
-  cfg["treat"]["max_epoch"] = epochs;
+  nlohmann::json cfg = testing::toy_mlp_config(epochs);
   cfg["treat"]["lr_scheduler"] = {
       {"class", "ReduceLROnPlateau"}, {"step_metric", "valid_loss"}, {"params", {{"patience", 0}, {"factor", 0.5}}}};
-  cfg["treat"]["data"]["bs_train"] = 32;
   // The random strategy on one site exercises the saved RNG state.
   cfg["indiv"]["net"]["params"]["quant_schemes"]["phi2_act"] = {
       {"noise", "uniform"}, {"strategy", "random"}, {"thresholds", {-0.5, 0.5}}, {"levels", {-1.0, 0.0, 1.0}}};

@@ -72,8 +72,10 @@ struct Trained {
   TempDir home;
   std::string topology;
   Trained(const nlohmann::json& cfg, const std::string& topo, bool cifar = false) : topology(topo) {
-    if (cifar) write_toy_cifar(home.path() + "/Toy/data", 64);
-    else testing::write_toy_idx_problem(home.path() + "/Toy/data", 480, 200, 4, true);
+    if (cifar)
+      write_toy_cifar(home.path() + "/Toy/data", 64);
+    else
+      testing::write_toy_idx_problem(home.path() + "/Toy/data", 480, 200, 4, true);
     std::ofstream(home.path() + "/Toy/config.json") << cfg.dump(2);
     LaunchOptions o;
     o.problem = "Toy";
@@ -218,8 +220,9 @@ TEST(Export, OnnxModelPassesTheOnnxChecker) {
   if (std::system("/usr/bin/python3 -c 'import onnx' 2>/dev/null") != 0)
     GTEST_SKIP() << "Debian's python3-onnx is not installed (make test installs it)";
   std::string log;
-  EXPECT_EQ(testing::run_python("import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True); print('ok')",
-                                r.file, log),
+  EXPECT_EQ(testing::run_python(
+                "import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True); print('ok')",
+                r.file, log),
             0)
       << log;
 }
@@ -236,7 +239,8 @@ TEST(Export, BadInputIsNamedAndWritesNothing) {
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("MLPBaseline is a float network: there is nothing to integerise"),
-              std::string::npos) << e.what();
+              std::string::npos)
+        << e.what();
   }
   EXPECT_FALSE(fs::exists(b.home.path() + "/Toy/logs/exp001/export"));
   // A model run on another problem's data, and on images of another shape.

@@ -23,16 +23,7 @@ namespace {
 namespace fs = std::filesystem;
 using testing::TempDir;
 
-nlohmann::json toy_config(int epochs) {
-  nlohmann::json cfg = read_json_file(std::string(QL_SOURCE_DIR) + "/FashionMNIST/config.json");
-  cfg["indiv"]["net"]["params"]["capacity"] = 0.02;  // 40 hidden units
-  auto& bindings = cfg["treat"]["thermostat"]["params"]["bindings"];
-  for (size_t k = 0; k < bindings.size(); ++k)
-    bindings[k]["forward"]["params"] = {{"t_start", static_cast<int>(k)}, {"t_decay", 2}};
-  cfg["treat"]["max_epoch"] = epochs;
-  cfg["treat"]["data"]["bs_train"] = 32;
-  return cfg;
-}
+nlohmann::json toy_config(int epochs) { return testing::toy_mlp_config(epochs); }
 
 LaunchOptions options(const std::string& home) {
   LaunchOptions o;
@@ -94,7 +85,8 @@ double accuracy_in(const std::string& out) {
 }
 
 TEST(Original, ItsCheckpointIsTestedAsItsTestModeWould) {
-  if (!testing::python_torch_available()) GTEST_SKIP() << "Python's torch is not installed (make test installs python3-torch)";
+  if (!testing::python_torch_available())
+    GTEST_SKIP() << "Python's torch is not installed (make test installs python3-torch)";
   TempDir home;
   testing::write_toy_idx_problem(home.path() + "/Toy/data", 640, 700, 4, true);
   const auto cfg = toy_config(4);
@@ -108,28 +100,30 @@ TEST(Original, ItsCheckpointIsTestedAsItsTestModeWould) {
   fs::copy_file(home.path() + "/Toy/config.json", exp0 + "/config.json");
   std::string out;
   const nlohmann::json arg = {{"quantlab_checkpoint", home.path() + "/Toy/logs/exp001/saves/last.ckpt"},
-                              {"save_to", {exp0 + "/saves/best.ckpt", exp0 + "/saves/epoch0005.ckpt",
-                                           home.path() + "/Toy/MLP/pretrained/original_mlp.ckpt"}},
+                              {"save_to",
+                               {exp0 + "/saves/best.ckpt", exp0 + "/saves/epoch0005.ckpt",
+                                home.path() + "/Toy/MLP/pretrained/original_mlp.ckpt"}},
                               {"images", home.path() + "/Toy/data/t10k-images-idx3-ubyte.gz"},
                               {"labels", home.path() + "/Toy/data/t10k-labels-idx1-ubyte.gz"}};
   ASSERT_EQ(testing::run_python(kOriginalPython, arg.dump(), out), 0) << out;
   const double original = nlohmann::json::parse(out.substr(out.rfind('{')))["accuracy"].get<double>();
   EXPECT_GT(original, 40.0) << "a trained network: the comparison means something";
   // --mode=test on the original's experiment folder reports the original's accuracy.
-  ASSERT_EQ(testing::run_cli("--problem=Toy --topology=MLP --device=cpu --threads=1 --mode=test --exp_id=0 --home=" +
-                                 home.path(),
-                             out),
-            0)
+  ASSERT_EQ(
+      testing::run_cli(
+          "--problem=Toy --topology=MLP --device=cpu --threads=1 --mode=test --exp_id=0 --home=" + home.path(), out),
+      0)
       << out;
   EXPECT_NEAR(accuracy_in(out), original, 0.05) << out;
-  std::cout << "original test mode (written out in PyTorch): " << original << " %, quantlab --mode=test: " << accuracy_in(out) << " %" << std::endl;
+  std::cout << "original test mode (written out in PyTorch): " << original
+            << " %, quantlab --mode=test: " << accuracy_in(out) << " %" << std::endl;
   EXPECT_NE(out.find("is a checkpoint of the original QuantLab (after epoch 5)"), std::string::npos) << out;
   EXPECT_NE(out.find("test (best.ckpt, after epoch 5)"), std::string::npos) << out;
   // Training it on is refused with what can be done instead.
-  EXPECT_EQ(testing::run_cli("--problem=Toy --topology=MLP --device=cpu --threads=1 --exp_id=0 --load=best --home=" +
-                                 home.path(),
-                             out),
-            1);
+  EXPECT_EQ(
+      testing::run_cli(
+          "--problem=Toy --topology=MLP --device=cpu --threads=1 --exp_id=0 --load=best --home=" + home.path(), out),
+      1);
   EXPECT_NE(out.find("is a checkpoint of the original QuantLab: --mode=test evaluates it"), std::string::npos) << out;
   // Its weights start a new experiment through the original's two forms of `pretrained`.
   for (const nlohmann::json& pretrained :
@@ -184,11 +178,11 @@ TEST(Original, BaselinesHaveTheOriginalsParameters) {
   std::map<std::string, std::vector<int64_t>> got;
   for (const auto& kv : named_state(*mlp)) got[kv.first] = kv.second.sizes().vec();
   const std::map<std::string, std::vector<int64_t>> mlp_want = {
-      {"phi1_fc.weight", {512, 784}},  {"phi1_bn.weight", {512}},  {"phi1_bn.bias", {512}},
+      {"phi1_fc.weight", {512, 784}},  {"phi1_bn.weight", {512}},      {"phi1_bn.bias", {512}},
       {"phi1_bn.running_mean", {512}}, {"phi1_bn.running_var", {512}}, {"phi1_bn.num_batches_tracked", {}},
-      {"phi2_fc.weight", {512, 512}},  {"phi2_bn.weight", {512}},  {"phi2_bn.bias", {512}},
+      {"phi2_fc.weight", {512, 512}},  {"phi2_bn.weight", {512}},      {"phi2_bn.bias", {512}},
       {"phi2_bn.running_mean", {512}}, {"phi2_bn.running_var", {512}}, {"phi2_bn.num_batches_tracked", {}},
-      {"phi3_fc.weight", {512, 512}},  {"phi3_bn.weight", {512}},  {"phi3_bn.bias", {512}},
+      {"phi3_fc.weight", {512, 512}},  {"phi3_bn.weight", {512}},      {"phi3_bn.bias", {512}},
       {"phi3_bn.running_mean", {512}}, {"phi3_bn.running_var", {512}}, {"phi3_bn.num_batches_tracked", {}},
       {"phi4_fc.weight", {10, 512}},   {"phi4_fc.bias", {10}}};
   EXPECT_EQ(got, mlp_want);
@@ -209,7 +203,8 @@ TEST(Original, BaselinesHaveTheOriginalsParameters) {
   vgg_want["phi7_fc.weight"] = {1024, c3 * 16};
   vgg_want["phi8_fc.weight"] = {1024, 1024};
   for (const char* p : {"phi7", "phi8"}) {
-    for (const char* b : {"weight", "bias", "running_mean", "running_var"}) vgg_want[std::string(p) + "_bn." + b] = {1024};
+    for (const char* b : {"weight", "bias", "running_mean", "running_var"})
+      vgg_want[std::string(p) + "_bn." + b] = {1024};
     vgg_want[std::string(p) + "_bn.num_batches_tracked"] = {};
   }
   vgg_want["phi9_fc.weight"] = {10, 1024};
@@ -226,7 +221,7 @@ TEST(Original, BaselinesUseReluSix) {
   for (auto& kv : mlp->named_parameters()) {
     const std::string& n = kv.key();
     if (n == "phi1_fc.weight") kv.value().fill_(0.0);
-    if (n == "phi1_bn.bias") kv.value().fill_(100.0);           // h1 = act(100)
+    if (n == "phi1_bn.bias") kv.value().fill_(100.0);  // h1 = act(100)
     if (n == "phi2_fc.weight" || n == "phi3_fc.weight" || n == "phi4_fc.weight") kv.value().fill_(1.0 / 20);
     if (n == "phi4_fc.bias") kv.value().fill_(0.0);
   }
@@ -239,12 +234,14 @@ TEST(Original, BaselinesUseReluSix) {
 // anneal, the loss function inside indiv.net) and its MNIST, CIFAR-10 and ImageNet configs.
 TEST(Original, ItsConfigsAndTemplatesLoad) {
   nlohmann::json mlp_template = toy_config(1);
-  mlp_template["indiv"] = {{"net", {{"class", "MLPBaseline"},
-                                    {"params", {{"capacity", 1}}},
-                                    {"pretrained", nullptr},
-                                    {"loss_function", {{"class", "HingeLoss"}, {"params", {{"num_classes", 10}}}}}}}};
-  mlp_template["treat"]["thermostat"] = {{"class", "MLPBaseline"},
-                                         {"params", {{"noise_schemes", nlohmann::json::object()}, {"bindings", nlohmann::json::array()}}}};
+  mlp_template["indiv"] = {{"net",
+                            {{"class", "MLPBaseline"},
+                             {"params", {{"capacity", 1}}},
+                             {"pretrained", nullptr},
+                             {"loss_function", {{"class", "HingeLoss"}, {"params", {{"num_classes", 10}}}}}}}};
+  mlp_template["treat"]["thermostat"] = {
+      {"class", "MLPBaseline"},
+      {"params", {{"noise_schemes", nlohmann::json::object()}, {"bindings", nlohmann::json::array()}}}};
   Experiment mlp(mlp_template, "MLP", torch::kCPU);
   EXPECT_FALSE(mlp.thermostat);
   ASSERT_EQ(mlp.notes.size(), 1u);

@@ -13,8 +13,9 @@
 namespace quantlab {
 namespace {
 
-#define REQUIRE_PYTHON_TORCH() \
-  if (!testing::python_torch_available()) GTEST_SKIP() << "Python's torch is not installed (make test installs python3-torch)"
+#define REQUIRE_PYTHON_TORCH()            \
+  if (!testing::python_torch_available()) \
+  GTEST_SKIP() << "Python's torch is not installed (make test installs python3-torch)"
 
 nlohmann::json python_json(const std::string& script, const nlohmann::json& arg) {
   std::string out;
@@ -91,12 +92,15 @@ TEST(PyTorchParity, EveryLearningRateScheduleStepsAsPyTorchsPerEpoch) {
       {adam, R"({"class": "MultiStepLR", "params": {"milestones": [5, 12, 12, 30], "gamma": 0.3}})"},
       {adam, R"({"class": "ExponentialLR", "params": {"gamma": 0.9}})"},
       {adam, R"({"class": "CosineAnnealingLR", "params": {"T_max": 15, "eta_min": 1e-4}})"},
-      {sgd, R"({"class": "CyclicLR", "params": {"base_lr": 0.001, "max_lr": 0.1, "step_size_up": 5, "step_size_down": 3}})"},
-      {sgd, R"({"class": "CyclicLR", "params": {"base_lr": 0.001, "max_lr": 0.1, "step_size_up": 4, "mode": "triangular2"}})"},
+      {sgd,
+       R"({"class": "CyclicLR", "params": {"base_lr": 0.001, "max_lr": 0.1, "step_size_up": 5, "step_size_down": 3}})"},
+      {sgd,
+       R"({"class": "CyclicLR", "params": {"base_lr": 0.001, "max_lr": 0.1, "step_size_up": 4, "mode": "triangular2"}})"},
       {sgd, R"({"class": "CyclicLR", "params": {"base_lr": 0.001, "max_lr": 0.1, "step_size_up": 4, "mode": "exp_range",
                 "gamma": 0.95}})"},
       {sgd, R"({"class": "OneCycleLR", "params": {"max_lr": 0.2, "total_steps": 40}})"},
-      {sgd, R"({"class": "OneCycleLR", "params": {"max_lr": 0.2, "epochs": 45, "steps_per_epoch": 1, "anneal_strategy": "linear",
+      {sgd,
+       R"({"class": "OneCycleLR", "params": {"max_lr": 0.2, "epochs": 45, "steps_per_epoch": 1, "anneal_strategy": "linear",
                 "three_phase": true}})"},
       {adam, R"({"class": "OneCycleLR", "params": {"max_lr": 0.05, "total_steps": 40, "cycle_momentum": false}})"},
       {adam, R"({"class": "ReduceLROnPlateau", "step_metric": "valid_metric",
@@ -109,17 +113,17 @@ TEST(PyTorchParity, EveryLearningRateScheduleStepsAsPyTorchsPerEpoch) {
     const nlohmann::json schedule = nlohmann::json::parse(text);
     nlohmann::json python_schedule = schedule;
     python_schedule.erase("step_metric");
-    const auto py = python_json(kSchedulePython, {{"optimizer", optimizer},
-                                                  {"schedule", python_schedule},
-                                                  {"epochs", epochs},
-                                                  {"metrics", metrics}});
+    const auto py = python_json(
+        kSchedulePython,
+        {{"optimizer", optimizer}, {"schedule", python_schedule}, {"epochs", epochs}, {"metrics", metrics}});
     const Course ql = quantlab_course(optimizer, schedule, epochs, metrics);
     ASSERT_EQ(py["lr"].size(), ql.lr.size());
     for (int e = 0; e < epochs; ++e) {
       const double want = py["lr"][e].get<double>();
       EXPECT_NEAR(ql.lr[e], want, 1e-12 + 1e-9 * std::abs(want)) << schedule.dump() << " epoch " << e + 1;
       if (optimizer["class"] == "SGD")
-        EXPECT_NEAR(ql.momentum[e], py["momentum"][e].get<double>(), 1e-12) << schedule.dump() << " momentum, epoch " << e + 1;
+        EXPECT_NEAR(ql.momentum[e], py["momentum"][e].get<double>(), 1e-12)
+            << schedule.dump() << " momentum, epoch " << e + 1;
     }
   }
 }

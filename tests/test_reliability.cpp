@@ -33,13 +33,7 @@ struct Home {
   nlohmann::json cfg;
   explicit Home(int epochs, int64_t train = 320) {
     testing::write_toy_idx_problem(dir.path() + "/Toy/data", train, 64, 4, true);
-    cfg = read_json_file(std::string(QL_SOURCE_DIR) + "/FashionMNIST/config.json");
-    cfg["indiv"]["net"]["params"]["capacity"] = 0.02;
-    auto& bindings = cfg["treat"]["thermostat"]["params"]["bindings"];
-    for (size_t k = 0; k < bindings.size(); ++k)
-      bindings[k]["forward"]["params"] = {{"t_start", static_cast<int>(k)}, {"t_decay", 2}};
-    cfg["treat"]["max_epoch"] = epochs;
-    cfg["treat"]["data"]["bs_train"] = 32;
+    cfg = testing::toy_mlp_config(epochs);
     write_config();
   }
   void write_config() const { std::ofstream(dir.path() + "/Toy/config.json") << cfg.dump(2); }

@@ -80,20 +80,22 @@ std::vector<torch::Tensor> adam_state(const nlohmann::json& config, const Checkp
   return out;
 }
 
+nlohmann::json toy_mlp_config(int epochs) {
+  nlohmann::json cfg = read_json_file(std::string(QL_SOURCE_DIR) + "/FashionMNIST/config.json");
+  cfg["indiv"]["net"]["params"]["capacity"] = 0.02;
+  auto& bindings = cfg["treat"]["thermostat"]["params"]["bindings"];
+  for (size_t k = 0; k < bindings.size(); ++k)
+    bindings[k]["forward"]["params"] = {{"t_start", static_cast<int>(k)}, {"t_decay", 2}};
+  cfg["treat"]["max_epoch"] = epochs;
+  cfg["treat"]["data"]["bs_train"] = 32;
+  return cfg;
+}
+
 pid_t spawn(const std::string& args, const std::string& log) {
-  std::vector<std::string> parts{QL_BINARY};
+  std::vector<std::string> parts;
   std::istringstream is(args);
   for (std::string a; is >> a;) parts.push_back(a);
-  const pid_t pid = fork();
-  if (pid == 0) {
-    std::vector<char*> argv;
-    for (auto& p : parts) argv.push_back(p.data());
-    argv.push_back(nullptr);
-    if (!freopen(log.c_str(), "w", stdout) || !freopen(log.c_str(), "a", stderr)) _exit(126);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  return pid;
+  return spawn_program(QL_BINARY, parts, {}, log);
 }
 
 pid_t spawn_program(const std::string& program, const std::vector<std::string>& args,
@@ -135,7 +137,8 @@ int run_python(const std::string& script, const std::string& arg, std::string& o
   std::ofstream(tmp.path() + "/script.py") << script;
   std::ofstream(tmp.path() + "/arg") << arg;
   const std::string log = tmp.path() + "/log";
-  const std::string cmd = "/usr/bin/python3 " + tmp.path() + "/script.py \"$(cat " + tmp.path() + "/arg)\" >" + log + " 2>&1";
+  const std::string cmd =
+      "/usr/bin/python3 " + tmp.path() + "/script.py \"$(cat " + tmp.path() + "/arg)\" >" + log + " 2>&1";
   const int status = std::system(cmd.c_str());
   output = slurp(log);
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128;

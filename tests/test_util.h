@@ -31,6 +31,10 @@ void write_idx(const std::string& file, const torch::Tensor& data_u8, bool gz);
 // images, each class a bright horizontal band at its own height, plus noise.
 void write_toy_idx_problem(const std::string& dir, int64_t n_train, int64_t n_test, int classes, bool gz);
 
+// FashionMNIST/config.json shrunk for the toy problem: capacity 0.02 (40 hidden units), group k
+// annealing from epoch k over 2 epochs, `epochs` epochs, batch 32.
+nlohmann::json toy_mlp_config(int epochs);
+
 // The optimizer state a checkpoint holds, parameter by parameter in the network's order (the
 // archive's byte layout depends on memory addresses, so bytes cannot be compared). Adam only.
 std::vector<torch::Tensor> adam_state(const nlohmann::json& config, const Checkpoint& c);

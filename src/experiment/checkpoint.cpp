@@ -188,20 +188,27 @@ bool original_only(const std::string& name) {
   return false;
 }
 
+// Copies every tensor of the network from `saved`, by name; `whose` names the file in errors.
+void copy_named(std::map<std::string, torch::Tensor>& live, const std::map<std::string, torch::Tensor>& saved,
+                const std::string& whose) {
+  for (auto& kv : live) {
+    auto it = saved.find(kv.first);
+    if (it == saved.end()) throw Error(whose + " has no tensor '" + kv.first + "' (another topology?)");
+    if (it->second.sizes() != kv.second.sizes())
+      throw Error(whose + " tensor '" + kv.first + "' has shape " + c10::str(it->second.sizes()) +
+                  ", the network's has " + c10::str(kv.second.sizes()) + " (another capacity?)");
+    kv.second.copy_(it->second);  // to the network's dtype and device
+  }
+}
+
 void restore_original(Experiment& exp, const Checkpoint& c) {
   torch::NoGradGuard no_grad;
   auto live = named_state(*exp.net);
-  for (auto& kv : live) {
-    auto it = c.net.find(kv.first);
-    if (it == c.net.end()) throw Error("the original's checkpoint has no tensor '" + kv.first + "' (another topology?)");
-    if (it->second.sizes() != kv.second.sizes())
-      throw Error("the original's checkpoint tensor '" + kv.first + "' has shape " + c10::str(it->second.sizes()) +
-                  ", the network's has " + c10::str(kv.second.sizes()) + " (another capacity?)");
-    kv.second.copy_(it->second.to(kv.second.dtype()));
-  }
+  copy_named(live, c.net, "the original's checkpoint");
   for (const auto& kv : c.net)
     if (!live.count(kv.first) && !original_only(kv.first))
-      throw Error("the original's checkpoint has a tensor '" + kv.first + "' this network does not (another topology?)");
+      throw Error("the original's checkpoint has a tensor '" + kv.first +
+                  "' this network does not (another topology?)");
   if (exp.thermostat) exp.thermostat->set_clock(c.thermostat_clock);
 }
 
@@ -247,14 +254,7 @@ void restore(Experiment& exp, const Checkpoint& c) {
   {
     torch::NoGradGuard no_grad;
     auto live = named_state(*exp.net);
-    for (auto& kv : live) {
-      auto it = c.net.find(kv.first);
-      if (it == c.net.end()) throw Error("the checkpoint has no tensor '" + kv.first + "' (another topology?)");
-      if (it->second.sizes() != kv.second.sizes())
-        throw Error("checkpoint tensor '" + kv.first + "' has shape " + c10::str(it->second.sizes()) +
-                    ", the network's has " + c10::str(kv.second.sizes()) + " (another capacity?)");
-      kv.second.copy_(it->second);
-    }
+    copy_named(live, c.net, "the checkpoint");
     if (live.size() != c.net.size())
       throw Error("the checkpoint has tensors this network does not (another topology?)");
   }
