@@ -174,14 +174,19 @@ void im2col(const T* x, int64_t c, int64_t h, int64_t w, int64_t k, int64_t stri
     for (int64_t oy = 0; oy < oh; ++oy)
       for (int64_t ox = 0; ox < ow; ++ox) {
         T* dst = cols.data() + ((gi * oh + oy) * ow + ox) * row;
+        const int64_t x0 = ox * stride - pad;
+        const bool inside = x0 >= 0 && x0 + k <= w;  // no padding columns: copy k values as they are
         for (int64_t ci = 0; ci < cg; ++ci)
           for (int64_t ky = 0; ky < k; ++ky) {
             const int64_t y = oy * stride - pad + ky;
             if (y < 0 || y >= h) continue;
-            const T* src = x + ((gi * cg + ci) * h + y) * w;
-            for (int64_t kx = 0; kx < k; ++kx) {
-              const int64_t xx = ox * stride - pad + kx;
-              if (xx >= 0 && xx < w) dst[(ci * k + ky) * k + kx] = src[xx];
+            const T* line = x + ((gi * cg + ci) * h + y) * w;
+            T* d = dst + (ci * k + ky) * k;
+            if (inside) {
+              for (int64_t kx = 0; kx < k; ++kx) d[kx] = line[x0 + kx];
+            } else {
+              for (int64_t kx = 0; kx < k; ++kx)
+                if (x0 + kx >= 0 && x0 + kx < w) d[kx] = line[x0 + kx];
             }
           }
       }
