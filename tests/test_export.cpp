@@ -12,6 +12,7 @@
 #include "quantlab/experiment/logbook.h"
 #include "quantlab/export/export_run.h"
 #include "quantlab/runtime/engine.h"
+#include "quantlab/runtime/int8_kernels.h"
 #include "quantlab/topology/vgg.h"
 #include "quantlab/util/error.h"
 #include "test_util.h"
@@ -105,6 +106,37 @@ void expect_parity(const ExportResult& r) {
   EXPECT_EQ(p.agree + static_cast<int64_t>(p.disagreements.size()), p.images);
   EXPECT_GE(p.agree, p.images - 1) << "more than one tie on a tiny test set";
   EXPECT_GT(p.float_accuracy, 35.0) << "a trained network: parity on it means something";
+}
+
+// The runtime's kernels against plain sums: the blocked layout (fast path and reference), and the
+// dot products, on sizes that are not multiples of the blocks.
+TEST(Runtime, KernelsComputeTheDotProducts) {
+  using namespace runtime::kernels;
+  const int64_t out = 37, row = 301, in4 = (row + 3) / 4, out16 = (out + kLanes - 1) / kLanes;
+  std::vector<int8_t> w(out * row);
+  std::vector<uint8_t> x(kImages * in4 * 4, 0);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<int8_t>(static_cast<int>(i * 7919 % 255) - 127);
+  for (int64_t b = 0; b < kImages; ++b)
+    for (int64_t i = 0; i < row; ++i) x[b * in4 * 4 + i] = static_cast<uint8_t>((b * 131 + i * 17) % 256);
+  const std::vector<int8_t> blocked = block_weights(w.data(), out, row);
+  std::vector<int32_t> fast(kImages * out16 * kLanes), reference(fast.size());
+  const uint8_t* xp[kImages];
+  int32_t *fp[kImages], *rp[kImages];
+  for (int64_t b = 0; b < kImages; ++b) {
+    xp[b] = x.data() + b * in4 * 4;
+    fp[b] = fast.data() + b * out16 * kLanes;
+    rp[b] = reference.data() + b * out16 * kLanes;
+  }
+  blocked_products(blocked.data(), in4, out16, xp, fp);
+  blocked_products_reference(blocked.data(), in4, out16, xp, rp);
+  for (int64_t b = 0; b < kImages; ++b)
+    for (int64_t o = 0; o < out; ++o) {
+      int32_t sum = 0;
+      for (int64_t i = 0; i < row; ++i) sum += static_cast<int32_t>(xp[b][i]) * w[o * row + i];
+      ASSERT_EQ(reference[b * out16 * kLanes + o], sum) << b << " " << o;
+      ASSERT_EQ(fast[b * out16 * kLanes + o], sum) << b << " " << o;
+      ASSERT_EQ(dot_u8(xp[b], w.data() + o * row, row), sum) << b << " " << o;
+    }
 }
 
 TEST(Export, ModelFileRoundTripAndDamage) {

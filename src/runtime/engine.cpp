@@ -4,9 +4,6 @@
 #include "quantlab/runtime/engine.h"
 
 #include <omp.h>
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
 
 #include <algorithm>
 #include <chrono>
@@ -15,141 +12,15 @@
 #include <limits>
 #include <string>
 
+#include "quantlab/runtime/int8_kernels.h"
 #include "quantlab/util/error.h"
 
 namespace quantlab::runtime {
 namespace {
 
-// Dot products of uint8 activations and int8 weights, summed in int32: AVX-512 VNNI (64 products
-// per instruction), AVX2 (16 per instruction through 16-bit multiply-adds, without saturation), or
-// plain loops; picked once from what the CPU supports.
-using DotFn = int32_t (*)(const uint8_t*, const int8_t*, int64_t);
-
-int32_t dot_plain(const uint8_t* a, const int8_t* b, int64_t n) {
-  int32_t acc = 0;
-  for (int64_t i = 0; i < n; ++i) acc += static_cast<int32_t>(a[i]) * static_cast<int32_t>(b[i]);
-  return acc;
-}
-
-#if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("avx2"))) int32_t dot_avx2(const uint8_t* a, const int8_t* b, int64_t n) {
-  __m256i acc = _mm256_setzero_si256();
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const __m256i x = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i)));
-    const __m256i w = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + i)));
-    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(x, w));
-  }
-  alignas(32) int32_t lanes[8];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), acc);
-  int32_t sum = 0;
-  for (int32_t v : lanes) sum += v;
-  return sum + dot_plain(a + i, b + i, n - i);
-}
-
-__attribute__((target("avx512f,avx512bw,avx512vnni"))) int32_t dot_vnni(const uint8_t* a, const int8_t* b, int64_t n) {
-  __m512i acc = _mm512_setzero_si512();
-  int64_t i = 0;
-  for (; i + 64 <= n; i += 64) acc = _mm512_dpbusd_epi32(acc, _mm512_loadu_si512(a + i), _mm512_loadu_si512(b + i));
-  return _mm512_reduce_add_epi32(acc) + dot_plain(a + i, b + i, n - i);
-}
-#endif
-
-// Four dot products with one weight row, n a multiple of 64 (rows are padded with zero weights):
-// the weights are loaded once for four inputs.
-using Dot4Fn = void (*)(const uint8_t* const* x, const int8_t* w, int64_t n, int32_t* out);
-
-void dot4_plain(const uint8_t* const* x, const int8_t* w, int64_t n, int32_t* out) {
-  for (int k = 0; k < 4; ++k) out[k] = dot_plain(x[k], w, n);
-}
-
-#if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("avx2"))) void dot4_avx2(const uint8_t* const* x, const int8_t* w, int64_t n, int32_t* out) {
-  for (int k = 0; k < 4; ++k) out[k] = dot_avx2(x[k], w, n);
-}
-
-__attribute__((target("avx512f,avx512bw,avx512vnni"))) void dot4_vnni(const uint8_t* const* x, const int8_t* w,
-                                                                      int64_t n, int32_t* out) {
-  __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
-  for (int64_t i = 0; i < n; i += 64) {
-    const __m512i wv = _mm512_loadu_si512(w + i);
-    a0 = _mm512_dpbusd_epi32(a0, _mm512_loadu_si512(x[0] + i), wv);
-    a1 = _mm512_dpbusd_epi32(a1, _mm512_loadu_si512(x[1] + i), wv);
-    a2 = _mm512_dpbusd_epi32(a2, _mm512_loadu_si512(x[2] + i), wv);
-    a3 = _mm512_dpbusd_epi32(a3, _mm512_loadu_si512(x[3] + i), wv);
-  }
-  out[0] = _mm512_reduce_add_epi32(a0), out[1] = _mm512_reduce_add_epi32(a1);
-  out[2] = _mm512_reduce_add_epi32(a2), out[3] = _mm512_reduce_add_epi32(a3);
-}
-#endif
-
-// Linear layers on AVX-512 VNNI: weights laid out so one instruction multiplies 4 inputs of one
-// image by the 4 matching weights of 16 outputs ([out/16][in/4][16][4]), and 8 images share every
-// weight load; outputs stay in the lanes, so nothing needs adding up across lanes at the end.
-constexpr int64_t kLanes = 16, kImages = 8;
-
-#if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("avx512f,avx512bw,avx512vnni"))) void linear_vnni(const int8_t* blocked, int64_t in4,
-                                                                        int64_t out16, const uint8_t* const* x,
-                                                                        int32_t* const* y) {
-  for (int64_t ob = 0; ob < out16; ++ob) {
-    __m512i acc[kImages];
-    for (auto& a : acc) a = _mm512_setzero_si512();
-    const int8_t* w = blocked + ob * in4 * 4 * kLanes;
-    for (int64_t i = 0; i < in4; ++i) {
-      const __m512i wv = _mm512_loadu_si512(w + i * 4 * kLanes);
-      for (int64_t b = 0; b < kImages; ++b) {
-        int32_t four;
-        std::memcpy(&four, x[b] + i * 4, 4);
-        acc[b] = _mm512_dpbusd_epi32(acc[b], _mm512_set1_epi32(four), wv);
-      }
-    }
-    for (int64_t b = 0; b < kImages; ++b) _mm512_storeu_si512(y[b] + ob * kLanes, acc[b]);
-  }
-}
-#endif
-
-bool have_vnni() {
-#if defined(__x86_64__) && defined(__GNUC__)
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
-#else
-  return false;
-#endif
-}
-
-Dot4Fn pick_dot4() {
-#if defined(__x86_64__) && defined(__GNUC__)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw")) return dot4_vnni;
-  if (__builtin_cpu_supports("avx2")) return dot4_avx2;
-#endif
-  return dot4_plain;
-}
-
-DotFn pick_dot() {
-#if defined(__x86_64__) && defined(__GNUC__)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw")) return dot_vnni;
-  if (__builtin_cpu_supports("avx2")) return dot_avx2;
-#endif
-  return dot_plain;
-}
-
-const DotFn dot_u8 = pick_dot();
-const Dot4Fn dot4_u8 = pick_dot4();
-const bool kVnni = have_vnni();
-
-constexpr int64_t kRowAlign = 64;  // linear layers' weight rows are padded to this many bytes
-int64_t padded_row(int64_t n) { return (n + kRowAlign - 1) / kRowAlign * kRowAlign; }
+using namespace kernels;
 
 constexpr int kLevelZero = 128;  // levels travel as uint8: level + 128
-
-double dot_f(const double* a, const int8_t* b, int64_t n) {
-  double acc = 0;
-  for (int64_t i = 0; i < n; ++i) acc += a[i] * b[i];
-  return acc;
-}
 
 // What flows between layers: channels x height x width values of one kind.
 struct Value {
@@ -162,38 +33,8 @@ struct Value {
   int64_t size() const { return c * h * w; }
 };
 
-// Patches of a C x H x W input for a k x k kernel: one row of C/g * k * k values per output
-// position and group (rows `row_stride` apart, at least that long), `fill` for the padding, and
-// `extra_rows` rows of `fill` at the end.
-template <typename T>
-void im2col(const T* x, int64_t c, int64_t h, int64_t w, int64_t k, int64_t stride, int64_t pad, int64_t g, int64_t oh,
-            int64_t ow, T fill, std::vector<T>& cols, int64_t row_stride = 0, int64_t extra_rows = 0) {
-  const int64_t cg = c / g, row = row_stride > 0 ? row_stride : cg * k * k;
-  cols.assign(static_cast<size_t>((g * oh * ow + extra_rows) * row), fill);
-  for (int64_t gi = 0; gi < g; ++gi)
-    for (int64_t oy = 0; oy < oh; ++oy)
-      for (int64_t ox = 0; ox < ow; ++ox) {
-        T* dst = cols.data() + ((gi * oh + oy) * ow + ox) * row;
-        const int64_t x0 = ox * stride - pad;
-        const bool inside = x0 >= 0 && x0 + k <= w;  // no padding columns: copy k values as they are
-        for (int64_t ci = 0; ci < cg; ++ci)
-          for (int64_t ky = 0; ky < k; ++ky) {
-            const int64_t y = oy * stride - pad + ky;
-            if (y < 0 || y >= h) continue;
-            const T* line = x + ((gi * cg + ci) * h + y) * w;
-            T* d = dst + (ci * k + ky) * k;
-            if (inside) {
-              for (int64_t kx = 0; kx < k; ++kx) d[kx] = line[x0 + kx];
-            } else {
-              for (int64_t kx = 0; kx < k; ++kx)
-                if (x0 + kx >= 0 && x0 + kx < w) d[kx] = line[x0 + kx];
-            }
-          }
-      }
-}
-
-// `blocked`: the weights in linear_vnni's layout, for an integer convolution of one group on a
-// VNNI CPU (the output positions then take the place of linear_vnni's images); else empty.
+// `blocked`: the weights in block_weights' layout, for an integer convolution of one group on a
+// VNNI CPU (the output positions then take the place of blocked_products' inputs); else empty.
 void conv_or_linear(const Layer& l, const std::vector<int32_t>& row_sums, const std::vector<int8_t>& blocked,
                     const Value& in, Value& out) {
   const bool conv = l.kind == LayerKind::kConv;
@@ -219,7 +60,6 @@ void conv_or_linear(const Layer& l, const std::vector<int32_t>& row_sums, const 
   out.kind = Value::Kind::kAcc;
   out.i32.assign(static_cast<size_t>(out.size()), 0);
   std::vector<uint8_t> cols;  // padding with the zero point: a real 0
-#if defined(__x86_64__) && defined(__GNUC__)
   if (conv && !blocked.empty()) {
     // Rows padded to whole groups of 4 (against zero weights) and positions to whole blocks.
     const int64_t in4 = (row + 3) / 4, out16 = (l.out + kLanes - 1) / kLanes, stride = in4 * 4;
@@ -235,7 +75,7 @@ void conv_or_linear(const Layer& l, const std::vector<int32_t>& row_sums, const 
         xp[k] = x.data() + (b * kImages + k) * stride;
         yp[k] = acc.data() + (b * kImages + k) * out16 * kLanes;
       }
-      linear_vnni(blocked.data(), in4, out16, xp, yp);
+      blocked_products(blocked.data(), in4, out16, xp, yp);
     }
     for (int64_t o = 0; o < l.out; ++o) {
       const int32_t correction = in.zero * row_sums[static_cast<size_t>(o)];
@@ -244,9 +84,6 @@ void conv_or_linear(const Layer& l, const std::vector<int32_t>& row_sums, const 
     }
     return;
   }
-#else
-  (void)blocked;
-#endif
   if (conv)
     im2col(in.u8.data(), in.c, in.h, in.w, l.kernel, l.stride, l.pad, g, oh, ow, static_cast<uint8_t>(in.zero), cols);
   const uint8_t* patches = conv ? cols.data() : in.u8.data();
@@ -371,14 +208,9 @@ Engine::Engine(Model model) : model_(std::move(model)) {
     row_sums_.push_back(std::move(sums));
     std::vector<int8_t> padded;
     const bool vnni_conv = l.kind == LayerKind::kConv && l.groups == 1 && !l.float_input;
-    if ((l.kind == LayerKind::kLinear || vnni_conv) && kVnni) {  // [out/16][row/4][16][4], zero-padded
+    if ((l.kind == LayerKind::kLinear || vnni_conv) && have_vnni()) {  // block_weights' layout
       const int64_t row = l.in * (l.kind == LayerKind::kConv ? l.kernel * l.kernel : 1);
-      const int64_t in4 = (row + 3) / 4, out16 = (l.out + kLanes - 1) / kLanes;
-      padded.assign(static_cast<size_t>(out16 * in4 * 4 * kLanes), 0);
-      for (int64_t o = 0; o < l.out; ++o)
-        for (int64_t i = 0; i < row; ++i)
-          padded[static_cast<size_t>((((o / kLanes) * in4 + i / 4) * kLanes + o % kLanes) * 4 + i % 4)] =
-              l.weights[static_cast<size_t>(o * row + i)];
+      padded = block_weights(l.weights.data(), l.out, row);
     } else if (l.kind == LayerKind::kLinear) {  // rows padded to 64 bytes
       const int64_t stride = padded_row(l.in);
       padded.assign(static_cast<size_t>(l.out * stride), 0);
@@ -396,8 +228,7 @@ namespace {
 // image would be bound by reading the weights from memory).
 void linear_batch(const Layer& l, const std::vector<int8_t>& padded_weights, const std::vector<int32_t>& row_sums,
                   std::vector<Value>& xs, std::vector<Value>& ys) {
-#if defined(__x86_64__) && defined(__GNUC__)
-  if (kVnni) {  // padded_weights holds the blocked layout
+  if (have_vnni()) {  // padded_weights holds the blocked layout
     const int64_t in4 = (l.in + 3) / 4, out16 = (l.out + kLanes - 1) / kLanes;
     const size_t n = xs.size(), groups = (n + kImages - 1) / kImages;
     std::vector<uint8_t> inputs(groups * kImages * static_cast<size_t>(in4 * 4), 0);
@@ -412,7 +243,7 @@ void linear_batch(const Layer& l, const std::vector<int8_t>& padded_weights, con
         x[k] = inputs.data() + (g * kImages + static_cast<size_t>(k)) * static_cast<size_t>(in4 * 4);
         y[k] = outputs.data() + (g * kImages + static_cast<size_t>(k)) * static_cast<size_t>(out16 * kLanes);
       }
-      linear_vnni(padded_weights.data(), in4, out16, x, y);
+      blocked_products(padded_weights.data(), in4, out16, x, y);
     }
     for (size_t b = 0; b < n; ++b) {
       Value& v = ys[b];
@@ -425,7 +256,6 @@ void linear_batch(const Layer& l, const std::vector<int8_t>& padded_weights, con
     }
     return;
   }
-#endif
   const int64_t stride = padded_row(l.in);
   const size_t n = xs.size(), groups = (n + 3) / 4;
   std::vector<uint8_t> inputs(groups * 4 * static_cast<size_t>(stride), 0);  // padded copies, 4 per group
