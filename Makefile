@@ -1,70 +1,108 @@
 # QuantLab's front door. On a fresh Debian 12 machine `make demo` and `make test` do everything
 # they need (packages, build) by themselves.
 #   make deps    install the Debian packages the project needs (apt-get; root or sudo)
-#   make build   configure and build into build/ (binary: build/quantlab)
-#   make test    build and run the test suite (ctest; installs python3-torch for the tests that compare with PyTorch)
+#   make build   configure and build into build/ (binary: build/quantlab), against Debian's libtorch 1.13 (CPU)
+#   make test    build and run the test suite (ctest); installs Debian's python3-torch and, in the
+#                build's own virtual environment, TensorBoard, ONNX and ONNX Runtime from PyPI
 #   make demo    train the ternary MLP with ANA on Fashion-MNIST and print its test accuracy
 #   make bench   speed and memory against the Python equivalent, and the accuracy runs
-#   make build TORCH=python   against the libtorch of the installed PyTorch (a CUDA build on a GPU
-#                machine), the other packages from the system or from bundle/ (docs/GPU.md)
+#   make build TORCH=pip    against PyTorch 2.11 from PyPI (a CUDA 13.0 build; its libtorch, cuDNN,
+#                NCCL) in build-pip/venv, QuantLab's CUDA kernels compiled by nvcc (docs/GPU.md);
+#                `make test TORCH=pip` and `make bench TORCH=pip` likewise
+#   make build TORCH=python   against the libtorch of an installed PyTorch (a GPU machine's), the
+#                other packages from the system or from bundle/ (docs/GPU.md)
 #   make bundle  download the Debian packages QuantLab needs besides libtorch (and Fashion-MNIST)
 #                into bundle/, to copy to a machine without package access
 JOBS ?= $(shell nproc)
-BUILD ?= build
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-DEB_BUILD := build-essential cmake libtorch-dev libgloo-dev libopenblas0-pthread nlohmann-json3-dev libcli11-dev libturbojpeg0-dev libpng-dev \
-             libgtest-dev zlib1g-dev libprotobuf-dev protobuf-compiler
+# Which libtorch: debian (Debian's libtorch-dev 1.13, CPU; the default), pip (PyTorch from PyPI in
+# a virtual environment of the build folder) or python (the PyTorch of an installed PYTHON).
+TORCH ?= debian
+PYTHON ?= python3
+ifeq ($(TORCH),pip)
+BUILD ?= build-pip
+else
+BUILD ?= build
+endif
+# The build's virtual environment (PyPI's packages, never the system Python's) and the wheels it is
+# made from, downloaded once and reused by every later build and fresh clone on this machine.
+VENV := $(abspath $(BUILD))/venv
+WHEELS ?= $(HOME)/.cache/quantlab/wheels
+REQ_TORCH := tools/python/requirements-torch.txt
+REQ_TOOLS := tools/python/requirements-tools.txt
+
+DEB_COMMON := build-essential cmake libgloo-dev nlohmann-json3-dev libcli11-dev libturbojpeg0-dev libpng-dev \
+              libgtest-dev zlib1g-dev libprotobuf-dev protobuf-compiler
+DEB_BUILD := $(DEB_COMMON) libtorch-dev libopenblas0-pthread
 DEB_DATA := dataset-fashion-mnist
-# The tests that check QuantLab against PyTorch (checkpoints read by torch.load, lr schedules) and
-# the ONNX checker need these.
-DEB_TEST := python3-torch python3-onnx
-DEB_BENCH := python3-torch python3-torchvision python3-pil python3-numpy python3-onnx time
+# The tests that check QuantLab against the libtorch it is built on compare with Debian's PyTorch
+# 1.13 (checkpoints read by torch.load, schedules, losses); python3-venv makes the tools' venv.
+DEB_TEST := python3-torch python3-venv
+DEB_BENCH := python3-torch python3-torchvision python3-pil python3-numpy time
 
 # Building against the libtorch of an installed PyTorch: its CMake files, and the packages of
 # bundle/ (if any) unpacked into $(BUILD)/prefix, which CMake searches first.
-TORCH ?= debian
-PYTHON ?= python3
 BUNDLE ?= bundle
 BUNDLE_DEBS := nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libprotobuf-dev libprotobuf32 libprotoc32 \
                protobuf-compiler libturbojpeg0-dev libturbojpeg0 libpng-dev libpng16-16 zlib1g-dev zlib1g libgloo-dev \
                $(DEB_DATA)
 ifeq ($(TORCH),python)
 TORCH_CMAKE ?= $(shell $(PYTHON) -c 'import torch; print(torch.utils.cmake_prefix_path)' 2>/dev/null)
+PY_TORCH := $(shell command -v $(PYTHON))
 PREFIX := $(abspath $(BUILD)/prefix)
-CMAKE_EXTRA := -DCMAKE_PREFIX_PATH="$(TORCH_CMAKE)" -DQL_EXTRA_PREFIX=$(PREFIX)/usr
+CMAKE_EXTRA = -DCMAKE_PREFIX_PATH="$(TORCH_CMAKE)" -DQL_EXTRA_PREFIX=$(PREFIX)/usr -DQL_PYTHON=$(PY_TORCH) -DQL_TOOLS_PYTHON=$(PY_TORCH)
 DEPS_STAMP := $(BUILD)/.deps-python
+TEST_STAMP :=
 export LD_LIBRARY_PATH := $(PREFIX)/usr/lib/x86_64-linux-gnu:$(PREFIX)/lib/x86_64-linux-gnu:$(LD_LIBRARY_PATH)
+else ifeq ($(TORCH),pip)
+# Evaluated by the shell when the build runs, once the venv exists.
+CMAKE_EXTRA = -DCMAKE_PREFIX_PATH="$$($(VENV)/bin/python -c 'import torch; print(torch.utils.cmake_prefix_path)')" \
+              -DQL_PYTHON=$(VENV)/bin/python -DQL_TOOLS_PYTHON=$(VENV)/bin/python
+DEPS_STAMP := $(BUILD)/.deps-pip
+TEST_STAMP :=
 else ifeq ($(TORCH),debian)
+CMAKE_EXTRA = -DQL_PYTHON=/usr/bin/python3 -DQL_TOOLS_PYTHON=$(VENV)/bin/python
 DEPS_STAMP := $(BUILD)/.deps
+TEST_STAMP := $(BUILD)/.deps-test $(VENV)/.tools
 else
-$(error TORCH=$(TORCH): expected debian (the default) or python)
+$(error TORCH=$(TORCH): expected debian (the default), pip or python)
 endif
 
 .PHONY: deps deps-bench build test demo bench clean format bundle
 
+# Installs Debian packages that are missing: $(call apt,WHAT,PACKAGES)
+apt = if ! dpkg -s $(2) >/dev/null 2>&1; then \
+	  echo "make $(1): installing $(2)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(2); \
+	fi
+
 # A stamp per package set, so repeated `make test` does not call apt again.
 $(BUILD)/.deps: Makefile
 	@mkdir -p $(BUILD)
-	@if ! dpkg -s $(DEB_BUILD) $(DEB_DATA) >/dev/null 2>&1; then \
-	  echo "make deps: installing $(DEB_BUILD) $(DEB_DATA)"; \
-	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEB_BUILD) $(DEB_DATA); \
-	fi
+	@$(call apt,deps,$(DEB_BUILD) $(DEB_DATA))
 	@touch $@
 
 $(BUILD)/.deps-test: $(BUILD)/.deps
-	@if ! dpkg -s $(DEB_TEST) >/dev/null 2>&1; then \
-	  echo "make deps-test: installing $(DEB_TEST)"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEB_TEST); \
-	fi
+	@$(call apt,deps-test,$(DEB_TEST))
 	@touch $@
 
 $(BUILD)/.deps-bench: $(BUILD)/.deps
-	@if ! dpkg -s $(DEB_BENCH) >/dev/null 2>&1; then \
-	  echo "make deps-bench: installing $(DEB_BENCH)"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEB_BENCH); \
-	fi
+	@$(call apt,deps-bench,$(DEB_BENCH))
+	@touch $@
+
+# TORCH=pip: Debian's packages without its libtorch, then PyTorch and the tools from PyPI.
+$(BUILD)/.deps-pip: Makefile $(REQ_TORCH) $(REQ_TOOLS)
+	@mkdir -p $(BUILD)
+	@$(call apt,deps,$(DEB_COMMON) $(DEB_DATA) python3-venv)
+	@tools/python_env.sh $(VENV) $(WHEELS) $(REQ_TORCH) $(REQ_TOOLS)
+	@$(VENV)/bin/python -c 'import torch; print("make: PyTorch", torch.__version__, "for CUDA", torch.version.cuda, "in $(VENV)")'
+	@touch $@
+
+# The tools' venv of the Debian build (TensorBoard, ONNX, ONNX Runtime for the tests).
+$(VENV)/.tools: $(REQ_TOOLS) $(BUILD)/.deps-test
+	@tools/python_env.sh $(VENV) $(WHEELS) $(REQ_TOOLS)
 	@touch $@
 
 $(BUILD)/.deps-python:
@@ -86,18 +124,19 @@ bundle:
 	cd $(BUNDLE) && apt-get download $(BUNDLE_DEBS)
 	@echo "bundle/: $$(ls $(BUNDLE)/*.deb | wc -l) packages; copy the folder to the GPU machine and run make build TORCH=python there"
 
-ifeq ($(TORCH),python)
-test: build
-else
-test: build $(BUILD)/.deps-test
-endif
+test: build $(TEST_STAMP)
 	cd $(BUILD) && ctest -j $(JOBS) --output-on-failure
 
 demo: build
 	$(BUILD)/quantlab --problem=FashionMNIST --topology=MLP
 
+ifeq ($(TORCH),pip)
 bench: build $(BUILD)/.deps-bench
-	bench/run_all.sh $(BUILD)
+	QL_BENCH_PYTHON=$(VENV)/bin/python bench/run_all.sh $(BUILD)
+else
+bench: build $(BUILD)/.deps-bench $(VENV)/.tools
+	QL_TOOLS_PYTHON=$(VENV)/bin/python bench/run_all.sh $(BUILD)
+endif
 
 # Formats every C++ and CUDA file with .clang-format (Debian's clang-format).
 format:

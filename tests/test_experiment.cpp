@@ -318,16 +318,17 @@ TEST(Checkpoint, PretrainedCopiesTheNamedPrefixes) {
 }
 
 TEST(Checkpoint, ReadableFromPythonTorchLoad) {
-  if (!fs::exists("/usr/bin/python3") || std::system("/usr/bin/python3 -c 'import torch' 2>/dev/null") != 0)
-    GTEST_SKIP() << "Python's torch is not installed (make deps-bench installs it)";
+  if (!testing::python_torch_available()) GTEST_SKIP() << testing::python_torch_missing();
   TrainedOnce t;
   const Logbook& book = t.book;
+  // torch.load as users call it: PyTorch 2.6 and later load only plain data by default
+  // (weights_only=True), which a checkpoint must be.
   const std::string script =
-      "import torch,sys; c=torch.load(sys.argv[1]); n=c['net']; "
-      "assert c['epoch']==1 and c['net_class']=='MLP'; "
+      "import torch,sys; c=torch.load(sys.argv[1]); n=c['net']\n"
+      "assert c['epoch']==1 and c['net_class']=='MLP'\n"
       "assert tuple(n['phi1_fc.weight'].shape)==(40,784); assert 'phi1_bn.running_mean' in n; print('ok')";
-  const std::string cmd = "/usr/bin/python3 -c \"" + script + "\" " + book.saves() + "/last.ckpt";
-  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  std::string log;
+  EXPECT_EQ(testing::run_python(script, book.saves() + "/last.ckpt", log), 0) << log;
 }
 
 }  // namespace

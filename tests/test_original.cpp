@@ -85,8 +85,7 @@ double accuracy_in(const std::string& out) {
 }
 
 TEST(Original, ItsCheckpointIsTestedAsItsTestModeWould) {
-  if (!testing::python_torch_available())
-    GTEST_SKIP() << "Python's torch is not installed (make test installs python3-torch)";
+  if (!testing::python_torch_available()) GTEST_SKIP() << testing::python_torch_missing();
   TempDir home;
   testing::write_toy_idx_problem(home.path() + "/Toy/data", 640, 700, 4, true);
   const auto cfg = toy_config(4);

@@ -13,9 +13,8 @@
 namespace quantlab {
 namespace {
 
-#define REQUIRE_PYTHON_TORCH()            \
-  if (!testing::python_torch_available()) \
-  GTEST_SKIP() << "Python's torch is not installed (make test installs python3-torch)"
+#define REQUIRE_PYTHON_TORCH() \
+  if (!testing::python_torch_available()) GTEST_SKIP() << testing::python_torch_missing()
 
 nlohmann::json python_json(const std::string& script, const nlohmann::json& arg) {
   std::string out;

@@ -470,13 +470,13 @@ TEST(Reliability, CheckpointEpochsAreOneBasedAndLoadIsValidated) {
   o.exp_id = 1;
   EXPECT_NE(error_of(o).find("--load='yesterday': expected best, last or an epoch number"), std::string::npos)
       << error_of(o);
-  if (!fs::exists("/usr/bin/python3") || std::system("/usr/bin/python3 -c 'import torch' 2>/dev/null") != 0)
-    GTEST_SKIP() << "Python's torch is not installed (make test installs python3-torch)";
+  if (!testing::python_torch_available()) GTEST_SKIP() << testing::python_torch_missing();
   const std::string f = home.saves(1) + "/last.ckpt";
   const std::string script =
-      "import torch,sys; f=sys.argv[1]; c=torch.load(f); torch.save(c, f + '.py'); "
+      "import torch,sys; f=sys.argv[1]; c=torch.load(f); torch.save(c, f + '.py')\n"
       "del c['checksum']; torch.save(c, f + '.nosum')";
-  ASSERT_EQ(std::system(("/usr/bin/python3 -c \"" + script + "\" " + f).c_str()), 0);
+  std::string log;
+  ASSERT_EQ(testing::run_python(script, f, log), 0) << log;
   const Checkpoint resaved = load_checkpoint(f + ".py");
   EXPECT_TRUE(resaved.notes.empty());
   EXPECT_TRUE(torch::equal(resaved.net.at("phi1_fc.weight"), load_checkpoint(f).net.at("phi1_fc.weight")));

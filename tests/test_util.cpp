@@ -6,6 +6,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <map>
 
 #include <sys/wait.h>
 #include <unistd.h>
@@ -64,13 +65,26 @@ void write_toy_idx_problem(const std::string& dir, int64_t n_train, int64_t n_te
   write_toy_split(dir, "t10k", n_test, classes, gz, 2);
 }
 
+// The key of a parameter's optimizer state: the TensorImpl's address as text in libtorch 1.x
+// (c10::guts::to_string, an ostream's rendering), the address itself in 2.x.
+template <typename State>
+typename State::key_type optimizer_state_key(const torch::Tensor& p) {
+  if constexpr (std::is_same_v<typename State::key_type, std::string>) {
+    std::ostringstream text;
+    text << p.unsafeGetTensorImpl();
+    return text.str();
+  } else {
+    return p.unsafeGetTensorImpl();
+  }
+}
+
 std::vector<torch::Tensor> adam_state(const nlohmann::json& config, const Checkpoint& c) {
   Experiment exp(config, "", torch::kCPU);
   restore(exp, c);
   std::vector<torch::Tensor> out;
   for (const auto& p : exp.net->parameters()) {
     auto& state = exp.optimizer->state();
-    auto it = state.find(c10::guts::to_string(p.unsafeGetTensorImpl()));
+    auto it = state.find(optimizer_state_key<std::decay_t<decltype(state)>>(p));
     if (it == state.end()) continue;
     auto& s = static_cast<torch::optim::AdamParamState&>(*it->second);
     out.push_back(s.exp_avg());
@@ -126,22 +140,74 @@ std::string slurp(const std::string& file) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-bool python_torch_available() {
-  static const bool ok = std::filesystem::exists("/usr/bin/python3") &&
-                         std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0;
-  return ok;
+namespace {
+
+bool imports(const std::string& python, const std::string& module) {
+  return !python.empty() && std::filesystem::exists(python) &&
+         std::system((python + " -c 'import " + module + "' >/dev/null 2>&1").c_str()) == 0;
 }
 
-int run_python(const std::string& script, const std::string& arg, std::string& output) {
+int run_script(const std::string& python, const std::string& script, const std::string& arg, std::string& output) {
   TempDir tmp;
   std::ofstream(tmp.path() + "/script.py") << script;
   std::ofstream(tmp.path() + "/arg") << arg;
   const std::string log = tmp.path() + "/log";
-  const std::string cmd =
-      "/usr/bin/python3 " + tmp.path() + "/script.py \"$(cat " + tmp.path() + "/arg)\" >" + log + " 2>&1";
+  const std::string cmd = python + " " + tmp.path() + "/script.py \"$(cat " + tmp.path() + "/arg)\" >" + log + " 2>&1";
   const int status = std::system(cmd.c_str());
   output = slurp(log);
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+}  // namespace
+
+const std::string& torch_python() {
+  static const std::string python = QL_PYTHON;
+  return python;
+}
+
+bool python_torch_available() {
+  static const bool ok = imports(torch_python(), "torch");
+  return ok;
+}
+
+std::string python_torch_missing() {
+  return torch_python() + " has no torch (make test installs Debian's python3-torch, make test TORCH=pip the venv's)";
+}
+
+int run_python(const std::string& script, const std::string& arg, std::string& output) {
+  return run_script(torch_python(), script, arg, output);
+}
+
+const std::string& tools_python() {
+  static const std::string python = QL_TOOLS_PYTHON;
+  return python;
+}
+
+bool tools_python_has(const std::string& module) {
+  static std::map<std::string, bool> known;
+  auto it = known.find(module);
+  if (it == known.end()) it = known.emplace(module, imports(tools_python(), module)).first;
+  return it->second;
+}
+
+std::string tools_python_missing(const std::string& module) {
+  return "no Python with " + module + " (QL_TOOLS_PYTHON='" + tools_python() +
+         "'; make test installs it in the build's venv)";
+}
+
+int run_tools_python(const std::string& script, const std::string& arg, std::string& output) {
+  return run_script(tools_python(), script, arg, output);
+}
+
+int run_script_file(const std::string& python, const std::string& file, const std::vector<std::string>& args,
+                    std::string& output) {
+  TempDir tmp;
+  const std::string log = tmp.path() + "/log";
+  std::vector<std::string> argv{file};
+  argv.insert(argv.end(), args.begin(), args.end());
+  const int code = wait_exit(spawn_program(python, argv, {}, log));
+  output = slurp(log);
+  return code;
 }
 
 int run_cli(const std::string& args, std::string& output) {

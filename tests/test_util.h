@@ -50,11 +50,25 @@ int wait_exit(pid_t pid);
 int run_cli(const std::string& args, std::string& output);
 std::string slurp(const std::string& file);
 
-// Whether Debian's Python with torch is here (`make test` installs python3-torch).
+// The Python with torch the tests compare with (CMake's QL_PYTHON: Debian's python3 with its
+// PyTorch 1.13 for the Debian build, the build's venv with PyPI's PyTorch 2.x for TORCH=pip).
+const std::string& torch_python();
+// Whether torch_python() exists and imports torch.
 bool python_torch_available();
-// Runs `script` with /usr/bin/python3 and `args` (one argument, passed as is); returns its exit
-// code, `output` gets stdout + stderr.
+// The reason to give when python_torch_available() is false.
+std::string python_torch_missing();
+// Runs `script` with torch_python() and `arg` (one argument, passed as is); returns its exit
+// status and sets `output` to what it printed (stdout and stderr).
 int run_python(const std::string& script, const std::string& arg, std::string& output);
+// The Python with TensorBoard, ONNX and ONNX Runtime (CMake's QL_TOOLS_PYTHON: the build's venv),
+// whether it imports `module`, the reason to give when not, and a script run with it.
+const std::string& tools_python();
+bool tools_python_has(const std::string& module);
+std::string tools_python_missing(const std::string& module);
+int run_tools_python(const std::string& script, const std::string& arg, std::string& output);
+// Runs the script file `file` with `python` and `args`; exit status, and what it printed.
+int run_script_file(const std::string& python, const std::string& file, const std::vector<std::string>& args,
+                    std::string& output);
 
 // A smooth colour test picture: uint8 [h, w, 3], different for every `seed`.
 torch::Tensor test_picture(int64_t h, int64_t w, int64_t seed);
