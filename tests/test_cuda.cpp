@@ -3,7 +3,10 @@
 // GPU skip with the reason elsewhere; `make test` on a GPU machine runs them (bench/gpu.sh too).
 #include <gtest/gtest.h>
 
+#include <torch/version.h>
+
 #include <filesystem>
+#include <regex>
 #include <sstream>
 
 #include "quantlab/config/json_node.h"
@@ -14,6 +17,7 @@
 #include "quantlab/topology/alexnet.h"
 #include "quantlab/topology/mobilenetv2.h"
 #include "quantlab/train/trainer.h"
+#include "quantlab/util/build_info.h"
 #include "quantlab/util/error.h"
 #include "quantlab/util/host_sync.h"
 #include "quantlab/util/runtime.h"
@@ -101,10 +105,36 @@ TEST(Device, CudaWithoutAGpuSaysWhetherTheBuildOrTheMachineLacksIt) {
     EXPECT_NE(e.find("nvidia-smi"), std::string::npos) << e;
   } else {
     EXPECT_NE(e.find("libtorch without CUDA"), std::string::npos) << e;
-    EXPECT_NE(e.find("make build TORCH=python"), std::string::npos) << e;
+    EXPECT_NE(e.find("make build TORCH=pip"), std::string::npos) << e;
   }
   EXPECT_NE(e.find("--device=cpu"), std::string::npos) << e;
   EXPECT_EQ(resolve_device("auto"), torch::Device(torch::kCPU));  // auto falls back without a word
+}
+
+TEST(Device, VersionSaysWhatThisBuildIsBuiltAgainst) {
+  std::string out;
+  ASSERT_EQ(testing::run_cli("--version", out), 0) << out;
+  EXPECT_NE(out.find(std::string("libtorch ") + TORCH_VERSION), std::string::npos) << out;
+  const BuildInfo b = build_info();
+  EXPECT_EQ(b.libtorch_cuda, libtorch_has_cuda());
+  if (!b.libtorch_cuda) {
+    EXPECT_NE(out.find("CPU only"), std::string::npos) << out;
+    return;
+  }
+  EXPECT_TRUE(std::regex_search(out, std::regex("with CUDA [0-9]+\\.[0-9]+, cuDNN [0-9]+\\.[0-9]+\\.[0-9]+, NCCL "
+                                                "[0-9]+\\.[0-9]+\\.[0-9]+")))
+      << out;
+  EXPECT_NE(out.find("data-parallel backends: gloo, nccl"), std::string::npos) << out;
+#ifdef QL_WITH_CUDA
+  EXPECT_NE(out.find("QuantLab's CUDA kernels: sm_"), std::string::npos) << out;
+#endif
+  // The binary itself links libtorch's CUDA half and the CUDA runtime.
+  testing::TempDir tmp;
+  ASSERT_EQ(std::system(("ldd " + std::string(QL_BINARY) + " > " + tmp.path() + "/ldd").c_str()), 0);
+  const std::string ldd = testing::slurp(tmp.path() + "/ldd");
+  EXPECT_NE(ldd.find("libtorch_cuda.so"), std::string::npos) << ldd;
+  EXPECT_NE(ldd.find("libcudart.so"), std::string::npos) << ldd;
+  EXPECT_EQ(ldd.find("not found"), std::string::npos) << ldd;
 }
 
 TEST(Device, HostSyncWatchIsInertWithoutCuda) {

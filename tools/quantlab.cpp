@@ -13,6 +13,7 @@
 #include "quantlab/export/export_run.h"
 #include "quantlab/experiment/listing.h"
 #include "quantlab/experiment/storage.h"
+#include "quantlab/util/build_info.h"
 #include "quantlab/util/error.h"
 #include "quantlab/util/runtime.h"
 
@@ -61,6 +62,9 @@ int run(const quantlab::LaunchOptions& o) {
 int main(int argc, char** argv) {
   quantlab::reexec_with_passive_openmp(argv);
   CLI::App app{"QuantLab: train quantized neural networks with Additive Noise Annealing"};
+  app.set_version_flag(
+      "--version", [] { return quantlab::describe_build(quantlab::build_info()); },
+      "What this QuantLab is built against: libtorch, CUDA, cuDNN, NCCL, its CUDA kernels");
   quantlab::LaunchOptions o;
   int64_t exp_id = -1;
   std::string load, mode = "train";

@@ -16,6 +16,7 @@
 #include "quantlab/experiment/transfer.h"
 #include "quantlab/log/training_log.h"
 #include "quantlab/train/preflight.h"
+#include "quantlab/util/build_info.h"
 #include "quantlab/util/error.h"
 #include "quantlab/util/runtime.h"
 #include "quantlab/util/strings.h"
@@ -95,8 +96,8 @@ Prepared prepare(const LaunchOptions& o, const std::optional<dist::Environment>&
   }
   out << "quantlab: " << o.problem << "/" << o.topology << " on " << p.device << ", " << at::get_num_threads()
       << " threads" << (env ? ", " + std::to_string(env->world_size) + " processes (" + env->source + ")" : "")
-      << (o.amp ? ", bfloat16 products (--amp)" : "") << (o.deterministic ? ", deterministic" : "")
-      << "; building the experiment..." << std::endl;
+      << (o.amp ? ", bfloat16 products (--amp)" : "") << (o.deterministic ? ", deterministic" : "") << " ("
+      << build_summary(build_info()) << "); building the experiment..." << std::endl;
   p.exp = std::make_unique<Experiment>(p.config, o.topology, p.device);
   p.exp->net->set_mixed_precision(o.amp);
   print_notes(p.exp->notes, out);

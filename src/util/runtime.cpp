@@ -75,9 +75,9 @@ bool libtorch_has_cuda() {
 std::string cuda_unavailable_reason() {
   if (torch::cuda::is_available()) return "";
   if (!libtorch_has_cuda())
-    return "this QuantLab is built against a libtorch without CUDA (Debian's libtorch is CPU-only); on a machine "
-           "with an NVIDIA GPU and a CUDA PyTorch, build with `make build TORCH=python` (docs/GPU.md), or use "
-           "--device=cpu";
+    return "this QuantLab is built against a libtorch without CUDA (Debian's libtorch is CPU-only); build it with "
+           "`make build TORCH=pip` (PyTorch 2.x with CUDA from PyPI) or, on a machine with a CUDA PyTorch installed, "
+           "`make build TORCH=python` (docs/GPU.md), or use --device=cpu";
   const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
   return std::string("this QuantLab has CUDA but sees no GPU on this machine") +
          (visible ? " (CUDA_VISIBLE_DEVICES=" + std::string(visible) + ")" : std::string()) +

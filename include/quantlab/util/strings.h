@@ -24,4 +24,17 @@ std::string join(const Range& items, ToText text, const std::string& sep = ", ")
   return join(names, sep);
 }
 
+// The pieces of `text` between `sep`s ("a;b" -> {"a", "b"}); an empty text gives {}.
+inline std::vector<std::string> split(const std::string& text, char sep) {
+  std::vector<std::string> out;
+  if (text.empty()) return out;
+  size_t from = 0;
+  for (size_t at = text.find(sep); at != std::string::npos; at = text.find(sep, from)) {
+    out.push_back(text.substr(from, at - from));
+    from = at + 1;
+  }
+  out.push_back(text.substr(from));
+  return out;
+}
+
 }  // namespace quantlab
