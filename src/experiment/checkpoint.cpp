@@ -12,6 +12,7 @@
 #include "quantlab/experiment/logbook.h"
 #include "quantlab/experiment/torch_file.h"
 #include "quantlab/train/experiment.h"
+#include "quantlab/train/optimizer_state.h"
 #include "quantlab/util/error.h"
 
 namespace quantlab {
@@ -62,6 +63,16 @@ std::string checksum_text(uint32_t crc) {
   return buf;
 }
 
+// A list of any element type: pickled as a plain Python list (a typed c10::List<double> or
+// c10::List<Tensor> would be pickled through torch.jit's list builders, which torch.load's
+// weights_only mode refuses).
+template <typename T>
+c10::impl::GenericList plain_list(const std::vector<T>& items) {
+  c10::impl::GenericList list(c10::AnyType::get());
+  for (const auto& x : items) list.push_back(IValue(x));
+  return list;
+}
+
 c10::impl::GenericDict to_dict(const Checkpoint& c) {
   c10::impl::GenericDict d(c10::StringType::get(), c10::AnyType::get());
   d.insert("format", std::string(kFormat));
@@ -73,7 +84,7 @@ c10::impl::GenericDict to_dict(const Checkpoint& c) {
   d.insert("net", net);
   d.insert("optimizer", c.optimizer);
   d.insert("lr", c.lr);
-  d.insert("lr_scheduler", c10::List<double>(c.lr_scheduler));
+  d.insert("lr_scheduler", plain_list(c.lr_scheduler));
   d.insert("thermostat_clock", c.thermostat_clock);
   d.insert("best_epoch", c.state.best_epoch);
   d.insert("best_value", c.state.best_value);
@@ -81,12 +92,8 @@ c10::impl::GenericDict to_dict(const Checkpoint& c) {
   for (Statistic s : kStatistics) stats.insert(statistic_name(s), c.state.stats[s]);
   d.insert("stats", stats);
   d.insert("rng_cpu", c.rng_cpu);
-  c10::List<torch::Tensor> cuda;
-  for (const auto& t : c.rng_cuda) cuda.push_back(t);
-  d.insert("rng_cuda", cuda);
-  c10::List<torch::Tensor> ranks;
-  for (const auto& t : c.rng_ranks) ranks.push_back(t);
-  d.insert("rng_ranks", ranks);
+  d.insert("rng_cuda", plain_list(c.rng_cuda));
+  d.insert("rng_ranks", plain_list(c.rng_ranks));
   return d;
 }
 
@@ -262,8 +269,8 @@ void restore(Experiment& exp, const Checkpoint& c) {
   const auto bytes = c.optimizer.contiguous();
   std::istringstream is(std::string(static_cast<const char*>(bytes.data_ptr()), static_cast<size_t>(bytes.numel())));
   archive.load_from(is, exp.device);
-  exp.optimizer->load(archive);
-  set_lr(*exp.optimizer, c.lr);  // libtorch does not restore the param groups' rate
+  load_optimizer_state(*exp.optimizer, archive);  // whichever libtorch wrote it
+  set_lr(*exp.optimizer, c.lr);                   // libtorch does not restore the param groups' rate
   if (const auto m = exp.lr_scheduler->momentum_at(c.state.epoch)) set_momentum(*exp.optimizer, *m);
   exp.lr_scheduler->load_state(c.lr_scheduler);
   if (exp.thermostat) exp.thermostat->set_clock(c.thermostat_clock);
@@ -281,7 +288,7 @@ void save_checkpoint(const std::string& file, const Checkpoint& c) {
   auto d = to_dict(c);
   // As text: Python re-pickles a 32-bit integer above 2^31 with an opcode libtorch cannot read.
   d.insert("checksum", checksum_text(digest(IValue(d), 0)));
-  const std::vector<char> bytes = torch::pickle_save(IValue(d));
+  const std::vector<char> bytes = plain_torch_save(IValue(d));
   write_file_atomically(file, std::string(bytes.begin(), bytes.end()));
 }
 

@@ -3,6 +3,8 @@
 #include "quantlab/experiment/torch_file.h"
 
 #include <caffe2/serialize/inline_container.h>
+#include <torch/csrc/jit/serialization/export.h>
+#include <torch/csrc/jit/serialization/pickler.h>
 #include <torch/torch.h>
 
 #include <cstring>
@@ -28,9 +30,9 @@ struct Item {
 
 torch::ScalarType storage_dtype(const std::string& name, const std::string& file) {
   static const std::map<std::string, torch::ScalarType> kTypes = {
-      {"FloatStorage", torch::kFloat32}, {"DoubleStorage", torch::kFloat64}, {"HalfStorage", torch::kFloat16},
-      {"BFloat16Storage", torch::kBFloat16}, {"LongStorage", torch::kInt64}, {"IntStorage", torch::kInt32},
-      {"ShortStorage", torch::kInt16}, {"CharStorage", torch::kInt8}, {"ByteStorage", torch::kUInt8},
+      {"FloatStorage", torch::kFloat32},     {"DoubleStorage", torch::kFloat64}, {"HalfStorage", torch::kFloat16},
+      {"BFloat16Storage", torch::kBFloat16}, {"LongStorage", torch::kInt64},     {"IntStorage", torch::kInt32},
+      {"ShortStorage", torch::kInt16},       {"CharStorage", torch::kInt8},      {"ByteStorage", torch::kUInt8},
       {"BoolStorage", torch::kBool}};
   const auto it = kTypes.find(name);
   if (it == kTypes.end()) throw IoError(file + ": holds a tensor of an unsupported storage type torch." + name);
@@ -46,54 +48,129 @@ class Machine {
     for (;;) {
       const uint8_t op = byte();
       switch (op) {
-        case 0x80: byte(); break;                                             // PROTO
-        case 0x95: take(8); break;                                            // FRAME
-        case '(': marks_.push_back(stack_.size()); break;                     // MARK
-        case '.': return pop_value();                                         // STOP
-        case 'N': push(IValue()); break;                                      // NONE
-        case 0x88: push(IValue(true)); break;                                 // NEWTRUE
-        case 0x89: push(IValue(false)); break;                                // NEWFALSE
-        case 'J': push(IValue(static_cast<int64_t>(le<int32_t>()))); break;   // BININT
-        case 'K': push(IValue(static_cast<int64_t>(byte()))); break;          // BININT1
-        case 'M': push(IValue(static_cast<int64_t>(le<uint16_t>()))); break;  // BININT2
-        case 0x8a: push(IValue(long_int(byte()))); break;                     // LONG1
-        case 0x8b: push(IValue(long_int(le<uint32_t>()))); break;             // LONG4
-        case 'G': push(IValue(be_double())); break;                           // BINFLOAT
-        case 'X': push(IValue(text(le<uint32_t>()))); break;                  // BINUNICODE
-        case 0x8c: push(IValue(text(byte()))); break;                         // SHORT_BINUNICODE
-        case 0x8d: push(IValue(text(le<uint64_t>()))); break;                 // BINUNICODE8
-        case 'B': push(IValue(text(le<uint32_t>()))); break;                  // BINBYTES
-        case 'C': push(IValue(text(byte()))); break;                          // SHORT_BINBYTES
-        case '}': push(IValue(new_dict())); break;                            // EMPTY_DICT
-        case ']': push(IValue(c10::impl::GenericList(c10::AnyType::get()))); break;  // EMPTY_LIST
-        case ')': push(IValue(c10::ivalue::Tuple::create(std::vector<IValue>{}))); break;  // EMPTY_TUPLE
-        case 0x85: tuple_of(1); break;                                        // TUPLE1
-        case 0x86: tuple_of(2); break;                                        // TUPLE2
-        case 0x87: tuple_of(3); break;                                        // TUPLE3
-        case 't': tuple_of(since_mark()); break;                              // TUPLE
-        case 'a': append(1); break;                                           // APPEND
-        case 'e': append(since_mark()); break;                                // APPENDS
-        case 's': set_items(2); break;                                        // SETITEM
-        case 'u': set_items(since_mark()); break;                             // SETITEMS
-        case 'q': memo_[byte()] = top(); break;                               // BINPUT
-        case 'r': memo_[le<uint32_t>()] = top(); break;                       // LONG_BINPUT
-        case 0x94: memo_[memo_.size()] = top(); break;                        // MEMOIZE
-        case 'h': stack_.push_back(memo_at(byte())); break;                   // BINGET
-        case 'j': stack_.push_back(memo_at(le<uint32_t>())); break;           // LONG_BINGET
-        case 'c': {                                                           // GLOBAL
+        case 0x80:
+          byte();
+          break;  // PROTO
+        case 0x95:
+          take(8);
+          break;  // FRAME
+        case '(':
+          marks_.push_back(stack_.size());
+          break;  // MARK
+        case '.':
+          return pop_value();  // STOP
+        case 'N':
+          push(IValue());
+          break;  // NONE
+        case 0x88:
+          push(IValue(true));
+          break;  // NEWTRUE
+        case 0x89:
+          push(IValue(false));
+          break;  // NEWFALSE
+        case 'J':
+          push(IValue(static_cast<int64_t>(le<int32_t>())));
+          break;  // BININT
+        case 'K':
+          push(IValue(static_cast<int64_t>(byte())));
+          break;  // BININT1
+        case 'M':
+          push(IValue(static_cast<int64_t>(le<uint16_t>())));
+          break;  // BININT2
+        case 0x8a:
+          push(IValue(long_int(byte())));
+          break;  // LONG1
+        case 0x8b:
+          push(IValue(long_int(le<uint32_t>())));
+          break;  // LONG4
+        case 'G':
+          push(IValue(be_double()));
+          break;  // BINFLOAT
+        case 'X':
+          push(IValue(text(le<uint32_t>())));
+          break;  // BINUNICODE
+        case 0x8c:
+          push(IValue(text(byte())));
+          break;  // SHORT_BINUNICODE
+        case 0x8d:
+          push(IValue(text(le<uint64_t>())));
+          break;  // BINUNICODE8
+        case 'B':
+          push(IValue(text(le<uint32_t>())));
+          break;  // BINBYTES
+        case 'C':
+          push(IValue(text(byte())));
+          break;  // SHORT_BINBYTES
+        case '}':
+          push(IValue(new_dict()));
+          break;  // EMPTY_DICT
+        case ']':
+          push(IValue(c10::impl::GenericList(c10::AnyType::get())));
+          break;  // EMPTY_LIST
+        case ')':
+          push(IValue(c10::ivalue::Tuple::create(std::vector<IValue>{})));
+          break;  // EMPTY_TUPLE
+        case 0x85:
+          tuple_of(1);
+          break;  // TUPLE1
+        case 0x86:
+          tuple_of(2);
+          break;  // TUPLE2
+        case 0x87:
+          tuple_of(3);
+          break;  // TUPLE3
+        case 't':
+          tuple_of(since_mark());
+          break;  // TUPLE
+        case 'a':
+          append(1);
+          break;  // APPEND
+        case 'e':
+          append(since_mark());
+          break;  // APPENDS
+        case 's':
+          set_items(2);
+          break;  // SETITEM
+        case 'u':
+          set_items(since_mark());
+          break;  // SETITEMS
+        case 'q':
+          memo_[byte()] = top();
+          break;  // BINPUT
+        case 'r':
+          memo_[le<uint32_t>()] = top();
+          break;  // LONG_BINPUT
+        case 0x94:
+          memo_[memo_.size()] = top();
+          break;  // MEMOIZE
+        case 'h':
+          stack_.push_back(memo_at(byte()));
+          break;  // BINGET
+        case 'j':
+          stack_.push_back(memo_at(le<uint32_t>()));
+          break;     // LONG_BINGET
+        case 'c': {  // GLOBAL
           const std::string module = line();
           push_global(module + "." + line());
           break;
         }
-        case 0x93: {                                                          // STACK_GLOBAL
+        case 0x93: {  // STACK_GLOBAL
           const std::string name = pop_text(), module = pop_text();
           push_global(module + "." + name);
           break;
         }
-        case 'Q': persistent(); break;                                        // BINPERSID
-        case 'R': case 0x81: call(); break;                                   // REDUCE, NEWOBJ
-        case 'b': pop_value(); break;  // BUILD: an object's state (e.g. a state dict's _metadata) is dropped
-        default: fail("unsupported pickle opcode 0x" + hex(op));
+        case 'Q':
+          persistent();
+          break;  // BINPERSID
+        case 'R':
+        case 0x81:
+          call();
+          break;  // REDUCE, NEWOBJ
+        case 'b':
+          pop_value();
+          break;  // BUILD: an object's state (e.g. a state dict's _metadata) is dropped
+        default:
+          fail("unsupported pickle opcode 0x" + hex(op));
       }
     }
   }
@@ -141,9 +218,7 @@ class Machine {
     for (char c = static_cast<char>(byte()); c != '\n'; c = static_cast<char>(byte())) s += c;
     return s;
   }
-  static c10::impl::GenericDict new_dict() {
-    return c10::impl::GenericDict(c10::AnyType::get(), c10::AnyType::get());
-  }
+  static c10::impl::GenericDict new_dict() { return c10::impl::GenericDict(c10::AnyType::get(), c10::AnyType::get()); }
 
   void push(IValue v) { stack_.push_back({false, std::move(v)}); }
   void push_global(const std::string& name) { stack_.push_back({true, IValue(name)}); }
@@ -281,6 +356,25 @@ c10::IValue read_torch_file(const std::string& file) {
   } catch (const c10::Error& e) {
     throw IoError(file + ": cannot read this torch.save file (" + e.what_without_backtrace() + ")");
   }
+}
+
+std::vector<char> plain_torch_save(const IValue& v) {
+  // torch::pickle_save's steps, with the pickler's aggregate tags off.
+  std::vector<char> pickle;
+  torch::jit::Pickler pickler([&](const char* buf, size_t n) { pickle.insert(pickle.end(), buf, buf + n); }, nullptr,
+                              nullptr, nullptr, nullptr, /*tag_aggregates=*/false);
+  pickler.protocol();
+  pickler.pushIValue(v);
+  pickler.stop();
+  std::vector<char> file;
+  caffe2::serialize::PyTorchStreamWriter writer([&](const void* bytes, size_t n) {
+    const char* b = static_cast<const char*>(bytes);
+    file.insert(file.end(), b, b + n);
+    return n;
+  });
+  torch::jit::writeArchiveAndTensors("data", pickle.data(), pickle.size(), pickler.tensorData(), writer);
+  writer.writeEndOfFile();
+  return file;
 }
 
 }  // namespace quantlab

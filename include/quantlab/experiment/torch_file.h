@@ -11,10 +11,17 @@
 #include <ATen/core/ivalue.h>
 
 #include <string>
+#include <vector>
 
 namespace quantlab {
 
 // Throws IoError naming the file when it is not a torch.save zip file or holds what cannot be read.
 c10::IValue read_torch_file(const std::string& file);
+
+// The bytes of a torch.save file holding `v` (dicts, lists, numbers, strings, tensors) as plain
+// Python containers: no TorchScript type tags, so PyTorch's torch.load reads it with its default
+// weights_only=True (PyTorch 2.6 and later) as well as libtorch's pickle_load. (torch::pickle_save
+// tags typed dicts and lists with torch.jit._pickle.restore_type_tag, which weights_only refuses.)
+std::vector<char> plain_torch_save(const c10::IValue& v);
 
 }  // namespace quantlab
