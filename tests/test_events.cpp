@@ -189,7 +189,8 @@ TEST(Events, TinyRunWritesEveryTagAndAResumeRestartsTheSession) {
   ASSERT_EQ(testing::run_cli(args, out), 0) << out;
   const std::string stats = home.path() + "/Toy/logs/exp001/stats";
   std::vector<std::string> files;
-  for (const auto& e : fs::directory_iterator(stats)) files.push_back(e.path().string());
+  for (const auto& e : fs::directory_iterator(stats))
+    if (e.is_regular_file()) files.push_back(e.path().string());
   ASSERT_EQ(files.size(), 1u);
   const Decoded d = decode(files[0]);
   for (const char* tag : {"train_loss", "train_metric", "valid_loss", "valid_metric", "learning_rate",
@@ -205,7 +206,10 @@ TEST(Events, TinyRunWritesEveryTagAndAResumeRestartsTheSession) {
                           "treat/text_summary", "protocol/text_summary", "config/text_summary"})
     EXPECT_TRUE(tags.count(tag)) << tag;
   EXPECT_NE(d.text.find("\"MLP\""), std::string::npos);
-  EXPECT_GE(d.scalars.at("train_loss_step").size(), 3u * 3u);  // 9 batches per epoch / 3
+  std::vector<std::string> step_files;
+  for (const auto& e : fs::directory_iterator(stats + "/steps")) step_files.push_back(e.path().string());
+  ASSERT_EQ(step_files.size(), 1u);
+  EXPECT_EQ(decode(step_files[0]).scalars.at("train_loss_step").size(), 3u * 3u);  // 9 batches per epoch / 3
   // The ternary levels' fractions sum to one.
   double sum = 0;
   for (const char* l : {"levels/phi3_fc/-1", "levels/phi3_fc/0", "levels/phi3_fc/1"}) sum += d.scalars.at(l).at(2);
@@ -219,7 +223,8 @@ TEST(Events, TinyRunWritesEveryTagAndAResumeRestartsTheSession) {
   }
   ASSERT_EQ(testing::run_cli(args + " --exp_id=1 --load=last", out), 0) << out;
   std::vector<std::string> after;
-  for (const auto& e : fs::directory_iterator(stats)) after.push_back(e.path().string());
+  for (const auto& e : fs::directory_iterator(stats))
+    if (e.is_regular_file()) after.push_back(e.path().string());
   ASSERT_EQ(after.size(), 2u);
   for (const auto& f : after) {
     if (f == files[0]) continue;
@@ -228,6 +233,69 @@ TEST(Events, TinyRunWritesEveryTagAndAResumeRestartsTheSession) {
     EXPECT_EQ(r.scalars.at("valid_metric").count(4), 1u);
     EXPECT_TRUE(r.text.empty());
   }
+}
+
+// TensorBoard's own event loader (its EventAccumulator, from PyPI) on a tiny run and its resume:
+// every scalar under the original's tags once per epoch, the weight histograms, the text
+// summaries, and no step written twice or purged by the resume's session start.
+TEST(Events, TensorBoardItselfReadsATinyRunAndItsResume) {
+  if (!testing::tools_python_has("tensorboard")) GTEST_SKIP() << testing::tools_python_missing("tensorboard");
+  TempDir home;
+  testing::write_toy_idx_problem(home.path() + "/Toy/data", 320, 64, 4, false);
+  nlohmann::json cfg = read_json_file(std::string(QL_SOURCE_DIR) + "/FashionMNIST/config.json");
+  cfg["indiv"]["net"]["params"]["capacity"] = 0.02;
+  cfg["treat"]["max_epoch"] = 2;
+  cfg["treat"]["data"]["bs_train"] = 32;
+  std::ofstream(home.path() + "/Toy/config.json") << cfg.dump();
+  const std::string args = "--problem=Toy --topology=MLP --threads=1 --log_every=3 --home=" + home.path();
+  std::string out;
+  ASSERT_EQ(testing::run_cli(args, out), 0) << out;
+  {
+    auto stored = read_json_file(home.path() + "/Toy/logs/exp001/config.json");
+    stored["treat"]["max_epoch"] = 3;
+    std::ofstream(home.path() + "/Toy/logs/exp001/config.json") << stored.dump();
+  }
+  ASSERT_EQ(testing::run_cli(args + " --exp_id=1", out), 0) << out;
+  const std::string script = R"PY(
+import json, sys
+from tensorboard.backend.event_processing import event_accumulator as ea
+out = {}
+import os
+for run, _, files in os.walk(sys.argv[1]):
+    if not any('tfevents' in f for f in files):
+        continue
+    acc = ea.EventAccumulator(run, size_guidance={ea.SCALARS: 0, ea.HISTOGRAMS: 0, ea.TENSORS: 0})
+    acc.Reload()
+    tags = acc.Tags()
+    r = {'scalars': {t: [e.step for e in acc.Scalars(t)] for t in tags['scalars']},
+         'histograms': {t: [e.step for e in acc.Histograms(t)] for t in tags['histograms']},
+         'text': {t: acc.Tensors(t)[0].tensor_proto.string_val[0].decode() for t in tags['tensors']}}
+    out[os.path.relpath(run, sys.argv[1])] = r
+print(json.dumps(out))
+)PY";
+  std::string log;
+  ASSERT_EQ(testing::run_tools_python(script, home.path() + "/Toy/logs/exp001", log), 0) << log;
+  const auto runs = nlohmann::json::parse(log.substr(log.find('{')));
+  ASSERT_TRUE(runs.contains("stats")) << runs.dump(1);
+  const auto& r = runs["stats"];
+  const std::vector<int64_t> epochs = {1, 2, 3};
+  for (const char* tag : {"train_loss", "train_metric", "valid_loss", "valid_metric", "learning_rate",
+                          "noise/phi1_fc/sigma_forward", "noise/phi4_fc/mu", "levels/phi2_fc/0"})
+    EXPECT_EQ(r["scalars"][tag].get<std::vector<int64_t>>(), epochs) << tag;
+  for (const char* tag : {"phi1_fc_w", "phi4_fc_w", "weights/phi1_fc"})
+    EXPECT_EQ(r["histograms"][tag].get<std::vector<int64_t>>(), epochs) << tag;
+  for (const char* tag : {"config/text_summary", "indiv/text_summary", "treat/text_summary"})
+    EXPECT_TRUE(r["text"].contains(tag)) << tag << " in " << r["text"].dump();
+  EXPECT_NE(r["text"]["indiv/text_summary"].get<std::string>().find("MLP"), std::string::npos);
+  // The batch losses (every 3 batches of 8; 9 batches an epoch): steps 3, 6, 9, 12, ... once each,
+  // over the three epochs, wherever they are kept.
+  std::vector<int64_t> steps;
+  for (const auto& [run, data] : runs.items())
+    if (data["scalars"].contains("train_loss_step"))
+      for (const auto& s : data["scalars"]["train_loss_step"]) steps.push_back(s.get<int64_t>());
+  std::vector<int64_t> expected;
+  for (int64_t s = 3; s <= 27; s += 3) expected.push_back(s);
+  EXPECT_EQ(steps, expected) << runs.dump(1);
 }
 
 TEST(Progress, WithoutATerminalLinesAreFewAndPlain) {

@@ -2,6 +2,7 @@
 #include "quantlab/log/training_log.h"
 
 #include <cmath>
+#include <filesystem>
 #include <sstream>
 
 #include "quantlab/nn/ana_layers.h"
@@ -71,7 +72,8 @@ std::string python_str(const nlohmann::json& value) {
   return out;
 }
 
-TrainingLog::TrainingLog(const std::string& stats_dir, Experiment& exp) : writer_(stats_dir), exp_(exp) {}
+TrainingLog::TrainingLog(const std::string& stats_dir, Experiment& exp)
+    : writer_(stats_dir), stats_dir_(stats_dir), exp_(exp) {}
 
 void TrainingLog::on_start(const TrainingState& state, bool new_folder) {
   if (new_folder) {
@@ -83,7 +85,8 @@ void TrainingLog::on_start(const TrainingState& state, bool new_folder) {
     while (std::getline(lines, line)) text += "    " + line + "\n";
     writer_.add_text("config", text, 0);
   }
-  if (state.epoch > 0) writer_.add_session_start(state.epoch + 1);
+  resumed_ = state.epoch > 0;
+  if (resumed_) writer_.add_session_start(state.epoch + 1);
   writer_.flush();
 }
 
@@ -126,8 +129,18 @@ void TrainingLog::on_epoch(const EpochRecord& r) {
     }
   }
   writer_.flush();
+  if (steps_) steps_->flush();
 }
 
-void TrainingLog::on_step(int64_t step, double loss) { writer_.add_scalar("train_loss_step", loss, step); }
+void TrainingLog::on_step(int64_t step, double loss) {
+  if (!steps_) {
+    std::filesystem::create_directories(stats_dir_ + "/steps");
+    steps_ = std::make_unique<EventWriter>(stats_dir_ + "/steps");
+    // A resume's first batch loss restarts this run's session there: TensorBoard drops what an
+    // abandoned epoch logged from that step on, and nothing of the epoch-numbered run.
+    if (resumed_) steps_->add_session_start(step);
+  }
+  steps_->add_scalar("train_loss_step", loss, step);
+}
 
 }  // namespace quantlab

@@ -11,11 +11,14 @@
 //                     module's noise (noise/<module>/sigma_forward, .../sigma_backward, .../mu)
 //   every validation: weights/<layer> histograms and the fraction of each quantized layer's
 //                     weights on each level (levels/<layer>/<level>)
-//   every N batches:  train_loss_step (--log_every=N)
+//   every N batches:  train_loss_step (--log_every=N), in stats/steps/ (a run of its own: its
+//                     steps count batches, and TensorBoard's restart purge works per run)
 // Epoch events use the 1-based epoch as step; a resumed run writes a session restart at the first
-// new epoch, so TensorBoard shows one curve. Files are flushed after every epoch.
+// new epoch (and stats/steps/ at its first new batch loss), so TensorBoard shows one curve.
+// Files are flushed after every epoch.
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -38,6 +41,9 @@ class TrainingLog {
 
  private:
   EventWriter writer_;
+  std::string stats_dir_;
+  std::unique_ptr<EventWriter> steps_;  // stats/steps/, made at the first batch loss
+  bool resumed_ = false;
   Experiment& exp_;
 };
 
