@@ -2,8 +2,8 @@
 # Integer export on Fashion-MNIST (docs/EXPORT.md): for each trained experiment, the .qlm model and
 # the ONNX model, their sizes against the float weights, the integer runtime's parity with the float
 # network on the 10,000 test images, its speed against libtorch's float evaluation on 1 thread and
-# on all threads, the ONNX checker (python3-onnx) and ONNX Runtime's labels (npm's
-# onnxruntime-node, run with Debian's nodejs) against the runtime's.
+# on all threads, the ONNX checker and ONNX Runtime's labels against the runtime's (PyPI's onnx and
+# onnxruntime, in the build's venv: QL_TOOLS_PYTHON, which `make bench` sets).
 #   bench/export.sh [BUILD] [HOME EXP_ID ...]
 # Without experiments it trains the demo's ternary MLP (FashionMNIST/config.json) in a temporary
 # main folder first; QL_BENCH_VGG_EXPORT=1 trains and exports the ternary VGG too (about an hour).
@@ -13,8 +13,8 @@ shift || true
 ROOT=$(pwd)
 OUT=$ROOT/$BUILD/bench-results
 mkdir -p "$OUT"
-# Debian's python3 (python3-onnx), not whatever python3 comes first on PATH.
-PY=${PY:-/usr/bin/python3}
+# The Python with onnx and onnxruntime (make bench: the build's venv).
+PY=${QL_TOOLS_PYTHON:-$ROOT/$BUILD/venv/bin/python}
 QL=$ROOT/$BUILD/quantlab
 pairs=("$@")
 if [ ${#pairs[@]} -eq 0 ]; then
@@ -29,16 +29,9 @@ if [ ${#pairs[@]} -eq 0 ]; then
     pairs+=("$HOME_DIR" 2)
   fi
 fi
-# ONNX Runtime for Node.js, from the npm registry (its install script, which fetches GPU builds, is
-# skipped). Node.js itself: the machine's, or Debian's nodejs and npm (`apt-get install nodejs npm`).
-NODE_DIR=$ROOT/$BUILD/onnx-node
-if ! command -v node > /dev/null || ! command -v npm > /dev/null; then
-  echo "note: no node/npm here; ONNX Runtime's check is skipped (apt-get install nodejs npm)" >&2
-elif [ ! -d "$NODE_DIR/node_modules/onnxruntime-node" ]; then
-  mkdir -p "$NODE_DIR"
-  (cd "$NODE_DIR" && npm init -y > /dev/null && npm install --ignore-scripts onnxruntime-node@1 > npm.log 2>&1) || true
+if ! "$PY" -c 'import onnx, onnxruntime' 2> /dev/null; then
+  echo "note: $PY has no onnx / onnxruntime; the ONNX checks are skipped (make bench sets up the venv)" >&2
 fi
-mkdir -p "$NODE_DIR" && cp bench/onnx/run_onnx.js "$NODE_DIR/"
 echo
 echo "## Integer export (Fashion-MNIST test set, 10,000 images)"
 echo "| experiment | model bytes | float weights bytes | smaller | parity with the float network | ONNX checker | ONNX Runtime labels | images/s 1 thread: float / integer | all threads: float / integer |"
@@ -59,7 +52,7 @@ while [ ${#pairs[@]} -ge 2 ]; do
   "$QL" export --problem=FashionMNIST --exp_id="$id" --home="$home" --format=onnx --no_check --out="$onnx" >> "$log" 2>&1
   checker=$("$PY" -c "import onnx,sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True); print('passes')" "$onnx" 2>&1 | tail -1)
   "$QL" infer --model="$qlm" --problem=FashionMNIST --home="$home" --labels="$OUT/labels_$id.txt" >> "$log" 2>&1
-  ort=$( (cd "$NODE_DIR" && node run_onnx.js "$onnx" /usr/share/datasets/fashion-mnist "$OUT/labels_$id.txt" 2>&1 || true) | tail -1)
+  ort=$("$PY" bench/onnx/run_onnx.py "$onnx" /usr/share/datasets/fashion-mnist "$OUT/labels_$id.txt" 2>&1 | tail -1 || true)
   ortagree=$(echo "$ort" | "$PY" -c "import json,sys
 try:
     r = json.loads(sys.stdin.read()); print('%d of %d agree (accuracy %.2f%%)' % (r['agree'], r['images'], r['accuracy']))

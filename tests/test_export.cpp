@@ -249,14 +249,40 @@ TEST(Export, OnnxModelPassesTheOnnxChecker) {
   std::ostringstream out;
   const ExportResult r = run_export(o, out);
   EXPECT_TRUE(fs::exists(r.file));
-  if (std::system("/usr/bin/python3 -c 'import onnx' 2>/dev/null") != 0)
-    GTEST_SKIP() << "Debian's python3-onnx is not installed (make test installs it)";
+  if (!testing::tools_python_has("onnx")) GTEST_SKIP() << testing::tools_python_missing("onnx");
   std::string log;
-  EXPECT_EQ(testing::run_python(
+  EXPECT_EQ(testing::run_tools_python(
                 "import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True); print('ok')",
                 r.file, log),
             0)
       << log;
+}
+
+// ONNX Runtime itself (PyPI's onnxruntime, bench/onnx/run_onnx.py) runs the exported model and
+// gives, image by image, the integer runtime's labels.
+TEST(Export, OnnxRuntimeGivesTheIntegerRuntimesLabels) {
+  if (!testing::tools_python_has("onnxruntime")) GTEST_SKIP() << testing::tools_python_missing("onnxruntime");
+  Trained t(mlp_config(2), "MLP");
+  auto o = t.options();
+  o.check = false;
+  std::ostringstream out;
+  const ExportResult qlm = run_export(o, out);
+  o.format = "onnx";
+  const ExportResult onnx = run_export(o, out);
+  InferOptions io;
+  io.model = qlm.file, io.problem = "Toy", io.home = t.home.path(), io.threads = 1;
+  io.labels_out = t.home.path() + "/labels.txt";
+  std::ostringstream infer;
+  run_infer(io, infer);
+  std::string log;
+  ASSERT_EQ(testing::run_script_file(testing::tools_python(), std::string(QL_SOURCE_DIR) + "/bench/onnx/run_onnx.py",
+                                     {onnx.file, t.home.path() + "/Toy/data", io.labels_out}, log),
+            0)
+      << log;
+  const auto r = nlohmann::json::parse(log.substr(log.find('{')));
+  EXPECT_EQ(r["images"], 200) << log;
+  EXPECT_EQ(r["agree"], r["images"]) << log;
+  EXPECT_GT(r["accuracy"].get<double>(), 35.0) << "a trained network: agreement on it means something";
 }
 
 TEST(Export, BadInputIsNamedAndWritesNothing) {
