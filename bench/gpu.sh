@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Everything the GPU needs checking and measuring (docs/GPU.md), on a fresh GPU machine in one go:
-#   bench/gpu.sh [BUILD]          default BUILD=build-gpu; results in BUILD/bench-results/gpu.md
-#                                 and gpu.jsonl (every measurement, one JSON object a line)
+#   bench/gpu.sh [--dry-run] [BUILD]   default BUILD=build-gpu; results in BUILD/bench-results/gpu.md
+#                                      and gpu.jsonl (every measurement, one JSON object a line)
+# --dry-run: on a machine without a GPU (CI), every stage with the same binaries, flags and result
+# parsing on the CPU at toy sizes, against the PyTorch 2.x build of `make build TORCH=pip` (default
+# BUILD=build-pip): whoever gets a GPU machine then only has to run the script.
 # Environment: QL_GPU_STEPS (timed steps, 20), QL_GPU_SKIP_BUILD=1, QL_GPU_SKIP_DEMO=1,
 # QL_GPU_SKIP_PIPELINE=1, PYTHON (the python3 that holds the CUDA PyTorch).
 #  1. build against that PyTorch's libtorch (make build TORCH=python), the other packages from
@@ -13,14 +16,40 @@
 #     networks, batch, precision, cuDNN benchmark mode on both; float32 and --amp; channels-last
 #     for the convolutional networks on both
 #  5. the Fashion-MNIST demo config trained in float32 and with --amp (test accuracy, epoch time)
-#  6. the ImageNet pipeline on a generated JPEG tree: decoding rate with every core, and the data
+#  6. a 1-rank NCCL run (torchrun's variables) that trains an epoch and checkpoints
+#  7. the ImageNet pipeline on a generated JPEG tree: decoding rate with every core, and the data
 #     wait of an AlexNet epoch on the GPU
 # Every stage runs on when an earlier one fails; the summary says which failed.
 set -uo pipefail
-BUILD=${1:-build-gpu}
+DRY=0
+if [ "${1:-}" = --dry-run ]; then
+  DRY=1
+  shift
+fi
+if [ $DRY = 1 ]; then
+  BUILD=${1:-build-pip}
+  DEV=cpu
+  PY=${PYTHON:-$BUILD/venv/bin/python}
+  STEPS=${QL_GPU_STEPS:-2}
+  WARMUP=1
+  N=65536
+  BATCH_SMALL=8  # every step's batch at toy size
+  IMAGES=200  # every class gets validation pictures from the 100th on
+  EPOCHS=1
+  BUILD_CMD=(make build TORCH=pip BUILD="$BUILD")
+else
+  BUILD=${1:-build-gpu}
+  DEV=cuda
+  PY=${PYTHON:-python3}
+  STEPS=${QL_GPU_STEPS:-20}
+  WARMUP=5
+  N=16777216
+  BATCH_SMALL=
+  IMAGES=2560
+  EPOCHS=
+  BUILD_CMD=(make build TORCH=python PYTHON="$PY" BUILD="$BUILD")
+fi
 OUT=$BUILD/bench-results
-PY=${PYTHON:-python3}
-STEPS=${QL_GPU_STEPS:-20}
 mkdir -p "$OUT"
 JSONL=$OUT/gpu.jsonl
 SUMMARY=$OUT/gpu.md
@@ -39,15 +68,15 @@ record() { grep '^{' | tail -1 >> "$JSONL"; }
   echo "- CUDA: $(nvcc --version 2>/dev/null | grep -o 'release [0-9.]*' || echo 'no nvcc')"
   echo "- PyTorch: $($PY -c 'import torch; print(torch.__version__, "cuDNN", torch.backends.cudnn.version())' 2>/dev/null)"
   echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
-  echo "- command: bench/gpu.sh $BUILD"
+  echo "- command: bench/gpu.sh $([ $DRY = 1 ] && echo '--dry-run ')$BUILD"
+  [ $DRY = 1 ] && echo "- DRY RUN on the CPU at toy sizes: checks the script, measures nothing"
   echo
 } > "$SUMMARY"
 
 # 1. Build.
 if [ "${QL_GPU_SKIP_BUILD:-0}" != 1 ]; then
   stage "build"
-  export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
-  if ! make build TORCH=python PYTHON="$PY" BUILD="$BUILD" >> "$LOG" 2>&1; then
+  if ! "${BUILD_CMD[@]}" >> "$LOG" 2>&1; then
     failed+=("build")
     echo "build failed: the end of $LOG says why" | tee -a "$SUMMARY"
     tail -40 "$LOG"
@@ -77,15 +106,24 @@ grep -q FAILED "$SUMMARY" && failed+=("tests")
 stage "ANA kernel"
 {
   echo
-  echo "## The ANA operator alone, 2^24 elements (forward: 8 bytes per element, backward: 12)"
+  echo "## The ANA operator alone, $N elements (forward: 8 bytes per element, backward: 12)"
   echo "| implementation | levels | forward µs | backward µs | forward GB/s | backward GB/s | copy GB/s | forward / copy rate |"
   echo "|---|---|---|---|---|---|---|---|"
 } >> "$SUMMARY"
 for impl in fused tensor_ops; do
   for levels in 3 15; do
-    line=$("$BUILD/bench/ana_op" --device cuda --impl $impl --levels $levels --n 16777216 --reps 50 2>>"$LOG" | tail -1)
+    line=$("$BUILD/bench/ana_op" --device $DEV --impl $impl --levels $levels --n $N --reps 50 2>>"$LOG" | tail -1)
     echo "$line" | record
-    echo "$line" | $PY -c "import json,sys; r=json.loads(sys.stdin.read()); print('| %s | %d | %.1f | %.1f | %.0f | %.0f | %.0f | %.0f %% |' % (r['impl'], r['levels'], r['forward_us'], r['backward_us'], r['forward_gbps'], r['backward_gbps'], r['copy_gbps'], 100 * r['forward_of_copy']))" >> "$SUMMARY" 2>>"$LOG" || failed+=("ana_op $impl $levels")
+    # The CPU (dry run) prints forward + backward together and no copy rate.
+    echo "$line" | $PY -c "
+import json, sys
+r = json.loads(sys.stdin.read())
+if 'forward_us' in r:
+    print('| %s | %d | %.1f | %.1f | %.0f | %.0f | %.0f | %.0f %% |' % (r['impl'], r['levels'], r['forward_us'], r['backward_us'],
+          r['forward_gbps'], r['backward_gbps'], r['copy_gbps'], 100 * r['forward_of_copy']))
+else:
+    print('| %s | %d | forward + backward %.1f ms on the CPU | | | | | |' % (r['impl'], r['levels'], r['fwd_bwd_ms']))
+" >> "$SUMMARY" 2>>"$LOG" || failed+=("ana_op $impl $levels")
   done
 done
 
@@ -116,15 +154,15 @@ PYEOF
 for spec in "mlp 1 256 1x28x28 plain" "vgg 1 128 3x32x32 plain,cl" "alexnet 1 256 3x224x224 plain,cl" \
             "mobilenetv2 1 128 3x224x224 plain,cl"; do
   set -- $spec
-  net=$1 cap=$2 batch=$3 input=$4
+  net=$1 cap=$2 batch=${BATCH_SMALL:-$3} input=$4
   classes=$([ "$net" = mlp ] || [ "$net" = vgg ] && echo 10 || echo 1000)
   for amp in "" "--amp"; do
     for layout in ${5//,/ }; do
       cl=$([ "$layout" = cl ] && echo "--channels_last" || true)
-      c=$("$BUILD/bench/train_step" "$CFG/$net.json" --device cuda --capacity "$cap" --batch "$batch" --input "$input" \
-          --classes "$classes" --steps "$STEPS" --warmup 5 $amp $cl 2>>"$LOG" | tail -1)
-      p=$($PY bench/train_step.py --net "$net" --device cuda --capacity "$cap" --batch "$batch" --input "$input" \
-          --steps "$STEPS" --warmup 5 $amp $cl 2>>"$LOG" | tail -1)
+      c=$("$BUILD/bench/train_step" "$CFG/$net.json" --device $DEV --capacity "$cap" --batch "$batch" --input "$input" \
+          --classes "$classes" --steps "$STEPS" --warmup $WARMUP $amp $cl 2>>"$LOG" | tail -1)
+      p=$($PY bench/train_step.py --net "$net" --device $DEV --capacity "$cap" --batch "$batch" --input "$input" \
+          --steps "$STEPS" --warmup $WARMUP $amp $cl 2>>"$LOG" | tail -1)
       echo "$c" | record
       echo "$p" | record
       $PY - "$net" "$batch" "${amp:-fp32}" "$layout" "$c" "$p" >> "$SUMMARY" 2>>"$LOG" <<'PYEOF' || failed+=("step $net $amp $layout")
@@ -134,58 +172,86 @@ c, p = json.loads(c), json.loads(p)
 prec = "bf16 products" if amp == "--amp" else "float32"
 lay = "channels-last" if layout == "cl" else "as given"
 print("| %s | %s | %s | %s | %.0f | %.0f | %.2fx | %g |" % (net, batch, prec, lay, c["images_per_s"], p["images_per_s"],
-      c["images_per_s"] / p["images_per_s"], c["host_syncs_per_step"]))
+      c["images_per_s"] / p["images_per_s"], c.get("host_syncs_per_step", float("nan"))))
 PYEOF
     done
   done
 done
+
+# A shipped config into a fresh main folder: copy_config SRC DEST [EPOCHS] [BS_TRAIN]
+copy_config() {
+  $PY - "$@" <<'PYEOF'
+import json, sys
+c = json.load(open(sys.argv[1]))
+if len(sys.argv) > 3 and sys.argv[3]:
+    c["treat"]["max_epoch"] = int(sys.argv[3])
+if len(sys.argv) > 4 and sys.argv[4]:
+    c["treat"]["data"]["bs_train"] = c["treat"]["data"]["bs_valid"] = int(sys.argv[4])
+json.dump(c, open(sys.argv[2], "w"))
+PYEOF
+}
 
 # 5. The Fashion-MNIST demo, float32 and --amp.
 if [ "${QL_GPU_SKIP_DEMO:-0}" != 1 ]; then
   stage "demo accuracy"
   {
     echo
-    echo "## Fashion-MNIST demo config (ternary MLP, FashionMNIST/config.json) on the GPU"
+    echo "## Fashion-MNIST demo config (ternary MLP, FashionMNIST/config.json) on $DEV"
     echo "| precision | test accuracy | wall time |"
     echo "|---|---|---|"
   } >> "$SUMMARY"
   for amp in "" "--amp"; do
     home=$(mktemp -d)
     mkdir -p "$home/FashionMNIST"
-    cp FashionMNIST/config.json "$home/FashionMNIST/"
+    copy_config FashionMNIST/config.json "$home/FashionMNIST/config.json" "$EPOCHS"
     t=$(date +%s.%N)
-    "$QL" --problem=FashionMNIST --topology=MLP --home="$home" --data="$DATA" --device=cuda --ckpt_every=0 $amp \
+    "$QL" --problem=FashionMNIST --topology=MLP --home="$home" --data="$DATA" --device=$DEV --ckpt_every=0 $amp \
       > "$OUT/demo${amp:+_amp}.log" 2>&1 || failed+=("demo $amp")
     t=$(awk "BEGIN{print $(date +%s.%N) - $t}")
     acc=$(grep -o 'test with the weights.*acc [0-9.]*%' "$OUT/demo${amp:+_amp}.log" | grep -o 'acc [0-9.]*%' | tail -1)
+    [ -n "$acc" ] || failed+=("demo $amp: no test accuracy")
     echo "{\"demo\": \"${amp:-fp32}\", \"test\": \"$acc\", \"wall_s\": $t}" >> "$JSONL"
     printf '| %s | %s | %.0f s |\n' "${amp:-float32}" "${acc#acc }" "$t" >> "$SUMMARY"
     rm -rf "$home"
   done
 fi
 
-# 6. The ImageNet pipeline against the GPU's appetite.
+# 6. A 1-rank data-parallel run as torchrun starts it: NCCL on the GPU (Gloo in the dry run).
+stage "1-rank NCCL run"
+home=$(mktemp -d)
+mkdir -p "$home/FashionMNIST"
+copy_config FashionMNIST/config.json "$home/FashionMNIST/config.json" 1
+QUANTLAB_DIST=1 RANK=0 WORLD_SIZE=1 LOCAL_RANK=0 LOCAL_WORLD_SIZE=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=$((29600 + RANDOM % 300)) \
+  "$QL" --problem=FashionMNIST --topology=MLP --home="$home" --data="$DATA" --device=$DEV \
+  > "$OUT/nccl_1rank.log" 2>&1 || failed+=("1-rank NCCL run")
+backend=$(grep -o 'rank 0 of 1 ([a-z]*' "$OUT/nccl_1rank.log" | grep -o '[a-z]*$' || true)
+ckpt=$([ -f "$home/FashionMNIST/logs/exp001/saves/last.ckpt" ] && echo yes || echo no)
+[ "$ckpt" = yes ] || failed+=("1-rank NCCL run: no checkpoint")
+{
+  echo
+  echo "## A 1-rank data-parallel run (torchrun's variables) on $DEV"
+  echo "- backend: ${backend:-none named}; checkpoint written: $ckpt; $(grep -m1 'epoch 1/1 |' "$OUT/nccl_1rank.log" || echo 'no epoch line')"
+} >> "$SUMMARY"
+rm -rf "$home"
+
+# 7. The ImageNet pipeline against the GPU's appetite.
 if [ "${QL_GPU_SKIP_PIPELINE:-0}" != 1 ]; then
   stage "ImageNet pipeline"
   TREE=$OUT/imagetree
-  [ -d "$TREE/train" ] || "$BUILD/bench/image_pipeline" --generate "$TREE" --count 2560 >> "$LOG" 2>&1
-  rate=$("$BUILD/bench/image_pipeline" "$TREE" --workers "$(nproc)" --augment original --batches 30 2>>"$LOG" | tail -1)
+  [ -d "$TREE/train" ] || "$BUILD/bench/image_pipeline" --generate "$TREE" --count $IMAGES >> "$LOG" 2>&1
+  rate=$("$BUILD/bench/image_pipeline" "$TREE" --workers "$(nproc)" --augment original --batches $([ $DRY = 1 ] && echo 2 || echo 30) 2>>"$LOG" | tail -1)
   echo "$rate" | record
   home=$(mktemp -d)
   mkdir -p "$home/ImageNet"
-  $PY - "$home/ImageNet/config.json" <<'PYEOF'
-import json, sys
-c = json.load(open("ImageNet/config.json"))
-c["treat"]["max_epoch"] = 1
-json.dump(c, open(sys.argv[1], "w"))
-PYEOF
-  "$QL" --problem=ImageNet --topology=AlexNet --home="$home" --data="$TREE" --device=cuda --ckpt_every=0 \
+  copy_config ImageNet/config.json "$home/ImageNet/config.json" 1 "$BATCH_SMALL"
+  "$QL" --problem=ImageNet --topology=AlexNet --home="$home" --data="$TREE" --device=$DEV --ckpt_every=0 \
     > "$OUT/alexnet_epoch.log" 2>&1 || failed+=("AlexNet epoch")
   wait_line=$(grep -m1 'epoch 1/1 |' "$OUT/alexnet_epoch.log" || true)
+  [ -n "$wait_line" ] || failed+=("AlexNet epoch: no epoch line")
   rm -rf "$home"
   {
     echo
-    echo "## ImageNet pipeline ($(nproc) decoding workers, training transforms) against the GPU"
+    echo "## ImageNet pipeline ($(nproc) decoding workers, training transforms) against $DEV"
     echo "- decoded + augmented: $(echo "$rate" | grep -o '"images_per_s": [0-9.]*' | awk '{printf "%.0f", $2}') images/s"
     echo "- what the steps consume: see the AlexNet and MobileNetV2 rows above (images/s)"
     echo "- an AlexNet epoch on $(find "$TREE/train" -name '*.JPEG' | wc -l) generated JPEGs: \`${wait_line:-no epoch line}\`"
@@ -198,3 +264,4 @@ fi
   echo "Total: $(($(date +%s) - T0)) s. Failed stages: $list"
 } >> "$SUMMARY"
 cat "$SUMMARY"
+[ ${#failed[@]} -eq 0 ]

@@ -25,6 +25,8 @@
 #include "quantlab/experiment/launch.h"
 #include "quantlab/experiment/logbook.h"
 #include "quantlab/topology/network.h"
+#include "quantlab/util/error.h"
+#include "quantlab/util/runtime.h"
 #include "test_util.h"
 
 namespace quantlab {
@@ -171,6 +173,8 @@ TEST(Distributed, ChildRank) {
 TEST(Distributed, TheEnvironmentOfTorchrunSlurmAndTheLauncher) {
   EXPECT_FALSE(dist::environment_from({}).has_value());
   EXPECT_FALSE(dist::environment_from({{"RANK", "0"}, {"WORLD_SIZE", "1"}}).has_value());  // one process
+  // ... unless the data-parallel path is asked for (a check of the backend on one GPU).
+  EXPECT_TRUE(dist::environment_from({{"RANK", "0"}, {"WORLD_SIZE", "1"}, {"QUANTLAB_DIST", "1"}}).has_value());
   const auto t = dist::environment_from({{"RANK", "3"},
                                          {"WORLD_SIZE", "8"},
                                          {"LOCAL_RANK", "1"},
@@ -420,6 +424,39 @@ TEST(Distributed, APortInUseOrAnUnreachableMasterIsNamed) {
   EXPECT_NE(log.find("rank 1 cannot reach the master at 127.0.0.1:" + nobody + " within 3 s"), std::string::npos)
       << log;
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 30.0);
+}
+
+TEST(Distributed, OneProcessOnTheDataParallelPathTrainsAndCheckpoints) {
+  Home home(mlp_config(1), 160);
+  TempDir tmp;
+  const std::vector<std::pair<std::string, std::string>> env = {{"QUANTLAB_DIST", "1"},
+                                                                {"RANK", "0"},
+                                                                {"WORLD_SIZE", "1"},
+                                                                {"MASTER_ADDR", "127.0.0.1"},
+                                                                {"MASTER_PORT", std::to_string(free_port())}};
+  const int code = testing::wait_exit(
+      testing::spawn_program(QL_BINARY, split_args(home.args("MLP", "--dist_timeout=20")), env, tmp.path() + "/log"));
+  const std::string log = testing::slurp(tmp.path() + "/log");
+  EXPECT_EQ(code, 0) << log;
+  EXPECT_NE(log.find("rank 0 of 1 (gloo"), std::string::npos) << log;
+  EXPECT_TRUE(fs::exists(home.saves(1) + "/last.ckpt")) << log;
+}
+
+TEST(Distributed, NcclOnAMachineWithoutAGpuIsAMessageNotACrash) {
+  // The NCCL process group is chosen for CUDA devices; here no GPU is visible (a GPU machine skips).
+  if (torch::cuda::device_count() > 0) GTEST_SKIP() << "this machine has a GPU: NCCL can start";
+  dist::Environment env;
+  env.master_port = free_port();
+  try {
+    dist::Communicator::connect(env, torch::kCUDA, std::chrono::milliseconds(3000));
+    FAIL() << "a CUDA process group formed without a GPU";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("rank 0: data-parallel training on CUDA (NCCL) needs a GPU on every rank, and this one sees none"),
+              std::string::npos)
+        << m;
+    EXPECT_NE(m.find(cuda_unavailable_reason()), std::string::npos) << m;
+  }
 }
 
 }  // namespace

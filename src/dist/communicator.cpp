@@ -5,17 +5,18 @@
 
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-// NCCL where libtorch was built with CUDA (its header declares the class only under USE_C10D_NCCL).
-#if defined(QL_WITH_CUDA) && __has_include(<torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>)
+// NCCL where libtorch was built with CUDA and has its process group (QL_WITH_NCCL, set by CMake;
+// the header declares the class only under USE_C10D_NCCL).
+#ifdef QL_WITH_NCCL
 #ifndef USE_C10D_NCCL
 #define USE_C10D_NCCL
 #endif
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
-#define QL_WITH_NCCL 1
 #endif
 
 #include "quantlab/experiment/logbook.h"  // process_alive
 #include "quantlab/util/error.h"
+#include "quantlab/util/runtime.h"
 
 namespace quantlab::dist {
 namespace {
@@ -28,9 +29,7 @@ std::string host_name() {
   return host;
 }
 
-bool is_loopback(const std::string& addr) {
-  return addr == "localhost" || addr.rfind("127.", 0) == 0 || addr == "::1";
-}
+bool is_loopback(const std::string& addr) { return addr == "localhost" || addr.rfind("127.", 0) == 0 || addr == "::1"; }
 
 // A process group of any c10d backend with allreduce, broadcast and allgather.
 template <typename Group>
@@ -128,6 +127,10 @@ c10::intrusive_ptr<c10d::Store> make_store(const Environment& env, std::chrono::
 
 std::unique_ptr<Communicator> Communicator::connect(const Environment& env, torch::Device device,
                                                     std::chrono::milliseconds timeout) {
+  // NCCL needs a GPU on every rank: said before anything connects, not by the process group.
+  if (device.is_cuda() && torch::cuda::device_count() == 0)
+    throw Error("rank " + std::to_string(env.rank) + ": data-parallel training on CUDA (NCCL) needs a GPU on every " +
+                "rank, and this one sees none: " + cuda_unavailable_reason());
   auto store = make_store(env, timeout);
   std::unique_ptr<Communicator> comm;
   if (device.is_cuda()) {
@@ -138,13 +141,15 @@ std::unique_ptr<Communicator> Communicator::connect(const Environment& env, torc
       auto group = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, env.rank, env.world_size, options);
       comm = std::make_unique<GroupCommunicator<c10d::ProcessGroupNCCL>>(env, timeout, store, group, "nccl");
     } catch (const std::exception& e) {
-      throw Error("rank " + std::to_string(env.rank) + ": the NCCL process group did not form: " + first_line(e.what()));
+      throw Error("rank " + std::to_string(env.rank) +
+                  ": the NCCL process group did not form: " + first_line(e.what()));
     }
     comm->publish("rank/" + std::to_string(env.rank), std::to_string(getpid()) + " " + host_name());
     return comm;
 #else
-    throw Error("distributed training on CUDA needs libtorch's NCCL process group, and this QuantLab was built "
-                "without CUDA; run with --device=cpu (Gloo)");
+    throw Error(
+        "distributed training on CUDA needs libtorch's NCCL process group, and this QuantLab was built "
+        "without CUDA; run with --device=cpu (Gloo)");
 #endif
   }
   auto options = c10d::ProcessGroupGloo::Options::create(timeout);
@@ -194,17 +199,22 @@ void Communicator::fail_collective(const std::string& what, const std::string& d
       const std::string entry(v.begin(), v.end());
       const long pid = std::strtol(entry.c_str(), nullptr, 10);
       const std::string host = entry.substr(entry.find(' ') + 1);
-      if (host == here && !process_alive(pid)) gone.push_back("rank " + std::to_string(r) + " (PID " + std::to_string(pid) + ")");
+      if (host == here && !process_alive(pid))
+        gone.push_back("rank " + std::to_string(r) + " (PID " + std::to_string(pid) + ")");
     } catch (const std::exception&) {
       master_lost = true;
     }
   }
   std::string who;
-  if (master_lost) who = "rank 0 (the master, " + env_.master_addr + ") is gone";
-  else if (!gone.empty()) who = gone.front() + (gone.size() > 1 ? " and others are" : " is") + " gone";
-  else who = "another rank stopped answering (on another machine, or hung)";
-  throw Error("rank " + std::to_string(env_.rank) + ": " + what + " failed: " + who + "; stopping. The last checkpoint " +
-              "stays valid: resume with --load=last. (" + first_line(detail) + ")");
+  if (master_lost)
+    who = "rank 0 (the master, " + env_.master_addr + ") is gone";
+  else if (!gone.empty())
+    who = gone.front() + (gone.size() > 1 ? " and others are" : " is") + " gone";
+  else
+    who = "another rank stopped answering (on another machine, or hung)";
+  throw Error("rank " + std::to_string(env_.rank) + ": " + what + " failed: " + who +
+              "; stopping. The last checkpoint " + "stays valid: resume with --load=last. (" + first_line(detail) +
+              ")");
 }
 
 }  // namespace quantlab::dist

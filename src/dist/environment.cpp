@@ -90,8 +90,7 @@ std::optional<Environment> environment_from(const std::map<std::string, std::str
       e.master_addr = v.at("MASTER_ADDR");
     } else {
       const std::string nodes = text(v, "SLURM_JOB_NODELIST", text(v, "SLURM_NODELIST", ""));
-      if (nodes.empty())
-        throw Error("SLURM: no SLURM_JOB_NODELIST to take the master from; give --master_addr=HOST");
+      if (nodes.empty()) throw Error("SLURM: no SLURM_JOB_NODELIST to take the master from; give --master_addr=HOST");
       e.master_addr = first_slurm_host(nodes);
     }
     e.master_port = flags.master_port > 0 ? flags.master_port
@@ -99,7 +98,10 @@ std::optional<Environment> environment_from(const std::map<std::string, std::str
   } else {
     return std::nullopt;
   }
-  if (e.world_size == 1) return std::nullopt;  // one process: the ordinary run
+  // One process: the ordinary run, unless QUANTLAB_DIST=1 asks for the data-parallel path anyway
+  // (a check of the backend, e.g. NCCL on a machine with one GPU).
+  const auto forced = v.find("QUANTLAB_DIST");
+  if (e.world_size == 1 && (forced == v.end() || forced->second != "1")) return std::nullopt;
   check(e);
   return e;
 }

@@ -31,7 +31,8 @@ struct EnvironmentFlags {
   int master_port = 0;
 };
 
-// The distributed environment of this process, or nullopt for a single-process run. `vars`
+// The distributed environment of this process, or nullopt for a single-process run (a world of
+// one process is one, unless QUANTLAB_DIST=1 asks for the data-parallel path anyway). `vars`
 // stands for the process environment (tests pass their own). Throws Error naming the variable
 // when one is malformed or inconsistent.
 std::optional<Environment> environment_from(const std::map<std::string, std::string>& vars,
