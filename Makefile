@@ -58,7 +58,17 @@ export LD_LIBRARY_PATH := $(PREFIX)/usr/lib/x86_64-linux-gnu:$(PREFIX)/lib/x86_6
 else ifeq ($(TORCH),pip)
 # Evaluated by the shell when the build runs, once the venv exists.
 CMAKE_EXTRA = -DCMAKE_PREFIX_PATH="$$($(VENV)/bin/python -c 'import torch; print(torch.utils.cmake_prefix_path)')" \
-              -DQL_PYTHON=$(VENV)/bin/python -DQL_TOOLS_PYTHON=$(VENV)/bin/python
+              -DQL_PYTHON=$(VENV)/bin/python -DQL_TOOLS_PYTHON=$(VENV)/bin/python $(CUDA_ROOT_FLAG)
+# Without nvcc (no CUDA toolkit): PyTorch's CMake files need a working CUDA compiler even only to
+# link libtorch_cuda, so PyPI's compiler of the wheel's CUDA release goes into the venv
+# (tools/cuda_from_wheels.sh) and QuantLab's CUDA kernels are built with it. NVCC=pip does so even
+# where the machine has nvcc.
+NVCC ?= auto
+HAVE_NVCC := $(shell command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ] || [ -n "$$CUDACXX" ] && echo yes)
+ifneq ($(NVCC)$(HAVE_NVCC),autoyes)
+WHEEL_CUDA := $(abspath $(BUILD))/cuda
+CUDA_ROOT_FLAG = -DCUDA_TOOLKIT_ROOT_DIR=$(WHEEL_CUDA) -DCUDAToolkit_ROOT=$(WHEEL_CUDA) -DCMAKE_CUDA_COMPILER=$(WHEEL_CUDA)/bin/nvcc
+endif
 DEPS_STAMP := $(BUILD)/.deps-pip
 TEST_STAMP :=
 else ifeq ($(TORCH),debian)
@@ -98,6 +108,10 @@ $(BUILD)/.deps-pip: Makefile $(REQ_TORCH) $(REQ_TOOLS)
 	@$(call apt,deps,$(DEB_COMMON) $(DEB_DATA) python3-venv)
 	@tools/python_env.sh $(VENV) $(WHEELS) $(REQ_TORCH) $(REQ_TOOLS)
 	@$(VENV)/bin/python -c 'import torch; print("make: PyTorch", torch.__version__, "for CUDA", torch.version.cuda, "in $(VENV)")'
+ifneq ($(NVCC)$(HAVE_NVCC),autoyes)
+	@tools/python_env.sh $(VENV) $(WHEELS) $(REQ_TORCH) $(REQ_TOOLS) tools/python/requirements-nvcc.txt
+	@tools/cuda_from_wheels.sh $(VENV) $(WHEEL_CUDA)
+endif
 	@touch $@
 
 # The tools' venv of the Debian build (TensorBoard, ONNX, ONNX Runtime for the tests).

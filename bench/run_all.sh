@@ -6,12 +6,15 @@
 #                                   QL_BENCH_SKIP_IMAGES=1 (the ImageNet pipeline)  QL_BENCH_VGG_ACCURACY=1
 #                                   QL_BENCH_SKIP_DIST=1 (the data-parallel costs)  QL_BENCH_SKIP_EXPORT=1
 #                                   QL_BENCH_VGG_EXPORT=1 (train and export the ternary VGG too)
+#                                   QL_BENCH_PYTHON=PY (the Python side's interpreter: Debian's
+#                                   /usr/bin/python3 with PyTorch 1.13 by default)
 # OpenBLAS picks its kernels from OPENBLAS_CORETYPE: every speed figure is measured with the
 # environment's setting and, when the CPU has AVX-512 / AVX2, with SkylakeX / Haswell too.
 set -euo pipefail
 BUILD=${1:-build}
 OUT=$BUILD/bench-results
-PY=/usr/bin/python3
+# The Python side: Debian's PyTorch 1.13 by default; make bench TORCH=pip sets the venv's 2.x.
+PY=${QL_BENCH_PYTHON:-/usr/bin/python3}
 ROUNDS=${QL_BENCH_ROUNDS:-3}
 THREADS=${QL_BENCH_THREADS:-$(nproc)}
 # What quantlab sets for itself (mallopt at start-up, OMP_WAIT_POLICY by re-exec), given to Python
@@ -38,7 +41,7 @@ field() { $PY -c "import json,sys; print(json.loads(sys.stdin.readline())['$1'])
   echo "# QuantLab benchmarks ($(date -u +%Y-%m-%d))"
   echo
   echo "Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; threads: $THREADS;"
-  echo "OPENBLAS_CORETYPE in the environment: $env_label; libtorch $(dpkg-query -W -f='${Version}' libtorch-dev 2>/dev/null)."
+  echo "OPENBLAS_CORETYPE in the environment: $env_label; QuantLab's libtorch: $("$BUILD/quantlab" --version | sed -n 2p); Python side: PyTorch $($PY -c 'import torch; print(torch.__version__)')."
   echo
 } > "$SUMMARY"
 

@@ -8,7 +8,7 @@ squared hinge loss (MLP, VGG) or cross-entropy (AlexNet, MobileNetV2).
 
     train_step.py [--net mlp|vgg|alexnet|mobilenetv2] [--capacity 1] [--batch 256] [--steps 20]
                   [--warmup 3] [--threads N] [--baseline] [--device cpu|cuda] [--amp]
-                  [--channels_last] [--input CxHxW]
+                  [--channels_last] [--input CxHxW] [--compile]
 
 --amp: convolutions and matrix products on bfloat16 operands with float32 results, batch norm, ANA
 and the loss in float32 (what quantlab --amp does). On CUDA: cuDNN benchmark mode on, and the mean
@@ -249,6 +249,7 @@ def main():
     ap.add_argument("--amp", action="store_true")
     ap.add_argument("--channels_last", action="store_true")
     ap.add_argument("--input", default="")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the network (PyTorch 2.x)")
     a = ap.parse_args()
     AMP = a.amp
     if a.threads > 0:
@@ -268,6 +269,8 @@ def main():
     net.train()
     params = sum(p.numel() for p in net.parameters())
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    if a.compile:
+        net = torch.compile(net)  # the warm-up steps include the compilation
     y = torch.randint(classes, (a.batch,), device=dev)
     loss_fn = hinge_loss if classes == 10 else F.cross_entropy
     if dev.type == "cuda":
@@ -303,7 +306,8 @@ def main():
         if i >= a.warmup:
             fwd.append(t1 - t0); bwd.append(t2 - t1); stp.append(t3 - t2); tot.append(t3 - t0)
     med = lambda v: sorted(v)[len(v) // 2]
-    print(json.dumps({"impl": "python", "device": "cpu", "amp": a.amp, "threads": torch.get_num_threads(),
+    print(json.dumps({"impl": "python", "device": "cpu", "torch": torch.__version__, "compile": a.compile,
+                      "amp": a.amp, "threads": torch.get_num_threads(),
                       "parameters": params, "batch": a.batch, "step_s": med(tot), "images_per_s": a.batch / med(tot), "forward_s": med(fwd), "backward_s": med(bwd),
                       "optimizer_s": med(stp),
                       "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}))

@@ -79,6 +79,7 @@ EpochStats Trainer::run(data::BatchLoader& loader, bool train, bool track_metric
     const torch::Tensor host = acc.cpu();
     std::memcpy(sums, host.data_ptr<double>(), 3 * sizeof(double));
   };
+  const bool async = exp_.device.is_cuda();  // copies from the loader's pinned memory
   EpochStats s;
   auto fill = [&](const double* v) {
     s.samples = static_cast<int64_t>(v[3]);
@@ -99,7 +100,6 @@ EpochStats Trainer::run(data::BatchLoader& loader, bool train, bool track_metric
     const int64_t n = batch ? batch->labels.size(0) : 0;
     if (n == 0 && !(train && comm)) continue;  // every image of the batch was unreadable
     torch::Tensor scores, loss, y;
-    const bool async = exp_.device.is_cuda();  // from the loader's pinned memory
     if (n > 0) y = batch->labels.to(exp_.device, async);
     if (train) {
       if (comm) dist::broadcast_buffers(*exp_.net, *comm);  // rank 0's running statistics, as DDP

@@ -13,7 +13,8 @@
 namespace quantlab {
 
 #ifdef QL_LIBTORCH_CUDA
-namespace {
+// A named namespace: HostSyncWatch::State holds a CountingHandler (-Wsubobject-linkage).
+namespace host_sync_detail {
 
 #if TORCH_VERSION_MAJOR >= 2
 namespace warnings = c10::WarningUtils;
@@ -50,7 +51,10 @@ class CountingHandler : public c10::WarningHandler {
   c10::WarningHandler* next_;
 };
 
-}  // namespace
+}  // namespace host_sync_detail
+
+using host_sync_detail::CountingHandler;
+namespace warnings = host_sync_detail::warnings;
 
 struct HostSyncWatch::State {
   c10::cuda::SyncDebugMode previous;
