@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "quantlab/util/error.h"
+#include "quantlab/util/read_file.h"
 #include "quantlab/util/strings.h"
 
 namespace quantlab {
@@ -157,11 +158,9 @@ nlohmann::json parse_json_text(const std::string& text, const std::string& file)
 }
 
 nlohmann::json read_json_file(const std::string& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw IoError(file + ": cannot open for reading");
-  std::ostringstream text;
-  text << in.rdbuf();
-  return parse_json_text(text.str(), file);
+  // A config is a few kilobytes; 1 MiB is room for any (it is copied into every experiment and
+  // shown in TensorBoard), and a link to a device or a FIFO is refused, not read forever.
+  return parse_json_text(read_small_file(file, kMaxJsonFileBytes, "JSON file"), file);
 }
 
 }  // namespace quantlab

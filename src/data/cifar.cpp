@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "quantlab/util/error.h"
+#include "quantlab/util/read_file.h"
 
 namespace quantlab::data {
 namespace {
@@ -41,8 +42,13 @@ ImageSet read_cifar(const std::string& dir, CifarVariant v, bool train) {
   int64_t count = 0;
   for (const auto& name : files(v, train)) {
     const std::string file = dir + "/" + name;
+    std::error_code ec;
+    if (!std::filesystem::exists(file, ec)) throw IoError(file + ": missing; expected " + source(v));
+    require_regular_file(file, "CIFAR file");
+    if (std::filesystem::file_size(file, ec) > machine_memory_bytes())
+      throw IoError(file + ": larger than this machine's memory; not " + source(v));
     std::ifstream in(file, std::ios::binary);
-    if (!in) throw IoError(file + ": missing; expected " + source(v));
+    if (!in) throw IoError(file + ": cannot be read; expected " + source(v));
     const std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     const auto n = static_cast<int64_t>(bytes.size());
     if (n == 0 || n % record != 0)
@@ -54,6 +60,7 @@ ImageSet read_cifar(const std::string& dir, CifarVariant v, bool train) {
     labels.push_back(raw.select(1, label_bytes - 1).to(torch::kLong));
     count += n / record;
     set.label_files.push_back(file);
+    set.image_files.push_back(file);
     set.label_file_ends.push_back(count);
   }
   set.images = torch::cat(images);

@@ -60,7 +60,11 @@ constexpr int kMaxJsonDepth = 64;
 // Parses JSON text that came from `file`; errors name the file (and line for syntax errors).
 nlohmann::json parse_json_text(const std::string& text, const std::string& file);
 
-// Reads and parses a JSON file; errors name the file (and line for syntax errors).
+// The largest JSON file read (configs, status files): 1 MiB.
+constexpr size_t kMaxJsonFileBytes = size_t{1} << 20;
+
+// Reads and parses a JSON file (a regular file of at most kMaxJsonFileBytes); errors name the
+// file (and line for syntax errors).
 nlohmann::json read_json_file(const std::string& file);
 
 }  // namespace quantlab

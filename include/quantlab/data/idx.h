@@ -15,9 +15,12 @@ struct ImageSet {
   // The files the labels came from: samples [ends[k-1], ends[k]) are in files[k] (for messages).
   std::vector<std::string> label_files;
   std::vector<int64_t> label_file_ends;
+  // The files the images came from, by the same ends (the label files where one file holds both).
+  std::vector<std::string> image_files;
   int64_t size() const { return labels.size(0); }
-  // The file sample `i`'s label came from.
+  // The file sample `i`'s label / image came from.
   std::string label_file(int64_t i) const;
+  std::string image_file(int64_t i) const;
 };
 
 // Reads one IDX file (`path`, or `path + ".gz"` when only that exists). Throws IoError naming the
