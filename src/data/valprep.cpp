@@ -1,6 +1,9 @@
 // valprep: check every move, then move.
 #include "quantlab/data/valprep.h"
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -46,6 +49,11 @@ std::map<std::string, std::string> read_labels(const std::string& file) {
     while (!wnid.empty() && wnid.back() == '/') wnid.pop_back();
     if (!looks_like_wnid(wnid))
       throw IoError(file + ":" + std::to_string(n) + ": \"" + t[1] + "\" is not a WordNet id (n01440764, ...)");
+    const std::string& image = t[0];
+    if (image == "." || image == ".." || image.find('/') != std::string::npos || image.find('\\') != std::string::npos)
+      throw IoError(file + ":" + std::to_string(n) + ": \"" + image +
+                    "\" is not a plain file name of the images folder (a path: valprep moves only the folder's own "
+                    "files); nothing was moved");
     if (!labels.emplace(t[0], wnid).second)
       throw IoError(file + ":" + std::to_string(n) + ": " + t[0] + " is listed twice");
   }
@@ -79,8 +87,10 @@ ValprepReport sort_validation_images(const std::string& images_dir, const std::s
       continue;
     }
     const fs::path dst = fs::path(out_dir) / wnid / src.filename();
-    if (fs::exists(dst, ec)) taken.push_back(dst.string());
-    listed.insert(src.filename().string());
+    if (fs::exists(fs::symlink_status(dst, ec))) taken.push_back(dst.string());
+    if (!listed.insert(src.filename().string()).second)
+      throw IoError(label_file + ": " + name + " and another line name the same image, " + src.string() +
+                    "; nothing was moved");
     classes.insert(wnid);
     moves.emplace_back(src, dst);
   }
@@ -100,9 +110,14 @@ ValprepReport sort_validation_images(const std::string& images_dir, const std::s
   for (const auto& [src, dst] : moves) {
     fs::create_directories(dst.parent_path(), ec);
     if (ec) throw IoError(dst.parent_path().string() + ": cannot create the folder (" + ec.message() + ")");
-    fs::rename(src, dst, ec);
-    if (ec) {  // another file system: copy, then remove
-      fs::copy_file(src, dst, ec);
+    // link() + unlink(): a move that fails rather than replace a file that appeared meanwhile.
+    if (::link(src.c_str(), dst.c_str()) == 0) {
+      ::unlink(src.c_str());
+    } else if (errno == EEXIST) {
+      throw IoError("refusing to overwrite " + dst.string() + " (it appeared during the move) after " +
+                    std::to_string(report.moved) + " images were moved");
+    } else {  // another file system: copy (never over a file), then remove
+      fs::copy_file(src, dst, fs::copy_options::none, ec);
       if (ec)
         throw IoError("cannot move " + src.string() + " to " + dst.string() + " (" + ec.message() + ") after " +
                       std::to_string(report.moved) + " images were moved; run again to move the rest");

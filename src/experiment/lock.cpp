@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -26,8 +27,17 @@ long pid_in(const std::string& text) { return std::strtol(text.c_str(), nullptr,
 
 ExperimentLock::ExperimentLock(const std::string& dir, const std::string& what) {
   const std::string file = dir + "/.lock";
-  fd_ = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  // O_NOFOLLOW: a link put in the lock file's place is refused, never written through.
+  fd_ = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (fd_ < 0 && errno == ELOOP)
+    throw IoError(file + ": is a symbolic link; the experiment's lock file must be a file of its own (remove the link)");
   if (fd_ < 0) throw IoError(file + ": cannot open the experiment's lock file (" + std::strerror(errno) + ")");
+  struct stat st {};
+  if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd_);
+    fd_ = -1;
+    throw IoError(file + ": is not a regular file; the experiment's lock file must be a file of its own");
+  }
   if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;
     const std::string text = read_text(fd_);
@@ -56,7 +66,7 @@ ExperimentLock::~ExperimentLock() {
 
 long ExperimentLock::holder(const std::string& dir) {
   const std::string file = dir + "/.lock";
-  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
   if (fd < 0) return 0;
   long pid = 0;
   if (::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK)

@@ -23,6 +23,8 @@ namespace {
 namespace fs = std::filesystem;
 
 // The number of an "expNNN" folder name, or -1.
+// The number of an "expNNN" folder name, or -1. Only the names QuantLab makes count (exp005, not
+// exp5 or exp0005), so one number is one folder.
 int64_t parse_id(const std::string& name) {
   if (name.size() < 4 || name.compare(0, 3, "exp") != 0) return -1;
   int64_t id = 0;
@@ -30,7 +32,7 @@ int64_t parse_id(const std::string& name) {
     if (name[i] < '0' || name[i] > '9' || i - 3 > 15) return -1;
     id = id * 10 + (name[i] - '0');
   }
-  return id;
+  return name == Logbook::folder_name(id) ? id : -1;
 }
 
 void fsync_path(const std::string& path, int flags) {
@@ -147,6 +149,17 @@ nlohmann::json Logbook::parent() const {
 
 bool process_alive(long pid) { return pid > 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM); }
 
+bool process_stopped(long pid) {
+  if (pid <= 0) return false;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(in, line)) return false;
+  const size_t paren = line.rfind(')');  // the name in parentheses may hold spaces
+  if (paren == std::string::npos || paren + 2 >= line.size()) return false;
+  const char state = line[paren + 2];
+  return state == 'T' || state == 't';
+}
+
 nlohmann::json Logbook::config() const {
   const std::string file = dir_ + "/config.json";
   std::error_code ec;
@@ -156,7 +169,8 @@ nlohmann::json Logbook::config() const {
 
 void write_file_atomically(const std::string& file, const std::string& text) {
   const std::string tmp = file + ".tmp." + std::to_string(getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  ::unlink(tmp.c_str());  // a leftover of this PID, or a link put there: never written through
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0644);
   if (fd < 0) throw IoError(tmp + ": cannot create (" + std::strerror(errno) + ")");
   size_t done = 0;
   int err = 0;

@@ -25,10 +25,36 @@ std::string absolute(const std::string& home, const std::string& p) {
                                    : (fs::path(home) / p).lexically_normal().string();
 }
 
-void make_dirs(const std::string& dir) {
+// What one call created, removed again when the call fails: links, and folders (only while empty).
+class Undo {
+ public:
+  ~Undo() {
+    if (done_) return;
+    std::error_code ec;
+    for (auto it = made_.rbegin(); it != made_.rend(); ++it) fs::remove(*it, ec);  // a non-empty folder stays
+  }
+  void made(const std::string& path) { made_.push_back(path); }
+  void commit() { done_ = true; }
+
+ private:
+  std::vector<std::string> made_;
+  bool done_ = false;
+};
+
+void make_dirs(const std::string& dir, Undo* undo = nullptr) {
+  // Each missing folder on the way, recorded so that a failure later removes it again.
+  std::vector<fs::path> missing;
   std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec || !fs::is_directory(dir)) throw IoError(dir + ": cannot create folder (" + ec.message() + ")");
+  for (fs::path p = fs::path(dir).lexically_normal(); !p.empty() && !fs::exists(p, ec); p = p.parent_path()) {
+    missing.push_back(p);
+    if (p == p.parent_path()) break;
+  }
+  for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
+    if (!fs::create_directory(*it, ec) && !fs::is_directory(*it))
+      throw IoError(dir + ": cannot create folder " + it->string() + " (" + ec.message() + ")");
+    if (undo) undo->made(it->string());
+  }
+  if (!fs::is_directory(dir, ec)) throw IoError(dir + ": cannot create folder (not a folder)");
 }
 
 // Writes and removes a small file: a folder that cannot take it fails now, not after an epoch.
@@ -49,7 +75,7 @@ void probe_writable(const std::string& dir) {
 
 // <home>/<Problem>/<leaf> -> `target`, made only when nothing is there yet. A folder or a link of
 // the user's is kept as it is; a dangling link is an error that says where it points.
-void link_into(const std::string& link, const std::string& target) {
+void link_into(const std::string& link, const std::string& target, Undo& undo) {
   std::error_code ec;
   const auto st = fs::symlink_status(link, ec);
   if (fs::is_symlink(st)) {
@@ -65,9 +91,24 @@ void link_into(const std::string& link, const std::string& target) {
     if (!fs::is_directory(st)) throw IoError(link + ": exists and is not a folder or a link");
     return;  // a real folder: the user's choice
   }
-  make_dirs(target);
+  make_dirs(target, &undo);
   fs::create_directory_symlink(target, link, ec);
   if (ec) throw IoError(link + ": cannot link to " + target + " (" + ec.message() + ")");
+  undo.made(link);
+}
+
+// Checks the two links before anything is made: a dangling one of the user's stops here.
+void check_link(const std::string& link) {
+  std::error_code ec;
+  const auto st = fs::symlink_status(link, ec);
+  if (fs::is_symlink(st) && !fs::is_directory(link, ec))
+    throw IoError(link + " is a link to " + fs::read_symlink(link, ec).string() +
+                  (fs::exists(link, ec) ? ", which is not a folder"
+                                        : ", which does not exist (a drive that is not mounted?); mount it, or remove "
+                                          "the link to use the storage of cfg/hard_storage.json") +
+                  "; nothing was created");
+  if (fs::exists(st) && !fs::is_symlink(st) && !fs::is_directory(st))
+    throw IoError(link + ": exists and is not a folder or a link; nothing was created");
 }
 
 std::string root_of(const JsonNode& root, const char* key, const std::string& home, const std::string& file) {
@@ -138,21 +179,27 @@ ProblemPaths problem_paths(const Storage& storage, const std::string& problem) {
 
 void prepare_storage(const Storage& storage, const ProblemPaths& p) {
   const std::string problem = fs::path(p.dir).filename().string();
-  link_into(p.data, storage.data_root + "/" + problem + "/data");
-  link_into(p.logs, storage.logs_root + "/" + problem + "/logs");
+  check_link(p.data);
+  check_link(p.logs);
+  Undo undo;  // a failure (an unwritable root, /proc) leaves nothing of this call behind
+  link_into(p.data, storage.data_root + "/" + problem + "/data", undo);
+  link_into(p.logs, storage.logs_root + "/" + problem + "/logs", undo);
   probe_writable(p.logs);
+  undo.commit();
 }
 
 std::vector<std::string> add_problem(const Storage& storage, const std::string& name) {
   check_plain_name("problem name", name);
   const std::string dir = storage.home + "/" + name;
   const std::string config = dir + "/config.json";
-  if (fs::exists(config)) throw Error(config + ": exists already; nothing was changed");
-  make_dirs(dir);
+  if (fs::exists(fs::symlink_status(config))) throw Error(config + ": exists already; nothing was changed");
+  Undo undo;
+  make_dirs(dir, &undo);
   const ProblemPaths p = problem_paths(storage, name);
-  prepare_storage(storage, p);
+  prepare_storage(storage, p);  // all or nothing itself
   std::ofstream(config) << kProblemConfigTemplate;
   if (!fs::exists(config)) throw IoError(config + ": cannot write");
+  undo.commit();
   return {"created " + config + " (a ternary MLP for 28x28 images: edit it to your problem)",
           "data folder " + p.data + " -> " + fs::canonical(p.data).string(),
           "logs folder " + p.logs + " -> " + fs::canonical(p.logs).string(),

@@ -1,6 +1,7 @@
 // quantlab export / infer.
 #include "quantlab/export/export_run.h"
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -15,6 +16,7 @@
 #include "quantlab/export/onnx.h"
 #include "quantlab/runtime/engine.h"
 #include "quantlab/util/error.h"
+#include "quantlab/util/files.h"
 #include "quantlab/util/runtime.h"
 
 namespace quantlab {
@@ -35,6 +37,7 @@ ExportResult run_export(const ExportOptions& o, std::ostream& out) {
   if (o.exp_id < 0) throw Error("export needs --exp_id (the experiment whose checkpoint to export)");
   if (o.format != "qlm" && o.format != "onnx") throw Error("--format='" + o.format + "': expected qlm or onnx");
   const CheckpointRef ref = CheckpointRef::parse(o.load, "--load");
+  if (!o.out.empty()) require_new_file("--out", o.out);  // before any work
   configure_runtime(o.threads);
   const Storage storage = read_storage(o.home);
   const ProblemPaths paths = problem_paths(storage, o.problem);
@@ -44,18 +47,42 @@ ExportResult run_export(const ExportOptions& o, std::ostream& out) {
     throw Error(exp.net_spec.cls + " is a float network: there is nothing to integerise, and nothing was written");
   const std::string ckpt = Session::checkpoint_file(book, ref);
   const Checkpoint c = load_checkpoint(ckpt);
+  for (const auto& [name, t] : c.net)
+    if (t.is_floating_point() && !torch::isfinite(t).all().item<bool>())
+      throw Error(ckpt + ": " + name + " holds values that are not finite (NaN or infinite): the training diverged; "
+                  "there is no network to export, and nothing was written");
   restore(exp, c);
-  const std::string dir = data::find_data_dir(storage.home, o.problem, o.data);
+  const std::string dir = data::find_data_dir(storage.home, o.problem, o.data, storage.data_root + "/" + o.problem + "/data");
   const data::ProblemData data = data::load_problem(dir, exp.data);
   const std::string source = "experiment " + std::to_string(book.id()) + ", " + ref.file_name() + " (after epoch " +
                              std::to_string(c.state.epoch) + ")";
   const runtime::Model model = export_model(exp, export_input(exp, data), o.problem, source);
+  for (const auto& l : model.layers)
+    for (const auto* v : {&l.float_thresholds, &l.scale, &l.shift})
+      for (double x : *v)
+        if (!std::isfinite(x))
+          throw Error("layer " + l.name + " of " + source +
+                      " folds into thresholds that are not finite (a zero or infinite batch-norm scale?); nothing "
+                      "was written");
   ExportResult r;
   r.file = o.out.empty() ? book.dir() + "/export/" + exp.net_spec.cls + "_" + ref.text() + "." + o.format : o.out;
-  std::error_code ec;
-  if (fs::path(r.file).has_parent_path()) fs::create_directories(fs::path(r.file).parent_path(), ec);
-  if (o.format == "qlm") runtime::save_model(r.file, model);
-  else write_onnx(model, r.file);
+  // The default place is the experiment's own export/ folder, where a new export replaces an old
+  // one; a --out file is never written over anything.
+  if (o.out.empty()) {
+    std::error_code ec;
+    fs::create_directories(fs::path(r.file).parent_path(), ec);
+    if (ec) throw IoError(fs::path(r.file).parent_path().string() + ": cannot create the folder (" + ec.message() + ")");
+  }
+  const std::string tmp = temporary_beside(r.file);
+  try {
+    if (o.format == "qlm") runtime::save_model(tmp, model);
+    else write_onnx(model, tmp);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    throw;
+  }
+  publish_file(tmp, r.file, /*replace=*/o.out.empty());
   r.file_bytes = fs::file_size(r.file);
   r.checkpoint_bytes = fs::file_size(ckpt);
   for (const auto& p : exp.net->parameters()) r.float_weight_bytes += static_cast<uint64_t>(p.numel()) * 4;
@@ -88,23 +115,40 @@ ExportResult run_export(const ExportOptions& o, std::ostream& out) {
 }
 
 void run_infer(const InferOptions& o, std::ostream& out) {
+  if (!o.labels_out.empty()) require_new_file("--labels", o.labels_out);
   const runtime::Engine engine(runtime::load_model(o.model));
   std::string dir = o.data;
   if (dir.empty()) {
     if (o.problem.empty()) throw Error("infer needs --problem (or --data)");
-    dir = data::find_data_dir(read_storage(o.home).home, o.problem, "");
+    const Storage storage = read_storage(o.home);
+    dir = data::find_data_dir(storage.home, o.problem, "", storage.data_root + "/" + o.problem + "/data");
   }
   if (!o.problem.empty() && o.problem != engine.model().problem)
     throw Error(o.model + " was exported for " + engine.model().problem + ", not for " + o.problem);
   const runtime::Images images = runtime::read_test_images(dir);
+  if (images.count == 0) throw IoError(dir + ": the test set has no images; there is nothing to measure");
+  const int64_t classes = engine.model().num_classes;
+  for (size_t i = 0; i < images.labels.size(); ++i)
+    if (images.labels[i] < 0 || images.labels[i] >= classes)
+      throw IoError(dir + ": label " + std::to_string(images.labels[i]) + " of test image " + std::to_string(i) +
+                    " is not a class of this model (0.." + std::to_string(classes - 1) +
+                    "); the wrong test set, or a corrupt label file");
   const runtime::Evaluation e = runtime::evaluate(engine, images, o.threads);
   out << engine.model().net_class << " (" << engine.model().source << ") on " << images.count << " " << images.format
       << " test images of " << dir << ": accuracy " << fixed(e.accuracy(), 2) << "%, " << fixed(e.images_per_second(), 0)
       << " images/s on " << e.threads << " threads" << std::endl;
   if (!o.labels_out.empty()) {
-    std::ofstream f(o.labels_out);
-    for (int64_t l : e.labels) f << l << "\n";
-    if (!f) throw IoError(o.labels_out + ": cannot write the labels");
+    const std::string tmp = temporary_beside(o.labels_out);
+    {
+      std::ofstream f(tmp);
+      for (int64_t l : e.labels) f << l << "\n";
+      if (!f) {
+        std::error_code ec;
+        fs::remove(tmp, ec);
+        throw IoError(o.labels_out + ": cannot write the labels");
+      }
+    }
+    publish_file(tmp, o.labels_out, /*replace=*/false);
   }
 }
 

@@ -1,0 +1,60 @@
+// require_new_file, publish_file: lstat, link() and rename().
+#include "quantlab/util/files.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "quantlab/util/error.h"
+
+namespace quantlab {
+
+namespace fs = std::filesystem;
+
+void require_new_file(const std::string& flag, const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) {
+    const char* kind = S_ISLNK(st.st_mode)   ? "a symbolic link"
+                       : S_ISDIR(st.st_mode) ? "a folder"
+                       : S_ISREG(st.st_mode) ? "a file"
+                                             : "a device or special file";
+    throw IoError(flag + "=" + path + ": " + kind + " is there already; QuantLab never replaces what it did not " +
+                  "write: choose another name, or remove it first");
+  }
+  const fs::path parent = fs::path(path).has_parent_path() ? fs::path(path).parent_path() : fs::path(".");
+  std::error_code ec;
+  if (!fs::is_directory(parent, ec))
+    throw IoError(flag + "=" + path + ": the folder " + parent.string() +
+                  " does not exist (QuantLab does not create it); make it first");
+}
+
+std::string temporary_beside(const std::string& path) { return path + ".tmp." + std::to_string(::getpid()); }
+
+void publish_file(const std::string& tmp, const std::string& path, bool replace) {
+  if (replace) {
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+      ::unlink(tmp.c_str());
+      throw IoError(path + ": not a regular file (a link, folder or device is left alone); nothing was written");
+    }
+    if (::rename(tmp.c_str(), path.c_str()) != 0) {
+      const int err = errno;
+      ::unlink(tmp.c_str());
+      throw IoError(path + ": cannot write (" + std::strerror(err) + ")");
+    }
+    return;
+  }
+  // link() fails where anything exists: nothing is ever replaced, even by a file that appeared
+  // while this one was written.
+  const int rc = ::link(tmp.c_str(), path.c_str());
+  const int err = errno;
+  ::unlink(tmp.c_str());
+  if (rc != 0)
+    throw IoError(path + (err == EEXIST ? std::string(": appeared while it was written; it is left alone")
+                                        : ": cannot write (" + std::string(std::strerror(err)) + ")"));
+}
+
+}  // namespace quantlab
