@@ -80,7 +80,8 @@ int main(int argc, char** argv) {
       ->check(within(0, 1000000));
   app.add_option("--log_every", o.log_every, "Log the training loss to TensorBoard every N batches (0: per epoch only)")
       ->check(within(0, 1000000000));
-  app.add_option("--config", o.config, "Config file in <home>/<Problem>/ for a new experiment (default: config.json)");
+  std::string config;
+  app.add_option("--config", config, "Config file in <home>/<Problem>/ for a new experiment (default: config.json)");
   app.add_option("--home", o.home, "Main folder holding <Problem>/config.json (default: .)");
   app.add_option("--device", o.device, "cpu, cuda or auto")->check(CLI::IsMember({"cpu", "cuda", "auto"}));
   app.add_option("--threads", o.threads, "Intra-op threads (default: all available cores)")->check(within(0, 1024));
@@ -143,6 +144,7 @@ int main(int argc, char** argv) {
   valprep->add_option("--out", vp_out, "Where the class folders go (default: --images itself)");
   CLI11_PARSE(app, argc, argv);
   if (exp_id >= 0) o.exp_id = exp_id;
+  if (app.count("--config") > 0) o.config = config;
   if (!load.empty() || app.count("--load") > 0) o.load = load;
   o.mode = mode == "test" ? quantlab::LaunchMode::kTest : quantlab::LaunchMode::kTrain;
   if (std::getenv("QUANTLAB_LAUNCHER") && std::getenv("WORLD_SIZE")) o.nproc = std::atoi(std::getenv("WORLD_SIZE"));

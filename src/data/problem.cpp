@@ -129,7 +129,8 @@ ProblemData load_problem(const std::string& dir, const DataOptions& o) {
   return load_idx_problem(dir, o);
 }
 
-std::string find_data_dir(const std::string& home, const std::string& problem, const std::string& override_dir) {
+std::string find_data_dir(const std::string& home, const std::string& problem, const std::string& override_dir,
+                          const std::string& storage_dir) {
   if (!override_dir.empty()) {
     if (!has_data(override_dir))
       throw IoError(override_dir +
@@ -142,13 +143,21 @@ std::string find_data_dir(const std::string& home, const std::string& problem, c
   // is an error naming it (never filled in from elsewhere).
   const std::string local = home + "/" + problem + "/data";
   if (has_any_data_file(local)) return local;
+  // Before the first launch <home>/<Problem>/data is not linked yet: the user's copy is where the
+  // link will point (the data root of cfg/hard_storage.json), and it wins over a packaged one.
+  std::error_code ec;
+  const bool unlinked = !fs::exists(fs::symlink_status(local, ec));
+  if (unlinked && !storage_dir.empty() && has_any_data_file(storage_dir)) return storage_dir;
   const PackagedData* packaged = packaged_data(problem);
   if (packaged && has_data(packaged->dir)) return packaged->dir;
   const std::string hint = packaged
                                ? std::string(" or install the Debian package ") + packaged->package + " (make deps)"
                                : " (MNIST format: train-* and t10k-* images and labels; CIFAR: the binary "
                                  "version's .bin files; ImageNet: train/<wnid>/*.JPEG and val/<wnid>/*.JPEG)";
-  throw IoError(local + ": no data files of " + problem + "; copy them there" + hint);
+  const std::string also = unlinked && !storage_dir.empty()
+                               ? " (nor in " + storage_dir + ", the storage it will link to)"
+                               : std::string();
+  throw IoError(local + ": no data files of " + problem + also + "; copy them there" + hint);
 }
 
 }  // namespace quantlab::data

@@ -30,7 +30,11 @@ void check_flags(const LaunchOptions& o) {
   if (o.problem.empty() || o.topology.empty()) throw Error("--problem and --topology are required (see --help)");
   check_plain_name("--problem", o.problem);
   check_plain_name("--topology", o.topology);
-  check_plain_name("--config", o.config);
+  if (o.config) check_plain_name("--config", *o.config);
+  if (o.config && o.exp_id)
+    throw Error("--config=" + *o.config + " names the config of a new experiment; experiment " +
+                std::to_string(*o.exp_id) + (o.branch ? " and its branches train" : " trains") +
+                " with its own copy, logs/" + Logbook::folder_name(*o.exp_id) + "/config.json (edit it there)");
   if (o.load && !o.exp_id) throw Error("--load needs --exp_id (the experiment whose checkpoint to load)");
   if (o.mode == LaunchMode::kTest && !o.exp_id) throw Error("--mode=test needs --exp_id (the experiment to evaluate)");
   if (o.branch && !o.exp_id) throw Error("--branch needs --exp_id (the experiment to branch from)");
@@ -87,7 +91,7 @@ Prepared prepare(const LaunchOptions& o, const std::optional<dist::Environment>&
     p.book = Logbook::open(p.paths.logs, *o.exp_id);
     p.config = p.book->config();
   } else {
-    const std::string file = p.paths.dir + "/" + o.config;
+    const std::string file = p.paths.dir + "/" + o.config.value_or("config.json");
     if (!fs::exists(file))
       throw IoError(file +
                     ": no such file (each problem keeps its config in <home>/<Problem>/; `quantlab problem add " +
@@ -107,7 +111,7 @@ Prepared prepare(const LaunchOptions& o, const std::optional<dist::Environment>&
   // The data next: a missing or unreadable data set, or data that does not fit the network, stops
   // the run before an experiment is made.
   out << "loading data..." << std::flush;
-  const std::string dir = data::find_data_dir(p.storage.home, o.problem, o.data);
+  const std::string dir = data::find_data_dir(p.storage.home, o.problem, o.data, p.storage.data_root + "/" + o.problem + "/data");
   p.data = data::load_problem(dir, p.exp->data);
   out << " " << p.data.train_indices.size() << " training, " << p.data.valid_indices.size() << " validation, "
       << p.data.test->size() << " test images (" << p.data.format << ") from " << dir << std::endl;
@@ -121,11 +125,50 @@ struct Start {
   bool new_folder = false;
 };
 
+// The file of `parent` holding the weights of the best epoch up to `c` (the branch's inherited
+// best): `c`'s own file when that epoch is its own, else the parent's best.ckpt or epoch snapshot
+// of that epoch; "" when none is kept.
+std::string inherited_best(const Logbook& parent, const Checkpoint& c, const std::string& c_file) {
+  const int64_t epoch = c.state.best_epoch;
+  if (epoch <= 0) return "";
+  if (epoch == c.state.epoch) return c_file;
+  for (const std::string& f : {parent.saves() + "/best.ckpt", parent.saves() + "/" + epoch_file_name(epoch)}) {
+    if (!fs::exists(f)) continue;
+    try {
+      if (load_checkpoint(f).state.epoch == epoch) return f;
+    } catch (const Error&) {
+    }
+  }
+  return "";
+}
+
+// A branch holds its starting point from its first moment, so that a branch stopped before its
+// first epoch resumes there, and its inherited best is a file of its own: last.ckpt = `c`,
+// best.ckpt = the file `best` (when one), status.json with the parent's record of that best.
+void start_branch(const Logbook& book, const Logbook& parent, const Checkpoint& c, const std::string& best,
+                  Experiment& exp, int64_t ckpt_every) {
+  save_checkpoint(book.saves() + "/last.ckpt", c);
+  if (!best.empty() && c.state.best_epoch != c.state.epoch) {
+    std::error_code ec;
+    fs::copy_file(best, book.saves() + "/best.ckpt", ec);
+    if (ec) throw IoError(book.saves() + "/best.ckpt: cannot copy " + best + " (" + ec.message() + ")");
+  }
+  const nlohmann::json recorded = Session::status(parent);
+  if (recorded.contains("best") && recorded["best"].is_object() &&
+      recorded["best"].value("epoch", int64_t{-1}) == c.state.best_epoch)
+    write_file_atomically(book.saves() + "/status.json", nlohmann::json{{"best", recorded["best"]}}.dump(2) + "\n");
+  // best.ckpt when the best epoch is the starting one, the epoch snapshot, status.json
+  Session(exp, book, ckpt_every, exp.protocol.update_metric).repair(c);
+}
+
 // Rank 0: creates the experiment, or opens, locks, cleans and resumes it (never rewinding silently).
 Start start_as_owner(const LaunchOptions& o, Prepared& p, const CheckpointRef& ref, std::ostream& out) {
   Start s;
   Experiment& exp = *p.exp;
   if (!p.book) {
+    // The pretrained tensors first: a wrong indiv.net.pretrained stops the launch before it makes
+    // anything.
+    const int64_t copied = apply_pretrained(exp, p.paths);
     prepare_storage(p.storage, p.paths);
     const auto removed = Logbook::remove_abandoned(p.paths.logs);
     if (!removed.empty())
@@ -133,8 +176,7 @@ Start start_as_owner(const LaunchOptions& o, Prepared& p, const CheckpointRef& r
     p.book = Logbook::create(p.paths.logs, p.config);
     s.new_folder = true;
     out << "experiment " << p.book->id() << ": " << p.book->dir() << std::endl;
-    if (const int64_t n = apply_pretrained(exp, p.paths))
-      out << "copied " << n << " pretrained tensors (indiv.net.pretrained)" << std::endl;
+    if (copied) out << "copied " << copied << " pretrained tensors (indiv.net.pretrained)" << std::endl;
     return s;
   }
   p.book->lock();
@@ -159,16 +201,35 @@ Start start_as_owner(const LaunchOptions& o, Prepared& p, const CheckpointRef& r
   if (o.branch) {
     const nlohmann::json parent = {
         {"exp_id", p.book->id()}, {"checkpoint", from}, {"epoch", r.checkpoint.state.epoch}, {"dir", p.book->dir()}};
-    const int64_t parent_id = p.book->id();
+    const Logbook parent_book = *p.book;
+    Checkpoint c = r.checkpoint;
+    const std::string best = inherited_best(parent_book, c, r.file);
+    if (best.empty() && c.state.best_epoch > 0) {
+      out << "note: no checkpoint of experiment " << parent_book.id() << " holds the weights of its best epoch up to "
+          << "here (" << c.state.best_epoch << "): the branch chooses its best epoch among its own" << std::endl;
+      c.state.best_epoch = 0;
+      c.state.best_value = NAN;
+    }
     p.book = Logbook::create(p.paths.logs, p.config, parent);
     s.new_folder = true;
-    out << "experiment " << p.book->id() << ": " << p.book->dir() << ", branched from experiment " << parent_id
-        << " at " << from << " (after epoch " << r.checkpoint.state.epoch << "); experiment " << parent_id
-        << " is left as it is" << std::endl;
+    start_branch(*p.book, parent_book, c, best, exp, o.ckpt_every);
+    s.checkpoint = p.book->saves() + "/last.ckpt";
+    out << "experiment " << p.book->id() << ": " << p.book->dir() << ", branched from experiment "
+        << parent_book.id() << " at " << from << " (after epoch " << r.checkpoint.state.epoch << "); experiment "
+        << parent_book.id() << " is left as it is" << std::endl;
   } else {
     out << "experiment " << p.book->id() << ": continuing from " << r.file << " (after epoch "
         << r.checkpoint.state.epoch << ")" << std::endl;
     if (ref.kind == CheckpointRef::Kind::kLast) {
+      // last.ckpt older than the recorded history: replaced by hand (a rollback). Training from it
+      // here would overwrite the later best.ckpt and history; a branch keeps them.
+      const int64_t recorded = Session::status(*p.book).value("epochs_done", int64_t{-1});
+      if (recorded > r.checkpoint.state.epoch)
+        throw Error("experiment " + std::to_string(p.book->id()) + ": saves/last.ckpt is after epoch " +
+                    std::to_string(r.checkpoint.state.epoch) + ", but status.json records " + std::to_string(recorded) +
+                    " epochs (was last.ckpt replaced by an earlier checkpoint?); training from it here would "
+                    "overwrite the later history. Train from it in a new experiment with --load=last --branch, or "
+                    "put the newer last.ckpt back");
       Session repairer(exp, *p.book, o.ckpt_every, exp.protocol.update_metric);
       const auto repaired = repairer.repair(r.checkpoint);
       if (!repaired.empty())
@@ -274,6 +335,9 @@ LaunchResult launch(const LaunchOptions& o, const std::atomic<int>* stop, std::o
   if (comm) {
     dist::broadcast_state(*exp.net, *comm);  // the same weights everywhere (transfer, restore, initialisation)
     set_rank_generator(*comm, restored ? &*restored : nullptr, exp, state.epoch, out);
+  } else if (train && restored && restored->rng_ranks.size() > 1) {
+    out << "note: resuming with 1 process from a checkpoint of " << restored->rng_ranks.size()
+        << ": the run goes on, but it is not bit-identical to one that keeps the number of processes" << std::endl;
   }
 
   Progress progress = progress_on(out);
@@ -319,6 +383,16 @@ LaunchResult launch(const LaunchOptions& o, const std::atomic<int>* stop, std::o
     result.interrupted_by = e.signal;
     result.epochs_done = trainer.state().epoch;
     return result;
+  } catch (const Diverged& e) {
+    out << std::endl;
+    const int64_t done = trainer.state().epoch;
+    throw Error(std::string(e.what()) + ". Stopped; nothing of epoch " + std::to_string(e.epoch) + " was saved" +
+                (done > 0 ? ", and " + p.book->saves() + "/last.ckpt (after epoch " + std::to_string(done) +
+                                ") is the last good state"
+                          : "") +
+                ". Change the settings in " + p.book->dir() +
+                "/config.json (e.g. a lower treat.optimizer.params.lr), then resume with: " +
+                resume_command(o, p.book->id()));
   }
   result.epochs_done = trainer.state().epoch;
 
@@ -347,7 +421,15 @@ LaunchResult launch(const LaunchOptions& o, const std::atomic<int>* stop, std::o
     what = "test with the weights of the last epoch (" + std::to_string(tested_epoch) +
            "): no best.ckpt was saved (the best-epoch statistic was never measured)";
   }
-  result.test = trainer.test();
+  try {
+    result.test = trainer.test();
+  } catch (const Interrupted& e) {
+    out << std::endl
+        << "the final test was stopped; the training is complete and saved (" << what
+        << "): --mode=test measures it" << std::endl;
+    result.interrupted_by = e.signal;
+    return result;
+  }
   result.tested = what;
   if (session) session->on_test(*result.test, weights, tested_epoch);
   print_test(out, what, *result.test);

@@ -7,6 +7,7 @@
 #include <ostream>
 #include <sstream>
 
+#include "quantlab/config/json_node.h"
 #include "quantlab/experiment/checkpoint.h"
 #include "quantlab/experiment/logbook.h"
 #include "quantlab/experiment/session.h"
@@ -23,6 +24,18 @@ std::string pct(const nlohmann::json& v) {
   std::ostringstream s;
   s << std::fixed << std::setprecision(2) << v.get<double>() << "%";
   return s.str();
+}
+
+// Whether status.json is there but unreadable (damaged by hand or by a full disk).
+bool status_file_damaged(const Logbook& book) {
+  const std::string file = book.saves() + "/status.json";
+  std::error_code ec;
+  if (!fs::exists(file, ec)) return false;
+  try {
+    return !read_json_file(file).is_object();
+  } catch (const Error&) {
+    return true;
+  }
 }
 
 // status.json, or what last.ckpt says when status.json is missing or older (a kill between the two).
@@ -50,7 +63,8 @@ nlohmann::json status_of(const Logbook& book) {
 void list_experiments(const std::string& home, const std::string& problem, std::ostream& out) {
   check_plain_name("--problem", problem);
   const Storage storage = read_storage(home);
-  const std::string logs = storage.home + "/" + problem + "/logs";
+  const ProblemPaths paths = problem_paths(storage, problem);  // an unknown problem is an error naming the known
+  const std::string logs = paths.logs;
   const auto ids = Logbook::list(logs);
   if (ids.empty()) {
     out << "no experiments in " << logs << std::endl;
@@ -61,6 +75,7 @@ void list_experiments(const std::string& home, const std::string& problem, std::
       << "state" << std::endl;
   for (int64_t id : ids) {
     const Logbook book = Logbook::open(logs, id);
+    const bool damaged = status_file_damaged(book);
     const auto st = status_of(book);
     std::string cls = st.value("net_class", std::string());
     if (cls.empty()) {
@@ -80,8 +95,18 @@ void list_experiments(const std::string& home, const std::string& problem, std::
         top5 = pct(st["best"].value("valid_top5_accuracy", nlohmann::json()));
       }
       if (st.contains("test") && st["test"].is_object()) test = pct(st["test"].value("accuracy", nlohmann::json()));
-      state = st.value("finished", false) ? "finished" : "stopped (resume with --load=last)";
-      if (st.value("stale", false)) state += "; status.json lags its last checkpoint";
+      std::error_code ec;
+      const bool has_last = fs::exists(book.saves() + "/last.ckpt", ec);
+      state = st.value("finished", false) ? "finished"
+              : has_last                  ? "stopped (resume with --exp_id=" + std::to_string(id) + ")"
+                                          : "stopped; saves/last.ckpt is missing (--exp_id=" + std::to_string(id) +
+                                   " names the checkpoints that remain)";
+      if (damaged)
+        state += "; saves/status.json is damaged (the figures are last.ckpt's; the next start rewrites it)";
+      else if (st.value("stale", false))
+        state += "; status.json lags its last checkpoint";
+    } else if (damaged) {
+      state = "saves/status.json is damaged";
     }
     const long holder = ExperimentLock::holder(book.dir());
     if (holder > 0) state = "running (PID " + std::to_string(holder) + ")";

@@ -334,6 +334,21 @@ std::unique_ptr<LrScheduler> make_lr_scheduler(const JsonNode& spec, const Sched
   const JsonNode params = spec.has("params") ? spec.at("params") : JsonNode(kEmpty, spec.path() + ".params");
   const SchedulerEntry& entry = scheduler_registry().at(cls.string(), cls.path());
   auto sched = entry.build(params, context);
+  // Every epoch of the run trains at a positive rate (a cosine reaching its floor of 0 inside the
+  // run would train the epochs after it at rate 0, without a word): the schedules that are pure
+  // functions of the epoch are evaluated over the whole run now.
+  if (!entry.reads_statistic) {
+    double lr = sched->initial_lr(context.base_lr);
+    for (int64_t e = 1; e < context.max_epoch; ++e) {
+      lr = sched->lr_for_epoch(e, lr, 0.0);
+      if (!(lr > 0.0) || !std::isfinite(lr))
+        params.fail("gives the learning rate " + std::to_string(lr) + " after epoch " + std::to_string(e) +
+                    ", so epoch " + std::to_string(e + 1) + " of treat.max_epoch " +
+                    std::to_string(context.max_epoch) +
+                    " would train at it; every epoch needs a positive rate (e.g. a CosineAnnealingLR T_max of at "
+                    "least max_epoch, or eta_min > 0)");
+    }
+  }
   if (entry.reads_statistic) {
     const char* key = spec.has("step_metric") ? "step_metric" : "update_stat";  // the 2019 name
     if (!spec.has(key)) spec.fail(cls.string() + " needs \"step_metric\" (e.g. \"valid_metric\")");

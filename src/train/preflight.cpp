@@ -39,14 +39,18 @@ void check_labels(const data::Dataset& set, const char* which, int64_t outputs) 
 
 void preflight(Experiment& exp, const data::ProblemData& data) {
   if (data.train->size() == 0) throw IoError("the training set is empty (" + data.format + ")");
+  if (data.train_indices.empty())
+    throw ConfigError("treat.data.valid_fraction: " + std::to_string(exp.data.valid_fraction) + " holds out all " +
+                      std::to_string(data.valid_indices.size()) +
+                      " training images for validation, and no image is left to train on");
   if (data.test->size() == 0) throw IoError("the test set is empty (" + data.format + "): nothing to measure a run on");
   const data::Batch train = sample_batch(*data.train, 2);
   const data::Batch test = sample_batch(*data.test, 1);
   if (train.inputs.size(0) == 0 || test.inputs.size(0) == 0)
-    throw IoError("the first samples of the data could not be read (" + data.train->source(0) + ")");
+    throw IoError("the first samples of the data could not be read (" + data.train->input_source(0) + ")");
   if (train.inputs.sizes().slice(1) != test.inputs.sizes().slice(1))
-    throw IoError(data.test->source(0) + ": test images are " + shape_text(test.inputs) + ", training images (" +
-                  data.train->source(0) + ") are " + shape_text(train.inputs) + "; both sets must have one shape");
+    throw IoError(data.test->input_source(0) + ": test images are " + shape_text(test.inputs) + ", training images (" +
+                  data.train->input_source(0) + ") are " + shape_text(train.inputs) + "; both sets must have one shape");
   torch::Tensor scores;
   {
     const bool was_training = exp.net->is_training();
@@ -57,7 +61,7 @@ void preflight(Experiment& exp, const data::ProblemData& data) {
     } catch (const c10::Error& e) {
       exp.net->train(was_training);
       throw ConfigError("indiv.net: a " + exp.net_spec.cls + " does not accept this data's inputs " +
-                        shape_text(train.inputs) + " (" + data.format + ", from " + data.train->source(0) +
+                        shape_text(train.inputs) + " (" + data.format + ", from " + data.train->input_source(0) +
                         "): " + first_line(e.what_without_backtrace()));
     }
     exp.net->train(was_training);

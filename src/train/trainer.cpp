@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <iostream>
 #include <cstring>
+#include <limits>
 #include <numeric>
 
 #include "quantlab/util/runtime.h"
@@ -75,9 +76,19 @@ EpochStats Trainer::run(data::BatchLoader& loader, bool train, bool track_metric
   // end, so a GPU step never waits for the host to read its loss (docs/GPU.md).
   torch::Tensor acc = torch::zeros({3}, torch::TensorOptions().dtype(torch::kFloat64).device(exp_.device));
   double sums[4] = {0, 0, 0, 0};  // loss * n, correct, correct top-5 (from acc), samples
+  // A non-finite training loss stops the run (Diverged): each step's loss is read on the CPU; on a
+  // GPU the first bad step is kept on the device and read with the sums.
+  torch::Tensor first_bad;
+  if (train && exp_.device.is_cuda()) first_bad = torch::full({1}, -1, torch::TensorOptions().dtype(torch::kLong).device(exp_.device));
+  const auto check_bad = [&] {
+    if (!first_bad.defined()) return;
+    const int64_t bad = first_bad.item<int64_t>();
+    if (bad >= 0) throw Diverged(epoch, bad + 1, total, std::numeric_limits<double>::quiet_NaN());
+  };
   const auto pull = [&] {
     const torch::Tensor host = acc.cpu();
     std::memcpy(sums, host.data_ptr<double>(), 3 * sizeof(double));
+    check_bad();
   };
   const bool async = exp_.device.is_cuda();  // copies from the loader's pinned memory
   EpochStats s;
@@ -128,6 +139,14 @@ EpochStats Trainer::run(data::BatchLoader& loader, bool train, bool track_metric
     }
     if (n == 0) continue;
     const torch::Tensor batch_loss = loss.detach();
+    if (train) {
+      if (first_bad.defined()) {
+        first_bad = torch::where(first_bad.lt(0).logical_and(batch_loss.isfinite().logical_not()),
+                                 torch::full_like(first_bad, i), first_bad);
+      } else if (const double v = batch_loss.item<double>(); !std::isfinite(v)) {
+        throw Diverged(epoch, i + 1, total, v);
+      }
+    }
     acc.select(0, 0).add_(batch_loss.to(torch::kFloat64) * static_cast<double>(n));
     if (track_metric) acc.select(0, 1).add_(scores.argmax(1).eq(y).sum().to(torch::kFloat64));
     if (top5) {

@@ -36,6 +36,8 @@ class Dataset {
   virtual torch::Tensor labels() const = 0;
   // Where sample `i` comes from (its label file, or its image file), for messages.
   virtual std::string source(int64_t i) const = 0;
+  // Where sample `i`'s input comes from (its image file), for messages about shapes.
+  virtual std::string input_source(int64_t i) const { return source(i); }
   // Worker threads worth running by default on `cores` cores (in-memory sets need one).
   virtual int default_workers(int cores) const {
     (void)cores;

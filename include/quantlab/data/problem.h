@@ -48,8 +48,10 @@ ProblemData load_idx_problem(const std::string& dir, const DataOptions& o);
 ProblemData load_problem(const std::string& dir, const DataOptions& o);
 
 // Where the data files of `problem` are: `override_dir` when given, else `<home>/<problem>/data`,
-// else, for FashionMNIST, the Debian package's /usr/share/datasets/fashion-mnist. Throws IoError
-// saying where it looked and how to get them.
-std::string find_data_dir(const std::string& home, const std::string& problem, const std::string& override_dir);
+// else, while that is not linked yet (before the first launch), `storage_dir` (where the link will
+// point: <data root>/<problem>/data), else, for FashionMNIST, the Debian package's
+// /usr/share/datasets/fashion-mnist. Throws IoError saying where it looked and how to get them.
+std::string find_data_dir(const std::string& home, const std::string& problem, const std::string& override_dir,
+                          const std::string& storage_dir = "");
 
 }  // namespace quantlab::data

@@ -25,6 +25,7 @@ class TensorDataset : public Dataset {
   Batch make_batch(const int64_t* indices, int64_t count, int64_t first, const SampleContext& ctx) const override;
   torch::Tensor labels() const override { return set_.labels; }
   std::string source(int64_t i) const override { return set_.label_file(i); }
+  std::string input_source(int64_t i) const override { return set_.image_file(i); }
   const ImageSet& images() const { return set_; }
   const Preprocess& preprocess() const { return pre_; }
 

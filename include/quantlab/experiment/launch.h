@@ -30,7 +30,7 @@ struct LaunchOptions {
   std::optional<std::string> load;  // best | last | EPOCH; default: last to train, best to test
   LaunchMode mode = LaunchMode::kTrain;
   bool branch = false;  // train from --load's checkpoint in a new experiment
-  std::string config = "config.json";
+  std::optional<std::string> config;  // --config: a new experiment's config file (default config.json)
   std::string device = "auto";
   std::string data;  // --data: the data folder (default: the problem's own)
   int64_t ckpt_every = 50;

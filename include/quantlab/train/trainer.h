@@ -65,6 +65,23 @@ class Interrupted : public Error {
   int signal;     // the flag's value: the signal that raised it
 };
 
+// Thrown when a training step's loss is NaN or infinite: the weights that step produced are no
+// longer usable, and the epoch is abandoned before anything is saved. On the CPU every step is
+// checked as it ends; on a GPU the check rides on the reads the loop makes anyway (progress lines,
+// the epoch's end), so the step named is exact but the stop may come a few steps later.
+class Diverged : public Error {
+ public:
+  Diverged(int64_t epoch, int64_t step, int64_t steps, double loss)
+      : Error("epoch " + std::to_string(epoch) + ", step " + std::to_string(step) + " of " + std::to_string(steps) +
+              ": the training loss is " + (std::isnan(loss) ? "NaN" : "infinite") +
+              "; the training diverged (a learning rate too high, a schedule or optimizer setting out of range, "
+              "a loss whose weights are all zero)"),
+        epoch(epoch),
+        step(step) {}
+  int64_t epoch;  // 1-based, not completed
+  int64_t step;   // 1-based step of the epoch whose loss was not finite
+};
+
 struct TrainerOptions {
   int64_t max_batches_per_epoch = -1;                      // < 0: all (tests use a few)
   const std::atomic<int>* stop = nullptr;                  // non-zero (a signal number): stop between batches
