@@ -3,6 +3,10 @@
 
 #include <unistd.h>
 
+#include <future>
+#include <memory>
+#include <thread>
+
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 // NCCL where libtorch was built with CUDA and has its process group (QL_WITH_NCCL, set by CMake;
@@ -110,8 +114,29 @@ c10::intrusive_ptr<c10d::Store> make_store(const Environment& env, std::chrono::
   o.waitWorkers = true;
   o.timeout = timeout;
   const std::string where = env.master_addr + ":" + std::to_string(env.master_port);
+  // c10d's client honours the timeout while nothing listens, but waits far longer (minutes) on a
+  // port where another program accepts and never answers: the store is made in a thread of its
+  // own, and given up at the timeout plus a few seconds. A thread given up on ends with the process.
+  auto made = std::make_shared<std::promise<c10::intrusive_ptr<c10d::Store>>>();
+  auto ready = made->get_future();
+  std::thread([made, addr = env.master_addr, o] {
+    try {
+      made->set_value(c10::make_intrusive<c10d::TCPStore>(addr, o));
+    } catch (...) {
+      made->set_exception(std::current_exception());
+    }
+  }).detach();
+  if (ready.wait_for(timeout + std::chrono::seconds(5)) != std::future_status::ready) {
+    if (env.rank == 0)
+      throw Error("rank 0 listens on " + where + ", but not all " + std::to_string(env.world_size) +
+                  " ranks connected within " + std::to_string(timeout.count() / 1000) + " s");
+    throw Error("rank " + std::to_string(env.rank) + " cannot reach the master at " + where + " within " +
+                std::to_string(timeout.count() / 1000) +
+                " s: something there accepts connections but does not answer as a QuantLab master (another "
+                "program on that port, or a master that hangs)");
+  }
   try {
-    return c10::make_intrusive<c10d::TCPStore>(env.master_addr, o);
+    return ready.get();
   } catch (const std::exception& e) {
     const std::string why = first_line(e.what());
     if (env.rank == 0 && (why.find("in use") != std::string::npos || why.find("errno: 98") != std::string::npos ||
@@ -188,7 +213,7 @@ std::string Communicator::read(const std::string& key) {
 void Communicator::fail_collective(const std::string& what, const std::string& detail) {
   // Which rank is gone: the ranks on this machine are checked by PID; a master that no longer
   // answers is rank 0.
-  std::vector<std::string> gone;
+  std::vector<std::string> gone, stopped, silent;
   bool master_lost = false;
   const std::string here = host_name();
   for (int r = 0; r < env_.world_size && !master_lost; ++r) {
@@ -199,8 +224,14 @@ void Communicator::fail_collective(const std::string& what, const std::string& d
       const std::string entry(v.begin(), v.end());
       const long pid = std::strtol(entry.c_str(), nullptr, 10);
       const std::string host = entry.substr(entry.find(' ') + 1);
-      if (host == here && !process_alive(pid))
-        gone.push_back("rank " + std::to_string(r) + " (PID " + std::to_string(pid) + ")");
+      const std::string name = "rank " + std::to_string(r) + " (PID " + std::to_string(pid) + ")";
+      if (host != here) continue;
+      if (!process_alive(pid))
+        gone.push_back(name);
+      else if (process_stopped(pid))
+        stopped.push_back(name);
+      else
+        silent.push_back(name);
     } catch (const std::exception&) {
       master_lost = true;
     }
@@ -210,6 +241,12 @@ void Communicator::fail_collective(const std::string& what, const std::string& d
     who = "rank 0 (the master, " + env_.master_addr + ") is gone";
   else if (!gone.empty())
     who = gone.front() + (gone.size() > 1 ? " and others are" : " is") + " gone";
+  else if (!stopped.empty())
+    who = stopped.front() + (stopped.size() > 1 ? " and others are" : " is") +
+          " stopped (SIGSTOP, Ctrl-Z or a debugger) and did not answer";
+  else if (!silent.empty() && static_cast<int>(silent.size()) == env_.world_size - 1)
+    who = (silent.size() == 1 ? silent.front() + " did" : "the other ranks did") +
+          std::string(" not answer in time (hung, or far slower than this one)");
   else
     who = "another rank stopped answering (on another machine, or hung)";
   throw Error("rank " + std::to_string(env_.rank) + ": " + what + " failed: " + who +

@@ -12,7 +12,9 @@
 #include <cstring>
 #include <ostream>
 #include <thread>
+#include <vector>
 
+#include "quantlab/experiment/logbook.h"  // process_stopped
 #include "quantlab/util/error.h"
 
 namespace quantlab::dist {
@@ -93,6 +95,7 @@ int run_local_processes(int nproc, const std::string& program, const std::vector
   std::vector<int> status(static_cast<size_t>(nproc), -1);
   int remaining = nproc;
   bool lost = false;
+  std::vector<bool> ended(static_cast<size_t>(nproc), false);
   auto deadline = std::chrono::steady_clock::time_point::max();
   while (remaining > 0) {
     int st = 0;
@@ -109,11 +112,21 @@ int run_local_processes(int nproc, const std::string& program, const std::vector
         lost = true;
         err << "quantlab: rank " << r << " (PID " << pid << ") " << describe(st)
             << "; the other ranks stop within the collective timeout (" << timeout_s << " s)" << std::endl;
-        deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s + 30);
+        // The others notice within the collective timeout; a few seconds more to write their message.
+        deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s + 5);
       }
       continue;
     }
     if (pid < 0 && errno != EINTR) break;
+    if (lost)  // a stopped rank cannot notice anything: ended at once
+      for (int r = 0; r < g_count; ++r)
+        if (g_children[r] > 0 && !ended[static_cast<size_t>(r)] && process_stopped(g_children[r])) {
+          ended[static_cast<size_t>(r)] = true;
+          err << "quantlab: rank " << r << " (PID " << g_children[r] << ") is stopped (SIGSTOP or a debugger); ending it"
+              << std::endl;
+          kill(g_children[r], SIGKILL);
+          kill(g_children[r], SIGCONT);
+        }
     if (std::chrono::steady_clock::now() > deadline) {
       for (int r = 0; r < g_count; ++r)
         if (g_children[r] > 0) {
