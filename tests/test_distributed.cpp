@@ -372,6 +372,35 @@ TEST(Distributed, ARankKilledMidEpochStopsTheOthersAndTheRunResumes) {
   EXPECT_EQ(load_checkpoint(home.saves(1) + "/last.ckpt").state.epoch, c.state.epoch + 1);
 }
 
+// A rank stopped by SIGSTOP cannot notice anything: rank 0 names it when its all-reduce times
+// out, and the launcher ends it at once (it waited the timeout and 30 s more).
+TEST(Distributed, AStoppedRankIsNamedAndEnded) {
+  Home home(mlp_config(200), 960);
+  TempDir tmp;
+  const pid_t launcher = testing::spawn_program(
+      QL_BINARY, split_args(home.args("MLP", "--nproc=2 --ckpt_every=0 --dist_timeout=3")), {}, tmp.path() + "/log");
+  for (int i = 0; i < 2400 && !fs::exists(home.saves(1) + "/last.ckpt"); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_TRUE(fs::exists(home.saves(1) + "/last.ckpt")) << testing::slurp(tmp.path() + "/log");
+  pid_t rank1 = -1;
+  for (pid_t p : children_of(launcher)) {
+    std::ifstream env("/proc/" + std::to_string(p) + "/environ");
+    const std::string all((std::istreambuf_iterator<char>(env)), {});
+    if (all.find(std::string("RANK=1") + '\0') != std::string::npos && all.find("LOCAL_RANK=1") != std::string::npos)
+      rank1 = p;
+  }
+  ASSERT_GT(rank1, 0);
+  kill(rank1, SIGSTOP);
+  const int code = testing::wait_exit(launcher);
+  const std::string log = testing::slurp(tmp.path() + "/log");
+  EXPECT_NE(code, 0) << log;
+  const std::string rank = "rank 1 (PID " + std::to_string(rank1) + ")";
+  EXPECT_NE(log.find(rank + " is stopped (SIGSTOP, Ctrl-Z or a debugger) and did not answer"), std::string::npos)
+      << log;
+  EXPECT_NE(log.find(rank + " is stopped (SIGSTOP or a debugger); ending it"), std::string::npos) << log;
+  EXPECT_EQ(log.find("did not stop; ending it"), std::string::npos) << log;
+}
+
 TEST(Distributed, CtrlCOnTheLauncherStopsEveryRankAndSaysHowToResume) {
   Home home(mlp_config(200), 960);
   TempDir tmp;
@@ -411,6 +440,17 @@ TEST(Distributed, APortInUseOrAnUnreachableMasterIsNamed) {
   std::string log = testing::slurp(tmp.path() + "/a");
   EXPECT_EQ(code, 1) << log;
   EXPECT_NE(log.find("rank 0 cannot listen on 127.0.0.1:" + busy), std::string::npos) << log;
+  // Rank 1 against that port: something accepts and never answers; c10d alone waited minutes.
+  const std::vector<std::pair<std::string, std::string>> rank1_busy = {
+      {"RANK", "1"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", busy}};
+  code = testing::wait_exit(testing::spawn_program(QL_BINARY, split_args(home.args("MLP", "--dist_timeout=3")),
+                                                   rank1_busy, tmp.path() + "/c"));
+  log = testing::slurp(tmp.path() + "/c");
+  EXPECT_EQ(code, 1) << log;
+  EXPECT_NE(log.find("rank 1 cannot reach the master at 127.0.0.1:" + busy +
+                     " within 3 s: something there accepts connections but does not answer"),
+            std::string::npos)
+      << log;
   close(fd);
   // A master that nobody started.
   const std::string nobody = std::to_string(free_port());

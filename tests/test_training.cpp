@@ -17,8 +17,8 @@ namespace {
 using testing::run_cli;
 using testing::TempDir;
 
-double sched_lr(const nlohmann::json& spec, int64_t epoch, double base = 1.0) {
-  auto s = make_lr_scheduler(JsonNode(spec, "treat.lr_scheduler"), {base, 100});
+double sched_lr(const nlohmann::json& spec, int64_t epoch, double base = 1.0, int64_t max_epoch = 100) {
+  auto s = make_lr_scheduler(JsonNode(spec, "treat.lr_scheduler"), {base, max_epoch});
   return s->lr_for_epoch(epoch, base, 0.0);
 }
 
@@ -32,7 +32,7 @@ TEST(LrScheduler, PureSchedulesAsPyTorch) {
   EXPECT_NEAR(sched_lr({{"class", "StepLR"}, {"params", {{"step_size", 3}, {"gamma", 0.5}}}}, 7), 0.25, 1e-12);
   EXPECT_NEAR(sched_lr({{"class", "MultiStepLR"}, {"params", {{"milestones", {2, 5}}}}}, 5), 0.01, 1e-12);
   EXPECT_NEAR(sched_lr({{"class", "MultiStepLR"}, {"params", {{"milestones", {2, 5}}}}}, 4), 0.1, 1e-12);
-  EXPECT_NEAR(sched_lr({{"class", "CosineAnnealingLR"}, {"params", {{"T_max", 10}}}}, 5), 0.5, 1e-12);
+  EXPECT_NEAR(sched_lr({{"class", "CosineAnnealingLR"}, {"params", {{"T_max", 10}}}}, 5, 1.0, 10), 0.5, 1e-12);
   EXPECT_NEAR(sched_lr({{"class", "CosineAnnealingLR"}, {"params", {{"T_max", 10}, {"eta_min", 0.1}}}}, 10), 0.1,
               1e-12);
 }

@@ -282,4 +282,20 @@ void write_image_tree(const std::string& dir, const std::vector<std::string>& cl
   }
 }
 
+// Writes `n` CIFAR records with label i % classes and pixel bytes (i + channel) for image i.
+void write_cifar_file(const std::string& file, int n, int label_bytes, int classes) {
+  std::ofstream out(file, std::ios::binary);
+  for (int i = 0; i < n; ++i) {
+    for (int b = 0; b < label_bytes; ++b) out.put(static_cast<char>(b + 1 == label_bytes ? i % classes : 0));
+    for (int c = 0; c < 3; ++c)
+      for (int p = 0; p < 1024; ++p) out.put(static_cast<char>((i + c) & 0xff));
+  }
+}
+
+void write_cifar10(const std::string& dir, int per_file) {
+  std::filesystem::create_directories(dir);
+  for (int k = 1; k <= 5; ++k) write_cifar_file(dir + "/data_batch_" + std::to_string(k) + ".bin", per_file, 1, 10);
+  write_cifar_file(dir + "/test_batch.bin", per_file, 1, 10);
+}
+
 }  // namespace quantlab::testing

@@ -35,6 +35,11 @@ void write_toy_idx_problem(const std::string& dir, int64_t n_train, int64_t n_te
 // annealing from epoch k over 2 epochs, `epochs` epochs, batch 32.
 nlohmann::json toy_mlp_config(int epochs);
 
+// CIFAR's binary records: `n` images with label i % classes and pixel bytes (i + channel); CIFAR-10's
+// six files (data_batch_1..5.bin, test_batch.bin) of `per_file` images each in `dir`.
+void write_cifar_file(const std::string& file, int n, int label_bytes, int classes);
+void write_cifar10(const std::string& dir, int per_file);
+
 // The optimizer state a checkpoint holds, parameter by parameter in the network's order (the
 // archive's byte layout depends on memory addresses, so bytes cannot be compared). Adam only.
 std::vector<torch::Tensor> adam_state(const nlohmann::json& config, const Checkpoint& c);

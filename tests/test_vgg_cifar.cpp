@@ -18,22 +18,6 @@ namespace {
 
 using testing::TempDir;
 
-// Writes `n` CIFAR records with label i % classes and pixel bytes (i + channel) for image i.
-void write_cifar_file(const std::string& file, int n, int label_bytes, int classes) {
-  std::ofstream out(file, std::ios::binary);
-  for (int i = 0; i < n; ++i) {
-    for (int b = 0; b < label_bytes; ++b) out.put(static_cast<char>(b + 1 == label_bytes ? i % classes : 0));
-    for (int c = 0; c < 3; ++c)
-      for (int p = 0; p < 1024; ++p) out.put(static_cast<char>((i + c) & 0xff));
-  }
-}
-
-void write_cifar10(const std::string& dir, int per_file) {
-  std::filesystem::create_directories(dir);
-  for (int k = 1; k <= 5; ++k) write_cifar_file(dir + "/data_batch_" + std::to_string(k) + ".bin", per_file, 1, 10);
-  write_cifar_file(dir + "/test_batch.bin", per_file, 1, 10);
-}
-
 int64_t count_parameters(torch::nn::Module& net) {
   int64_t n = 0;
   for (const auto& p : net.parameters()) n += p.numel();
@@ -42,15 +26,15 @@ int64_t count_parameters(torch::nn::Module& net) {
 
 TEST(Cifar, ReadsTheBinaryFormat) {
   TempDir dir;
-  write_cifar10(dir.path(), 7);
+  testing::write_cifar10(dir.path(), 7);
   const auto train = data::read_cifar(dir.path(), data::CifarVariant::kCifar10, true);
   EXPECT_EQ(train.images.sizes(), (std::vector<int64_t>{35, 3, 32, 32}));
   EXPECT_EQ(train.labels[3].item<int64_t>(), 3);
   EXPECT_EQ(train.images[3][2][5][7].item<uint8_t>(), 5);  // image 3, blue plane = 3 + 2
   const auto test = data::read_cifar(dir.path(), data::CifarVariant::kCifar10, false);
   EXPECT_EQ(test.size(), 7);
-  write_cifar_file(dir.path() + "/train.bin", 4, 2, 100);
-  write_cifar_file(dir.path() + "/test.bin", 3, 2, 100);
+  testing::write_cifar_file(dir.path() + "/train.bin", 4, 2, 100);
+  testing::write_cifar_file(dir.path() + "/test.bin", 3, 2, 100);
   const auto c100 = data::read_cifar(dir.path(), data::CifarVariant::kCifar100, true);
   EXPECT_EQ(c100.labels[2].item<int64_t>(), 2);  // the fine label
   data::DataOptions o;
@@ -65,7 +49,7 @@ TEST(Cifar, ReadsTheBinaryFormat) {
 
 TEST(Cifar, MissingAndTruncatedFilesSayWhatWasExpected) {
   TempDir dir;
-  write_cifar10(dir.path(), 3);
+  testing::write_cifar10(dir.path(), 3);
   std::filesystem::remove(dir.path() + "/test_batch.bin");
   try {
     data::read_cifar(dir.path(), data::CifarVariant::kCifar10, false);
@@ -115,7 +99,7 @@ TEST(Vgg, OriginalCifar10ConfigLoadsAndTrainsUnchanged) {
   const std::string file = std::string(QL_SOURCE_DIR) + "/../shared/reference/original-quantlab/CIFAR-10/config.json";
   if (!std::filesystem::exists(file)) GTEST_SKIP() << file << " is not beside this checkout";
   TempDir dir;
-  write_cifar10(dir.path(), 4);  // 20 training images: one small batch of the full-size network
+  testing::write_cifar10(dir.path(), 4);  // 20 training images: one small batch of the full-size network
   Experiment exp(read_json_file(file), "VGG", torch::kCPU);
   const auto data = data::load_problem(dir.path(), exp.data);
   std::ostringstream sink;
