@@ -57,8 +57,16 @@ std::string pretrained_file(const PretrainedSpec& spec, const ProblemPaths& path
 int64_t apply_pretrained(Experiment& exp, const ProblemPaths& paths) {
   if (!exp.net_spec.pretrained) return 0;
   const PretrainedSpec& spec = *exp.net_spec.pretrained;
-  const std::string file = pretrained_file(spec, paths, exp.net_spec.family);
-  const auto tensors = read_network_tensors(file);
+  std::string file;
+  std::map<std::string, torch::Tensor> tensors;
+  try {
+    file = pretrained_file(spec, paths, exp.net_spec.family);
+    tensors = read_network_tensors(file);
+  } catch (const ConfigError&) {
+    throw;
+  } catch (const Error& e) {
+    throw ConfigError(std::string("indiv.net.pretrained: ") + e.what());
+  }
   auto live = named_state(*exp.net);
   int64_t copied = 0;
   torch::NoGradGuard no_grad;

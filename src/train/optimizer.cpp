@@ -81,7 +81,11 @@ std::unique_ptr<torch::optim::Optimizer> rmsprop(const JsonNode& p, Params param
   QL_OPTIMIZER_KEYS("lr", "alpha", "eps", "weight_decay", "momentum", "centered");
   implementation_switches(p);
   torch::optim::RMSpropOptions o(lr_of(p, 1e-2));
-  o.alpha(non_negative(p, "alpha", 0.99)).eps(non_negative(p, "eps", 1e-8));
+  const double alpha = non_negative(p, "alpha", 0.99);
+  // The running average of squares is alpha * v + (1 - alpha) * g^2: above 1 it turns negative and
+  // its square root NaN (PyTorch accepts it).
+  if (alpha > 1) p.at("alpha").fail("expected a smoothing constant in [0, 1] (PyTorch's default 0.99)");
+  o.alpha(alpha).eps(non_negative(p, "eps", 1e-8));
   o.weight_decay(non_negative(p, "weight_decay", 0.0)).momentum(non_negative(p, "momentum", 0.0));
   o.centered(p.boolean("centered", false));
   return std::make_unique<torch::optim::RMSprop>(std::move(params), o);
