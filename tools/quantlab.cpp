@@ -9,10 +9,11 @@
 
 #include "quantlab/data/valprep.h"
 #include "quantlab/dist/local_launcher.h"
+#include "quantlab/experiment/compare.h"
 #include "quantlab/experiment/launch.h"
-#include "quantlab/export/export_run.h"
 #include "quantlab/experiment/listing.h"
 #include "quantlab/experiment/storage.h"
+#include "quantlab/export/export_run.h"
 #include "quantlab/util/build_info.h"
 #include "quantlab/util/error.h"
 #include "quantlab/util/runtime.h"
@@ -82,6 +83,11 @@ int main(int argc, char** argv) {
       ->check(within(0, 1000000000));
   std::string config;
   app.add_option("--config", config, "Config file in <home>/<Problem>/ for a new experiment (default: config.json)");
+  app.add_option("--set", o.overrides,
+                 "PATH=VALUE: change the new experiment's config at a dotted path (treat.optimizer.params.lr=0.003; "
+                 "+PATH=VALUE adds a key); repeatable, recorded in the experiment's config.json")
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   app.add_option("--home", o.home, "Main folder holding <Problem>/config.json (default: .)");
   app.add_option("--device", o.device, "cpu, cuda or auto")->check(CLI::IsMember({"cpu", "cuda", "auto"}));
   app.add_option("--threads", o.threads, "Intra-op threads (default: all available cores)")->check(within(0, 1024));
@@ -107,6 +113,23 @@ int main(int argc, char** argv) {
   CLI::App* list = app.add_subcommand("list", "One line per experiment of a problem");
   list->add_option("--problem", list_problem, "Problem folder")->required();
   list->add_option("--home", list_home, "Main folder (default: .)");
+  quantlab::CompareOptions cmp;
+  std::string cmp_ids;
+  CLI::App* compare = app.add_subcommand(
+      "compare", "One row per experiment: the config paths where they differ, best validation and test accuracy");
+  compare->add_option("--problem", cmp.problem, "Problem folder")->required();
+  compare->add_option("--ids", cmp_ids, "Experiments to compare, e.g. 1,3,5-8 (default: all)");
+  compare->add_option("--sort", cmp.sort, "exp (default), valid, test, epochs, time or a column's config path");
+  compare->add_option("--format", cmp.format, "table (default), csv, markdown or json")
+      ->check(CLI::IsMember({"table", "csv", "markdown", "json"}));
+  compare->add_option("--home", cmp.home, "Main folder (default: .)");
+  std::string diff_problem, diff_home = ".";
+  int64_t diff_a = -1, diff_b = -1;
+  CLI::App* diff = app.add_subcommand("diff", "The config paths where two experiments differ");
+  diff->add_option("--problem", diff_problem, "Problem folder")->required();
+  diff->add_option("a", diff_a, "An experiment")->required()->check(within(0, 999999999));
+  diff->add_option("b", diff_b, "Another experiment")->required()->check(within(0, 999999999));
+  diff->add_option("--home", diff_home, "Main folder (default: .)");
   CLI::App* problem = app.add_subcommand("problem", "Manage problems");
   CLI::App* add = problem->add_subcommand("add", "Create <home>/NAME/config.json and its storage folders");
   add->add_option("name", add_name, "Problem name")->required();
@@ -164,6 +187,15 @@ int main(int argc, char** argv) {
     }
     if (*list) {
       quantlab::list_experiments(list_home, list_problem, std::cout);
+      return 0;
+    }
+    if (*compare) {
+      if (!cmp_ids.empty()) cmp.ids = quantlab::parse_id_list(cmp_ids);
+      quantlab::compare_experiments(cmp, std::cout);
+      return 0;
+    }
+    if (*diff) {
+      quantlab::diff_experiments(diff_home, diff_problem, diff_a, diff_b, std::cout);
       return 0;
     }
     if (*exporter) {

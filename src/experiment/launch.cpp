@@ -1,10 +1,13 @@
 // launch(): one run of the command line.
 #include "quantlab/experiment/launch.h"
 
+#include "quantlab/config/overrides.h"
+
 #include <filesystem>
 #include <iostream>
 
 #include "quantlab/config/json_node.h"
+#include "quantlab/config/overrides.h"
 #include "quantlab/dist/communicator.h"
 #include "quantlab/dist/gradient_sync.h"
 #include "quantlab/experiment/checkpoint.h"
@@ -35,6 +38,11 @@ void check_flags(const LaunchOptions& o) {
     throw Error("--config=" + *o.config + " names the config of a new experiment; experiment " +
                 std::to_string(*o.exp_id) + (o.branch ? " and its branches train" : " trains") +
                 " with its own copy, logs/" + Logbook::folder_name(*o.exp_id) + "/config.json (edit it there)");
+  if (!o.overrides.empty() && o.exp_id && !o.branch)
+    throw Error("--set " + o.overrides.front() + ": --set changes the config of a new experiment or of a --branch; " +
+                "experiment " + std::to_string(*o.exp_id) + " trains with its own copy, logs/" +
+                Logbook::folder_name(*o.exp_id) + "/config.json (edit it there, or add --branch to train a copy with " +
+                "the change)");
   if (o.load && !o.exp_id) throw Error("--load needs --exp_id (the experiment whose checkpoint to load)");
   if (o.mode == LaunchMode::kTest && !o.exp_id) throw Error("--mode=test needs --exp_id (the experiment to evaluate)");
   if (o.branch && !o.exp_id) throw Error("--branch needs --exp_id (the experiment to branch from)");
@@ -98,6 +106,7 @@ Prepared prepare(const LaunchOptions& o, const std::optional<dist::Environment>&
                     o.problem + "` makes one)");
     p.config = read_json_file(file);
   }
+  apply_overrides(p.config, o.overrides);  // checked here; the parser below checks the result
   out << "quantlab: " << o.problem << "/" << o.topology << " on " << p.device << ", " << at::get_num_threads()
       << " threads" << (env ? ", " + std::to_string(env->world_size) + " processes (" + env->source + ")" : "")
       << (o.amp ? ", bfloat16 products (--amp)" : "") << (o.deterministic ? ", deterministic" : "") << " ("

@@ -43,9 +43,11 @@ Session::Session(Experiment& exp, const Logbook& book, int64_t ckpt_every, Stati
     : exp_(exp), book_(book), ckpt_every_(ckpt_every), best_statistic_(best_statistic) {
   const auto st = status(book);
   if (st.contains("best") && st["best"].is_object()) best_ = st["best"];
+  if (st.contains("train_seconds") && st["train_seconds"].is_number()) train_seconds_ = st["train_seconds"].get<double>();
 }
 
 void Session::on_epoch(const EpochRecord& r, const TrainingState& state, const std::vector<torch::Tensor>& rng_ranks) {
+  train_seconds_ += r.seconds;
   Checkpoint c = capture(exp_, state);
   c.rng_ranks = rng_ranks;
   const std::string saves = book_.saves();
@@ -80,6 +82,7 @@ void Session::write_status(const TrainingState& state) {
       {"best_epoch", state.best_epoch},
       {"best_value", std::isnan(state.best_value) ? nlohmann::json() : nlohmann::json(state.best_value)},
       {"best", best_},
+      {"train_seconds", train_seconds_},  // the epochs' wall time, summed over the sessions
       {"finished", state.epoch >= exp_.max_epoch}};
   write_file_atomically(book_.saves() + "/status.json", status.dump(2) + "\n");
 }

@@ -15,6 +15,7 @@
 #include <iosfwd>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "quantlab/train/trainer.h"
 
@@ -31,6 +32,7 @@ struct LaunchOptions {
   LaunchMode mode = LaunchMode::kTrain;
   bool branch = false;  // train from --load's checkpoint in a new experiment
   std::optional<std::string> config;  // --config: a new experiment's config file (default config.json)
+  std::vector<std::string> overrides;  // --set PATH=VALUE, in order (config/overrides.h)
   std::string device = "auto";
   std::string data;  // --data: the data folder (default: the problem's own)
   int64_t ckpt_every = 50;

@@ -65,6 +65,7 @@ class Session {
   int64_t ckpt_every_;
   Statistic best_statistic_;
   nlohmann::json best_;  // the best epoch's accuracies, carried across launches through status.json
+  double train_seconds_ = 0.0;  // the epochs' wall time so far, carried the same way
   nlohmann::json test_;
 };
 

@@ -1,0 +1,324 @@
+// Comparing experiments: their configs' differences and their results side by side.
+#include "quantlab/experiment/compare.h"
+
+#include <algorithm>
+#include <cmath>
+#include <iomanip>
+#include <map>
+#include <ostream>
+#include <set>
+#include <sstream>
+
+#include "quantlab/experiment/lock.h"
+#include "quantlab/experiment/logbook.h"
+#include "quantlab/experiment/session.h"
+#include "quantlab/experiment/storage.h"
+#include "quantlab/util/error.h"
+
+namespace quantlab {
+namespace {
+
+bool walked_into(const nlohmann::json& v) {
+  if (v.is_object()) return true;
+  if (!v.is_array()) return false;
+  return std::any_of(v.begin(), v.end(), [](const nlohmann::json& e) { return e.is_object() || e.is_array(); });
+}
+
+// Every leaf of `v` under `prefix`, by path.
+void leaves(const nlohmann::json& v, const std::string& prefix, std::map<std::string, nlohmann::json>& out) {
+  if (!walked_into(v)) {
+    out[prefix] = v;
+    return;
+  }
+  if (v.is_object()) {
+    for (auto it = v.begin(); it != v.end(); ++it) {
+      if (prefix.empty() && it.key() == "overrides") continue;  // the record of --set, not a setting
+      leaves(it.value(), prefix.empty() ? it.key() : prefix + "." + it.key(), out);
+    }
+  } else {
+    for (size_t i = 0; i < v.size(); ++i) leaves(v[i], prefix + "." + std::to_string(i), out);
+  }
+}
+
+struct Row {
+  int64_t id = 0;
+  nlohmann::json config;
+  std::map<std::string, nlohmann::json> leaves;
+  nlohmann::json status;
+  std::string state;
+};
+
+std::string percent_cell(const nlohmann::json& v) {
+  if (!v.is_number()) return "-";
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(2) << v.get<double>();
+  return s.str();
+}
+
+std::string duration(const nlohmann::json& seconds) {
+  if (!seconds.is_number()) return "-";
+  const int64_t s = static_cast<int64_t>(std::llround(seconds.get<double>()));
+  std::ostringstream o;
+  if (s >= 3600) o << s / 3600 << "h" << std::setw(2) << std::setfill('0') << (s / 60) % 60 << "m";
+  else if (s >= 60) o << s / 60 << "m" << std::setw(2) << std::setfill('0') << s % 60 << "s";
+  else o << s << "s";
+  return o.str();
+}
+
+std::string state_of(const Logbook& book, const nlohmann::json& st) {
+  if (ExperimentLock::holder(book.dir()) > 0) return "running";
+  if (!st.contains("epochs_done")) return "not started";
+  return st.value("finished", false) ? "finished" : "stopped";
+}
+
+double number_or(const nlohmann::json& v, double fallback) { return v.is_number() ? v.get<double>() : fallback; }
+
+std::string csv_cell(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
+}  // namespace
+
+std::string value_text(const nlohmann::json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_number_float()) {
+    std::ostringstream s;
+    s << std::setprecision(6) << v.get<double>();
+    return s.str();
+  }
+  std::string d = v.dump();
+  for (size_t k = 0; (k = d.find(',', k)) != std::string::npos; k += 2) d.insert(k + 1, " ");
+  return d;
+}
+
+std::vector<ConfigDifference> config_differences(const nlohmann::json& a, const nlohmann::json& b) {
+  std::map<std::string, nlohmann::json> la, lb;
+  leaves(a, "", la);
+  leaves(b, "", lb);
+  std::set<std::string> paths;
+  for (const auto& [k, v] : la) paths.insert(k);
+  for (const auto& [k, v] : lb) paths.insert(k);
+  std::vector<ConfigDifference> out;
+  for (const auto& p : paths) {
+    const auto ia = la.find(p), ib = lb.find(p);
+    ConfigDifference d;
+    d.path = p;
+    d.in_a = ia != la.end();
+    d.in_b = ib != lb.end();
+    if (d.in_a) d.a = ia->second;
+    if (d.in_b) d.b = ib->second;
+    if (d.in_a && d.in_b && d.a == d.b) continue;
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+std::vector<int64_t> parse_id_list(const std::string& text) {
+  std::vector<int64_t> ids;
+  std::istringstream in(text);
+  for (std::string part; std::getline(in, part, ',');) {
+    const size_t dash = part.find('-');
+    try {
+      size_t used = 0;
+      const int64_t first = std::stoll(part.substr(0, dash), &used);
+      if (used != part.substr(0, dash).size() || first < 0) throw std::invalid_argument(part);
+      int64_t last = first;
+      if (dash != std::string::npos) {
+        last = std::stoll(part.substr(dash + 1), &used);
+        if (used != part.substr(dash + 1).size() || last < first || last - first > 100000)
+          throw std::invalid_argument(part);
+      }
+      for (int64_t i = first; i <= last; ++i) ids.push_back(i);
+    } catch (const std::exception&) {
+      throw Error("--ids=" + text + ": expected experiment numbers and ranges, e.g. 1,3,5-8");
+    }
+  }
+  if (ids.empty()) throw Error("--ids=" + text + ": no experiment named");
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  return ids;
+}
+
+void diff_experiments(const std::string& home, const std::string& problem, int64_t a, int64_t b, std::ostream& out) {
+  const ProblemPaths paths = problem_paths(read_storage(home), problem);
+  const Logbook ba = Logbook::open(paths.logs, a), bb = Logbook::open(paths.logs, b);
+  const auto diffs = config_differences(ba.config(), bb.config());
+  if (diffs.empty()) {
+    out << "experiments " << a << " and " << b << " have the same config" << std::endl;
+    return;
+  }
+  size_t width = 0;
+  for (const auto& d : diffs) width = std::max(width, d.path.size());
+  out << std::left << std::setw(static_cast<int>(width) + 2) << "config path" << Logbook::folder_name(a) << " -> "
+      << Logbook::folder_name(b) << std::endl;
+  for (const auto& d : diffs)
+    out << std::setw(static_cast<int>(width) + 2) << d.path << (d.in_a ? value_text(d.a) : "(absent)") << " -> "
+        << (d.in_b ? value_text(d.b) : "(absent)") << std::endl;
+}
+
+void compare_experiments(const CompareOptions& o, std::ostream& out) {
+  static const std::set<std::string> formats = {"table", "csv", "markdown", "json"};
+  if (!formats.count(o.format)) throw Error("--format=" + o.format + ": expected table, csv, markdown or json");
+  const ProblemPaths paths = problem_paths(read_storage(o.home), o.problem);
+  const std::vector<int64_t> ids = o.ids.empty() ? Logbook::list(paths.logs) : o.ids;
+  if (ids.empty()) throw Error(paths.logs + ": no experiments to compare");
+  std::vector<Row> rows;
+  for (int64_t id : ids) {
+    Row r;
+    r.id = id;
+    const Logbook book = Logbook::open(paths.logs, id);  // a missing one is an error naming those there
+    try {
+      r.config = book.config();
+    } catch (const Error&) {
+      r.config = nlohmann::json::object();
+    }
+    leaves(r.config, "", r.leaves);
+    r.status = Session::status(book);
+    r.state = state_of(book, r.status);
+    rows.push_back(std::move(r));
+  }
+  // The columns: the config paths whose values are not the same in every row.
+  std::vector<std::string> factors;
+  {
+    std::set<std::string> all;
+    for (const auto& r : rows)
+      for (const auto& [k, v] : r.leaves) all.insert(k);
+    for (const auto& p : all) {
+      bool differ = false;
+      const auto first = rows[0].leaves.find(p);
+      for (const auto& r : rows) {
+        const auto it = r.leaves.find(p);
+        if ((it == r.leaves.end()) != (first == rows[0].leaves.end()) ||
+            (it != r.leaves.end() && first != rows[0].leaves.end() && it->second != first->second)) {
+          differ = true;
+          break;
+        }
+      }
+      if (differ) factors.push_back(p);
+    }
+  }
+  auto factor_of = [](const Row& r, const std::string& p) {
+    const auto it = r.leaves.find(p);
+    return it == r.leaves.end() ? std::string("(absent)") : value_text(it->second);
+  };
+  auto best = [](const Row& r) {
+    return r.status.contains("best") && r.status["best"].is_object() ? r.status["best"].value("valid_accuracy", nlohmann::json())
+                                                                     : nlohmann::json();
+  };
+  auto test = [](const Row& r) {
+    return r.status.contains("test") && r.status["test"].is_object() ? r.status["test"].value("accuracy", nlohmann::json())
+                                                                     : nlohmann::json();
+  };
+  // Sorting: accuracies best first, the rest ascending; ties by experiment.
+  const std::string& key = o.sort;
+  const bool known_key = key == "exp" || key == "valid" || key == "test" || key == "epochs" || key == "time" ||
+                         std::find(factors.begin(), factors.end(), key) != factors.end();
+  if (!known_key) {
+    std::string cols;
+    for (const auto& f : factors) cols += ", " + f;
+    throw Error("--sort=" + key + ": expected exp, valid, test, epochs, time" +
+                (factors.empty() ? std::string() : " or a column (" + cols.substr(2) + ")"));
+  }
+  std::stable_sort(rows.begin(), rows.end(), [&](const Row& a, const Row& b) {
+    if (key == "valid") return number_or(best(a), -1) > number_or(best(b), -1);
+    if (key == "test") return number_or(test(a), -1) > number_or(test(b), -1);
+    if (key == "epochs") return a.status.value("epochs_done", 0) < b.status.value("epochs_done", 0);
+    if (key == "time") return number_or(a.status.value("train_seconds", nlohmann::json()), 0) <
+                              number_or(b.status.value("train_seconds", nlohmann::json()), 0);
+    if (key != "exp") {
+      const auto ia = a.leaves.find(key), ib = b.leaves.find(key);
+      if (ia != a.leaves.end() && ib != b.leaves.end()) {
+        if (ia->second.is_number() && ib->second.is_number())
+          return ia->second.get<double>() < ib->second.get<double>();
+        return value_text(ia->second) < value_text(ib->second);
+      }
+      return ia != a.leaves.end() && ib == b.leaves.end();
+    }
+    return a.id < b.id;
+  });
+
+  if (o.format == "json") {
+    nlohmann::json all = nlohmann::json::array();
+    for (const auto& r : rows) {
+      nlohmann::json f = nlohmann::json::object();
+      for (const auto& p : factors) {
+        const auto it = r.leaves.find(p);
+        f[p] = it == r.leaves.end() ? nlohmann::json() : it->second;
+      }
+      all.push_back({{"exp_id", r.id},
+                     {"factors", f},
+                     {"best_epoch", r.status.value("best_epoch", nlohmann::json())},
+                     {"valid_accuracy", best(r)},
+                     {"test_accuracy", test(r)},
+                     {"epochs_done", r.status.value("epochs_done", nlohmann::json())},
+                     {"max_epoch", r.status.value("max_epoch", nlohmann::json())},
+                     {"train_seconds", r.status.value("train_seconds", nlohmann::json())},
+                     {"state", r.state}});
+    }
+    out << all.dump(2) << std::endl;
+    return;
+  }
+  std::vector<std::string> header = {"exp"};
+  header.insert(header.end(), factors.begin(), factors.end());
+  for (const char* h : {"best epoch", "valid acc", "test acc", "epochs", "train time", "state"}) header.push_back(h);
+  std::vector<std::vector<std::string>> cells;
+  for (const auto& r : rows) {
+    std::vector<std::string> c = {Logbook::folder_name(r.id)};
+    for (const auto& p : factors) c.push_back(factor_of(r, p));
+    const int64_t be = r.status.value("best_epoch", int64_t{0});
+    c.push_back(be > 0 ? std::to_string(be) : "-");
+    c.push_back(percent_cell(best(r)));
+    c.push_back(percent_cell(test(r)));
+    c.push_back(r.status.contains("epochs_done") ? std::to_string(r.status.value("epochs_done", 0)) + "/" +
+                                                       std::to_string(r.status.value("max_epoch", 0))
+                                                 : "-");
+    c.push_back(duration(r.status.value("train_seconds", nlohmann::json())));
+    c.push_back(r.state);
+    cells.push_back(std::move(c));
+  }
+  if (o.format == "csv") {
+    for (size_t k = 0; k < header.size(); ++k) out << (k ? "," : "") << csv_cell(header[k]);
+    out << "\n";
+    for (const auto& c : cells) {
+      for (size_t k = 0; k < c.size(); ++k) out << (k ? "," : "") << csv_cell(c[k]);
+      out << "\n";
+    }
+    out << std::flush;
+    return;
+  }
+  if (o.format == "markdown") {
+    auto line = [&out](const std::vector<std::string>& c) {
+      out << "|";
+      for (const auto& s : c) {
+        std::string e;
+        for (char ch : s) e += ch == '|' ? std::string("\\|") : std::string(1, ch);
+        out << " " << e << " |";
+      }
+      out << "\n";
+    };
+    line(header);
+    out << "|";
+    for (size_t k = 0; k < header.size(); ++k) out << "---|";
+    out << "\n";
+    for (const auto& c : cells) line(c);
+    out << std::flush;
+    return;
+  }
+  std::vector<size_t> width(header.size());
+  for (size_t k = 0; k < header.size(); ++k) width[k] = header[k].size();
+  for (const auto& c : cells)
+    for (size_t k = 0; k < c.size(); ++k) width[k] = std::max(width[k], c[k].size());
+  auto line = [&](const std::vector<std::string>& c) {
+    for (size_t k = 0; k < c.size(); ++k) out << std::left << std::setw(static_cast<int>(width[k]) + 2) << c[k];
+    out << "\n";
+  };
+  line(header);
+  for (const auto& c : cells) line(c);
+  if (factors.empty()) out << "(the configs of these experiments are the same)\n";
+  out << std::flush;
+}
+
+}  // namespace quantlab

@@ -1,0 +1,192 @@
+// Many experiments from one design: --set overrides, compare and diff (docs/EXPERIMENTS.md).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "quantlab/config/overrides.h"
+#include "quantlab/experiment/compare.h"
+#include "quantlab/experiment/launch.h"
+#include "quantlab/experiment/logbook.h"
+#include "quantlab/util/error.h"
+#include "test_util.h"
+
+namespace quantlab {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::TempDir;
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Overrides, DottedPathsJsonValuesAndTheirRecord) {
+  nlohmann::json c = {{"treat", {{"optimizer", {{"class", "Adam"}, {"params", {{"lr", 1e-3}}}}},
+                                 {"thermostat", {{"bindings", {{{"forward", {{"class", "uniform"}}}}}}}}}},
+                      {"indiv", {{"net", {{"pretrained", nullptr}}}}}};
+  apply_overrides(c, std::vector<std::string>{"treat.optimizer.params.lr=0.003", "treat.optimizer.class=SGD",
+                                              "treat.thermostat.bindings.0.forward.class=normal",
+                                              "+treat.optimizer.params.momentum=0.9",
+                                              R"(indiv.net.pretrained={"exp_id": 1})"});
+  EXPECT_DOUBLE_EQ(c["treat"]["optimizer"]["params"]["lr"].get<double>(), 0.003);
+  EXPECT_EQ(c["treat"]["optimizer"]["class"], "SGD");  // not JSON: a string
+  EXPECT_EQ(c["treat"]["thermostat"]["bindings"][0]["forward"]["class"], "normal");
+  EXPECT_DOUBLE_EQ(c["treat"]["optimizer"]["params"]["momentum"].get<double>(), 0.9);
+  EXPECT_EQ(c["indiv"]["net"]["pretrained"]["exp_id"], 1);  // a null takes anything
+  ASSERT_EQ(c["overrides"].size(), 5u);
+  EXPECT_EQ(c["overrides"][0], "treat.optimizer.params.lr=0.003");
+  // Refused, naming the argument and the path.
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"treat.optimizer.params.lrr=0.1", "treat.optimizer.params has no key lrr (keys: lr, momentum)"},
+      {"treat.optimiser.class=SGD", "treat has no key optimiser (keys: optimizer, thermostat)"},
+      {"treat.optimizer.params.lr=fast", "treat.optimizer.params.lr is a number in the config, and the value given is a string"},
+      {"treat.thermostat.bindings.3.forward.class=x", "treat.thermostat.bindings has no element 3 (it has 1 elements)"},
+      {"+treat.optimizer.params.lr=1", "treat.optimizer.params.lr is in the config already"},
+      {"treat..lr=1", "an empty step in the path"},
+      {"treat.optimizer.params.lr", "expected PATH=VALUE"},
+      {"treat.optimizer.class.x=1", "treat.optimizer.class is a string, not an object or list"},
+  };
+  for (const auto& [arg, needle] : bad) {
+    nlohmann::json copy = c;
+    const std::string e = error_of([&] { apply_overrides(copy, std::vector<std::string>{arg}); });
+    EXPECT_NE(e.find("--set " + arg + ": "), std::string::npos) << e;
+    EXPECT_NE(e.find(needle), std::string::npos) << arg << ": " << e;
+  }
+}
+
+// A small main folder with the toy problem.
+struct Home {
+  TempDir dir;
+  Home() {
+    testing::write_toy_idx_problem(dir.path() + "/Toy/data", 160, 32, 4, true);
+    std::ofstream(dir.path() + "/Toy/config.json") << testing::toy_mlp_config(1).dump(2);
+  }
+  LaunchOptions options() const {
+    LaunchOptions o;
+    o.problem = "Toy", o.topology = "MLP", o.home = dir.path(), o.device = "cpu", o.threads = 1;
+    return o;
+  }
+  std::string logs() const { return dir.path() + "/Toy/logs"; }
+};
+
+LaunchResult run(const LaunchOptions& o) {
+  std::ostringstream sink;
+  return launch(o, nullptr, sink);
+}
+
+TEST(Overrides, ALaunchRecordsThemAndABadOneCreatesNothing) {
+  Home home;
+  auto o = home.options();
+  o.overrides = {"treat.optimizer.params.lr=0.004", "indiv.net.params.capacity=0.03"};
+  run(o);
+  const auto stored = read_json_file(home.logs() + "/exp001/config.json");
+  EXPECT_DOUBLE_EQ(stored["treat"]["optimizer"]["params"]["lr"].get<double>(), 0.004);
+  EXPECT_DOUBLE_EQ(stored["indiv"]["net"]["params"]["capacity"].get<double>(), 0.03);
+  EXPECT_EQ(stored["overrides"], nlohmann::json({"treat.optimizer.params.lr=0.004", "indiv.net.params.capacity=0.03"}));
+  // The problem's own config is left as it is.
+  EXPECT_EQ(read_json_file(home.dir.path() + "/Toy/config.json").count("overrides"), 0u);
+  // A missing path, a wrong type, and a key the parser does not know: nothing is created.
+  for (const std::string bad : {"treat.optimizer.params.lrr=1", "treat.max_epoch=\"two\"", "+treat.speed=3"}) {
+    auto b = home.options();
+    b.overrides = {bad};
+    const std::string e = error_of([&] { run(b); });
+    EXPECT_NE(e.find("treat."), std::string::npos) << bad << ": " << e;
+    EXPECT_EQ(Logbook::list(home.logs()), (std::vector<int64_t>{1})) << bad;
+  }
+  // --set with --exp_id alone is refused (the experiment has its config); with --branch it is the
+  // branch's change, recorded after the parent's.
+  auto r = home.options();
+  r.exp_id = 1;
+  r.overrides = {"treat.max_epoch=2"};
+  EXPECT_NE(error_of([&] { run(r); }).find("add --branch"), std::string::npos);
+  r.branch = true;
+  r.load = "last";
+  EXPECT_EQ(run(r).epochs_done, 2);
+  const auto branch = read_json_file(home.logs() + "/exp002/config.json");
+  EXPECT_EQ(branch["treat"]["max_epoch"], 2);
+  EXPECT_EQ(branch["overrides"].size(), 3u);
+  EXPECT_EQ(branch["overrides"][2], "treat.max_epoch=2");
+}
+
+TEST(Compare, RowsWithTheDifferingPathsAndDiff) {
+  Home home;
+  for (const char* lr : {"0.004", "0.002"}) {
+    auto o = home.options();
+    o.overrides = {std::string("treat.optimizer.params.lr=") + lr};
+    run(o);
+  }
+  run(home.options());
+  CompareOptions c;
+  c.home = home.dir.path(), c.problem = "Toy";
+  std::ostringstream table;
+  compare_experiments(c, table);
+  const std::string t = table.str();
+  EXPECT_NE(t.find("treat.optimizer.params.lr"), std::string::npos) << t;
+  EXPECT_EQ(t.find("capacity"), std::string::npos) << t;  // the same everywhere: no column
+  EXPECT_NE(t.find("exp001"), std::string::npos) << t;
+  EXPECT_NE(t.find("0.004"), std::string::npos) << t;
+  EXPECT_NE(t.find("finished"), std::string::npos) << t;
+  // JSON, sorted by the column.
+  c.format = "json";
+  c.sort = "treat.optimizer.params.lr";
+  std::ostringstream js;
+  compare_experiments(c, js);
+  const auto rows = nlohmann::json::parse(js.str());
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0]["exp_id"], 3);  // 1e-3, the config's own
+  EXPECT_EQ(rows[1]["exp_id"], 2);
+  EXPECT_EQ(rows[2]["exp_id"], 1);
+  EXPECT_TRUE(rows[0]["test_accuracy"].is_number());
+  EXPECT_GT(rows[0]["train_seconds"].get<double>(), 0.0);
+  c.format = "csv";
+  c.sort = "exp";
+  c.ids = {1, 2};
+  std::ostringstream csv;
+  compare_experiments(c, csv);
+  const std::string lines = csv.str();
+  EXPECT_EQ(lines.rfind("exp,treat.optimizer.params.lr,best epoch", 0), 0u) << lines;
+  EXPECT_EQ(std::count(lines.begin(), lines.end(), '\n'), 3) << lines;
+  c.sort = "speed";
+  EXPECT_NE(error_of([&] { compare_experiments(c, csv); }).find("--sort=speed: expected exp, valid, test"),
+            std::string::npos);
+  c.ids = {1, 9};
+  EXPECT_NE(error_of([&] { compare_experiments(c, csv); }), "");
+  // diff
+  std::ostringstream d;
+  diff_experiments(home.dir.path(), "Toy", 1, 3, d);
+  EXPECT_NE(d.str().find("treat.optimizer.params.lr"), std::string::npos) << d.str();
+  EXPECT_NE(d.str().find("0.004 -> 0.001"), std::string::npos) << d.str();
+  std::ostringstream same;
+  diff_experiments(home.dir.path(), "Toy", 1, 1, same);
+  EXPECT_NE(same.str().find("have the same config"), std::string::npos);
+  EXPECT_EQ(parse_id_list("1,3,5-7"), (std::vector<int64_t>{1, 3, 5, 6, 7}));
+  EXPECT_THROW(parse_id_list("1,x"), Error);
+  EXPECT_THROW(parse_id_list("5-2"), Error);
+}
+
+TEST(Compare, CommandLine) {
+  Home home;
+  std::string out;
+  const std::string base = "--problem=Toy --topology=MLP --device=cpu --threads=1 --home=" + home.dir.path();
+  ASSERT_EQ(testing::run_cli(base + " --set treat.optimizer.params.lr=0.002 --set=indiv.net.params.capacity=0.03", out),
+            0)
+      << out;
+  ASSERT_EQ(testing::run_cli(base, out), 0) << out;
+  ASSERT_EQ(testing::run_cli("compare --problem=Toy --format=markdown --home=" + home.dir.path(), out), 0) << out;
+  EXPECT_NE(out.find("| exp | indiv.net.params.capacity | treat.optimizer.params.lr |"), std::string::npos) << out;
+  ASSERT_EQ(testing::run_cli("diff --problem=Toy 1 2 --home=" + home.dir.path(), out), 0) << out;
+  EXPECT_NE(out.find("indiv.net.params.capacity"), std::string::npos) << out;
+  EXPECT_NE(testing::run_cli(base + " --set treat.optimizer.params.lrr=1", out), 0);
+  EXPECT_NE(out.find("--set treat.optimizer.params.lrr=1: treat.optimizer.params has no key lrr"), std::string::npos)
+      << out;
+}
+
+}  // namespace
+}  // namespace quantlab
