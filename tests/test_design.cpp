@@ -1,7 +1,9 @@
 // Many experiments from one design: --set overrides, compare and diff (docs/EXPERIMENTS.md).
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <sstream>
 
@@ -9,6 +11,7 @@
 #include "quantlab/experiment/compare.h"
 #include "quantlab/experiment/launch.h"
 #include "quantlab/experiment/logbook.h"
+#include "quantlab/experiment/sweep.h"
 #include "quantlab/util/error.h"
 #include "test_util.h"
 
@@ -186,6 +189,92 @@ TEST(Compare, CommandLine) {
   EXPECT_NE(testing::run_cli(base + " --set treat.optimizer.params.lrr=1", out), 0);
   EXPECT_NE(out.find("--set treat.optimizer.params.lrr=1: treat.optimizer.params has no key lrr"), std::string::npos)
       << out;
+}
+
+}  // namespace
+}  // namespace quantlab
+
+namespace quantlab {
+namespace {
+
+TEST(Sweep, DesignsGridsAndTheirErrors) {
+  const SweepDesign d = parse_design(
+      {{"name", "s"}, {"factors", {{"a.b", {1, 2}}, {"c", {"x", "y", "z"}}}}, {"repeats", 2}}, "design");
+  const auto units = design_units(d);
+  ASSERT_EQ(units.size(), 12u);
+  EXPECT_EQ(units[1].levels[1].second, "y");  // the last factor fastest
+  EXPECT_EQ(units[6].repeat, 1);
+  EXPECT_EQ(unit_overrides(units[6], {{"treat", {{"data", {{"seed", 5}}}}}}).back(), "treat.data.seed=1005");
+  EXPECT_EQ(unit_overrides(units[6], nlohmann::json::object()).back(), "+treat.data.seed=1000");
+  EXPECT_EQ(unit_overrides(units[0], nlohmann::json::object()), (std::vector<std::string>{"a.b=1", "c=\"x\""}));
+  SweepDesign sampled = d;
+  sampled.sample = 4;
+  sampled.seed = 7;
+  EXPECT_EQ(design_units(sampled).size(), 8u);  // 4 of the grid, twice
+  EXPECT_EQ(parse_grid("p=1e-3,x").second, (std::vector<nlohmann::json>{1e-3, "x"}));
+  for (const auto& bad : std::vector<nlohmann::json>{
+           {{"factors", {{"a", nlohmann::json::array()}}}}, {{"factors", {{"a", {1, 1}}}}},
+           {{"factors", {{"a", {1}}}}, {"repeats", 0}}, {{"factors", {{"a", {1}}}}, {"speed", 1}}})
+    EXPECT_THROW(parse_design(bad, "design"), ConfigError) << bad.dump();
+  EXPECT_THROW(parse_grid("p=1,,2"), ConfigError);
+  EXPECT_THROW(parse_grid("p=1,1"), ConfigError);
+  EXPECT_THROW(parse_grid("p"), ConfigError);
+}
+
+TEST(Sweep, RunsStopsResumesAndReportsAFailedUnit) {
+  Home home;
+  SweepOptions s;
+  s.launch = home.options();
+  s.design.name = "study";
+  s.design.factors = {{"treat.optimizer.params.lr", {0.001, 0.004}}, {"indiv.net.params.capacity", {0.02, -1}}};
+  // Unknown paths are found before anything is made.
+  SweepOptions wrong = s;
+  wrong.design.factors.push_back({"treat.optimiser.lr", {1}});
+  std::ostringstream sink;
+  EXPECT_NE(error_of([&] { run_sweep(wrong, nullptr, sink); }).find("treat has no key optimiser"), std::string::npos);
+  EXPECT_FALSE(fs::exists(home.dir.path() + "/Toy/sweeps"));
+  SweepOptions many = s;
+  many.max_units = 3;
+  EXPECT_NE(error_of([&] { run_sweep(many, nullptr, sink); }).find("add --yes"), std::string::npos);
+  // Stopped at once: the first unit's experiment is made and recorded as stopped.
+  std::atomic<int> stop{SIGINT};
+  const SweepResult first = run_sweep(s, &stop, sink);
+  EXPECT_EQ(first.interrupted_by, SIGINT);
+  const std::string record_file = home.dir.path() + "/Toy/sweeps/study/sweep.json";
+  auto record = read_json_file(record_file);
+  EXPECT_EQ(record["units"][0]["state"], "stopped");
+  EXPECT_EQ(record["units"][0]["exp_id"], 1);
+  // Again: unit 1 resumed in experiment 1, the capacity -1 units fail with their error, the rest run.
+  std::ostringstream out;
+  const SweepResult second = run_sweep(s, nullptr, out);
+  EXPECT_EQ(second.units, 4);
+  EXPECT_EQ(second.finished, 2);
+  EXPECT_EQ(second.failed, 2);
+  EXPECT_NE(out.str().find("resuming experiment 1"), std::string::npos) << out.str();
+  record = read_json_file(record_file);
+  EXPECT_EQ(record["units"][1]["state"], "failed");
+  EXPECT_NE(record["units"][1]["error"].get<std::string>().find("capacity"), std::string::npos) << record.dump(2);
+  EXPECT_EQ(record["units"][2]["exp_id"], 2);
+  EXPECT_EQ(Logbook::list(home.logs()), (std::vector<int64_t>{1, 2}));
+  // A third time: the finished units are skipped.
+  const SweepResult third = run_sweep(s, nullptr, sink);
+  EXPECT_EQ(third.skipped, 2);
+  EXPECT_EQ(Logbook::list(home.logs()), (std::vector<int64_t>{1, 2}));
+  // The same name with another design, and a record edited by hand, are refused.
+  SweepOptions other = s;
+  other.design.factors.pop_back();
+  EXPECT_NE(error_of([&] { run_sweep(other, nullptr, sink); }).find("another design"), std::string::npos);
+  std::ofstream(record_file) << "{ edited";
+  EXPECT_NE(error_of([&] { run_sweep(s, nullptr, sink); }).find("the record of sweep study"), std::string::npos);
+  // compare --sweep takes the sweep's experiments.
+  std::ofstream(record_file) << record.dump();
+  CompareOptions c;
+  c.home = home.dir.path(), c.problem = "Toy", c.sweep = "study", c.format = "json";
+  std::ostringstream js;
+  compare_experiments(c, js);
+  const auto rows = nlohmann::json::parse(js.str());
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[1]["factors"]["treat.optimizer.params.lr"], 0.004);
 }
 
 }  // namespace

@@ -7,12 +7,14 @@
 #include <csignal>
 #include <iostream>
 
+#include "quantlab/config/json_node.h"
 #include "quantlab/data/valprep.h"
 #include "quantlab/dist/local_launcher.h"
 #include "quantlab/experiment/compare.h"
 #include "quantlab/experiment/launch.h"
 #include "quantlab/experiment/listing.h"
 #include "quantlab/experiment/storage.h"
+#include "quantlab/experiment/sweep.h"
 #include "quantlab/export/export_run.h"
 #include "quantlab/util/build_info.h"
 #include "quantlab/util/error.h"
@@ -56,6 +58,35 @@ int run(const quantlab::LaunchOptions& o) {
             << "; the epoch in progress is abandoned, the checkpoints hold " << r.epochs_done
             << " completed epochs.\nresume with: " << quantlab::resume_command(o, r.exp_id) << std::endl;
   return 128 + r.interrupted_by;
+}
+
+int run_sweep_command(const quantlab::LaunchOptions& o, const std::string& design_file, const std::string& name,
+                      const std::vector<std::string>& grid, int64_t repeats, int64_t sample, int64_t seed,
+                      int64_t max_units, bool yes) {
+  quantlab::SweepOptions s;
+  s.launch = o;
+  if (!design_file.empty()) s.design = quantlab::parse_design(quantlab::read_json_file(design_file), "");
+  for (const auto& g : grid) s.design.factors.push_back(quantlab::parse_grid(g));
+  if (!name.empty()) s.design.name = name;
+  if (repeats > 0) s.design.repeats = repeats;
+  if (sample >= 0) s.design.sample = sample;
+  if (seed >= 0) s.design.seed = static_cast<uint64_t>(seed);
+  s.max_units = max_units;
+  s.yes = yes;
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  const quantlab::SweepResult r = quantlab::run_sweep(s, &g_stop, std::cout);
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+  std::cout << "sweep " << s.design.name << ": " << r.finished << " of " << r.units << " units finished"
+            << (r.skipped ? " (" + std::to_string(r.skipped) + " before this run)" : std::string())
+            << (r.failed ? ", " + std::to_string(r.failed) + " failed (their errors are in the record)" : std::string())
+            << std::endl;
+  if (r.interrupted_by) {
+    std::cerr << "quantlab: sweep stopped; run the same command again to resume it" << std::endl;
+    return 128 + r.interrupted_by;
+  }
+  return r.failed ? 1 : 0;
 }
 
 }  // namespace
@@ -119,6 +150,7 @@ int main(int argc, char** argv) {
       "compare", "One row per experiment: the config paths where they differ, best validation and test accuracy");
   compare->add_option("--problem", cmp.problem, "Problem folder")->required();
   compare->add_option("--ids", cmp_ids, "Experiments to compare, e.g. 1,3,5-8 (default: all)");
+  compare->add_option("--sweep", cmp.sweep, "The experiments of this sweep");
   compare->add_option("--sort", cmp.sort, "exp (default), valid, test, epochs, time or a column's config path");
   compare->add_option("--format", cmp.format, "table (default), csv, markdown or json")
       ->check(CLI::IsMember({"table", "csv", "markdown", "json"}));
@@ -130,6 +162,23 @@ int main(int argc, char** argv) {
   diff->add_option("a", diff_a, "An experiment")->required()->check(within(0, 999999999));
   diff->add_option("b", diff_b, "Another experiment")->required()->check(within(0, 999999999));
   diff->add_option("--home", diff_home, "Main folder (default: .)");
+  std::string sw_design, sw_name;
+  std::vector<std::string> sw_grid;
+  int64_t sw_repeats = 0, sw_sample = -1, sw_seed = -1, sw_max = 100;
+  bool sw_yes = false;
+  CLI::App* sweep = app.add_subcommand(
+      "sweep", "One experiment per unit of a design (a grid of config paths' levels); run again to resume");
+  sweep->add_option("--design", sw_design, "The design file (JSON: name, factors {PATH: [levels]}, repeats, sample, seed)");
+  sweep->add_option("--grid", sw_grid, "PATH=a,b,c: a factor and its levels (repeatable; after the design's)")
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  sweep->add_option("--name", sw_name, "The sweep's name (default: the design's)");
+  sweep->add_option("--repeats", sw_repeats, "Each unit N times with other data seeds")->check(within(1, 1000));
+  sweep->add_option("--sample", sw_sample, "A random sample of N units of the grid")->check(within(0, 1000000));
+  sweep->add_option("--seed", sw_seed, "The sample's seed")->check(within(0, 1000000000));
+  sweep->add_option("--max_units", sw_max, "More units than this need --yes (default 100)")->check(within(1, 1000000));
+  sweep->add_flag("--yes", sw_yes, "Run however many units the design has");
+  sweep->fallthrough();  // --problem, --topology, --threads, ... are the training flags
   CLI::App* problem = app.add_subcommand("problem", "Manage problems");
   CLI::App* add = problem->add_subcommand("add", "Create <home>/NAME/config.json and its storage folders");
   add->add_option("name", add_name, "Problem name")->required();
@@ -189,6 +238,7 @@ int main(int argc, char** argv) {
       quantlab::list_experiments(list_home, list_problem, std::cout);
       return 0;
     }
+    if (*sweep) return run_sweep_command(o, sw_design, sw_name, sw_grid, sw_repeats, sw_sample, sw_seed, sw_max, sw_yes);
     if (*compare) {
       if (!cmp_ids.empty()) cmp.ids = quantlab::parse_id_list(cmp_ids);
       quantlab::compare_experiments(cmp, std::cout);

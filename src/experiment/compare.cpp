@@ -3,12 +3,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <iomanip>
 #include <map>
 #include <ostream>
 #include <set>
 #include <sstream>
 
+#include "quantlab/config/json_node.h"
 #include "quantlab/experiment/lock.h"
 #include "quantlab/experiment/logbook.h"
 #include "quantlab/experiment/session.h"
@@ -32,7 +34,7 @@ void leaves(const nlohmann::json& v, const std::string& prefix, std::map<std::st
   }
   if (v.is_object()) {
     for (auto it = v.begin(); it != v.end(); ++it) {
-      if (prefix.empty() && it.key() == "overrides") continue;  // the record of --set, not a setting
+      if (prefix.empty() && (it.key() == "overrides" || it.key() == "sweep")) continue;  // records, not settings
       leaves(it.value(), prefix.empty() ? it.key() : prefix + "." + it.key(), out);
     }
   } else {
@@ -163,7 +165,19 @@ void compare_experiments(const CompareOptions& o, std::ostream& out) {
   static const std::set<std::string> formats = {"table", "csv", "markdown", "json"};
   if (!formats.count(o.format)) throw Error("--format=" + o.format + ": expected table, csv, markdown or json");
   const ProblemPaths paths = problem_paths(read_storage(o.home), o.problem);
-  const std::vector<int64_t> ids = o.ids.empty() ? Logbook::list(paths.logs) : o.ids;
+  std::vector<int64_t> ids = o.ids;
+  if (!o.sweep.empty()) {
+    check_plain_name("--sweep", o.sweep);
+    const std::string file = paths.dir + "/sweeps/" + o.sweep + "/sweep.json";
+    std::error_code ec;
+    if (!std::filesystem::exists(file, ec)) throw Error("--sweep=" + o.sweep + ": no such sweep (" + file + ")");
+    const auto record = read_json_file(file);
+    if (!ids.empty()) throw Error("--sweep and --ids: give one of them");
+    for (const auto& u : record.value("units", nlohmann::json::array()))
+      if (u.value("exp_id", nlohmann::json()).is_number_integer()) ids.push_back(u["exp_id"].get<int64_t>());
+    if (ids.empty()) throw Error("--sweep=" + o.sweep + ": no unit has an experiment yet");
+  }
+  if (ids.empty()) ids = Logbook::list(paths.logs);
   if (ids.empty()) throw Error(paths.logs + ": no experiments to compare");
   std::vector<Row> rows;
   for (int64_t id : ids) {

@@ -80,9 +80,10 @@ JsonNode loss_node(const JsonNode& indiv) {
 Experiment::Experiment(const nlohmann::json& cfg, const std::string& topology, torch::Device dev)
     : config(cfg), device(dev) {
   const JsonNode root(config, "");
-  root.allow_keys({"description", "indiv", "treat", "protocol", "overrides"});
+  root.allow_keys({"description", "indiv", "treat", "protocol", "overrides", "sweep"});
   description = root.string("description", "");
   if (root.has("overrides")) root.at("overrides").strings();  // the record of --set (config/overrides.h)
+  if (root.has("sweep")) root.at("sweep").expect_object();    // the unit of a sweep (experiment/sweep.h)
   const JsonNode indiv = root.at("indiv");
   indiv.allow_keys({"net", "loss_function"});
   const JsonNode treat = root.at("treat");
