@@ -86,6 +86,10 @@ struct Decoded {
   std::vector<int64_t> session_starts;
   std::string file_version, text;
   int histograms = 0;
+  // HParams: the session start's hyperparameters (numbers as numbers, strings as strings), and the
+  // end's status.
+  std::map<std::string, std::string> hparams;
+  int hparams_starts = 0, hparams_status = 0;
 };
 
 Decoded decode(const std::string& file) {
@@ -136,7 +140,27 @@ Decoded decode(const std::string& file) {
             EXPECT_LT(as_double(limits.substr(k - 8, 8)), as_double(limits.substr(k, 8))) << tag;
           ++d.histograms;
         }
-        if (value.count(8)) {
+        const auto meta = value.count(9) ? parse(value.find(9)->second.bytes) : decltype(parse("")){};
+        const std::string plugin =
+            meta.count(1) ? parse(meta.find(1)->second.bytes).find(1)->second.bytes : std::string();
+        if (value.count(8) && plugin == "hparams") {
+          const auto tensor = parse(value.find(8)->second.bytes);
+          EXPECT_EQ(tensor.find(1)->second.varint, 1u);  // DT_FLOAT, of shape [0]
+          const auto content = parse(parse(meta.find(1)->second.bytes).find(2)->second.bytes);
+          EXPECT_EQ(content.count(1) ? content.find(1)->second.varint : 0u, 0u);  // version 0
+          if (content.count(3)) {
+            ++d.hparams_starts;
+            const auto start = parse(content.find(3)->second.bytes);
+            auto entries = start.equal_range(1);
+            for (auto e = entries.first; e != entries.second; ++e) {
+              const auto entry = parse(e->second.bytes);
+              const auto v = parse(entry.find(2)->second.bytes);
+              d.hparams[entry.find(1)->second.bytes] =
+                  v.count(2) ? std::to_string(as_double(v.find(2)->second.bytes)) : v.find(3)->second.bytes;
+            }
+          }
+          if (content.count(4)) d.hparams_status = static_cast<int>(parse(content.find(4)->second.bytes).find(1)->second.varint);
+        } else if (value.count(8)) {
           const auto tensor = parse(value.find(8)->second.bytes);
           EXPECT_EQ(tensor.find(1)->second.varint, 7u);  // DT_STRING
           d.text = tensor.find(8)->second.bytes;
@@ -160,6 +184,8 @@ TEST(Events, WriterOutputDecodesWithAnIndependentReader) {
     w.add_histogram("weights/phi1_fc", torch::randn({1000}), 3);
     w.add_histogram("constant", torch::ones({10}), 3);
     w.add_session_start(2);
+    w.add_hparams_session_start({{"lr", 0.01}, {"noise", "uniform"}});
+    w.add_hparams_session_end(true);
   }
   EXPECT_EQ(fs::path(file).filename().string().rfind("events.out.tfevents.", 0), 0u);
   const Decoded d = decode(file);
@@ -169,6 +195,9 @@ TEST(Events, WriterOutputDecodesWithAnIndependentReader) {
   EXPECT_EQ(d.scalars.at("train_loss").size(), 3u);
   EXPECT_EQ(d.histograms, 2);
   EXPECT_EQ(d.session_starts, (std::vector<int64_t>{2}));
+  EXPECT_EQ(d.hparams_starts, 1);
+  EXPECT_EQ(d.hparams, (std::map<std::string, std::string>{{"lr", std::to_string(0.01)}, {"noise", "uniform"}}));
+  EXPECT_EQ(d.hparams_status, 1);  // STATUS_SUCCESS
 }
 
 TEST(Events, CrcMatchesTheKnownValue) {
@@ -269,7 +298,8 @@ for run, _, files in os.walk(sys.argv[1]):
     tags = acc.Tags()
     r = {'scalars': {t: [e.step for e in acc.Scalars(t)] for t in tags['scalars']},
          'histograms': {t: [e.step for e in acc.Histograms(t)] for t in tags['histograms']},
-         'text': {t: acc.Tensors(t)[0].tensor_proto.string_val[0].decode() for t in tags['tensors']}}
+         'text': {t: acc.Tensors(t)[0].tensor_proto.string_val[0].decode() for t in tags['tensors']
+                  if not t.startswith('_hparams_/')}}
     out[os.path.relpath(run, sys.argv[1])] = r
 print(json.dumps(out))
 )PY";
@@ -321,6 +351,54 @@ TEST(Progress, OnATerminalOneLineIsRedrawn) {
   const std::string s = out.str();
   EXPECT_EQ(std::count(s.begin(), s.end(), '\n'), 1);
   EXPECT_NE(s.find('\r'), std::string::npos);
+}
+
+}  // namespace
+}  // namespace quantlab
+
+namespace quantlab {
+namespace {
+
+// TensorBoard's HParams dashboard: a tiny sweep's experiments are sessions with the sweep's factor
+// as their hyperparameter and the final test among their metrics, read back through the HTTP API
+// of TensorBoard itself (from PyPI, on the loopback interface).
+TEST(Events, TensorBoardsHParamsDashboardListsASweepsUnits) {
+  if (!testing::tools_python_has("tensorboard")) GTEST_SKIP() << testing::tools_python_missing("tensorboard");
+  testing::TempDir home;
+  testing::write_toy_idx_problem(home.path() + "/Toy/data", 160, 32, 4, false);
+  std::ofstream(home.path() + "/Toy/config.json") << testing::toy_mlp_config(1).dump();
+  std::string out;
+  ASSERT_EQ(testing::run_cli("sweep --problem=Toy --topology=MLP --threads=1 --device=cpu --name=lr "
+                             "--grid treat.optimizer.params.lr=0.001,0.004 --home=" + home.path(),
+                             out),
+            0)
+      << out;
+  std::string log;
+  ASSERT_EQ(testing::run_script_file(testing::tools_python(),
+                                     std::string(QL_SOURCE_DIR) + "/tests/python/tensorboard_hparams.py",
+                                     {home.path() + "/Toy/logs", "2"}, log),
+            0)
+      << log;
+  const auto r = nlohmann::json::parse(log.substr(log.find('{')));
+  EXPECT_EQ(r["runs"], nlohmann::json({"exp001/stats", "exp002/stats"})) << r["runs"];
+  const auto& infos = r["experiment"]["hparamInfos"];
+  ASSERT_EQ(infos.size(), 1u) << infos;
+  EXPECT_EQ(infos[0]["name"], "treat.optimizer.params.lr");
+  const auto& groups = r["groups"]["sessionGroups"];
+  ASSERT_EQ(groups.size(), 2u) << groups;
+  std::map<double, double> test_by_lr;
+  for (const auto& g : groups) {
+    EXPECT_EQ(g["sessions"][0]["status"], "STATUS_SUCCESS") << g;
+    for (const auto& m : g["metricValues"])
+      if (m["name"]["tag"] == "test_accuracy") test_by_lr[g["hparams"]["treat.optimizer.params.lr"]] = m["value"];
+  }
+  ASSERT_EQ(test_by_lr.size(), 2u) << groups;
+  // The same figures as status.json's.
+  for (int id : {1, 2}) {
+    const auto st = read_json_file(home.path() + "/Toy/logs/exp00" + std::to_string(id) + "/saves/status.json");
+    const double lr = id == 1 ? 0.001 : 0.004;
+    EXPECT_NEAR(test_by_lr[lr], st["test"]["accuracy"].get<double>(), 1e-4);
+  }
 }
 
 }  // namespace

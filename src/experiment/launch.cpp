@@ -416,11 +416,13 @@ LaunchResult launch(const LaunchOptions& o, const std::atomic<int>* stop, std::o
   }
   std::string what, weights = "last";
   int64_t tested_epoch = trainer.state().epoch;
+  double best_valid_accuracy = std::nan("");
   if (have_best) {
     if (owner) {
       const Checkpoint c = load_checkpoint(best);
       restore(exp, c);
       tested_epoch = c.state.epoch;
+      best_valid_accuracy = 100.0 - c.state.stats[Statistic::kValidMetric];
     }
     if (comm) dist::broadcast_state(*exp.net, *comm);
     weights = "best";
@@ -441,6 +443,7 @@ LaunchResult launch(const LaunchOptions& o, const std::atomic<int>* stop, std::o
   }
   result.tested = what;
   if (session) session->on_test(*result.test, weights, tested_epoch);
+  if (log) log->on_test(*result.test, best_valid_accuracy, tested_epoch);
   print_test(out, what, *result.test);
   return result;
 }

@@ -133,6 +133,50 @@ void EventWriter::add_text(const std::string& tag, const std::string& text, int6
   write_record(e.SerializeAsString());
 }
 
+namespace {
+
+// A summary of the HParams plugin: its data as the metadata's content, an empty float tensor as
+// the value (what TensorBoard's own writer puts there).
+void write_hparams(tb::Event& e, const std::string& tag, const tb::HParamsPluginData& data) {
+  auto* v = e.mutable_summary()->add_value();
+  v->set_tag(tag);
+  v->mutable_metadata()->mutable_plugin_data()->set_plugin_name("hparams");
+  v->mutable_metadata()->mutable_plugin_data()->set_content(data.SerializeAsString());
+  auto* t = v->mutable_tensor();
+  t->set_dtype(tb::DT_FLOAT);
+  t->mutable_tensor_shape()->add_dim()->set_size(0);
+}
+
+}  // namespace
+
+void EventWriter::add_hparams_session_start(const std::vector<std::pair<std::string, nlohmann::json>>& hparams) {
+  tb::HParamsPluginData data;
+  data.set_version(0);
+  auto* start = data.mutable_session_start_info();
+  start->set_start_time_secs(now_seconds());
+  for (const auto& [name, value] : hparams) {
+    tb::HParamValue v;
+    if (value.is_number()) v.set_number_value(value.get<double>());
+    else if (value.is_boolean()) v.set_bool_value(value.get<bool>());
+    else if (value.is_string()) v.set_string_value(value.get<std::string>());
+    else v.set_string_value(value.dump());
+    (*start->mutable_hparams())[name] = v;
+  }
+  tb::Event e = make_event(0);
+  write_hparams(e, "_hparams_/session_start_info", data);
+  write_record(e.SerializeAsString());
+}
+
+void EventWriter::add_hparams_session_end(bool success) {
+  tb::HParamsPluginData data;
+  data.set_version(0);
+  data.mutable_session_end_info()->set_status(success ? 1 : 2);
+  data.mutable_session_end_info()->set_end_time_secs(now_seconds());
+  tb::Event e = make_event(0);
+  write_hparams(e, "_hparams_/session_end_info", data);
+  write_record(e.SerializeAsString());
+}
+
 void EventWriter::add_session_start(int64_t step) {
   tb::Event e = make_event(step);
   e.mutable_session_log()->set_status(tb::SessionLog::START);

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <sstream>
 
+#include "quantlab/config/overrides.h"
 #include "quantlab/nn/ana_layers.h"
 
 namespace quantlab {
@@ -84,6 +85,19 @@ void TrainingLog::on_start(const TrainingState& state, bool new_folder) {
     std::string text, line;
     while (std::getline(lines, line)) text += "    " + line + "\n";
     writer_.add_text("config", text, 0);
+    // The HParams dashboard's columns: the config paths this experiment changed with --set (a
+    // sweep's factors among them), each a hyperparameter.
+    std::vector<std::pair<std::string, nlohmann::json>> hparams;
+    if (exp_.config.contains("overrides") && exp_.config["overrides"].is_array())
+      for (const auto& text : exp_.config["overrides"]) {
+        try {
+          const Override o = parse_override(text.get<std::string>());
+          if (o.value.is_object()) continue;  // a record (the sweep's unit), not a setting
+          hparams.emplace_back(dotted(o.path), o.value);
+        } catch (const std::exception&) {
+        }
+      }
+    writer_.add_hparams_session_start(hparams);
   }
   resumed_ = state.epoch > 0;
   if (resumed_) writer_.add_session_start(state.epoch + 1);
@@ -130,6 +144,13 @@ void TrainingLog::on_epoch(const EpochRecord& r) {
   }
   writer_.flush();
   if (steps_) steps_->flush();
+}
+
+void TrainingLog::on_test(const EpochStats& test, double best_valid_accuracy, int64_t epoch) {
+  if (std::isfinite(test.metric)) writer_.add_scalar("test_accuracy", 100.0 - test.metric, epoch);
+  if (std::isfinite(best_valid_accuracy)) writer_.add_scalar("best_valid_accuracy", best_valid_accuracy, epoch);
+  writer_.add_hparams_session_end(true);
+  writer_.flush();
 }
 
 void TrainingLog::on_step(int64_t step, double loss) {

@@ -5,11 +5,15 @@
 // file version "brain.Event:2". Everything is flushed by flush() and at destruction.
 #pragma once
 
+#include <nlohmann/json.hpp>
+
 #include <torch/torch.h>
 
 #include <cstdint>
 #include <cstdio>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace quantlab {
 
@@ -32,6 +36,11 @@ class EventWriter {
   // Tells TensorBoard that the run restarted at `step`: it discards events of later steps written
   // before, so a resumed run shows one curve.
   void add_session_start(int64_t step);
+  // TensorBoard's HParams dashboard: this run is a session with these hyperparameters (numbers,
+  // strings and booleans; anything else as its JSON text); its metrics are its scalars. Written
+  // once per run (TensorBoard keeps the first of each), the end once, at the end.
+  void add_hparams_session_start(const std::vector<std::pair<std::string, nlohmann::json>>& hparams);
+  void add_hparams_session_end(bool success);
   void flush();
 
   const std::string& file() const { return file_; }

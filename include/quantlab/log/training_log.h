@@ -37,6 +37,9 @@ class TrainingLog {
   void on_start(const TrainingState& state, bool new_folder);
   void on_epoch(const EpochRecord& r);
   void on_step(int64_t step, double loss);
+  // The final test: test_accuracy and best_valid_accuracy scalars at `epoch`, and the end of the
+  // HParams session.
+  void on_test(const EpochStats& test, double best_valid_accuracy, int64_t epoch);
   void flush() { writer_.flush(); }
 
  private:
