@@ -1,11 +1,11 @@
 // Reading a launcher's environment.
 #include "quantlab/dist/environment.h"
 
+#include <unistd.h>  // environ
+
 #include <cstdlib>
 
 #include "quantlab/util/error.h"
-
-extern char** environ;
 
 namespace quantlab::dist {
 namespace {
