@@ -1,8 +1,6 @@
 // launch(): one run of the command line.
 #include "quantlab/experiment/launch.h"
 
-#include "quantlab/config/overrides.h"
-
 #include <filesystem>
 #include <iostream>
 

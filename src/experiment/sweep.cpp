@@ -210,7 +210,9 @@ SweepResult run_sweep(const SweepOptions& o, const std::atomic<int>* stop, std::
   for (const auto& u : units) {
     nlohmann::json& entry = record["units"][static_cast<size_t>(u.index)];
     int64_t id = entry["exp_id"].is_number_integer() ? entry["exp_id"].get<int64_t>() : -1;
-    if (id < 0) id = find_unit_experiment(paths.logs, d.name, u.index);  // made, then stopped before recorded
+    // A unit launched before (not pending) may have made its experiment and been stopped before
+    // the record got its number: looked for by its config's "sweep" entry.
+    if (id < 0 && entry["state"] != "pending") id = find_unit_experiment(paths.logs, d.name, u.index);
     if (id >= 0) {
       entry["exp_id"] = id;
       const auto st = Session::status(Logbook::open(paths.logs, id));
