@@ -30,7 +30,7 @@ using quantlab::bench::median;
 using quantlab::bench::peak_rss_kib;
 
 int main(int argc, char** argv) {
-  quantlab::reexec_with_passive_openmp(argv);
+  quantlab::reexec_with_runtime_environment(argv);
   CLI::App app{"Time the ANA operator"};
   std::string impl = "fused", noise = "uniform";
   int64_t n = 1 << 22;

@@ -9,7 +9,9 @@
 #                                   QL_BENCH_PYTHON=PY (the Python side's interpreter: Debian's
 #                                   /usr/bin/python3 with PyTorch 1.13 by default)
 # OpenBLAS picks its kernels from OPENBLAS_CORETYPE: every speed figure is measured with the
-# environment's setting and, when the CPU has AVX-512 / AVX2, with SkylakeX / Haswell too.
+# environment's setting and, when the CPU has AVX-512 / AVX2, with SkylakeX / Haswell too. QuantLab
+# sets OPENBLAS_CORETYPE itself when it is unset: the "unset" rows keep OpenBLAS's own choice on both
+# sides (QL_KEEP_OPENBLAS_CORETYPE=1).
 set -euo pipefail
 BUILD=${1:-build}
 OUT=$BUILD/bench-results
@@ -33,7 +35,7 @@ coretype_env() {  # prints the env assignment for a setting
     if [ -n "${OPENBLAS_CORETYPE+x}" ]; then echo "OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE"; else echo "QL_CORETYPE_UNSET=1"; fi
   else echo "OPENBLAS_CORETYPE=$1"; fi
 }
-run_with() { local ct; ct=$(coretype_env "$1"); shift; if [ "$ct" = QL_CORETYPE_UNSET=1 ]; then env -u OPENBLAS_CORETYPE "$@"; else env "$ct" "$@"; fi; }
+run_with() { local ct; ct=$(coretype_env "$1"); shift; if [ "$ct" = QL_CORETYPE_UNSET=1 ]; then env -u OPENBLAS_CORETYPE QL_KEEP_OPENBLAS_CORETYPE=1 "$@"; else env "$ct" "$@"; fi; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 field() { $PY -c "import json,sys; print(json.loads(sys.stdin.readline())['$1'])"; }
 

@@ -25,7 +25,7 @@ using quantlab::bench::median;
 using quantlab::bench::peak_rss_kib;
 
 int main(int argc, char** argv) {
-  quantlab::reexec_with_passive_openmp(argv);
+  quantlab::reexec_with_runtime_environment(argv);
   CLI::App app{"Time training steps"};
   std::string config;
   int steps = 20, warmup = 3, threads = 0;

@@ -9,6 +9,7 @@
 
 #include "quantlab/train/trainer.h"
 #include "quantlab/util/error.h"
+#include "quantlab/util/runtime.h"
 #include "test_util.h"
 
 namespace quantlab {
@@ -173,6 +174,27 @@ TEST(Cli, SaysWhenOpenBlasRunsItsGenericKernels) {
   unsetenv("OPENBLAS_CORETYPE");
   EXPECT_NE(out.find("note: OpenBLAS runs its generic Prescott kernels on this"), std::string::npos) << out;
   EXPECT_NE(out.find("export OPENBLAS_CORETYPE="), std::string::npos) << out;
+}
+
+// Left unset, OPENBLAS_CORETYPE is set by QuantLab itself (one re-run at start-up) to the kernels of
+// this CPU, and the run says so; QL_KEEP_OPENBLAS_CORETYPE keeps OpenBLAS's own (generic) choice.
+TEST(Cli, ChoosesOpenBlasKernelsForACpuItDoesNotRecognise) {
+  if (getenv("OPENBLAS_CORETYPE") != nullptr) GTEST_SKIP() << "OPENBLAS_CORETYPE is set for the tests";
+  const std::string core = blas_better_coretype();
+  if (core.empty()) GTEST_SKIP() << "OpenBLAS runs the right kernels here (or the BLAS is not OpenBLAS)";
+  TempDir home;
+  std::filesystem::create_directories(home.path() + "/Toy");
+  std::ofstream(home.path() + "/Toy/config.json") << "{}";
+  std::string out;
+  run_cli("--problem=Toy --topology=MLP --device=cpu --home=" + home.path(), out);
+  EXPECT_NE(out.find("note: OpenBLAS runs its " + core + " kernels: QuantLab set OPENBLAS_CORETYPE=" + core), std::string::npos)
+      << out;
+  EXPECT_EQ(out.find("runs its generic"), std::string::npos) << out;
+  setenv("QL_KEEP_OPENBLAS_CORETYPE", "1", 1);
+  run_cli("--problem=Toy --topology=MLP --device=cpu --home=" + home.path(), out);
+  unsetenv("QL_KEEP_OPENBLAS_CORETYPE");
+  EXPECT_NE(out.find("note: OpenBLAS runs its generic"), std::string::npos) << out;
+  EXPECT_EQ(out.find("QuantLab set OPENBLAS_CORETYPE"), std::string::npos) << out;
 }
 
 }  // namespace

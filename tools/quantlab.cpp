@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <filesystem>
 #include <iostream>
 
 #include "quantlab/config/json_node.h"
@@ -60,10 +61,22 @@ int run(const quantlab::LaunchOptions& o) {
   return 128 + r.interrupted_by;
 }
 
+// The absolute path of this program (for the processes a sweep starts).
+std::string self_path(const char* argv0) {
+  std::error_code ec;
+  const auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string(argv0) : p.string();
+}
+
 int run_sweep_command(const quantlab::LaunchOptions& o, const std::string& design_file, const std::string& name,
                       const std::vector<std::string>& grid, int64_t repeats, int64_t sample, int64_t seed,
-                      int64_t max_units, bool yes) {
+                      int64_t max_units, bool yes, int parallel, int64_t unit, bool srun,
+                      const std::vector<std::string>& command) {
   quantlab::SweepOptions s;
+  s.parallel = parallel;
+  if (unit > 0) s.unit = unit;
+  s.srun = srun;
+  s.command = command;
   s.launch = o;
   if (!design_file.empty()) s.design = quantlab::parse_design(quantlab::read_json_file(design_file), "");
   for (const auto& g : grid) s.design.factors.push_back(quantlab::parse_grid(g));
@@ -81,6 +94,7 @@ int run_sweep_command(const quantlab::LaunchOptions& o, const std::string& desig
   std::cout << "sweep " << s.design.name << ": " << r.finished << " of " << r.units << " units finished"
             << (r.skipped ? " (" + std::to_string(r.skipped) + " before this run)" : std::string())
             << (r.failed ? ", " + std::to_string(r.failed) + " failed (their errors are in the record)" : std::string())
+            << (r.elsewhere ? ", " + std::to_string(r.elsewhere) + " running in another process" : std::string())
             << std::endl;
   if (r.interrupted_by) {
     std::cerr << "quantlab: sweep stopped; run the same command again to resume it" << std::endl;
@@ -92,7 +106,7 @@ int run_sweep_command(const quantlab::LaunchOptions& o, const std::string& desig
 }  // namespace
 
 int main(int argc, char** argv) {
-  quantlab::reexec_with_passive_openmp(argv);
+  quantlab::reexec_with_runtime_environment(argv);
   CLI::App app{"QuantLab: train quantized neural networks with Additive Noise Annealing"};
   app.set_version_flag(
       "--version", [] { return quantlab::describe_build(quantlab::build_info()); },
@@ -178,6 +192,14 @@ int main(int argc, char** argv) {
   sweep->add_option("--seed", sw_seed, "The sample's seed")->check(within(0, 1000000000));
   sweep->add_option("--max_units", sw_max, "More units than this need --yes (default 100)")->check(within(1, 1000000));
   sweep->add_flag("--yes", sw_yes, "Run however many units the design has");
+  int sw_parallel = 1;
+  int64_t sw_unit = 0;
+  bool sw_srun = false;
+  sweep->add_option("--parallel", sw_parallel, "Run K units at a time, each in a process with the cores / K threads")
+      ->check(within(1, 1024));
+  sweep->add_option("--unit", sw_unit, "Run this unit only (1-based; a SLURM array task: --unit=$SLURM_ARRAY_TASK_ID)")
+      ->check(within(1, 1000000));
+  sweep->add_flag("--srun", sw_srun, "Share the units among SLURM's tasks (srun -n K quantlab sweep ... --srun)");
   sweep->fallthrough();  // --problem, --topology, --threads, ... are the training flags
   CLI::App* problem = app.add_subcommand("problem", "Manage problems");
   CLI::App* add = problem->add_subcommand("add", "Create <home>/NAME/config.json and its storage folders");
@@ -238,7 +260,19 @@ int main(int argc, char** argv) {
       quantlab::list_experiments(list_home, list_problem, std::cout);
       return 0;
     }
-    if (*sweep) return run_sweep_command(o, sw_design, sw_name, sw_grid, sw_repeats, sw_sample, sw_seed, sw_max, sw_yes);
+    if (*sweep) {
+      std::vector<std::string> command{self_path(argv[0])};  // this command line without --parallel
+      for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        if (a == "--parallel") {
+          ++i;
+          continue;
+        }
+        if (a.rfind("--parallel=", 0) != 0) command.push_back(a);
+      }
+      return run_sweep_command(o, sw_design, sw_name, sw_grid, sw_repeats, sw_sample, sw_seed, sw_max, sw_yes,
+                               sw_parallel, sw_unit, sw_srun, command);
+    }
     if (*compare) {
       if (!cmp_ids.empty()) cmp.ids = quantlab::parse_id_list(cmp_ids);
       quantlab::compare_experiments(cmp, std::cout);

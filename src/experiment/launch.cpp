@@ -89,8 +89,9 @@ Prepared prepare(const LaunchOptions& o, const std::optional<dist::Environment>&
   configure_device_math(p.device, o.deterministic);
   set_cuda_channels_last(o.channels_last);
   if (p.device.is_cpu()) {
-    const std::string blas = blas_slow_path_note();
+    const std::string blas = blas_slow_path_note(), chose = blas_choice_note();
     if (!blas.empty()) out << "note: " << blas << std::endl;
+    if (!chose.empty()) out << "note: " << chose << std::endl;
   }
   // The experiment's config: its own copy when it exists, else the problem's.
   if (o.exp_id) {
@@ -287,7 +288,7 @@ LaunchResult launch(const LaunchOptions& o, const std::atomic<int>* stop, std::o
   check_flags(o);
   const bool train = o.mode == LaunchMode::kTrain;
   const CheckpointRef ref = CheckpointRef::parse(o.load.value_or(train ? "last" : "best"), "--load");
-  const auto env = dist::environment_from_process({o.master_addr, o.master_port});
+  const auto env = o.standalone ? std::nullopt : dist::environment_from_process({o.master_addr, o.master_port});
   const bool owner = !env || env->rank == 0;  // rank 0 writes the experiment folder and the console
   std::ostream silent(nullptr);
   std::ostream& out = owner ? console : silent;

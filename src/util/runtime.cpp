@@ -13,10 +13,21 @@
 
 namespace quantlab {
 
-void reexec_with_passive_openmp(char** argv) {
-  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
-  setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-  execv("/proc/self/exe", argv);  // returns only on failure
+void reexec_with_runtime_environment(char** argv) {
+  bool changed = false;
+  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    changed = true;
+  }
+  if (std::getenv("OPENBLAS_CORETYPE") == nullptr && std::getenv("QL_KEEP_OPENBLAS_CORETYPE") == nullptr) {
+    const std::string core = blas_better_coretype();
+    if (!core.empty()) {
+      setenv("OPENBLAS_CORETYPE", core.c_str(), 1);
+      setenv("QL_SET_OPENBLAS_CORETYPE", core.c_str(), 1);  // so the run can say it chose this
+      changed = true;
+    }
+  }
+  if (changed) execv("/proc/self/exe", argv);  // returns only on failure
 }
 
 int available_cores() {
@@ -33,31 +44,58 @@ void configure_runtime(int threads) {
   at::set_num_threads(threads > 0 ? threads : available_cores());
 }
 
-std::string blas_slow_path_note() {
+namespace {
+
+// The loaded OpenBLAS's core name ("" when the BLAS is not OpenBLAS).
+std::string blas_corename() {
 #if defined(__x86_64__) && defined(__GNUC__)
   using CoreName = char* (*)();
   const auto get = reinterpret_cast<CoreName>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
-  if (!get) return "";  // not OpenBLAS
-  const std::string core = get() ? get() : "";
+  if (!get) return "";
+  const char* core = get();
+  return core ? core : "";
+#else
+  return "";
+#endif
+}
+
+}  // namespace
+
+std::string blas_better_coretype() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  const std::string core = blas_corename();
+  if (core.empty()) return "";  // not OpenBLAS
   const bool avx512 = __builtin_cpu_supports("avx512f"), avx2 = __builtin_cpu_supports("avx2");
   const auto is_one_of = [&](std::initializer_list<const char*> names) {
     for (const char* n : names)
       if (strcasecmp(core.c_str(), n) == 0) return true;
     return false;
   };
-  std::string fix;
-  if (avx512 && !is_one_of({"SkylakeX", "Cooperlake", "SapphireRapids"}))
-    fix = "SkylakeX";
-  else if (!avx512 && avx2 && !is_one_of({"Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids"}))
-    fix = "Haswell";
+  if (avx512 && !is_one_of({"SkylakeX", "Cooperlake", "SapphireRapids"})) return "SkylakeX";
+  if (!avx512 && avx2 && !is_one_of({"Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids"})) return "Haswell";
+#endif
+  return "";
+}
+
+std::string blas_slow_path_note() {
+  const std::string fix = blas_better_coretype();
   if (fix.empty()) return "";
-  return "OpenBLAS runs its generic " + core + " kernels on this " + (avx512 ? "AVX-512" : "AVX2") +
+  const bool avx512 = fix == "SkylakeX";
+  return "OpenBLAS runs its generic " + blas_corename() + " kernels on this " + (avx512 ? "AVX-512" : "AVX2") +
          " CPU, which makes matrix products several times slower (measured 55 instead of 277 GFLOP/s); "
          "export OPENBLAS_CORETYPE=" +
          fix + " before starting QuantLab to use the right ones";
-#else
-  return "";
-#endif
+}
+
+std::string blas_choice_note() {
+  const char* set = std::getenv("QL_SET_OPENBLAS_CORETYPE");
+  const char* now = std::getenv("OPENBLAS_CORETYPE");
+  if (set == nullptr || now == nullptr || std::string(set) != now) return "";
+  const std::string core = blas_corename();
+  return "OpenBLAS runs its " + (core.empty() ? std::string(now) : core) +
+         " kernels: QuantLab set OPENBLAS_CORETYPE=" + now +
+         " because OpenBLAS does not recognise this CPU and would run its generic ones, several times slower "
+         "(set OPENBLAS_CORETYPE yourself, or QL_KEEP_OPENBLAS_CORETYPE=1 to keep OpenBLAS's own choice)";
 }
 
 bool libtorch_has_cuda() {

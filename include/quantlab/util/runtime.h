@@ -12,9 +12,13 @@ namespace quantlab {
 // OpenMP threads that spin after each parallel region take the second core from OpenBLAS's
 // threads (measured: 25-40 % of an MLP step lost to spinning and sched_yield on 2 cores). libgomp
 // reads OMP_WAIT_POLICY only at load time, so when the environment does not set it, this re-runs
-// the program (execv of /proc/self/exe, same argv) with OMP_WAIT_POLICY=PASSIVE. Call it first in
-// main(); on failure the program simply goes on as it is.
-void reexec_with_passive_openmp(char** argv);
+// the program (execv of /proc/self/exe, same argv) with OMP_WAIT_POLICY=PASSIVE. OpenBLAS picks its
+// kernels once, at load time, from the CPU model, and falls back to its generic ones on models it
+// does not know (this machine's Xeon: 55 instead of 277 GFLOP/s, an epoch of the demo 2-3x
+// slower); when the environment does not set OPENBLAS_CORETYPE (nor QL_KEEP_OPENBLAS_CORETYPE),
+// the same re-run sets it to blas_better_coretype(). One execv at most; call it first in main();
+// on failure the program simply goes on as it is.
+void reexec_with_runtime_environment(char** argv);
 
 // Cores this process may run on (sched_getaffinity), at least 1.
 int available_cores();
@@ -26,6 +30,14 @@ void configure_runtime(int threads);
 // every CPU model; measured: 55 GFLOP/s instead of 277, an MLP step 2-3x slower), a sentence saying
 // so and naming the setting that fixes it (OPENBLAS_CORETYPE); "" otherwise. Changes nothing.
 std::string blas_slow_path_note();
+
+// The OPENBLAS_CORETYPE that gives this CPU OpenBLAS's fast kernels when the loaded OpenBLAS runs
+// generic ones on a CPU with AVX-512 ("SkylakeX") or AVX2 ("Haswell"); "" otherwise (or no OpenBLAS).
+std::string blas_better_coretype();
+
+// When reexec_with_runtime_environment() chose OPENBLAS_CORETYPE: a sentence saying so and how to
+// keep OpenBLAS's own choice; "" otherwise.
+std::string blas_choice_note();
 
 // Whether the libtorch this process runs has CUDA (its CUDA library is loaded), GPU or not.
 bool libtorch_has_cuda();
