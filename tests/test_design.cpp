@@ -5,11 +5,13 @@
 #include <filesystem>
 #include <functional>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "quantlab/config/overrides.h"
 #include "quantlab/experiment/compare.h"
 #include "quantlab/experiment/launch.h"
+#include "quantlab/experiment/lock.h"
 #include "quantlab/experiment/logbook.h"
 #include "quantlab/experiment/sweep.h"
 #include "quantlab/util/error.h"
@@ -55,6 +57,34 @@ TEST(Overrides, DottedPathsJsonValuesAndTheirRecord) {
       {"treat..lr=1", "an empty step in the path"},
       {"treat.optimizer.params.lr", "expected PATH=VALUE"},
       {"treat.optimizer.class.x=1", "treat.optimizer.class is a string, not an object or list"},
+  };
+  for (const auto& [arg, needle] : bad) {
+    nlohmann::json copy = c;
+    const std::string e = error_of([&] { apply_overrides(copy, std::vector<std::string>{arg}); });
+    EXPECT_NE(e.find("--set " + arg + ": "), std::string::npos) << e;
+    EXPECT_NE(e.find(needle), std::string::npos) << arg << ": " << e;
+  }
+}
+
+TEST(Overrides, AStarStepSetsEveryKeyOrElement) {
+  nlohmann::json c = {{"schemes", {{"phi1", {{"noise", "uniform"}, {"spread", {0.5, 0.5}}}},
+                                   {"phi2", {{"noise", "uniform"}, {"spread", {0.5, 0.5}}}}}},
+                      {"groups", {{{"t", 1}}, {{"t", 2}}, {{"t", 3}}}},
+                      {"empty", nlohmann::json::object()}};
+  apply_overrides(c, std::vector<std::string>{"schemes.*.noise=logistic", "schemes.*.spread=[0.1, 0.2]",
+                                              "groups.*.t=7", "+schemes.*.strategy=mode"});
+  for (const char* m : {"phi1", "phi2"}) {
+    EXPECT_EQ(c["schemes"][m]["noise"], "logistic");
+    EXPECT_EQ(c["schemes"][m]["spread"], nlohmann::json({0.1, 0.2}));
+    EXPECT_EQ(c["schemes"][m]["strategy"], "mode");
+  }
+  for (const auto& g : c["groups"]) EXPECT_EQ(g["t"], 7);
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"empty.*.x=1", "empty is empty, so * matches nothing"},
+      {"schemes.phi1.noise.*=1", "schemes.phi1.noise is a string, so * matches nothing"},
+      {"schemes.*=1", "schemes.phi1 is an object in the config, and the value given is a number"},
+      {"schemes.*.nois=x", "schemes.phi1 has no key nois"},
+      {"groups.*.t=x", "groups.0.t is a number in the config, and the value given is a string"},
   };
   for (const auto& [arg, needle] : bad) {
     nlohmann::json copy = c;
@@ -191,6 +221,90 @@ TEST(Compare, CommandLine) {
       << out;
 }
 
+// --parallel=2 runs the units in processes of their own (quantlab sweep ... --unit=N), each with
+// its output in units/<N>/output.log; a failing unit is recorded; the finished ones are skipped
+// the next time without a process.
+TEST(Sweep, ParallelRunsUnitsInProcessesOfTheirOwn) {
+  Home home;
+  SweepOptions s;
+  s.launch = home.options();
+  s.design.name = "wide";
+  s.design.factors = {{"treat.optimizer.params.lr", {0.001, 0.004}}, {"indiv.net.params.capacity", {0.02, -1}}};
+  s.parallel = 2;
+  s.command = {QL_BINARY, "--problem=Toy", "--topology=MLP", "--home=" + home.dir.path(), "--device=cpu", "sweep",
+               "--name=wide", "--grid", "treat.optimizer.params.lr=0.001,0.004", "--grid",
+               "indiv.net.params.capacity=0.02,-1"};
+  std::ostringstream out;
+  const SweepResult r = run_sweep(s, nullptr, out);
+  EXPECT_EQ(r.units, 4);
+  EXPECT_EQ(r.finished, 2) << out.str();
+  EXPECT_EQ(r.failed, 2) << out.str();
+  EXPECT_NE(out.str().find("2 at a time with 1 thread each"), std::string::npos) << out.str();
+  const std::string dir = home.dir.path() + "/Toy/sweeps/wide";
+  const auto record = read_json_file(dir + "/sweep.json");
+  std::set<int64_t> ids;
+  for (int k : {0, 2}) {
+    EXPECT_EQ(record["units"][k]["state"], "finished") << record.dump(2);
+    ids.insert(record["units"][k]["exp_id"].get<int64_t>());
+  }
+  EXPECT_EQ(ids.size(), 2u);  // each unit its own experiment
+  EXPECT_EQ(record["units"][1]["state"], "failed");
+  EXPECT_NE(record["units"][1]["error"].get<std::string>().find("capacity"), std::string::npos) << record.dump(2);
+  for (int n = 1; n <= 4; ++n) EXPECT_TRUE(fs::exists(dir + "/units/" + std::to_string(n) + "/output.log")) << n;
+  EXPECT_NE(testing::slurp(dir + "/units/1/output.log").find("test"), std::string::npos);
+  std::ostringstream again;
+  const SweepResult r2 = run_sweep(s, nullptr, again);
+  EXPECT_EQ(r2.skipped, 2);
+  EXPECT_EQ(r2.failed, 2);  // retried, and failed again
+  EXPECT_EQ(Logbook::list(home.logs()).size(), 2u) << again.str();
+}
+
+// --unit=N runs one unit (a job array's task); --srun gives SLURM task i the units i, i + K, ...;
+// a unit whose lock another process holds is left to it.
+TEST(Sweep, AUnitAloneASlurmTasksShareAndABusyUnit) {
+  Home home;
+  SweepOptions s;
+  s.launch = home.options();
+  s.design.name = "array";
+  s.design.factors = {{"treat.optimizer.params.lr", {0.001, 0.002, 0.003, 0.004}}};
+  const std::string dir = home.dir.path() + "/Toy/sweeps/array";
+  std::ostringstream sink;
+  SweepOptions one = s;
+  one.unit = 3;
+  EXPECT_EQ(run_sweep(one, nullptr, sink).finished, 1);
+  auto record = read_json_file(dir + "/sweep.json");
+  EXPECT_EQ(record["units"][2]["state"], "finished");
+  EXPECT_EQ(record["units"][0]["state"], "pending");
+  one.unit = 5;
+  EXPECT_NE(error_of([&] { run_sweep(one, nullptr, sink); }).find("--unit=5: sweep array has units 1 to 4"),
+            std::string::npos);
+  SweepOptions task = s;
+  task.srun = true;
+  EXPECT_NE(error_of([&] { run_sweep(task, nullptr, sink); }).find("start the sweep with srun"), std::string::npos);
+  setenv("SLURM_PROCID", "0", 1);
+  setenv("SLURM_NTASKS", "2", 1);
+  std::ostringstream share;
+  const SweepResult t = run_sweep(task, nullptr, share);  // units 1 and 3 (3 finished already)
+  unsetenv("SLURM_PROCID");
+  unsetenv("SLURM_NTASKS");
+  EXPECT_EQ(t.units, 2);
+  EXPECT_EQ(t.skipped, 1);
+  EXPECT_EQ(t.finished, 2);
+  EXPECT_NE(share.str().find("task 0 of 2 runs 2 of the 4 units"), std::string::npos) << share.str();
+  record = read_json_file(dir + "/sweep.json");
+  EXPECT_EQ(record["units"][0]["state"], "finished");
+  EXPECT_EQ(record["units"][1]["state"], "pending");
+  // Unit 2 held by another process: the whole sweep leaves it and runs unit 4.
+  fs::create_directories(dir + "/units/2");
+  ExperimentLock held(dir + "/units/2", "unit 2");
+  std::ostringstream out;
+  const SweepResult w = run_sweep(s, nullptr, out);
+  EXPECT_EQ(w.elsewhere, 1);
+  EXPECT_EQ(w.finished, 3);
+  EXPECT_NE(out.str().find("unit 2/4 is running in another process"), std::string::npos) << out.str();
+  EXPECT_EQ(read_json_file(dir + "/sweep.json")["units"][3]["state"], "finished");
+}
+
 }  // namespace
 }  // namespace quantlab
 
@@ -215,6 +329,21 @@ TEST(Sweep, DesignsGridsAndTheirErrors) {
   for (const auto& bad : std::vector<nlohmann::json>{
            {{"factors", {{"a", nlohmann::json::array()}}}}, {{"factors", {{"a", {1, 1}}}}},
            {{"factors", {{"a", {1}}}}, {"repeats", 0}}, {{"factors", {{"a", {1}}}}, {"speed", 1}}})
+    EXPECT_THROW(parse_design(bad, "design"), ConfigError) << bad.dump();
+  // Named levels: one level sets several paths; the record keeps the level's name.
+  const SweepDesign n = parse_design(
+      {{"name", "n"},
+       {"factors", {{"noise", {{"narrow", {{"a.noise", "normal"}, {"a.spread", 0.25}}}, {"wide", {{"a.noise", "uniform"}, {"a.spread", 0.5}}}}},
+                    {"b", {1, 2}}}}},
+      "design");
+  const auto nu = design_units(n);
+  ASSERT_EQ(nu.size(), 4u);
+  EXPECT_EQ(nu[1].levels[1], (std::pair<std::string, nlohmann::json>{"noise", "wide"}));  // factors by name
+  EXPECT_EQ(unit_overrides(nu[1], nlohmann::json::object()),
+            (std::vector<std::string>{"b=1", "a.noise=\"uniform\"", "a.spread=0.5"}));
+  for (const auto& bad : std::vector<nlohmann::json>{{{"factors", {{"noise", nlohmann::json::object()}}}},
+                                                     {{"factors", {{"noise", {{"narrow", nlohmann::json::object()}}}}}},
+                                                     {{"factors", {{"noise", {{"narrow", 1}}}}}}})
     EXPECT_THROW(parse_design(bad, "design"), ConfigError) << bad.dump();
   EXPECT_THROW(parse_grid("p=1,,2"), ConfigError);
   EXPECT_THROW(parse_grid("p=1,1"), ConfigError);

@@ -73,55 +73,83 @@ Override parse_override(const std::string& arg) {
   return o;
 }
 
-void apply_overrides(nlohmann::json& config, const std::vector<Override>& overrides) {
-  for (const Override& o : overrides) {
-    nlohmann::json* node = &config;
-    std::vector<std::string> walked;
-    for (size_t k = 0; k + 1 < o.path.size(); ++k) {
-      const std::string& step = o.path[k];
-      walked.push_back(step);
-      if (node->is_object() && node->contains(step)) {
-        node = &(*node)[step];
-      } else if (node->is_array() && is_index(step) && std::stoul(step) < node->size()) {
-        node = &(*node)[std::stoul(step)];
+namespace {
+
+// Sets o.value at o.path[k..] below `node`, reached by the steps `at` (o.path[0..k) with each "*"
+// replaced by the key or index it stands for); a "*" step is every key of an object or every
+// element of a list. Returns how many values were set.
+size_t apply_at(nlohmann::json& node, const Override& o, size_t k, std::vector<std::string> at) {
+  const std::string& step = o.path[k];
+  const bool last = k + 1 == o.path.size();
+  const std::string here = at.empty() ? std::string("the config") : dotted(at);
+  auto below = [&](const std::string& s) {
+    std::vector<std::string> p = at;
+    p.push_back(s);
+    return p;
+  };
+  if (step == "*") {
+    if ((!node.is_object() && !node.is_array()) || node.empty())
+      throw ConfigError("--set " + o.text + ": " + here + " is " +
+                        (node.empty() && (node.is_object() || node.is_array()) ? std::string("empty")
+                                                                                : std::string(type_name(node))) +
+                        ", so * matches nothing");
+    size_t n = 0, index = 0;
+    for (auto it = node.begin(); it != node.end(); ++it, ++index) {
+      nlohmann::json& child = *it;
+      const std::string key = node.is_object() ? it.key() : std::to_string(index);
+      if (last) {
+        if (!same_kind(child, o.value))
+          throw ConfigError("--set " + o.text + ": " + dotted(below(key)) + " is " + type_name(child) +
+                            " in the config, and the value given is " + type_name(o.value));
+        child = o.value;
+        ++n;
       } else {
-        const std::string where = walked.size() == 1 ? std::string("the config") : dotted({walked.begin(), walked.end() - 1});
-        throw ConfigError("--set " + o.text + ": " + where + " has no " + (node->is_array() ? "element " : "key ") +
-                          step +
-                          (node->is_object() ? " (keys: " + keys_of(*node) + ")"
-                           : node->is_array() ? " (it has " + std::to_string(node->size()) + " elements)"
-                                              : " (it is " + std::string(type_name(*node)) + ")"));
+        n += apply_at(child, o, k + 1, below(key));
       }
     }
-    const std::string& last = o.path.back();
-    const std::string parent = o.path.size() == 1 ? std::string("the config") : dotted({o.path.begin(), o.path.end() - 1});
-    nlohmann::json* target = nullptr;
-    if (node->is_array()) {
-      if (!is_index(last) || std::stoul(last) >= node->size())
-        throw ConfigError("--set " + o.text + ": " + parent + " has no element " + last + " (it has " +
-                          std::to_string(node->size()) + ")");
-      target = &(*node)[std::stoul(last)];
-    } else if (node->is_object()) {
-      if (!node->contains(last)) {
-        if (!o.add)
-          throw ConfigError("--set " + o.text + ": " + parent + " has no key " + last + " (keys: " + keys_of(*node) +
-                            "); `--set +" + dotted(o.path) + "=...` adds a key the config does not have");
-        (*node)[last] = o.value;
-        continue;
-      }
-      target = &(*node)[last];
-    } else {
-      throw ConfigError("--set " + o.text + ": " + parent + " is " + type_name(*node) + ", not an object or list");
-    }
-    if (o.add)
-      throw ConfigError("--set " + o.text + ": " + dotted(o.path) + " is in the config already; leave out the +");
-    if (!same_kind(*target, o.value))
-      throw ConfigError("--set " + o.text + ": " + dotted(o.path) + " is " + type_name(*target) +
-                        " in the config, and the value given is " + type_name(o.value) +
-                        (o.value.is_string() ? " (values are read as JSON; a string that is not JSON is taken as is)"
-                                             : ""));
-    *target = o.value;
+    return n;
   }
+  if (!last) {
+    if (node.is_object() && node.contains(step)) return apply_at(node[step], o, k + 1, below(step));
+    if (node.is_array() && is_index(step) && std::stoul(step) < node.size())
+      return apply_at(node[std::stoul(step)], o, k + 1, below(step));
+    throw ConfigError("--set " + o.text + ": " + here + " has no " + (node.is_array() ? "element " : "key ") + step +
+                      (node.is_object()  ? " (keys: " + keys_of(node) + ")"
+                       : node.is_array() ? " (it has " + std::to_string(node.size()) + " elements)"
+                                         : " (it is " + std::string(type_name(node)) + ")"));
+  }
+  nlohmann::json* target = nullptr;
+  if (node.is_array()) {
+    if (!is_index(step) || std::stoul(step) >= node.size())
+      throw ConfigError("--set " + o.text + ": " + here + " has no element " + step + " (it has " +
+                        std::to_string(node.size()) + ")");
+    target = &node[std::stoul(step)];
+  } else if (node.is_object()) {
+    if (!node.contains(step)) {
+      if (!o.add)
+        throw ConfigError("--set " + o.text + ": " + here + " has no key " + step + " (keys: " + keys_of(node) +
+                          "); `--set +" + dotted(below(step)) + "=...` adds a key the config does not have");
+      node[step] = o.value;
+      return 1;
+    }
+    target = &node[step];
+  } else {
+    throw ConfigError("--set " + o.text + ": " + here + " is " + type_name(node) + ", not an object or list");
+  }
+  const std::string where = dotted(below(step));
+  if (o.add) throw ConfigError("--set " + o.text + ": " + where + " is in the config already; leave out the +");
+  if (!same_kind(*target, o.value))
+    throw ConfigError("--set " + o.text + ": " + where + " is " + type_name(*target) +
+                      " in the config, and the value given is " + type_name(o.value) +
+                      (o.value.is_string() ? " (values are read as JSON; a string that is not JSON is taken as is)" : ""));
+  *target = o.value;
+  return 1;
+}
+
+}  // namespace
+
+void apply_overrides(nlohmann::json& config, const std::vector<Override>& overrides) {
+  for (const Override& o : overrides) apply_at(config, o, 0, {});
   if (overrides.empty()) return;
   nlohmann::json& record = config["overrides"];
   if (!record.is_array()) record = nlohmann::json::array();

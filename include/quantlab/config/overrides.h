@@ -1,5 +1,6 @@
 // Command-line overrides of a config (`--set treat.optimizer.params.lr=0.003`), as Hydra's:
-// a dotted path into the config (array elements by index: `...bindings.0.forward.class`) and a
+// a dotted path into the config (array elements by index: `...bindings.0.forward.class`; a `*` step
+// stands for every key of an object or element of a list: `indiv.net.params.quant_schemes.*.noise`) and a
 // value parsed as JSON, or taken as a string when it is not JSON. The path must exist, and the value
 // must have the type it replaces (a null takes anything); `+path=value` adds a key that is not
 // there yet (its parent must exist). The config parser then checks the result as it checks any

@@ -14,6 +14,8 @@
 #include <atomic>
 #include <cstdint>
 #include <iosfwd>
+#include <optional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -23,7 +25,11 @@ namespace quantlab {
 
 struct SweepDesign {
   std::string name;
-  std::vector<std::pair<std::string, std::vector<nlohmann::json>>> factors;  // in the design's order
+  // In the design's order: a config path and its values, or a factor's name and its levels' names
+  // (a factor of named levels, each setting several paths at once: see `named`).
+  std::vector<std::pair<std::string, std::vector<nlohmann::json>>> factors;
+  // Factor name -> {level name -> {path -> value}}, for the factors of named levels.
+  std::map<std::string, nlohmann::json> named;
   int64_t repeats = 1;
   int64_t sample = 0;  // 0: every unit of the grid
   uint64_t seed = 0;
@@ -32,12 +38,14 @@ struct SweepDesign {
 // One point of the design: its factors' levels and its repeat.
 struct SweepUnit {
   int64_t index = 0;
-  std::vector<std::pair<std::string, nlohmann::json>> levels;
+  std::vector<std::pair<std::string, nlohmann::json>> levels;    // factor -> level (as in the record)
+  std::vector<std::pair<std::string, nlohmann::json>> settings;  // config path -> value (named levels expanded)
   int64_t repeat = 0;
 };
 
-// Reads a design from JSON ({"name", "factors": {PATH: [levels]}, "repeats", "sample", "seed"});
-// throws ConfigError naming the key (an empty factor, a level given twice, a bad count).
+// Reads a design from JSON ({"name", "factors": {PATH: [values], NAME: {LEVEL: {PATH: value, ...}}},
+// "repeats", "sample", "seed"}); throws ConfigError naming the key (an empty factor, a level given
+// twice, a named level that sets nothing, a bad count).
 SweepDesign parse_design(const nlohmann::json& design, const std::string& where);
 
 // "PATH=a,b,c" of --grid: levels read as JSON, else strings.
@@ -54,14 +62,23 @@ struct SweepOptions {
   SweepDesign design;
   int64_t max_units = 100;  // more need `yes`
   bool yes = false;
+  // --parallel=K: K units at a time, each in a process of its own (`command` + --unit=N, with
+  // --threads = the cores / K unless threads are given); the output of each in
+  // <sweep>/units/<N>/output.log. `command`: the program and the arguments that run this sweep.
+  int parallel = 1;
+  std::vector<std::string> command;
+  std::optional<int64_t> unit;  // --unit=N (1-based, as printed): this unit only (a job array's task)
+  bool srun = false;            // --srun: unit i runs on SLURM task i mod SLURM_NTASKS, one process each
 };
 
 struct SweepResult {
   int64_t units = 0, finished = 0, failed = 0, skipped = 0;
+  int64_t elsewhere = 0;  // units left to another process that was running them
   int interrupted_by = 0;
 };
 
-// Runs (or resumes) a sweep, one unit after another; `stop` as launch()'s.
+// Runs (or resumes) a sweep: every unit one after another, K at a time (parallel), one unit, or a
+// SLURM task's share; `stop` as launch()'s (with --parallel it is forwarded to the units once).
 SweepResult run_sweep(const SweepOptions& options, const std::atomic<int>* stop, std::ostream& out);
 
 }  // namespace quantlab
