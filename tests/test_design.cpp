@@ -259,6 +259,47 @@ TEST(Sweep, ParallelRunsUnitsInProcessesOfTheirOwn) {
   EXPECT_EQ(Logbook::list(home.logs()).size(), 2u) << again.str();
 }
 
+// A factor of named levels: compare and the experiment's config show the level by its name, and so
+// does TensorBoard's HParams session (the unit's hyperparameters are its factors).
+TEST(Sweep, NamedLevelsShowByNameInCompareAndHParams) {
+  Home home;
+  SweepOptions s;
+  s.launch = home.options();
+  s.design = parse_design({{"name", "named"},
+                           {"factors",
+                            {{"size",
+                              {{"small", {{"indiv.net.params.capacity", 0.02}, {"treat.optimizer.params.lr", 0.001}}},
+                               {"large", {{"indiv.net.params.capacity", 0.03}, {"treat.optimizer.params.lr", 0.002}}}}}}}},
+                          "design");
+  std::ostringstream sink;
+  EXPECT_EQ(run_sweep(s, nullptr, sink).finished, 2) << sink.str();
+  CompareOptions c;
+  c.home = home.dir.path(), c.problem = "Toy", c.sweep = "named", c.format = "json";
+  std::ostringstream js;
+  compare_experiments(c, js);
+  const auto rows = nlohmann::json::parse(js.str());
+  ASSERT_EQ(rows.size(), 2u);
+  std::set<std::string> sizes;
+  for (const auto& r : rows) {
+    EXPECT_EQ(r["factors"].size(), 1u) << r.dump();  // the factor, not the paths it set
+    sizes.insert(r["factors"]["size"].get<std::string>());
+  }
+  EXPECT_EQ(sizes, (std::set<std::string>{"small", "large"}));
+  const auto config = Logbook::open(home.logs(), 1).config();
+  EXPECT_EQ(config["sweep"]["levels"]["size"], "large");  // factor levels in name order: large, small
+  EXPECT_DOUBLE_EQ(config["indiv"]["net"]["params"]["capacity"].get<double>(), 0.03);
+  // The HParams session start names the factor and its level.
+  std::string events;
+  for (const auto& f : fs::directory_iterator(home.logs() + "/exp001/stats"))
+    if (f.path().filename().string().rfind("events.", 0) == 0) events += testing::slurp(f.path().string());
+  const size_t at = events.find("_hparams_/session_start_info");
+  ASSERT_NE(at, std::string::npos);
+  const std::string start = events.substr(at, 160);  // the tag, then the plugin's content
+  EXPECT_NE(start.find("size"), std::string::npos);
+  EXPECT_NE(start.find("large"), std::string::npos);
+  EXPECT_EQ(start.find("indiv.net.params.capacity"), std::string::npos);
+}
+
 // --unit=N runs one unit (a job array's task); --srun gives SLURM task i the units i, i + K, ...;
 // a unit whose lock another process holds is left to it.
 TEST(Sweep, AUnitAloneASlurmTasksShareAndABusyUnit) {
@@ -341,6 +382,10 @@ TEST(Sweep, DesignsGridsAndTheirErrors) {
   EXPECT_EQ(nu[1].levels[1], (std::pair<std::string, nlohmann::json>{"noise", "wide"}));  // factors by name
   EXPECT_EQ(unit_overrides(nu[1], nlohmann::json::object()),
             (std::vector<std::string>{"b=1", "a.noise=\"uniform\"", "a.spread=0.5"}));
+  const SweepDesign twice = parse_design(
+      {{"factors", {{"noise", {{"a", {{"x.y", 1}}}, {"b", {{"x.y", 1}}}}}}}}, "design");
+  EXPECT_NE(error_of([&] { design_units(twice); }).find("noise=a and noise=b set the same values"),
+            std::string::npos) << error_of([&] { design_units(twice); });
   for (const auto& bad : std::vector<nlohmann::json>{{{"factors", {{"noise", nlohmann::json::object()}}}},
                                                      {{"factors", {{"noise", {{"narrow", nlohmann::json::object()}}}}}},
                                                      {{"factors", {{"noise", {{"narrow", 1}}}}}}})

@@ -48,6 +48,7 @@ struct Row {
   std::map<std::string, nlohmann::json> leaves;
   nlohmann::json status;
   std::string state;
+  nlohmann::json levels;  // a sweep's unit: its factors' levels (and "repeat"), from the record or its config
 };
 
 std::string percent_cell(const nlohmann::json& v) {
@@ -166,6 +167,7 @@ void compare_experiments(const CompareOptions& o, std::ostream& out) {
   if (!formats.count(o.format)) throw Error("--format=" + o.format + ": expected table, csv, markdown or json");
   const ProblemPaths paths = problem_paths(read_storage(o.home), o.problem);
   std::vector<int64_t> ids = o.ids;
+  std::map<int64_t, nlohmann::json> unit_levels;  // --sweep: from its record
   if (!o.sweep.empty()) {
     check_plain_name("--sweep", o.sweep);
     const std::string file = paths.dir + "/sweeps/" + o.sweep + "/sweep.json";
@@ -173,8 +175,17 @@ void compare_experiments(const CompareOptions& o, std::ostream& out) {
     if (!std::filesystem::exists(file, ec)) throw Error("--sweep=" + o.sweep + ": no such sweep (" + file + ")");
     const auto record = read_json_file(file);
     if (!ids.empty()) throw Error("--sweep and --ids: give one of them");
+    const int64_t repeats = record.contains("design") && record["design"].is_object()
+                                ? record["design"].value("repeats", int64_t{1})
+                                : 1;
     for (const auto& u : record.value("units", nlohmann::json::array()))
-      if (u.value("exp_id", nlohmann::json()).is_number_integer()) ids.push_back(u["exp_id"].get<int64_t>());
+      if (u.value("exp_id", nlohmann::json()).is_number_integer()) {
+        const int64_t id = u["exp_id"].get<int64_t>();
+        ids.push_back(id);
+        nlohmann::json levels = u.value("levels", nlohmann::json::object());
+        if (levels.is_object() && repeats > 1) levels["repeat"] = u.value("repeat", 0);
+        if (levels.is_object()) unit_levels[id] = levels;
+      }
     if (ids.empty()) throw Error("--sweep=" + o.sweep + ": no unit has an experiment yet");
   }
   if (ids.empty()) ids = Logbook::list(paths.logs);
@@ -191,10 +202,23 @@ void compare_experiments(const CompareOptions& o, std::ostream& out) {
     }
     leaves(r.config, "", r.leaves);
     r.status = Session::status(book);
+    if (unit_levels.count(id)) {
+      r.levels = unit_levels[id];
+    } else if (r.config.contains("sweep") && r.config["sweep"].is_object() &&
+               r.config["sweep"].value("levels", nlohmann::json()).is_object()) {
+      r.levels = r.config["sweep"]["levels"];
+      if (r.config["sweep"].contains("repeat")) r.levels["repeat"] = r.config["sweep"]["repeat"];
+    }
     r.state = state_of(book, r.status);
     rows.push_back(std::move(r));
   }
-  // The columns: the config paths whose values are not the same in every row.
+  // The columns: the config paths whose values are not the same in every row; for the units of
+  // sweeps, their factors (a factor of named levels by its level's name) and repeat.
+  if (std::all_of(rows.begin(), rows.end(), [](const Row& r) { return r.levels.is_object(); }))
+    for (auto& r : rows) {
+      r.leaves.clear();
+      for (auto it = r.levels.begin(); it != r.levels.end(); ++it) r.leaves[it.key()] = it.value();
+    }
   std::vector<std::string> factors;
   {
     std::set<std::string> all;

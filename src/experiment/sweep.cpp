@@ -166,6 +166,16 @@ std::vector<SweepUnit> design_units(const SweepDesign& d) {
     for (size_t k : pick) sampled.push_back(grid[k]);
     grid = std::move(sampled);
   }
+  // Two units that set the same values (named levels that differ only in name) would run twice.
+  std::map<std::string, size_t> seen;
+  for (size_t k = 0; k < grid.size(); ++k) {
+    nlohmann::json settings = nlohmann::json::object();
+    for (const auto& [path, v] : grid[k].settings) settings[path] = v;
+    const auto [it, fresh] = seen.emplace(settings.dump(), k);
+    if (!fresh)
+      throw ConfigError("the design's units " + levels_text(grid[it->second]) + " and " + levels_text(grid[k]) +
+                        " set the same values: the sweep would run one experiment twice");
+  }
   std::vector<SweepUnit> units;
   for (int64_t r = 0; r < d.repeats; ++r)
     for (const auto& u : grid) {
@@ -219,6 +229,7 @@ struct Sweep {
   std::string name, dir, file, logs;
   nlohmann::json base, design;
   std::vector<SweepUnit> units;
+  int64_t repeats = 1;
   bool owner = true;  // false on ranks > 0 of a data-parallel sweep: they read the record, never write it
 
   nlohmann::json read() const {
@@ -263,6 +274,7 @@ Sweep prepare(const SweepOptions& o, bool owner) {
   Sweep s;
   s.name = d.name;
   s.owner = owner;
+  s.repeats = d.repeats;
   s.logs = paths.logs;
   const std::string config_file = paths.dir + "/" + l.config.value_or("config.json");
   s.base = read_json_file(config_file);
@@ -355,8 +367,10 @@ Outcome run_unit(const Sweep& s, const SweepOptions& o, const SweepUnit& u, cons
     l.exp_id = id;
   } else {
     l.overrides = unit_overrides(u, s.base);
-    l.overrides.push_back("+sweep={\"name\": " + nlohmann::json(s.name).dump() + ", \"unit\": " +
-                          std::to_string(u.index) + "}");
+    nlohmann::json record = {{"name", s.name}, {"unit", u.index}, {"levels", nlohmann::json::object()}};
+    for (const auto& [factor, level] : u.levels) record["levels"][factor] = level;
+    if (s.repeats > 1) record["repeat"] = u.repeat;
+    l.overrides.push_back("+sweep=" + record.dump());
   }
   s.update(u.index, [&](nlohmann::json& e) {
     if (id >= 0) e["exp_id"] = id;

@@ -85,10 +85,15 @@ void TrainingLog::on_start(const TrainingState& state, bool new_folder) {
     std::string text, line;
     while (std::getline(lines, line)) text += "    " + line + "\n";
     writer_.add_text("config", text, 0);
-    // The HParams dashboard's columns: the config paths this experiment changed with --set (a
-    // sweep's factors among them), each a hyperparameter.
+    // The HParams dashboard's columns: a sweep's factors, or the config paths this experiment
+    // changed with --set, each a hyperparameter.
     std::vector<std::pair<std::string, nlohmann::json>> hparams;
-    if (exp_.config.contains("overrides") && exp_.config["overrides"].is_array())
+    const nlohmann::json* unit = exp_.config.contains("sweep") ? &exp_.config["sweep"] : nullptr;
+    if (unit && unit->is_object() && unit->contains("levels") && (*unit)["levels"].is_object()) {
+      // A sweep's unit: its factors' levels (a named level by its name), and its repeat.
+      for (auto it = (*unit)["levels"].begin(); it != (*unit)["levels"].end(); ++it) hparams.emplace_back(it.key(), it.value());
+      if (unit->contains("repeat")) hparams.emplace_back("repeat", (*unit)["repeat"]);
+    } else if (exp_.config.contains("overrides") && exp_.config["overrides"].is_array())
       for (const auto& text : exp_.config["overrides"]) {
         try {
           const Override o = parse_override(text.get<std::string>());

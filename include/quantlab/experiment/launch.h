@@ -48,6 +48,7 @@ struct LaunchOptions {
   int master_port = 0;
   int dist_timeout_s = 60;
   int nproc = 0;
+  bool standalone = false;  // one process whatever the environment says (a sweep's unit under srun)
 };
 
 struct LaunchResult {
