@@ -285,6 +285,23 @@ TEST(Sweep, NamedLevelsShowByNameInCompareAndHParams) {
     sizes.insert(r["factors"]["size"].get<std::string>());
   }
   EXPECT_EQ(sizes, (std::set<std::string>{"small", "large"}));
+  // --by: one row per level, with the mean accuracies; a column that is not there is refused.
+  c.by = "size";
+  std::ostringstream by;
+  compare_experiments(c, by);
+  const auto levels = nlohmann::json::parse(by.str());
+  ASSERT_EQ(levels.size(), 2u);
+  EXPECT_EQ(levels[0]["experiments"], 1);
+  EXPECT_EQ(levels[0]["tested"], 1);
+  EXPECT_TRUE(levels[0]["test_accuracy_mean"].is_number()) << levels.dump();
+  const double mean = levels[0]["test_accuracy_mean"].get<double>();
+  bool matches = false;
+  for (const auto& r : rows)
+    matches |= r["factors"]["size"] == levels[0]["level"] && r["test_accuracy"].get<double>() == mean;
+  EXPECT_TRUE(matches) << levels.dump() << rows.dump();
+  c.by = "colour";
+  EXPECT_NE(error_of([&] { compare_experiments(c, by); }).find("--by=colour: expected a column (size)"), std::string::npos);
+  c.by.clear();
   const auto config = Logbook::open(home.logs(), 1).config();
   EXPECT_EQ(config["sweep"]["levels"]["size"], "large");  // factor levels in name order: large, small
   EXPECT_DOUBLE_EQ(config["indiv"]["net"]["params"]["capacity"].get<double>(), 0.03);

@@ -169,6 +169,7 @@ int main(int argc, char** argv) {
   compare->add_option("--format", cmp.format, "table (default), csv, markdown or json")
       ->check(CLI::IsMember({"table", "csv", "markdown", "json"}));
   compare->add_option("--home", cmp.home, "Main folder (default: .)");
+  compare->add_option("--by", cmp.by, "A column (a factor): one row per level with the mean accuracies (its main effect)");
   std::string diff_problem, diff_home = ".";
   int64_t diff_a = -1, diff_b = -1;
   CLI::App* diff = app.add_subcommand("diff", "The config paths where two experiments differ");

@@ -83,6 +83,49 @@ std::string csv_cell(const std::string& s) {
   return q + "\"";
 }
 
+// Rows of text cells under a header, as a table, CSV or Markdown.
+void print_cells(const std::string& format, const std::vector<std::string>& header,
+                 const std::vector<std::vector<std::string>>& cells, std::ostream& out) {
+  if (format == "csv") {
+    for (size_t k = 0; k < header.size(); ++k) out << (k ? "," : "") << csv_cell(header[k]);
+    out << "\n";
+    for (const auto& c : cells) {
+      for (size_t k = 0; k < c.size(); ++k) out << (k ? "," : "") << csv_cell(c[k]);
+      out << "\n";
+    }
+    out << std::flush;
+    return;
+  }
+  if (format == "markdown") {
+    auto line = [&out](const std::vector<std::string>& c) {
+      out << "|";
+      for (const auto& s : c) {
+        std::string e;
+        for (char ch : s) e += ch == '|' ? std::string("\\|") : std::string(1, ch);
+        out << " " << e << " |";
+      }
+      out << "\n";
+    };
+    line(header);
+    out << "|";
+    for (size_t k = 0; k < header.size(); ++k) out << "---|";
+    out << "\n";
+    for (const auto& c : cells) line(c);
+    out << std::flush;
+    return;
+  }
+  std::vector<size_t> width(header.size());
+  for (size_t k = 0; k < header.size(); ++k) width[k] = header[k].size();
+  for (const auto& c : cells)
+    for (size_t k = 0; k < c.size(); ++k) width[k] = std::max(width[k], c[k].size());
+  auto line = [&](const std::vector<std::string>& c) {
+    for (size_t k = 0; k < c.size(); ++k) out << std::left << std::setw(static_cast<int>(width[k]) + 2) << c[k];
+    out << "\n";
+  };
+  line(header);
+  for (const auto& c : cells) line(c);
+}
+
 }  // namespace
 
 std::string value_text(const nlohmann::json& v) {
@@ -278,6 +321,50 @@ void compare_experiments(const CompareOptions& o, std::ostream& out) {
     return a.id < b.id;
   });
 
+  if (!o.by.empty()) {
+    // One row per level of a column: how many units, their mean validation and test accuracy,
+    // and the test accuracy's range (the main effect of that factor).
+    if (std::find(factors.begin(), factors.end(), o.by) == factors.end()) {
+      std::string cols;
+      for (const auto& f : factors) cols += ", " + f;
+      throw Error("--by=" + o.by + ": expected a column" + (factors.empty() ? std::string(" (there is none: the configs are the same)") : " (" + cols.substr(2) + ")"));
+    }
+    std::vector<std::string> levels;
+    std::map<std::string, std::vector<const Row*>> groups;
+    for (const auto& r : rows) {
+      const std::string v = factor_of(r, o.by);
+      if (!groups.count(v)) levels.push_back(v);
+      groups[v].push_back(&r);
+    }
+    nlohmann::json all = nlohmann::json::array();
+    std::vector<std::vector<std::string>> cells;
+    for (const auto& v : levels) {
+      double valid_sum = 0, test_sum = 0, lo = 1e9, hi = -1e9;
+      int64_t nv = 0, nt = 0;
+      for (const Row* r : groups[v]) {
+        if (best(*r).is_number()) valid_sum += best(*r).get<double>(), ++nv;
+        if (test(*r).is_number()) {
+          const double t = test(*r).get<double>();
+          test_sum += t, ++nt, lo = std::min(lo, t), hi = std::max(hi, t);
+        }
+      }
+      const nlohmann::json mv = nv ? nlohmann::json(valid_sum / static_cast<double>(nv)) : nlohmann::json();
+      const nlohmann::json mt = nt ? nlohmann::json(test_sum / static_cast<double>(nt)) : nlohmann::json();
+      const nlohmann::json tl = nt ? nlohmann::json(lo) : nlohmann::json(), th = nt ? nlohmann::json(hi) : nlohmann::json();
+      all.push_back({{"level", v}, {"experiments", groups[v].size()}, {"tested", nt}, {"valid_accuracy_mean", mv},
+                     {"test_accuracy_mean", mt}, {"test_accuracy_min", tl}, {"test_accuracy_max", th}});
+      cells.push_back({v, std::to_string(groups[v].size()), std::to_string(nt), percent_cell(mv), percent_cell(mt),
+                       percent_cell(tl), percent_cell(th)});
+    }
+    if (o.format == "json") {
+      out << all.dump(2) << std::endl;
+      return;
+    }
+    print_cells(o.format, {o.by, "experiments", "tested", "valid acc (mean)", "test acc (mean)", "test min", "test max"},
+                cells, out);
+    out << std::flush;
+    return;
+  }
   if (o.format == "json") {
     nlohmann::json all = nlohmann::json::array();
     for (const auto& r : rows) {
@@ -317,45 +404,8 @@ void compare_experiments(const CompareOptions& o, std::ostream& out) {
     c.push_back(r.state);
     cells.push_back(std::move(c));
   }
-  if (o.format == "csv") {
-    for (size_t k = 0; k < header.size(); ++k) out << (k ? "," : "") << csv_cell(header[k]);
-    out << "\n";
-    for (const auto& c : cells) {
-      for (size_t k = 0; k < c.size(); ++k) out << (k ? "," : "") << csv_cell(c[k]);
-      out << "\n";
-    }
-    out << std::flush;
-    return;
-  }
-  if (o.format == "markdown") {
-    auto line = [&out](const std::vector<std::string>& c) {
-      out << "|";
-      for (const auto& s : c) {
-        std::string e;
-        for (char ch : s) e += ch == '|' ? std::string("\\|") : std::string(1, ch);
-        out << " " << e << " |";
-      }
-      out << "\n";
-    };
-    line(header);
-    out << "|";
-    for (size_t k = 0; k < header.size(); ++k) out << "---|";
-    out << "\n";
-    for (const auto& c : cells) line(c);
-    out << std::flush;
-    return;
-  }
-  std::vector<size_t> width(header.size());
-  for (size_t k = 0; k < header.size(); ++k) width[k] = header[k].size();
-  for (const auto& c : cells)
-    for (size_t k = 0; k < c.size(); ++k) width[k] = std::max(width[k], c[k].size());
-  auto line = [&](const std::vector<std::string>& c) {
-    for (size_t k = 0; k < c.size(); ++k) out << std::left << std::setw(static_cast<int>(width[k]) + 2) << c[k];
-    out << "\n";
-  };
-  line(header);
-  for (const auto& c : cells) line(c);
-  if (factors.empty()) out << "(the configs of these experiments are the same)\n";
+  print_cells(o.format, header, cells, out);
+  if (factors.empty() && o.format == "table") out << "(the configs of these experiments are the same)\n";
   out << std::flush;
 }
 

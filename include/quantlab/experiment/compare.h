@@ -32,6 +32,7 @@ struct CompareOptions {
   std::string sweep;           // the experiments of this sweep (experiment/sweep.h), in unit order
   std::string sort = "exp";    // exp | valid | test | epochs | time | a column's config path
   std::string format = "table";  // table | csv | markdown | json
+  std::string by;                // a column: one row per level (count, mean accuracies, test range)
 };
 
 void compare_experiments(const CompareOptions& options, std::ostream& out);
