@@ -1,11 +1,12 @@
 #!/bin/bash
 # A screenshot of TensorBoard's HParams dashboard, taken with Debian's headless Chromium, for the
 # experiments of a sweep: TensorBoard from the build's venv serves them on the loopback interface.
-#   bench/hparams_screenshot.sh HOME PROBLEM SWEEP OUT.png [VIEW]
-# VIEW: table (default) or parallel (the parallel-coordinates view). Needs `make test` (the venv
-# with TensorBoard) and `apt-get install chromium`.
+#   bench/hparams_screenshot.sh HOME PROBLEM SWEEP OUT.png
+# The dashboard opens on its table view (the parallel-coordinates view is a click away: its tab is
+# not part of the page's address). Needs `make test` (the venv with TensorBoard) and
+# `apt-get install chromium`.
 set -euo pipefail
-home=$1 problem=$2 sweep=$3 out=$4 view=${5:-table}
+home=$1 problem=$2 sweep=$3 out=$4
 py=${QL_TOOLS_PYTHON:-build/venv/bin/python}
 chromium=$(command -v chromium || command -v chromium-browser || true)
 [ -n "$chromium" ] || { echo "no chromium: apt-get install chromium" >&2; exit 2; }
@@ -42,7 +43,6 @@ for _ in $(seq 1 120); do
 done
 echo "TensorBoard at $url lists $n sessions of sweep $sweep"
 page="$url/?darkMode=false#hparams"
-[ "$view" = parallel ] && page="$url/?darkMode=false#hparams&_smoothingWeight=0&hparamsTab=parallel_coords"
 "$chromium" --headless=new --no-sandbox --disable-gpu --hide-scrollbars --window-size=1600,1000 \
   --virtual-time-budget=20000 --screenshot="$out" "$page" 2> /dev/null
 echo "wrote $out ($page)"
