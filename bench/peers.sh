@@ -22,6 +22,9 @@ JSONL=$OUT/peers.jsonl
 PY1=/usr/bin/python3
 PY2=$PIP/venv/bin/python
 SAME_ENV=(GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1073741824 OMP_WAIT_POLICY=PASSIVE)
+# QuantLab sets OPENBLAS_CORETYPE itself when it is unset; the Python peers on Debian's OpenBLAS do
+# not: with it unset, both sides keep OpenBLAS's own choice (run with it set to compare SkylakeX).
+[ -z "${OPENBLAS_CORETYPE+x}" ] && export QL_KEEP_OPENBLAS_CORETYPE=1
 CFG=$OUT/peer_configs
 mkdir -p "$CFG"
 $PY2 - "$CFG" <<'PYEOF'
