@@ -15,6 +15,7 @@
 #include "quantlab/experiment/logbook.h"
 #include "quantlab/experiment/sweep.h"
 #include "quantlab/util/error.h"
+#include "quantlab/util/runtime.h"
 #include "test_util.h"
 
 namespace quantlab {
@@ -231,7 +232,8 @@ TEST(Sweep, ParallelRunsUnitsInProcessesOfTheirOwn) {
   s.design.name = "wide";
   s.design.factors = {{"treat.optimizer.params.lr", {0.001, 0.004}}, {"indiv.net.params.capacity", {0.02, -1}}};
   s.parallel = 2;
-  s.command = {QL_BINARY, "--problem=Toy", "--topology=MLP", "--home=" + home.dir.path(), "--device=cpu", "sweep",
+  s.launch.threads = 0;  // the sweep divides the cores; the command's own --threads=0 gives way
+  s.command = {QL_BINARY, "--problem=Toy", "--topology=MLP", "--home=" + home.dir.path(), "--device=cpu", "--threads=0", "sweep",
                "--name=wide", "--grid", "treat.optimizer.params.lr=0.001,0.004", "--grid",
                "indiv.net.params.capacity=0.02,-1"};
   std::ostringstream out;
@@ -239,7 +241,10 @@ TEST(Sweep, ParallelRunsUnitsInProcessesOfTheirOwn) {
   EXPECT_EQ(r.units, 4);
   EXPECT_EQ(r.finished, 2) << out.str();
   EXPECT_EQ(r.failed, 2) << out.str();
-  EXPECT_NE(out.str().find("2 at a time with 1 thread each"), std::string::npos) << out.str();
+  const int each = std::max(1, available_cores() / 2);
+  EXPECT_NE(out.str().find("2 at a time with " + std::to_string(each) + " thread" + (each == 1 ? "" : "s") + " each"),
+            std::string::npos)
+      << out.str();
   const std::string dir = home.dir.path() + "/Toy/sweeps/wide";
   const auto record = read_json_file(dir + "/sweep.json");
   std::set<int64_t> ids;
@@ -257,6 +262,13 @@ TEST(Sweep, ParallelRunsUnitsInProcessesOfTheirOwn) {
   EXPECT_EQ(r2.skipped, 2);
   EXPECT_EQ(r2.failed, 2);  // retried, and failed again
   EXPECT_EQ(Logbook::list(home.logs()).size(), 2u) << again.str();
+  // A unit another process holds is left to it, without a process of its own.
+  ExperimentLock held(dir + "/units/2", "unit 2");
+  std::ostringstream third;
+  const SweepResult r3 = run_sweep(s, nullptr, third);
+  EXPECT_EQ(r3.elsewhere, 1) << third.str();
+  EXPECT_EQ(r3.failed, 1) << third.str();
+  EXPECT_NE(third.str().find("unit 2/4 is running in another process"), std::string::npos) << third.str();
 }
 
 // A factor of named levels: compare and the experiment's config show the level by its name, and so
@@ -341,10 +353,14 @@ TEST(Sweep, AUnitAloneASlurmTasksShareAndABusyUnit) {
   EXPECT_NE(error_of([&] { run_sweep(task, nullptr, sink); }).find("start the sweep with srun"), std::string::npos);
   setenv("SLURM_PROCID", "0", 1);
   setenv("SLURM_NTASKS", "2", 1);
+  setenv("SLURM_JOB_NODELIST", "node1", 1);
+  // Without --srun, SLURM's tasks would each run every unit: refused.
+  EXPECT_NE(error_of([&] { run_sweep(s, nullptr, sink); }).find("under srun give --srun"), std::string::npos);
   std::ostringstream share;
   const SweepResult t = run_sweep(task, nullptr, share);  // units 1 and 3 (3 finished already)
   unsetenv("SLURM_PROCID");
   unsetenv("SLURM_NTASKS");
+  unsetenv("SLURM_JOB_NODELIST");
   EXPECT_EQ(t.units, 2);
   EXPECT_EQ(t.skipped, 1);
   EXPECT_EQ(t.finished, 2);

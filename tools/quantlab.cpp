@@ -100,6 +100,7 @@ int run_sweep_command(const quantlab::LaunchOptions& o, const std::string& desig
     std::cerr << "quantlab: sweep stopped; run the same command again to resume it" << std::endl;
     return 128 + r.interrupted_by;
   }
+  if (s.unit && r.elsewhere) return quantlab::kExitElsewhere;
   return r.failed ? 1 : 0;
 }
 

@@ -111,7 +111,8 @@ std::vector<std::string> Logbook::remove_abandoned(const std::string& logs_dir) 
     const std::string n = e.path().filename().string();
     if (n.rfind(".new-exp-", 0) != 0) continue;
     const long pid = std::strtol(n.c_str() + 9, nullptr, 10);
-    if (pid <= 0 || process_alive(pid)) continue;
+    // Alive here, or its lock held (by a process on another machine sharing the folder): in use.
+    if (pid <= 0 || process_alive(pid) || ExperimentLock::holder(e.path().string()) != 0) continue;
     std::error_code rm;
     fs::remove_all(e.path(), rm);
     if (!rm) removed.push_back(n);

@@ -230,7 +230,6 @@ struct Sweep {
   nlohmann::json base, design;
   std::vector<SweepUnit> units;
   int64_t repeats = 1;
-  bool owner = true;  // false on ranks > 0 of a data-parallel sweep: they read the record, never write it
 
   nlohmann::json read() const {
     nlohmann::json record;
@@ -250,7 +249,6 @@ struct Sweep {
   }
   // Applies `change` to the unit's entry of the record on disk.
   void update(int64_t unit, const std::function<void(nlohmann::json&)>& change) const {
-    if (!owner) return;
     RecordLock lock(file);
     nlohmann::json record = read();
     change(record["units"][static_cast<size_t>(unit)]);
@@ -258,10 +256,14 @@ struct Sweep {
   }
 };
 
-Sweep prepare(const SweepOptions& o, bool owner) {
+Sweep prepare(const SweepOptions& o) {
   const SweepDesign& d = o.design;
   if (d.factors.empty()) throw ConfigError("the sweep has no factors (a design's \"factors\", or --grid PATH=a,b)");
   if (d.name.empty()) throw ConfigError("the sweep has no name (the design's \"name\", or --name)");
+  for (size_t i = 0; i < d.factors.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (d.factors[i].first == d.factors[j].first)
+        throw ConfigError("the factor " + d.factors[i].first + " is given twice (in the design and by --grid?)");
   check_plain_name("the sweep's name", d.name);
   const LaunchOptions& l = o.launch;
   if (l.exp_id || l.branch || l.load || !l.overrides.empty())
@@ -273,7 +275,6 @@ Sweep prepare(const SweepOptions& o, bool owner) {
   const ProblemPaths paths = problem_paths(storage, l.problem);
   Sweep s;
   s.name = d.name;
-  s.owner = owner;
   s.repeats = d.repeats;
   s.logs = paths.logs;
   const std::string config_file = paths.dir + "/" + l.config.value_or("config.json");
@@ -299,7 +300,7 @@ Sweep prepare(const SweepOptions& o, bool owner) {
   RecordLock lock(s.file);
   if (fs::exists(s.file, ec)) {
     s.read();  // checked against this design
-  } else if (owner) {
+  } else {
     nlohmann::json record = {{"design", s.design}, {"config", config_file}, {"units", nlohmann::json::array()}};
     for (const auto& u : s.units) {
       nlohmann::json levels = nlohmann::json::object();
@@ -336,15 +337,16 @@ Outcome run_unit(const Sweep& s, const SweepOptions& o, const SweepUnit& u, cons
                  int* interrupted_by, std::ostream& out) {
   // One process at a time runs a unit: its lock in <sweep>/units/<N>/.
   std::unique_ptr<ExperimentLock> lock;
-  if (s.owner) {
+  {
     const std::string dir = s.dir + "/units/" + std::to_string(u.index + 1);
     std::error_code ec;
     fs::create_directories(dir, ec);
     if (ec) throw IoError(dir + ": cannot create the unit's folder (" + ec.message() + ")");
     try {
       lock = std::make_unique<ExperimentLock>(dir, "unit " + std::to_string(u.index + 1) + " of sweep " + s.name);
-    } catch (const Error& e) {
-      if (ExperimentLock::holder(dir) == 0) throw;
+    } catch (const IoError&) {
+      throw;  // the lock file cannot be made or read
+    } catch (const Error& e) {  // held by another process
       out << unit_title(s, u) << " is running in another process (" << e.what() << "); left to it" << std::endl;
       return Outcome::kElsewhere;
     }
@@ -454,6 +456,18 @@ SweepResult run_parallel(const Sweep& s, const SweepOptions& o, const std::vecto
   size_t next = 0;
   int forwarded = 0;
   const pid_t parent = ::getpid();
+  ::signal(SIGCHLD, SIG_DFL);  // the children are waited for, not reaped by the system
+  // The command without --threads when the sweep chooses the units' threads.
+  std::vector<std::string> base;
+  for (size_t k = 0; k < o.command.size(); ++k) {
+    const std::string& a = o.command[k];
+    if (o.launch.threads <= 0 && k > 0 && a == "--threads") {
+      ++k;
+      continue;
+    }
+    if (o.launch.threads <= 0 && k > 0 && a.rfind("--threads=", 0) == 0) continue;
+    base.push_back(a);
+  }
   while (true) {
     const int signal = stop ? stop->load() : 0;
     if (signal != 0 && forwarded == 0) {
@@ -466,14 +480,27 @@ SweepResult run_parallel(const Sweep& s, const SweepOptions& o, const std::vecto
       const std::string dir = s.dir + "/units/" + std::to_string(u->index + 1), log = dir + "/output.log";
       std::error_code ec;
       fs::create_directories(dir, ec);
-      std::vector<std::string> args = o.command;
+      if (ExperimentLock::holder(dir) != 0) {  // another process runs it: left to it
+        out << unit_title(s, *u) << " is running in another process (PID " << ExperimentLock::holder(dir)
+            << "); left to it" << std::endl;
+        count(result, Outcome::kElsewhere);
+        continue;
+      }
+      // Marked, so that what the record says after the process ends is this process's doing.
+      s.update(u->index, [&](nlohmann::json& e) {
+        e["state"] = "starting";
+        e.erase("error");
+      });
+      std::vector<std::string> args = base;
       args.push_back("--unit=" + std::to_string(u->index + 1));
       if (o.launch.threads <= 0) args.push_back("--threads=" + std::to_string(threads));
       std::vector<char*> argv;
       for (auto& a : args) argv.push_back(a.data());
       argv.push_back(nullptr);
       const pid_t pid = ::fork();
-      if (pid < 0) throw Error("--parallel: cannot start a process for unit " + std::to_string(u->index + 1) + ": " + std::strerror(errno));
+      if (pid < 0)
+        throw Error("--parallel: cannot start a process for unit " + std::to_string(u->index + 1) + ": " +
+                    std::strerror(errno));
       if (pid == 0) {
         ::setpgid(0, 0);  // the terminal's Ctrl-C reaches this sweep only, which forwards it once
         ::prctl(PR_SET_PDEATHSIG, SIGTERM);  // a sweep that dies stops its units (resumable)
@@ -486,25 +513,37 @@ SweepResult run_parallel(const Sweep& s, const SweepOptions& o, const std::vecto
         ::execv(argv[0], argv.data());
         ::_exit(127);
       }
+      ::setpgid(pid, pid);  // also here: no window in which a Ctrl-C reaches the child first
       running.push_back({pid, u, log});
       out << unit_title(s, *u) << " (" << levels_text(*u) << ") started, PID " << pid << std::endl;
     }
     if (running.empty()) break;
+    // Which child ended, if any (each waited for by its PID).
+    std::optional<Child> ended;
     int status = 0;
-    const pid_t pid = ::waitpid(-1, &status, WNOHANG);
-    if (pid <= 0) {
-      if (pid < 0 && errno != EINTR && errno != ECHILD) throw Error(std::string("--parallel: waitpid: ") + std::strerror(errno));
+    for (auto it = running.begin(); it != running.end(); ++it) {
+      const pid_t r = ::waitpid(it->pid, &status, WNOHANG);
+      if (r == it->pid || (r < 0 && errno == ECHILD)) {
+        if (r < 0) status = -1;  // reaped elsewhere: its exit status is unknown
+        ended = *it;
+        running.erase(it);
+        break;
+      }
+    }
+    if (!ended) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
       continue;
     }
-    const auto it = std::find_if(running.begin(), running.end(), [&](const Child& c) { return c.pid == pid; });
-    if (it == running.end()) continue;
-    const Child c = *it;
-    running.erase(it);
+    const Child& c = *ended;
     const nlohmann::json entry = s.entry(c.unit->index);
     const std::string state = entry.value("state", "");
-    const std::string exp = entry["exp_id"].is_number_integer() ? ", experiment " + std::to_string(entry["exp_id"].get<int64_t>()) : "";
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && state == "finished") {
+    const std::string exp =
+        entry["exp_id"].is_number_integer() ? ", experiment " + std::to_string(entry["exp_id"].get<int64_t>()) : "";
+    const std::string how = status == -1 ? std::string("ended (its exit status was not kept)") : exit_text(status);
+    if (status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == kExitElsewhere) {
+      count(result, Outcome::kElsewhere);
+      out << unit_title(s, *c.unit) << " was taken by another process first; left to it" << std::endl;
+    } else if (state == "finished") {
       count(result, Outcome::kFinished);
       out << unit_title(s, *c.unit) << " finished" << exp << std::endl;
     } else if (state == "stopped") {
@@ -512,11 +551,12 @@ SweepResult run_parallel(const Sweep& s, const SweepOptions& o, const std::vecto
     } else if (state == "failed") {
       count(result, Outcome::kFailed);
       out << unit_title(s, *c.unit) << " failed" << exp << ": " << entry.value("error", "") << std::endl;
-    } else if (forwarded != 0) {
-      out << unit_title(s, *c.unit) << " stopped before it began (its process " << exit_text(status) << ")" << std::endl;
+    } else if (forwarded != 0) {  // stopped before it could say so (a second signal, a kill)
+      s.update(c.unit->index, [&](nlohmann::json& e) { e["state"] = state == "starting" ? "pending" : "stopped"; });
+      out << unit_title(s, *c.unit) << " stopped (its process " << how << ")" << exp << std::endl;
     } else {
       // The process ended without saying (a crash, a kill): recorded as failed, with its log.
-      const std::string why = "its process " + exit_text(status) + "; its output: " + c.log;
+      const std::string why = "its process " + how + "; its output: " + c.log;
       s.update(c.unit->index, [&](nlohmann::json& e) {
         e["state"] = "failed";
         e["error"] = why;
@@ -531,10 +571,12 @@ SweepResult run_parallel(const Sweep& s, const SweepOptions& o, const std::vecto
 }  // namespace
 
 SweepResult run_sweep(const SweepOptions& o, const std::atomic<int>* stop, std::ostream& out) {
-  // Inside a data-parallel run (torchrun, SLURM, --nproc) every rank runs each unit together;
-  // rank 0 alone keeps the record and the locks. --srun instead shares the units among the tasks.
-  const auto env = o.srun ? std::nullopt : dist::environment_from_process({o.launch.master_addr, o.launch.master_port});
-  const Sweep s = prepare(o, !env || env->rank == 0);
+  // A unit runs in one process: a sweep under torchrun, --nproc or srun (without --srun, which
+  // shares the units among SLURM's tasks) would run every unit in every process.
+  if (!o.srun && dist::environment_from_process({o.launch.master_addr, o.launch.master_port}))
+    throw Error("quantlab sweep runs each unit in one process; under srun give --srun (the tasks share the units), "
+                "on one machine --parallel=K; a data-parallel launcher (torchrun, --nproc) does not apply");
+  const Sweep s = prepare(o);
   std::vector<const SweepUnit*> mine;
   if (o.unit) {
     mine.push_back(&s.units[static_cast<size_t>(*o.unit - 1)]);
@@ -559,7 +601,7 @@ SweepResult run_sweep(const SweepOptions& o, const std::atomic<int>* stop, std::
   }
   // A whole sweep (not a unit or a task's share) is run by one process at a time: its lock.
   std::unique_ptr<ExperimentLock> lock;
-  if (!o.unit && !o.srun && s.owner) lock = std::make_unique<ExperimentLock>(s.dir, "sweep " + s.name);
+  if (!o.unit && !o.srun) lock = std::make_unique<ExperimentLock>(s.dir, "sweep " + s.name);
   if (o.parallel > 1) return run_parallel(s, o, mine, stop, out);
   SweepResult result;
   result.units = static_cast<int64_t>(mine.size());

@@ -27,7 +27,9 @@ void reexec_with_runtime_environment(char** argv) {
       changed = true;
     }
   }
-  if (changed) execv("/proc/self/exe", argv);  // returns only on failure
+  if (!changed) return;
+  execv("/proc/self/exe", argv);  // returns only on failure: the run goes on as it is
+  unsetenv("QL_SET_OPENBLAS_CORETYPE");
 }
 
 int available_cores() {
@@ -92,6 +94,9 @@ std::string blas_choice_note() {
   const char* now = std::getenv("OPENBLAS_CORETYPE");
   if (set == nullptr || now == nullptr || std::string(set) != now) return "";
   const std::string core = blas_corename();
+  if (!core.empty() && strcasecmp(core.c_str(), now) != 0)
+    return "QuantLab set OPENBLAS_CORETYPE=" + std::string(now) + ", but this OpenBLAS runs its " + core +
+           " kernels all the same (it was built without a choice of kernels at run time)";
   return "OpenBLAS runs its " + (core.empty() ? std::string(now) : core) +
          " kernels: QuantLab set OPENBLAS_CORETYPE=" + now +
          " because OpenBLAS does not recognise this CPU and would run its generic ones, several times slower "

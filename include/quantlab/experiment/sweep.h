@@ -71,6 +71,10 @@ struct SweepOptions {
   bool srun = false;            // --srun: unit i runs on SLURM task i mod SLURM_NTASKS, one process each
 };
 
+// The exit status of `quantlab sweep --unit=N` when another process holds the unit (EX_TEMPFAIL):
+// --parallel's children tell the sweep so.
+constexpr int kExitElsewhere = 75;
+
 struct SweepResult {
   int64_t units = 0, finished = 0, failed = 0, skipped = 0;
   int64_t elsewhere = 0;  // units left to another process that was running them
