@@ -86,12 +86,13 @@ ExportResult run_export(const ExportOptions& o, std::ostream& out) {
   r.file_bytes = fs::file_size(r.file);
   r.checkpoint_bytes = fs::file_size(ckpt);
   for (const auto& p : exp.net->parameters()) r.float_weight_bytes += static_cast<uint64_t>(p.numel()) * 4;
-  int integer_layers = 0, float_layers = 0;
+  int integer_layers = 0, on_image = 0, float_layers = 0;
   for (const auto& l : model.layers)
-    if (l.kind == runtime::LayerKind::kConv || l.kind == runtime::LayerKind::kLinear) (l.float_input ? float_layers : integer_layers)++;
+    if (l.kind == runtime::LayerKind::kConv || l.kind == runtime::LayerKind::kLinear)
+      (!l.float_weights.empty() ? float_layers : l.float_input ? on_image : integer_layers)++;
   out << "wrote " << r.file << ": " << model.net_class << " of " << source << ", " << integer_layers
-      << " integer layers" << (float_layers ? ", " + std::to_string(float_layers) + " float (on the normalised image)" : "")
-      << "; " << r.file_bytes << " bytes, " << fixed(static_cast<double>(r.float_weight_bytes) / r.file_bytes, 1)
+      << " integer layers" << (on_image ? ", " + std::to_string(on_image) + " float (on the normalised image)" : "")
+      << (float_layers ? ", " + std::to_string(float_layers) + " float layers (float weights)" : "") << "; " << r.file_bytes << " bytes, " << fixed(static_cast<double>(r.float_weight_bytes) / r.file_bytes, 1)
       << "x smaller than the float weights (" << r.float_weight_bytes << " bytes) and "
       << fixed(static_cast<double>(r.checkpoint_bytes) / r.file_bytes, 1) << "x smaller than the checkpoint" << std::endl;
   if (!o.check) return r;

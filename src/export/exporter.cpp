@@ -63,11 +63,18 @@ BatchNormValues batch_norm_of(torch::nn::Module& m, const std::string& name) {
 
 // What flows between the steps, as the exporter tracks it.
 struct Flow {
-  enum class Kind { kPixels, kFloatImage, kLevels, kAcc, kFloatAcc } kind = Kind::kPixels;
-  double step = 1.0 / 255.0;   // pixels and levels: real = step * integer; accumulators: real = scale * A
-  double max_abs = 255;        // the largest integer magnitude (for the 32-bit bound)
-  std::vector<double> offset;  // accumulators: per channel, added to scale * A (a layer's bias)
+  enum class Kind {
+    kPixels,    // the image's bytes, real = step * pixel
+    kLevels,    // an ANA activation's levels, real = step * integer
+    kAcc,       // an integer layer's accumulator, real = step * A + offset[c]
+    kFloatAcc,  // a float layer's output, real = step * v + offset[c]
+    kFloat      // real values (the normalised image, after a float batch norm, a clamp, a residual addition)
+  } kind = Kind::kPixels;
+  double step = 1.0 / 255.0;
+  double max_abs = 255;        // integers: the largest magnitude (for the 32-bit bound)
+  std::vector<double> offset;  // accumulators: per channel (a layer's bias)
   int64_t channels = 0;
+  bool accumulator() const { return kind == Kind::kAcc || kind == Kind::kFloatAcc; }
 };
 
 int32_t clamp_i32(double v) {
@@ -75,6 +82,315 @@ int32_t clamp_i32(double v) {
   if (v <= static_cast<double>(std::numeric_limits<int32_t>::min())) return std::numeric_limits<int32_t>::min();
   return static_cast<int32_t>(v);
 }
+
+// Walks a network's steps and appends the runtime's layers, one function per kind of step.
+class Folder {
+ public:
+  Folder(const Experiment& exp, runtime::Model& model) : exp_(exp), model_(model) {
+    for (const auto& item : exp.net->named_modules("", false)) modules_[item.key()] = item.value();
+    flow_.kind = model.input.mean.empty() ? Flow::Kind::kPixels : Flow::Kind::kFloat;
+    flow_.step = model.input.mean.empty() ? 1.0 / 255.0 : 1.0;
+    flow_.channels = model.input.channels;
+  }
+
+  void fold(const Steps& steps) {
+    for (size_t i = 0; i < steps.size(); ++i) {
+      const Step& st = steps[i];
+      const Step* next = i + 1 < steps.size() ? &steps[i + 1] : nullptr;
+      switch (st.kind) {
+        case Step::Kind::kConv:
+        case Step::Kind::kLinear:
+          layer(st);
+          break;
+        case Step::Kind::kBatchNorm:
+          if (next && next->kind == Step::Kind::kActivation && ana(*next)) {
+            batch_norm_and_ana(st, *next);
+            ++i;
+          } else {
+            batch_norm(st);
+          }
+          break;
+        case Step::Kind::kActivation:
+          activation(st);
+          break;
+        case Step::Kind::kMaxPool:
+          max_pool(st);
+          break;
+        case Step::Kind::kGlobalAvgPool:
+          global_avg_pool();
+          break;
+        case Step::Kind::kFlatten:
+          flatten();
+          break;
+        case Step::Kind::kResidual:
+          residual(st);
+          break;
+      }
+    }
+  }
+
+  // The scores: the last value, through an affine layer.
+  void finish() {
+    to_real("the scores");
+    if (model_.layers.empty() || model_.layers.back().kind != LayerKind::kAffine) {
+      Layer l;
+      l.kind = LayerKind::kAffine;
+      l.name = "scores";
+      l.channels = flow_.channels;
+      l.scale.assign(static_cast<size_t>(l.channels), 1.0);
+      l.shift.assign(static_cast<size_t>(l.channels), 0.0);
+      model_.layers.push_back(std::move(l));
+    }
+    model_.num_classes = model_.layers.back().channels;
+  }
+
+ private:
+  torch::nn::Module& module(const std::string& name) const {
+    const auto it = modules_.find(name);
+    if (it == modules_.end()) throw Error(exp_.net_spec.cls + " has no module " + name);
+    return *it->second;
+  }
+  bool has(const std::string& name) const { return modules_.count(name) > 0; }
+  // An activation step with an ANA module (not ReLU6, not an identity).
+  bool ana(const Step& st) const { return has(st.name) && dynamic_cast<nn::AnaSite*>(&module(st.name)); }
+  bool real() const { return flow_.kind == Flow::Kind::kFloat; }
+  Layer& push(Layer l) {
+    model_.layers.push_back(std::move(l));
+    return model_.layers.back();
+  }
+
+  // An accumulator becomes real values through an affine layer (step, offset).
+  void to_real(const std::string& what) {
+    if (real()) return;
+    if (!flow_.accumulator()) throw Error(what + " follows an ANA activation directly; the export needs a layer first");
+    Layer l;
+    l.kind = LayerKind::kAffine;
+    l.name = "offset before " + what;
+    l.channels = flow_.channels;
+    for (int64_t c = 0; c < l.channels; ++c) {
+      l.scale.push_back(flow_.step);
+      l.shift.push_back(flow_.offset.empty() ? 0.0 : flow_.offset[static_cast<size_t>(c)]);
+    }
+    push(std::move(l));
+    set_real();
+  }
+  void set_real() {
+    flow_.kind = Flow::Kind::kFloat;
+    flow_.step = 1.0;
+    flow_.offset.clear();
+  }
+
+  void layer(const Step& st) {
+    if (flow_.accumulator()) throw Error(st.name + " follows a layer without an activation between them");
+    Layer l;
+    l.name = st.name;
+    l.kind = st.kind == Step::Kind::kConv ? LayerKind::kConv : LayerKind::kLinear;
+    torch::nn::Module& m = module(st.name);
+    torch::Tensor bias;
+    if (auto* q = dynamic_cast<nn::AnaWeightLayer*>(&m)) {
+      quantized_weights(st, *q, l);
+      bias = q->bias;
+    } else {
+      bias = float_weights(st, m, l);
+    }
+    l.in = st.in, l.out = st.out, l.groups = st.groups;
+    if (l.kind == LayerKind::kConv) l.kernel = st.kernel, l.stride = st.stride, l.pad = st.padding;
+    l.float_input = real();
+    Flow next;
+    next.channels = l.out;
+    next.offset.assign(static_cast<size_t>(l.out), 0.0);
+    if (bias.defined())
+      for (int64_t o = 0; o < l.out; ++o) next.offset[static_cast<size_t>(o)] = bias[o].item<double>();
+    if (l.float_input) {
+      next.kind = Flow::Kind::kFloatAcc;
+      next.step = l.float_weights.empty() ? l.weight_step : 1.0;
+    } else {
+      // The 32-bit bound: every weight at its largest integer times the largest input.
+      double worst = 0;
+      const int64_t fan = l.in / l.groups * l.kernel * l.kernel;
+      for (int64_t o = 0; o < l.out; ++o) {
+        double sum = 0;
+        for (int64_t j = 0; j < fan; ++j) sum += std::abs(l.weights[static_cast<size_t>(o * fan + j)]);
+        worst = std::max(worst, sum);
+      }
+      if (worst * flow_.max_abs > 2147483647.0) throw Error(st.name + ": its accumulator could exceed 32 bits");
+      next.kind = Flow::Kind::kAcc;
+      next.step = l.weight_step * flow_.step;
+      next.max_abs = worst * flow_.max_abs;
+    }
+    push(std::move(l));
+    flow_ = next;
+  }
+
+  void quantized_weights(const Step& st, nn::AnaWeightLayer& layer, Layer& l) {
+    if (auto* conv = dynamic_cast<nn::AnaConvImpl*>(&layer)) {
+      const auto& o = conv->options();
+      if (o.dim != 2) throw Error(st.name + ": only 2-d convolutions are exported");
+      for (int64_t d : o.dilation)
+        if (d != 1) throw Error(st.name + ": dilated convolutions are not exported");
+    }
+    const AnaScheme& scheme = layer.scheme();
+    const auto q = ana_tensor_ops_forward(layer.weight.detach(), scheme, layer.noise().mu, 0.0f)
+                       .contiguous()
+                       .to(torch::kFloat64);
+    std::vector<double> values(q.data_ptr<double>(), q.data_ptr<double>() + q.numel());
+    if (!on_grid(values, scheme.quantizer.scale, l.weight_step, l.weights))
+      throw Error(st.name + ": its quantized weights are not integer multiples of one step (non-uniform levels); "
+                  "the integer export needs uniform ones");
+  }
+
+  // A float layer's weights (MobileNetV2's stem, expanding blocks and classifier); its bias.
+  torch::Tensor float_weights(const Step& st, torch::nn::Module& m, Layer& l) {
+    if (!real())
+      throw Error(st.name + " is a float layer on integer input (" +
+                  (flow_.kind == Flow::Kind::kLevels ? "an ANA activation's levels" : "the image's pixels") +
+                  "): the export runs float layers on float values only");
+    torch::Tensor w, bias;
+    if (auto* c = dynamic_cast<torch::nn::Conv2dImpl*>(&m)) w = c->weight, bias = c->bias;
+    else if (auto* f = dynamic_cast<torch::nn::LinearImpl*>(&m)) w = f->weight, bias = f->bias;
+    else throw Error(st.name + " is neither a conv nor a linear layer");
+    const auto t = w.detach().to(torch::kFloat32).contiguous();
+    l.float_weights.assign(t.data_ptr<float>(), t.data_ptr<float>() + t.numel());
+    return bias.defined() ? bias.detach() : bias;
+  }
+
+  void max_pool(const Step& st) {
+    if (flow_.kind == Flow::Kind::kLevels || flow_.kind == Flow::Kind::kPixels)
+      throw Error("a max pooling on levels or pixels is not exported (after " + model_.layers.back().name + ")");
+    Layer l;
+    l.kind = LayerKind::kMaxPool;
+    l.name = "maxpool after " + model_.layers.back().name;
+    l.pool_kernel = st.kernel, l.pool_stride = st.stride;
+    // max commutes with s * A + offset (s > 0, the same offset in a channel).
+    push(std::move(l));
+  }
+
+  // A batch norm followed by an ANA activation: one threshold per step of the stair.
+  void batch_norm_and_ana(const Step& st, const Step& act) {
+    if (!flow_.accumulator() && !real())
+      throw Error(st.name + ": a batch norm that does not follow a conv or linear layer");
+    const BatchNormValues bn = batch_norm_of(module(st.name), st.name);
+    threshold(st.name + " + " + act.name, &bn, dynamic_cast<nn::AnaSite&>(module(act.name)));
+  }
+
+  // The thresholds of an ANA activation on z = g * (step * A + offset - mean) + shift (bn), or on
+  // the real value itself (bn null).
+  void threshold(const std::string& name, const BatchNormValues* bn, const nn::AnaSite& site) {
+    const Quantizer& quantizer = site.scheme().quantizer;
+    const double mu = site.noise().mu;
+    Layer l;
+    l.kind = LayerKind::kThreshold;
+    l.name = name;
+    l.float_input = flow_.kind != Flow::Kind::kAcc;
+    l.channels = flow_.channels;
+    l.num_thresholds = quantizer.num_thresholds();
+    std::vector<double> levels(quantizer.levels.begin(), quantizer.levels.end());
+    if (!on_grid(levels, quantizer.scale, l.level_step, l.levels))
+      throw Error(name + ": its levels are not integer multiples of one step; the integer export needs uniform levels");
+    for (size_t c = 0; c < static_cast<size_t>(l.channels); ++c) {
+      const double g = bn ? bn->gain[c] : 1.0, mean = bn ? bn->mean[c] : 0.0, shift = bn ? bn->shift[c] : 0.0;
+      const double offset = flow_.offset.empty() ? 0.0 : flow_.offset[c];
+      l.below.push_back(g < 0 ? 1 : 0);
+      for (int k = 0; k < quantizer.num_thresholds(); ++k) {
+        const double t = quantizer.thresholds[static_cast<size_t>(k)] + mu;
+        // z = g * (step * A + offset - mean) + shift >= t
+        if (g == 0) {  // constant: always or never
+          const bool on = shift >= t;
+          if (l.float_input) l.float_thresholds.push_back(on ? -INFINITY : INFINITY);
+          else l.int_thresholds.push_back(on ? std::numeric_limits<int32_t>::min() : std::numeric_limits<int32_t>::max());
+          continue;
+        }
+        const double theta = (mean - offset + (t - shift) / g) / flow_.step;
+        if (l.float_input) l.float_thresholds.push_back(theta);
+        else l.int_thresholds.push_back(clamp_i32(g > 0 ? std::ceil(theta) : std::floor(theta)));
+      }
+    }
+    const Layer& out = push(std::move(l));
+    flow_.kind = Flow::Kind::kLevels;
+    flow_.step = out.level_step;
+    flow_.max_abs = 0;
+    for (int8_t v : out.levels) flow_.max_abs = std::max(flow_.max_abs, std::abs(double(v)));
+    flow_.offset.clear();
+  }
+
+  // A batch norm without an ANA activation after it: an affine layer to real values (the scores,
+  // or a float part of the network).
+  void batch_norm(const Step& st) {
+    if (!flow_.accumulator() && !real())
+      throw Error(st.name + ": a batch norm that does not follow a conv or linear layer");
+    const BatchNormValues bn = batch_norm_of(module(st.name), st.name);
+    Layer l;
+    l.kind = LayerKind::kAffine;
+    l.name = st.name;
+    l.channels = static_cast<int64_t>(bn.gain.size());
+    for (size_t c = 0; c < bn.gain.size(); ++c) {
+      const double offset = flow_.offset.empty() ? 0.0 : flow_.offset[c];
+      l.scale.push_back(bn.gain[c] * flow_.step);
+      l.shift.push_back(bn.gain[c] * (offset - bn.mean[c]) + bn.shift[c]);
+    }
+    push(std::move(l));
+    set_real();
+  }
+
+  // An activation without a batch norm before it: ANA on real values (a residual branch's input),
+  // ReLU6 (a clamp), or nothing (an identity).
+  void activation(const Step& st) {
+    if (st.float_identity && !has(st.name)) return;
+    if (!real())
+      throw Error(st.name + ": an activation on " +
+                  (flow_.accumulator() ? "an accumulator without a batch norm before it" : "levels") +
+                  " is not exported");
+    if (ana(st)) {
+      threshold(st.name, nullptr, dynamic_cast<nn::AnaSite&>(module(st.name)));
+      return;
+    }
+    Layer l;
+    l.kind = LayerKind::kClamp;
+    l.name = st.name;
+    l.lo = 0.0, l.hi = 6.0;  // ReLU6 (topology/layer_maker.h)
+    push(std::move(l));
+  }
+
+  void global_avg_pool() {
+    to_real("the average pooling");
+    Layer l;
+    l.kind = LayerKind::kGlobalAvgPool;
+    l.name = "avgpool after " + model_.layers.back().name;
+    push(std::move(l));
+  }
+
+  void flatten() {
+    if (flow_.accumulator()) throw Error("a flatten of accumulators is not exported");
+    Layer l;
+    l.kind = LayerKind::kFlatten;
+    l.name = "flatten";
+    push(std::move(l));
+    flow_.channels = -1;  // known to the next layer
+  }
+
+  // x + branch(x), on real values.
+  void residual(const Step& st) {
+    const std::string first = st.branch.empty() ? "an empty branch" : st.branch.front().name;
+    to_real("the residual block of " + first);
+    Layer begin;
+    begin.kind = LayerKind::kResidualBegin;
+    begin.name = "residual of " + first;
+    const Flow saved = flow_;
+    push(begin);
+    fold(st.branch);
+    to_real("the residual addition");
+    Layer add;
+    add.kind = LayerKind::kResidualAdd;
+    add.name = "residual of " + first;
+    push(add);
+    flow_ = saved;
+  }
+
+  const Experiment& exp_;
+  runtime::Model& model_;
+  std::map<std::string, std::shared_ptr<torch::nn::Module>> modules_;
+  Flow flow_;
+};
 
 }  // namespace
 
@@ -103,166 +419,17 @@ bool has_quantized_layers(const Experiment& exp) {
 
 runtime::Model export_model(const Experiment& exp, const runtime::InputSpec& input, const std::string& problem,
                             const std::string& source) {
+  const Steps* steps = exp.net->steps();
+  if (!steps) throw Error(exp.net_spec.cls + " cannot be exported: it does not describe its network as steps");
   runtime::Model model;
   model.problem = problem;
   model.net_class = exp.net_spec.cls;
   model.source = source;
   model.input = input;
-  std::map<std::string, std::shared_ptr<torch::nn::Module>> modules;
-  for (const auto& item : exp.net->named_modules("", false)) modules[item.key()] = item.value();
-  auto module = [&](const std::string& name) -> torch::nn::Module& {
-    const auto it = modules.find(name);
-    if (it == modules.end()) throw Error(exp.net_spec.cls + " has no module " + name);
-    return *it->second;
-  };
   torch::NoGradGuard no_grad;
-  Flow flow;
-  flow.kind = input.mean.empty() ? Flow::Kind::kPixels : Flow::Kind::kFloatImage;
-  flow.step = 1.0 / 255.0;
-  flow.channels = input.channels;
-  const auto steps = exp.net->export_steps();
-  for (size_t i = 0; i < steps.size(); ++i) {
-    const ExportStep& st = steps[i];
-    switch (st.kind) {
-      case ExportStep::Kind::kFlatten: {
-        Layer l;
-        l.kind = LayerKind::kFlatten;
-        l.name = "flatten";
-        model.layers.push_back(l);
-        flow.channels = -1;  // known to the next layer
-        break;
-      }
-      case ExportStep::Kind::kLayer: {
-        auto* layer = dynamic_cast<nn::AnaWeightLayer*>(&module(st.module));
-        if (!layer)
-          throw Error(st.module + " is a float layer: QuantLab exports networks whose conv and linear layers are all "
-                      "quantized (with ANA)");
-        if (flow.kind == Flow::Kind::kAcc || flow.kind == Flow::Kind::kFloatAcc)
-          throw Error(st.module + " follows a layer without an activation between them");
-        const AnaScheme& scheme = layer->scheme();
-        const auto q = ana_tensor_ops_forward(layer->weight.detach(), scheme, layer->noise().mu, 0.0f)
-                           .contiguous()
-                           .to(torch::kFloat64);
-        std::vector<double> values(q.data_ptr<double>(), q.data_ptr<double>() + q.numel());
-        Layer l;
-        l.name = st.module;
-        if (!on_grid(values, scheme.quantizer.scale, l.weight_step, l.weights))
-          throw Error(st.module + ": its quantized weights are not integer multiples of one step (non-uniform "
-                      "levels); the integer export needs uniform ones");
-        if (auto* conv = dynamic_cast<nn::AnaConvImpl*>(layer)) {
-          const auto& o = conv->options();
-          auto one = [&](const std::vector<int64_t>& v, const char* what) {
-            for (int64_t x : v)
-              if (x != v.front()) throw Error(st.module + ": only square " + std::string(what) + " are exported");
-            return v.front();
-          };
-          if (o.dim != 2) throw Error(st.module + ": only 2-d convolutions are exported");
-          if (one(o.dilation, "dilations") != 1) throw Error(st.module + ": dilated convolutions are not exported");
-          l.kind = LayerKind::kConv;
-          l.in = o.in_channels, l.out = o.out_channels, l.kernel = one(o.kernel_size, "kernels");
-          l.stride = one(o.stride, "strides"), l.pad = one(o.padding, "paddings"), l.groups = o.groups;
-        } else {
-          l.kind = LayerKind::kLinear;
-          l.in = layer->weight.size(1), l.out = layer->weight.size(0);
-        }
-        l.float_input = flow.kind == Flow::Kind::kFloatImage;
-        // The 32-bit bound: every weight at its largest integer times the largest input.
-        double worst = 0;
-        const int64_t fan = l.in / l.groups * l.kernel * l.kernel;
-        for (int64_t o = 0; o < l.out; ++o) {
-          double sum = 0;
-          for (int64_t j = 0; j < fan; ++j) sum += std::abs(l.weights[static_cast<size_t>(o * fan + j)]);
-          worst = std::max(worst, sum);
-        }
-        if (!l.float_input && worst * flow.max_abs > 2147483647.0)
-          throw Error(st.module + ": its accumulator could exceed 32 bits");
-        Flow next;
-        next.kind = l.float_input ? Flow::Kind::kFloatAcc : Flow::Kind::kAcc;
-        next.step = l.float_input ? l.weight_step : l.weight_step * flow.step;
-        next.max_abs = worst * flow.max_abs;
-        next.channels = l.out;
-        next.offset.assign(static_cast<size_t>(l.out), 0.0);
-        if (layer->bias.defined())
-          for (int64_t o = 0; o < l.out; ++o) next.offset[static_cast<size_t>(o)] = layer->bias[o].item<double>();
-        model.layers.push_back(std::move(l));
-        flow = next;
-        break;
-      }
-      case ExportStep::Kind::kMaxPool: {
-        Layer l;
-        l.kind = LayerKind::kMaxPool;
-        l.name = "maxpool after " + model.layers.back().name;
-        l.pool_kernel = st.kernel, l.pool_stride = st.stride;
-        // max commutes with s * A + offset (s > 0, the same offset in a channel).
-        model.layers.push_back(l);
-        break;
-      }
-      case ExportStep::Kind::kBatchNorm: {
-        if (flow.kind != Flow::Kind::kAcc && flow.kind != Flow::Kind::kFloatAcc)
-          throw Error(st.module + ": a batch norm that does not follow a conv or linear layer");
-        const BatchNormValues bn = batch_norm_of(module(st.module), st.module);
-        const size_t channels = bn.gain.size();
-        const bool activation = i + 1 < steps.size() && steps[i + 1].kind == ExportStep::Kind::kActivation;
-        if (!activation) {  // the scores
-          if (flow.kind != Flow::Kind::kAcc) throw Error(st.module + ": the scores must come from integer layers");
-          Layer l;
-          l.kind = LayerKind::kAffine;
-          l.name = st.module;
-          l.channels = static_cast<int64_t>(channels);
-          for (size_t c = 0; c < channels; ++c) {
-            l.scale.push_back(bn.gain[c] * flow.step);
-            l.shift.push_back(bn.gain[c] * (flow.offset[c] - bn.mean[c]) + bn.shift[c]);
-          }
-          model.num_classes = l.channels;
-          model.layers.push_back(std::move(l));
-          break;
-        }
-        const ExportStep& act = steps[++i];
-        auto* site = dynamic_cast<nn::AnaSite*>(&module(act.module));
-        if (!site) throw Error(act.module + " is a float activation: the integer export needs ANA activations");
-        const Quantizer& quantizer = site->scheme().quantizer;
-        const double mu = site->noise().mu;
-        Layer l;
-        l.kind = LayerKind::kThreshold;
-        l.name = st.module + " + " + act.module;
-        l.float_input = flow.kind == Flow::Kind::kFloatAcc;
-        l.channels = static_cast<int64_t>(channels);
-        l.num_thresholds = quantizer.num_thresholds();
-        std::vector<double> levels(quantizer.levels.begin(), quantizer.levels.end());
-        if (!on_grid(levels, quantizer.scale, l.level_step, l.levels))
-          throw Error(act.module + ": its levels are not integer multiples of one step; the integer export needs "
-                      "uniform levels");
-        for (size_t c = 0; c < channels; ++c) {
-          const double g = bn.gain[c];
-          l.below.push_back(g < 0 ? 1 : 0);
-          for (int k = 0; k < quantizer.num_thresholds(); ++k) {
-            const double t = quantizer.thresholds[static_cast<size_t>(k)] + mu;
-            // z = g * (scale * A + offset - mean) + shift >= t
-            if (g == 0) {  // constant: always or never
-              const bool on = bn.shift[c] >= t;
-              if (l.float_input) l.float_thresholds.push_back(on ? -INFINITY : INFINITY);
-              else l.int_thresholds.push_back(on ? std::numeric_limits<int32_t>::min() : std::numeric_limits<int32_t>::max());
-              continue;
-            }
-            const double theta = (bn.mean[c] - flow.offset[c] + (t - bn.shift[c]) / g) / flow.step;
-            if (l.float_input) l.float_thresholds.push_back(theta);
-            else l.int_thresholds.push_back(clamp_i32(g > 0 ? std::ceil(theta) : std::floor(theta)));
-          }
-        }
-        model.layers.push_back(std::move(l));
-        flow.kind = Flow::Kind::kLevels;
-        flow.step = model.layers.back().level_step;
-        flow.max_abs = 0;
-        for (int8_t v : model.layers.back().levels) flow.max_abs = std::max(flow.max_abs, std::abs(double(v)));
-        flow.offset.clear();
-        break;
-      }
-      case ExportStep::Kind::kActivation:
-        throw Error(st.module + ": an activation without a batch norm before it is not exported");
-    }
-  }
-  if (model.layers.empty() || model.layers.back().kind != LayerKind::kAffine)
-    throw Error(exp.net_spec.cls + ": the network does not end with a batch norm of its scores");
+  Folder folder(exp, model);
+  folder.fold(*steps);
+  folder.finish();
   return model;
 }
 

@@ -76,6 +76,14 @@ void tensor_type(ox::ValueInfoProto* v, const std::string& name, ox::TensorProto
 }  // namespace
 
 void write_onnx(const runtime::Model& m, const std::string& file) {
+  for (size_t i = 0; i < m.layers.size(); ++i) {
+    const Layer& l = m.layers[i];
+    if (l.is_float_step() || (l.kind == LayerKind::kAffine && i + 1 < m.layers.size()))
+      throw Error(m.net_class + ": layer " + l.name + " is a float step (" + runtime::layer_kind_name(l.kind) +
+                  (l.float_weights.empty() ? "" : " with float weights") +
+                  "), which the ONNX writer does not write yet; export it with --format=qlm (the integer runtime "
+                  "runs it)");
+  }
   ox::ModelProto model;
   model.set_ir_version(8);
   model.set_producer_name("QuantLab");
@@ -231,6 +239,8 @@ void write_onnx(const runtime::Model& m, const std::string& file) {
         tensor_type(g->add_output(), "label", ox::TensorProto::INT64, {});
         break;
       }
+      default:
+        break;  // refused above
     }
   }
   std::ofstream out(file, std::ios::binary | std::ios::trunc);

@@ -8,6 +8,7 @@
 
 #include "quantlab/data/tensor_dataset.h"
 #include "quantlab/nn/ana_layers.h"
+#include "quantlab/topology/step_network.h"
 #include "quantlab/util/error.h"
 #include "quantlab/util/strings.h"
 
@@ -18,47 +19,25 @@ using Clock = std::chrono::steady_clock;
 
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-// The network's forward pass replayed step by step (the same modules and ops as forward()), with
-// every activation's input (the batch-norm output) and output kept.
+// The network's forward pass (the same one, through StepNetwork's visitor), with every ANA
+// activation's input (the batch-norm output, or the real value it quantizes) and output kept: one
+// per threshold layer of the model, in order.
 struct Replay {
-  std::vector<torch::Tensor> bn_outputs, levels;  // per threshold layer, [N, ...]
+  std::vector<torch::Tensor> act_inputs, levels;  // per threshold layer, [N, ...]
   torch::Tensor scores;
 };
 
 Replay replay(Experiment& exp, const torch::Tensor& input) {
-  std::map<std::string, std::shared_ptr<torch::nn::Module>> modules;
-  for (const auto& item : exp.net->named_modules("", false)) modules[item.key()] = item.value();
+  auto* net = dynamic_cast<StepNetwork*>(exp.net.get());
+  if (!net) throw Error(exp.net_spec.cls + ": the parity check replays networks built from steps");
+  auto modules = exp.net->named_modules("", false);
   Replay r;
-  torch::Tensor x = input;
-  for (const ExportStep& st : exp.net->export_steps()) {
-    switch (st.kind) {
-      case ExportStep::Kind::kFlatten:
-        x = x.reshape({x.size(0), -1});
-        break;
-      case ExportStep::Kind::kMaxPool:
-        x = torch::max_pool2d(x, st.kernel, st.stride);
-        break;
-      case ExportStep::Kind::kLayer: {
-        auto& m = *modules.at(st.module);
-        if (auto* c = dynamic_cast<nn::AnaConvImpl*>(&m)) x = c->forward(conv_layout(x));
-        else x = dynamic_cast<nn::AnaLinearImpl&>(m).forward(x);
-        break;
-      }
-      case ExportStep::Kind::kBatchNorm: {
-        auto& m = *modules.at(st.module);
-        if (auto* b1 = dynamic_cast<torch::nn::BatchNorm1dImpl*>(&m)) x = b1->forward(x);
-        else x = dynamic_cast<torch::nn::BatchNorm2dImpl&>(m).forward(x);
-        r.bn_outputs.push_back(x);
-        break;
-      }
-      case ExportStep::Kind::kActivation:
-        x = dynamic_cast<nn::AnaActivationImpl&>(*modules.at(st.module)).forward(x);
-        r.levels.push_back(x);
-        break;
-    }
-  }
-  r.bn_outputs.pop_back();  // the last batch norm gives the scores, no activation
-  r.scores = x;
+  r.scores = net->forward(input, [&](const Step& st, const torch::Tensor& in, const torch::Tensor& out) {
+    if (st.kind != Step::Kind::kActivation || !modules.contains(st.name)) return;
+    if (!dynamic_cast<nn::AnaActivationImpl*>(modules[st.name].get())) return;
+    r.act_inputs.push_back(in);
+    r.levels.push_back(out);
+  });
   return r;
 }
 
@@ -143,7 +122,7 @@ ParityReport check_parity(Experiment& exp, const data::ProblemData& data, const 
         if (fl_levels[e].item<int64_t>() == il_levels[static_cast<size_t>(e)]) continue;
         const int64_t per = fl_levels.numel() / l.channels;
         d.layer = l.name, d.channel = e / per, d.position = e % per;
-        const auto bn = chw(r.bn_outputs[k][0]).to(torch::kFloat64);
+        const auto bn = chw(r.act_inputs[k][0]).to(torch::kFloat64);
         d.float_value = bn[e].item<double>();
         std::vector<std::string> ts;
         if (l.float_input) {
@@ -156,8 +135,9 @@ ParityReport check_parity(Experiment& exp, const data::ProblemData& data, const 
         d.thresholds = join(ts);
         // The stair threshold nearest the float value: a tie when the float value is within
         // float32 rounding of it.
+        const size_t plus = l.name.find(" + ");  // "phi1_bn + phi1_act", or "phi06_act"
         const auto* act = dynamic_cast<nn::AnaActivationImpl*>(
-            exp.net->named_modules("", false)[l.name.substr(l.name.find(" + ") + 3)].get());
+            exp.net->named_modules("", false)[plus == std::string::npos ? l.name : l.name.substr(plus + 3)].get());
         double nearest = 0, gap = INFINITY;
         if (act)
           for (float t : act->scheme().quantizer.thresholds) {

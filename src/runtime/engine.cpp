@@ -49,11 +49,15 @@ void conv_or_linear(const Layer& l, const std::vector<int32_t>& row_sums, const 
     std::vector<double> cols;
     if (conv) im2col(in.f.data(), in.c, in.h, in.w, l.kernel, l.stride, l.pad, g, oh, ow, 0.0, cols);
     const double* patches = conv ? cols.data() : in.f.data();
+    const bool float_weights = !l.float_weights.empty();
     for (int64_t o = 0; o < l.out; ++o) {
       const int64_t gi = o / og;
-      for (int64_t p = 0; p < positions; ++p)
-        out.f[static_cast<size_t>(o * positions + p)] =
-            l.weight_step * dot_f(patches + (gi * positions + p) * row, l.weights.data() + o * row, row);
+      for (int64_t p = 0; p < positions; ++p) {
+        const double* x = patches + (gi * positions + p) * row;
+        out.f[static_cast<size_t>(o * positions + p)] = float_weights
+                                                            ? dot_f(x, l.float_weights.data() + o * row, row)
+                                                            : l.weight_step * dot_f(x, l.weights.data() + o * row, row);
+      }
     }
     return;
   }
@@ -146,13 +150,45 @@ void threshold(const Layer& l, const Value& in, Value& out, Engine::Trace* trace
   }
 }
 
+// A batch norm without an ANA activation: per channel, scale * input + shift, in double.
+void affine(const Layer& l, const Value& in, Value& out) {
+  out.kind = Value::Kind::kFloat;
+  out.c = in.c, out.h = in.h, out.w = in.w;
+  out.f.resize(static_cast<size_t>(in.size()));
+  const int64_t per = in.h * in.w;
+  for (int64_t c = 0; c < in.c; ++c) {
+    const double scale = l.scale[static_cast<size_t>(c)], shift = l.shift[static_cast<size_t>(c)];
+    for (int64_t p = 0; p < per; ++p) {
+      const auto i = static_cast<size_t>(c * per + p);
+      out.f[i] = scale * (in.kind == Value::Kind::kAcc ? static_cast<double>(in.i32[i]) : in.f[i]) + shift;
+    }
+  }
+}
+
+void global_avg_pool(const Value& in, Value& out) {
+  out.kind = Value::Kind::kFloat;
+  out.c = in.c, out.h = out.w = 1;
+  out.f.assign(static_cast<size_t>(in.c), 0.0);
+  const int64_t per = in.h * in.w;
+  for (int64_t c = 0; c < in.c; ++c) {
+    double sum = 0;
+    for (int64_t p = 0; p < per; ++p) sum += in.f[static_cast<size_t>(c * per + p)];
+    out.f[static_cast<size_t>(c)] = sum / static_cast<double>(per);
+  }
+}
+
 }  // namespace
 
 Engine::Engine(Model model) : model_(std::move(model)) {
   // Trace the shapes through the layers once.
-  int64_t c = model_.input.channels, h = model_.input.height + 2 * model_.input.pad,
-          w = model_.input.width + 2 * model_.input.pad;
-  enum class K { kInt, kFloat, kLevels, kScores } kind = model_.input.mean.empty() ? K::kLevels : K::kFloat;
+  struct Shape {
+    enum class K { kInt, kFloat, kLevels } kind;
+    int64_t c, h, w;
+  };
+  Shape x{model_.input.mean.empty() ? Shape::K::kLevels : Shape::K::kFloat, model_.input.channels,
+          model_.input.height + 2 * model_.input.pad, model_.input.width + 2 * model_.input.pad};
+  using K = Shape::K;
+  std::vector<Shape> kept;  // residual_begin's values
   auto fail = [&](const Layer& l, const std::string& why) {
     throw IoError("model " + model_.net_class + ": layer " + l.name + " (" + layer_kind_name(l.kind) + "): " + why);
   };
@@ -160,44 +196,63 @@ Engine::Engine(Model model) : model_(std::move(model)) {
     switch (l.kind) {
       case LayerKind::kConv:
       case LayerKind::kLinear:
-        if (kind != K::kLevels && kind != K::kFloat) fail(l, "expects levels or an image");
-        if (l.float_input != (kind == K::kFloat)) fail(l, "float / integer input mismatch");
-        if (l.kind == LayerKind::kLinear && (h != 1 || w != 1))
+        if (x.kind != K::kLevels && x.kind != K::kFloat) fail(l, "expects levels or an image");
+        if (l.float_input != (x.kind == K::kFloat)) fail(l, "float / integer input mismatch");
+        if (!l.float_weights.empty() && !l.float_input) fail(l, "float weights on integer input");
+        if (l.kind == LayerKind::kLinear && (x.h != 1 || x.w != 1))
           fail(l, "a linear layer after a spatial one needs a flatten");
-        if (c != l.in) fail(l, "expects " + std::to_string(l.in) + " input channels, gets " + std::to_string(c));
+        if (x.c != l.in) fail(l, "expects " + std::to_string(l.in) + " input channels, gets " + std::to_string(x.c));
         if (l.kind == LayerKind::kConv) {
-          h = (h + 2 * l.pad - l.kernel) / l.stride + 1;
-          w = (w + 2 * l.pad - l.kernel) / l.stride + 1;
-          if (h < 1 || w < 1) fail(l, "the image is too small for this layer");
+          x.h = (x.h + 2 * l.pad - l.kernel) / l.stride + 1;
+          x.w = (x.w + 2 * l.pad - l.kernel) / l.stride + 1;
+          if (x.h < 1 || x.w < 1) fail(l, "the image is too small for this layer");
         }
-        c = l.out;
-        kind = l.float_input ? K::kFloat : K::kInt;
+        x.c = l.out;
+        x.kind = l.float_input ? K::kFloat : K::kInt;
         break;
       case LayerKind::kMaxPool:
-        if (kind != K::kInt && kind != K::kFloat) fail(l, "expects accumulators");
-        h = (h - l.pool_kernel) / l.pool_stride + 1, w = (w - l.pool_kernel) / l.pool_stride + 1;
-        if (h < 1 || w < 1) fail(l, "the feature map is too small for this pooling");
+        if (x.kind != K::kInt && x.kind != K::kFloat) fail(l, "expects accumulators");
+        x.h = (x.h - l.pool_kernel) / l.pool_stride + 1, x.w = (x.w - l.pool_kernel) / l.pool_stride + 1;
+        if (x.h < 1 || x.w < 1) fail(l, "the feature map is too small for this pooling");
         break;
       case LayerKind::kThreshold:
-        if (kind != K::kInt && kind != K::kFloat) fail(l, "expects accumulators");
-        if (l.float_input != (kind == K::kFloat)) fail(l, "float / integer input mismatch");
-        if (l.channels != c) fail(l, "has " + std::to_string(l.channels) + " channels, gets " + std::to_string(c));
-        kind = K::kLevels;
+        if (x.kind != K::kInt && x.kind != K::kFloat) fail(l, "expects accumulators");
+        if (l.float_input != (x.kind == K::kFloat)) fail(l, "float / integer input mismatch");
+        if (l.channels != x.c) fail(l, "has " + std::to_string(l.channels) + " channels, gets " + std::to_string(x.c));
+        x.kind = K::kLevels;
         break;
       case LayerKind::kFlatten:
-        c = c * h * w, h = w = 1;
+        x.c = x.c * x.h * x.w, x.h = x.w = 1;
         break;
       case LayerKind::kAffine:
-        if (kind != K::kInt || h != 1 || w != 1 || l.channels != c) fail(l, "expects the last layer's accumulators");
-        kind = K::kScores;
+        if (x.kind == K::kLevels || l.channels != x.c) fail(l, "expects accumulators of its channels");
+        x.kind = K::kFloat;
+        break;
+      case LayerKind::kClamp:
+      case LayerKind::kGlobalAvgPool:
+        if (x.kind != K::kFloat) fail(l, "expects float values");
+        if (l.kind == LayerKind::kGlobalAvgPool) x.h = x.w = 1;
+        break;
+      case LayerKind::kResidualBegin:
+        if (x.kind != K::kFloat) fail(l, "expects float values");
+        kept.push_back(x);
+        break;
+      case LayerKind::kResidualAdd:
+        if (kept.empty()) fail(l, "no residual_begin before it");
+        if (x.kind != K::kFloat || kept.back().c != x.c || kept.back().h != x.h || kept.back().w != x.w)
+          fail(l, "the branch's output does not match the block's input");
+        kept.pop_back();
         break;
     }
   }
-  if (kind != K::kScores) throw IoError("model " + model_.net_class + ": it does not end with the scores");
+  if (!kept.empty()) throw IoError("model " + model_.net_class + ": a residual_begin without its residual_add");
+  if (x.kind != K::kFloat || x.c * x.h * x.w != model_.num_classes || model_.layers.back().kind != LayerKind::kAffine)
+    throw IoError("model " + model_.net_class + ": it does not end with the scores");
   // Each weight row's sum, for the activations' zero point.
   for (const Layer& l : model_.layers) {
     std::vector<int32_t> sums;
-    if (l.kind == LayerKind::kConv || l.kind == LayerKind::kLinear) {
+    const bool integer = (l.kind == LayerKind::kConv || l.kind == LayerKind::kLinear) && l.float_weights.empty();
+    if (integer) {
       const int64_t row = l.in / l.groups * l.kernel * l.kernel;
       for (int64_t o = 0; o < l.out; ++o) {
         int32_t sum = 0;
@@ -208,10 +263,10 @@ Engine::Engine(Model model) : model_(std::move(model)) {
     row_sums_.push_back(std::move(sums));
     std::vector<int8_t> padded;
     const bool vnni_conv = l.kind == LayerKind::kConv && l.groups == 1 && !l.float_input;
-    if ((l.kind == LayerKind::kLinear || vnni_conv) && have_vnni()) {  // block_weights' layout
+    if (integer && (l.kind == LayerKind::kLinear || vnni_conv) && have_vnni()) {  // block_weights' layout
       const int64_t row = l.in * (l.kind == LayerKind::kConv ? l.kernel * l.kernel : 1);
       padded = block_weights(l.weights.data(), l.out, row);
-    } else if (l.kind == LayerKind::kLinear) {  // rows padded to 64 bytes
+    } else if (integer && l.kind == LayerKind::kLinear) {  // rows padded to 64 bytes
       const int64_t stride = padded_row(l.in);
       padded.assign(static_cast<size_t>(l.out * stride), 0);
       for (int64_t o = 0; o < l.out; ++o)
@@ -312,7 +367,7 @@ std::vector<std::vector<double>> Engine::scores_batch(const uint8_t* images, int
       }
     }
   }
-  std::vector<std::vector<double>> out(static_cast<size_t>(n));
+  std::vector<std::vector<Value>> kept(static_cast<size_t>(n));  // residual_begin's values, per image
   for (size_t li = 0; li < model_.layers.size(); ++li) {
     const Layer& l = model_.layers[li];
     if (l.kind == LayerKind::kLinear && xs[0].kind == Value::Kind::kBytes) {
@@ -346,17 +401,31 @@ std::vector<std::vector<double>> Engine::scores_batch(const uint8_t* images, int
         case LayerKind::kFlatten:
           x.c = x.size(), x.h = x.w = 1;
           break;
-        case LayerKind::kAffine: {
-          auto& o = out[b];
-          o.resize(static_cast<size_t>(l.channels));
-          for (int64_t c = 0; c < l.channels; ++c)
-            o[static_cast<size_t>(c)] =
-                l.scale[static_cast<size_t>(c)] * x.i32[static_cast<size_t>(c)] + l.shift[static_cast<size_t>(c)];
+        case LayerKind::kAffine:
+          affine(l, x, y);
+          std::swap(x, y);
+          break;
+        case LayerKind::kClamp:
+          for (double& v : x.f) v = std::min(std::max(v, l.lo), l.hi);
+          break;
+        case LayerKind::kGlobalAvgPool:
+          global_avg_pool(x, y);
+          std::swap(x, y);
+          break;
+        case LayerKind::kResidualBegin:
+          kept[b].push_back(x);
+          break;
+        case LayerKind::kResidualAdd: {
+          const Value& r = kept[b].back();
+          for (size_t i = 0; i < x.f.size(); ++i) x.f[i] += r.f[i];
+          kept[b].pop_back();
           break;
         }
       }
     }
   }
+  std::vector<std::vector<double>> out(static_cast<size_t>(n));
+  for (size_t b = 0; b < xs.size(); ++b) out[b] = std::move(xs[b].f);
   return out;
 }
 

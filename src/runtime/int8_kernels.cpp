@@ -148,11 +148,18 @@ int32_t dot_u8(const uint8_t* a, const int8_t* b, int64_t n) { return picked_dot
 
 void dot4_u8(const uint8_t* const* x, const int8_t* w, int64_t n, int32_t* out) { picked_dot4(x, w, n, out); }
 
-double dot_f(const double* a, const int8_t* b, int64_t n) {
+namespace {
+template <typename W>
+double dot_double(const double* a, const W* b, int64_t n) {
   double acc = 0;
   for (int64_t i = 0; i < n; ++i) acc += a[i] * b[i];
   return acc;
 }
+}  // namespace
+
+double dot_f(const double* a, const int8_t* b, int64_t n) { return dot_double(a, b, n); }
+
+double dot_f(const double* a, const float* b, int64_t n) { return dot_double(a, b, n); }
 
 bool have_vnni() { return vnni; }
 

@@ -16,12 +16,15 @@ namespace quantlab::runtime {
 namespace {
 
 constexpr char kMagic[8] = {'Q', 'L', 'M', 'O', 'D', 'E', 'L', '1'};
-constexpr int kVersion = 1;
+// Version 1: integer layers only; version 2 adds the float steps (Layer::is_float_step).
+constexpr int kVersion = 2;
 
-const char* const kKinds[] = {"conv", "linear", "maxpool", "threshold", "affine", "flatten"};
+const char* const kKinds[] = {"conv",    "linear", "maxpool",        "threshold",     "affine",
+                              "flatten", "clamp",  "avgpool", "residual_begin", "residual_add"};
+constexpr int kNumKinds = sizeof kKinds / sizeof kKinds[0];
 
 LayerKind kind_of(const std::string& s, const std::string& file) {
-  for (int k = 0; k < 6; ++k)
+  for (int k = 0; k < kNumKinds; ++k)
     if (s == kKinds[k]) return static_cast<LayerKind>(k);
   throw IoError(file + ": unknown layer kind '" + s + "' (written by a newer QuantLab?)");
 }
@@ -92,6 +95,11 @@ void check(bool ok, const std::string& file, const Layer& l, const std::string& 
 
 const char* layer_kind_name(LayerKind k) { return kKinds[static_cast<int>(k)]; }
 
+bool Layer::is_float_step() const {
+  return !float_weights.empty() || kind == LayerKind::kClamp || kind == LayerKind::kGlobalAvgPool ||
+         kind == LayerKind::kResidualBegin || kind == LayerKind::kResidualAdd;
+}
+
 bool is_ternary(const std::vector<int8_t>& w) {
   for (int8_t x : w)
     if (x < -1 || x > 1) return false;
@@ -108,7 +116,8 @@ void save_model(const std::string& file, const Model& m) {
       case LayerKind::kLinear:
         j.update({{"in", l.in}, {"out", l.out}, {"kernel", l.kernel}, {"stride", l.stride}, {"pad", l.pad},
                   {"groups", l.groups}, {"weight_step", l.weight_step}});
-        j["weights"] = is_ternary(l.weights) ? blobs.add_packed_ternary(l.weights) : blobs.add(l.weights);
+        if (!l.float_weights.empty()) j["float_weights"] = blobs.add(l.float_weights);
+        else j["weights"] = is_ternary(l.weights) ? blobs.add_packed_ternary(l.weights) : blobs.add(l.weights);
         break;
       case LayerKind::kMaxPool:
         j.update({{"pool_kernel", l.pool_kernel}, {"pool_stride", l.pool_stride}});
@@ -124,13 +133,21 @@ void save_model(const std::string& file, const Model& m) {
         j["scale"] = blobs.add(l.scale);
         j["shift"] = blobs.add(l.shift);
         break;
+      case LayerKind::kClamp:
+        j.update({{"lo", l.lo}, {"hi", l.hi}});
+        break;
       case LayerKind::kFlatten:
+      case LayerKind::kGlobalAvgPool:
+      case LayerKind::kResidualBegin:
+      case LayerKind::kResidualAdd:
         break;
     }
     layers.push_back(j);
   }
+  bool float_steps = false;
+  for (const Layer& l : m.layers) float_steps = float_steps || l.is_float_step();
   const nlohmann::json header = {
-      {"format", "quantlab.model"}, {"version", kVersion}, {"problem", m.problem}, {"net_class", m.net_class},
+      {"format", "quantlab.model"}, {"version", float_steps ? kVersion : 1}, {"problem", m.problem}, {"net_class", m.net_class},
       {"source", m.source}, {"num_classes", m.num_classes},
       {"input", {{"channels", m.input.channels}, {"height", m.input.height}, {"width", m.input.width},
                  {"pad", m.input.pad}, {"mean", m.input.mean}, {"std", m.input.std}}},
@@ -176,9 +193,10 @@ Model load_model(const std::string& file) {
   }
   try {
     if (h.at("format") != "quantlab.model") throw IoError(file + ": not a QuantLab model");
-    if (h.at("version").get<int>() != kVersion)
-      throw IoError(file + ": model version " + h.at("version").dump() + ", this QuantLab reads version " +
-                    std::to_string(kVersion));
+    const int version = h.at("version").get<int>();
+    if (version < 1 || version > kVersion)
+      throw IoError(file + ": model version " + h.at("version").dump() + ", this QuantLab reads versions 1 to " +
+                    std::to_string(kVersion) + " (written by a newer QuantLab?)");
     Model m;
     m.problem = h.at("problem").get<std::string>();
     m.net_class = h.at("net_class").get<std::string>();
@@ -207,7 +225,8 @@ Model load_model(const std::string& file) {
                     l.in % l.groups == 0 && l.out % l.groups == 0,
                 file, l, "inconsistent shape");
           const auto count = static_cast<size_t>(l.out * (l.in / l.groups) * l.kernel * l.kernel);
-          l.weights = blobs.get<int8_t>(j.at("weights"), count);
+          if (j.contains("float_weights")) l.float_weights = blobs.get<float>(j.at("float_weights"), count);
+          else l.weights = blobs.get<int8_t>(j.at("weights"), count);
           break;
         }
         case LayerKind::kMaxPool:
@@ -230,9 +249,17 @@ Model load_model(const std::string& file) {
           l.scale = blobs.get<double>(j.at("scale"), static_cast<size_t>(l.channels));
           l.shift = blobs.get<double>(j.at("shift"), static_cast<size_t>(l.channels));
           break;
+        case LayerKind::kClamp:
+          l.lo = j.at("lo"), l.hi = j.at("hi");
+          check(l.lo <= l.hi, file, l, "an empty range");
+          break;
         case LayerKind::kFlatten:
+        case LayerKind::kGlobalAvgPool:
+        case LayerKind::kResidualBegin:
+        case LayerKind::kResidualAdd:
           break;
       }
+      if (version < 2 && l.is_float_step()) check(false, file, l, "a float step in a version 1 file");
       m.layers.push_back(std::move(l));
     }
     if (m.layers.empty() || m.layers.back().kind != LayerKind::kAffine || m.layers.back().channels != m.num_classes)

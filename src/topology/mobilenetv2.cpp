@@ -3,8 +3,8 @@
 
 #include <cstdio>
 
-#include "quantlab/config/quant_schemes.h"
 #include "quantlab/topology/layer_maker.h"
+#include "quantlab/topology/step_network.h"
 
 namespace quantlab {
 namespace {
@@ -41,114 +41,67 @@ std::vector<Stage> mobilenet_stages(const MobileNetOptions& o) {
           {c(64), c(96), 1, 2}, {c(96), c(160), 2, 2}, {c(160), c(320), 1, 0}};
 }
 
-// Layer index of the first layer of each residual block (7, 13, 16, 22, ...).
-std::vector<int> residual_blocks(const MobileNetOptions& o) {
-  std::vector<int> first;
-  int k = 4;  // after the stem (phi01 .. phi03)
-  for (const Stage& s : mobilenet_stages(o)) {
-    k += 3;  // the expanding block
-    for (int r = 0; r < s.residuals; ++r, k += 3) first.push_back(k);
-  }
-  return first;
-}
-
-class MobileNetV2 : public Network {
- public:
-  std::vector<ExportStep> export_steps() const override {
-    throw Error(name() + " cannot be exported as integers: the residual additions (the first: block phi06..phi08, "
-                "added to the float output of phi05_bn) sum a quantized branch and a float one, and its stem and "
-                "expanding blocks are float layers; export supports MLP, VGG and AlexNet");
-  }
-
-  MobileNetV2(const MobileNetOptions& o, std::map<std::string, AnaScheme> schemes, const JsonNode& params) {
-    const bool quantized = !schemes.empty();
-    LayerMaker make(*this, std::move(schemes), params);
-    const int64_t t0 = static_cast<int64_t>(32 * o.capacity), c1 = static_cast<int64_t>(16 * o.capacity);
-    int k = 1;
-    // One conv + batch norm (+ activation) step.
-    auto unit = [&](Block& b, int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t groups, bool act) {
-      b.steps.push_back(make.conv(mobilenet_name(k, "conv"), in, out, kernel, stride, kernel / 2, groups));
-      b.steps.push_back(make.bn2d(mobilenet_name(k, "bn"), out));
-      if (act) b.steps.push_back(make.act(mobilenet_name(k, "act")));
-      ++k;
-    };
-    // Expand, depthwise, project.
-    auto inverted = [&](Block& b, int64_t in, int64_t hidden, int64_t out, int64_t stride) {
-      unit(b, in, hidden, 1, 1, 1, true);
-      unit(b, hidden, hidden, 3, stride, hidden, true);
-      unit(b, hidden, out, 1, 1, 1, false);
-    };
-    Block stem;
-    unit(stem, 3, t0, 3, 2, 1, true);
-    unit(stem, t0, t0, 3, 1, t0, true);
-    unit(stem, t0, c1, 1, 1, 1, false);
-    blocks_.push_back(std::move(stem));
-    for (const Stage& s : mobilenet_stages(o)) {
-      Block expanding;
-      inverted(expanding, s.in, s.in * o.expansion, s.out, s.stride);
-      blocks_.push_back(std::move(expanding));
-      for (int r = 0; r < s.residuals; ++r) {
-        Block res;
-        res.residual = true;
-        // The branch's input activation carries the previous layer's index (phi06_act, ...).
-        if (quantized) res.steps.push_back(make.act(mobilenet_name(k - 1, "act")));
-        inverted(res, s.out, s.out * o.expansion, s.out, 1);
-        blocks_.push_back(std::move(res));
-      }
-    }
-    const int64_t c7 = mobilenet_stages(o).back().out;
-    const int64_t c8 = std::max<int64_t>(static_cast<int64_t>(1280 * o.capacity), 1280);
-    Block head;
-    unit(head, c7, c8, 1, 1, 1, true);
-    blocks_.push_back(std::move(head));
-    fc_ = make.fc(mobilenet_name(k, "fc"), c8, o.num_classes, true);
-    make.init_float_layers_he();
-  }
-
-  torch::Tensor forward(const torch::Tensor& input) override {
-    torch::Tensor x = conv_layout(input);
-    for (const Block& b : blocks_) {
-      torch::Tensor y = x;
-      for (const Layer& step : b.steps) y = step(y);
-      x = b.residual ? x + y : y;
-    }
-    x = torch::adaptive_avg_pool2d(x, {1, 1}).flatten(1);  // the original's 7x7 average at 224
-    return fc_(x);
-  }
-
- private:
-  struct Block {
-    std::vector<Layer> steps;
-    bool residual = false;
+// The stem (3x3/2 conv, depthwise, projection), six stages of an expanding block followed by
+// residual blocks, the 1x1 head to 1280 channels, global average pooling and the classifier.
+// Only the residual branches are quantizable: each starts with an activation of the block input
+// (ANA with a scheme; nothing in the baseline) that carries the previous layer's index (phi06_act).
+Steps mobilenet_steps(const MobileNetOptions& o) {
+  using namespace step;
+  int k = 1;
+  // One conv + batch norm (+ ReLU6 or ANA activation).
+  auto unit = [&](Steps& s, int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t groups, bool with_act) {
+    s.push_back(conv(mobilenet_name(k, "conv"), in, out, kernel, stride, kernel / 2, groups));
+    s.push_back(bn2d(mobilenet_name(k, "bn"), out));
+    if (with_act) s.push_back(act(mobilenet_name(k, "act")));
+    ++k;
   };
-  std::vector<Block> blocks_;
-  Layer fc_;
-};
+  // Expand, depthwise, project.
+  auto inverted = [&](Steps& s, int64_t in, int64_t hidden, int64_t out, int64_t stride) {
+    unit(s, in, hidden, 1, 1, 1, true);
+    unit(s, hidden, hidden, 3, stride, hidden, true);
+    unit(s, hidden, out, 1, 1, 1, false);
+  };
+  const int64_t t0 = static_cast<int64_t>(32 * o.capacity), c1 = static_cast<int64_t>(16 * o.capacity);
+  Steps stem;
+  unit(stem, 3, t0, 3, 2, 1, true);
+  unit(stem, t0, t0, 3, 1, t0, true);
+  unit(stem, t0, c1, 1, 1, 1, false);
+  Steps s = float_only(std::move(stem));
+  for (const Stage& st : mobilenet_stages(o)) {
+    Steps expanding;
+    inverted(expanding, st.in, st.in * o.expansion, st.out, st.stride);
+    for (Step& e : float_only(std::move(expanding))) s.push_back(std::move(e));
+    for (int r = 0; r < st.residuals; ++r) {
+      Steps branch{act_or_identity(mobilenet_name(k - 1, "act"))};
+      inverted(branch, st.out, st.out * o.expansion, st.out, 1);
+      s.push_back(residual(std::move(branch)));
+    }
+  }
+  const int64_t c7 = mobilenet_stages(o).back().out;
+  const int64_t c8 = std::max<int64_t>(static_cast<int64_t>(1280 * o.capacity), 1280);
+  Steps head;
+  unit(head, c7, c8, 1, 1, 1, true);
+  head.push_back(global_avg_pool());  // the original's 7x7 average at 224
+  head.push_back(flatten());
+  head.push_back(linear(mobilenet_name(k, "fc"), c8, o.num_classes, true));
+  for (Step& h : float_only(std::move(head))) s.push_back(std::move(h));
+  return s;
+}
 
 }  // namespace
 
-std::vector<std::string> mobilenetv2_quantized_modules() {
-  std::vector<std::string> out;
-  for (int first : residual_blocks(MobileNetOptions{})) {
-    out.push_back(mobilenet_name(first - 1, "act"));
-    for (int j = 0; j < 3; ++j) {
-      out.push_back(mobilenet_name(first + j, "conv"));
-      if (j < 2) out.push_back(mobilenet_name(first + j, "act"));
-    }
-  }
-  return out;
-}
+std::vector<std::string> mobilenetv2_quantized_modules() { return quantizable_names(mobilenet_steps(MobileNetOptions{})); }
 
 std::shared_ptr<Network> make_mobilenetv2_residuals(const JsonNode& params) {
   params.allow_keys({"capacity", "expansion", "num_classes", "quant_schemes"});
-  const MobileNetOptions o = parse_mobilenet_options(params);
-  return std::make_shared<MobileNetV2>(
-      o, parse_quant_schemes(params.at("quant_schemes"), mobilenetv2_quantized_modules()), params);
+  return make_step_network("MobileNetv2Residuals", mobilenet_steps(parse_mobilenet_options(params)), params, false,
+                           StepNetwork::FloatInit::kHe);
 }
 
 std::shared_ptr<Network> make_mobilenetv2_baseline(const JsonNode& params) {
   params.allow_keys({"capacity", "expansion", "num_classes"});
-  return std::make_shared<MobileNetV2>(parse_mobilenet_options(params), std::map<std::string, AnaScheme>{}, params);
+  return make_step_network("MobileNetv2Baseline", mobilenet_steps(parse_mobilenet_options(params)), params, true,
+                           StepNetwork::FloatInit::kHe);
 }
 
 QL_REGISTER_TOPOLOGY(MobileNetv2Residuals, "MobileNetv2", make_mobilenetv2_residuals);

@@ -20,12 +20,6 @@ TopologyRegistration::TopologyRegistration(const char* cls, const char* family, 
   registry().add(cls, {family, std::move(build)});
 }
 
-std::vector<ExportStep> Network::export_steps() const {
-  throw Error(name() +
-              " cannot be exported: it does not describe its forward pass as steps (export supports MLP, "
-              "VGG and AlexNet)");
-}
-
 namespace {
 std::atomic<bool> cuda_channels_last{false};
 }  // namespace

@@ -16,6 +16,7 @@ int32_t dot_u8(const uint8_t* a, const int8_t* b, int64_t n);
 // weights): the weights are loaded once for the four inputs.
 void dot4_u8(const uint8_t* const* x, const int8_t* w, int64_t n, int32_t* out);
 double dot_f(const double* a, const int8_t* b, int64_t n);
+double dot_f(const double* a, const float* b, int64_t n);  // a float layer's weights
 
 constexpr int64_t kRowAlign = 64;  // weight rows for dot4_u8 are padded to this many bytes
 int64_t padded_row(int64_t n);

@@ -13,8 +13,15 @@
 //   threshold       batch norm and the ANA activation folded into K thresholds per channel on the
 //                   accumulator: level index = #{k : A >= T[c][k]} (or A <= T[c][k] where the
 //                   batch-norm scale is negative), output the integer level of that index
-//   affine          the last batch norm: scores[c] = scale[c] * A[c] + shift[c], in double
+//   affine          a batch norm without an ANA activation after it: y[c] = scale[c] * A[c] + shift[c],
+//                   in double; the last one gives the scores
 //   flatten         channels, rows, columns, as the networks flatten
+// and the float steps of networks with float parts (MobileNetV2's stem, expanding blocks and
+// classifier; version 2 of the file, written only when a model has them):
+//   conv / linear   with float weights (the header marks them "float_weights"), in double
+//   clamp           a float activation (ReLU6: [0, 6])
+//   avgpool         global average pooling of each channel
+//   residual_begin  keeps the value of this point; residual_add adds it to the branch's output
 #pragma once
 
 #include <cstdint>
@@ -23,7 +30,18 @@
 
 namespace quantlab::runtime {
 
-enum class LayerKind { kConv, kLinear, kMaxPool, kThreshold, kAffine, kFlatten };
+enum class LayerKind {
+  kConv,
+  kLinear,
+  kMaxPool,
+  kThreshold,
+  kAffine,
+  kFlatten,
+  kClamp,
+  kGlobalAvgPool,
+  kResidualBegin,
+  kResidualAdd
+};
 
 const char* layer_kind_name(LayerKind k);
 
@@ -35,6 +53,7 @@ struct Layer {
   int64_t in = 0, out = 0, kernel = 1, stride = 1, pad = 0, groups = 1;
   std::vector<int8_t> weights;  // integer levels, [out][in / groups][kernel][kernel] or [out][in]
   double weight_step = 1.0;     // a weight is weight_step * its integer
+  std::vector<float> float_weights;  // a float layer's weights (then `weights` is empty), same order
   // maxpool
   int64_t pool_kernel = 2, pool_stride = 2;
   // threshold: `channels` x `num_thresholds`, sorted for each channel in the direction it compares
@@ -46,6 +65,10 @@ struct Layer {
   double level_step = 1.0;               // an output level is level_step * its integer
   // affine
   std::vector<double> scale, shift;
+  // clamp
+  double lo = 0.0, hi = 6.0;
+  // Whether this is one of the float steps (version 2 of the file).
+  bool is_float_step() const;
 };
 
 struct InputSpec {

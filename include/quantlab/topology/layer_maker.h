@@ -10,10 +10,9 @@
 
 #include "quantlab/core/ana.h"
 #include "quantlab/topology/network.h"
+#include "quantlab/topology/steps.h"
 
 namespace quantlab {
-
-using Layer = std::function<torch::Tensor(const torch::Tensor&)>;
 
 class LayerMaker {
  public:
@@ -34,8 +33,9 @@ class LayerMaker {
   // linear N(0, 0.01), biases 0. (Batch norms start at 1 and 0 already; ANA layers keep theirs.)
   void init_float_layers_he();
 
- private:
   bool quantized(const std::string& name) const { return schemes_.count(name) > 0; }
+
+ private:
   // Throws ConfigError naming the capacity when a layer has no units, or when the parameters so
   // far (with their gradients and two optimizer moments) would not fit in this machine's memory.
   void check_size(const std::string& name, int64_t in, int64_t out, double weights);

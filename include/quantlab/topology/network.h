@@ -1,5 +1,6 @@
 // The network interface every topology implements, and the topology registry.
-// To add a topology: a Network subclass in its own file, registered there with one line:
+// To add a topology: one file whose factory describes the network as steps (topology/steps.h) and
+// builds a StepNetwork of them, registered there with one line:
 //   QL_REGISTER_TOPOLOGY(MyNet, "MyNet", make_my_net);   // class name, --topology family, factory
 #pragma once
 
@@ -13,26 +14,18 @@
 
 #include "quantlab/config/json_node.h"
 #include "quantlab/experiment/checkpoint_ref.h"
+#include "quantlab/topology/steps.h"
 #include "quantlab/util/registry.h"
 
 namespace quantlab {
-
-// One step of a network's forward pass, for export (export/exporter.h): the exporter replays the
-// steps with the network's own modules and folds them into integer layers.
-struct ExportStep {
-  enum class Kind { kLayer, kMaxPool, kBatchNorm, kActivation, kFlatten };
-  Kind kind = Kind::kLayer;
-  std::string module;              // kLayer (a conv or linear module), kBatchNorm, kActivation
-  int64_t kernel = 0, stride = 0;  // kMaxPool
-};
 
 class Network : public torch::nn::Module {
  public:
   // x: a batch of inputs [N, ...] -> scores [N, num_classes].
   virtual torch::Tensor forward(const torch::Tensor& x) = 0;
-  // The forward pass as steps (the same computation as forward()); throws Error naming what cannot
-  // be exported. The default: none of this network can.
-  virtual std::vector<ExportStep> export_steps() const;
+  // The steps forward() computes (topology/steps.h), for export; null for a network that does not
+  // describe itself as steps (it cannot be exported).
+  virtual const Steps* steps() const { return nullptr; }
 
   // Mixed precision (--amp): every convolution and matrix product takes bfloat16 operands and
   // gives a float32 result, so batch norm, the ANA operator and the loss stay float32. The layers

@@ -1,0 +1,97 @@
+// Building a network's modules from its steps, and its forward pass.
+#include "quantlab/topology/step_network.h"
+
+#include "quantlab/config/quant_schemes.h"
+#include "quantlab/topology/layer_maker.h"
+#include "quantlab/util/error.h"
+
+namespace quantlab {
+namespace {
+
+Layer build_one(const Step& s, LayerMaker& make) {
+  switch (s.kind) {
+    case Step::Kind::kConv:
+      return make.conv(s.name, s.in, s.out, s.kernel, s.stride, s.padding, s.groups, s.bias);
+    case Step::Kind::kLinear:
+      return make.fc(s.name, s.in, s.out, s.bias);
+    case Step::Kind::kBatchNorm:
+      return s.spatial ? make.bn2d(s.name, s.out) : make.bn1d(s.name, s.out);
+    case Step::Kind::kActivation:
+      if (s.float_identity && !make.quantized(s.name)) return {};
+      return make.act(s.name);
+    case Step::Kind::kMaxPool:
+      return [k = s.kernel, st = s.stride](const torch::Tensor& x) { return torch::max_pool2d(x, k, st); };
+    case Step::Kind::kGlobalAvgPool:
+      return [](const torch::Tensor& x) { return torch::adaptive_avg_pool2d(x, {1, 1}); };
+    case Step::Kind::kFlatten:
+      return [](const torch::Tensor& x) { return x.reshape({x.size(0), -1}); };
+    case Step::Kind::kResidual:
+      break;
+  }
+  return {};
+}
+
+}  // namespace
+
+StepNetwork::StepNetwork(std::string cls, Steps steps, std::map<std::string, AnaScheme> schemes,
+                         const JsonNode& params, FloatInit init)
+    : cls_(std::move(cls)), steps_(std::move(steps)) {
+  LayerMaker make(*this, std::move(schemes), params);
+  std::function<std::vector<Built>(const Steps&)> build = [&](const Steps& list) {
+    std::vector<Built> out;
+    for (const Step& s : list) {
+      Built b;
+      if (s.kind == Step::Kind::kResidual) b.branch = build(s.branch);
+      else b.run = build_one(s, make);
+      out.push_back(std::move(b));
+    }
+    return out;
+  };
+  built_ = build(steps_);
+  if (init == FloatInit::kHe) make.init_float_layers_he();
+}
+
+torch::Tensor StepNetwork::forward(const torch::Tensor& x) {
+  // Convolutional networks compute in the layout conv_layout chooses.
+  const bool image = !steps_.empty() && steps_.front().kind == Step::Kind::kConv;
+  return run(steps_, built_, image ? conv_layout(x) : x, x, nullptr);
+}
+
+torch::Tensor StepNetwork::forward(const torch::Tensor& x, const Visitor& visit) {
+  const bool image = !steps_.empty() && steps_.front().kind == Step::Kind::kConv;
+  return run(steps_, built_, image ? conv_layout(x) : x, x, &visit);
+}
+
+torch::Tensor StepNetwork::run(const Steps& steps, const std::vector<Built>& built, torch::Tensor x,
+                               const torch::Tensor& input, const Visitor* visit) {
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const Step& s = steps[i];
+    torch::Tensor y;
+    if (s.kind == Step::Kind::kResidual) {
+      y = x + run(s.branch, built[i].branch, x, input, visit);
+    } else {
+      if (s.kind == Step::Kind::kFlatten && s.expect_map > 0 && x.dim() == 4 &&
+          (x.size(2) != s.expect_map || x.size(3) != s.expect_map)) {
+        const std::string next = i + 1 < steps.size() ? steps[i + 1].name : "the end";
+        const std::string side = std::to_string(s.expect_map);
+        throw Error(cls_ + ": inputs of " + std::to_string(input.size(2)) + "x" + std::to_string(input.size(3)) +
+                    " pixels give a " + std::to_string(x.size(2)) + "x" + std::to_string(x.size(3)) +
+                    " feature map before " + next + ", which expects " + side + "x" + side +
+                    (s.hint.empty() ? "" : ": " + s.hint));
+      }
+      y = built[i].run ? built[i].run(x) : x;
+    }
+    if (visit) (*visit)(s, x, y);
+    x = std::move(y);
+  }
+  return x;
+}
+
+std::shared_ptr<Network> make_step_network(const std::string& cls, Steps steps, const JsonNode& params,
+                                           bool baseline, StepNetwork::FloatInit init) {
+  auto schemes = baseline ? std::map<std::string, AnaScheme>{}
+                          : parse_quant_schemes(params.at("quant_schemes"), quantizable_names(steps));
+  return std::make_shared<StepNetwork>(cls, std::move(steps), std::move(schemes), params, init);
+}
+
+}  // namespace quantlab
