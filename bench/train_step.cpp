@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "quantlab/config/json_node.h"
+#include "quantlab/topology/layout.h"
 #include "quantlab/train/experiment.h"
 #include "quantlab/util/host_sync.h"
 #include "quantlab/util/runtime.h"

@@ -136,6 +136,7 @@ using RangeFn = void (*)(const Args&, int64_t, int64_t);
   QL_CLONES void NAME(const Args& a, int64_t begin, int64_t end) {                        \
     for (int64_t c = begin; c < end; c += kChunk) CHUNK(a, c, std::min(kChunk, end - c)); \
   }
+// The ranges of every noise family (QL_NOISE_FAMILIES), and their table.
 #define QL_RANGES_FOR(FAM, SUFFIX)                                    \
   QL_RANGE(expectation_##SUFFIX, expectation_chunk<NoiseFamily::FAM>) \
   QL_RANGE(mode_##SUFFIX, mode_chunk<NoiseFamily::FAM>)               \
@@ -143,19 +144,13 @@ using RangeFn = void (*)(const Args&, int64_t, int64_t);
   QL_RANGE(backward_##SUFFIX, backward_chunk<NoiseFamily::FAM>)
 
 QL_RANGE(hard_range, hard_chunk)
-QL_RANGES_FOR(kUniform, uniform)
-QL_RANGES_FOR(kTriangular, triangular)
-QL_RANGES_FOR(kNormal, normal)
-QL_RANGES_FOR(kLogistic, logistic)
+QL_NOISE_FAMILIES(QL_RANGES_FOR)
 
 // [family][strategy]; rows follow NoiseFamily, columns ForwardStrategy.
-const RangeFn kForward[4][3] = {
-    {expectation_uniform, mode_uniform, random_uniform},
-    {expectation_triangular, mode_triangular, random_triangular},
-    {expectation_normal, mode_normal, random_normal},
-    {expectation_logistic, mode_logistic, random_logistic},
-};
-const RangeFn kBackward[4] = {backward_uniform, backward_triangular, backward_normal, backward_logistic};
+#define QL_FORWARD_ROW(FAM, SUFFIX) {expectation_##SUFFIX, mode_##SUFFIX, random_##SUFFIX},
+#define QL_BACKWARD_ENTRY(FAM, SUFFIX) backward_##SUFFIX,
+const RangeFn kForward[][3] = {QL_NOISE_FAMILIES(QL_FORWARD_ROW)};
+const RangeFn kBackward[] = {QL_NOISE_FAMILIES(QL_BACKWARD_ENTRY)};
 
 // Splits [0, n) into chunk-aligned ranges, one per thread.
 void run_parallel(RangeFn fn, const Args& a, int64_t n, int num_threads) {

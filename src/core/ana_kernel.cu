@@ -112,20 +112,9 @@ void ana_forward_cuda(const float* x, float* y, int64_t n, const Stair& stair, N
     hard_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, y, n, s, mu);
   } else {
     const float inv = 1.0f / sigma;
-    switch (family) {
-      case NoiseFamily::kUniform:
-        launch_forward<NoiseFamily::kUniform>(x, y, n, s, strategy, mu, inv, uniform, stream);
-        break;
-      case NoiseFamily::kTriangular:
-        launch_forward<NoiseFamily::kTriangular>(x, y, n, s, strategy, mu, inv, uniform, stream);
-        break;
-      case NoiseFamily::kNormal:
-        launch_forward<NoiseFamily::kNormal>(x, y, n, s, strategy, mu, inv, uniform, stream);
-        break;
-      case NoiseFamily::kLogistic:
-        launch_forward<NoiseFamily::kLogistic>(x, y, n, s, strategy, mu, inv, uniform, stream);
-        break;
-    }
+    dispatch_noise_family(family, [&](auto fam) {
+      launch_forward<decltype(fam)::value>(x, y, n, s, strategy, mu, inv, uniform, stream);
+    });
   }
   check("ana_forward_cuda");
 }
@@ -141,20 +130,9 @@ void ana_backward_cuda(const float* x, const float* gy, float* gx, int64_t n, co
   }
   const DevStair s{stair.thresholds, stair.levels, stair.num_thresholds};
   const float inv = 1.0f / sigma;
-  switch (family) {
-    case NoiseFamily::kUniform:
-      backward_kernel<NoiseFamily::kUniform><<<blocks_for(n), kThreads, 0, stream>>>(x, gy, gx, n, s, mu, inv);
-      break;
-    case NoiseFamily::kTriangular:
-      backward_kernel<NoiseFamily::kTriangular><<<blocks_for(n), kThreads, 0, stream>>>(x, gy, gx, n, s, mu, inv);
-      break;
-    case NoiseFamily::kNormal:
-      backward_kernel<NoiseFamily::kNormal><<<blocks_for(n), kThreads, 0, stream>>>(x, gy, gx, n, s, mu, inv);
-      break;
-    case NoiseFamily::kLogistic:
-      backward_kernel<NoiseFamily::kLogistic><<<blocks_for(n), kThreads, 0, stream>>>(x, gy, gx, n, s, mu, inv);
-      break;
-  }
+  dispatch_noise_family(family, [&](auto fam) {
+    backward_kernel<decltype(fam)::value><<<blocks_for(n), kThreads, 0, stream>>>(x, gy, gx, n, s, mu, inv);
+  });
   check("ana_backward_cuda");
 }
 

@@ -7,7 +7,9 @@
 namespace quantlab {
 namespace {
 
-const std::vector<std::string> kFamilyNames = {"uniform", "triangular", "normal", "logistic"};
+#define QL_NOISE_NAME(value, name) #name,
+const std::vector<std::string> kFamilyNames = {QL_NOISE_FAMILIES(QL_NOISE_NAME)};
+#undef QL_NOISE_NAME
 const std::vector<std::string> kStrategyNames = {"expectation", "mode", "random"};
 
 int index_of(const std::vector<std::string>& names, const std::string& name, const std::string& what) {

@@ -18,7 +18,7 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
-#include "quantlab/experiment/logbook.h"  // process_alive
+#include "quantlab/util/process.h"
 #include "quantlab/util/error.h"
 #include "quantlab/util/runtime.h"
 

@@ -14,7 +14,7 @@
 #include <thread>
 #include <vector>
 
-#include "quantlab/experiment/logbook.h"  // process_stopped
+#include "quantlab/util/process.h"
 #include "quantlab/util/error.h"
 
 namespace quantlab::dist {

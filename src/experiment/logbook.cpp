@@ -15,6 +15,7 @@
 
 #include "quantlab/config/json_node.h"
 #include "quantlab/util/error.h"
+#include "quantlab/util/process.h"
 #include "quantlab/util/strings.h"
 
 namespace quantlab {
@@ -146,19 +147,6 @@ nlohmann::json Logbook::parent() const {
   std::error_code ec;
   if (!fs::exists(file, ec)) return nullptr;
   return read_json_file(file);
-}
-
-bool process_alive(long pid) { return pid > 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM); }
-
-bool process_stopped(long pid) {
-  if (pid <= 0) return false;
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(in, line)) return false;
-  const size_t paren = line.rfind(')');  // the name in parentheses may hold spaces
-  if (paren == std::string::npos || paren + 2 >= line.size()) return false;
-  const char state = line[paren + 2];
-  return state == 'T' || state == 't';
 }
 
 nlohmann::json Logbook::config() const {

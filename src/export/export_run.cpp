@@ -8,7 +8,7 @@
 #include <ostream>
 
 #include "quantlab/experiment/checkpoint.h"
-#include "quantlab/experiment/checkpoint_ref.h"
+#include "quantlab/config/checkpoint_ref.h"
 #include "quantlab/experiment/logbook.h"
 #include "quantlab/experiment/session.h"
 #include "quantlab/experiment/storage.h"

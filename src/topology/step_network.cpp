@@ -3,6 +3,7 @@
 
 #include "quantlab/config/quant_schemes.h"
 #include "quantlab/topology/layer_maker.h"
+#include "quantlab/topology/layout.h"
 #include "quantlab/util/error.h"
 
 namespace quantlab {

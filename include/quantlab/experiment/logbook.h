@@ -62,9 +62,4 @@ class Logbook {
 // (disk full included) and leaves the old file untouched.
 void write_file_atomically(const std::string& file, const std::string& text);
 
-// Whether process `pid` runs on this machine.
-bool process_alive(long pid);
-// Whether process `pid` of this machine is stopped (SIGSTOP, Ctrl-Z, a debugger), from /proc.
-bool process_stopped(long pid);
-
 }  // namespace quantlab

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "quantlab/experiment/checkpoint.h"
-#include "quantlab/experiment/checkpoint_ref.h"
+#include "quantlab/config/checkpoint_ref.h"
 #include "quantlab/experiment/logbook.h"
 
 namespace quantlab {

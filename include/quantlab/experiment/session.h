@@ -15,7 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "quantlab/experiment/checkpoint.h"
-#include "quantlab/experiment/checkpoint_ref.h"
+#include "quantlab/config/checkpoint_ref.h"
 #include "quantlab/experiment/logbook.h"
 
 namespace quantlab {

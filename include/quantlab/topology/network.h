@@ -13,7 +13,6 @@
 #include <vector>
 
 #include "quantlab/config/json_node.h"
-#include "quantlab/experiment/checkpoint_ref.h"
 #include "quantlab/topology/steps.h"
 #include "quantlab/util/registry.h"
 
@@ -37,13 +36,6 @@ class Network : public torch::nn::Module {
   bool mixed_precision_ = false;
 };
 
-// The layout convolutional topologies compute in: channels-last on the CPU, where oneDNN's
-// convolutions run 7-20 % faster in it (docs/PERFORMANCE.md); the ANA operator, batch norm and
-// pooling keep it. On CUDA: channels-last after set_cuda_channels_last(true) (--channels_last,
-// docs/GPU.md), else as given.
-torch::Tensor conv_layout(const torch::Tensor& x);
-void set_cuda_channels_last(bool on);
-
 // Builds a network from `indiv.net.params`, validating them (errors name the JSON path).
 using NetworkFactory = std::function<std::shared_ptr<Network>(const JsonNode& params)>;
 
@@ -60,31 +52,5 @@ struct TopologyRegistration {
 };
 #define QL_REGISTER_TOPOLOGY(cls, family, factory) \
   static const ::quantlab::TopologyRegistration ql_register_topology_##cls(#cls, family, factory)
-
-// indiv.net.pretrained: tensors copied into a new experiment's network before it trains
-// (experiment/transfer.h). The original's form {"file": NAME | {"exp_id": N, "epoch": E},
-// "parameters": [prefixes]} and QuantLab's {"exp_id": N, "epoch": E, "prefixes": [...]} or
-// {"file": PATH, ...}.
-struct PretrainedSpec {
-  std::string file;     // a name under <Problem>/<Topology>/pretrained/, or a path with '/'
-  int64_t exp_id = -1;  // else: a checkpoint of another experiment of the problem
-  CheckpointRef checkpoint = CheckpointRef::best();
-  std::vector<std::string> prefixes;  // of the tensor names to copy; empty: all
-};
-
-// indiv.net, parsed.
-struct NetworkSpec {
-  std::string cls;        // indiv.net.class
-  std::string family;     // its --topology (MLP for MLP and MLPBaseline)
-  nlohmann::json params;  // indiv.net.params, read by the class's factory
-  std::optional<PretrainedSpec> pretrained;
-};
-
-// Parses and validates `indiv.net` ({class, params, pretrained}); checks the class belongs to
-// `topology` when that is not empty.
-NetworkSpec parse_network_spec(const JsonNode& net, const std::string& topology);
-
-// Builds the network of `spec` (its params are validated here; errors name indiv.net.params...).
-std::shared_ptr<Network> build_network(const NetworkSpec& spec);
 
 }  // namespace quantlab

@@ -16,7 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "quantlab/data/problem.h"
-#include "quantlab/topology/network.h"
+#include "quantlab/topology/network_spec.h"
 #include "quantlab/train/loss.h"
 #include "quantlab/train/lr_scheduler.h"
 #include "quantlab/train/optimizer.h"

@@ -1,5 +1,5 @@
 // CheckpointRef: parsing and file names.
-#include "quantlab/experiment/checkpoint_ref.h"
+#include "quantlab/config/checkpoint_ref.h"
 
 #include <cstdio>
 
