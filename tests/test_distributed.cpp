@@ -26,6 +26,7 @@
 #include "quantlab/experiment/logbook.h"
 #include "quantlab/topology/network.h"
 #include "quantlab/util/error.h"
+#include "quantlab/dist/gradient_sync.h"
 #include "quantlab/util/process.h"
 #include "quantlab/util/runtime.h"
 #include "test_util.h"

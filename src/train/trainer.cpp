@@ -20,6 +20,70 @@ std::string percent(double error) {
   return buf;
 }
 
+// The sums of a pass (loss * n, correct, correct top-5; samples): the first three build up on the
+// device and come to the host only when a line is printed and at the end, so a GPU step never
+// waits for the host to read its loss (docs/GPU.md). A non-finite training loss stops the run
+// (Diverged): each step's loss is read on the CPU; on a GPU the first bad step is kept on the
+// device and read with the sums.
+class StepSums {
+ public:
+  StepSums(const torch::Device& device, bool train, int64_t epoch, int64_t total)
+      : train_(train), epoch_(epoch), total_(total) {
+    acc_ = torch::zeros({3}, torch::TensorOptions().dtype(torch::kFloat64).device(device));
+    if (train && device.is_cuda())
+      first_bad_ = torch::full({1}, -1, torch::TensorOptions().dtype(torch::kLong).device(device));
+  }
+
+  // Step `step` (0-based) of `n` samples; `metric_scores` / `top5_scores` undefined when not measured.
+  void add(int64_t step, int64_t n, const torch::Tensor& loss, const torch::Tensor& metric_scores,
+           const torch::Tensor& top5_scores, const torch::Tensor& y) {
+    if (train_) {
+      if (first_bad_.defined()) {
+        first_bad_ = torch::where(first_bad_.lt(0).logical_and(loss.isfinite().logical_not()),
+                                  torch::full_like(first_bad_, step), first_bad_);
+      } else if (const double v = loss.item<double>(); !std::isfinite(v)) {
+        throw Diverged(epoch_, step + 1, total_, v);
+      }
+    }
+    acc_.select(0, 0).add_(loss.to(torch::kFloat64) * static_cast<double>(n));
+    if (metric_scores.defined()) acc_.select(0, 1).add_(metric_scores.argmax(1).eq(y).sum().to(torch::kFloat64));
+    if (top5_scores.defined()) {
+      const auto k = std::min<int64_t>(5, top5_scores.size(1));
+      acc_.select(0, 2).add_(std::get<1>(top5_scores.topk(k, 1)).eq(y.unsqueeze(1)).any(1).sum().to(torch::kFloat64));
+    }
+    host_[3] += static_cast<double>(n);
+  }
+
+  // The device's sums to the host (and the first non-finite loss, if any, thrown).
+  StepSums& pull() {
+    const torch::Tensor host = acc_.cpu();
+    std::memcpy(host_, host.data_ptr<double>(), 3 * sizeof(double));
+    if (first_bad_.defined()) {
+      const int64_t bad = first_bad_.item<int64_t>();
+      if (bad >= 0) throw Diverged(epoch_, bad + 1, total_, std::numeric_limits<double>::quiet_NaN());
+    }
+    return *this;
+  }
+  void copy_to(double* v) const { std::memcpy(v, host_, sizeof host_); }
+  EpochStats stats(bool metric, bool top5) const { return stats_of(host_, metric, top5); }
+
+  static EpochStats stats_of(const double* v, bool metric, bool top5) {
+    EpochStats s;
+    s.samples = static_cast<int64_t>(v[3]);
+    if (v[3] == 0) return s;
+    s.loss = v[0] / v[3];
+    if (metric) s.metric = 100.0 * (1.0 - v[1] / v[3]);
+    if (top5) s.top5 = 100.0 * (1.0 - v[2] / v[3]);
+    return s;
+  }
+
+ private:
+  bool train_;
+  int64_t epoch_, total_;
+  torch::Tensor acc_, first_bad_;
+  double host_[4] = {0, 0, 0, 0};
+};
+
 }  // namespace
 
 std::string stats_text(const EpochStats& s) {
@@ -32,7 +96,11 @@ std::string stats_text(const EpochStats& s) {
 }
 
 Trainer::Trainer(Experiment& exp, const data::ProblemData& data, Progress& progress, TrainerOptions options)
-    : exp_(exp), data_(data), progress_(progress), options_(std::move(options)) {
+    : exp_(exp),
+      data_(data),
+      progress_(progress),
+      options_(std::move(options)),
+      par_(options_.comm ? dist::data_parallel(*options_.comm, *exp_.net) : dist::single_process()) {
   test_indices_.resize(static_cast<size_t>(data.test->size()));
   std::iota(test_indices_.begin(), test_indices_.end(), 0);
   const bool validation = !data_.valid_indices.empty();
@@ -47,91 +115,42 @@ Trainer::Trainer(Experiment& exp, const data::ProblemData& data, Progress& progr
 
 std::ostream& Trainer::out() const { return options_.out ? *options_.out : std::cout; }
 
-int Trainer::stop_requested() {
-  const int local = options_.stop ? options_.stop->load() : 0;
-  if (!options_.comm) return local;
-  torch::Tensor flag = torch::tensor({static_cast<float>(local)});
-  options_.comm->all_reduce_sum(flag)->wait();
-  const int any = static_cast<int>(flag.item<float>());
-  return any == 0 ? 0 : (local != 0 ? local : 2 /* SIGINT, raised at another rank */);
-}
-
-void Trainer::reduce_stats(double* values, size_t n) {
-  if (!options_.comm) return;
-  torch::Tensor t = torch::from_blob(values, {static_cast<int64_t>(n)}, torch::kFloat64).clone();
-  options_.comm->all_reduce_sum(t)->wait();
-  std::memcpy(values, t.data_ptr<double>(), n * sizeof(double));
-}
-
 // `steps`: the batches of the epoch on every rank; `examples`: the samples of the whole epoch
 // (over all ranks), which weighs a rank's share of a step.
 EpochStats Trainer::run(data::BatchLoader& loader, bool train, bool track_metric, const std::string& label,
                         int64_t epoch, int64_t steps, int64_t examples) {
-  dist::Communicator* comm = options_.comm;
+  dist::Parallelism& par = *par_;
+  // With other ranks, every rank takes every training step, with or without samples of its own.
+  const bool lockstep = train && par.distributed();
   int64_t total = steps;
   if (options_.max_batches_per_epoch >= 0) total = std::min(total, options_.max_batches_per_epoch);
   progress_.begin(label, total);
   const bool top5 = data_.report_top5 && !train;
-  // The sums build up on the device and come to the host only when a line is printed and at the
-  // end, so a GPU step never waits for the host to read its loss (docs/GPU.md).
-  torch::Tensor acc = torch::zeros({3}, torch::TensorOptions().dtype(torch::kFloat64).device(exp_.device));
-  double sums[4] = {0, 0, 0, 0};  // loss * n, correct, correct top-5 (from acc), samples
-  // A non-finite training loss stops the run (Diverged): each step's loss is read on the CPU; on a
-  // GPU the first bad step is kept on the device and read with the sums.
-  torch::Tensor first_bad;
-  if (train && exp_.device.is_cuda()) first_bad = torch::full({1}, -1, torch::TensorOptions().dtype(torch::kLong).device(exp_.device));
-  const auto check_bad = [&] {
-    if (!first_bad.defined()) return;
-    const int64_t bad = first_bad.item<int64_t>();
-    if (bad >= 0) throw Diverged(epoch, bad + 1, total, std::numeric_limits<double>::quiet_NaN());
-  };
-  const auto pull = [&] {
-    const torch::Tensor host = acc.cpu();
-    std::memcpy(sums, host.data_ptr<double>(), 3 * sizeof(double));
-    check_bad();
-  };
+  StepSums sums(exp_.device, train, epoch, total);
   const bool async = exp_.device.is_cuda();  // copies from the loader's pinned memory
-  EpochStats s;
-  auto fill = [&](const double* v) {
-    s.samples = static_cast<int64_t>(v[3]);
-    if (v[3] == 0) return;
-    s.loss = v[0] / v[3];
-    if (track_metric) s.metric = 100.0 * (1.0 - v[1] / v[3]);
-    if (top5) s.top5 = 100.0 * (1.0 - v[2] / v[3]);
-  };
   for (int64_t i = 0; i < total; ++i) {
     // Stopping is decided together between training steps; evaluations (whose batch counts may
     // differ by one between ranks) stop only in a single-process run.
-    if (train || !comm) {
-      if (const int sig = train ? stop_requested() : (options_.stop ? options_.stop->load() : 0))
-        throw Interrupted(epoch, sig);
-    }
+    const int local_stop = options_.stop ? options_.stop->load() : 0;
+    if (const int sig = train ? par.agreed_stop(local_stop) : (par.distributed() ? 0 : local_stop))
+      throw Interrupted(epoch, sig);
     auto batch = loader.next();
-    if (!batch && !(train && comm)) break;
+    if (!batch && !lockstep) break;
     const int64_t n = batch ? batch->labels.size(0) : 0;
-    if (n == 0 && !(train && comm)) continue;  // every image of the batch was unreadable
+    if (n == 0 && !lockstep) continue;  // every image of the batch was unreadable
     torch::Tensor scores, loss, y;
     if (n > 0) y = batch->labels.to(exp_.device, async);
     if (train) {
-      if (comm) dist::broadcast_buffers(*exp_.net, *comm);  // rank 0's running statistics, as DDP
       exp_.optimizer->zero_grad();
-      if (sync_) sync_->begin_step();
+      par.begin_step();
       if (n > 0) {
         scores = exp_.net->forward(batch->inputs.to(exp_.device, async));
         loss = exp_.loss(scores, y);
-        if (comm) {
-          // The ranks' gradients are averaged: weigh this rank's part of the step by its share of
-          // the step's samples (a mean), or by the number of ranks (a sum).
-          const int64_t global = std::min(exp_.data.bs_train, examples - i * exp_.data.bs_train);
-          const double weight = exp_.loss.sums
-                                    ? comm->world_size()
-                                    : static_cast<double>(comm->world_size() * n) / static_cast<double>(global);
-          (loss * weight).backward();
-        } else {
-          loss.backward();
-        }
+        const int64_t global = std::min(exp_.data.bs_train, examples - i * exp_.data.bs_train);
+        const double weight = par.loss_weight(n, global, exp_.loss.sums);
+        (weight == 1.0 ? loss : loss * weight).backward();
       }
-      if (sync_) sync_->finish_step();
+      par.finish_step();
       exp_.optimizer->step();
     } else {
       scores = exp_.net->forward(batch->inputs.to(exp_.device, async));
@@ -139,32 +158,15 @@ EpochStats Trainer::run(data::BatchLoader& loader, bool train, bool track_metric
     }
     if (n == 0) continue;
     const torch::Tensor batch_loss = loss.detach();
-    if (train) {
-      if (first_bad.defined()) {
-        first_bad = torch::where(first_bad.lt(0).logical_and(batch_loss.isfinite().logical_not()),
-                                 torch::full_like(first_bad, i), first_bad);
-      } else if (const double v = batch_loss.item<double>(); !std::isfinite(v)) {
-        throw Diverged(epoch, i + 1, total, v);
-      }
-    }
-    acc.select(0, 0).add_(batch_loss.to(torch::kFloat64) * static_cast<double>(n));
-    if (track_metric) acc.select(0, 1).add_(scores.argmax(1).eq(y).sum().to(torch::kFloat64));
-    if (top5) {
-      const auto k = std::min<int64_t>(5, scores.size(1));
-      acc.select(0, 2).add_(std::get<1>(scores.topk(k, 1)).eq(y.unsqueeze(1)).any(1).sum().to(torch::kFloat64));
-    }
-    sums[3] += static_cast<double>(n);
+    sums.add(i, n, batch_loss, track_metric ? scores : torch::Tensor(), top5 ? scores : torch::Tensor(), y);
     if (train && options_.on_step && options_.log_every > 0 && (i + 1) % options_.log_every == 0)
       options_.on_step((epoch - 1) * steps + i + 1, batch_loss.item<double>());
-    progress_.update(i + 1, [&] {
-      pull();
-      fill(sums);
-      return stats_text(s);
-    });
+    progress_.update(i + 1, [&] { return stats_text(sums.pull().stats(track_metric, top5)); });
   }
-  pull();
-  reduce_stats(sums, 4);
-  fill(sums);
+  double values[4];
+  sums.pull().copy_to(values);
+  par.sum(values, 4);
+  EpochStats s = StepSums::stats_of(values, track_metric, top5);
   s.data_wait_s = loader.wait_seconds();
   progress_.end(stats_text(s));
   return s;
@@ -177,12 +179,8 @@ EpochStats Trainer::train_epoch(int64_t epoch, bool track_metric) {
   std::vector<int64_t> order = data::epoch_order(data_.train_indices, exp_.data.seed, epoch - 1);
   const auto examples = static_cast<int64_t>(order.size());
   const int64_t steps = (examples + exp_.data.bs_train - 1) / exp_.data.bs_train;
-  int64_t batch = exp_.data.bs_train;
-  if (options_.comm) {
-    if (!sync_) sync_ = std::make_unique<dist::GradientSync>(*exp_.net, *options_.comm);
-    order = data::rank_shard(order, exp_.data.bs_train, options_.comm->world_size(), options_.comm->rank());
-    batch = exp_.data.bs_train / options_.comm->world_size();
-  }
+  order = par_->train_share(order, exp_.data.bs_train);
+  const int64_t batch = par_->train_batch(exp_.data.bs_train);
   data::BatchLoader loader(*data_.train, order, batch, data::SampleContext{true, exp_.data.seed, epoch - 1},
                            loader_options());
   return run(loader, true, track_metric,
@@ -202,8 +200,7 @@ data::LoaderOptions Trainer::loader_options() const {
 EpochStats Trainer::evaluate(const data::Dataset& set, const std::vector<int64_t>& indices, const std::string& label) {
   exp_.net->eval();
   torch::NoGradGuard no_grad;
-  const std::vector<int64_t> mine =
-      options_.comm ? data::rank_slice(indices, options_.comm->world_size(), options_.comm->rank()) : indices;
+  const std::vector<int64_t> mine = par_->eval_share(indices);
   data::BatchLoader loader(set, mine, exp_.data.bs_valid, data::SampleContext{false, exp_.data.seed, state_.epoch},
                            loader_options());
   return run(loader, false, true, label, state_.epoch, loader.num_batches(), static_cast<int64_t>(indices.size()));

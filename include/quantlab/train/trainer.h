@@ -5,11 +5,10 @@
 // best epoch and ReduceLROnPlateau use the training counterpart of the statistic they name, and
 // the trainer says so once. After each epoch a hook receives the record (the bookkeeping saves
 // checkpoints there).
-// Data parallel (TrainerOptions::comm): each rank trains on its share of every batch
-// (data::rank_shard), gradients are averaged over the ranks (dist/gradient_sync.h), batch-norm
-// buffers follow rank 0, evaluations are split between the ranks and every statistic is summed over
-// them, so every rank holds the same weights, statistics and decisions; stopping is decided
-// together, between two steps.
+// Data parallel (TrainerOptions::comm): what differs from one process lives behind
+// dist::Parallelism (dist/parallelism.h: shares of batches and evaluations, averaged gradients,
+// shared buffers, sums over ranks, the agreed stop), so every rank holds the same weights,
+// statistics and decisions, and the loop reads the same for both.
 #pragma once
 
 #include <atomic>
@@ -21,7 +20,7 @@
 #include "quantlab/data/batch_loader.h"
 #include "quantlab/data/problem.h"
 #include "quantlab/data/split.h"
-#include "quantlab/dist/gradient_sync.h"
+#include "quantlab/dist/parallelism.h"
 #include "quantlab/train/experiment.h"
 #include "quantlab/train/statistic.h"
 #include "quantlab/util/error.h"
@@ -114,10 +113,6 @@ class Trainer {
  private:
   EpochStats run(data::BatchLoader& loader, bool train, bool track_metric, const std::string& label, int64_t epoch,
                  int64_t steps, int64_t examples);
-  // Whether any rank asked to stop (one collective per step when distributed).
-  int stop_requested();
-  // Sums (loss, correct, correct top-5, samples) over the ranks.
-  void reduce_stats(double* values, size_t n);
   data::LoaderOptions loader_options() const;
   bool update_best(const EpochRecord& r);
   std::ostream& out() const;
@@ -129,7 +124,7 @@ class Trainer {
   std::vector<int64_t> test_indices_;
   TrainingState state_;
   Statistic best_stat_;
-  std::unique_ptr<dist::GradientSync> sync_;
+  std::unique_ptr<dist::Parallelism> par_;  // a single process, or data-parallel ranks
   Statistic step_stat_;
   bool has_step_stat_ = false;
 };
