@@ -7,7 +7,7 @@
 #include "quantlab/config/json_node.h"
 #include "quantlab/config/overrides.h"
 #include "quantlab/dist/communicator.h"
-#include "quantlab/dist/gradient_sync.h"
+#include "quantlab/dist/group.h"
 #include "quantlab/experiment/checkpoint.h"
 #include "quantlab/config/checkpoint_ref.h"
 #include "quantlab/topology/layout.h"
@@ -296,36 +296,24 @@ LaunchResult launch(const LaunchOptions& o, const std::atomic<int>* stop, std::o
 
   Prepared p = prepare(o, env, train, out);
   Experiment& exp = *p.exp;
-  std::unique_ptr<dist::Communicator> comm;
-  if (env) {
-    comm = dist::Communicator::connect(*env, p.device, std::chrono::seconds(o.dist_timeout_s));
-    out << "rank 0 of " << env->world_size << " (" << comm->backend() << ", master " << env->master_addr << ":"
-        << env->master_port << ")" << std::endl;
-  }
+  dist::Group group(env, p.device, std::chrono::seconds(o.dist_timeout_s), out);
+  dist::Communicator* comm = group.communicator();
 
-  // Where to start: rank 0 decides and tells the others (its error too, so none waits for nothing).
+  // Where to start: the owner decides (its error reaches the others too).
   Start start;
   if (!train) {
     start.checkpoint = Session::checkpoint_file(*p.book, ref);
-  } else if (owner) {
-    try {
-      start = start_as_owner(o, p, ref, out);
-    } catch (const std::exception& e) {
-      if (comm) comm->publish("start", nlohmann::json{{"error", e.what()}}.dump());
-      throw;
-    }
-    if (comm)
-      comm->publish(
-          "start",
-          nlohmann::json{{"exp_id", p.book->id()},
-                         {"checkpoint", start.checkpoint.empty() ? "" : fs::path(start.checkpoint).filename().string()}}
-              .dump());
   } else {
-    const auto msg = nlohmann::json::parse(comm->read("start"));
-    if (msg.contains("error")) throw Error("rank 0 did not start: " + msg["error"].get<std::string>());
-    p.book = Logbook::open(p.paths.logs, msg["exp_id"].get<int64_t>());
-    if (!msg["checkpoint"].get<std::string>().empty())
-      start.checkpoint = p.book->saves() + "/" + msg["checkpoint"].get<std::string>();
+    const auto decided = nlohmann::json::parse(group.decided_by_owner("start", [&] {
+      start = start_as_owner(o, p, ref, out);
+      const std::string ckpt = start.checkpoint.empty() ? "" : fs::path(start.checkpoint).filename().string();
+      return nlohmann::json{{"exp_id", p.book->id()}, {"checkpoint", ckpt}}.dump();
+    }));
+    if (!owner) {
+      p.book = Logbook::open(p.paths.logs, decided["exp_id"].get<int64_t>());
+      if (!decided["checkpoint"].get<std::string>().empty())
+        start.checkpoint = p.book->saves() + "/" + decided["checkpoint"].get<std::string>();
+    }
   }
   LaunchResult result;
   result.exp_id = p.book->id();
@@ -341,8 +329,8 @@ LaunchResult launch(const LaunchOptions& o, const std::atomic<int>* stop, std::o
     restore(exp, *restored);
     state = restored->state;
   }
+  group.share_state(*exp.net);  // the same weights everywhere (transfer, restore, initialisation)
   if (comm) {
-    dist::broadcast_state(*exp.net, *comm);  // the same weights everywhere (transfer, restore, initialisation)
     set_rank_generator(*comm, restored ? &*restored : nullptr, exp, state.epoch, out);
   } else if (train && restored && restored->rng_ranks.size() > 1) {
     out << "note: resuming with 1 process from a checkpoint of " << restored->rng_ranks.size()
@@ -354,7 +342,7 @@ LaunchResult launch(const LaunchOptions& o, const std::atomic<int>* stop, std::o
   options.stop = stop;
   options.log_every = o.log_every;
   options.out = &out;
-  options.comm = comm.get();
+  options.comm = comm;
   if (!train) {
     Trainer trainer(exp, p.data, progress, options);
     trainer.set_state(state);
@@ -382,8 +370,7 @@ LaunchResult launch(const LaunchOptions& o, const std::atomic<int>* stop, std::o
   }
   try {
     trainer.fit(exp.max_epoch, [&](const EpochRecord& r) {
-      std::vector<torch::Tensor> rngs;
-      if (comm) rngs = comm->all_gather(cpu_rng_state());
+      const std::vector<torch::Tensor> rngs = group.gather(cpu_rng_state());
       if (session) session->on_epoch(r, trainer.state(), rngs);
       if (log) log->on_epoch(r);
     });
@@ -408,12 +395,7 @@ LaunchResult launch(const LaunchOptions& o, const std::atomic<int>* stop, std::o
   // The final test, with the weights of the best epoch when they were saved (rank 0 reads them and
   // gives them to the others).
   const std::string best = p.book->saves() + "/best.ckpt";
-  bool have_best = owner && fs::exists(best);
-  if (comm) {
-    torch::Tensor flag = torch::tensor({have_best ? 1.0f : 0.0f});
-    comm->broadcast(flag, 0);
-    have_best = flag.item<float>() > 0;
-  }
+  const bool have_best = group.owners_flag(owner && fs::exists(best));
   std::string what, weights = "last";
   int64_t tested_epoch = trainer.state().epoch;
   double best_valid_accuracy = std::nan("");
@@ -424,7 +406,7 @@ LaunchResult launch(const LaunchOptions& o, const std::atomic<int>* stop, std::o
       tested_epoch = c.state.epoch;
       best_valid_accuracy = 100.0 - c.state.stats[Statistic::kValidMetric];
     }
-    if (comm) dist::broadcast_state(*exp.net, *comm);
+    group.share_state(*exp.net);
     weights = "best";
     what = "test with the weights of the best epoch (" + std::to_string(tested_epoch) + ", by " +
            statistic_name(trainer.best_statistic()) + ")";
