@@ -11,6 +11,8 @@
 #                `make test TORCH=pip` and `make bench TORCH=pip` likewise
 #   make build TORCH=python   against the libtorch of an installed PyTorch (a GPU machine's), the
 #                other packages from the system or from bundle/ (docs/GPU.md)
+#   make check-style   what CI checks besides the tests: `make format` has nothing to change
+#                (clang-format), and clang-tidy's checks (.clang-tidy) find nothing (tools/tidy.sh)
 #   make bundle  download the Debian packages QuantLab needs besides libtorch (and Fashion-MNIST)
 #                into bundle/, to copy to a machine without package access
 JOBS ?= $(shell nproc)
@@ -39,6 +41,7 @@ DEB_DATA := dataset-fashion-mnist
 # The tests that check QuantLab against the libtorch it is built on compare with Debian's PyTorch
 # 1.13 (checkpoints read by torch.load, schedules, losses); python3-venv makes the tools' venv.
 DEB_TEST := python3-torch python3-venv
+DEB_STYLE := clang-format clang-tidy
 DEB_BENCH := python3-torch python3-torchvision python3-pil python3-numpy time
 
 # Building against the libtorch of an installed PyTorch: its CMake files, and the packages of
@@ -79,7 +82,7 @@ else
 $(error TORCH=$(TORCH): expected debian (the default), pip or python)
 endif
 
-.PHONY: deps deps-bench build test demo bench clean format bundle
+.PHONY: deps deps-bench build test demo bench clean format check-format tidy check-style bundle
 
 # Installs Debian packages that are missing: $(call apt,WHAT,PACKAGES)
 apt = if ! dpkg -s $(2) >/dev/null 2>&1; then \
@@ -155,6 +158,20 @@ endif
 # Formats every C++ and CUDA file with .clang-format (Debian's clang-format).
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.h' '*.cu')
+
+$(BUILD)/.deps-style: $(BUILD)/.deps
+	@$(call apt,deps-style,$(DEB_STYLE))
+	@touch $@
+
+# Fails, naming the files, when `make format` would change anything.
+check-format: $(BUILD)/.deps-style
+	clang-format --dry-run -Werror $$(git ls-files '*.cpp' '*.h' '*.cu')
+
+# clang-tidy's checks (.clang-tidy) on src/ and tools/, with the flags of $(BUILD).
+tidy: build $(BUILD)/.deps-style
+	tools/tidy.sh $(BUILD)
+
+check-style: check-format tidy
 
 clean:
 	rm -rf $(BUILD)

@@ -71,7 +71,8 @@ int main(int argc, char** argv) {
               << ", \"bytes\": " << sync.bytes_per_step() << ", \"buckets\": " << sync.num_buckets()
               << ", \"nproc\": " << comm->world_size() << ", \"median_ms\": " << med
               << ", \"min_ms\": " << *std::min_element(ms.begin(), ms.end())
-              << ", \"GB_per_s\": " << static_cast<double>(sync.bytes_per_step()) / (med / 1e3) / 1e9 << "}" << std::endl;
+              << ", \"GB_per_s\": " << static_cast<double>(sync.bytes_per_step()) / (med / 1e3) / 1e9 << "}"
+              << std::endl;
   }
   return 0;
 }

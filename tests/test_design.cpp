@@ -34,13 +34,14 @@ std::string error_of(const std::function<void()>& f) {
 }
 
 TEST(Overrides, DottedPathsJsonValuesAndTheirRecord) {
-  nlohmann::json c = {{"treat", {{"optimizer", {{"class", "Adam"}, {"params", {{"lr", 1e-3}}}}},
-                                 {"thermostat", {{"bindings", {{{"forward", {{"class", "uniform"}}}}}}}}}},
+  nlohmann::json c = {{"treat",
+                       {{"optimizer", {{"class", "Adam"}, {"params", {{"lr", 1e-3}}}}},
+                        {"thermostat", {{"bindings", {{{"forward", {{"class", "uniform"}}}}}}}}}},
                       {"indiv", {{"net", {{"pretrained", nullptr}}}}}};
-  apply_overrides(c, std::vector<std::string>{"treat.optimizer.params.lr=0.003", "treat.optimizer.class=SGD",
-                                              "treat.thermostat.bindings.0.forward.class=normal",
-                                              "+treat.optimizer.params.momentum=0.9",
-                                              R"(indiv.net.pretrained={"exp_id": 1})"});
+  apply_overrides(
+      c, std::vector<std::string>{"treat.optimizer.params.lr=0.003", "treat.optimizer.class=SGD",
+                                  "treat.thermostat.bindings.0.forward.class=normal",
+                                  "+treat.optimizer.params.momentum=0.9", R"(indiv.net.pretrained={"exp_id": 1})"});
   EXPECT_DOUBLE_EQ(c["treat"]["optimizer"]["params"]["lr"].get<double>(), 0.003);
   EXPECT_EQ(c["treat"]["optimizer"]["class"], "SGD");  // not JSON: a string
   EXPECT_EQ(c["treat"]["thermostat"]["bindings"][0]["forward"]["class"], "normal");
@@ -52,7 +53,8 @@ TEST(Overrides, DottedPathsJsonValuesAndTheirRecord) {
   const std::vector<std::pair<std::string, std::string>> bad = {
       {"treat.optimizer.params.lrr=0.1", "treat.optimizer.params has no key lrr (keys: lr, momentum)"},
       {"treat.optimiser.class=SGD", "treat has no key optimiser (keys: optimizer, thermostat)"},
-      {"treat.optimizer.params.lr=fast", "treat.optimizer.params.lr is a number in the config, and the value given is a string"},
+      {"treat.optimizer.params.lr=fast",
+       "treat.optimizer.params.lr is a number in the config, and the value given is a string"},
       {"treat.thermostat.bindings.3.forward.class=x", "treat.thermostat.bindings has no element 3 (it has 1 elements)"},
       {"+treat.optimizer.params.lr=1", "treat.optimizer.params.lr is in the config already"},
       {"treat..lr=1", "an empty step in the path"},
@@ -68,12 +70,13 @@ TEST(Overrides, DottedPathsJsonValuesAndTheirRecord) {
 }
 
 TEST(Overrides, AStarStepSetsEveryKeyOrElement) {
-  nlohmann::json c = {{"schemes", {{"phi1", {{"noise", "uniform"}, {"spread", {0.5, 0.5}}}},
-                                   {"phi2", {{"noise", "uniform"}, {"spread", {0.5, 0.5}}}}}},
+  nlohmann::json c = {{"schemes",
+                       {{"phi1", {{"noise", "uniform"}, {"spread", {0.5, 0.5}}}},
+                        {"phi2", {{"noise", "uniform"}, {"spread", {0.5, 0.5}}}}}},
                       {"groups", {{{"t", 1}}, {{"t", 2}}, {{"t", 3}}}},
                       {"empty", nlohmann::json::object()}};
-  apply_overrides(c, std::vector<std::string>{"schemes.*.noise=logistic", "schemes.*.spread=[0.1, 0.2]",
-                                              "groups.*.t=7", "+schemes.*.strategy=mode"});
+  apply_overrides(c, std::vector<std::string>{"schemes.*.noise=logistic", "schemes.*.spread=[0.1, 0.2]", "groups.*.t=7",
+                                              "+schemes.*.strategy=mode"});
   for (const char* m : {"phi1", "phi2"}) {
     EXPECT_EQ(c["schemes"][m]["noise"], "logistic");
     EXPECT_EQ(c["schemes"][m]["spread"], nlohmann::json({0.1, 0.2}));
@@ -233,9 +236,12 @@ TEST(Sweep, ParallelRunsUnitsInProcessesOfTheirOwn) {
   s.design.factors = {{"treat.optimizer.params.lr", {0.001, 0.004}}, {"indiv.net.params.capacity", {0.02, -1}}};
   s.parallel = 2;
   s.launch.threads = 0;  // the sweep divides the cores; the command's own --threads=0 gives way
-  s.command = {QL_BINARY, "--problem=Toy", "--topology=MLP", "--home=" + home.dir.path(), "--device=cpu", "--threads=0", "sweep",
-               "--name=wide", "--grid", "treat.optimizer.params.lr=0.001,0.004", "--grid",
-               "indiv.net.params.capacity=0.02,-1"};
+  s.command = {QL_BINARY,        "--problem=Toy",
+               "--topology=MLP", "--home=" + home.dir.path(),
+               "--device=cpu",   "--threads=0",
+               "sweep",          "--name=wide",
+               "--grid",         "treat.optimizer.params.lr=0.001,0.004",
+               "--grid",         "indiv.net.params.capacity=0.02,-1"};
   std::ostringstream out;
   const SweepResult r = run_sweep(s, nullptr, out);
   EXPECT_EQ(r.units, 4);
@@ -277,12 +283,13 @@ TEST(Sweep, NamedLevelsShowByNameInCompareAndHParams) {
   Home home;
   SweepOptions s;
   s.launch = home.options();
-  s.design = parse_design({{"name", "named"},
-                           {"factors",
-                            {{"size",
-                              {{"small", {{"indiv.net.params.capacity", 0.02}, {"treat.optimizer.params.lr", 0.001}}},
-                               {"large", {{"indiv.net.params.capacity", 0.03}, {"treat.optimizer.params.lr", 0.002}}}}}}}},
-                          "design");
+  s.design =
+      parse_design({{"name", "named"},
+                    {"factors",
+                     {{"size",
+                       {{"small", {{"indiv.net.params.capacity", 0.02}, {"treat.optimizer.params.lr", 0.001}}},
+                        {"large", {{"indiv.net.params.capacity", 0.03}, {"treat.optimizer.params.lr", 0.002}}}}}}}},
+                   "design");
   std::ostringstream sink;
   EXPECT_EQ(run_sweep(s, nullptr, sink).finished, 2) << sink.str();
   CompareOptions c;
@@ -312,7 +319,8 @@ TEST(Sweep, NamedLevelsShowByNameInCompareAndHParams) {
     matches |= r["factors"]["size"] == levels[0]["level"] && r["test_accuracy"].get<double>() == mean;
   EXPECT_TRUE(matches) << levels.dump() << rows.dump();
   c.by = "colour";
-  EXPECT_NE(error_of([&] { compare_experiments(c, by); }).find("--by=colour: expected a column (size)"), std::string::npos);
+  EXPECT_NE(error_of([&] { compare_experiments(c, by); }).find("--by=colour: expected a column (size)"),
+            std::string::npos);
   c.by.clear();
   const auto config = Logbook::open(home.logs(), 1).config();
   EXPECT_EQ(config["sweep"]["levels"]["size"], "large");  // factor levels in name order: large, small
@@ -386,8 +394,8 @@ namespace quantlab {
 namespace {
 
 TEST(Sweep, DesignsGridsAndTheirErrors) {
-  const SweepDesign d = parse_design(
-      {{"name", "s"}, {"factors", {{"a.b", {1, 2}}, {"c", {"x", "y", "z"}}}}, {"repeats", 2}}, "design");
+  const SweepDesign d =
+      parse_design({{"name", "s"}, {"factors", {{"a.b", {1, 2}}, {"c", {"x", "y", "z"}}}}, {"repeats", 2}}, "design");
   const auto units = design_units(d);
   ASSERT_EQ(units.size(), 12u);
   EXPECT_EQ(units[1].levels[1].second, "y");  // the last factor fastest
@@ -400,25 +408,28 @@ TEST(Sweep, DesignsGridsAndTheirErrors) {
   sampled.seed = 7;
   EXPECT_EQ(design_units(sampled).size(), 8u);  // 4 of the grid, twice
   EXPECT_EQ(parse_grid("p=1e-3,x").second, (std::vector<nlohmann::json>{1e-3, "x"}));
-  for (const auto& bad : std::vector<nlohmann::json>{
-           {{"factors", {{"a", nlohmann::json::array()}}}}, {{"factors", {{"a", {1, 1}}}}},
-           {{"factors", {{"a", {1}}}}, {"repeats", 0}}, {{"factors", {{"a", {1}}}}, {"speed", 1}}})
+  for (const auto& bad : std::vector<nlohmann::json>{{{"factors", {{"a", nlohmann::json::array()}}}},
+                                                     {{"factors", {{"a", {1, 1}}}}},
+                                                     {{"factors", {{"a", {1}}}}, {"repeats", 0}},
+                                                     {{"factors", {{"a", {1}}}}, {"speed", 1}}})
     EXPECT_THROW(parse_design(bad, "design"), ConfigError) << bad.dump();
   // Named levels: one level sets several paths; the record keeps the level's name.
-  const SweepDesign n = parse_design(
-      {{"name", "n"},
-       {"factors", {{"noise", {{"narrow", {{"a.noise", "normal"}, {"a.spread", 0.25}}}, {"wide", {{"a.noise", "uniform"}, {"a.spread", 0.5}}}}},
-                    {"b", {1, 2}}}}},
-      "design");
+  const SweepDesign n = parse_design({{"name", "n"},
+                                      {"factors",
+                                       {{"noise",
+                                         {{"narrow", {{"a.noise", "normal"}, {"a.spread", 0.25}}},
+                                          {"wide", {{"a.noise", "uniform"}, {"a.spread", 0.5}}}}},
+                                        {"b", {1, 2}}}}},
+                                     "design");
   const auto nu = design_units(n);
   ASSERT_EQ(nu.size(), 4u);
   EXPECT_EQ(nu[1].levels[1], (std::pair<std::string, nlohmann::json>{"noise", "wide"}));  // factors by name
   EXPECT_EQ(unit_overrides(nu[1], nlohmann::json::object()),
             (std::vector<std::string>{"b=1", "a.noise=\"uniform\"", "a.spread=0.5"}));
-  const SweepDesign twice = parse_design(
-      {{"factors", {{"noise", {{"a", {{"x.y", 1}}}, {"b", {{"x.y", 1}}}}}}}}, "design");
-  EXPECT_NE(error_of([&] { design_units(twice); }).find("noise=a and noise=b set the same values"),
-            std::string::npos) << error_of([&] { design_units(twice); });
+  const SweepDesign twice =
+      parse_design({{"factors", {{"noise", {{"a", {{"x.y", 1}}}, {"b", {{"x.y", 1}}}}}}}}, "design");
+  EXPECT_NE(error_of([&] { design_units(twice); }).find("noise=a and noise=b set the same values"), std::string::npos)
+      << error_of([&] { design_units(twice); });
   for (const auto& bad : std::vector<nlohmann::json>{{{"factors", {{"noise", nlohmann::json::object()}}}},
                                                      {{"factors", {{"noise", {{"narrow", nlohmann::json::object()}}}}}},
                                                      {{"factors", {{"noise", {{"narrow", 1}}}}}}})

@@ -159,7 +159,8 @@ Decoded decode(const std::string& file) {
                   v.count(2) ? std::to_string(as_double(v.find(2)->second.bytes)) : v.find(3)->second.bytes;
             }
           }
-          if (content.count(4)) d.hparams_status = static_cast<int>(parse(content.find(4)->second.bytes).find(1)->second.varint);
+          if (content.count(4))
+            d.hparams_status = static_cast<int>(parse(content.find(4)->second.bytes).find(1)->second.varint);
         } else if (value.count(8)) {
           const auto tensor = parse(value.find(8)->second.bytes);
           EXPECT_EQ(tensor.find(1)->second.varint, 7u);  // DT_STRING
@@ -369,7 +370,8 @@ TEST(Events, TensorBoardsHParamsDashboardListsASweepsUnits) {
   std::ofstream(home.path() + "/Toy/config.json") << testing::toy_mlp_config(1).dump();
   std::string out;
   ASSERT_EQ(testing::run_cli("sweep --problem=Toy --topology=MLP --threads=1 --device=cpu --name=lr "
-                             "--grid treat.optimizer.params.lr=0.001,0.004 --home=" + home.path(),
+                             "--grid treat.optimizer.params.lr=0.001,0.004 --home=" +
+                                 home.path(),
                              out),
             0)
       << out;

@@ -337,7 +337,8 @@ TEST(Export, MobileNetV2ExportsItsResidualBlocksAsIntegersAndTheRestAsFloatSteps
   cfg["indiv"]["net"]["params"]["capacity"] = 0.25;
   cfg["indiv"]["net"]["params"]["num_classes"] = 10;  // as the VGG config's loss (the toy data use 4)
   cfg["treat"]["thermostat"] = mobilenet["treat"]["thermostat"];
-  for (auto& b : cfg["treat"]["thermostat"]["params"]["bindings"]) b["forward"]["params"] = {{"t_start", 0}, {"t_decay", 1}};
+  for (auto& b : cfg["treat"]["thermostat"]["params"]["bindings"])
+    b["forward"]["params"] = {{"t_start", 0}, {"t_decay", 1}};
   Trained t(cfg, "MobileNetv2", true);
   std::ostringstream out;
   const ExportResult r = run_export(t.options(), out);

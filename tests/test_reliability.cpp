@@ -490,7 +490,6 @@ TEST(Reliability, CheckpointEpochsAreOneBasedAndLoadIsValidated) {
   EXPECT_NE(nosum.notes[0].find("a valid checkpoint file without QuantLab's checksum"), std::string::npos);
 }
 
-
 // ---- The second hostile probe (docs/RELIABILITY.md, "Second probe"): one test per defect. ----
 
 // The original README's set-up: the data copied to <drive>/QuantLab/<Problem>/data, and
@@ -500,7 +499,8 @@ struct Drives {
   std::string data(const std::string& problem) const { return fast.path() + "/QuantLab/" + problem + "/data"; }
   void write_storage_file(const std::string& home) const {
     fs::create_directories(home + "/cfg");
-    std::ofstream(home + "/cfg/hard_storage.json") << nlohmann::json{{"data", fast.path()}, {"logs", large.path()}}.dump();
+    std::ofstream(home + "/cfg/hard_storage.json")
+        << nlohmann::json{{"data", fast.path()}, {"logs", large.path()}}.dump();
   }
 };
 
@@ -845,7 +845,8 @@ TEST(Reliability, BadPretrainedReferencesAndBadStorageCreateNothing) {
   EXPECT_EQ(tree(other.path()), other_before);
   TempDir third;
   fs::create_directories(third.path() + "/cfg");
-  std::ofstream(third.path() + "/cfg/hard_storage.json") << R"({"data": ")" << third.path() << R"(/d", "logs": "/proc"})";
+  std::ofstream(third.path() + "/cfg/hard_storage.json")
+      << R"({"data": ")" << third.path() << R"(/d", "logs": "/proc"})";
   fs::create_directories(third.path() + "/d");
   const auto third_before = tree(third.path());
   EXPECT_THROW(add_problem(read_storage(third.path()), "P"), Error);
@@ -931,8 +932,8 @@ TEST(Reliability, ConfigWithExpIdHandRollbackAndListingAreTold) {
 // 12. A shape error names the image file, not the label file.
 TEST(Reliability, ShapeErrorsNameTheImageFile) {
   Home home(1);
-  testing::write_idx(home.dir.path() + "/Toy/data/train-images-idx3-ubyte.gz", torch::zeros({320, 20, 20}, torch::kUInt8),
-                     true);
+  testing::write_idx(home.dir.path() + "/Toy/data/train-images-idx3-ubyte.gz",
+                     torch::zeros({320, 20, 20}, torch::kUInt8), true);
   const std::string e = error_of(home.options());
   EXPECT_NE(e.find("train-images-idx3-ubyte.gz"), std::string::npos) << e;
   EXPECT_EQ(e.find("labels-idx1"), std::string::npos) << e;

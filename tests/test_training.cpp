@@ -187,7 +187,8 @@ TEST(Cli, ChoosesOpenBlasKernelsForACpuItDoesNotRecognise) {
   std::ofstream(home.path() + "/Toy/config.json") << "{}";
   std::string out;
   run_cli("--problem=Toy --topology=MLP --device=cpu --home=" + home.path(), out);
-  EXPECT_NE(out.find("note: OpenBLAS runs its " + core + " kernels: QuantLab set OPENBLAS_CORETYPE=" + core), std::string::npos)
+  EXPECT_NE(out.find("note: OpenBLAS runs its " + core + " kernels: QuantLab set OPENBLAS_CORETYPE=" + core),
+            std::string::npos)
       << out;
   EXPECT_EQ(out.find("runs its generic"), std::string::npos) << out;
   setenv("QL_KEEP_OPENBLAS_CORETYPE", "1", 1);

@@ -8,6 +8,8 @@
 #include "quantlab/data/cifar.h"
 #include "quantlab/data/batch_loader.h"
 #include "quantlab/data/problem.h"
+#include "quantlab/topology/layer_maker.h"
+#include "quantlab/topology/step_network.h"
 #include "quantlab/topology/vgg.h"
 #include "quantlab/train/trainer.h"
 #include "quantlab/util/error.h"
@@ -66,6 +68,46 @@ TEST(Cifar, MissingAndTruncatedFilesSayWhatWasExpected) {
   } catch (const IoError& e) {
     EXPECT_NE(std::string(e.what()).find("data_batch_2.bin: 9119 bytes, not a whole number of 3073-byte records"),
               std::string::npos)
+        << e.what();
+  }
+}
+
+// docs/ARCHITECTURE.md's example topology, as written there: one description gives the modules,
+// the forward pass, the names quant_schemes must give, and the steps the export reads.
+Steps tiny_steps(int64_t width, int64_t classes) {
+  using namespace step;
+  return {conv("phi1_conv", 3, width, 3, 1, 1),
+          max_pool(2, 2),
+          bn2d("phi1_bn", width),
+          act("phi1_act"),
+          flatten(),
+          linear("phi2_fc", width * 16 * 16, classes),
+          bn1d("phi2_bn", classes)};
+}
+std::shared_ptr<Network> make_tiny(const JsonNode& p) {
+  p.allow_keys({"width", "num_classes", "quant_schemes"});
+  return make_step_network("Tiny", tiny_steps(p.integer("width", 16), parse_num_classes(p, 10)), p, false);
+}
+QL_REGISTER_TOPOLOGY(Tiny, "Tiny", make_tiny);
+
+TEST(Topology, TheDocumentedExampleIsOneDescription) {
+  EXPECT_EQ(quantizable_names(tiny_steps(16, 10)), (std::vector<std::string>{"phi1_conv", "phi1_act", "phi2_fc"}));
+  nlohmann::json schemes;
+  for (const char* n : {"phi1_conv", "phi1_act", "phi2_fc"}) schemes[n] = {"uniform", {-0.5, 0.5}, {-1.0, 0.0, 1.0}};
+  const auto net =
+      topology_registry().at("Tiny", "test").build(JsonNode({{"width", 8}, {"quant_schemes", schemes}}, "params"));
+  std::vector<std::string> names;
+  for (const auto& p : net->named_parameters()) names.push_back(p.key());
+  EXPECT_EQ(names, (std::vector<std::string>{"phi1_conv.weight", "phi1_bn.weight", "phi1_bn.bias", "phi2_fc.weight",
+                                             "phi2_bn.weight", "phi2_bn.bias"}));
+  EXPECT_EQ(net->forward(torch::rand({2, 3, 32, 32})).sizes(), (std::vector<int64_t>{2, 10}));
+  ASSERT_NE(net->steps(), nullptr);
+  EXPECT_EQ(net->steps()->size(), 7u);
+  try {  // a missing scheme is named
+    topology_registry().at("Tiny", "test").build(JsonNode({{"quant_schemes", nlohmann::json::object()}}, "params"));
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("missing the scheme of quantized module 'phi1_conv'"), std::string::npos)
         << e.what();
   }
 }

@@ -170,7 +170,8 @@ int main(int argc, char** argv) {
   compare->add_option("--format", cmp.format, "table (default), csv, markdown or json")
       ->check(CLI::IsMember({"table", "csv", "markdown", "json"}));
   compare->add_option("--home", cmp.home, "Main folder (default: .)");
-  compare->add_option("--by", cmp.by, "A column (a factor): one row per level with the mean accuracies (its main effect)");
+  compare->add_option("--by", cmp.by,
+                      "A column (a factor): one row per level with the mean accuracies (its main effect)");
   std::string diff_problem, diff_home = ".";
   int64_t diff_a = -1, diff_b = -1;
   CLI::App* diff = app.add_subcommand("diff", "The config paths where two experiments differ");
@@ -184,7 +185,8 @@ int main(int argc, char** argv) {
   bool sw_yes = false;
   CLI::App* sweep = app.add_subcommand(
       "sweep", "One experiment per unit of a design (a grid of config paths' levels); run again to resume");
-  sweep->add_option("--design", sw_design, "The design file (JSON: name, factors {PATH: [levels]}, repeats, sample, seed)");
+  sweep->add_option("--design", sw_design,
+                    "The design file (JSON: name, factors {PATH: [levels]}, repeats, sample, seed)");
   sweep->add_option("--grid", sw_grid, "PATH=a,b,c: a factor and its levels (repeatable; after the design's)")
       ->expected(1)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);

@@ -91,7 +91,7 @@ size_t apply_at(nlohmann::json& node, const Override& o, size_t k, std::vector<s
     if ((!node.is_object() && !node.is_array()) || node.empty())
       throw ConfigError("--set " + o.text + ": " + here + " is " +
                         (node.empty() && (node.is_object() || node.is_array()) ? std::string("empty")
-                                                                                : std::string(type_name(node))) +
+                                                                               : std::string(type_name(node))) +
                         ", so * matches nothing");
     size_t n = 0, index = 0;
     for (auto it = node.begin(); it != node.end(); ++it, ++index) {
@@ -139,9 +139,10 @@ size_t apply_at(nlohmann::json& node, const Override& o, size_t k, std::vector<s
   const std::string where = dotted(below(step));
   if (o.add) throw ConfigError("--set " + o.text + ": " + where + " is in the config already; leave out the +");
   if (!same_kind(*target, o.value))
-    throw ConfigError("--set " + o.text + ": " + where + " is " + type_name(*target) +
-                      " in the config, and the value given is " + type_name(o.value) +
-                      (o.value.is_string() ? " (values are read as JSON; a string that is not JSON is taken as is)" : ""));
+    throw ConfigError(
+        "--set " + o.text + ": " + where + " is " + type_name(*target) + " in the config, and the value given is " +
+        type_name(o.value) +
+        (o.value.is_string() ? " (values are read as JSON; a string that is not JSON is taken as is)" : ""));
   *target = o.value;
   return 1;
 }

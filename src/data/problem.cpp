@@ -154,9 +154,8 @@ std::string find_data_dir(const std::string& home, const std::string& problem, c
                                ? std::string(" or install the Debian package ") + packaged->package + " (make deps)"
                                : " (MNIST format: train-* and t10k-* images and labels; CIFAR: the binary "
                                  "version's .bin files; ImageNet: train/<wnid>/*.JPEG and val/<wnid>/*.JPEG)";
-  const std::string also = unlinked && !storage_dir.empty()
-                               ? " (nor in " + storage_dir + ", the storage it will link to)"
-                               : std::string();
+  const std::string also =
+      unlinked && !storage_dir.empty() ? " (nor in " + storage_dir + ", the storage it will link to)" : std::string();
   throw IoError(local + ": no data files of " + problem + also + "; copy them there" + hint);
 }
 

@@ -120,8 +120,10 @@ void GradientSync::finish_step() {
     for (size_t s = 0; s < b.params.size(); ++s) {
       torch::Tensor& p = params_[b.params[s]];
       const auto mean = b.flat.narrow(0, b.offsets[s], p.numel()).view_as(p);
-      if (p.grad().defined()) p.mutable_grad().copy_(mean);
-      else p.mutable_grad() = mean.clone();
+      if (p.grad().defined())
+        p.mutable_grad().copy_(mean);
+      else
+        p.mutable_grad() = mean.clone();
     }
   }
 }

@@ -50,7 +50,8 @@ int free_port() {
 }
 
 std::string describe(int status) {
-  if (WIFSIGNALED(status)) return "was killed by signal " + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) + ")";
+  if (WIFSIGNALED(status))
+    return "was killed by signal " + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) + ")";
   return "exited with code " + std::to_string(WEXITSTATUS(status));
 }
 
@@ -65,7 +66,8 @@ int run_local_processes(int nproc, const std::string& program, const std::vector
   struct sigaction sa {};
   sa.sa_handler = forward_signal;
   sigemptyset(&sa.sa_mask);
-  struct sigaction old_int {}, old_term {};
+  struct sigaction old_int {
+  }, old_term{};
   g_count = 0;
   g_signal = 0;
   for (int r = 0; r < nproc; ++r) {
@@ -122,8 +124,8 @@ int run_local_processes(int nproc, const std::string& program, const std::vector
       for (int r = 0; r < g_count; ++r)
         if (g_children[r] > 0 && !ended[static_cast<size_t>(r)] && process_stopped(g_children[r])) {
           ended[static_cast<size_t>(r)] = true;
-          err << "quantlab: rank " << r << " (PID " << g_children[r] << ") is stopped (SIGSTOP or a debugger); ending it"
-              << std::endl;
+          err << "quantlab: rank " << r << " (PID " << g_children[r]
+              << ") is stopped (SIGSTOP or a debugger); ending it" << std::endl;
           kill(g_children[r], SIGKILL);
           kill(g_children[r], SIGCONT);
         }

@@ -45,8 +45,7 @@ class DataParallel : public Parallelism {
   void finish_step() override { sync_->finish_step(); }
 
   double loss_weight(int64_t n, int64_t global, bool summed) const override {
-    return summed ? comm_.world_size()
-                  : static_cast<double>(comm_.world_size() * n) / static_cast<double>(global);
+    return summed ? comm_.world_size() : static_cast<double>(comm_.world_size() * n) / static_cast<double>(global);
   }
 
  private:

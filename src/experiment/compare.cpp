@@ -62,9 +62,12 @@ std::string duration(const nlohmann::json& seconds) {
   if (!seconds.is_number()) return "-";
   const int64_t s = static_cast<int64_t>(std::llround(seconds.get<double>()));
   std::ostringstream o;
-  if (s >= 3600) o << s / 3600 << "h" << std::setw(2) << std::setfill('0') << (s / 60) % 60 << "m";
-  else if (s >= 60) o << s / 60 << "m" << std::setw(2) << std::setfill('0') << s % 60 << "s";
-  else o << s << "s";
+  if (s >= 3600)
+    o << s / 3600 << "h" << std::setw(2) << std::setfill('0') << (s / 60) % 60 << "m";
+  else if (s >= 60)
+    o << s / 60 << "m" << std::setw(2) << std::setfill('0') << s % 60 << "s";
+  else
+    o << s << "s";
   return o.str();
 }
 
@@ -218,9 +221,8 @@ void compare_experiments(const CompareOptions& o, std::ostream& out) {
     if (!std::filesystem::exists(file, ec)) throw Error("--sweep=" + o.sweep + ": no such sweep (" + file + ")");
     const auto record = read_json_file(file);
     if (!ids.empty()) throw Error("--sweep and --ids: give one of them");
-    const int64_t repeats = record.contains("design") && record["design"].is_object()
-                                ? record["design"].value("repeats", int64_t{1})
-                                : 1;
+    const int64_t repeats =
+        record.contains("design") && record["design"].is_object() ? record["design"].value("repeats", int64_t{1}) : 1;
     for (const auto& u : record.value("units", nlohmann::json::array()))
       if (u.value("exp_id", nlohmann::json()).is_number_integer()) {
         const int64_t id = u["exp_id"].get<int64_t>();
@@ -286,12 +288,14 @@ void compare_experiments(const CompareOptions& o, std::ostream& out) {
     return it == r.leaves.end() ? std::string("(absent)") : value_text(it->second);
   };
   auto best = [](const Row& r) {
-    return r.status.contains("best") && r.status["best"].is_object() ? r.status["best"].value("valid_accuracy", nlohmann::json())
-                                                                     : nlohmann::json();
+    return r.status.contains("best") && r.status["best"].is_object()
+               ? r.status["best"].value("valid_accuracy", nlohmann::json())
+               : nlohmann::json();
   };
   auto test = [](const Row& r) {
-    return r.status.contains("test") && r.status["test"].is_object() ? r.status["test"].value("accuracy", nlohmann::json())
-                                                                     : nlohmann::json();
+    return r.status.contains("test") && r.status["test"].is_object()
+               ? r.status["test"].value("accuracy", nlohmann::json())
+               : nlohmann::json();
   };
   // Sorting: accuracies best first, the rest ascending; ties by experiment.
   const std::string& key = o.sort;
@@ -307,8 +311,9 @@ void compare_experiments(const CompareOptions& o, std::ostream& out) {
     if (key == "valid") return number_or(best(a), -1) > number_or(best(b), -1);
     if (key == "test") return number_or(test(a), -1) > number_or(test(b), -1);
     if (key == "epochs") return a.status.value("epochs_done", 0) < b.status.value("epochs_done", 0);
-    if (key == "time") return number_or(a.status.value("train_seconds", nlohmann::json()), 0) <
-                              number_or(b.status.value("train_seconds", nlohmann::json()), 0);
+    if (key == "time")
+      return number_or(a.status.value("train_seconds", nlohmann::json()), 0) <
+             number_or(b.status.value("train_seconds", nlohmann::json()), 0);
     if (key != "exp") {
       const auto ia = a.leaves.find(key), ib = b.leaves.find(key);
       if (ia != a.leaves.end() && ib != b.leaves.end()) {
@@ -327,7 +332,9 @@ void compare_experiments(const CompareOptions& o, std::ostream& out) {
     if (std::find(factors.begin(), factors.end(), o.by) == factors.end()) {
       std::string cols;
       for (const auto& f : factors) cols += ", " + f;
-      throw Error("--by=" + o.by + ": expected a column" + (factors.empty() ? std::string(" (there is none: the configs are the same)") : " (" + cols.substr(2) + ")"));
+      throw Error(
+          "--by=" + o.by + ": expected a column" +
+          (factors.empty() ? std::string(" (there is none: the configs are the same)") : " (" + cols.substr(2) + ")"));
     }
     std::vector<std::string> levels;
     std::map<std::string, std::vector<const Row*>> groups;
@@ -350,9 +357,15 @@ void compare_experiments(const CompareOptions& o, std::ostream& out) {
       }
       const nlohmann::json mv = nv ? nlohmann::json(valid_sum / static_cast<double>(nv)) : nlohmann::json();
       const nlohmann::json mt = nt ? nlohmann::json(test_sum / static_cast<double>(nt)) : nlohmann::json();
-      const nlohmann::json tl = nt ? nlohmann::json(lo) : nlohmann::json(), th = nt ? nlohmann::json(hi) : nlohmann::json();
-      all.push_back({{"level", v}, {"experiments", groups[v].size()}, {"tested", nt}, {"valid_accuracy_mean", mv},
-                     {"test_accuracy_mean", mt}, {"test_accuracy_min", tl}, {"test_accuracy_max", th}});
+      const nlohmann::json tl = nt ? nlohmann::json(lo) : nlohmann::json(),
+                           th = nt ? nlohmann::json(hi) : nlohmann::json();
+      all.push_back({{"level", v},
+                     {"experiments", groups[v].size()},
+                     {"tested", nt},
+                     {"valid_accuracy_mean", mv},
+                     {"test_accuracy_mean", mt},
+                     {"test_accuracy_min", tl},
+                     {"test_accuracy_max", th}});
       cells.push_back({v, std::to_string(groups[v].size()), std::to_string(nt), percent_cell(mv), percent_cell(mt),
                        percent_cell(tl), percent_cell(th)});
     }
@@ -360,8 +373,9 @@ void compare_experiments(const CompareOptions& o, std::ostream& out) {
       out << all.dump(2) << std::endl;
       return;
     }
-    print_cells(o.format, {o.by, "experiments", "tested", "valid acc (mean)", "test acc (mean)", "test min", "test max"},
-                cells, out);
+    print_cells(o.format,
+                {o.by, "experiments", "tested", "valid acc (mean)", "test acc (mean)", "test min", "test max"}, cells,
+                out);
     out << std::flush;
     return;
   }

@@ -120,7 +120,8 @@ Prepared prepare(const LaunchOptions& o, const std::optional<dist::Environment>&
   // The data next: a missing or unreadable data set, or data that does not fit the network, stops
   // the run before an experiment is made.
   out << "loading data..." << std::flush;
-  const std::string dir = data::find_data_dir(p.storage.home, o.problem, o.data, p.storage.data_root + "/" + o.problem + "/data");
+  const std::string dir =
+      data::find_data_dir(p.storage.home, o.problem, o.data, p.storage.data_root + "/" + o.problem + "/data");
   p.data = data::load_problem(dir, p.exp->data);
   out << " " << p.data.train_indices.size() << " training, " << p.data.valid_indices.size() << " validation, "
       << p.data.test->size() << " test images (" << p.data.format << ") from " << dir << std::endl;
@@ -223,9 +224,9 @@ Start start_as_owner(const LaunchOptions& o, Prepared& p, const CheckpointRef& r
     s.new_folder = true;
     start_branch(*p.book, parent_book, c, best, exp, o.ckpt_every);
     s.checkpoint = p.book->saves() + "/last.ckpt";
-    out << "experiment " << p.book->id() << ": " << p.book->dir() << ", branched from experiment "
-        << parent_book.id() << " at " << from << " (after epoch " << r.checkpoint.state.epoch << "); experiment "
-        << parent_book.id() << " is left as it is" << std::endl;
+    out << "experiment " << p.book->id() << ": " << p.book->dir() << ", branched from experiment " << parent_book.id()
+        << " at " << from << " (after epoch " << r.checkpoint.state.epoch << "); experiment " << parent_book.id()
+        << " is left as it is" << std::endl;
   } else {
     out << "experiment " << p.book->id() << ": continuing from " << r.file << " (after epoch "
         << r.checkpoint.state.epoch << ")" << std::endl;
@@ -382,13 +383,13 @@ LaunchResult launch(const LaunchOptions& o, const std::atomic<int>* stop, std::o
   } catch (const Diverged& e) {
     out << std::endl;
     const int64_t done = trainer.state().epoch;
-    throw Error(std::string(e.what()) + ". Stopped; nothing of epoch " + std::to_string(e.epoch) + " was saved" +
-                (done > 0 ? ", and " + p.book->saves() + "/last.ckpt (after epoch " + std::to_string(done) +
-                                ") is the last good state"
-                          : "") +
-                ". Change the settings in " + p.book->dir() +
-                "/config.json (e.g. a lower treat.optimizer.params.lr), then resume with: " +
-                resume_command(o, p.book->id()));
+    throw Error(
+        std::string(e.what()) + ". Stopped; nothing of epoch " + std::to_string(e.epoch) + " was saved" +
+        (done > 0 ? ", and " + p.book->saves() + "/last.ckpt (after epoch " + std::to_string(done) +
+                        ") is the last good state"
+                  : "") +
+        ". Change the settings in " + p.book->dir() +
+        "/config.json (e.g. a lower treat.optimizer.params.lr), then resume with: " + resume_command(o, p.book->id()));
   }
   result.epochs_done = trainer.state().epoch;
 
@@ -418,8 +419,8 @@ LaunchResult launch(const LaunchOptions& o, const std::atomic<int>* stop, std::o
     result.test = trainer.test();
   } catch (const Interrupted& e) {
     out << std::endl
-        << "the final test was stopped; the training is complete and saved (" << what
-        << "): --mode=test measures it" << std::endl;
+        << "the final test was stopped; the training is complete and saved (" << what << "): --mode=test measures it"
+        << std::endl;
     result.interrupted_by = e.signal;
     return result;
   }

@@ -100,7 +100,7 @@ void list_experiments(const std::string& home, const std::string& problem, std::
       state = st.value("finished", false) ? "finished"
               : has_last                  ? "stopped (resume with --exp_id=" + std::to_string(id) + ")"
                                           : "stopped; saves/last.ckpt is missing (--exp_id=" + std::to_string(id) +
-                                   " names the checkpoints that remain)";
+                               " names the checkpoints that remain)";
       if (damaged)
         state += "; saves/status.json is damaged (the figures are last.ckpt's; the next start rewrites it)";
       else if (st.value("stale", false))

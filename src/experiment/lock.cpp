@@ -30,7 +30,8 @@ ExperimentLock::ExperimentLock(const std::string& dir, const std::string& what) 
   // O_NOFOLLOW: a link put in the lock file's place is refused, never written through.
   fd_ = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
   if (fd_ < 0 && errno == ELOOP)
-    throw IoError(file + ": is a symbolic link; the experiment's lock file must be a file of its own (remove the link)");
+    throw IoError(file +
+                  ": is a symbolic link; the experiment's lock file must be a file of its own (remove the link)");
   if (fd_ < 0) throw IoError(file + ": cannot open the experiment's lock file (" + std::strerror(errno) + ")");
   struct stat st {};
   if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {

@@ -60,8 +60,10 @@ ResumePoint choose_resume(const Logbook& book, const CheckpointRef& ref) {
   p.file = Session::checkpoint_file(book, ref);
   p.checkpoint = load_checkpoint(p.file);
   if (p.checkpoint.original)
-    throw Error(p.file + " is a checkpoint of the original QuantLab: --mode=test evaluates it, and indiv.net.pretrained "
-                "({\"file\": {\"exp_id\": " + std::to_string(book.id()) + ", \"epoch\": \"" + ref.text() +
+    throw Error(p.file +
+                " is a checkpoint of the original QuantLab: --mode=test evaluates it, and indiv.net.pretrained "
+                "({\"file\": {\"exp_id\": " +
+                std::to_string(book.id()) + ", \"epoch\": \"" + ref.text() +
                 "\"}}) starts a new experiment from its weights; it has no QuantLab training state to continue from");
   p.newest = newest ? newest->epoch : p.checkpoint.state.epoch;
   p.newest_file = newest ? fs::path(newest->file).filename().string() : ref.file_name();

@@ -43,7 +43,8 @@ Session::Session(Experiment& exp, const Logbook& book, int64_t ckpt_every, Stati
     : exp_(exp), book_(book), ckpt_every_(ckpt_every), best_statistic_(best_statistic) {
   const auto st = status(book);
   if (st.contains("best") && st["best"].is_object()) best_ = st["best"];
-  if (st.contains("train_seconds") && st["train_seconds"].is_number()) train_seconds_ = st["train_seconds"].get<double>();
+  if (st.contains("train_seconds") && st["train_seconds"].is_number())
+    train_seconds_ = st["train_seconds"].get<double>();
 }
 
 void Session::on_epoch(const EpochRecord& r, const TrainingState& state, const std::vector<torch::Tensor>& rng_ranks) {

@@ -193,10 +193,10 @@ std::vector<std::string> unit_overrides(const SweepUnit& u, const nlohmann::json
   if (u.repeat > 0) {
     const bool has_seed = base.contains("treat") && base["treat"].contains("data") &&
                           base["treat"]["data"].is_object() && base["treat"]["data"].contains("seed");
-    const int64_t seed = (has_seed && base["treat"]["data"]["seed"].is_number_integer()
-                              ? base["treat"]["data"]["seed"].get<int64_t>()
-                              : 0) +
-                         1000 * u.repeat;
+    const int64_t seed =
+        (has_seed && base["treat"]["data"]["seed"].is_number_integer() ? base["treat"]["data"]["seed"].get<int64_t>()
+                                                                       : 0) +
+        1000 * u.repeat;
     out.push_back(std::string(has_seed ? "" : "+") + "treat.data.seed=" + std::to_string(seed));
   }
   return out;
@@ -236,11 +236,13 @@ struct Sweep {
     try {
       record = read_json_file(file);
     } catch (const Error& e) {
-      throw Error(std::string(e.what()) + " (the record of sweep " + name + "; restore it, or give the sweep another name)");
+      throw Error(std::string(e.what()) + " (the record of sweep " + name +
+                  "; restore it, or give the sweep another name)");
     }
     if (!record.is_object() || record.value("design", nlohmann::json()) != design || !record.contains("units") ||
         !record["units"].is_array() || record["units"].size() != units.size())
-      throw Error(file + ": sweep " + name + " was made with another design (or its record was edited); give this one another name");
+      throw Error(file + ": sweep " + name +
+                  " was made with another design (or its record was edited); give this one another name");
     return record;
   }
   nlohmann::json entry(int64_t unit) const {
@@ -269,7 +271,8 @@ Sweep prepare(const SweepOptions& o) {
   if (l.exp_id || l.branch || l.load || !l.overrides.empty())
     throw Error("a sweep makes its own experiments: --exp_id, --load, --branch and --set do not apply");
   if (o.parallel < 1) throw Error("--parallel: expected 1 or more processes");
-  if (o.parallel > 1 && (o.unit || o.srun)) throw Error("--parallel runs units in processes of its own; --unit and --srun run them in this one");
+  if (o.parallel > 1 && (o.unit || o.srun))
+    throw Error("--parallel runs units in processes of its own; --unit and --srun run them in this one");
   if (o.unit && o.srun) throw Error("--unit and --srun: one of them (--srun shares every unit among SLURM's tasks)");
   const Storage storage = read_storage(l.home);
   const ProblemPaths paths = problem_paths(storage, l.problem);
@@ -345,7 +348,7 @@ Outcome run_unit(const Sweep& s, const SweepOptions& o, const SweepUnit& u, cons
     try {
       lock = std::make_unique<ExperimentLock>(dir, "unit " + std::to_string(u.index + 1) + " of sweep " + s.name);
     } catch (const IoError&) {
-      throw;  // the lock file cannot be made or read
+      throw;                    // the lock file cannot be made or read
     } catch (const Error& e) {  // held by another process
       out << unit_title(s, u) << " is running in another process (" << e.what() << "); left to it" << std::endl;
       return Outcome::kElsewhere;
@@ -408,11 +411,20 @@ Outcome run_unit(const Sweep& s, const SweepOptions& o, const SweepUnit& u, cons
 
 void count(SweepResult& r, Outcome o) {
   switch (o) {
-    case Outcome::kSkipped: ++r.skipped; [[fallthrough]];
-    case Outcome::kFinished: ++r.finished; break;
-    case Outcome::kFailed: ++r.failed; break;
-    case Outcome::kElsewhere: ++r.elsewhere; break;
-    case Outcome::kStopped: break;
+    case Outcome::kSkipped:
+      ++r.skipped;
+      [[fallthrough]];
+    case Outcome::kFinished:
+      ++r.finished;
+      break;
+    case Outcome::kFailed:
+      ++r.failed;
+      break;
+    case Outcome::kElsewhere:
+      ++r.elsewhere;
+      break;
+    case Outcome::kStopped:
+      break;
   }
 }
 
@@ -502,7 +514,7 @@ SweepResult run_parallel(const Sweep& s, const SweepOptions& o, const std::vecto
         throw Error("--parallel: cannot start a process for unit " + std::to_string(u->index + 1) + ": " +
                     std::strerror(errno));
       if (pid == 0) {
-        ::setpgid(0, 0);  // the terminal's Ctrl-C reaches this sweep only, which forwards it once
+        ::setpgid(0, 0);                     // the terminal's Ctrl-C reaches this sweep only, which forwards it once
         ::prctl(PR_SET_PDEATHSIG, SIGTERM);  // a sweep that dies stops its units (resumable)
         if (::getppid() != parent) ::_exit(143);
         const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -574,8 +586,9 @@ SweepResult run_sweep(const SweepOptions& o, const std::atomic<int>* stop, std::
   // A unit runs in one process: a sweep under torchrun, --nproc or srun (without --srun, which
   // shares the units among SLURM's tasks) would run every unit in every process.
   if (!o.srun && dist::environment_from_process({o.launch.master_addr, o.launch.master_port}))
-    throw Error("quantlab sweep runs each unit in one process; under srun give --srun (the tasks share the units), "
-                "on one machine --parallel=K; a data-parallel launcher (torchrun, --nproc) does not apply");
+    throw Error(
+        "quantlab sweep runs each unit in one process; under srun give --srun (the tasks share the units), "
+        "on one machine --parallel=K; a data-parallel launcher (torchrun, --nproc) does not apply");
   const Sweep s = prepare(o);
   std::vector<const SweepUnit*> mine;
   if (o.unit) {
@@ -584,7 +597,9 @@ SweepResult run_sweep(const SweepOptions& o, const std::atomic<int>* stop, std::
     const char* id = std::getenv("SLURM_PROCID");
     const char* n = std::getenv("SLURM_NTASKS");
     if (!id || !n)
-      throw Error("--srun: SLURM_PROCID and SLURM_NTASKS are not set; start the sweep with srun (srun -n K quantlab sweep ... --srun)");
+      throw Error(
+          "--srun: SLURM_PROCID and SLURM_NTASKS are not set; start the sweep with srun (srun -n K quantlab sweep ... "
+          "--srun)");
     int64_t task = -1, tasks = 0;
     try {
       task = std::stoll(id), tasks = std::stoll(n);

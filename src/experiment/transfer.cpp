@@ -33,8 +33,8 @@ std::map<std::string, torch::Tensor> read_network_tensors(const std::string& fil
   }
   if (!v.isGenericDict()) throw IoError(file + ": not a checkpoint or state dict (a " + v.tagKind() + ")");
   const auto d = v.toGenericDict();
-  const bool quantlab = d.contains("format") && d.at("format").isString() &&
-                        d.at("format").toStringRef() == "quantlab.checkpoint";
+  const bool quantlab =
+      d.contains("format") && d.at("format").isString() && d.at("format").toStringRef() == "quantlab.checkpoint";
   if (quantlab || (d.contains("indiv") && d.contains("treat"))) return load_checkpoint(file).net;  // verified
   std::map<std::string, torch::Tensor> out;
   if (d.contains("net") && d.at("net").isGenericDict()) {

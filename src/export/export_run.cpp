@@ -49,10 +49,12 @@ ExportResult run_export(const ExportOptions& o, std::ostream& out) {
   const Checkpoint c = load_checkpoint(ckpt);
   for (const auto& [name, t] : c.net)
     if (t.is_floating_point() && !torch::isfinite(t).all().item<bool>())
-      throw Error(ckpt + ": " + name + " holds values that are not finite (NaN or infinite): the training diverged; "
+      throw Error(ckpt + ": " + name +
+                  " holds values that are not finite (NaN or infinite): the training diverged; "
                   "there is no network to export, and nothing was written");
   restore(exp, c);
-  const std::string dir = data::find_data_dir(storage.home, o.problem, o.data, storage.data_root + "/" + o.problem + "/data");
+  const std::string dir =
+      data::find_data_dir(storage.home, o.problem, o.data, storage.data_root + "/" + o.problem + "/data");
   const data::ProblemData data = data::load_problem(dir, exp.data);
   const std::string source = "experiment " + std::to_string(book.id()) + ", " + ref.file_name() + " (after epoch " +
                              std::to_string(c.state.epoch) + ")";
@@ -71,12 +73,15 @@ ExportResult run_export(const ExportOptions& o, std::ostream& out) {
   if (o.out.empty()) {
     std::error_code ec;
     fs::create_directories(fs::path(r.file).parent_path(), ec);
-    if (ec) throw IoError(fs::path(r.file).parent_path().string() + ": cannot create the folder (" + ec.message() + ")");
+    if (ec)
+      throw IoError(fs::path(r.file).parent_path().string() + ": cannot create the folder (" + ec.message() + ")");
   }
   const std::string tmp = temporary_beside(r.file);
   try {
-    if (o.format == "qlm") runtime::save_model(tmp, model);
-    else write_onnx(model, tmp);
+    if (o.format == "qlm")
+      runtime::save_model(tmp, model);
+    else
+      write_onnx(model, tmp);
   } catch (...) {
     std::error_code ec;
     fs::remove(tmp, ec);
@@ -92,9 +97,11 @@ ExportResult run_export(const ExportOptions& o, std::ostream& out) {
       (!l.float_weights.empty() ? float_layers : l.float_input ? on_image : integer_layers)++;
   out << "wrote " << r.file << ": " << model.net_class << " of " << source << ", " << integer_layers
       << " integer layers" << (on_image ? ", " + std::to_string(on_image) + " float (on the normalised image)" : "")
-      << (float_layers ? ", " + std::to_string(float_layers) + " float layers (float weights)" : "") << "; " << r.file_bytes << " bytes, " << fixed(static_cast<double>(r.float_weight_bytes) / r.file_bytes, 1)
+      << (float_layers ? ", " + std::to_string(float_layers) + " float layers (float weights)" : "") << "; "
+      << r.file_bytes << " bytes, " << fixed(static_cast<double>(r.float_weight_bytes) / r.file_bytes, 1)
       << "x smaller than the float weights (" << r.float_weight_bytes << " bytes) and "
-      << fixed(static_cast<double>(r.checkpoint_bytes) / r.file_bytes, 1) << "x smaller than the checkpoint" << std::endl;
+      << fixed(static_cast<double>(r.checkpoint_bytes) / r.file_bytes, 1) << "x smaller than the checkpoint"
+      << std::endl;
   if (!o.check) return r;
   out << "parity check on the " << data.test->size() << " test images..." << std::flush;
   const runtime::Engine engine(model);
@@ -105,8 +112,8 @@ ExportResult run_export(const ExportOptions& o, std::ostream& out) {
   int ties = 0;
   for (const auto& d : p.disagreements) ties += d.tie;
   if (!p.disagreements.empty())
-    out << p.disagreements.size() << " disagreements, " << ties << " of them rounding ties of the float evaluation:"
-        << std::endl;
+    out << p.disagreements.size() << " disagreements, " << ties
+        << " of them rounding ties of the float evaluation:" << std::endl;
   for (size_t i = 0; i < p.disagreements.size() && i < 20; ++i) out << "  " << p.disagreements[i].text() << std::endl;
   auto rate = [&](double s) { return fixed(static_cast<double>(p.images) / s, 0); };
   out << "images/s, 1 thread: float (libtorch) " << rate(p.float_seconds_1) << ", integer " << rate(p.integer_seconds_1)
@@ -136,8 +143,8 @@ void run_infer(const InferOptions& o, std::ostream& out) {
                     "); the wrong test set, or a corrupt label file");
   const runtime::Evaluation e = runtime::evaluate(engine, images, o.threads);
   out << engine.model().net_class << " (" << engine.model().source << ") on " << images.count << " " << images.format
-      << " test images of " << dir << ": accuracy " << fixed(e.accuracy(), 2) << "%, " << fixed(e.images_per_second(), 0)
-      << " images/s on " << e.threads << " threads" << std::endl;
+      << " test images of " << dir << ": accuracy " << fixed(e.accuracy(), 2) << "%, "
+      << fixed(e.images_per_second(), 0) << " images/s on " << e.threads << " threads" << std::endl;
   if (!o.labels_out.empty()) {
     const std::string tmp = temporary_beside(o.labels_out);
     {

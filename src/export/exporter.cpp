@@ -44,9 +44,12 @@ struct BatchNormValues {
 
 BatchNormValues batch_norm_of(torch::nn::Module& m, const std::string& name) {
   double eps = 1e-5;
-  if (auto* b1 = dynamic_cast<torch::nn::BatchNorm1dImpl*>(&m)) eps = b1->options.eps();
-  else if (auto* b2 = dynamic_cast<torch::nn::BatchNorm2dImpl*>(&m)) eps = b2->options.eps();
-  else throw Error(name + " is not a batch norm");
+  if (auto* b1 = dynamic_cast<torch::nn::BatchNorm1dImpl*>(&m))
+    eps = b1->options.eps();
+  else if (auto* b2 = dynamic_cast<torch::nn::BatchNorm2dImpl*>(&m))
+    eps = b2->options.eps();
+  else
+    throw Error(name + " is not a batch norm");
   auto p = m.named_parameters(false);
   auto b = m.named_buffers(false);
   const auto w = p["weight"].detach().to(torch::kFloat64), bias = p["bias"].detach().to(torch::kFloat64);
@@ -230,12 +233,12 @@ class Folder {
         if (d != 1) throw Error(st.name + ": dilated convolutions are not exported");
     }
     const AnaScheme& scheme = layer.scheme();
-    const auto q = ana_tensor_ops_forward(layer.weight.detach(), scheme, layer.noise().mu, 0.0f)
-                       .contiguous()
-                       .to(torch::kFloat64);
+    const auto q =
+        ana_tensor_ops_forward(layer.weight.detach(), scheme, layer.noise().mu, 0.0f).contiguous().to(torch::kFloat64);
     std::vector<double> values(q.data_ptr<double>(), q.data_ptr<double>() + q.numel());
     if (!on_grid(values, scheme.quantizer.scale, l.weight_step, l.weights))
-      throw Error(st.name + ": its quantized weights are not integer multiples of one step (non-uniform levels); "
+      throw Error(st.name +
+                  ": its quantized weights are not integer multiples of one step (non-uniform levels); "
                   "the integer export needs uniform ones");
   }
 
@@ -246,9 +249,12 @@ class Folder {
                   (flow_.kind == Flow::Kind::kLevels ? "an ANA activation's levels" : "the image's pixels") +
                   "): the export runs float layers on float values only");
     torch::Tensor w, bias;
-    if (auto* c = dynamic_cast<torch::nn::Conv2dImpl*>(&m)) w = c->weight, bias = c->bias;
-    else if (auto* f = dynamic_cast<torch::nn::LinearImpl*>(&m)) w = f->weight, bias = f->bias;
-    else throw Error(st.name + " is neither a conv nor a linear layer");
+    if (auto* c = dynamic_cast<torch::nn::Conv2dImpl*>(&m))
+      w = c->weight, bias = c->bias;
+    else if (auto* f = dynamic_cast<torch::nn::LinearImpl*>(&m))
+      w = f->weight, bias = f->bias;
+    else
+      throw Error(st.name + " is neither a conv nor a linear layer");
     const auto t = w.detach().to(torch::kFloat32).contiguous();
     l.float_weights.assign(t.data_ptr<float>(), t.data_ptr<float>() + t.numel());
     return bias.defined() ? bias.detach() : bias;
@@ -296,13 +302,17 @@ class Folder {
         // z = g * (step * A + offset - mean) + shift >= t
         if (g == 0) {  // constant: always or never
           const bool on = shift >= t;
-          if (l.float_input) l.float_thresholds.push_back(on ? -INFINITY : INFINITY);
-          else l.int_thresholds.push_back(on ? std::numeric_limits<int32_t>::min() : std::numeric_limits<int32_t>::max());
+          if (l.float_input)
+            l.float_thresholds.push_back(on ? -INFINITY : INFINITY);
+          else
+            l.int_thresholds.push_back(on ? std::numeric_limits<int32_t>::min() : std::numeric_limits<int32_t>::max());
           continue;
         }
         const double theta = (mean - offset + (t - shift) / g) / flow_.step;
-        if (l.float_input) l.float_thresholds.push_back(theta);
-        else l.int_thresholds.push_back(clamp_i32(g > 0 ? std::ceil(theta) : std::floor(theta)));
+        if (l.float_input)
+          l.float_thresholds.push_back(theta);
+        else
+          l.int_thresholds.push_back(clamp_i32(g > 0 ? std::ceil(theta) : std::floor(theta)));
       }
     }
     const Layer& out = push(std::move(l));

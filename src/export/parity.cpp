@@ -44,6 +44,109 @@ Replay replay(Experiment& exp, const torch::Tensor& input) {
 // Flat index of element `i` of a [C, H, W] (or [C]) sample in CHW order, as the runtime stores it.
 torch::Tensor chw(const torch::Tensor& sample) { return sample.contiguous().reshape({-1}); }
 
+// Labels of the whole test set, timed on 1 thread and on `threads`.
+struct TimedLabels {
+  std::vector<int64_t> labels;
+  double seconds_1 = 0, seconds_all = 0;
+};
+
+// The float network, as --mode=test evaluates it: batches of bs_valid.
+TimedLabels float_labels(Experiment& exp, const data::TensorDataset& set, int threads) {
+  const int64_t n = set.size(), bs = exp.data.bs_valid;
+  std::vector<int64_t> all(static_cast<size_t>(n));
+  std::iota(all.begin(), all.end(), 0);
+  auto labels = [&]() {
+    std::vector<int64_t> out;
+    for (int64_t b = 0; b < n; b += bs) {
+      const auto batch = set.make_batch(all.data() + b, std::min(bs, n - b), b, data::SampleContext{});
+      const auto pred = exp.net->forward(batch.inputs.to(exp.device)).argmax(1).cpu();
+      for (int64_t i = 0; i < pred.size(0); ++i) out.push_back(pred[i].item<int64_t>());
+    }
+    return out;
+  };
+  TimedLabels t;
+  const int saved_threads = at::get_num_threads();
+  at::set_num_threads(1);
+  auto t0 = Clock::now();
+  labels();
+  t.seconds_1 = since(t0);
+  at::set_num_threads(threads);
+  t0 = Clock::now();
+  t.labels = labels();
+  t.seconds_all = since(t0);
+  at::set_num_threads(saved_threads);
+  return t;
+}
+
+// The integer runtime on the stored pixels.
+TimedLabels integer_labels(const runtime::Engine& engine, const uint8_t* px, int64_t n, int threads) {
+  TimedLabels t;
+  auto t0 = Clock::now();
+  engine.predict_all(px, n, 1);
+  t.seconds_1 = since(t0);
+  t0 = Clock::now();
+  t.labels = engine.predict_all(px, n, threads);
+  t.seconds_all = since(t0);
+  return t;
+}
+
+// Where the float network and the runtime part on image `i`: the first threshold layer whose
+// output differs (or the scores, when every activation agrees).
+Disagreement explain(Experiment& exp, const data::TensorDataset& set, const runtime::Engine& engine, const uint8_t* px,
+                     int64_t i, int64_t float_label, int64_t integer_label) {
+  Disagreement d;
+  d.image = i, d.float_label = float_label, d.integer_label = integer_label;
+  const int64_t index = i;
+  const auto one = set.make_batch(&index, 1, i, data::SampleContext{});
+  const Replay r = replay(exp, one.inputs.to(exp.device));
+  runtime::Engine::Trace trace;
+  engine.scores(px + i * engine.image_size(), &trace);
+  size_t int_layer = 0, float_layer = 0, k = 0;
+  for (const runtime::Layer& l : engine.model().layers) {
+    if (l.kind != runtime::LayerKind::kThreshold) continue;
+    const auto fl_levels = chw(r.levels[k][0]).to(torch::kFloat64).div(l.level_step).round().to(torch::kLong);
+    const auto& il_levels = trace.levels[k];
+    for (int64_t e = 0; e < fl_levels.numel(); ++e) {
+      if (fl_levels[e].item<int64_t>() == il_levels[static_cast<size_t>(e)]) continue;
+      const int64_t per = fl_levels.numel() / l.channels;
+      d.layer = l.name, d.channel = e / per, d.position = e % per;
+      const auto bn = chw(r.act_inputs[k][0]).to(torch::kFloat64);
+      d.float_value = bn[e].item<double>();
+      std::vector<std::string> ts;
+      if (l.float_input) {
+        d.accumulator = trace.float_inputs[float_layer][static_cast<size_t>(e)];
+        for (int64_t j = 0; j < l.num_thresholds; ++j)
+          ts.push_back(std::to_string(l.float_thresholds[static_cast<size_t>(d.channel * l.num_thresholds + j)]));
+      } else {
+        d.accumulator = trace.accumulators[int_layer][static_cast<size_t>(e)];
+        for (int64_t j = 0; j < l.num_thresholds; ++j)
+          ts.push_back(std::to_string(l.int_thresholds[static_cast<size_t>(d.channel * l.num_thresholds + j)]));
+      }
+      d.thresholds = join(ts);
+      // The stair threshold nearest the float value: a tie when the float value is within
+      // float32 rounding of it.
+      const size_t plus = l.name.find(" + ");  // "phi1_bn + phi1_act", or "phi06_act"
+      const auto* act = dynamic_cast<nn::AnaActivationImpl*>(
+          exp.net->named_modules("", false)[plus == std::string::npos ? l.name : l.name.substr(plus + 3)].get());
+      double nearest = 0, gap = INFINITY;
+      if (act)
+        for (float t : act->scheme().quantizer.thresholds) {
+          const double th = t + act->noise().mu;
+          if (std::abs(d.float_value - th) < gap) gap = std::abs(d.float_value - th), nearest = th;
+        }
+      d.float_threshold = nearest;
+      d.tie = gap <= 1e-5 * std::max(1.0, std::abs(nearest));
+      break;
+    }
+    if (!d.layer.empty()) break;
+    (l.float_input ? float_layer : int_layer)++;
+    ++k;
+  }
+  if (d.layer.empty())
+    d.layer = "the scores (every activation agrees; the two argmaxes differ at a tie of scores)", d.tie = true;
+  return d;
+}
+
 }  // namespace
 
 std::string Disagreement::text() const {
@@ -64,96 +167,23 @@ ParityReport check_parity(Experiment& exp, const data::ProblemData& data, const 
   rep.threads = threads > 0 ? threads : at::get_num_threads();
   const int64_t n = set->size();
   rep.images = n;
-  // The float network, as --mode=test evaluates it: batches of bs_valid.
-  std::vector<int64_t> all(static_cast<size_t>(n));
-  std::iota(all.begin(), all.end(), 0);
-  const int64_t bs = exp.data.bs_valid;
-  auto float_labels = [&]() {
-    std::vector<int64_t> labels;
-    for (int64_t b = 0; b < n; b += bs) {
-      const auto batch = set->make_batch(all.data() + b, std::min(bs, n - b), b, data::SampleContext{});
-      const auto pred = exp.net->forward(batch.inputs.to(exp.device)).argmax(1).cpu();
-      for (int64_t i = 0; i < pred.size(0); ++i) labels.push_back(pred[i].item<int64_t>());
-    }
-    return labels;
-  };
-  const int saved_threads = at::get_num_threads();
-  at::set_num_threads(1);
-  auto t0 = Clock::now();
-  float_labels();
-  rep.float_seconds_1 = since(t0);
-  at::set_num_threads(rep.threads);
-  t0 = Clock::now();
-  const std::vector<int64_t> fl = float_labels();
-  rep.float_seconds_all = since(t0);
-  at::set_num_threads(saved_threads);
-  // The integer runtime on the stored pixels.
+  const TimedLabels fl = float_labels(exp, *set, rep.threads);
+  rep.float_seconds_1 = fl.seconds_1, rep.float_seconds_all = fl.seconds_all;
   const torch::Tensor pixels = set->images().images.contiguous();
   const auto* px = pixels.data_ptr<uint8_t>();
-  t0 = Clock::now();
-  engine.predict_all(px, n, 1);
-  rep.integer_seconds_1 = since(t0);
-  t0 = Clock::now();
-  const std::vector<int64_t> il = engine.predict_all(px, n, rep.threads);
-  rep.integer_seconds_all = since(t0);
+  const TimedLabels il = integer_labels(engine, px, n, rep.threads);
+  rep.integer_seconds_1 = il.seconds_1, rep.integer_seconds_all = il.seconds_all;
   const auto labels = set->labels();
   int64_t fc = 0, ic = 0;
   for (int64_t i = 0; i < n; ++i) {
-    const int64_t y = labels[i].item<int64_t>();
-    fc += fl[static_cast<size_t>(i)] == y;
-    ic += il[static_cast<size_t>(i)] == y;
-    if (fl[static_cast<size_t>(i)] == il[static_cast<size_t>(i)]) {
+    const int64_t y = labels[i].item<int64_t>(), f = fl.labels[static_cast<size_t>(i)],
+                  q = il.labels[static_cast<size_t>(i)];
+    fc += f == y;
+    ic += q == y;
+    if (f == q)
       ++rep.agree;
-      continue;
-    }
-    // Where the two part: the first threshold layer whose output differs.
-    Disagreement d;
-    d.image = i, d.float_label = fl[static_cast<size_t>(i)], d.integer_label = il[static_cast<size_t>(i)];
-    const auto one = set->make_batch(&all[static_cast<size_t>(i)], 1, i, data::SampleContext{});
-    const Replay r = replay(exp, one.inputs.to(exp.device));
-    runtime::Engine::Trace trace;
-    engine.scores(px + i * engine.image_size(), &trace);
-    size_t int_layer = 0, float_layer = 0, k = 0;
-    for (const runtime::Layer& l : engine.model().layers) {
-      if (l.kind != runtime::LayerKind::kThreshold) continue;
-      const auto fl_levels = chw(r.levels[k][0]).to(torch::kFloat64).div(l.level_step).round().to(torch::kLong);
-      const auto& il_levels = trace.levels[k];
-      for (int64_t e = 0; e < fl_levels.numel(); ++e) {
-        if (fl_levels[e].item<int64_t>() == il_levels[static_cast<size_t>(e)]) continue;
-        const int64_t per = fl_levels.numel() / l.channels;
-        d.layer = l.name, d.channel = e / per, d.position = e % per;
-        const auto bn = chw(r.act_inputs[k][0]).to(torch::kFloat64);
-        d.float_value = bn[e].item<double>();
-        std::vector<std::string> ts;
-        if (l.float_input) {
-          d.accumulator = trace.float_inputs[float_layer][static_cast<size_t>(e)];
-          for (int64_t j = 0; j < l.num_thresholds; ++j) ts.push_back(std::to_string(l.float_thresholds[static_cast<size_t>(d.channel * l.num_thresholds + j)]));
-        } else {
-          d.accumulator = trace.accumulators[int_layer][static_cast<size_t>(e)];
-          for (int64_t j = 0; j < l.num_thresholds; ++j) ts.push_back(std::to_string(l.int_thresholds[static_cast<size_t>(d.channel * l.num_thresholds + j)]));
-        }
-        d.thresholds = join(ts);
-        // The stair threshold nearest the float value: a tie when the float value is within
-        // float32 rounding of it.
-        const size_t plus = l.name.find(" + ");  // "phi1_bn + phi1_act", or "phi06_act"
-        const auto* act = dynamic_cast<nn::AnaActivationImpl*>(
-            exp.net->named_modules("", false)[plus == std::string::npos ? l.name : l.name.substr(plus + 3)].get());
-        double nearest = 0, gap = INFINITY;
-        if (act)
-          for (float t : act->scheme().quantizer.thresholds) {
-            const double th = t + act->noise().mu;
-            if (std::abs(d.float_value - th) < gap) gap = std::abs(d.float_value - th), nearest = th;
-          }
-        d.float_threshold = nearest;
-        d.tie = gap <= 1e-5 * std::max(1.0, std::abs(nearest));
-        break;
-      }
-      if (!d.layer.empty()) break;
-      (l.float_input ? float_layer : int_layer)++;
-      ++k;
-    }
-    if (d.layer.empty()) d.layer = "the scores (every activation agrees; the two argmaxes differ at a tie of scores)", d.tie = true;
-    rep.disagreements.push_back(d);
+    else
+      rep.disagreements.push_back(explain(exp, *set, engine, px, i, f, q));
   }
   rep.float_accuracy = 100.0 * static_cast<double>(fc) / static_cast<double>(n);
   rep.integer_accuracy = 100.0 * static_cast<double>(ic) / static_cast<double>(n);

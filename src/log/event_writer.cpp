@@ -156,10 +156,14 @@ void EventWriter::add_hparams_session_start(const std::vector<std::pair<std::str
   start->set_start_time_secs(now_seconds());
   for (const auto& [name, value] : hparams) {
     tb::HParamValue v;
-    if (value.is_number()) v.set_number_value(value.get<double>());
-    else if (value.is_boolean()) v.set_bool_value(value.get<bool>());
-    else if (value.is_string()) v.set_string_value(value.get<std::string>());
-    else v.set_string_value(value.dump());
+    if (value.is_number())
+      v.set_number_value(value.get<double>());
+    else if (value.is_boolean())
+      v.set_bool_value(value.get<bool>());
+    else if (value.is_string())
+      v.set_string_value(value.get<std::string>());
+    else
+      v.set_string_value(value.dump());
     (*start->mutable_hparams())[name] = v;
   }
   tb::Event e = make_event(0);

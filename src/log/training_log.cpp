@@ -91,7 +91,8 @@ void TrainingLog::on_start(const TrainingState& state, bool new_folder) {
     const nlohmann::json* unit = exp_.config.contains("sweep") ? &exp_.config["sweep"] : nullptr;
     if (unit && unit->is_object() && unit->contains("levels") && (*unit)["levels"].is_object()) {
       // A sweep's unit: its factors' levels (a named level by its name), and its repeat.
-      for (auto it = (*unit)["levels"].begin(); it != (*unit)["levels"].end(); ++it) hparams.emplace_back(it.key(), it.value());
+      for (auto it = (*unit)["levels"].begin(); it != (*unit)["levels"].end(); ++it)
+        hparams.emplace_back(it.key(), it.value());
       if (unit->contains("repeat")) hparams.emplace_back("repeat", (*unit)["repeat"]);
     } else if (exp_.config.contains("overrides") && exp_.config["overrides"].is_array())
       for (const auto& text : exp_.config["overrides"]) {

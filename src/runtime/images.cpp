@@ -13,7 +13,7 @@ namespace {
 namespace fs = std::filesystem;
 
 std::string idx_file(const std::string& dir, const std::string& name) {
-  for (const std::string f : {dir + "/" + name, dir + "/" + name + ".gz"})
+  for (const std::string& f : {dir + "/" + name, dir + "/" + name + ".gz"})
     if (fs::exists(f)) return f;
   throw IoError(dir + "/" + name + "[.gz]: no such file");
 }

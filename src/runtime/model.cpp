@@ -19,7 +19,7 @@ constexpr char kMagic[8] = {'Q', 'L', 'M', 'O', 'D', 'E', 'L', '1'};
 // Version 1: integer layers only; version 2 adds the float steps (Layer::is_float_step).
 constexpr int kVersion = 2;
 
-const char* const kKinds[] = {"conv",    "linear", "maxpool",        "threshold",     "affine",
+const char* const kKinds[] = {"conv",    "linear", "maxpool", "threshold",      "affine",
                               "flatten", "clamp",  "avgpool", "residual_begin", "residual_add"};
 constexpr int kNumKinds = sizeof kKinds / sizeof kKinds[0];
 
@@ -64,7 +64,8 @@ class BlobReader {
     if (ref.contains("packing")) {
       if (ref.at("packing") != "ternary2") throw IoError(file_ + ": unknown packing " + ref.at("packing").dump());
       const size_t count = ref.at("count").get<size_t>();
-      if (count != expected_count || bytes != (count + 3) / 4) throw IoError(file_ + ": a packed blob has the wrong size");
+      if (count != expected_count || bytes != (count + 3) / 4)
+        throw IoError(file_ + ": a packed blob has the wrong size");
       std::vector<T> out(count);
       for (size_t i = 0; i < count; ++i) {
         const unsigned code = (static_cast<unsigned char>(data_[off + i / 4]) >> (2 * (i % 4))) & 3u;
@@ -114,10 +115,17 @@ void save_model(const std::string& file, const Model& m) {
     switch (l.kind) {
       case LayerKind::kConv:
       case LayerKind::kLinear:
-        j.update({{"in", l.in}, {"out", l.out}, {"kernel", l.kernel}, {"stride", l.stride}, {"pad", l.pad},
-                  {"groups", l.groups}, {"weight_step", l.weight_step}});
-        if (!l.float_weights.empty()) j["float_weights"] = blobs.add(l.float_weights);
-        else j["weights"] = is_ternary(l.weights) ? blobs.add_packed_ternary(l.weights) : blobs.add(l.weights);
+        j.update({{"in", l.in},
+                  {"out", l.out},
+                  {"kernel", l.kernel},
+                  {"stride", l.stride},
+                  {"pad", l.pad},
+                  {"groups", l.groups},
+                  {"weight_step", l.weight_step}});
+        if (!l.float_weights.empty())
+          j["float_weights"] = blobs.add(l.float_weights);
+        else
+          j["weights"] = is_ternary(l.weights) ? blobs.add_packed_ternary(l.weights) : blobs.add(l.weights);
         break;
       case LayerKind::kMaxPool:
         j.update({{"pool_kernel", l.pool_kernel}, {"pool_stride", l.pool_stride}});
@@ -146,19 +154,28 @@ void save_model(const std::string& file, const Model& m) {
   }
   bool float_steps = false;
   for (const Layer& l : m.layers) float_steps = float_steps || l.is_float_step();
-  const nlohmann::json header = {
-      {"format", "quantlab.model"}, {"version", float_steps ? kVersion : 1}, {"problem", m.problem}, {"net_class", m.net_class},
-      {"source", m.source}, {"num_classes", m.num_classes},
-      {"input", {{"channels", m.input.channels}, {"height", m.input.height}, {"width", m.input.width},
-                 {"pad", m.input.pad}, {"mean", m.input.mean}, {"std", m.input.std}}},
-      {"layers", layers}};
+  const nlohmann::json header = {{"format", "quantlab.model"},
+                                 {"version", float_steps ? kVersion : 1},
+                                 {"problem", m.problem},
+                                 {"net_class", m.net_class},
+                                 {"source", m.source},
+                                 {"num_classes", m.num_classes},
+                                 {"input",
+                                  {{"channels", m.input.channels},
+                                   {"height", m.input.height},
+                                   {"width", m.input.width},
+                                   {"pad", m.input.pad},
+                                   {"mean", m.input.mean},
+                                   {"std", m.input.std}}},
+                                 {"layers", layers}};
   const std::string head = header.dump();
   std::string bytes(kMagic, 8);
   const auto head_size = static_cast<uint32_t>(head.size());
   bytes.append(reinterpret_cast<const char*>(&head_size), 4);
   bytes += head;
   bytes += blobs.data();
-  const auto crc = static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(bytes.data()), static_cast<uInt>(bytes.size())));
+  const auto crc =
+      static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(bytes.data()), static_cast<uInt>(bytes.size())));
   bytes.append(reinterpret_cast<const char*>(&crc), 4);
   const std::string tmp = file + ".tmp";
   {
@@ -167,7 +184,8 @@ void save_model(const std::string& file, const Model& m) {
     out.flush();
     if (!out) throw IoError(file + ": cannot write (disk full or not writable)");
   }
-  if (std::rename(tmp.c_str(), file.c_str()) != 0) throw IoError(file + ": cannot write (" + std::strerror(errno) + ")");
+  if (std::rename(tmp.c_str(), file.c_str()) != 0)
+    throw IoError(file + ": cannot write (" + std::strerror(errno) + ")");
 }
 
 Model load_model(const std::string& file) {
@@ -180,7 +198,8 @@ Model load_model(const std::string& file) {
     throw IoError(file + ": not a QuantLab model (write one with `quantlab export`)");
   uint32_t stored = 0;
   std::memcpy(&stored, bytes.data() + bytes.size() - 4, 4);
-  const auto crc = static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(bytes.data()), static_cast<uInt>(bytes.size() - 4)));
+  const auto crc = static_cast<uint32_t>(
+      crc32(0, reinterpret_cast<const Bytef*>(bytes.data()), static_cast<uInt>(bytes.size() - 4)));
   if (crc != stored) throw IoError(file + ": checksum mismatch: the file is truncated or corrupt");
   uint32_t head_size = 0;
   std::memcpy(&head_size, bytes.data() + 8, 4);
@@ -225,8 +244,10 @@ Model load_model(const std::string& file) {
                     l.in % l.groups == 0 && l.out % l.groups == 0,
                 file, l, "inconsistent shape");
           const auto count = static_cast<size_t>(l.out * (l.in / l.groups) * l.kernel * l.kernel);
-          if (j.contains("float_weights")) l.float_weights = blobs.get<float>(j.at("float_weights"), count);
-          else l.weights = blobs.get<int8_t>(j.at("weights"), count);
+          if (j.contains("float_weights"))
+            l.float_weights = blobs.get<float>(j.at("float_weights"), count);
+          else
+            l.weights = blobs.get<int8_t>(j.at("weights"), count);
           break;
         }
         case LayerKind::kMaxPool:
@@ -237,8 +258,10 @@ Model load_model(const std::string& file) {
           l.channels = j.at("channels"), l.num_thresholds = j.at("num_thresholds"), l.level_step = j.at("level_step");
           check(l.channels > 0 && l.num_thresholds > 0, file, l, "inconsistent thresholds");
           const auto n = static_cast<size_t>(l.channels * l.num_thresholds);
-          if (l.float_input) l.float_thresholds = blobs.get<double>(j.at("thresholds"), n);
-          else l.int_thresholds = blobs.get<int32_t>(j.at("thresholds"), n);
+          if (l.float_input)
+            l.float_thresholds = blobs.get<double>(j.at("thresholds"), n);
+          else
+            l.int_thresholds = blobs.get<int32_t>(j.at("thresholds"), n);
           l.below = blobs.get<uint8_t>(j.at("below"), static_cast<size_t>(l.channels));
           l.levels = blobs.get<int8_t>(j.at("levels"), static_cast<size_t>(l.num_thresholds + 1));
           break;
@@ -263,7 +286,8 @@ Model load_model(const std::string& file) {
       m.layers.push_back(std::move(l));
     }
     if (m.layers.empty() || m.layers.back().kind != LayerKind::kAffine || m.layers.back().channels != m.num_classes)
-      throw IoError(file + ": the model does not end with the scores of its " + std::to_string(m.num_classes) + " classes");
+      throw IoError(file + ": the model does not end with the scores of its " + std::to_string(m.num_classes) +
+                    " classes");
     return m;
   } catch (const nlohmann::json::exception& e) {
     throw IoError(file + ": incomplete header (" + std::string(e.what()) + ")");

@@ -47,7 +47,6 @@ Steps alexnet_steps(const AlexNetOptions& o, bool baseline) {
   return s;
 }
 
-
 }  // namespace
 
 std::vector<std::string> alexnet_quantized_modules() {

@@ -37,7 +37,6 @@ Steps mlp_steps(const MlpOptions& o, bool baseline) {
   return s;
 }
 
-
 }  // namespace
 
 std::vector<std::string> mlp_quantized_modules() { return quantizable_names(mlp_steps(MlpOptions{}, false)); }

@@ -90,7 +90,9 @@ Steps mobilenet_steps(const MobileNetOptions& o) {
 
 }  // namespace
 
-std::vector<std::string> mobilenetv2_quantized_modules() { return quantizable_names(mobilenet_steps(MobileNetOptions{})); }
+std::vector<std::string> mobilenetv2_quantized_modules() {
+  return quantizable_names(mobilenet_steps(MobileNetOptions{}));
+}
 
 std::shared_ptr<Network> make_mobilenetv2_residuals(const JsonNode& params) {
   params.allow_keys({"capacity", "expansion", "num_classes", "quant_schemes"});

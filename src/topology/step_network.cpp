@@ -34,16 +34,18 @@ Layer build_one(const Step& s, LayerMaker& make) {
 
 }  // namespace
 
-StepNetwork::StepNetwork(std::string cls, Steps steps, std::map<std::string, AnaScheme> schemes,
-                         const JsonNode& params, FloatInit init)
+StepNetwork::StepNetwork(std::string cls, Steps steps, std::map<std::string, AnaScheme> schemes, const JsonNode& params,
+                         FloatInit init)
     : cls_(std::move(cls)), steps_(std::move(steps)) {
   LayerMaker make(*this, std::move(schemes), params);
   std::function<std::vector<Built>(const Steps&)> build = [&](const Steps& list) {
     std::vector<Built> out;
     for (const Step& s : list) {
       Built b;
-      if (s.kind == Step::Kind::kResidual) b.branch = build(s.branch);
-      else b.run = build_one(s, make);
+      if (s.kind == Step::Kind::kResidual)
+        b.branch = build(s.branch);
+      else
+        b.run = build_one(s, make);
       out.push_back(std::move(b));
     }
     return out;
@@ -88,8 +90,8 @@ torch::Tensor StepNetwork::run(const Steps& steps, const std::vector<Built>& bui
   return x;
 }
 
-std::shared_ptr<Network> make_step_network(const std::string& cls, Steps steps, const JsonNode& params,
-                                           bool baseline, StepNetwork::FloatInit init) {
+std::shared_ptr<Network> make_step_network(const std::string& cls, Steps steps, const JsonNode& params, bool baseline,
+                                           StepNetwork::FloatInit init) {
   auto schemes = baseline ? std::map<std::string, AnaScheme>{}
                           : parse_quant_schemes(params.at("quant_schemes"), quantizable_names(steps));
   return std::make_shared<StepNetwork>(cls, std::move(steps), std::move(schemes), params, init);

@@ -109,14 +109,22 @@ std::vector<std::string> quantizable_names(const Steps& steps) {
 
 const char* step_kind_name(Step::Kind k) {
   switch (k) {
-    case Step::Kind::kConv: return "conv";
-    case Step::Kind::kLinear: return "linear";
-    case Step::Kind::kBatchNorm: return "batch norm";
-    case Step::Kind::kActivation: return "activation";
-    case Step::Kind::kMaxPool: return "max pool";
-    case Step::Kind::kGlobalAvgPool: return "global average pool";
-    case Step::Kind::kFlatten: return "flatten";
-    case Step::Kind::kResidual: return "residual";
+    case Step::Kind::kConv:
+      return "conv";
+    case Step::Kind::kLinear:
+      return "linear";
+    case Step::Kind::kBatchNorm:
+      return "batch norm";
+    case Step::Kind::kActivation:
+      return "activation";
+    case Step::Kind::kMaxPool:
+      return "max pool";
+    case Step::Kind::kGlobalAvgPool:
+      return "global average pool";
+    case Step::Kind::kFlatten:
+      return "flatten";
+    case Step::Kind::kResidual:
+      return "residual";
   }
   return "?";
 }

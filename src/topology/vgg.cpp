@@ -50,7 +50,6 @@ Steps vgg_steps(const VggOptions& o, bool baseline) {
   return s;
 }
 
-
 }  // namespace
 
 std::vector<std::string> vgg_quantized_modules() { return quantizable_names(vgg_steps(VggOptions{}, false)); }

@@ -111,7 +111,8 @@ Experiment::Experiment(const nlohmann::json& cfg, const std::string& topology, t
   net->to(device);
   optimizer = make_optimizer(treat.at("optimizer"), net->parameters());
   static const nlohmann::json kNull;
-  const JsonNode schedule = treat.has("lr_scheduler") ? treat.at("lr_scheduler") : JsonNode(kNull, "treat.lr_scheduler");
+  const JsonNode schedule =
+      treat.has("lr_scheduler") ? treat.at("lr_scheduler") : JsonNode(kNull, "treat.lr_scheduler");
   lr_scheduler = make_lr_scheduler(schedule, {get_lr(*optimizer), max_epoch});
   set_lr(*optimizer, lr_scheduler->initial_lr(get_lr(*optimizer)));  // CyclicLR, OneCycleLR: their own start
   if (const auto m = lr_scheduler->momentum_at(0)) set_momentum(*optimizer, *m);

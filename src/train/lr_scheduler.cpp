@@ -65,7 +65,9 @@ class ReduceOnPlateau : public LrScheduler {
     best_ = maximize_ ? -std::numeric_limits<double>::infinity() : std::numeric_limits<double>::infinity();
   }
 
-  std::vector<double> state() const override { return {best_, static_cast<double>(bad_), static_cast<double>(cooling_)}; }
+  std::vector<double> state() const override {
+    return {best_, static_cast<double>(bad_), static_cast<double>(cooling_)};
+  }
   void load_state(const std::vector<double>& s) override {
     if (s.size() != 3) throw Error("ReduceLROnPlateau: the checkpoint holds state for another scheduler class");
     best_ = s[0];
@@ -222,10 +224,12 @@ std::unique_ptr<LrScheduler> cyclic(const JsonNode& p, const ScheduleContext&) {
   if (up < 1 || down < 0) p.fail("step_size_up must be >= 1 and step_size_down >= 0");
   const std::string mode = p.string("mode", "triangular");
   if (mode != "triangular" && mode != "triangular2" && mode != "exp_range")
-    p.at("mode").fail("expected \"triangular\", \"triangular2\" or \"exp_range\" (a Python scale_fn cannot be given in JSON)");
+    p.at("mode").fail(
+        "expected \"triangular\", \"triangular2\" or \"exp_range\" (a Python scale_fn cannot be given in JSON)");
   const double gamma = positive_factor(p, "gamma", 1.0);
   const std::string scale_mode = p.string("scale_mode", mode == "exp_range" ? "iterations" : "cycle");
-  if (scale_mode != "cycle" && scale_mode != "iterations") p.at("scale_mode").fail("expected \"cycle\" or \"iterations\"");
+  if (scale_mode != "cycle" && scale_mode != "iterations")
+    p.at("scale_mode").fail("expected \"cycle\" or \"iterations\"");
   const MomentumCycle m = momentum_cycle(p, 0.8, 0.9);
   const double total = up + down, ratio = up / total;
   // PyTorch's get_lr at last_epoch = e: where in the cycle, and how far up.
@@ -270,7 +274,8 @@ std::unique_ptr<LrScheduler> one_cycle(const JsonNode& p, const ScheduleContext&
   }
   if (total < c.max_epoch)
     p.fail("the schedule has " + std::to_string(total) + " steps, fewer than treat.max_epoch (" +
-           std::to_string(c.max_epoch) + "): it is stepped once per epoch, and PyTorch stops a run that steps past its end");
+           std::to_string(c.max_epoch) +
+           "): it is stepped once per epoch, and PyTorch stops a run that steps past its end");
   const double pct = p.number("pct_start", 0.3);
   if (!(pct > 0 && pct < 1)) p.at("pct_start").fail("expected a fraction in (0, 1)");
   const std::string anneal = p.string("anneal_strategy", "cos");
@@ -343,8 +348,7 @@ std::unique_ptr<LrScheduler> make_lr_scheduler(const JsonNode& spec, const Sched
       lr = sched->lr_for_epoch(e, lr, 0.0);
       if (!(lr > 0.0) || !std::isfinite(lr))
         params.fail("gives the learning rate " + std::to_string(lr) + " after epoch " + std::to_string(e) +
-                    ", so epoch " + std::to_string(e + 1) + " of treat.max_epoch " +
-                    std::to_string(context.max_epoch) +
+                    ", so epoch " + std::to_string(e + 1) + " of treat.max_epoch " + std::to_string(context.max_epoch) +
                     " would train at it; every epoch needs a positive rate (e.g. a CosineAnnealingLR T_max of at "
                     "least max_epoch, or eta_min > 0)");
     }

@@ -50,7 +50,8 @@ void preflight(Experiment& exp, const data::ProblemData& data) {
     throw IoError("the first samples of the data could not be read (" + data.train->input_source(0) + ")");
   if (train.inputs.sizes().slice(1) != test.inputs.sizes().slice(1))
     throw IoError(data.test->input_source(0) + ": test images are " + shape_text(test.inputs) + ", training images (" +
-                  data.train->input_source(0) + ") are " + shape_text(train.inputs) + "; both sets must have one shape");
+                  data.train->input_source(0) + ") are " + shape_text(train.inputs) +
+                  "; both sets must have one shape");
   torch::Tensor scores;
   {
     const bool was_training = exp.net->is_training();

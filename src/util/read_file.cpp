@@ -20,10 +20,10 @@ void require_regular_file(const std::string& file, const std::string& what) {
   if (::stat(file.c_str(), &st) != 0)
     throw IoError(file + ": cannot open the " + what + " (" + std::strerror(errno) + ")");
   if (S_ISREG(st.st_mode)) return;
-  const char* kind = S_ISDIR(st.st_mode)                            ? "a folder"
-                     : S_ISFIFO(st.st_mode)                         ? "a FIFO (reading it could wait forever)"
-                     : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)   ? "a device"
-                                                                    : "not a regular file";
+  const char* kind = S_ISDIR(st.st_mode)                          ? "a folder"
+                     : S_ISFIFO(st.st_mode)                       ? "a FIFO (reading it could wait forever)"
+                     : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
+                                                                  : "not a regular file";
   throw IoError(file + ": is " + std::string(kind) + ", not a " + what + " QuantLab reads");
 }
 

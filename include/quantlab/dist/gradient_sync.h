@@ -38,9 +38,9 @@ class GradientSync {
 
  private:
   struct Bucket {
-    torch::Tensor flat;               // the bucket's gradients, side by side
-    std::vector<size_t> params;       // indices into params_
-    std::vector<int64_t> offsets;     // of each parameter in `flat`
+    torch::Tensor flat;            // the bucket's gradients, side by side
+    std::vector<size_t> params;    // indices into params_
+    std::vector<int64_t> offsets;  // of each parameter in `flat`
     size_t ready = 0;
     std::unique_ptr<Communicator::Pending> work;
   };

@@ -36,7 +36,7 @@ struct Checkpoint {
   // Data parallel: every rank's CPU generator state, in rank order (empty for one process); a
   // resume with as many processes restores each rank's, so it continues bit-identically.
   std::vector<torch::Tensor> rng_ranks;
-  std::vector<std::string> notes;       // what loading found worth telling the user
+  std::vector<std::string> notes;  // what loading found worth telling the user
   // A checkpoint of the original QuantLab ({"indiv": {"net": ...}, "treat": {..., "i_epoch"},
   // "protocol": {"metrics"}}): its network tensors, epoch, thermostat clock and statistics only,
   // enough to test or transfer it; training it on needs QuantLab's own checkpoint.

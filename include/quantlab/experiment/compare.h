@@ -28,9 +28,9 @@ std::string value_text(const nlohmann::json& v);
 
 struct CompareOptions {
   std::string home = ".", problem;
-  std::vector<int64_t> ids;    // empty: every experiment of the problem (or of `sweep`)
-  std::string sweep;           // the experiments of this sweep (experiment/sweep.h), in unit order
-  std::string sort = "exp";    // exp | valid | test | epochs | time | a column's config path
+  std::vector<int64_t> ids;      // empty: every experiment of the problem (or of `sweep`)
+  std::string sweep;             // the experiments of this sweep (experiment/sweep.h), in unit order
+  std::string sort = "exp";      // exp | valid | test | epochs | time | a column's config path
   std::string format = "table";  // table | csv | markdown | json
   std::string by;                // a column: one row per level (count, mean accuracies, test range)
 };

@@ -30,8 +30,8 @@ struct LaunchOptions {
   std::optional<int64_t> exp_id;
   std::optional<std::string> load;  // best | last | EPOCH; default: last to train, best to test
   LaunchMode mode = LaunchMode::kTrain;
-  bool branch = false;  // train from --load's checkpoint in a new experiment
-  std::optional<std::string> config;  // --config: a new experiment's config file (default config.json)
+  bool branch = false;                 // train from --load's checkpoint in a new experiment
+  std::optional<std::string> config;   // --config: a new experiment's config file (default config.json)
   std::vector<std::string> overrides;  // --set PATH=VALUE, in order (config/overrides.h)
   std::string device = "auto";
   std::string data;  // --data: the data folder (default: the problem's own)

@@ -64,7 +64,7 @@ class Session {
   const Logbook& book_;
   int64_t ckpt_every_;
   Statistic best_statistic_;
-  nlohmann::json best_;  // the best epoch's accuracies, carried across launches through status.json
+  nlohmann::json best_;         // the best epoch's accuracies, carried across launches through status.json
   double train_seconds_ = 0.0;  // the epochs' wall time so far, carried the same way
   nlohmann::json test_;
 };

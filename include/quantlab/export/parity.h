@@ -16,20 +16,20 @@ namespace quantlab {
 struct Disagreement {
   int64_t image = 0;
   int64_t float_label = 0, integer_label = 0;
-  std::string layer;            // the first threshold layer whose output differs
+  std::string layer;  // the first threshold layer whose output differs
   int64_t channel = 0, position = 0;
-  double accumulator = 0;       // the runtime's input to that threshold layer there
-  std::string thresholds;       // the runtime's thresholds of that channel
-  double float_value = 0;       // the float network's batch-norm output there
-  double float_threshold = 0;   // the stair threshold (+ mu) it is compared with
-  bool tie = false;             // within float rounding of the threshold
+  double accumulator = 0;      // the runtime's input to that threshold layer there
+  std::string thresholds;      // the runtime's thresholds of that channel
+  double float_value = 0;      // the float network's batch-norm output there
+  double float_threshold = 0;  // the stair threshold (+ mu) it is compared with
+  bool tie = false;            // within float rounding of the threshold
   std::string text() const;
 };
 
 struct ParityReport {
   int64_t images = 0, agree = 0;
   double float_accuracy = 0, integer_accuracy = 0;
-  double float_seconds_1 = 0, float_seconds_all = 0;    // libtorch evaluation, 1 thread / all threads
+  double float_seconds_1 = 0, float_seconds_all = 0;  // libtorch evaluation, 1 thread / all threads
   double integer_seconds_1 = 0, integer_seconds_all = 0;
   int threads = 1;
   std::vector<Disagreement> disagreements;

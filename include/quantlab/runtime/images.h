@@ -13,7 +13,7 @@ struct Images {
   int64_t count = 0, channels = 1, height = 0, width = 0;
   std::vector<uint8_t> pixels;  // count x channels x height x width
   std::vector<int64_t> labels;
-  std::string format;           // "IDX", "CIFAR-10", "CIFAR-100"
+  std::string format;  // "IDX", "CIFAR-10", "CIFAR-100"
   const uint8_t* image(int64_t i) const { return pixels.data() + i * channels * height * width; }
 };
 

@@ -47,12 +47,12 @@ const char* layer_kind_name(LayerKind k);
 
 struct Layer {
   LayerKind kind = LayerKind::kLinear;
-  std::string name;            // the network's module names it came from, e.g. "phi1_conv"
-  bool float_input = false;    // conv/linear/threshold on floats (a normalised image): float arithmetic
+  std::string name;          // the network's module names it came from, e.g. "phi1_conv"
+  bool float_input = false;  // conv/linear/threshold on floats (a normalised image): float arithmetic
   // conv (square kernels) and linear
   int64_t in = 0, out = 0, kernel = 1, stride = 1, pad = 0, groups = 1;
-  std::vector<int8_t> weights;  // integer levels, [out][in / groups][kernel][kernel] or [out][in]
-  double weight_step = 1.0;     // a weight is weight_step * its integer
+  std::vector<int8_t> weights;       // integer levels, [out][in / groups][kernel][kernel] or [out][in]
+  double weight_step = 1.0;          // a weight is weight_step * its integer
   std::vector<float> float_weights;  // a float layer's weights (then `weights` is empty), same order
   // maxpool
   int64_t pool_kernel = 2, pool_stride = 2;
@@ -73,8 +73,8 @@ struct Layer {
 
 struct InputSpec {
   int64_t channels = 1, height = 28, width = 28;  // of the images as stored (before padding)
-  int64_t pad = 0;                                 // zero pixels around them
-  std::vector<double> mean, std;                   // per channel on pixel / 255; empty: none
+  int64_t pad = 0;                                // zero pixels around them
+  std::vector<double> mean, std;                  // per channel on pixel / 255; empty: none
 };
 
 struct Model {

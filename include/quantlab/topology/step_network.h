@@ -49,7 +49,7 @@ class StepNetwork : public Network {
 // A topology's factory: the network of `steps`, quantized where indiv.net.params.quant_schemes
 // (`params`) says, which must name every quantizable step (none for a baseline, whose params have
 // no quant_schemes).
-std::shared_ptr<Network> make_step_network(const std::string& cls, Steps steps, const JsonNode& params,
-                                           bool baseline, StepNetwork::FloatInit init = StepNetwork::FloatInit::kTorch);
+std::shared_ptr<Network> make_step_network(const std::string& cls, Steps steps, const JsonNode& params, bool baseline,
+                                           StepNetwork::FloatInit init = StepNetwork::FloatInit::kTorch);
 
 }  // namespace quantlab

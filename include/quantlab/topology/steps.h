@@ -25,16 +25,16 @@ using Steps = std::vector<Step>;
 struct Step {
   enum class Kind { kConv, kLinear, kBatchNorm, kActivation, kMaxPool, kGlobalAvgPool, kFlatten, kResidual };
   Kind kind = Kind::kLinear;
-  std::string name;              // the module's name (conv, linear, batch norm, activation)
-  int64_t in = 0, out = 0;       // conv / linear: channels or features; batch norm: `out`
+  std::string name;                                         // the module's name (conv, linear, batch norm, activation)
+  int64_t in = 0, out = 0;                                  // conv / linear: channels or features; batch norm: `out`
   int64_t kernel = 1, stride = 1, padding = 0, groups = 1;  // conv; max pool: kernel, stride
-  bool bias = false;             // conv / linear
-  bool spatial = false;          // batch norm: 2-d (channels of a feature map) or 1-d
-  bool quantizable = true;       // conv / linear / activation: may take a quantization scheme
-  bool float_identity = false;   // activation: without a scheme, nothing (instead of ReLU6)
-  int64_t expect_map = 0;        // flatten: the side of the square feature map it expects (0: any)
-  std::string hint;              // flatten: what to tell a user whose inputs give another size
-  Steps branch;                  // residual: x + branch(x)
+  bool bias = false;                                        // conv / linear
+  bool spatial = false;                                     // batch norm: 2-d (channels of a feature map) or 1-d
+  bool quantizable = true;      // conv / linear / activation: may take a quantization scheme
+  bool float_identity = false;  // activation: without a scheme, nothing (instead of ReLU6)
+  int64_t expect_map = 0;       // flatten: the side of the square feature map it expects (0: any)
+  std::string hint;             // flatten: what to tell a user whose inputs give another size
+  Steps branch;                 // residual: x + branch(x)
 };
 
 // The steps' builders.

@@ -25,7 +25,9 @@ using LossFn = std::function<torch::Tensor(const torch::Tensor& scores, const to
 struct Loss {
   LossFn fn;
   bool sums = false;  // reduction "sum"; otherwise a mean over the batch
-  torch::Tensor operator()(const torch::Tensor& scores, const torch::Tensor& labels) const { return fn(scores, labels); }
+  torch::Tensor operator()(const torch::Tensor& scores, const torch::Tensor& labels) const {
+    return fn(scores, labels);
+  }
 };
 
 Loss make_loss(const JsonNode& spec);
