@@ -70,7 +70,7 @@ TEST(CliExperiment, KilledAtRandomMomentsAlwaysResumesToTheSameWeights) {
     const int code = wait_exit(pid);
     if (fs::exists(home.saves(2) + "/last.ckpt")) EXPECT_NO_THROW(load_checkpoint(home.saves(2) + "/last.ckpt"));
     if (code == 0) break;
-    if (fs::exists(exp2) && Session::status(Logbook::open(home.dir.path() + "/Toy/logs", 2)).value("finished", false))
+    if (fs::exists(exp2) && Logbook::open(home.dir.path() + "/Toy/logs", 2).saves().status().value("finished", false))
       break;
   }
   ASSERT_TRUE(fs::exists(exp2)) << slurp(tmp.path() + "/log");

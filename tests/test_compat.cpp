@@ -18,6 +18,7 @@
 
 #include "quantlab/data/problem.h"
 #include "quantlab/experiment/checkpoint.h"
+#include "quantlab/train/trainer.h"
 #include "quantlab/config/json_node.h"
 #include "quantlab/util/progress.h"
 #include "test_util.h"

@@ -22,6 +22,7 @@
 #include "quantlab/dist/communicator.h"
 #include "quantlab/dist/environment.h"
 #include "quantlab/experiment/checkpoint.h"
+#include "quantlab/train/trainer.h"
 #include "quantlab/experiment/launch.h"
 #include "quantlab/experiment/logbook.h"
 #include "quantlab/topology/network.h"

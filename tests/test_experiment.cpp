@@ -16,6 +16,7 @@
 #include "quantlab/experiment/session.h"
 #include "quantlab/experiment/storage.h"
 #include "quantlab/experiment/transfer.h"
+#include "quantlab/train/trainer.h"
 #include "quantlab/util/error.h"
 #include "test_util.h"
 
@@ -195,16 +196,15 @@ TEST(Checkpoint, ResumedRunIsBitIdenticalToUninterruptedRun) {
   torch::manual_seed(12345);  // a different process state in between must not matter
   {
     Experiment exp(split.config(), "MLP", torch::kCPU);
-    const Checkpoint c = load_checkpoint(Session::checkpoint_file(split, CheckpointRef::last()));
+    const Checkpoint c = load_checkpoint(split.saves().file(CheckpointRef::last()));
     EXPECT_EQ(c.state.epoch, 2);
     restore(exp, c);
     run.train(exp, split, c.state, 4);
   }
-  expect_identical(cfg, load_checkpoint(straight.saves() + "/last.ckpt"),
-                   load_checkpoint(split.saves() + "/last.ckpt"));
-  EXPECT_TRUE(fs::exists(split.saves() + "/epoch0003.ckpt"));
-  EXPECT_EQ(Session::status(split)["epochs_done"], 4);
-  EXPECT_EQ(Session::status(split)["finished"], true);
+  expect_identical(cfg, load_checkpoint(straight.saves().last()), load_checkpoint(split.saves().last()));
+  EXPECT_TRUE(fs::exists(split.saves().dir() + "/epoch0003.ckpt"));
+  EXPECT_EQ(split.saves().status()["epochs_done"], 4);
+  EXPECT_EQ(split.saves().status()["finished"], true);
 }
 
 TEST(Checkpoint, CorruptTruncatedMissingAndForeignFilesAreNamed) {
@@ -212,7 +212,7 @@ TEST(Checkpoint, CorruptTruncatedMissingAndForeignFilesAreNamed) {
   const auto& cfg = t.cfg;
   const Logbook& book = t.book;
   Experiment& exp = t.exp;
-  const std::string file = book.saves() + "/last.ckpt";
+  const std::string file = book.saves().last();
   const auto good = load_checkpoint(file);
   std::string bytes;
   {
@@ -220,7 +220,7 @@ TEST(Checkpoint, CorruptTruncatedMissingAndForeignFilesAreNamed) {
     bytes.assign(std::istreambuf_iterator<char>(in), {});
   }
   auto expect_io_error = [&](const std::string& content, const std::string& needle) {
-    const std::string f = book.saves() + "/bad.ckpt";
+    const std::string f = book.saves().dir() + "/bad.ckpt";
     std::ofstream(f, std::ios::binary) << content;
     try {
       load_checkpoint(f);
@@ -233,8 +233,8 @@ TEST(Checkpoint, CorruptTruncatedMissingAndForeignFilesAreNamed) {
   const size_t at = bytes.size() / 2;
   flipped[at] = static_cast<char>(flipped[at] ^ 0x5a);
   try {
-    std::ofstream(book.saves() + "/flip.ckpt", std::ios::binary) << flipped;
-    load_checkpoint(book.saves() + "/flip.ckpt");
+    std::ofstream(book.saves().dir() + "/flip.ckpt", std::ios::binary) << flipped;
+    load_checkpoint(book.saves().dir() + "/flip.ckpt");
     FAIL() << "a flipped byte went unnoticed";
   } catch (const IoError& e) {
     EXPECT_NE(std::string(e.what()).find("flip.ckpt"), std::string::npos);
@@ -242,16 +242,16 @@ TEST(Checkpoint, CorruptTruncatedMissingAndForeignFilesAreNamed) {
   expect_io_error(bytes.substr(0, bytes.size() / 3), "corrupt or truncated");
   expect_io_error("not a checkpoint at all", "corrupt or truncated");
   try {
-    load_checkpoint(book.saves() + "/nothing.ckpt");
+    load_checkpoint(book.saves().dir() + "/nothing.ckpt");
     FAIL();
   } catch (const IoError& e) {
     EXPECT_NE(std::string(e.what()).find("nothing.ckpt: missing"), std::string::npos);
   }
   try {
-    Session::checkpoint_file(book, CheckpointRef::at_epoch(7));
+    book.saves().file(CheckpointRef::at_epoch(7));
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("epoch0007.ckpt: no such checkpoint; available in " + book.saves() +
+    EXPECT_NE(std::string(e.what()).find("epoch0007.ckpt: no such checkpoint; available in " + book.saves().dir() +
                                          ": best.ckpt, last.ckpt, epoch0001.ckpt"),
               std::string::npos)
         << e.what();
@@ -270,7 +270,7 @@ TEST(Checkpoint, FullDiskDuringASaveKeepsThePreviousCheckpoint) {
   const auto& cfg = t.cfg;
   const Logbook& book = t.book;
   Experiment& exp = t.exp;
-  const std::string file = book.saves() + "/last.ckpt";
+  const std::string file = book.saves().last();
   const auto before = load_checkpoint(file);
   // A file-size limit makes write() fail as a full disk does (EFBIG instead of ENOSPC).
   struct rlimit old {};
@@ -290,7 +290,7 @@ TEST(Checkpoint, FullDiskDuringASaveKeepsThePreviousCheckpoint) {
   signal(SIGXFSZ, SIG_DFL);
   EXPECT_TRUE(threw);
   expect_identical(cfg, before, load_checkpoint(file));
-  for (const auto& e : fs::directory_iterator(book.saves()))
+  for (const auto& e : fs::directory_iterator(book.saves().dir()))
     EXPECT_EQ(e.path().string().find(".tmp."), std::string::npos) << "left behind: " << e.path();
 }
 
@@ -298,7 +298,7 @@ TEST(Checkpoint, PretrainedCopiesTheNamedPrefixes) {
   TrainedOnce t;
   const Logbook& source = t.book;
   const std::string& logs_dir = t.logs.path();
-  const auto trained = load_checkpoint(source.saves() + "/best.ckpt");
+  const auto trained = load_checkpoint(source.saves().best());
   auto cfg2 = t.cfg;
   cfg2["indiv"]["net"]["pretrained"] = {{"exp_id", source.id()}, {"epoch", "best"}, {"prefixes", {"phi1"}}};
   cfg2["treat"]["data"]["seed"] = 99;  // another initialisation
@@ -328,7 +328,7 @@ TEST(Checkpoint, ReadableFromPythonTorchLoad) {
       "assert c['epoch']==1 and c['net_class']=='MLP'\n"
       "assert tuple(n['phi1_fc.weight'].shape)==(40,784); assert 'phi1_bn.running_mean' in n; print('ok')";
   std::string log;
-  EXPECT_EQ(testing::run_python(script, book.saves() + "/last.ckpt", log), 0) << log;
+  EXPECT_EQ(testing::run_python(script, book.saves().last(), log), 0) << log;
 }
 
 }  // namespace

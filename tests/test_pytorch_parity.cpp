@@ -8,6 +8,7 @@
 #include "quantlab/train/loss.h"
 #include "quantlab/train/lr_scheduler.h"
 #include "quantlab/train/optimizer.h"
+#include "quantlab/train/trainer.h"
 #include "test_util.h"
 
 namespace quantlab {

@@ -431,7 +431,7 @@ TEST(Reliability, LeftoversOfAKillAreCleanedAndStatusCatchesUp) {
   // A kill after last.ckpt of epoch 2 but before its snapshot and status.json: simulate with the
   // files of epoch 1 and a partial temporary file of a dead process.
   fs::remove(saves + "/epoch0002.ckpt");
-  auto st = Session::status(Logbook::open(home.logs(), 1));
+  auto st = Logbook::open(home.logs(), 1).saves().status();
   st["epochs_done"] = 1;
   st["finished"] = false;
   std::ofstream(saves + "/status.json") << st.dump();
@@ -455,7 +455,7 @@ TEST(Reliability, LeftoversOfAKillAreCleanedAndStatusCatchesUp) {
   EXPECT_TRUE(fs::exists(saves + "/epoch0002.ckpt"));
   EXPECT_EQ(bytes_of(saves + "/epoch0002.ckpt"), bytes_of(saves + "/last.ckpt"));
   EXPECT_FALSE(fs::exists(saves + "/epoch0002.ckpt.tmp." + std::to_string(dead)));
-  EXPECT_EQ(Session::status(Logbook::open(home.logs(), 1))["epochs_done"], 2);
+  EXPECT_EQ(Logbook::open(home.logs(), 1).saves().status()["epochs_done"], 2);
   // A new launch removes the folder a killed launch was preparing.
   run(home.options());
   EXPECT_FALSE(fs::exists(home.logs() + "/.new-exp-" + std::to_string(dead) + "-1"));

@@ -13,7 +13,7 @@
 #include "quantlab/config/json_node.h"
 #include "quantlab/experiment/lock.h"
 #include "quantlab/experiment/logbook.h"
-#include "quantlab/experiment/session.h"
+#include "quantlab/experiment/saves.h"
 #include "quantlab/experiment/storage.h"
 #include "quantlab/util/error.h"
 
@@ -246,7 +246,7 @@ void compare_experiments(const CompareOptions& o, std::ostream& out) {
       r.config = nlohmann::json::object();
     }
     leaves(r.config, "", r.leaves);
-    r.status = Session::status(book);
+    r.status = book.saves().status();
     if (unit_levels.count(id)) {
       r.levels = unit_levels[id];
     } else if (r.config.contains("sweep") && r.config["sweep"].is_object() &&

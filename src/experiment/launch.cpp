@@ -13,11 +13,13 @@
 #include "quantlab/topology/layout.h"
 #include "quantlab/experiment/logbook.h"
 #include "quantlab/experiment/resume.h"
+#include "quantlab/experiment/saves.h"
 #include "quantlab/experiment/session.h"
 #include "quantlab/experiment/storage.h"
 #include "quantlab/experiment/transfer.h"
 #include "quantlab/log/training_log.h"
 #include "quantlab/train/preflight.h"
+#include "quantlab/train/trainer.h"
 #include "quantlab/util/build_info.h"
 #include "quantlab/util/error.h"
 #include "quantlab/util/runtime.h"
@@ -135,14 +137,28 @@ struct Start {
   bool new_folder = false;
 };
 
+// A new experiment: the pretrained tensors first (a wrong indiv.net.pretrained stops the launch
+// before it makes anything), then the folder.
+Start create_experiment(Prepared& p, std::ostream& out) {
+  const int64_t copied = apply_pretrained(*p.exp, p.paths);
+  prepare_storage(p.storage, p.paths);
+  const auto removed = Logbook::remove_abandoned(p.paths.logs);
+  if (!removed.empty())
+    out << "removed " << removed.size() << " unfinished experiment folder(s) of stopped launches" << std::endl;
+  p.book = Logbook::create(p.paths.logs, p.config);
+  out << "experiment " << p.book->id() << ": " << p.book->dir() << std::endl;
+  if (copied) out << "copied " << copied << " pretrained tensors (indiv.net.pretrained)" << std::endl;
+  return {"", true};
+}
+
 // The file of `parent` holding the weights of the best epoch up to `c` (the branch's inherited
 // best): `c`'s own file when that epoch is its own, else the parent's best.ckpt or epoch snapshot
 // of that epoch; "" when none is kept.
-std::string inherited_best(const Logbook& parent, const Checkpoint& c, const std::string& c_file) {
+std::string inherited_best(const Saves& parent, const Checkpoint& c, const std::string& c_file) {
   const int64_t epoch = c.state.best_epoch;
   if (epoch <= 0) return "";
   if (epoch == c.state.epoch) return c_file;
-  for (const std::string& f : {parent.saves() + "/best.ckpt", parent.saves() + "/" + epoch_file_name(epoch)}) {
+  for (const std::string& f : {parent.best(), parent.epoch(epoch)}) {
     if (!fs::exists(f)) continue;
     try {
       if (load_checkpoint(f).state.epoch == epoch) return f;
@@ -152,102 +168,76 @@ std::string inherited_best(const Logbook& parent, const Checkpoint& c, const std
   return "";
 }
 
-// A branch holds its starting point from its first moment, so that a branch stopped before its
-// first epoch resumes there, and its inherited best is a file of its own: last.ckpt = `c`,
-// best.ckpt = the file `best` (when one), status.json with the parent's record of that best.
-void start_branch(const Logbook& book, const Logbook& parent, const Checkpoint& c, const std::string& best,
-                  Experiment& exp, int64_t ckpt_every) {
-  save_checkpoint(book.saves() + "/last.ckpt", c);
-  if (!best.empty() && c.state.best_epoch != c.state.epoch) {
-    std::error_code ec;
-    fs::copy_file(best, book.saves() + "/best.ckpt", ec);
-    if (ec) throw IoError(book.saves() + "/best.ckpt: cannot copy " + best + " (" + ec.message() + ")");
+// --branch: a new experiment that starts from `r` and records the experiment of `p.book` as its
+// parent, which is left as it is.
+Start branch_from(const LaunchOptions& o, Prepared& p, const ResumePoint& r, std::ostream& out) {
+  const std::string from = fs::path(r.file).filename().string();
+  const nlohmann::json parent = {
+      {"exp_id", p.book->id()}, {"checkpoint", from}, {"epoch", r.checkpoint.state.epoch}, {"dir", p.book->dir()}};
+  const Logbook parent_book = *p.book;
+  Checkpoint c = r.checkpoint;
+  const std::string best = inherited_best(parent_book.saves(), c, r.file);
+  if (best.empty() && c.state.best_epoch > 0) {
+    out << "note: no checkpoint of experiment " << parent_book.id() << " holds the weights of its best epoch up to "
+        << "here (" << c.state.best_epoch << "): the branch chooses its best epoch among its own" << std::endl;
+    c.state.best_epoch = 0;
+    c.state.best_value = NAN;
   }
-  const nlohmann::json recorded = Session::status(parent);
-  if (recorded.contains("best") && recorded["best"].is_object() &&
-      recorded["best"].value("epoch", int64_t{-1}) == c.state.best_epoch)
-    write_file_atomically(book.saves() + "/status.json", nlohmann::json{{"best", recorded["best"]}}.dump(2) + "\n");
-  // best.ckpt when the best epoch is the starting one, the epoch snapshot, status.json
-  Session(exp, book, ckpt_every, exp.protocol.update_metric).repair(c);
+  p.book = Logbook::create(p.paths.logs, p.config, parent);
+  Session(*p.exp, *p.book, o.ckpt_every, p.exp->protocol.update_metric).start_branch(parent_book.saves(), c, best);
+  out << "experiment " << p.book->id() << ": " << p.book->dir() << ", branched from experiment " << parent_book.id()
+      << " at " << from << " (after epoch " << r.checkpoint.state.epoch << "); experiment " << parent_book.id()
+      << " is left as it is" << std::endl;
+  return {p.book->saves().last(), true};
+}
+
+// Training goes on in the experiment of `p.book` from `r`; the save of its epoch that a stop
+// interrupted is completed first.
+Start continue_from(const LaunchOptions& o, Prepared& p, const CheckpointRef& ref, const ResumePoint& r,
+                    std::ostream& out) {
+  out << "experiment " << p.book->id() << ": continuing from " << r.file << " (after epoch " << r.checkpoint.state.epoch
+      << ")" << std::endl;
+  if (ref.kind == CheckpointRef::Kind::kLast) {
+    // last.ckpt older than the recorded history: replaced by hand (a rollback). Training from it
+    // here would overwrite the later best.ckpt and history; a branch keeps them.
+    const int64_t recorded = p.book->saves().status().value("epochs_done", int64_t{-1});
+    if (recorded > r.checkpoint.state.epoch)
+      throw Error("experiment " + std::to_string(p.book->id()) + ": saves/last.ckpt is after epoch " +
+                  std::to_string(r.checkpoint.state.epoch) + ", but status.json records " + std::to_string(recorded) +
+                  " epochs (was last.ckpt replaced by an earlier checkpoint?); training from it here would "
+                  "overwrite the later history. Train from it in a new experiment with --load=last --branch, or "
+                  "put the newer last.ckpt back");
+    const auto repaired = Session(*p.exp, *p.book, o.ckpt_every, p.exp->protocol.update_metric).repair(r.checkpoint);
+    if (!repaired.empty())
+      out << "completed the save of epoch " << r.checkpoint.state.epoch
+          << " that a stop interrupted: " << join(repaired) << std::endl;
+  }
+  return {r.file, false};
 }
 
 // Rank 0: creates the experiment, or opens, locks, cleans and resumes it (never rewinding silently).
 Start start_as_owner(const LaunchOptions& o, Prepared& p, const CheckpointRef& ref, std::ostream& out) {
-  Start s;
-  Experiment& exp = *p.exp;
-  if (!p.book) {
-    // The pretrained tensors first: a wrong indiv.net.pretrained stops the launch before it makes
-    // anything.
-    const int64_t copied = apply_pretrained(exp, p.paths);
-    prepare_storage(p.storage, p.paths);
-    const auto removed = Logbook::remove_abandoned(p.paths.logs);
-    if (!removed.empty())
-      out << "removed " << removed.size() << " unfinished experiment folder(s) of stopped launches" << std::endl;
-    p.book = Logbook::create(p.paths.logs, p.config);
-    s.new_folder = true;
-    out << "experiment " << p.book->id() << ": " << p.book->dir() << std::endl;
-    if (copied) out << "copied " << copied << " pretrained tensors (indiv.net.pretrained)" << std::endl;
-    return s;
-  }
+  if (!p.book) return create_experiment(p, out);
   p.book->lock();
   const auto removed = p.book->remove_partial_files();
   if (!removed.empty())
     out << "removed " << removed.size() << " partial file(s) a stopped run left: " << join(removed) << std::endl;
-  ResumePoint r = choose_resume(*p.book, ref);
+  const ResumePoint r = choose_resume(*p.book, ref);
   if (r.fresh) {
     out << "experiment " << p.book->id() << " has no checkpoint yet: training it from epoch 1" << std::endl;
-    return s;
+    return {};
   }
   print_notes(r.checkpoint.notes, out);
-  const std::string from = fs::path(r.file).filename().string();
-  if (r.earlier && !o.branch)
+  if (r.earlier && !o.branch) {
+    const std::string from = fs::path(r.file).filename().string();
     throw Error("experiment " + std::to_string(p.book->id()) + " has trained " + std::to_string(r.newest) +
                 " epochs (" + r.newest_file + "); " + from + " is after epoch " +
                 std::to_string(r.checkpoint.state.epoch) +
                 ", and training from it here would overwrite the later checkpoints and history. Continue with "
                 "--load=last, or add --branch to train from " +
                 from + " in a new experiment that records this one as its parent");
-  s.checkpoint = r.file;
-  if (o.branch) {
-    const nlohmann::json parent = {
-        {"exp_id", p.book->id()}, {"checkpoint", from}, {"epoch", r.checkpoint.state.epoch}, {"dir", p.book->dir()}};
-    const Logbook parent_book = *p.book;
-    Checkpoint c = r.checkpoint;
-    const std::string best = inherited_best(parent_book, c, r.file);
-    if (best.empty() && c.state.best_epoch > 0) {
-      out << "note: no checkpoint of experiment " << parent_book.id() << " holds the weights of its best epoch up to "
-          << "here (" << c.state.best_epoch << "): the branch chooses its best epoch among its own" << std::endl;
-      c.state.best_epoch = 0;
-      c.state.best_value = NAN;
-    }
-    p.book = Logbook::create(p.paths.logs, p.config, parent);
-    s.new_folder = true;
-    start_branch(*p.book, parent_book, c, best, exp, o.ckpt_every);
-    s.checkpoint = p.book->saves() + "/last.ckpt";
-    out << "experiment " << p.book->id() << ": " << p.book->dir() << ", branched from experiment " << parent_book.id()
-        << " at " << from << " (after epoch " << r.checkpoint.state.epoch << "); experiment " << parent_book.id()
-        << " is left as it is" << std::endl;
-  } else {
-    out << "experiment " << p.book->id() << ": continuing from " << r.file << " (after epoch "
-        << r.checkpoint.state.epoch << ")" << std::endl;
-    if (ref.kind == CheckpointRef::Kind::kLast) {
-      // last.ckpt older than the recorded history: replaced by hand (a rollback). Training from it
-      // here would overwrite the later best.ckpt and history; a branch keeps them.
-      const int64_t recorded = Session::status(*p.book).value("epochs_done", int64_t{-1});
-      if (recorded > r.checkpoint.state.epoch)
-        throw Error("experiment " + std::to_string(p.book->id()) + ": saves/last.ckpt is after epoch " +
-                    std::to_string(r.checkpoint.state.epoch) + ", but status.json records " + std::to_string(recorded) +
-                    " epochs (was last.ckpt replaced by an earlier checkpoint?); training from it here would "
-                    "overwrite the later history. Train from it in a new experiment with --load=last --branch, or "
-                    "put the newer last.ckpt back");
-      Session repairer(exp, *p.book, o.ckpt_every, exp.protocol.update_metric);
-      const auto repaired = repairer.repair(r.checkpoint);
-      if (!repaired.empty())
-        out << "completed the save of epoch " << r.checkpoint.state.epoch
-            << " that a stop interrupted: " << join(repaired) << std::endl;
-    }
   }
-  return s;
+  return o.branch ? branch_from(o, p, r, out) : continue_from(o, p, ref, r, out);
 }
 
 // Every rank's generator: restored from a checkpoint of as many processes, else drawn apart from
@@ -267,6 +257,189 @@ void set_rank_generator(const dist::Communicator& comm, const Checkpoint* c, con
     torch::manual_seed(exp.data.seed * 1000003ULL + static_cast<uint64_t>(comm.rank()) * 7919ULL +
                        static_cast<uint64_t>(epoch));
 }
+
+// One launch, phase by phase: the checks and the data (prepare), where to start (decided by the
+// owner), the restored state shared by every rank, then the test alone or the training and its
+// final test. Rank 0 (or the only process) owns the experiment folder and the console.
+class Launch {
+ public:
+  Launch(const LaunchOptions& o, const std::atomic<int>* stop, std::ostream& console)
+      : o_(o),
+        stop_(stop),
+        train_(o.mode == LaunchMode::kTrain),
+        ref_(CheckpointRef::parse(o.load.value_or(train_ ? "last" : "best"), "--load")),
+        env_(o.standalone ? std::nullopt : dist::environment_from_process({o.master_addr, o.master_port})),
+        owner_(!env_ || env_->rank == 0),
+        out_(owner_ ? console : silent_),
+        p_(prepare(o, env_, train_, out_)),
+        group_(env_, p_.device, std::chrono::seconds(o.dist_timeout_s), out_) {}
+
+  LaunchResult run() {
+    const Start start = train_ ? agree_start() : Start{p_.book->saves().file(ref_), false};
+    const TrainingState state = restore_start(start);
+    result_.exp_id = p_.book->id();
+    result_.epochs_done = state.epoch;
+    return train_ ? train_then_test(start, state) : test_only(start, state);
+  }
+
+ private:
+  // The owner decides (its error reaches the others too); the others open what it chose.
+  Start agree_start() {
+    Start start;
+    const auto decided = nlohmann::json::parse(group_.decided_by_owner("start", [&] {
+      start = start_as_owner(o_, p_, ref_, out_);
+      const std::string ckpt = start.checkpoint.empty() ? "" : fs::path(start.checkpoint).filename().string();
+      return nlohmann::json{{"exp_id", p_.book->id()}, {"checkpoint", ckpt}}.dump();
+    }));
+    if (!owner_) {
+      p_.book = Logbook::open(p_.paths.logs, decided["exp_id"].get<int64_t>());
+      const std::string ckpt = decided["checkpoint"].get<std::string>();
+      if (!ckpt.empty()) start.checkpoint = p_.book->saves().dir() + "/" + ckpt;
+    }
+    return start;
+  }
+
+  // The start's checkpoint into the experiment, the same weights on every rank, each rank's
+  // generator.
+  TrainingState restore_start(const Start& start) {
+    TrainingState state;
+    std::optional<Checkpoint> restored;
+    if (!start.checkpoint.empty()) {
+      if (!fs::exists(start.checkpoint))
+        throw IoError(start.checkpoint +
+                      ": not readable on this machine; every process resuming an experiment reads "
+                      "its checkpoint, so the experiment folder must be on a file system they all share");
+      restored = load_checkpoint(start.checkpoint);
+      if (!train_) print_notes(restored->notes, out_);
+      restore(*p_.exp, *restored);
+      state = restored->state;
+    }
+    group_.share_state(*p_.exp->net);  // the same weights everywhere (transfer, restore, initialisation)
+    if (dist::Communicator* comm = group_.communicator()) {
+      set_rank_generator(*comm, restored ? &*restored : nullptr, *p_.exp, state.epoch, out_);
+    } else if (train_ && restored && restored->rng_ranks.size() > 1) {
+      out_ << "note: resuming with 1 process from a checkpoint of " << restored->rng_ranks.size()
+           << ": the run goes on, but it is not bit-identical to one that keeps the number of processes" << std::endl;
+    }
+    return state;
+  }
+
+  TrainerOptions trainer_options() {
+    TrainerOptions options;
+    options.stop = stop_;
+    options.log_every = o_.log_every;
+    options.out = &out_;
+    options.comm = group_.communicator();
+    return options;
+  }
+
+  LaunchResult test_only(const Start& start, const TrainingState& state) {
+    Trainer trainer(*p_.exp, p_.data, progress_, trainer_options());
+    trainer.set_state(state);
+    result_.tested = start.checkpoint.empty() ? ""
+                                              : fs::path(start.checkpoint).filename().string() + ", after epoch " +
+                                                    std::to_string(state.epoch);
+    result_.test = trainer.test();
+    print_test(out_, "test (" + result_.tested + ")", *result_.test);
+    return result_;
+  }
+
+  LaunchResult train_then_test(const Start& start, const TrainingState& state) {
+    std::unique_ptr<TrainingLog> log;
+    TrainerOptions options = trainer_options();
+    options.on_step = [&log](int64_t step, double loss) {
+      if (log) log->on_step(step, loss);
+    };
+    Trainer trainer(*p_.exp, p_.data, progress_, options);
+    trainer.set_state(state);
+    std::unique_ptr<Session> session;
+    if (owner_) {
+      session = std::make_unique<Session>(*p_.exp, *p_.book, o_.ckpt_every, trainer.best_statistic());
+      log = std::make_unique<TrainingLog>(p_.book->stats(), *p_.exp);
+      log->on_start(state, start.new_folder);
+    }
+    try {
+      trainer.fit(p_.exp->max_epoch, [&](const EpochRecord& r) {
+        const std::vector<torch::Tensor> rngs = group_.gather(cpu_rng_state());
+        if (session) session->on_epoch(r, trainer.state(), rngs);
+        if (log) log->on_epoch(r);
+      });
+    } catch (const Interrupted& e) {
+      out_ << std::endl;
+      result_.interrupted_by = e.signal;
+      result_.epochs_done = trainer.state().epoch;
+      return result_;
+    } catch (const Diverged& e) {
+      out_ << std::endl;
+      throw diverged(e, trainer.state().epoch);
+    }
+    result_.epochs_done = trainer.state().epoch;
+    final_test(trainer, session.get(), log.get());
+    return result_;
+  }
+
+  Error diverged(const Diverged& e, int64_t done) const {
+    return Error(std::string(e.what()) + ". Stopped; nothing of epoch " + std::to_string(e.epoch) + " was saved" +
+                 (done > 0 ? ", and " + p_.book->saves().last() + " (after epoch " + std::to_string(done) +
+                                 ") is the last good state"
+                           : "") +
+                 ". Change the settings in " + p_.book->dir() +
+                 "/config.json (e.g. a lower treat.optimizer.params.lr), then resume with: " +
+                 resume_command(o_, p_.book->id()));
+  }
+
+  // The final test, with the weights of the best epoch when they were saved (rank 0 reads them and
+  // gives them to the others).
+  void final_test(Trainer& trainer, Session* session, TrainingLog* log) {
+    const std::string best = p_.book->saves().best();
+    const bool have_best = group_.owners_flag(owner_ && fs::exists(best));
+    std::string what, weights = "last";
+    int64_t tested_epoch = trainer.state().epoch;
+    double best_valid_accuracy = std::nan("");
+    if (have_best) {
+      if (owner_) {
+        const Checkpoint c = load_checkpoint(best);
+        restore(*p_.exp, c);
+        tested_epoch = c.state.epoch;
+        best_valid_accuracy = 100.0 - c.state.stats[Statistic::kValidMetric];
+      }
+      group_.share_state(*p_.exp->net);
+      weights = "best";
+      what = "test with the weights of the best epoch (" + std::to_string(tested_epoch) + ", by " +
+             statistic_name(trainer.best_statistic()) + ")";
+    } else {
+      what = "test with the weights of the last epoch (" + std::to_string(tested_epoch) +
+             "): no best.ckpt was saved (the best-epoch statistic was never measured)";
+    }
+    try {
+      result_.test = trainer.test();
+    } catch (const Interrupted& e) {
+      out_ << std::endl
+           << "the final test was stopped; the training is complete and saved (" << what << "): --mode=test measures it"
+           << std::endl;
+      result_.interrupted_by = e.signal;
+      result_.test.reset();
+      return;
+    }
+    result_.tested = what;
+    if (session) session->on_test(*result_.test, weights, tested_epoch);
+    if (log) log->on_test(*result_.test, best_valid_accuracy, tested_epoch);
+    print_test(out_, what, *result_.test);
+  }
+
+  const LaunchOptions& o_;
+  const std::atomic<int>* stop_;
+  const bool train_;
+  const CheckpointRef ref_;
+  const std::optional<dist::Environment> env_;
+  const bool owner_;
+  std::ostream silent_{nullptr};
+  std::ostream& out_;
+  Prepared p_;
+  dist::Group group_;
+  Progress progress_ = progress_on(out_);
+  LaunchResult result_;
+};
 
 }  // namespace
 
@@ -288,147 +461,7 @@ std::string resume_command(const LaunchOptions& o, int64_t exp_id) {
 
 LaunchResult launch(const LaunchOptions& o, const std::atomic<int>* stop, std::ostream& console) {
   check_flags(o);
-  const bool train = o.mode == LaunchMode::kTrain;
-  const CheckpointRef ref = CheckpointRef::parse(o.load.value_or(train ? "last" : "best"), "--load");
-  const auto env = o.standalone ? std::nullopt : dist::environment_from_process({o.master_addr, o.master_port});
-  const bool owner = !env || env->rank == 0;  // rank 0 writes the experiment folder and the console
-  std::ostream silent(nullptr);
-  std::ostream& out = owner ? console : silent;
-
-  Prepared p = prepare(o, env, train, out);
-  Experiment& exp = *p.exp;
-  dist::Group group(env, p.device, std::chrono::seconds(o.dist_timeout_s), out);
-  dist::Communicator* comm = group.communicator();
-
-  // Where to start: the owner decides (its error reaches the others too).
-  Start start;
-  if (!train) {
-    start.checkpoint = Session::checkpoint_file(*p.book, ref);
-  } else {
-    const auto decided = nlohmann::json::parse(group.decided_by_owner("start", [&] {
-      start = start_as_owner(o, p, ref, out);
-      const std::string ckpt = start.checkpoint.empty() ? "" : fs::path(start.checkpoint).filename().string();
-      return nlohmann::json{{"exp_id", p.book->id()}, {"checkpoint", ckpt}}.dump();
-    }));
-    if (!owner) {
-      p.book = Logbook::open(p.paths.logs, decided["exp_id"].get<int64_t>());
-      if (!decided["checkpoint"].get<std::string>().empty())
-        start.checkpoint = p.book->saves() + "/" + decided["checkpoint"].get<std::string>();
-    }
-  }
-  LaunchResult result;
-  result.exp_id = p.book->id();
-  TrainingState state;
-  std::optional<Checkpoint> restored;
-  if (!start.checkpoint.empty()) {
-    if (!fs::exists(start.checkpoint))
-      throw IoError(start.checkpoint +
-                    ": not readable on this machine; every process resuming an experiment reads "
-                    "its checkpoint, so the experiment folder must be on a file system they all share");
-    restored = load_checkpoint(start.checkpoint);
-    if (!train) print_notes(restored->notes, out);
-    restore(exp, *restored);
-    state = restored->state;
-  }
-  group.share_state(*exp.net);  // the same weights everywhere (transfer, restore, initialisation)
-  if (comm) {
-    set_rank_generator(*comm, restored ? &*restored : nullptr, exp, state.epoch, out);
-  } else if (train && restored && restored->rng_ranks.size() > 1) {
-    out << "note: resuming with 1 process from a checkpoint of " << restored->rng_ranks.size()
-        << ": the run goes on, but it is not bit-identical to one that keeps the number of processes" << std::endl;
-  }
-
-  Progress progress = progress_on(out);
-  TrainerOptions options;
-  options.stop = stop;
-  options.log_every = o.log_every;
-  options.out = &out;
-  options.comm = comm;
-  if (!train) {
-    Trainer trainer(exp, p.data, progress, options);
-    trainer.set_state(state);
-    result.epochs_done = state.epoch;
-    result.tested = start.checkpoint.empty() ? ""
-                                             : fs::path(start.checkpoint).filename().string() + ", after epoch " +
-                                                   std::to_string(state.epoch);
-    result.test = trainer.test();
-    print_test(out, "test (" + result.tested + ")", *result.test);
-    return result;
-  }
-  std::unique_ptr<TrainingLog> log;
-  TrainingLog* step_log = nullptr;
-  options.on_step = [&step_log](int64_t step, double loss) {
-    if (step_log) step_log->on_step(step, loss);
-  };
-  Trainer trainer(exp, p.data, progress, options);
-  trainer.set_state(state);
-  std::unique_ptr<Session> session;
-  if (owner) {
-    session = std::make_unique<Session>(exp, *p.book, o.ckpt_every, trainer.best_statistic());
-    log = std::make_unique<TrainingLog>(p.book->stats(), exp);
-    log->on_start(state, start.new_folder);
-    step_log = log.get();
-  }
-  try {
-    trainer.fit(exp.max_epoch, [&](const EpochRecord& r) {
-      const std::vector<torch::Tensor> rngs = group.gather(cpu_rng_state());
-      if (session) session->on_epoch(r, trainer.state(), rngs);
-      if (log) log->on_epoch(r);
-    });
-  } catch (const Interrupted& e) {
-    out << std::endl;
-    result.interrupted_by = e.signal;
-    result.epochs_done = trainer.state().epoch;
-    return result;
-  } catch (const Diverged& e) {
-    out << std::endl;
-    const int64_t done = trainer.state().epoch;
-    throw Error(
-        std::string(e.what()) + ". Stopped; nothing of epoch " + std::to_string(e.epoch) + " was saved" +
-        (done > 0 ? ", and " + p.book->saves() + "/last.ckpt (after epoch " + std::to_string(done) +
-                        ") is the last good state"
-                  : "") +
-        ". Change the settings in " + p.book->dir() +
-        "/config.json (e.g. a lower treat.optimizer.params.lr), then resume with: " + resume_command(o, p.book->id()));
-  }
-  result.epochs_done = trainer.state().epoch;
-
-  // The final test, with the weights of the best epoch when they were saved (rank 0 reads them and
-  // gives them to the others).
-  const std::string best = p.book->saves() + "/best.ckpt";
-  const bool have_best = group.owners_flag(owner && fs::exists(best));
-  std::string what, weights = "last";
-  int64_t tested_epoch = trainer.state().epoch;
-  double best_valid_accuracy = std::nan("");
-  if (have_best) {
-    if (owner) {
-      const Checkpoint c = load_checkpoint(best);
-      restore(exp, c);
-      tested_epoch = c.state.epoch;
-      best_valid_accuracy = 100.0 - c.state.stats[Statistic::kValidMetric];
-    }
-    group.share_state(*exp.net);
-    weights = "best";
-    what = "test with the weights of the best epoch (" + std::to_string(tested_epoch) + ", by " +
-           statistic_name(trainer.best_statistic()) + ")";
-  } else {
-    what = "test with the weights of the last epoch (" + std::to_string(tested_epoch) +
-           "): no best.ckpt was saved (the best-epoch statistic was never measured)";
-  }
-  try {
-    result.test = trainer.test();
-  } catch (const Interrupted& e) {
-    out << std::endl
-        << "the final test was stopped; the training is complete and saved (" << what << "): --mode=test measures it"
-        << std::endl;
-    result.interrupted_by = e.signal;
-    return result;
-  }
-  result.tested = what;
-  if (session) session->on_test(*result.test, weights, tested_epoch);
-  if (log) log->on_test(*result.test, best_valid_accuracy, tested_epoch);
-  print_test(out, what, *result.test);
-  return result;
+  return Launch(o, stop, console).run();
 }
 
 }  // namespace quantlab

@@ -10,7 +10,7 @@
 #include "quantlab/config/json_node.h"
 #include "quantlab/experiment/checkpoint.h"
 #include "quantlab/experiment/logbook.h"
-#include "quantlab/experiment/session.h"
+#include "quantlab/experiment/saves.h"
 #include "quantlab/experiment/storage.h"
 #include "quantlab/util/error.h"
 
@@ -24,38 +24,6 @@ std::string pct(const nlohmann::json& v) {
   std::ostringstream s;
   s << std::fixed << std::setprecision(2) << v.get<double>() << "%";
   return s.str();
-}
-
-// Whether status.json is there but unreadable (damaged by hand or by a full disk).
-bool status_file_damaged(const Logbook& book) {
-  const std::string file = book.saves() + "/status.json";
-  std::error_code ec;
-  if (!fs::exists(file, ec)) return false;
-  try {
-    return !read_json_file(file).is_object();
-  } catch (const Error&) {
-    return true;
-  }
-}
-
-// status.json, or what last.ckpt says when status.json is missing or older (a kill between the two).
-nlohmann::json status_of(const Logbook& book) {
-  auto st = Session::status(book);
-  const std::string last = book.saves() + "/last.ckpt", file = book.saves() + "/status.json";
-  std::error_code ec;
-  if (!fs::exists(last, ec)) return st;
-  if (!st.empty() && fs::exists(file, ec) && fs::last_write_time(file, ec) >= fs::last_write_time(last, ec)) return st;
-  try {
-    const Checkpoint c = load_checkpoint(last);
-    if (st.value("epochs_done", int64_t{-1}) != c.state.epoch) {
-      st["epochs_done"] = c.state.epoch;
-      st["best_epoch"] = c.state.best_epoch;
-      st["net_class"] = c.net_class;
-      st["stale"] = true;
-    }
-  } catch (const Error&) {
-  }
-  return st;
 }
 
 }  // namespace
@@ -75,8 +43,9 @@ void list_experiments(const std::string& home, const std::string& problem, std::
       << "state" << std::endl;
   for (int64_t id : ids) {
     const Logbook book = Logbook::open(logs, id);
-    const bool damaged = status_file_damaged(book);
-    const auto st = status_of(book);
+    const Saves saves = book.saves();
+    const bool damaged = saves.status_damaged();
+    const auto st = saves.status_or_last();
     std::string cls = st.value("net_class", std::string());
     if (cls.empty()) {
       try {
@@ -96,7 +65,7 @@ void list_experiments(const std::string& home, const std::string& problem, std::
       }
       if (st.contains("test") && st["test"].is_object()) test = pct(st["test"].value("accuracy", nlohmann::json()));
       std::error_code ec;
-      const bool has_last = fs::exists(book.saves() + "/last.ckpt", ec);
+      const bool has_last = fs::exists(saves.last(), ec);
       state = st.value("finished", false) ? "finished"
               : has_last                  ? "stopped (resume with --exp_id=" + std::to_string(id) + ")"
                                           : "stopped; saves/last.ckpt is missing (--exp_id=" + std::to_string(id) +

@@ -1,5 +1,6 @@
 // Experiment folders and atomic writes.
 #include "quantlab/experiment/logbook.h"
+#include "quantlab/experiment/saves.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -125,9 +126,11 @@ void Logbook::lock() {
   if (!lock_) lock_ = std::make_shared<ExperimentLock>(dir_, "experiment " + std::to_string(id_));
 }
 
+Saves Logbook::saves() const { return Saves(dir_ + "/saves"); }
+
 std::vector<std::string> Logbook::remove_partial_files() const {
   std::vector<std::string> removed;
-  for (const std::string& dir : {dir_, saves(), stats()}) {
+  for (const std::string& dir : {dir_, saves().dir(), stats()}) {
     std::error_code ec;
     for (const auto& e : fs::directory_iterator(dir, ec)) {
       const std::string n = e.path().filename().string();

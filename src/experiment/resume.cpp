@@ -3,7 +3,7 @@
 
 #include <filesystem>
 
-#include "quantlab/experiment/session.h"
+#include "quantlab/experiment/saves.h"
 #include "quantlab/util/error.h"
 
 namespace quantlab {
@@ -22,14 +22,15 @@ std::string flag_for(const CheckpointRef& r) { return "--load=" + r.text(); }
 ResumePoint choose_resume(const Logbook& book, const CheckpointRef& ref) {
   ResumePoint p;
   const std::string what = "experiment " + std::to_string(book.id());
-  const std::string wanted = book.saves() + "/" + ref.file_name();
+  const Saves saves = book.saves();
+  const std::string wanted = saves.path(ref);
   if (ref.kind == CheckpointRef::Kind::kLast && fs::exists(wanted)) {
     try {
       p.checkpoint = load_checkpoint(wanted);
       p.file = wanted;
       return p;  // `last` is the newest state by construction
     } catch (const IoError& e) {
-      const auto inv = Session::inventory(book);
+      const auto inv = saves.inventory();
       const CheckpointInfo* best = nullptr;
       for (const auto& c : inv)
         if (c.error.empty() && (!best || c.epoch > best->epoch)) best = &c;
@@ -39,25 +40,25 @@ ResumePoint choose_resume(const Logbook& book, const CheckpointRef& ref) {
                         : ": no other checkpoint is usable; start a new experiment"));
     }
   }
-  const auto inv = Session::inventory(book);
+  const auto inv = saves.inventory();
   const CheckpointInfo* newest = nullptr;
   for (const auto& c : inv)
     if (c.error.empty() && (!newest || c.epoch > newest->epoch)) newest = &c;
   if (ref.kind == CheckpointRef::Kind::kLast) {  // last.ckpt is missing
-    const int64_t recorded = Session::status(book).value("epochs_done", int64_t{0});
+    const int64_t recorded = saves.status().value("epochs_done", int64_t{0});
     if (newest)
       throw Error(what + ": saves/last.ckpt is missing, but the experiment has trained" +
                   (recorded > 0 ? " (status.json: " + std::to_string(recorded) + " epochs)" : std::string()) +
                   "; starting over would overwrite its checkpoints. The newest usable checkpoint is " +
                   describe(*newest) + ": resume from it with " + flag_for(newest->ref));
     if (recorded > 0 || !inv.empty())
-      throw Error(what + ": no usable checkpoint is left in " + book.saves() + " (" + Session::available(book) +
+      throw Error(what + ": no usable checkpoint is left in " + saves.dir() + " (" + saves.available() +
                   "), though it trained " + std::to_string(recorded) +
                   " epochs; start a new experiment (without --exp_id) instead of overwriting its history");
     p.fresh = true;
     return p;
   }
-  p.file = Session::checkpoint_file(book, ref);
+  p.file = saves.file(ref);
   p.checkpoint = load_checkpoint(p.file);
   if (p.checkpoint.original)
     throw Error(p.file +

@@ -25,7 +25,7 @@
 #include "quantlab/experiment/compare.h"
 #include "quantlab/experiment/lock.h"
 #include "quantlab/experiment/logbook.h"
-#include "quantlab/experiment/session.h"
+#include "quantlab/experiment/saves.h"
 #include "quantlab/experiment/storage.h"
 #include "quantlab/dist/environment.h"
 #include "quantlab/util/error.h"
@@ -325,7 +325,7 @@ int64_t unit_experiment(const Sweep& s, const SweepUnit& u, const nlohmann::json
 
 bool experiment_finished(const Sweep& s, int64_t id) {
   if (id < 0) return false;
-  const auto st = Session::status(Logbook::open(s.logs, id));
+  const auto st = Logbook::open(s.logs, id).saves().status();
   return st.value("finished", false) && st.contains("test");
 }
 

@@ -6,7 +6,7 @@
 
 #include "quantlab/experiment/checkpoint.h"
 #include "quantlab/experiment/logbook.h"
-#include "quantlab/experiment/session.h"
+#include "quantlab/experiment/saves.h"
 #include "quantlab/experiment/torch_file.h"
 #include "quantlab/util/error.h"
 
@@ -51,7 +51,7 @@ std::string pretrained_file(const PretrainedSpec& spec, const ProblemPaths& path
     return spec.file.find('/') != std::string::npos ? spec.file
                                                     : paths.dir + "/" + topology + "/pretrained/" + spec.file;
   const Logbook book = Logbook::open(paths.logs, spec.exp_id);
-  return Session::checkpoint_file(book, spec.checkpoint);
+  return book.saves().file(spec.checkpoint);
 }
 
 int64_t apply_pretrained(Experiment& exp, const ProblemPaths& paths) {

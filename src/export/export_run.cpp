@@ -10,7 +10,7 @@
 #include "quantlab/experiment/checkpoint.h"
 #include "quantlab/config/checkpoint_ref.h"
 #include "quantlab/experiment/logbook.h"
-#include "quantlab/experiment/session.h"
+#include "quantlab/experiment/saves.h"
 #include "quantlab/experiment/storage.h"
 #include "quantlab/export/exporter.h"
 #include "quantlab/export/onnx.h"
@@ -45,7 +45,7 @@ ExportResult run_export(const ExportOptions& o, std::ostream& out) {
   Experiment exp(book.config(), "", torch::kCPU);
   if (!has_quantized_layers(exp))
     throw Error(exp.net_spec.cls + " is a float network: there is nothing to integerise, and nothing was written");
-  const std::string ckpt = Session::checkpoint_file(book, ref);
+  const std::string ckpt = book.saves().file(ref);
   const Checkpoint c = load_checkpoint(ckpt);
   for (const auto& [name, t] : c.net)
     if (t.is_floating_point() && !torch::isfinite(t).all().item<bool>())

@@ -13,13 +13,6 @@
 namespace quantlab {
 namespace {
 
-std::string percent(double error) {
-  if (std::isnan(error)) return "-";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.2f%%", 100.0 - error);
-  return buf;
-}
-
 // The sums of a pass (loss * n, correct, correct top-5; samples): the first three build up on the
 // device and come to the host only when a line is printed and at the end, so a GPU step never
 // waits for the host to read its loss (docs/GPU.md). A non-finite training loss stops the run
@@ -85,15 +78,6 @@ class StepSums {
 };
 
 }  // namespace
-
-std::string stats_text(const EpochStats& s) {
-  if (s.samples == 0) return "no samples";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "loss %.4f acc ", s.loss);
-  std::string out = buf + percent(s.metric);
-  if (!std::isnan(s.top5)) out += " top5 " + percent(s.top5);
-  return out;
-}
 
 Trainer::Trainer(Experiment& exp, const data::ProblemData& data, Progress& progress, TrainerOptions options)
     : exp_(exp),

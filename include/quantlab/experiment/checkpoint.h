@@ -17,7 +17,8 @@
 #include <string>
 #include <vector>
 
-#include "quantlab/train/trainer.h"
+#include "quantlab/train/experiment.h"
+#include "quantlab/train/training_state.h"
 
 namespace quantlab {
 

@@ -17,6 +17,8 @@
 
 namespace quantlab {
 
+class Saves;
+
 class Logbook {
  public:
   // A new experiment with the next free ID, locked by this process (the lock is taken before the
@@ -40,7 +42,7 @@ class Logbook {
 
   int64_t id() const { return id_; }
   const std::string& dir() const { return dir_; }
-  std::string saves() const { return dir_ + "/saves"; }
+  Saves saves() const;  // saves/: the checkpoints and status.json (saves.h)
   std::string stats() const { return dir_ + "/stats"; }
   nlohmann::json config() const;
   // parent.json, or null.

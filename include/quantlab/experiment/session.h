@@ -1,10 +1,6 @@
-// The bookkeeping of one run (the original's protocol): checkpoints after every epoch, the best
-// one, periodic snapshots and a small status file, and finding the checkpoint --load names.
-//   saves/last.ckpt          after every epoch ("last" is the highest epoch, never a file time)
-//   saves/best.ckpt          when the best-epoch statistic improves
-//   saves/epochNNNN.ckpt     every --ckpt_every epochs (NNNN = epochs completed)
-//   saves/status.json        epochs done, the best epoch and its accuracy, the test accuracy once
-//                            known, finished: what `quantlab list` shows
+// The bookkeeping of one run (the original's protocol): what it saves when, in the experiment's
+// saves/ folder (saves.h names the files): last.ckpt after every epoch, best.ckpt when the
+// best-epoch statistic improves, epochNNNN.ckpt every --ckpt_every epochs, and status.json.
 // An epoch's files are written in that order and status.json last, so status.json records the
 // last epoch whose save completed; repair() finishes a save that a kill interrupted.
 #pragma once
@@ -15,18 +11,11 @@
 #include <nlohmann/json.hpp>
 
 #include "quantlab/experiment/checkpoint.h"
-#include "quantlab/config/checkpoint_ref.h"
 #include "quantlab/experiment/logbook.h"
+#include "quantlab/experiment/saves.h"
+#include "quantlab/train/training_state.h"
 
 namespace quantlab {
-
-// A checkpoint file of an experiment and what loading it found.
-struct CheckpointInfo {
-  std::string file;
-  CheckpointRef ref;
-  int64_t epoch = -1;  // epochs completed; -1 when unusable
-  std::string error;   // why it is unusable ("" when usable)
-};
 
 class Session {
  public:
@@ -45,23 +34,15 @@ class Session {
   // it is due and missing, and status.json. Returns what it rewrote (empty when nothing was amiss).
   std::vector<std::string> repair(const Checkpoint& last);
 
-  // The file `ref` names in `book`; throws Error naming it and listing the checkpoints that exist
-  // when it does not.
-  static std::string checkpoint_file(const Logbook& book, const CheckpointRef& ref);
-
-  // Every checkpoint file of `book` (best, last, epochNNNN), loaded to learn its epoch.
-  static std::vector<CheckpointInfo> inventory(const Logbook& book);
-
-  // "best.ckpt, last.ckpt, epoch0002.ckpt" or "none".
-  static std::string available(const Logbook& book);
-
-  // Reads saves/status.json (an empty object when there is none or it is unreadable).
-  static nlohmann::json status(const Logbook& book);
+  // A branch's first moment, so that a branch stopped before its first epoch resumes there and its
+  // inherited best is a file of its own: last.ckpt = `c`, best.ckpt = a copy of `best` (a file of
+  // `parent`, "" when none), status.json with the parent's record of that best epoch.
+  void start_branch(const Saves& parent, const Checkpoint& c, const std::string& best);
 
  private:
   void write_status(const TrainingState& state);
   Experiment& exp_;
-  const Logbook& book_;
+  Saves saves_;
   int64_t ckpt_every_;
   Statistic best_statistic_;
   nlohmann::json best_;         // the best epoch's accuracies, carried across launches through status.json

@@ -24,7 +24,8 @@
 #include <nlohmann/json.hpp>
 
 #include "quantlab/log/event_writer.h"
-#include "quantlab/train/trainer.h"
+#include "quantlab/train/experiment.h"
+#include "quantlab/train/training_state.h"
 
 namespace quantlab {
 

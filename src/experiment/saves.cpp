@@ -1,0 +1,126 @@
+// Saves: the files of an experiment's saves/ folder.
+#include "quantlab/experiment/saves.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "quantlab/config/json_node.h"
+#include "quantlab/experiment/logbook.h"
+#include "quantlab/util/error.h"
+#include "quantlab/util/strings.h"
+
+namespace quantlab {
+
+namespace fs = std::filesystem;
+
+std::string Saves::file(const CheckpointRef& ref) const {
+  const std::string f = path(ref);
+  if (!fs::exists(f)) throw Error(f + ": no such checkpoint; available in " + dir_ + ": " + available());
+  return f;
+}
+
+std::vector<int64_t> Saves::epochs() const {
+  std::vector<int64_t> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir_, ec)) {
+    const int64_t n = epoch_of_file_name(e.path().filename().string());
+    if (n >= 0) out.push_back(n);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<CheckpointInfo> Saves::inventory() const {
+  std::vector<CheckpointRef> refs;
+  for (const auto& r : {CheckpointRef::best(), CheckpointRef::last()})
+    if (fs::exists(path(r))) refs.push_back(r);
+  for (int64_t e : epochs()) refs.push_back(CheckpointRef::at_epoch(e));
+  std::vector<CheckpointInfo> out;
+  for (const auto& r : refs) {
+    CheckpointInfo info;
+    info.ref = r;
+    info.file = path(r);
+    try {
+      info.epoch = load_checkpoint(info.file).state.epoch;
+    } catch (const Error& e) {
+      info.error = e.what();
+    }
+    out.push_back(info);
+  }
+  return out;
+}
+
+std::string Saves::available() const {
+  std::vector<std::string> names;
+  for (const char* n : {"best.ckpt", "last.ckpt"})
+    if (fs::exists(dir_ + "/" + n)) names.push_back(n);
+  for (int64_t e : epochs()) names.push_back(epoch_file_name(e));
+  return names.empty() ? "none" : join(names);
+}
+
+nlohmann::json Saves::status() const {
+  std::ifstream in(status_file());
+  if (!in) return nlohmann::json::object();
+  try {
+    auto j = nlohmann::json::parse(in);
+    return j.is_object() ? j : nlohmann::json::object();
+  } catch (const nlohmann::json::parse_error&) {
+    return nlohmann::json::object();
+  }
+}
+
+bool Saves::status_damaged() const {
+  std::error_code ec;
+  if (!fs::exists(status_file(), ec)) return false;
+  try {
+    return !read_json_file(status_file()).is_object();
+  } catch (const Error&) {
+    return true;
+  }
+}
+
+nlohmann::json Saves::status_or_last() const {
+  auto st = status();
+  const std::string last_file = last(), file = status_file();
+  std::error_code ec;
+  if (!fs::exists(last_file, ec)) return st;
+  if (!st.empty() && fs::exists(file, ec) && fs::last_write_time(file, ec) >= fs::last_write_time(last_file, ec))
+    return st;
+  try {
+    const Checkpoint c = load_checkpoint(last_file);
+    if (st.value("epochs_done", int64_t{-1}) != c.state.epoch) {
+      st["epochs_done"] = c.state.epoch;
+      st["best_epoch"] = c.state.best_epoch;
+      st["net_class"] = c.net_class;
+      st["stale"] = true;
+    }
+  } catch (const Error&) {
+  }
+  return st;
+}
+
+void Saves::write(const std::string& file, const Checkpoint& c) const { save_checkpoint(file, c); }
+
+void Saves::write_bytes(const std::string& file, const std::string& bytes) const { write_file_atomically(file, bytes); }
+
+void Saves::write_status(const nlohmann::json& status) const {
+  write_file_atomically(status_file(), status.dump(2) + "\n");
+}
+
+void Saves::copy_in(const std::string& from, const std::string& file) const {
+  std::error_code ec;
+  fs::copy_file(from, file, ec);
+  if (ec) throw IoError(file + ": cannot copy " + from + " (" + ec.message() + ")");
+}
+
+std::string Saves::read_bytes(const std::string& file) const {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw IoError(file + ": cannot read");
+  std::ostringstream os;
+  os << in.rdbuf();
+  return os.str();
+}
+
+}  // namespace quantlab
