@@ -48,18 +48,18 @@ CLI::Validator within(int64_t lo, int64_t hi) {
       "INT in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
 }
 
-int run(const quantlab::LaunchOptions& o) {
-  std::signal(SIGINT, on_signal);
-  std::signal(SIGTERM, on_signal);
-  const quantlab::LaunchResult r = quantlab::launch(o, &g_stop, std::cout);
-  std::signal(SIGINT, SIG_DFL);
-  std::signal(SIGTERM, SIG_DFL);
-  if (r.interrupted_by == 0) return 0;
-  std::cerr << "quantlab: interrupted by " << (r.interrupted_by == SIGTERM ? "SIGTERM" : "SIGINT")
-            << "; the epoch in progress is abandoned, the checkpoints hold " << r.epochs_done
-            << " completed epochs.\nresume with: " << quantlab::resume_command(o, r.exp_id) << std::endl;
-  return 128 + r.interrupted_by;
-}
+// The signal handlers that raise g_stop, for the life of one run.
+class StopOnSignal {
+ public:
+  StopOnSignal() {
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+  }
+  ~StopOnSignal() {
+    std::signal(SIGINT, SIG_DFL);
+    std::signal(SIGTERM, SIG_DFL);
+  }
+};
 
 // The absolute path of this program (for the processes a sweep starts).
 std::string self_path(const char* argv0) {
@@ -68,41 +68,305 @@ std::string self_path(const char* argv0) {
   return ec ? std::string(argv0) : p.string();
 }
 
-int run_sweep_command(const quantlab::LaunchOptions& o, const std::string& design_file, const std::string& name,
-                      const std::vector<std::string>& grid, int64_t repeats, int64_t sample, int64_t seed,
-                      int64_t max_units, bool yes, int parallel, int64_t unit, bool srun,
-                      const std::vector<std::string>& command) {
-  quantlab::SweepOptions s;
-  s.parallel = parallel;
-  if (unit > 0) s.unit = unit;
-  s.srun = srun;
-  s.command = command;
-  s.launch = o;
-  if (!design_file.empty()) s.design = quantlab::parse_design(quantlab::read_json_file(design_file), "");
-  for (const auto& g : grid) s.design.factors.push_back(quantlab::parse_grid(g));
-  if (!name.empty()) s.design.name = name;
-  if (repeats > 0) s.design.repeats = repeats;
-  if (sample >= 0) s.design.sample = sample;
-  if (seed >= 0) s.design.seed = static_cast<uint64_t>(seed);
-  s.max_units = max_units;
-  s.yes = yes;
-  std::signal(SIGINT, on_signal);
-  std::signal(SIGTERM, on_signal);
-  const quantlab::SweepResult r = quantlab::run_sweep(s, &g_stop, std::cout);
-  std::signal(SIGINT, SIG_DFL);
-  std::signal(SIGTERM, SIG_DFL);
-  std::cout << "sweep " << s.design.name << ": " << r.finished << " of " << r.units << " units finished"
-            << (r.skipped ? " (" + std::to_string(r.skipped) + " before this run)" : std::string())
-            << (r.failed ? ", " + std::to_string(r.failed) + " failed (their errors are in the record)" : std::string())
-            << (r.elsewhere ? ", " + std::to_string(r.elsewhere) + " running in another process" : std::string())
-            << std::endl;
-  if (r.interrupted_by) {
-    std::cerr << "quantlab: sweep stopped; run the same command again to resume it" << std::endl;
+// This command line without `flag` and its value (--nproc 4, --nproc=4).
+std::vector<std::string> args_without(int argc, char** argv, const std::string& flag) {
+  std::vector<std::string> args;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == flag) {
+      ++i;
+      continue;
+    }
+    if (a.rfind(flag + "=", 0) != 0) args.push_back(a);
+  }
+  return args;
+}
+
+// Each command below declares its flags on the app and runs once they are parsed.
+
+// The main command: train or test one experiment (and the flags a sweep's units share).
+struct TrainCommand {
+  quantlab::LaunchOptions o;
+  int64_t exp_id = -1;
+  std::string load, mode = "train", config;
+  int nproc = 0;
+
+  void declare(CLI::App& app) {
+    app.add_option("--problem", o.problem, "Problem folder under --home, e.g. FashionMNIST");
+    app.add_option("--topology", o.topology, "Topology family, e.g. MLP");
+    app.add_option("--exp_id", exp_id, "Experiment to resume or test (its number)")->check(within(0, 999999999));
+    app.add_option("--load", load,
+                   "Checkpoint to load: best, last or an epoch number (default: last to train, best to test)");
+    app.add_option("--mode", mode, "train or test")->check(CLI::IsMember({"train", "test"}));
+    app.add_flag("--branch", o.branch,
+                 "Train from --load's checkpoint in a new experiment that records this one as its parent");
+    app.add_option("--ckpt_every", o.ckpt_every, "Keep a checkpoint every N epochs (default 50; 0: none)")
+        ->check(within(0, 1000000));
+    app.add_option("--log_every", o.log_every,
+                   "Log the training loss to TensorBoard every N batches (0: per epoch only)")
+        ->check(within(0, 1000000000));
+    app.add_option("--config", config, "Config file in <home>/<Problem>/ for a new experiment (default: config.json)");
+    app.add_option("--set", o.overrides,
+                   "PATH=VALUE: change the new experiment's config at a dotted path (treat.optimizer.params.lr=0.003; "
+                   "+PATH=VALUE adds a key); repeatable, recorded in the experiment's config.json")
+        ->expected(1)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+    app.add_option("--home", o.home, "Main folder holding <Problem>/config.json (default: .)");
+    app.add_option("--device", o.device, "cpu, cuda or auto")->check(CLI::IsMember({"cpu", "cuda", "auto"}));
+    app.add_option("--threads", o.threads, "Intra-op threads (default: all available cores)")->check(within(0, 1024));
+    app.add_flag("--amp", o.amp,
+                 "Mixed precision: convolutions and matrix products in bfloat16, ANA, batch norm and the loss in "
+                 "float32 (docs/GPU.md)");
+    app.add_flag("--channels_last", o.channels_last,
+                 "Convolutional networks in channels-last layout on CUDA too (always on the CPU; docs/GPU.md)");
+    app.add_flag("--deterministic", o.deterministic,
+                 "Deterministic algorithms (cuDNN without autotuning): a resumed GPU run repeats bit for bit");
+    app.add_option("--data", o.data, "Folder with the problem's data files (default: <home>/<Problem>/data)");
+    app.add_option("--nproc", nproc, "Train with N processes on this machine (data parallel; docs/DISTRIBUTED.md)")
+        ->check(within(1, 1024));
+    app.add_option("--master_addr", o.master_addr,
+                   "Distributed: the master's address (default: MASTER_ADDR, or SLURM's first node)");
+    app.add_option("--master_port", o.master_port, "Distributed: the master's port (default: MASTER_PORT or 29500)")
+        ->check(within(1, 65535));
+    app.add_option("--dist_timeout", o.dist_timeout_s,
+                   "Distributed: seconds a collective may wait for a rank (default 60)")
+        ->check(within(1, 86400));
+  }
+
+  // The parsed flags into `o`.
+  void finish(const CLI::App& app) {
+    if (exp_id >= 0) o.exp_id = exp_id;
+    if (app.count("--config") > 0) o.config = config;
+    if (!load.empty() || app.count("--load") > 0) o.load = load;
+    o.mode = mode == "test" ? quantlab::LaunchMode::kTest : quantlab::LaunchMode::kTrain;
+    if (std::getenv("QUANTLAB_LAUNCHER") && std::getenv("WORLD_SIZE")) o.nproc = std::atoi(std::getenv("WORLD_SIZE"));
+  }
+
+  // --nproc=N: this command line without --nproc, in N processes.
+  int run_processes(int argc, char** argv) const {
+    return quantlab::dist::run_local_processes(nproc, argv[0], args_without(argc, argv, "--nproc"), o.dist_timeout_s,
+                                               std::cerr);
+  }
+
+  int run() const {
+    quantlab::LaunchResult r;
+    {
+      StopOnSignal handlers;
+      r = quantlab::launch(o, &g_stop, std::cout);
+    }
+    if (r.interrupted_by == 0) return 0;
+    std::cerr << "quantlab: interrupted by " << (r.interrupted_by == SIGTERM ? "SIGTERM" : "SIGINT")
+              << "; the epoch in progress is abandoned, the checkpoints hold " << r.epochs_done
+              << " completed epochs.\nresume with: " << quantlab::resume_command(o, r.exp_id) << std::endl;
     return 128 + r.interrupted_by;
   }
-  if (s.unit && r.elsewhere) return quantlab::kExitElsewhere;
-  return r.failed ? 1 : 0;
-}
+};
+
+struct ListCommand {
+  std::string problem, home = ".";
+  CLI::App* cmd = nullptr;
+
+  void declare(CLI::App& app) {
+    cmd = app.add_subcommand("list", "One line per experiment of a problem");
+    cmd->add_option("--problem", problem, "Problem folder")->required();
+    cmd->add_option("--home", home, "Main folder (default: .)");
+  }
+  int run() const {
+    quantlab::list_experiments(home, problem, std::cout);
+    return 0;
+  }
+};
+
+struct CompareCommand {
+  quantlab::CompareOptions cmp;
+  std::string ids;
+  CLI::App* cmd = nullptr;
+
+  void declare(CLI::App& app) {
+    cmd = app.add_subcommand(
+        "compare", "One row per experiment: the config paths where they differ, best validation and test accuracy");
+    cmd->add_option("--problem", cmp.problem, "Problem folder")->required();
+    cmd->add_option("--ids", ids, "Experiments to compare, e.g. 1,3,5-8 (default: all)");
+    cmd->add_option("--sweep", cmp.sweep, "The experiments of this sweep");
+    cmd->add_option("--sort", cmp.sort, "exp (default), valid, test, epochs, time or a column's config path");
+    cmd->add_option("--format", cmp.format, "table (default), csv, markdown or json")
+        ->check(CLI::IsMember({"table", "csv", "markdown", "json"}));
+    cmd->add_option("--home", cmp.home, "Main folder (default: .)");
+    cmd->add_option("--by", cmp.by,
+                    "A column (a factor): one row per level with the mean accuracies (its main effect)");
+  }
+  int run() {
+    if (!ids.empty()) cmp.ids = quantlab::parse_id_list(ids);
+    quantlab::compare_experiments(cmp, std::cout);
+    return 0;
+  }
+};
+
+struct DiffCommand {
+  std::string problem, home = ".";
+  int64_t a = -1, b = -1;
+  CLI::App* cmd = nullptr;
+
+  void declare(CLI::App& app) {
+    cmd = app.add_subcommand("diff", "The config paths where two experiments differ");
+    cmd->add_option("--problem", problem, "Problem folder")->required();
+    cmd->add_option("a", a, "An experiment")->required()->check(within(0, 999999999));
+    cmd->add_option("b", b, "Another experiment")->required()->check(within(0, 999999999));
+    cmd->add_option("--home", home, "Main folder (default: .)");
+  }
+  int run() const {
+    quantlab::diff_experiments(home, problem, a, b, std::cout);
+    return 0;
+  }
+};
+
+struct SweepCommand {
+  std::string design, name;
+  std::vector<std::string> grid;
+  int64_t repeats = 0, sample = -1, seed = -1, max_units = 100, unit = 0;
+  bool yes = false, srun = false;
+  int parallel = 1;
+  CLI::App* cmd = nullptr;
+
+  void declare(CLI::App& app) {
+    cmd = app.add_subcommand(
+        "sweep", "One experiment per unit of a design (a grid of config paths' levels); run again to resume");
+    cmd->add_option("--design", design,
+                    "The design file (JSON: name, factors {PATH: [levels]}, repeats, sample, seed)");
+    cmd->add_option("--grid", grid, "PATH=a,b,c: a factor and its levels (repeatable; after the design's)")
+        ->expected(1)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+    cmd->add_option("--name", name, "The sweep's name (default: the design's)");
+    cmd->add_option("--repeats", repeats, "Each unit N times with other data seeds")->check(within(1, 1000));
+    cmd->add_option("--sample", sample, "A random sample of N units of the grid")->check(within(0, 1000000));
+    cmd->add_option("--seed", seed, "The sample's seed")->check(within(0, 1000000000));
+    cmd->add_option("--max_units", max_units, "More units than this need --yes (default 100)")
+        ->check(within(1, 1000000));
+    cmd->add_flag("--yes", yes, "Run however many units the design has");
+    cmd->add_option("--parallel", parallel, "Run K units at a time, each in a process with the cores / K threads")
+        ->check(within(1, 1024));
+    cmd->add_option("--unit", unit, "Run this unit only (1-based; a SLURM array task: --unit=$SLURM_ARRAY_TASK_ID)")
+        ->check(within(1, 1000000));
+    cmd->add_flag("--srun", srun, "Share the units among SLURM's tasks (srun -n K quantlab sweep ... --srun)");
+    cmd->fallthrough();  // --problem, --topology, --threads, ... are the training flags
+  }
+
+  // `training`: the units' flags; the units run this command line without --parallel.
+  int run(const quantlab::LaunchOptions& training, int argc, char** argv) const {
+    quantlab::SweepOptions s;
+    s.parallel = parallel;
+    if (unit > 0) s.unit = unit;
+    s.srun = srun;
+    s.command = {self_path(argv[0])};
+    for (const auto& a : args_without(argc, argv, "--parallel")) s.command.push_back(a);
+    s.launch = training;
+    if (!design.empty()) s.design = quantlab::parse_design(quantlab::read_json_file(design), "");
+    for (const auto& g : grid) s.design.factors.push_back(quantlab::parse_grid(g));
+    if (!name.empty()) s.design.name = name;
+    if (repeats > 0) s.design.repeats = repeats;
+    if (sample >= 0) s.design.sample = sample;
+    if (seed >= 0) s.design.seed = static_cast<uint64_t>(seed);
+    s.max_units = max_units;
+    s.yes = yes;
+    quantlab::SweepResult r;
+    {
+      StopOnSignal handlers;
+      r = quantlab::run_sweep(s, &g_stop, std::cout);
+    }
+    std::cout << "sweep " << s.design.name << ": " << r.finished << " of " << r.units << " units finished"
+              << (r.skipped ? " (" + std::to_string(r.skipped) + " before this run)" : std::string())
+              << (r.failed ? ", " + std::to_string(r.failed) + " failed (their errors are in the record)"
+                           : std::string())
+              << (r.elsewhere ? ", " + std::to_string(r.elsewhere) + " running in another process" : std::string())
+              << std::endl;
+    if (r.interrupted_by) {
+      std::cerr << "quantlab: sweep stopped; run the same command again to resume it" << std::endl;
+      return 128 + r.interrupted_by;
+    }
+    if (s.unit && r.elsewhere) return quantlab::kExitElsewhere;
+    return r.failed ? 1 : 0;
+  }
+};
+
+struct ProblemAddCommand {
+  std::string name, home = ".";
+  CLI::App* cmd = nullptr;
+
+  void declare(CLI::App& app) {
+    CLI::App* problem = app.add_subcommand("problem", "Manage problems");
+    cmd = problem->add_subcommand("add", "Create <home>/NAME/config.json and its storage folders");
+    cmd->add_option("name", name, "Problem name")->required();
+    cmd->add_option("--home", home, "Main folder (default: .)");
+    problem->require_subcommand(1);
+  }
+  int run() const {
+    for (const auto& line : quantlab::add_problem(quantlab::read_storage(home), name)) std::cout << line << std::endl;
+    return 0;
+  }
+};
+
+struct ExportCommand {
+  quantlab::ExportOptions ex;
+  bool no_check = false;
+  CLI::App* cmd = nullptr;
+
+  void declare(CLI::App& app) {
+    cmd = app.add_subcommand("export", "Write a trained experiment as an integer model (or ONNX) and check its parity");
+    cmd->add_option("--problem", ex.problem, "Problem folder")->required();
+    cmd->add_option("--exp_id", ex.exp_id, "The experiment")->required()->check(within(0, 999999999));
+    cmd->add_option("--load", ex.load, "Checkpoint: best (default), last or an epoch number");
+    cmd->add_option("--format", ex.format, "qlm (the integer runtime's, default) or onnx")
+        ->check(CLI::IsMember({"qlm", "onnx"}));
+    cmd->add_option("--out", ex.out, "The file to write (default: <experiment>/export/<class>_<load>.<format>)");
+    cmd->add_option("--home", ex.home, "Main folder (default: .)");
+    cmd->add_option("--data", ex.data, "Folder with the problem's data files");
+    cmd->add_option("--threads", ex.threads, "Threads of the parity check (default: all)")->check(within(0, 1024));
+    cmd->add_flag("--no_check", no_check, "Skip the parity check");
+  }
+  int run() {
+    ex.check = !no_check;
+    quantlab::run_export(ex, std::cout);
+    return 0;
+  }
+};
+
+struct InferCommand {
+  quantlab::InferOptions inf;
+  CLI::App* cmd = nullptr;
+
+  void declare(CLI::App& app) {
+    cmd = app.add_subcommand("infer", "Run an exported model on a problem's test set with the integer runtime");
+    cmd->add_option("--model", inf.model, "The model file")->required();
+    cmd->add_option("--problem", inf.problem, "Problem folder (its test set)");
+    cmd->add_option("--home", inf.home, "Main folder (default: .)");
+    cmd->add_option("--data", inf.data, "Folder with the test files (instead of --problem's)");
+    cmd->add_option("--threads", inf.threads, "Threads (default: all)")->check(within(0, 1024));
+    cmd->add_option("--labels", inf.labels_out, "Write the predicted labels to this file, one per line");
+  }
+  int run() const {
+    quantlab::run_infer(inf, std::cout);
+    return 0;
+  }
+};
+
+struct ValprepCommand {
+  std::string images, labels, out;
+  CLI::App* cmd = nullptr;
+
+  void declare(CLI::App& app) {
+    cmd = app.add_subcommand("valprep",
+                             "Sort ImageNet's flat validation folder into <wnid>/ class folders (as valprep.sh)");
+    cmd->add_option("--images", images, "The flat folder of validation images")->required();
+    cmd->add_option("--labels", labels, "Labels: '<image> <wnid>' lines, LOC_val_solution.csv or valprep.sh")
+        ->required();
+    cmd->add_option("--out", out, "Where the class folders go (default: --images itself)");
+  }
+  int run() const {
+    const std::string to = out.empty() ? images : out;
+    std::cout << quantlab::data::valprep_report(quantlab::data::sort_validation_images(images, labels, to), images, to);
+    return 0;
+  }
+};
 
 }  // namespace
 
@@ -112,201 +376,37 @@ int main(int argc, char** argv) {
   app.set_version_flag(
       "--version", [] { return quantlab::describe_build(quantlab::build_info()); },
       "What this QuantLab is built against: libtorch, CUDA, cuDNN, NCCL, its CUDA kernels");
-  quantlab::LaunchOptions o;
-  int64_t exp_id = -1;
-  std::string load, mode = "train";
-  app.add_option("--problem", o.problem, "Problem folder under --home, e.g. FashionMNIST");
-  app.add_option("--topology", o.topology, "Topology family, e.g. MLP");
-  app.add_option("--exp_id", exp_id, "Experiment to resume or test (its number)")->check(within(0, 999999999));
-  app.add_option("--load", load,
-                 "Checkpoint to load: best, last or an epoch number (default: last to train, best to test)");
-  app.add_option("--mode", mode, "train or test")->check(CLI::IsMember({"train", "test"}));
-  app.add_flag("--branch", o.branch,
-               "Train from --load's checkpoint in a new experiment that records this one as its parent");
-  app.add_option("--ckpt_every", o.ckpt_every, "Keep a checkpoint every N epochs (default 50; 0: none)")
-      ->check(within(0, 1000000));
-  app.add_option("--log_every", o.log_every, "Log the training loss to TensorBoard every N batches (0: per epoch only)")
-      ->check(within(0, 1000000000));
-  std::string config;
-  app.add_option("--config", config, "Config file in <home>/<Problem>/ for a new experiment (default: config.json)");
-  app.add_option("--set", o.overrides,
-                 "PATH=VALUE: change the new experiment's config at a dotted path (treat.optimizer.params.lr=0.003; "
-                 "+PATH=VALUE adds a key); repeatable, recorded in the experiment's config.json")
-      ->expected(1)
-      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
-  app.add_option("--home", o.home, "Main folder holding <Problem>/config.json (default: .)");
-  app.add_option("--device", o.device, "cpu, cuda or auto")->check(CLI::IsMember({"cpu", "cuda", "auto"}));
-  app.add_option("--threads", o.threads, "Intra-op threads (default: all available cores)")->check(within(0, 1024));
-  app.add_flag("--amp", o.amp,
-               "Mixed precision: convolutions and matrix products in bfloat16, ANA, batch norm and the loss in "
-               "float32 (docs/GPU.md)");
-  app.add_flag("--channels_last", o.channels_last,
-               "Convolutional networks in channels-last layout on CUDA too (always on the CPU; docs/GPU.md)");
-  app.add_flag("--deterministic", o.deterministic,
-               "Deterministic algorithms (cuDNN without autotuning): a resumed GPU run repeats bit for bit");
-  app.add_option("--data", o.data, "Folder with the problem's data files (default: <home>/<Problem>/data)");
-  int nproc = 0;
-  app.add_option("--nproc", nproc, "Train with N processes on this machine (data parallel; docs/DISTRIBUTED.md)")
-      ->check(within(1, 1024));
-  app.add_option("--master_addr", o.master_addr,
-                 "Distributed: the master's address (default: MASTER_ADDR, or SLURM's first node)");
-  app.add_option("--master_port", o.master_port, "Distributed: the master's port (default: MASTER_PORT or 29500)")
-      ->check(within(1, 65535));
-  app.add_option("--dist_timeout", o.dist_timeout_s,
-                 "Distributed: seconds a collective may wait for a rank (default 60)")
-      ->check(within(1, 86400));
-  std::string list_problem, list_home = ".", add_name, add_home = ".";
-  CLI::App* list = app.add_subcommand("list", "One line per experiment of a problem");
-  list->add_option("--problem", list_problem, "Problem folder")->required();
-  list->add_option("--home", list_home, "Main folder (default: .)");
-  quantlab::CompareOptions cmp;
-  std::string cmp_ids;
-  CLI::App* compare = app.add_subcommand(
-      "compare", "One row per experiment: the config paths where they differ, best validation and test accuracy");
-  compare->add_option("--problem", cmp.problem, "Problem folder")->required();
-  compare->add_option("--ids", cmp_ids, "Experiments to compare, e.g. 1,3,5-8 (default: all)");
-  compare->add_option("--sweep", cmp.sweep, "The experiments of this sweep");
-  compare->add_option("--sort", cmp.sort, "exp (default), valid, test, epochs, time or a column's config path");
-  compare->add_option("--format", cmp.format, "table (default), csv, markdown or json")
-      ->check(CLI::IsMember({"table", "csv", "markdown", "json"}));
-  compare->add_option("--home", cmp.home, "Main folder (default: .)");
-  compare->add_option("--by", cmp.by,
-                      "A column (a factor): one row per level with the mean accuracies (its main effect)");
-  std::string diff_problem, diff_home = ".";
-  int64_t diff_a = -1, diff_b = -1;
-  CLI::App* diff = app.add_subcommand("diff", "The config paths where two experiments differ");
-  diff->add_option("--problem", diff_problem, "Problem folder")->required();
-  diff->add_option("a", diff_a, "An experiment")->required()->check(within(0, 999999999));
-  diff->add_option("b", diff_b, "Another experiment")->required()->check(within(0, 999999999));
-  diff->add_option("--home", diff_home, "Main folder (default: .)");
-  std::string sw_design, sw_name;
-  std::vector<std::string> sw_grid;
-  int64_t sw_repeats = 0, sw_sample = -1, sw_seed = -1, sw_max = 100;
-  bool sw_yes = false;
-  CLI::App* sweep = app.add_subcommand(
-      "sweep", "One experiment per unit of a design (a grid of config paths' levels); run again to resume");
-  sweep->add_option("--design", sw_design,
-                    "The design file (JSON: name, factors {PATH: [levels]}, repeats, sample, seed)");
-  sweep->add_option("--grid", sw_grid, "PATH=a,b,c: a factor and its levels (repeatable; after the design's)")
-      ->expected(1)
-      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
-  sweep->add_option("--name", sw_name, "The sweep's name (default: the design's)");
-  sweep->add_option("--repeats", sw_repeats, "Each unit N times with other data seeds")->check(within(1, 1000));
-  sweep->add_option("--sample", sw_sample, "A random sample of N units of the grid")->check(within(0, 1000000));
-  sweep->add_option("--seed", sw_seed, "The sample's seed")->check(within(0, 1000000000));
-  sweep->add_option("--max_units", sw_max, "More units than this need --yes (default 100)")->check(within(1, 1000000));
-  sweep->add_flag("--yes", sw_yes, "Run however many units the design has");
-  int sw_parallel = 1;
-  int64_t sw_unit = 0;
-  bool sw_srun = false;
-  sweep->add_option("--parallel", sw_parallel, "Run K units at a time, each in a process with the cores / K threads")
-      ->check(within(1, 1024));
-  sweep->add_option("--unit", sw_unit, "Run this unit only (1-based; a SLURM array task: --unit=$SLURM_ARRAY_TASK_ID)")
-      ->check(within(1, 1000000));
-  sweep->add_flag("--srun", sw_srun, "Share the units among SLURM's tasks (srun -n K quantlab sweep ... --srun)");
-  sweep->fallthrough();  // --problem, --topology, --threads, ... are the training flags
-  CLI::App* problem = app.add_subcommand("problem", "Manage problems");
-  CLI::App* add = problem->add_subcommand("add", "Create <home>/NAME/config.json and its storage folders");
-  add->add_option("name", add_name, "Problem name")->required();
-  add->add_option("--home", add_home, "Main folder (default: .)");
-  problem->require_subcommand(1);
-  quantlab::ExportOptions ex;
-  CLI::App* exporter =
-      app.add_subcommand("export", "Write a trained experiment as an integer model (or ONNX) and check its parity");
-  exporter->add_option("--problem", ex.problem, "Problem folder")->required();
-  exporter->add_option("--exp_id", ex.exp_id, "The experiment")->required()->check(within(0, 999999999));
-  exporter->add_option("--load", ex.load, "Checkpoint: best (default), last or an epoch number");
-  exporter->add_option("--format", ex.format, "qlm (the integer runtime's, default) or onnx")
-      ->check(CLI::IsMember({"qlm", "onnx"}));
-  exporter->add_option("--out", ex.out, "The file to write (default: <experiment>/export/<class>_<load>.<format>)");
-  exporter->add_option("--home", ex.home, "Main folder (default: .)");
-  exporter->add_option("--data", ex.data, "Folder with the problem's data files");
-  exporter->add_option("--threads", ex.threads, "Threads of the parity check (default: all)")->check(within(0, 1024));
-  bool no_check = false;
-  exporter->add_flag("--no_check", no_check, "Skip the parity check");
-  quantlab::InferOptions inf;
-  CLI::App* infer =
-      app.add_subcommand("infer", "Run an exported model on a problem's test set with the integer runtime");
-  infer->add_option("--model", inf.model, "The model file")->required();
-  infer->add_option("--problem", inf.problem, "Problem folder (its test set)");
-  infer->add_option("--home", inf.home, "Main folder (default: .)");
-  infer->add_option("--data", inf.data, "Folder with the test files (instead of --problem's)");
-  infer->add_option("--threads", inf.threads, "Threads (default: all)")->check(within(0, 1024));
-  infer->add_option("--labels", inf.labels_out, "Write the predicted labels to this file, one per line");
-  std::string vp_images, vp_labels, vp_out;
-  CLI::App* valprep = app.add_subcommand(
-      "valprep", "Sort ImageNet's flat validation folder into <wnid>/ class folders (as valprep.sh)");
-  valprep->add_option("--images", vp_images, "The flat folder of validation images")->required();
-  valprep->add_option("--labels", vp_labels, "Labels: '<image> <wnid>' lines, LOC_val_solution.csv or valprep.sh")
-      ->required();
-  valprep->add_option("--out", vp_out, "Where the class folders go (default: --images itself)");
+  TrainCommand train;
+  ListCommand list;
+  CompareCommand compare;
+  DiffCommand diff;
+  SweepCommand sweep;
+  ProblemAddCommand add;
+  ExportCommand exporter;
+  InferCommand infer;
+  ValprepCommand valprep;
+  train.declare(app);
+  list.declare(app);
+  compare.declare(app);
+  diff.declare(app);
+  sweep.declare(app);
+  add.declare(app);
+  exporter.declare(app);
+  infer.declare(app);
+  valprep.declare(app);
   CLI11_PARSE(app, argc, argv);
-  if (exp_id >= 0) o.exp_id = exp_id;
-  if (app.count("--config") > 0) o.config = config;
-  if (!load.empty() || app.count("--load") > 0) o.load = load;
-  o.mode = mode == "test" ? quantlab::LaunchMode::kTest : quantlab::LaunchMode::kTrain;
-  if (std::getenv("QUANTLAB_LAUNCHER") && std::getenv("WORLD_SIZE")) o.nproc = std::atoi(std::getenv("WORLD_SIZE"));
+  train.finish(app);
   try {
-    if (nproc > 1) {
-      std::vector<std::string> args;  // this command line without --nproc
-      for (int i = 1; i < argc; ++i) {
-        const std::string a = argv[i];
-        if (a == "--nproc") {
-          ++i;
-          continue;
-        }
-        if (a.rfind("--nproc=", 0) == 0) continue;
-        args.push_back(a);
-      }
-      return quantlab::dist::run_local_processes(nproc, argv[0], args, o.dist_timeout_s, std::cerr);
-    }
-    if (*list) {
-      quantlab::list_experiments(list_home, list_problem, std::cout);
-      return 0;
-    }
-    if (*sweep) {
-      std::vector<std::string> command{self_path(argv[0])};  // this command line without --parallel
-      for (int i = 1; i < argc; ++i) {
-        const std::string a = argv[i];
-        if (a == "--parallel") {
-          ++i;
-          continue;
-        }
-        if (a.rfind("--parallel=", 0) != 0) command.push_back(a);
-      }
-      return run_sweep_command(o, sw_design, sw_name, sw_grid, sw_repeats, sw_sample, sw_seed, sw_max, sw_yes,
-                               sw_parallel, sw_unit, sw_srun, command);
-    }
-    if (*compare) {
-      if (!cmp_ids.empty()) cmp.ids = quantlab::parse_id_list(cmp_ids);
-      quantlab::compare_experiments(cmp, std::cout);
-      return 0;
-    }
-    if (*diff) {
-      quantlab::diff_experiments(diff_home, diff_problem, diff_a, diff_b, std::cout);
-      return 0;
-    }
-    if (*exporter) {
-      ex.check = !no_check;
-      quantlab::run_export(ex, std::cout);
-      return 0;
-    }
-    if (*infer) {
-      quantlab::run_infer(inf, std::cout);
-      return 0;
-    }
-    if (*valprep) {
-      std::cout << quantlab::data::valprep_report(
-          quantlab::data::sort_validation_images(vp_images, vp_labels, vp_out.empty() ? vp_images : vp_out), vp_images,
-          vp_out.empty() ? vp_images : vp_out);
-      return 0;
-    }
-    if (*add) {
-      for (const auto& line : quantlab::add_problem(quantlab::read_storage(add_home), add_name))
-        std::cout << line << std::endl;
-      return 0;
-    }
-    return run(o);
+    if (train.nproc > 1) return train.run_processes(argc, argv);
+    if (*list.cmd) return list.run();
+    if (*sweep.cmd) return sweep.run(train.o, argc, argv);
+    if (*compare.cmd) return compare.run();
+    if (*diff.cmd) return diff.run();
+    if (*exporter.cmd) return exporter.run();
+    if (*infer.cmd) return infer.run();
+    if (*valprep.cmd) return valprep.run();
+    if (*add.cmd) return add.run();
+    return train.run();
   } catch (const quantlab::Error& e) {
     std::cerr << "quantlab: error: " << e.what() << std::endl;
   } catch (const c10::Error& e) {
