@@ -53,7 +53,7 @@ int main(int argc, char** argv) {
   at::set_num_threads(1);
   const auto env = quantlab::dist::environment_from_process();
   auto comm = quantlab::dist::Communicator::connect(*env, torch::kCPU, std::chrono::seconds(120));
-  quantlab::Experiment exp(quantlab::read_json_file(config), topology, torch::kCPU);
+  quantlab::train::Experiment exp(quantlab::config::read_json_file(config), topology, torch::kCPU);
   quantlab::dist::GradientSync sync(*exp.net, *comm);
   int64_t params = 0;
   for (const auto& p : exp.net->parameters()) params += p.numel();

@@ -55,16 +55,16 @@ int main(int argc, char** argv) {
       mallopt(M_TRIM_THRESHOLD, 0);
       mallopt(M_MMAP_MAX, 1 << 20);
     }
-    quantlab::AnaScheme s;
-    s.noise = quantlab::noise_family_from_name(noise);
+    quantlab::core::AnaScheme s;
+    s.noise = quantlab::core::noise_family_from_name(noise);
     std::vector<float> t, q;
     for (int k = 0; k < levels; ++k) q.push_back(static_cast<float>(k - levels / 2));
     for (int k = 1; k < levels; ++k) t.push_back(0.5f * (q[k - 1] + q[k]));
-    s.quantizer = quantlab::Quantizer::from_stair(t, q);
-    quantlab::NoiseState ns{0.0f, 0.5f, 0.5f};
+    s.quantizer = quantlab::core::Quantizer::from_stair(t, q);
+    quantlab::core::NoiseState ns{0.0f, 0.5f, 0.5f};
     if (device_name == "cuda") {
       const torch::Device dev = quantlab::resolve_device("cuda");
-      const auto stair = quantlab::stair_tensor(s.quantizer, dev);
+      const auto stair = quantlab::core::stair_tensor(s.quantizer, dev);
       const auto x = torch::randn({n}, torch::TensorOptions().device(dev)) * (levels / 2.0);
       const auto g = torch::randn({n}, torch::TensorOptions().device(dev));
       auto timed = [&](const std::function<void()>& f) {
@@ -98,8 +98,8 @@ int main(int argc, char** argv) {
 #endif
       } else {
         torch::NoGradGuard ng;
-        fwd_s = timed([&] { y = quantlab::ana_tensor_ops_forward(x, s, ns.mu, ns.sigma_forward); });
-        bwd_s = timed([&] { y = quantlab::ana_tensor_ops_backward(x, g, s, ns.mu, ns.sigma_backward); });
+        fwd_s = timed([&] { y = quantlab::core::ana_tensor_ops_forward(x, s, ns.mu, ns.sigma_forward); });
+        bwd_s = timed([&] { y = quantlab::core::ana_tensor_ops_backward(x, g, s, ns.mu, ns.sigma_backward); });
       }
       const double N = static_cast<double>(n);
       std::cout << "{\"impl\": \"" << impl << "\", \"device\": \"cuda\", \"n\": " << n << ", \"levels\": " << levels
@@ -109,7 +109,7 @@ int main(int argc, char** argv) {
                 << ", \"forward_of_copy\": " << copy_s / fwd_s << "}" << std::endl;
       return 0;
     }
-    const auto stair = quantlab::stair_tensor(s.quantizer, torch::kCPU);
+    const auto stair = quantlab::core::stair_tensor(s.quantizer, torch::kCPU);
     auto x = (torch::randn({n}) * (levels / 2.0)).requires_grad_(true);
     const auto g = torch::randn({n});
     const long rss0 = peak_rss_kib();
@@ -117,12 +117,12 @@ int main(int argc, char** argv) {
     for (int i = 0; i < reps + 2; ++i) {
       const auto t0 = std::chrono::steady_clock::now();
       if (impl == "fused") {
-        auto y = quantlab::ana(x, stair, s, ns, true);
+        auto y = quantlab::core::ana(x, stair, s, ns, true);
         y.backward(g);
       } else {
         torch::NoGradGuard ng;
-        auto y = quantlab::ana_tensor_ops_forward(x, s, ns.mu, ns.sigma_forward);
-        auto gx = quantlab::ana_tensor_ops_backward(x, g, s, ns.mu, ns.sigma_backward);
+        auto y = quantlab::core::ana_tensor_ops_forward(x, s, ns.mu, ns.sigma_forward);
+        auto gx = quantlab::core::ana_tensor_ops_backward(x, g, s, ns.mu, ns.sigma_backward);
       }
       const auto t1 = std::chrono::steady_clock::now();
       x.mutable_grad() = torch::Tensor();

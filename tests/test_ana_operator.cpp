@@ -11,6 +11,7 @@
 #include "quantlab/core/ana_cuda.h"
 #endif
 #include "quantlab/util/error.h"
+#include "test_names.h"
 
 namespace quantlab {
 namespace {

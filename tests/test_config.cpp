@@ -6,6 +6,7 @@
 #include "quantlab/config/json_node.h"
 #include "quantlab/train/experiment.h"
 #include "quantlab/util/error.h"
+#include "test_names.h"
 
 namespace quantlab {
 namespace {

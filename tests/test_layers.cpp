@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "quantlab/nn/ana_layers.h"
+#include "test_names.h"
 
 namespace quantlab {
 namespace {

@@ -4,6 +4,7 @@
 #include "quantlab/topology/mlp.h"
 #include "quantlab/train/thermostat.h"
 #include "quantlab/util/error.h"
+#include "test_names.h"
 
 namespace quantlab {
 namespace {

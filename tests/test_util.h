@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "quantlab/experiment/checkpoint.h"
+#include "test_names.h"
 
 namespace quantlab::testing {
 

@@ -86,7 +86,7 @@ std::vector<std::string> args_without(int argc, char** argv, const std::string& 
 
 // The main command: train or test one experiment (and the flags a sweep's units share).
 struct TrainCommand {
-  quantlab::LaunchOptions o;
+  quantlab::experiment::LaunchOptions o;
   int64_t exp_id = -1;
   std::string load, mode = "train", config;
   int nproc = 0;
@@ -138,7 +138,7 @@ struct TrainCommand {
     if (exp_id >= 0) o.exp_id = exp_id;
     if (app.count("--config") > 0) o.config = config;
     if (!load.empty() || app.count("--load") > 0) o.load = load;
-    o.mode = mode == "test" ? quantlab::LaunchMode::kTest : quantlab::LaunchMode::kTrain;
+    o.mode = mode == "test" ? quantlab::experiment::LaunchMode::kTest : quantlab::experiment::LaunchMode::kTrain;
     if (std::getenv("QUANTLAB_LAUNCHER") && std::getenv("WORLD_SIZE")) o.nproc = std::atoi(std::getenv("WORLD_SIZE"));
   }
 
@@ -149,15 +149,15 @@ struct TrainCommand {
   }
 
   int run() const {
-    quantlab::LaunchResult r;
+    quantlab::experiment::LaunchResult r;
     {
       StopOnSignal handlers;
-      r = quantlab::launch(o, &g_stop, std::cout);
+      r = quantlab::experiment::launch(o, &g_stop, std::cout);
     }
     if (r.interrupted_by == 0) return 0;
     std::cerr << "quantlab: interrupted by " << (r.interrupted_by == SIGTERM ? "SIGTERM" : "SIGINT")
               << "; the epoch in progress is abandoned, the checkpoints hold " << r.epochs_done
-              << " completed epochs.\nresume with: " << quantlab::resume_command(o, r.exp_id) << std::endl;
+              << " completed epochs.\nresume with: " << quantlab::experiment::resume_command(o, r.exp_id) << std::endl;
     return 128 + r.interrupted_by;
   }
 };
@@ -172,13 +172,13 @@ struct ListCommand {
     cmd->add_option("--home", home, "Main folder (default: .)");
   }
   int run() const {
-    quantlab::list_experiments(home, problem, std::cout);
+    quantlab::experiment::list_experiments(home, problem, std::cout);
     return 0;
   }
 };
 
 struct CompareCommand {
-  quantlab::CompareOptions cmp;
+  quantlab::experiment::CompareOptions cmp;
   std::string ids;
   CLI::App* cmd = nullptr;
 
@@ -196,8 +196,8 @@ struct CompareCommand {
                     "A column (a factor): one row per level with the mean accuracies (its main effect)");
   }
   int run() {
-    if (!ids.empty()) cmp.ids = quantlab::parse_id_list(ids);
-    quantlab::compare_experiments(cmp, std::cout);
+    if (!ids.empty()) cmp.ids = quantlab::experiment::parse_id_list(ids);
+    quantlab::experiment::compare_experiments(cmp, std::cout);
     return 0;
   }
 };
@@ -215,7 +215,7 @@ struct DiffCommand {
     cmd->add_option("--home", home, "Main folder (default: .)");
   }
   int run() const {
-    quantlab::diff_experiments(home, problem, a, b, std::cout);
+    quantlab::experiment::diff_experiments(home, problem, a, b, std::cout);
     return 0;
   }
 };
@@ -252,26 +252,26 @@ struct SweepCommand {
   }
 
   // `training`: the units' flags; the units run this command line without --parallel.
-  int run(const quantlab::LaunchOptions& training, int argc, char** argv) const {
-    quantlab::SweepOptions s;
+  int run(const quantlab::experiment::LaunchOptions& training, int argc, char** argv) const {
+    quantlab::experiment::SweepOptions s;
     s.parallel = parallel;
     if (unit > 0) s.unit = unit;
     s.srun = srun;
     s.command = {self_path(argv[0])};
     for (const auto& a : args_without(argc, argv, "--parallel")) s.command.push_back(a);
     s.launch = training;
-    if (!design.empty()) s.design = quantlab::parse_design(quantlab::read_json_file(design), "");
-    for (const auto& g : grid) s.design.factors.push_back(quantlab::parse_grid(g));
+    if (!design.empty()) s.design = quantlab::experiment::parse_design(quantlab::config::read_json_file(design), "");
+    for (const auto& g : grid) s.design.factors.push_back(quantlab::experiment::parse_grid(g));
     if (!name.empty()) s.design.name = name;
     if (repeats > 0) s.design.repeats = repeats;
     if (sample >= 0) s.design.sample = sample;
     if (seed >= 0) s.design.seed = static_cast<uint64_t>(seed);
     s.max_units = max_units;
     s.yes = yes;
-    quantlab::SweepResult r;
+    quantlab::experiment::SweepResult r;
     {
       StopOnSignal handlers;
-      r = quantlab::run_sweep(s, &g_stop, std::cout);
+      r = quantlab::experiment::run_sweep(s, &g_stop, std::cout);
     }
     std::cout << "sweep " << s.design.name << ": " << r.finished << " of " << r.units << " units finished"
               << (r.skipped ? " (" + std::to_string(r.skipped) + " before this run)" : std::string())
@@ -283,7 +283,7 @@ struct SweepCommand {
       std::cerr << "quantlab: sweep stopped; run the same command again to resume it" << std::endl;
       return 128 + r.interrupted_by;
     }
-    if (s.unit && r.elsewhere) return quantlab::kExitElsewhere;
+    if (s.unit && r.elsewhere) return quantlab::experiment::kExitElsewhere;
     return r.failed ? 1 : 0;
   }
 };
@@ -300,13 +300,14 @@ struct ProblemAddCommand {
     problem->require_subcommand(1);
   }
   int run() const {
-    for (const auto& line : quantlab::add_problem(quantlab::read_storage(home), name)) std::cout << line << std::endl;
+    for (const auto& line : quantlab::experiment::add_problem(quantlab::experiment::read_storage(home), name))
+      std::cout << line << std::endl;
     return 0;
   }
 };
 
 struct ExportCommand {
-  quantlab::ExportOptions ex;
+  quantlab::export_::ExportOptions ex;
   bool no_check = false;
   CLI::App* cmd = nullptr;
 
@@ -325,13 +326,13 @@ struct ExportCommand {
   }
   int run() {
     ex.check = !no_check;
-    quantlab::run_export(ex, std::cout);
+    quantlab::export_::run_export(ex, std::cout);
     return 0;
   }
 };
 
 struct InferCommand {
-  quantlab::InferOptions inf;
+  quantlab::export_::InferOptions inf;
   CLI::App* cmd = nullptr;
 
   void declare(CLI::App& app) {
@@ -344,7 +345,7 @@ struct InferCommand {
     cmd->add_option("--labels", inf.labels_out, "Write the predicted labels to this file, one per line");
   }
   int run() const {
-    quantlab::run_infer(inf, std::cout);
+    quantlab::export_::run_infer(inf, std::cout);
     return 0;
   }
 };

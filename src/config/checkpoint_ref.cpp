@@ -5,7 +5,7 @@
 
 #include "quantlab/util/error.h"
 
-namespace quantlab {
+namespace quantlab::config {
 
 CheckpointRef CheckpointRef::parse(const std::string& text, const std::string& what) {
   if (text == "best") return best();
@@ -45,4 +45,4 @@ int64_t epoch_of_file_name(const std::string& n) {
   return std::stoll(digits);
 }
 
-}  // namespace quantlab
+}  // namespace quantlab::config

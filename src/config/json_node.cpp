@@ -9,7 +9,7 @@
 #include "quantlab/util/read_file.h"
 #include "quantlab/util/strings.h"
 
-namespace quantlab {
+namespace quantlab::config {
 
 JsonNode::JsonNode(const nlohmann::json& value, std::string path) : value_(&value), path_(std::move(path)) {}
 
@@ -163,4 +163,4 @@ nlohmann::json read_json_file(const std::string& file) {
   return parse_json_text(read_small_file(file, kMaxJsonFileBytes, "JSON file"), file);
 }
 
-}  // namespace quantlab
+}  // namespace quantlab::config

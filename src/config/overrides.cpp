@@ -5,7 +5,7 @@
 
 #include "quantlab/util/error.h"
 
-namespace quantlab {
+namespace quantlab::config {
 namespace {
 
 const char* type_name(const nlohmann::json& v) {
@@ -163,4 +163,4 @@ void apply_overrides(nlohmann::json& config, const std::vector<std::string>& arg
   apply_overrides(config, parsed);
 }
 
-}  // namespace quantlab
+}  // namespace quantlab::config

@@ -12,7 +12,7 @@
 #include "quantlab/core/ana_cuda.h"
 #endif
 
-namespace quantlab {
+namespace quantlab::core {
 namespace {
 
 using torch::autograd::AutogradContext;
@@ -220,4 +220,4 @@ torch::Tensor ana_tensor_ops_backward(const torch::Tensor& x, const torch::Tenso
   return grad * jac;
 }
 
-}  // namespace quantlab
+}  // namespace quantlab::core

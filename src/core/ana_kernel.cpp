@@ -12,7 +12,7 @@
 #include <algorithm>
 #include <cmath>
 
-namespace quantlab::kernel {
+namespace quantlab::core::kernel {
 namespace {
 
 constexpr int64_t kChunk = 512;            // floats per chunk: stays in L1 with its scratch
@@ -189,4 +189,4 @@ void ana_backward(const float* x, const float* gy, float* gx, int64_t n, const S
   run_parallel(kBackward[static_cast<int>(family)], a, n, num_threads);
 }
 
-}  // namespace quantlab::kernel
+}  // namespace quantlab::core::kernel

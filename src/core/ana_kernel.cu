@@ -9,7 +9,7 @@
 #include "quantlab/core/ana_cuda.h"
 #include "quantlab/core/noise_math.h"
 
-namespace quantlab::kernel {
+namespace quantlab::core::kernel {
 namespace {
 
 using noise_math::cdf;
@@ -136,4 +136,4 @@ void ana_backward_cuda(const float* x, const float* gy, float* gx, int64_t n, co
   check("ana_backward_cuda");
 }
 
-}  // namespace quantlab::kernel
+}  // namespace quantlab::core::kernel

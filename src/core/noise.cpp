@@ -4,7 +4,7 @@
 #include "quantlab/util/error.h"
 #include "quantlab/util/strings.h"
 
-namespace quantlab {
+namespace quantlab::core {
 namespace {
 
 #define QL_NOISE_NAME(value, name) #name,
@@ -30,4 +30,4 @@ ForwardStrategy forward_strategy_from_name(const std::string& name) {
 }
 std::string forward_strategy_name(ForwardStrategy s) { return kStrategyNames.at(static_cast<int>(s)); }
 
-}  // namespace quantlab
+}  // namespace quantlab::core

@@ -6,7 +6,7 @@
 #include "quantlab/util/error.h"
 #include "quantlab/util/strings.h"
 
-namespace quantlab {
+namespace quantlab::core {
 namespace {
 
 std::string list(const std::vector<float>& v) {
@@ -56,4 +56,4 @@ Quantizer Quantizer::from_nbits(int nbits, bool is_signed, bool balanced, float 
   return q;
 }
 
-}  // namespace quantlab
+}  // namespace quantlab::core

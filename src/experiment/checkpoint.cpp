@@ -15,7 +15,7 @@
 #include "quantlab/train/optimizer_state.h"
 #include "quantlab/util/error.h"
 
-namespace quantlab {
+namespace quantlab::experiment {
 namespace {
 
 using c10::IValue;
@@ -89,7 +89,7 @@ c10::impl::GenericDict to_dict(const Checkpoint& c) {
   d.insert("best_epoch", c.state.best_epoch);
   d.insert("best_value", c.state.best_value);
   c10::Dict<std::string, double> stats;
-  for (Statistic s : kStatistics) stats.insert(statistic_name(s), c.state.stats[s]);
+  for (train::Statistic s : train::kStatistics) stats.insert(train::statistic_name(s), c.state.stats[s]);
   d.insert("stats", stats);
   d.insert("rng_cpu", c.rng_cpu);
   d.insert("rng_cuda", plain_list(c.rng_cuda));
@@ -171,8 +171,8 @@ Checkpoint original_checkpoint(const c10::impl::GenericDict& d, const std::strin
     const auto p = d.at("protocol").toGenericDict();
     if (p.contains("metrics") && p.at("metrics").isGenericDict())
       for (const auto& kv : p.at("metrics").toGenericDict())
-        for (Statistic s : kStatistics)
-          if (kv.key().isString() && kv.key().toStringRef() == statistic_name(s)) {
+        for (train::Statistic s : train::kStatistics)
+          if (kv.key().isString() && kv.key().toStringRef() == train::statistic_name(s)) {
             const IValue& x = kv.value();
             c.state.stats[s] = x.isDouble()   ? x.toDouble()
                                : x.isInt()    ? static_cast<double>(x.toInt())
@@ -208,7 +208,7 @@ void copy_named(std::map<std::string, torch::Tensor>& live, const std::map<std::
   }
 }
 
-void restore_original(Experiment& exp, const Checkpoint& c) {
+void restore_original(train::Experiment& exp, const Checkpoint& c) {
   torch::NoGradGuard no_grad;
   auto live = named_state(*exp.net);
   copy_named(live, c.net, "the original's checkpoint");
@@ -228,7 +228,7 @@ std::map<std::string, torch::Tensor> named_state(torch::nn::Module& net) {
   return out;
 }
 
-Checkpoint capture(Experiment& exp, const TrainingState& state) {
+Checkpoint capture(train::Experiment& exp, const train::TrainingState& state) {
   Checkpoint c;
   c.net_class = exp.net_spec.cls;
   c.net = named_state(*exp.net);
@@ -239,7 +239,7 @@ Checkpoint capture(Experiment& exp, const TrainingState& state) {
   const std::string bytes = os.str();
   c.optimizer = torch::empty({static_cast<int64_t>(bytes.size())}, torch::kUInt8);
   std::memcpy(c.optimizer.data_ptr(), bytes.data(), bytes.size());
-  c.lr = get_lr(*exp.optimizer);
+  c.lr = train::get_lr(*exp.optimizer);
   c.lr_scheduler = exp.lr_scheduler->state();
   c.thermostat_clock = exp.thermostat ? exp.thermostat->clock() : 0;
   c.state = state;
@@ -250,7 +250,7 @@ Checkpoint capture(Experiment& exp, const TrainingState& state) {
   return c;
 }
 
-void restore(Experiment& exp, const Checkpoint& c) {
+void restore(train::Experiment& exp, const Checkpoint& c) {
   const std::string& cls = exp.net_spec.cls;
   if (c.original) {
     restore_original(exp, c);
@@ -269,9 +269,9 @@ void restore(Experiment& exp, const Checkpoint& c) {
   const auto bytes = c.optimizer.contiguous();
   std::istringstream is(std::string(static_cast<const char*>(bytes.data_ptr()), static_cast<size_t>(bytes.numel())));
   archive.load_from(is, exp.device);
-  load_optimizer_state(*exp.optimizer, archive);  // whichever libtorch wrote it
-  set_lr(*exp.optimizer, c.lr);                   // libtorch does not restore the param groups' rate
-  if (const auto m = exp.lr_scheduler->momentum_at(c.state.epoch)) set_momentum(*exp.optimizer, *m);
+  train::load_optimizer_state(*exp.optimizer, archive);  // whichever libtorch wrote it
+  train::set_lr(*exp.optimizer, c.lr);                   // libtorch does not restore the param groups' rate
+  if (const auto m = exp.lr_scheduler->momentum_at(c.state.epoch)) train::set_momentum(*exp.optimizer, *m);
   exp.lr_scheduler->load_state(c.lr_scheduler);
   if (exp.thermostat) exp.thermostat->set_clock(c.thermostat_clock);
   at::Generator cpu = at::detail::getDefaultCPUGenerator();  // a handle to the global generator
@@ -347,8 +347,8 @@ Checkpoint load_checkpoint(const std::string& file) {
   c.state.best_epoch = int_entry(d, "best_epoch", file) + (version == 1 ? 1 : 0);  // version 1 counted from 0
   c.state.best_value = double_entry(d, "best_value", file);
   for_each_item(d, "stats", file, [&](const std::string& k, const IValue& x) {
-    for (Statistic s : kStatistics)
-      if (k == statistic_name(s) && (x.isDouble() || x.isInt()))
+    for (train::Statistic s : train::kStatistics)
+      if (k == train::statistic_name(s) && (x.isDouble() || x.isInt()))
         c.state.stats[s] = x.isDouble() ? x.toDouble() : x.toInt();
   });
   c.rng_cpu = tensor_entry(d, "rng_cpu", file);
@@ -367,4 +367,4 @@ Checkpoint load_checkpoint(const std::string& file) {
   return c;
 }
 
-}  // namespace quantlab
+}  // namespace quantlab::experiment

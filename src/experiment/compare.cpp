@@ -17,7 +17,7 @@
 #include "quantlab/experiment/storage.h"
 #include "quantlab/util/error.h"
 
-namespace quantlab {
+namespace quantlab::experiment {
 namespace {
 
 bool walked_into(const nlohmann::json& v) {
@@ -219,7 +219,7 @@ void compare_experiments(const CompareOptions& o, std::ostream& out) {
     const std::string file = paths.dir + "/sweeps/" + o.sweep + "/sweep.json";
     std::error_code ec;
     if (!std::filesystem::exists(file, ec)) throw Error("--sweep=" + o.sweep + ": no such sweep (" + file + ")");
-    const auto record = read_json_file(file);
+    const auto record = config::read_json_file(file);
     if (!ids.empty()) throw Error("--sweep and --ids: give one of them");
     const int64_t repeats =
         record.contains("design") && record["design"].is_object() ? record["design"].value("repeats", int64_t{1}) : 1;
@@ -423,4 +423,4 @@ void compare_experiments(const CompareOptions& o, std::ostream& out) {
   out << std::flush;
 }
 
-}  // namespace quantlab
+}  // namespace quantlab::experiment

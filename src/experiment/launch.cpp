@@ -25,7 +25,7 @@
 #include "quantlab/util/runtime.h"
 #include "quantlab/util/strings.h"
 
-namespace quantlab {
+namespace quantlab::experiment {
 namespace {
 
 namespace fs = std::filesystem;
@@ -59,8 +59,8 @@ void print_notes(const std::vector<std::string>& notes, std::ostream& out) {
   for (const auto& n : notes) out << "note: " << n << std::endl;
 }
 
-void print_test(std::ostream& out, const std::string& what, const EpochStats& s) {
-  out << what << ": " << stats_text(s) << " (" << s.samples << " images)" << std::endl;
+void print_test(std::ostream& out, const std::string& what, const train::EpochStats& s) {
+  out << what << ": " << train::stats_text(s) << " (" << s.samples << " images)" << std::endl;
 }
 
 // This process's CPU generator state, for checkpoints of data-parallel runs.
@@ -73,7 +73,7 @@ struct Prepared {
   torch::Device device = torch::kCPU;
   std::optional<Logbook> book;  // the experiment of --exp_id
   nlohmann::json config;
-  std::unique_ptr<Experiment> exp;
+  std::unique_ptr<train::Experiment> exp;
   data::ProblemData data;
 };
 
@@ -90,7 +90,7 @@ Prepared prepare(const LaunchOptions& o, const std::optional<dist::Environment>&
   p.device = resolve_device(o.device);
   if (env && p.device.is_cuda()) p.device = torch::Device(torch::kCUDA, static_cast<int16_t>(env->local_rank));
   configure_device_math(p.device, o.deterministic);
-  set_cuda_channels_last(o.channels_last);
+  topology::set_cuda_channels_last(o.channels_last);
   if (p.device.is_cpu()) {
     const std::string blas = blas_slow_path_note(), chose = blas_choice_note();
     if (!blas.empty()) out << "note: " << blas << std::endl;
@@ -106,14 +106,15 @@ Prepared prepare(const LaunchOptions& o, const std::optional<dist::Environment>&
       throw IoError(file +
                     ": no such file (each problem keeps its config in <home>/<Problem>/; `quantlab problem add " +
                     o.problem + "` makes one)");
-    p.config = read_json_file(file);
+    p.config = config::read_json_file(file);
   }
-  apply_overrides(p.config, o.overrides);  // checked here; the parser below checks the result
+  config::apply_overrides(p.config, o.overrides);  // checked here; the parser below checks the result
   out << "quantlab: " << o.problem << "/" << o.topology << " on " << p.device << ", " << at::get_num_threads()
       << " threads" << (env ? ", " + std::to_string(env->world_size) + " processes (" + env->source + ")" : "")
-      << (o.amp ? ", bfloat16 products (--amp)" : "") << (o.deterministic ? ", deterministic" : "") << " ("
-      << build_summary(build_info()) << "); building the experiment..." << std::endl;
-  p.exp = std::make_unique<Experiment>(p.config, o.topology, p.device);
+      << (o.amp ? ", bfloat16 products (--amp)" : "")
+      << (o.deterministic ? ", deterministic" : "") << " (" << build_summary(build_info())
+      << "); building the experiment..." << std::endl;
+  p.exp = std::make_unique<train::Experiment>(p.config, o.topology, p.device);
   p.exp->net->set_mixed_precision(o.amp);
   print_notes(p.exp->notes, out);
   if (env && train && p.exp->data.bs_train % env->world_size != 0)
@@ -127,7 +128,7 @@ Prepared prepare(const LaunchOptions& o, const std::optional<dist::Environment>&
   p.data = data::load_problem(dir, p.exp->data);
   out << " " << p.data.train_indices.size() << " training, " << p.data.valid_indices.size() << " validation, "
       << p.data.test->size() << " test images (" << p.data.format << ") from " << dir << std::endl;
-  preflight(*p.exp, p.data);
+  train::preflight(*p.exp, p.data);
   return p;
 }
 
@@ -193,11 +194,11 @@ Start branch_from(const LaunchOptions& o, Prepared& p, const ResumePoint& r, std
 
 // Training goes on in the experiment of `p.book` from `r`; the save of its epoch that a stop
 // interrupted is completed first.
-Start continue_from(const LaunchOptions& o, Prepared& p, const CheckpointRef& ref, const ResumePoint& r,
+Start continue_from(const LaunchOptions& o, Prepared& p, const config::CheckpointRef& ref, const ResumePoint& r,
                     std::ostream& out) {
   out << "experiment " << p.book->id() << ": continuing from " << r.file << " (after epoch " << r.checkpoint.state.epoch
       << ")" << std::endl;
-  if (ref.kind == CheckpointRef::Kind::kLast) {
+  if (ref.kind == config::CheckpointRef::Kind::kLast) {
     // last.ckpt older than the recorded history: replaced by hand (a rollback). Training from it
     // here would overwrite the later best.ckpt and history; a branch keeps them.
     const int64_t recorded = p.book->saves().status().value("epochs_done", int64_t{-1});
@@ -216,7 +217,7 @@ Start continue_from(const LaunchOptions& o, Prepared& p, const CheckpointRef& re
 }
 
 // Rank 0: creates the experiment, or opens, locks, cleans and resumes it (never rewinding silently).
-Start start_as_owner(const LaunchOptions& o, Prepared& p, const CheckpointRef& ref, std::ostream& out) {
+Start start_as_owner(const LaunchOptions& o, Prepared& p, const config::CheckpointRef& ref, std::ostream& out) {
   if (!p.book) return create_experiment(p, out);
   p.book->lock();
   const auto removed = p.book->remove_partial_files();
@@ -242,8 +243,8 @@ Start start_as_owner(const LaunchOptions& o, Prepared& p, const CheckpointRef& r
 
 // Every rank's generator: restored from a checkpoint of as many processes, else drawn apart from
 // rank 0's (which keeps the single-process stream) by the seed, the rank and the epoch.
-void set_rank_generator(const dist::Communicator& comm, const Checkpoint* c, const Experiment& exp, int64_t epoch,
-                        std::ostream& out) {
+void set_rank_generator(const dist::Communicator& comm, const Checkpoint* c, const train::Experiment& exp,
+                        int64_t epoch, std::ostream& out) {
   if (c && static_cast<int>(c->rng_ranks.size()) == comm.world_size()) {
     at::Generator gen = at::detail::getDefaultCPUGenerator();  // a handle to the global generator
     gen.set_state(c->rng_ranks[static_cast<size_t>(comm.rank())]);
@@ -267,7 +268,7 @@ class Launch {
       : o_(o),
         stop_(stop),
         train_(o.mode == LaunchMode::kTrain),
-        ref_(CheckpointRef::parse(o.load.value_or(train_ ? "last" : "best"), "--load")),
+        ref_(config::CheckpointRef::parse(o.load.value_or(train_ ? "last" : "best"), "--load")),
         env_(o.standalone ? std::nullopt : dist::environment_from_process({o.master_addr, o.master_port})),
         owner_(!env_ || env_->rank == 0),
         out_(owner_ ? console : silent_),
@@ -276,7 +277,7 @@ class Launch {
 
   LaunchResult run() {
     const Start start = train_ ? agree_start() : Start{p_.book->saves().file(ref_), false};
-    const TrainingState state = restore_start(start);
+    const train::TrainingState state = restore_start(start);
     result_.exp_id = p_.book->id();
     result_.epochs_done = state.epoch;
     return train_ ? train_then_test(start, state) : test_only(start, state);
@@ -301,8 +302,8 @@ class Launch {
 
   // The start's checkpoint into the experiment, the same weights on every rank, each rank's
   // generator.
-  TrainingState restore_start(const Start& start) {
-    TrainingState state;
+  train::TrainingState restore_start(const Start& start) {
+    train::TrainingState state;
     std::optional<Checkpoint> restored;
     if (!start.checkpoint.empty()) {
       if (!fs::exists(start.checkpoint))
@@ -324,8 +325,8 @@ class Launch {
     return state;
   }
 
-  TrainerOptions trainer_options() {
-    TrainerOptions options;
+  train::TrainerOptions trainer_options() {
+    train::TrainerOptions options;
     options.stop = stop_;
     options.log_every = o_.log_every;
     options.out = &out_;
@@ -333,8 +334,8 @@ class Launch {
     return options;
   }
 
-  LaunchResult test_only(const Start& start, const TrainingState& state) {
-    Trainer trainer(*p_.exp, p_.data, progress_, trainer_options());
+  LaunchResult test_only(const Start& start, const train::TrainingState& state) {
+    train::Trainer trainer(*p_.exp, p_.data, progress_, trainer_options());
     trainer.set_state(state);
     result_.tested = start.checkpoint.empty() ? ""
                                               : fs::path(start.checkpoint).filename().string() + ", after epoch " +
@@ -344,32 +345,32 @@ class Launch {
     return result_;
   }
 
-  LaunchResult train_then_test(const Start& start, const TrainingState& state) {
-    std::unique_ptr<TrainingLog> log;
-    TrainerOptions options = trainer_options();
+  LaunchResult train_then_test(const Start& start, const train::TrainingState& state) {
+    std::unique_ptr<log::TrainingLog> log;
+    train::TrainerOptions options = trainer_options();
     options.on_step = [&log](int64_t step, double loss) {
       if (log) log->on_step(step, loss);
     };
-    Trainer trainer(*p_.exp, p_.data, progress_, options);
+    train::Trainer trainer(*p_.exp, p_.data, progress_, options);
     trainer.set_state(state);
     std::unique_ptr<Session> session;
     if (owner_) {
       session = std::make_unique<Session>(*p_.exp, *p_.book, o_.ckpt_every, trainer.best_statistic());
-      log = std::make_unique<TrainingLog>(p_.book->stats(), *p_.exp);
+      log = std::make_unique<log::TrainingLog>(p_.book->stats(), *p_.exp);
       log->on_start(state, start.new_folder);
     }
     try {
-      trainer.fit(p_.exp->max_epoch, [&](const EpochRecord& r) {
+      trainer.fit(p_.exp->max_epoch, [&](const train::EpochRecord& r) {
         const std::vector<torch::Tensor> rngs = group_.gather(cpu_rng_state());
         if (session) session->on_epoch(r, trainer.state(), rngs);
         if (log) log->on_epoch(r);
       });
-    } catch (const Interrupted& e) {
+    } catch (const train::Interrupted& e) {
       out_ << std::endl;
       result_.interrupted_by = e.signal;
       result_.epochs_done = trainer.state().epoch;
       return result_;
-    } catch (const Diverged& e) {
+    } catch (const train::Diverged& e) {
       out_ << std::endl;
       throw diverged(e, trainer.state().epoch);
     }
@@ -378,7 +379,7 @@ class Launch {
     return result_;
   }
 
-  Error diverged(const Diverged& e, int64_t done) const {
+  Error diverged(const train::Diverged& e, int64_t done) const {
     return Error(std::string(e.what()) + ". Stopped; nothing of epoch " + std::to_string(e.epoch) + " was saved" +
                  (done > 0 ? ", and " + p_.book->saves().last() + " (after epoch " + std::to_string(done) +
                                  ") is the last good state"
@@ -390,7 +391,7 @@ class Launch {
 
   // The final test, with the weights of the best epoch when they were saved (rank 0 reads them and
   // gives them to the others).
-  void final_test(Trainer& trainer, Session* session, TrainingLog* log) {
+  void final_test(train::Trainer& trainer, Session* session, log::TrainingLog* log) {
     const std::string best = p_.book->saves().best();
     const bool have_best = group_.owners_flag(owner_ && fs::exists(best));
     std::string what, weights = "last";
@@ -401,19 +402,19 @@ class Launch {
         const Checkpoint c = load_checkpoint(best);
         restore(*p_.exp, c);
         tested_epoch = c.state.epoch;
-        best_valid_accuracy = 100.0 - c.state.stats[Statistic::kValidMetric];
+        best_valid_accuracy = 100.0 - c.state.stats[train::Statistic::kValidMetric];
       }
       group_.share_state(*p_.exp->net);
       weights = "best";
       what = "test with the weights of the best epoch (" + std::to_string(tested_epoch) + ", by " +
-             statistic_name(trainer.best_statistic()) + ")";
+             train::statistic_name(trainer.best_statistic()) + ")";
     } else {
       what = "test with the weights of the last epoch (" + std::to_string(tested_epoch) +
              "): no best.ckpt was saved (the best-epoch statistic was never measured)";
     }
     try {
       result_.test = trainer.test();
-    } catch (const Interrupted& e) {
+    } catch (const train::Interrupted& e) {
       out_ << std::endl
            << "the final test was stopped; the training is complete and saved (" << what << "): --mode=test measures it"
            << std::endl;
@@ -430,7 +431,7 @@ class Launch {
   const LaunchOptions& o_;
   const std::atomic<int>* stop_;
   const bool train_;
-  const CheckpointRef ref_;
+  const config::CheckpointRef ref_;
   const std::optional<dist::Environment> env_;
   const bool owner_;
   std::ostream silent_{nullptr};
@@ -464,4 +465,4 @@ LaunchResult launch(const LaunchOptions& o, const std::atomic<int>* stop, std::o
   return Launch(o, stop, console).run();
 }
 
-}  // namespace quantlab
+}  // namespace quantlab::experiment

@@ -14,7 +14,7 @@
 #include "quantlab/experiment/storage.h"
 #include "quantlab/util/error.h"
 
-namespace quantlab {
+namespace quantlab::experiment {
 namespace {
 
 namespace fs = std::filesystem;
@@ -84,4 +84,4 @@ void list_experiments(const std::string& home, const std::string& problem, std::
   }
 }
 
-}  // namespace quantlab
+}  // namespace quantlab::experiment

@@ -12,7 +12,7 @@
 
 #include "quantlab/util/error.h"
 
-namespace quantlab {
+namespace quantlab::experiment {
 namespace {
 
 std::string read_text(int fd) {
@@ -78,4 +78,4 @@ long ExperimentLock::holder(const std::string& dir) {
   return pid;
 }
 
-}  // namespace quantlab
+}  // namespace quantlab::experiment

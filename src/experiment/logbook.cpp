@@ -19,7 +19,7 @@
 #include "quantlab/util/process.h"
 #include "quantlab/util/strings.h"
 
-namespace quantlab {
+namespace quantlab::experiment {
 namespace {
 
 namespace fs = std::filesystem;
@@ -149,14 +149,14 @@ nlohmann::json Logbook::parent() const {
   const std::string file = dir_ + "/parent.json";
   std::error_code ec;
   if (!fs::exists(file, ec)) return nullptr;
-  return read_json_file(file);
+  return config::read_json_file(file);
 }
 
 nlohmann::json Logbook::config() const {
   const std::string file = dir_ + "/config.json";
   std::error_code ec;
   if (!fs::exists(file, ec)) throw IoError(file + ": missing (the experiment's own copy of its config)");
-  return read_json_file(file);
+  return config::read_json_file(file);
 }
 
 void write_file_atomically(const std::string& file, const std::string& text) {
@@ -185,4 +185,4 @@ void write_file_atomically(const std::string& file, const std::string& text) {
   fsync_path(fs::path(file).parent_path().string(), O_RDONLY | O_DIRECTORY);
 }
 
-}  // namespace quantlab
+}  // namespace quantlab::experiment

@@ -6,7 +6,7 @@
 #include "quantlab/experiment/saves.h"
 #include "quantlab/util/error.h"
 
-namespace quantlab {
+namespace quantlab::experiment {
 namespace {
 
 namespace fs = std::filesystem;
@@ -15,16 +15,16 @@ std::string describe(const CheckpointInfo& c) {
   return fs::path(c.file).filename().string() + " (after epoch " + std::to_string(c.epoch) + ")";
 }
 
-std::string flag_for(const CheckpointRef& r) { return "--load=" + r.text(); }
+std::string flag_for(const config::CheckpointRef& r) { return "--load=" + r.text(); }
 
 }  // namespace
 
-ResumePoint choose_resume(const Logbook& book, const CheckpointRef& ref) {
+ResumePoint choose_resume(const Logbook& book, const config::CheckpointRef& ref) {
   ResumePoint p;
   const std::string what = "experiment " + std::to_string(book.id());
   const Saves saves = book.saves();
   const std::string wanted = saves.path(ref);
-  if (ref.kind == CheckpointRef::Kind::kLast && fs::exists(wanted)) {
+  if (ref.kind == config::CheckpointRef::Kind::kLast && fs::exists(wanted)) {
     try {
       p.checkpoint = load_checkpoint(wanted);
       p.file = wanted;
@@ -44,7 +44,7 @@ ResumePoint choose_resume(const Logbook& book, const CheckpointRef& ref) {
   const CheckpointInfo* newest = nullptr;
   for (const auto& c : inv)
     if (c.error.empty() && (!newest || c.epoch > newest->epoch)) newest = &c;
-  if (ref.kind == CheckpointRef::Kind::kLast) {  // last.ckpt is missing
+  if (ref.kind == config::CheckpointRef::Kind::kLast) {  // last.ckpt is missing
     const int64_t recorded = saves.status().value("epochs_done", int64_t{0});
     if (newest)
       throw Error(what + ": saves/last.ckpt is missing, but the experiment has trained" +
@@ -72,4 +72,4 @@ ResumePoint choose_resume(const Logbook& book, const CheckpointRef& ref) {
   return p;
 }
 
-}  // namespace quantlab
+}  // namespace quantlab::experiment

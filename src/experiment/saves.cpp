@@ -11,11 +11,11 @@
 #include "quantlab/util/error.h"
 #include "quantlab/util/strings.h"
 
-namespace quantlab {
+namespace quantlab::experiment {
 
 namespace fs = std::filesystem;
 
-std::string Saves::file(const CheckpointRef& ref) const {
+std::string Saves::file(const config::CheckpointRef& ref) const {
   const std::string f = path(ref);
   if (!fs::exists(f)) throw Error(f + ": no such checkpoint; available in " + dir_ + ": " + available());
   return f;
@@ -25,7 +25,7 @@ std::vector<int64_t> Saves::epochs() const {
   std::vector<int64_t> out;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir_, ec)) {
-    const int64_t n = epoch_of_file_name(e.path().filename().string());
+    const int64_t n = config::epoch_of_file_name(e.path().filename().string());
     if (n >= 0) out.push_back(n);
   }
   std::sort(out.begin(), out.end());
@@ -33,10 +33,10 @@ std::vector<int64_t> Saves::epochs() const {
 }
 
 std::vector<CheckpointInfo> Saves::inventory() const {
-  std::vector<CheckpointRef> refs;
-  for (const auto& r : {CheckpointRef::best(), CheckpointRef::last()})
+  std::vector<config::CheckpointRef> refs;
+  for (const auto& r : {config::CheckpointRef::best(), config::CheckpointRef::last()})
     if (fs::exists(path(r))) refs.push_back(r);
-  for (int64_t e : epochs()) refs.push_back(CheckpointRef::at_epoch(e));
+  for (int64_t e : epochs()) refs.push_back(config::CheckpointRef::at_epoch(e));
   std::vector<CheckpointInfo> out;
   for (const auto& r : refs) {
     CheckpointInfo info;
@@ -56,7 +56,7 @@ std::string Saves::available() const {
   std::vector<std::string> names;
   for (const char* n : {"best.ckpt", "last.ckpt"})
     if (fs::exists(dir_ + "/" + n)) names.push_back(n);
-  for (int64_t e : epochs()) names.push_back(epoch_file_name(e));
+  for (int64_t e : epochs()) names.push_back(config::epoch_file_name(e));
   return names.empty() ? "none" : join(names);
 }
 
@@ -75,7 +75,7 @@ bool Saves::status_damaged() const {
   std::error_code ec;
   if (!fs::exists(status_file(), ec)) return false;
   try {
-    return !read_json_file(status_file()).is_object();
+    return !config::read_json_file(status_file()).is_object();
   } catch (const Error&) {
     return true;
   }
@@ -123,4 +123,4 @@ std::string Saves::read_bytes(const std::string& file) const {
   return os.str();
 }
 
-}  // namespace quantlab
+}  // namespace quantlab::experiment

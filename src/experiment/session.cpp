@@ -6,7 +6,7 @@
 #include "quantlab/train/experiment.h"
 #include "quantlab/util/error.h"
 
-namespace quantlab {
+namespace quantlab::experiment {
 namespace {
 
 namespace fs = std::filesystem;
@@ -16,7 +16,7 @@ nlohmann::json accuracy(double error) { return std::isnan(error) ? nlohmann::jso
 
 }  // namespace
 
-Session::Session(Experiment& exp, const Logbook& book, int64_t ckpt_every, Statistic best_statistic)
+Session::Session(train::Experiment& exp, const Logbook& book, int64_t ckpt_every, train::Statistic best_statistic)
     : exp_(exp), saves_(book.saves()), ckpt_every_(ckpt_every), best_statistic_(best_statistic) {
   const auto st = saves_.status();
   if (st.contains("best") && st["best"].is_object()) best_ = st["best"];
@@ -24,7 +24,8 @@ Session::Session(Experiment& exp, const Logbook& book, int64_t ckpt_every, Stati
     train_seconds_ = st["train_seconds"].get<double>();
 }
 
-void Session::on_epoch(const EpochRecord& r, const TrainingState& state, const std::vector<torch::Tensor>& rng_ranks) {
+void Session::on_epoch(const train::EpochRecord& r, const train::TrainingState& state,
+                       const std::vector<torch::Tensor>& rng_ranks) {
   train_seconds_ += r.seconds;
   Checkpoint c = capture(exp_, state);
   c.rng_ranks = rng_ranks;
@@ -39,7 +40,7 @@ void Session::on_epoch(const EpochRecord& r, const TrainingState& state, const s
   write_status(state);
 }
 
-void Session::on_test(const EpochStats& test, const std::string& what, int64_t epoch) {
+void Session::on_test(const train::EpochStats& test, const std::string& what, int64_t epoch) {
   test_ = {{"weights", what},
            {"epoch", epoch},
            {"accuracy", accuracy(test.metric)},
@@ -50,12 +51,12 @@ void Session::on_test(const EpochStats& test, const std::string& what, int64_t e
   saves_.write_status(st);
 }
 
-void Session::write_status(const TrainingState& state) {
+void Session::write_status(const train::TrainingState& state) {
   nlohmann::json status = {
       {"epochs_done", state.epoch},
       {"max_epoch", exp_.max_epoch},
       {"net_class", exp_.net_spec.cls},
-      {"update_metric", statistic_name(best_statistic_)},
+      {"update_metric", train::statistic_name(best_statistic_)},
       {"best_epoch", state.best_epoch},
       {"best_value", std::isnan(state.best_value) ? nlohmann::json() : nlohmann::json(state.best_value)},
       {"best", best_},
@@ -74,14 +75,14 @@ std::vector<std::string> Session::repair(const Checkpoint& last) {
     done.push_back("best.ckpt");
     // The best epoch's accuracies are those of the last checkpoint's statistics.
     best_ = {{"epoch", last.state.epoch},
-             {"valid_accuracy", accuracy(last.state.stats[Statistic::kValidMetric])},
+             {"valid_accuracy", accuracy(last.state.stats[train::Statistic::kValidMetric])},
              {"valid_top5_accuracy", nullptr},
-             {"train_accuracy", accuracy(last.state.stats[Statistic::kTrainMetric])}};
+             {"train_accuracy", accuracy(last.state.stats[train::Statistic::kTrainMetric])}};
   }
   const std::string snapshot = saves_.epoch(last.state.epoch);
   if (ckpt_every_ > 0 && last.state.epoch > 0 && last.state.epoch % ckpt_every_ == 0 && !fs::exists(snapshot)) {
     saves_.write_bytes(snapshot, bytes);
-    done.push_back(epoch_file_name(last.state.epoch));
+    done.push_back(config::epoch_file_name(last.state.epoch));
   }
   write_status(last.state);
   done.push_back("status.json");
@@ -100,4 +101,4 @@ void Session::start_branch(const Saves& parent, const Checkpoint& c, const std::
   repair(c);  // best.ckpt when the best epoch is the starting one, the epoch snapshot, status.json
 }
 
-}  // namespace quantlab
+}  // namespace quantlab::experiment

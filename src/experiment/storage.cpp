@@ -11,7 +11,7 @@
 #include "quantlab/util/error.h"
 #include "quantlab/util/strings.h"
 
-namespace quantlab {
+namespace quantlab::experiment {
 
 // The text of templates/problem_config.json, embedded at build time (CMakeLists.txt).
 extern const char* const kProblemConfigTemplate;
@@ -111,7 +111,7 @@ void check_link(const std::string& link) {
     throw IoError(link + ": exists and is not a folder or a link; nothing was created");
 }
 
-std::string root_of(const JsonNode& root, const char* key, const std::string& home, const std::string& file) {
+std::string root_of(const config::JsonNode& root, const char* key, const std::string& home, const std::string& file) {
   const std::string dir = absolute(home, root.at(key).string());
   std::error_code ec;
   if (!fs::is_directory(dir, ec))
@@ -137,8 +137,8 @@ Storage read_storage(const std::string& home) {
   if (s.home.size() > 1 && s.home.back() == '/') s.home.pop_back();
   const std::string file = s.home + "/cfg/hard_storage.json";
   if (fs::exists(file, ec)) {
-    const nlohmann::json j = read_json_file(file);
-    const JsonNode root(j, file);
+    const nlohmann::json j = config::read_json_file(file);
+    const config::JsonNode root(j, file);
     root.allow_keys({"data", "logs"});
     s.data_root = root_of(root, "data", s.home, file);
     s.logs_root = root_of(root, "logs", s.home, file);
@@ -208,4 +208,4 @@ std::vector<std::string> add_problem(const Storage& storage, const std::string& 
           "then: quantlab --problem=" + name + " --topology=MLP"};
 }
 
-}  // namespace quantlab
+}  // namespace quantlab::experiment

@@ -13,7 +13,7 @@
 
 #include "quantlab/util/error.h"
 
-namespace quantlab {
+namespace quantlab::experiment {
 namespace {
 
 using c10::IValue;
@@ -377,4 +377,4 @@ std::vector<char> plain_torch_save(const IValue& v) {
   return file;
 }
 
-}  // namespace quantlab
+}  // namespace quantlab::experiment

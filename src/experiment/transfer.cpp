@@ -10,7 +10,7 @@
 #include "quantlab/experiment/torch_file.h"
 #include "quantlab/util/error.h"
 
-namespace quantlab {
+namespace quantlab::experiment {
 namespace {
 
 using c10::IValue;
@@ -46,7 +46,8 @@ std::map<std::string, torch::Tensor> read_network_tensors(const std::string& fil
   return out;
 }
 
-std::string pretrained_file(const PretrainedSpec& spec, const ProblemPaths& paths, const std::string& topology) {
+std::string pretrained_file(const topology::PretrainedSpec& spec, const ProblemPaths& paths,
+                            const std::string& topology) {
   if (!spec.file.empty())
     return spec.file.find('/') != std::string::npos ? spec.file
                                                     : paths.dir + "/" + topology + "/pretrained/" + spec.file;
@@ -54,9 +55,9 @@ std::string pretrained_file(const PretrainedSpec& spec, const ProblemPaths& path
   return book.saves().file(spec.checkpoint);
 }
 
-int64_t apply_pretrained(Experiment& exp, const ProblemPaths& paths) {
+int64_t apply_pretrained(train::Experiment& exp, const ProblemPaths& paths) {
   if (!exp.net_spec.pretrained) return 0;
-  const PretrainedSpec& spec = *exp.net_spec.pretrained;
+  const topology::PretrainedSpec& spec = *exp.net_spec.pretrained;
   std::string file;
   std::map<std::string, torch::Tensor> tensors;
   try {
@@ -90,4 +91,4 @@ int64_t apply_pretrained(Experiment& exp, const ProblemPaths& paths) {
   return copied;
 }
 
-}  // namespace quantlab
+}  // namespace quantlab::experiment

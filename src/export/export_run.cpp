@@ -19,7 +19,7 @@
 #include "quantlab/util/files.h"
 #include "quantlab/util/runtime.h"
 
-namespace quantlab {
+namespace quantlab::export_ {
 namespace {
 
 namespace fs = std::filesystem;
@@ -36,23 +36,23 @@ ExportResult run_export(const ExportOptions& o, std::ostream& out) {
   if (o.problem.empty()) throw Error("export needs --problem");
   if (o.exp_id < 0) throw Error("export needs --exp_id (the experiment whose checkpoint to export)");
   if (o.format != "qlm" && o.format != "onnx") throw Error("--format='" + o.format + "': expected qlm or onnx");
-  const CheckpointRef ref = CheckpointRef::parse(o.load, "--load");
+  const config::CheckpointRef ref = config::CheckpointRef::parse(o.load, "--load");
   if (!o.out.empty()) require_new_file("--out", o.out);  // before any work
   configure_runtime(o.threads);
-  const Storage storage = read_storage(o.home);
-  const ProblemPaths paths = problem_paths(storage, o.problem);
-  const Logbook book = Logbook::open(paths.logs, o.exp_id);
-  Experiment exp(book.config(), "", torch::kCPU);
+  const experiment::Storage storage = experiment::read_storage(o.home);
+  const experiment::ProblemPaths paths = experiment::problem_paths(storage, o.problem);
+  const experiment::Logbook book = experiment::Logbook::open(paths.logs, o.exp_id);
+  train::Experiment exp(book.config(), "", torch::kCPU);
   if (!has_quantized_layers(exp))
     throw Error(exp.net_spec.cls + " is a float network: there is nothing to integerise, and nothing was written");
   const std::string ckpt = book.saves().file(ref);
-  const Checkpoint c = load_checkpoint(ckpt);
+  const experiment::Checkpoint c = experiment::load_checkpoint(ckpt);
   for (const auto& [name, t] : c.net)
     if (t.is_floating_point() && !torch::isfinite(t).all().item<bool>())
       throw Error(ckpt + ": " + name +
                   " holds values that are not finite (NaN or infinite): the training diverged; "
                   "there is no network to export, and nothing was written");
-  restore(exp, c);
+  experiment::restore(exp, c);
   const std::string dir =
       data::find_data_dir(storage.home, o.problem, o.data, storage.data_root + "/" + o.problem + "/data");
   const data::ProblemData data = data::load_problem(dir, exp.data);
@@ -128,7 +128,7 @@ void run_infer(const InferOptions& o, std::ostream& out) {
   std::string dir = o.data;
   if (dir.empty()) {
     if (o.problem.empty()) throw Error("infer needs --problem (or --data)");
-    const Storage storage = read_storage(o.home);
+    const experiment::Storage storage = experiment::read_storage(o.home);
     dir = data::find_data_dir(storage.home, o.problem, "", storage.data_root + "/" + o.problem + "/data");
   }
   if (!o.problem.empty() && o.problem != engine.model().problem)
@@ -160,4 +160,4 @@ void run_infer(const InferOptions& o, std::ostream& out) {
   }
 }
 
-}  // namespace quantlab
+}  // namespace quantlab::export_

@@ -9,7 +9,7 @@
 #include "quantlab/nn/ana_layers.h"
 #include "quantlab/util/error.h"
 
-namespace quantlab {
+namespace quantlab::export_ {
 namespace {
 
 using runtime::Layer;
@@ -89,43 +89,43 @@ int32_t clamp_i32(double v) {
 // Walks a network's steps and appends the runtime's layers, one function per kind of step.
 class Folder {
  public:
-  Folder(const Experiment& exp, runtime::Model& model) : exp_(exp), model_(model) {
+  Folder(const train::Experiment& exp, runtime::Model& model) : exp_(exp), model_(model) {
     for (const auto& item : exp.net->named_modules("", false)) modules_[item.key()] = item.value();
     flow_.kind = model.input.mean.empty() ? Flow::Kind::kPixels : Flow::Kind::kFloat;
     flow_.step = model.input.mean.empty() ? 1.0 / 255.0 : 1.0;
     flow_.channels = model.input.channels;
   }
 
-  void fold(const Steps& steps) {
+  void fold(const topology::Steps& steps) {
     for (size_t i = 0; i < steps.size(); ++i) {
-      const Step& st = steps[i];
-      const Step* next = i + 1 < steps.size() ? &steps[i + 1] : nullptr;
+      const topology::Step& st = steps[i];
+      const topology::Step* next = i + 1 < steps.size() ? &steps[i + 1] : nullptr;
       switch (st.kind) {
-        case Step::Kind::kConv:
-        case Step::Kind::kLinear:
+        case topology::Step::Kind::kConv:
+        case topology::Step::Kind::kLinear:
           layer(st);
           break;
-        case Step::Kind::kBatchNorm:
-          if (next && next->kind == Step::Kind::kActivation && ana(*next)) {
+        case topology::Step::Kind::kBatchNorm:
+          if (next && next->kind == topology::Step::Kind::kActivation && ana(*next)) {
             batch_norm_and_ana(st, *next);
             ++i;
           } else {
             batch_norm(st);
           }
           break;
-        case Step::Kind::kActivation:
+        case topology::Step::Kind::kActivation:
           activation(st);
           break;
-        case Step::Kind::kMaxPool:
+        case topology::Step::Kind::kMaxPool:
           max_pool(st);
           break;
-        case Step::Kind::kGlobalAvgPool:
+        case topology::Step::Kind::kGlobalAvgPool:
           global_avg_pool();
           break;
-        case Step::Kind::kFlatten:
+        case topology::Step::Kind::kFlatten:
           flatten();
           break;
-        case Step::Kind::kResidual:
+        case topology::Step::Kind::kResidual:
           residual(st);
           break;
       }
@@ -155,7 +155,7 @@ class Folder {
   }
   bool has(const std::string& name) const { return modules_.count(name) > 0; }
   // An activation step with an ANA module (not ReLU6, not an identity).
-  bool ana(const Step& st) const { return has(st.name) && dynamic_cast<nn::AnaSite*>(&module(st.name)); }
+  bool ana(const topology::Step& st) const { return has(st.name) && dynamic_cast<nn::AnaSite*>(&module(st.name)); }
   bool real() const { return flow_.kind == Flow::Kind::kFloat; }
   Layer& push(Layer l) {
     model_.layers.push_back(std::move(l));
@@ -183,11 +183,11 @@ class Folder {
     flow_.offset.clear();
   }
 
-  void layer(const Step& st) {
+  void layer(const topology::Step& st) {
     if (flow_.accumulator()) throw Error(st.name + " follows a layer without an activation between them");
     Layer l;
     l.name = st.name;
-    l.kind = st.kind == Step::Kind::kConv ? LayerKind::kConv : LayerKind::kLinear;
+    l.kind = st.kind == topology::Step::Kind::kConv ? LayerKind::kConv : LayerKind::kLinear;
     torch::nn::Module& m = module(st.name);
     torch::Tensor bias;
     if (auto* q = dynamic_cast<nn::AnaWeightLayer*>(&m)) {
@@ -225,16 +225,17 @@ class Folder {
     flow_ = next;
   }
 
-  void quantized_weights(const Step& st, nn::AnaWeightLayer& layer, Layer& l) {
+  void quantized_weights(const topology::Step& st, nn::AnaWeightLayer& layer, Layer& l) {
     if (auto* conv = dynamic_cast<nn::AnaConvImpl*>(&layer)) {
       const auto& o = conv->options();
       if (o.dim != 2) throw Error(st.name + ": only 2-d convolutions are exported");
       for (int64_t d : o.dilation)
         if (d != 1) throw Error(st.name + ": dilated convolutions are not exported");
     }
-    const AnaScheme& scheme = layer.scheme();
-    const auto q =
-        ana_tensor_ops_forward(layer.weight.detach(), scheme, layer.noise().mu, 0.0f).contiguous().to(torch::kFloat64);
+    const core::AnaScheme& scheme = layer.scheme();
+    const auto q = core::ana_tensor_ops_forward(layer.weight.detach(), scheme, layer.noise().mu, 0.0f)
+                       .contiguous()
+                       .to(torch::kFloat64);
     std::vector<double> values(q.data_ptr<double>(), q.data_ptr<double>() + q.numel());
     if (!on_grid(values, scheme.quantizer.scale, l.weight_step, l.weights))
       throw Error(st.name +
@@ -243,7 +244,7 @@ class Folder {
   }
 
   // A float layer's weights (MobileNetV2's stem, expanding blocks and classifier); its bias.
-  torch::Tensor float_weights(const Step& st, torch::nn::Module& m, Layer& l) {
+  torch::Tensor float_weights(const topology::Step& st, torch::nn::Module& m, Layer& l) {
     if (!real())
       throw Error(st.name + " is a float layer on integer input (" +
                   (flow_.kind == Flow::Kind::kLevels ? "an ANA activation's levels" : "the image's pixels") +
@@ -260,7 +261,7 @@ class Folder {
     return bias.defined() ? bias.detach() : bias;
   }
 
-  void max_pool(const Step& st) {
+  void max_pool(const topology::Step& st) {
     if (flow_.kind == Flow::Kind::kLevels || flow_.kind == Flow::Kind::kPixels)
       throw Error("a max pooling on levels or pixels is not exported (after " + model_.layers.back().name + ")");
     Layer l;
@@ -272,7 +273,7 @@ class Folder {
   }
 
   // A batch norm followed by an ANA activation: one threshold per step of the stair.
-  void batch_norm_and_ana(const Step& st, const Step& act) {
+  void batch_norm_and_ana(const topology::Step& st, const topology::Step& act) {
     if (!flow_.accumulator() && !real())
       throw Error(st.name + ": a batch norm that does not follow a conv or linear layer");
     const BatchNormValues bn = batch_norm_of(module(st.name), st.name);
@@ -282,7 +283,7 @@ class Folder {
   // The thresholds of an ANA activation on z = g * (step * A + offset - mean) + shift (bn), or on
   // the real value itself (bn null).
   void threshold(const std::string& name, const BatchNormValues* bn, const nn::AnaSite& site) {
-    const Quantizer& quantizer = site.scheme().quantizer;
+    const core::Quantizer& quantizer = site.scheme().quantizer;
     const double mu = site.noise().mu;
     Layer l;
     l.kind = LayerKind::kThreshold;
@@ -325,7 +326,7 @@ class Folder {
 
   // A batch norm without an ANA activation after it: an affine layer to real values (the scores,
   // or a float part of the network).
-  void batch_norm(const Step& st) {
+  void batch_norm(const topology::Step& st) {
     if (!flow_.accumulator() && !real())
       throw Error(st.name + ": a batch norm that does not follow a conv or linear layer");
     const BatchNormValues bn = batch_norm_of(module(st.name), st.name);
@@ -344,7 +345,7 @@ class Folder {
 
   // An activation without a batch norm before it: ANA on real values (a residual branch's input),
   // ReLU6 (a clamp), or nothing (an identity).
-  void activation(const Step& st) {
+  void activation(const topology::Step& st) {
     if (st.float_identity && !has(st.name)) return;
     if (!real())
       throw Error(st.name + ": an activation on " +
@@ -379,7 +380,7 @@ class Folder {
   }
 
   // x + branch(x), on real values.
-  void residual(const Step& st) {
+  void residual(const topology::Step& st) {
     const std::string first = st.branch.empty() ? "an empty branch" : st.branch.front().name;
     to_real("the residual block of " + first);
     Layer begin;
@@ -396,7 +397,7 @@ class Folder {
     flow_ = saved;
   }
 
-  const Experiment& exp_;
+  const train::Experiment& exp_;
   runtime::Model& model_;
   std::map<std::string, std::shared_ptr<torch::nn::Module>> modules_;
   Flow flow_;
@@ -404,7 +405,7 @@ class Folder {
 
 }  // namespace
 
-runtime::InputSpec export_input(const Experiment& exp, const data::ProblemData& data) {
+runtime::InputSpec export_input(const train::Experiment& exp, const data::ProblemData& data) {
   const auto* set = dynamic_cast<const data::TensorDataset*>(data.test.get());
   if (!set)
     throw Error("the integer runtime reads IDX and CIFAR test files; the " + data.format +
@@ -421,15 +422,15 @@ runtime::InputSpec export_input(const Experiment& exp, const data::ProblemData& 
   return in;
 }
 
-bool has_quantized_layers(const Experiment& exp) {
+bool has_quantized_layers(const train::Experiment& exp) {
   for (const auto& m : exp.net->modules(false))
     if (dynamic_cast<nn::AnaSite*>(m.get())) return true;
   return false;
 }
 
-runtime::Model export_model(const Experiment& exp, const runtime::InputSpec& input, const std::string& problem,
+runtime::Model export_model(const train::Experiment& exp, const runtime::InputSpec& input, const std::string& problem,
                             const std::string& source) {
-  const Steps* steps = exp.net->steps();
+  const topology::Steps* steps = exp.net->steps();
   if (!steps) throw Error(exp.net_spec.cls + " cannot be exported: it does not describe its network as steps");
   runtime::Model model;
   model.problem = problem;
@@ -443,4 +444,4 @@ runtime::Model export_model(const Experiment& exp, const runtime::InputSpec& inp
   return model;
 }
 
-}  // namespace quantlab
+}  // namespace quantlab::export_

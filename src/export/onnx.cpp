@@ -7,7 +7,7 @@
 #include "onnx_model.pb.h"
 #include "quantlab/util/error.h"
 
-namespace quantlab {
+namespace quantlab::export_ {
 namespace {
 
 namespace ox = quantlab::onnx;
@@ -324,4 +324,4 @@ void write_onnx(const runtime::Model& m, const std::string& file) {
   if (!out || !model.SerializeToOstream(&out)) throw IoError(file + ": cannot write the ONNX model");
 }
 
-}  // namespace quantlab
+}  // namespace quantlab::export_

@@ -12,7 +12,7 @@
 #include "quantlab/util/error.h"
 #include "quantlab/util/strings.h"
 
-namespace quantlab {
+namespace quantlab::export_ {
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -27,13 +27,13 @@ struct Replay {
   torch::Tensor scores;
 };
 
-Replay replay(Experiment& exp, const torch::Tensor& input) {
-  auto* net = dynamic_cast<StepNetwork*>(exp.net.get());
+Replay replay(train::Experiment& exp, const torch::Tensor& input) {
+  auto* net = dynamic_cast<topology::StepNetwork*>(exp.net.get());
   if (!net) throw Error(exp.net_spec.cls + ": the parity check replays networks built from steps");
   auto modules = exp.net->named_modules("", false);
   Replay r;
-  r.scores = net->forward(input, [&](const Step& st, const torch::Tensor& in, const torch::Tensor& out) {
-    if (st.kind != Step::Kind::kActivation || !modules.contains(st.name)) return;
+  r.scores = net->forward(input, [&](const topology::Step& st, const torch::Tensor& in, const torch::Tensor& out) {
+    if (st.kind != topology::Step::Kind::kActivation || !modules.contains(st.name)) return;
     if (!dynamic_cast<nn::AnaActivationImpl*>(modules[st.name].get())) return;
     r.act_inputs.push_back(in);
     r.levels.push_back(out);
@@ -51,7 +51,7 @@ struct TimedLabels {
 };
 
 // The float network, as --mode=test evaluates it: batches of bs_valid.
-TimedLabels float_labels(Experiment& exp, const data::TensorDataset& set, int threads) {
+TimedLabels float_labels(train::Experiment& exp, const data::TensorDataset& set, int threads) {
   const int64_t n = set.size(), bs = exp.data.bs_valid;
   std::vector<int64_t> all(static_cast<size_t>(n));
   std::iota(all.begin(), all.end(), 0);
@@ -92,8 +92,8 @@ TimedLabels integer_labels(const runtime::Engine& engine, const uint8_t* px, int
 
 // Where the float network and the runtime part on image `i`: the first threshold layer whose
 // output differs (or the scores, when every activation agrees).
-Disagreement explain(Experiment& exp, const data::TensorDataset& set, const runtime::Engine& engine, const uint8_t* px,
-                     int64_t i, int64_t float_label, int64_t integer_label) {
+Disagreement explain(train::Experiment& exp, const data::TensorDataset& set, const runtime::Engine& engine,
+                     const uint8_t* px, int64_t i, int64_t float_label, int64_t integer_label) {
   Disagreement d;
   d.image = i, d.float_label = float_label, d.integer_label = integer_label;
   const int64_t index = i;
@@ -158,7 +158,8 @@ std::string Disagreement::text() const {
   return s.str();
 }
 
-ParityReport check_parity(Experiment& exp, const data::ProblemData& data, const runtime::Engine& engine, int threads) {
+ParityReport check_parity(train::Experiment& exp, const data::ProblemData& data, const runtime::Engine& engine,
+                          int threads) {
   const auto* set = dynamic_cast<const data::TensorDataset*>(data.test.get());
   if (!set) throw Error("the parity check reads IDX and CIFAR test sets");
   exp.net->eval();
@@ -190,4 +191,4 @@ ParityReport check_parity(Experiment& exp, const data::ProblemData& data, const 
   return rep;
 }
 
-}  // namespace quantlab
+}  // namespace quantlab::export_

@@ -9,7 +9,7 @@
 #include "quantlab/util/error.h"
 #include "tensorboard.pb.h"
 
-namespace quantlab {
+namespace quantlab::log {
 namespace {
 
 // Table of the reflected CRC-32C polynomial 0x82F63B78.
@@ -187,4 +187,4 @@ void EventWriter::add_session_start(int64_t step) {
   write_record(e.SerializeAsString());
 }
 
-}  // namespace quantlab
+}  // namespace quantlab::log

@@ -8,7 +8,7 @@
 #include "quantlab/config/overrides.h"
 #include "quantlab/nn/ana_layers.h"
 
-namespace quantlab {
+namespace quantlab::log {
 namespace {
 
 void python_str_to(const nlohmann::json& v, std::string& out) {
@@ -73,10 +73,10 @@ std::string python_str(const nlohmann::json& value) {
   return out;
 }
 
-TrainingLog::TrainingLog(const std::string& stats_dir, Experiment& exp)
+TrainingLog::TrainingLog(const std::string& stats_dir, train::Experiment& exp)
     : writer_(stats_dir), stats_dir_(stats_dir), exp_(exp) {}
 
-void TrainingLog::on_start(const TrainingState& state, bool new_folder) {
+void TrainingLog::on_start(const train::TrainingState& state, bool new_folder) {
   if (new_folder) {
     for (auto it = exp_.config.begin(); it != exp_.config.end(); ++it)
       writer_.add_text(it.key(), it.value().is_string() ? it.value().get<std::string>() : python_str(it.value()), 0);
@@ -97,9 +97,9 @@ void TrainingLog::on_start(const TrainingState& state, bool new_folder) {
     } else if (exp_.config.contains("overrides") && exp_.config["overrides"].is_array())
       for (const auto& text : exp_.config["overrides"]) {
         try {
-          const Override o = parse_override(text.get<std::string>());
+          const config::Override o = config::parse_override(text.get<std::string>());
           if (o.value.is_object()) continue;  // a record (the sweep's unit), not a setting
-          hparams.emplace_back(dotted(o.path), o.value);
+          hparams.emplace_back(config::dotted(o.path), o.value);
         } catch (const std::exception&) {
         }
       }
@@ -110,7 +110,7 @@ void TrainingLog::on_start(const TrainingState& state, bool new_folder) {
   writer_.flush();
 }
 
-void TrainingLog::on_epoch(const EpochRecord& r) {
+void TrainingLog::on_epoch(const train::EpochRecord& r) {
   const int64_t step = r.epoch;
   add_if_measured(writer_, "train_loss", r.train.loss, step);
   add_if_measured(writer_, "train_metric", r.train.metric, step);
@@ -140,7 +140,7 @@ void TrainingLog::on_epoch(const EpochRecord& r) {
     writer_.add_histogram("weights/" + item.key(), weight, step);
     if (!ana) continue;
     const auto& scheme = ana->scheme();
-    const auto q = ana_tensor_ops_forward(weight.detach(), scheme, ana->noise().mu, 0.0f);
+    const auto q = core::ana_tensor_ops_forward(weight.detach(), scheme, ana->noise().mu, 0.0f);
     for (float level : scheme.quantizer.levels) {
       std::ostringstream name;
       name << level;
@@ -152,7 +152,7 @@ void TrainingLog::on_epoch(const EpochRecord& r) {
   if (steps_) steps_->flush();
 }
 
-void TrainingLog::on_test(const EpochStats& test, double best_valid_accuracy, int64_t epoch) {
+void TrainingLog::on_test(const train::EpochStats& test, double best_valid_accuracy, int64_t epoch) {
   if (std::isfinite(test.metric)) writer_.add_scalar("test_accuracy", 100.0 - test.metric, epoch);
   if (std::isfinite(best_valid_accuracy)) writer_.add_scalar("best_valid_accuracy", best_valid_accuracy, epoch);
   writer_.add_hparams_session_end(true);
@@ -170,4 +170,4 @@ void TrainingLog::on_step(int64_t step, double loss) {
   steps_->add_scalar("train_loss_step", loss, step);
 }
 
-}  // namespace quantlab
+}  // namespace quantlab::log

@@ -16,7 +16,8 @@ std::vector<int64_t> expand(const std::vector<int64_t>& v, int dim, const char* 
 
 }  // namespace
 
-AnaWeightLayer::AnaWeightLayer(AnaScheme scheme, std::vector<int64_t> weight_shape, int64_t fan_in, int64_t bias_size)
+AnaWeightLayer::AnaWeightLayer(core::AnaScheme scheme, std::vector<int64_t> weight_shape, int64_t fan_in,
+                               int64_t bias_size)
     : AnaSite(std::move(scheme)) {
   const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
   const auto& t = this->scheme().quantizer.thresholds;
@@ -33,7 +34,7 @@ torch::Tensor AnaWeightLayer::quantized_weight() {
     cached_ = torch::Tensor();
     return quantize(weight, is_training());
   }
-  const NoiseState& n = noise();
+  const core::NoiseState& n = noise();
   if (!cached_.defined() || cached_version_ != weight._version() || cached_noise_.mu != n.mu ||
       cached_.device() != weight.device()) {
     cached_ = quantize(weight, false);
@@ -43,7 +44,7 @@ torch::Tensor AnaWeightLayer::quantized_weight() {
   return cached_;
 }
 
-AnaLinearImpl::AnaLinearImpl(AnaScheme scheme, int64_t in_features, int64_t out_features, bool bias)
+AnaLinearImpl::AnaLinearImpl(core::AnaScheme scheme, int64_t in_features, int64_t out_features, bool bias)
     : AnaWeightLayer(std::move(scheme), {out_features, in_features}, in_features, bias ? out_features : 0) {}
 
 torch::Tensor bf16_operand(const torch::Tensor& t) { return t.defined() ? t.to(torch::kBFloat16) : t; }
@@ -70,7 +71,7 @@ static int64_t conv_fan_in(const AnaConvOptions& o) {
   return n;
 }
 
-AnaConvImpl::AnaConvImpl(AnaScheme scheme, AnaConvOptions options)
+AnaConvImpl::AnaConvImpl(core::AnaScheme scheme, AnaConvOptions options)
     : AnaWeightLayer(std::move(scheme), conv_weight_shape(options), conv_fan_in(options),
                      options.bias ? options.out_channels : 0),
       o_(std::move(options)) {

@@ -3,16 +3,17 @@
 
 namespace quantlab::nn {
 
-AnaSite::AnaSite(AnaScheme scheme) : scheme_(std::move(scheme)), stair_(stair_tensor(scheme_.quantizer, torch::kCPU)) {}
+AnaSite::AnaSite(core::AnaScheme scheme)
+    : scheme_(std::move(scheme)), stair_(core::stair_tensor(scheme_.quantizer, torch::kCPU)) {}
 
-void AnaSite::set_noise(const NoiseState& noise) {
+void AnaSite::set_noise(const core::NoiseState& noise) {
   const float s = scheme_.quantizer.scale;
   noise_ = {noise.mu * s, noise.sigma_forward * s, noise.sigma_backward * s};
 }
 
 torch::Tensor AnaSite::quantize(const torch::Tensor& x, bool training) {
   if (stair_.device() != x.device()) stair_ = stair_.to(x.device());
-  return ana(x, stair_, scheme_, noise_, training);
+  return core::ana(x, stair_, scheme_, noise_, training);
 }
 
 }  // namespace quantlab::nn

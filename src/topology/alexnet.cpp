@@ -4,7 +4,7 @@
 #include "quantlab/topology/layer_maker.h"
 #include "quantlab/topology/step_network.h"
 
-namespace quantlab {
+namespace quantlab::topology {
 namespace {
 
 struct AlexNetOptions {
@@ -12,7 +12,7 @@ struct AlexNetOptions {
   int64_t num_classes = 1000;
 };
 
-AlexNetOptions parse_alexnet_options(const JsonNode& params) {
+AlexNetOptions parse_alexnet_options(const config::JsonNode& params) {
   AlexNetOptions o;
   o.capacity = parse_capacity(params);
   o.num_classes = parse_num_classes(params, 1000);
@@ -53,12 +53,12 @@ std::vector<std::string> alexnet_quantized_modules() {
   return quantizable_names(alexnet_steps(AlexNetOptions{}, false));
 }
 
-std::shared_ptr<Network> make_alexnet(const JsonNode& params) {
+std::shared_ptr<Network> make_alexnet(const config::JsonNode& params) {
   params.allow_keys({"capacity", "num_classes", "quant_schemes"});
   return make_step_network("AlexNet", alexnet_steps(parse_alexnet_options(params), false), params, false);
 }
 
-std::shared_ptr<Network> make_alexnet_baseline(const JsonNode& params) {
+std::shared_ptr<Network> make_alexnet_baseline(const config::JsonNode& params) {
   params.allow_keys({"capacity", "num_classes"});
   return make_step_network("AlexNetBaseline", alexnet_steps(parse_alexnet_options(params), true), params, true);
 }
@@ -66,4 +66,4 @@ std::shared_ptr<Network> make_alexnet_baseline(const JsonNode& params) {
 QL_REGISTER_TOPOLOGY(AlexNet, "AlexNet", make_alexnet);
 QL_REGISTER_TOPOLOGY(AlexNetBaseline, "AlexNet", make_alexnet_baseline);
 
-}  // namespace quantlab
+}  // namespace quantlab::topology

@@ -8,7 +8,7 @@
 
 #include "quantlab/nn/ana_layers.h"
 
-namespace quantlab {
+namespace quantlab::topology {
 
 namespace {
 
@@ -103,13 +103,13 @@ Layer LayerMaker::act(const std::string& name, Layer float_act) {
   return [](const torch::Tensor& x) { return torch::hardtanh(x, 0.0, 6.0); };
 }
 
-double parse_capacity(const JsonNode& params) {
+double parse_capacity(const config::JsonNode& params) {
   const double c = params.number("capacity", 1.0);
   if (!(c > 0.0 && c <= 1000.0)) params.at("capacity").fail("expected a positive width factor, at most 1000");
   return c;
 }
 
-int64_t parse_num_classes(const JsonNode& params, int64_t fallback) {
+int64_t parse_num_classes(const config::JsonNode& params, int64_t fallback) {
   const int64_t n = params.integer("num_classes", fallback);
   if (n < 2) params.at("num_classes").fail("expected at least 2 classes");
   return n;
@@ -129,4 +129,4 @@ void LayerMaker::init_float_layers_he() {
   }
 }
 
-}  // namespace quantlab
+}  // namespace quantlab::topology

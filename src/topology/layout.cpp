@@ -3,7 +3,7 @@
 
 #include <atomic>
 
-namespace quantlab {
+namespace quantlab::topology {
 
 namespace {
 std::atomic<bool> cuda_channels_last{false};
@@ -16,4 +16,4 @@ torch::Tensor conv_layout(const torch::Tensor& x) {
   return x.dim() == 4 && last ? x.contiguous(at::MemoryFormat::ChannelsLast) : x;
 }
 
-}  // namespace quantlab
+}  // namespace quantlab::topology

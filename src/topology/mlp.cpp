@@ -4,7 +4,7 @@
 #include "quantlab/topology/layer_maker.h"
 #include "quantlab/topology/step_network.h"
 
-namespace quantlab {
+namespace quantlab::topology {
 namespace {
 
 struct MlpOptions {
@@ -13,7 +13,7 @@ struct MlpOptions {
   int64_t num_classes = 10;
 };
 
-MlpOptions parse_options(const JsonNode& params) {
+MlpOptions parse_options(const config::JsonNode& params) {
   MlpOptions o;
   o.capacity = parse_capacity(params);
   o.num_classes = parse_num_classes(params, 10);
@@ -41,12 +41,12 @@ Steps mlp_steps(const MlpOptions& o, bool baseline) {
 
 std::vector<std::string> mlp_quantized_modules() { return quantizable_names(mlp_steps(MlpOptions{}, false)); }
 
-std::shared_ptr<Network> make_mlp(const JsonNode& params) {
+std::shared_ptr<Network> make_mlp(const config::JsonNode& params) {
   params.allow_keys({"capacity", "num_classes", "quant_schemes"});
   return make_step_network("MLP", mlp_steps(parse_options(params), false), params, false);
 }
 
-std::shared_ptr<Network> make_mlp_baseline(const JsonNode& params) {
+std::shared_ptr<Network> make_mlp_baseline(const config::JsonNode& params) {
   params.allow_keys({"capacity", "num_classes"});
   return make_step_network("MLPBaseline", mlp_steps(parse_options(params), true), params, true);
 }
@@ -54,4 +54,4 @@ std::shared_ptr<Network> make_mlp_baseline(const JsonNode& params) {
 QL_REGISTER_TOPOLOGY(MLP, "MLP", make_mlp);
 QL_REGISTER_TOPOLOGY(MLPBaseline, "MLP", make_mlp_baseline);
 
-}  // namespace quantlab
+}  // namespace quantlab::topology

@@ -6,7 +6,7 @@
 #include "quantlab/topology/layer_maker.h"
 #include "quantlab/topology/step_network.h"
 
-namespace quantlab {
+namespace quantlab::topology {
 namespace {
 
 struct MobileNetOptions {
@@ -15,7 +15,7 @@ struct MobileNetOptions {
   int64_t num_classes = 1000;
 };
 
-MobileNetOptions parse_mobilenet_options(const JsonNode& params) {
+MobileNetOptions parse_mobilenet_options(const config::JsonNode& params) {
   MobileNetOptions o;
   o.capacity = parse_capacity(params);
   o.expansion = params.integer("expansion", 6);
@@ -94,13 +94,13 @@ std::vector<std::string> mobilenetv2_quantized_modules() {
   return quantizable_names(mobilenet_steps(MobileNetOptions{}));
 }
 
-std::shared_ptr<Network> make_mobilenetv2_residuals(const JsonNode& params) {
+std::shared_ptr<Network> make_mobilenetv2_residuals(const config::JsonNode& params) {
   params.allow_keys({"capacity", "expansion", "num_classes", "quant_schemes"});
   return make_step_network("MobileNetv2Residuals", mobilenet_steps(parse_mobilenet_options(params)), params, false,
                            StepNetwork::FloatInit::kHe);
 }
 
-std::shared_ptr<Network> make_mobilenetv2_baseline(const JsonNode& params) {
+std::shared_ptr<Network> make_mobilenetv2_baseline(const config::JsonNode& params) {
   params.allow_keys({"capacity", "expansion", "num_classes"});
   return make_step_network("MobileNetv2Baseline", mobilenet_steps(parse_mobilenet_options(params)), params, true,
                            StepNetwork::FloatInit::kHe);
@@ -109,4 +109,4 @@ std::shared_ptr<Network> make_mobilenetv2_baseline(const JsonNode& params) {
 QL_REGISTER_TOPOLOGY(MobileNetv2Residuals, "MobileNetv2", make_mobilenetv2_residuals);
 QL_REGISTER_TOPOLOGY(MobileNetv2Baseline, "MobileNetv2", make_mobilenetv2_baseline);
 
-}  // namespace quantlab
+}  // namespace quantlab::topology

@@ -1,7 +1,7 @@
 // The topology registry (filled by each topology's own file).
 #include "quantlab/topology/network.h"
 
-namespace quantlab {
+namespace quantlab::topology {
 
 namespace {
 
@@ -18,4 +18,4 @@ TopologyRegistration::TopologyRegistration(const char* cls, const char* family, 
   registry().add(cls, {family, std::move(build)});
 }
 
-}  // namespace quantlab
+}  // namespace quantlab::topology

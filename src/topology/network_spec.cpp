@@ -1,22 +1,22 @@
 // indiv.net, parsed.
 #include "quantlab/topology/network_spec.h"
 
-namespace quantlab {
+namespace quantlab::topology {
 
 namespace {
 
-PretrainedSpec parse_pretrained(const JsonNode& p) {
+PretrainedSpec parse_pretrained(const config::JsonNode& p) {
   p.allow_keys({"file", "exp_id", "epoch", "parameters", "prefixes"});
   PretrainedSpec spec;
-  auto read_epoch = [&](const JsonNode& owner) {
+  auto read_epoch = [&](const config::JsonNode& owner) {
     if (!owner.has("epoch")) return;
-    const JsonNode e = owner.at("epoch");
-    spec.checkpoint = CheckpointRef::parse(e.is_number() ? std::to_string(e.integer()) : e.string(), e.path());
+    const config::JsonNode e = owner.at("epoch");
+    spec.checkpoint = config::CheckpointRef::parse(e.is_number() ? std::to_string(e.integer()) : e.string(), e.path());
   };
   if (p.has("file") == p.has("exp_id"))
     p.fail("expected either \"file\" (a file name, or {\"exp_id\": N, \"epoch\": E}) or \"exp_id\"");
   if (p.has("file") && p.at("file").is_object()) {
-    const JsonNode f = p.at("file");
+    const config::JsonNode f = p.at("file");
     f.allow_keys({"exp_id", "epoch"});
     spec.exp_id = f.at("exp_id").integer();
     read_epoch(f);
@@ -36,10 +36,10 @@ PretrainedSpec parse_pretrained(const JsonNode& p) {
 
 }  // namespace
 
-NetworkSpec parse_network_spec(const JsonNode& net, const std::string& topology) {
+NetworkSpec parse_network_spec(const config::JsonNode& net, const std::string& topology) {
   net.allow_keys({"class", "params", "pretrained",
                   "loss_function"});  // (the original's baseline template puts loss_function here)
-  const JsonNode cls = net.at("class");
+  const config::JsonNode cls = net.at("class");
   NetworkSpec spec;
   spec.cls = cls.string();
   const TopologyEntry& entry = topology_registry().at(spec.cls, cls.path());
@@ -52,7 +52,7 @@ NetworkSpec parse_network_spec(const JsonNode& net, const std::string& topology)
 }
 
 std::shared_ptr<Network> build_network(const NetworkSpec& spec) {
-  return topology_registry().at(spec.cls, "indiv.net.class").build(JsonNode(spec.params, "indiv.net.params"));
+  return topology_registry().at(spec.cls, "indiv.net.class").build(config::JsonNode(spec.params, "indiv.net.params"));
 }
 
-}  // namespace quantlab
+}  // namespace quantlab::topology

@@ -6,7 +6,7 @@
 #include "quantlab/topology/layout.h"
 #include "quantlab/util/error.h"
 
-namespace quantlab {
+namespace quantlab::topology {
 namespace {
 
 Layer build_one(const Step& s, LayerMaker& make) {
@@ -34,8 +34,8 @@ Layer build_one(const Step& s, LayerMaker& make) {
 
 }  // namespace
 
-StepNetwork::StepNetwork(std::string cls, Steps steps, std::map<std::string, AnaScheme> schemes, const JsonNode& params,
-                         FloatInit init)
+StepNetwork::StepNetwork(std::string cls, Steps steps, std::map<std::string, core::AnaScheme> schemes,
+                         const config::JsonNode& params, FloatInit init)
     : cls_(std::move(cls)), steps_(std::move(steps)) {
   LayerMaker make(*this, std::move(schemes), params);
   std::function<std::vector<Built>(const Steps&)> build = [&](const Steps& list) {
@@ -90,11 +90,11 @@ torch::Tensor StepNetwork::run(const Steps& steps, const std::vector<Built>& bui
   return x;
 }
 
-std::shared_ptr<Network> make_step_network(const std::string& cls, Steps steps, const JsonNode& params, bool baseline,
-                                           StepNetwork::FloatInit init) {
-  auto schemes = baseline ? std::map<std::string, AnaScheme>{}
-                          : parse_quant_schemes(params.at("quant_schemes"), quantizable_names(steps));
+std::shared_ptr<Network> make_step_network(const std::string& cls, Steps steps, const config::JsonNode& params,
+                                           bool baseline, StepNetwork::FloatInit init) {
+  auto schemes = baseline ? std::map<std::string, core::AnaScheme>{}
+                          : config::parse_quant_schemes(params.at("quant_schemes"), quantizable_names(steps));
   return std::make_shared<StepNetwork>(cls, std::move(steps), std::move(schemes), params, init);
 }
 
-}  // namespace quantlab
+}  // namespace quantlab::topology

@@ -1,7 +1,7 @@
 // The steps' builders and the names they may quantize.
 #include "quantlab/topology/steps.h"
 
-namespace quantlab {
+namespace quantlab::topology {
 namespace step {
 
 Step conv(std::string name, int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t padding, int64_t groups,
@@ -129,4 +129,4 @@ const char* step_kind_name(Step::Kind k) {
   return "?";
 }
 
-}  // namespace quantlab
+}  // namespace quantlab::topology

@@ -4,7 +4,7 @@
 #include "quantlab/topology/layer_maker.h"
 #include "quantlab/topology/step_network.h"
 
-namespace quantlab {
+namespace quantlab::topology {
 namespace {
 
 struct VggOptions {
@@ -13,7 +13,7 @@ struct VggOptions {
   int64_t num_classes = 10;
 };
 
-VggOptions parse_vgg_options(const JsonNode& params) {
+VggOptions parse_vgg_options(const config::JsonNode& params) {
   VggOptions o;
   o.capacity = parse_capacity(params);
   o.in_channels = params.integer("in_channels", 3);
@@ -54,12 +54,12 @@ Steps vgg_steps(const VggOptions& o, bool baseline) {
 
 std::vector<std::string> vgg_quantized_modules() { return quantizable_names(vgg_steps(VggOptions{}, false)); }
 
-std::shared_ptr<Network> make_vgg(const JsonNode& params) {
+std::shared_ptr<Network> make_vgg(const config::JsonNode& params) {
   params.allow_keys({"capacity", "in_channels", "num_classes", "quant_schemes"});
   return make_step_network("VGG", vgg_steps(parse_vgg_options(params), false), params, false);
 }
 
-std::shared_ptr<Network> make_vgg_baseline(const JsonNode& params) {
+std::shared_ptr<Network> make_vgg_baseline(const config::JsonNode& params) {
   params.allow_keys({"capacity", "in_channels", "num_classes"});
   return make_step_network("VGGBaseline", vgg_steps(parse_vgg_options(params), true), params, true);
 }
@@ -67,4 +67,4 @@ std::shared_ptr<Network> make_vgg_baseline(const JsonNode& params) {
 QL_REGISTER_TOPOLOGY(VGG, "VGG", make_vgg);
 QL_REGISTER_TOPOLOGY(VGGBaseline, "VGG", make_vgg_baseline);
 
-}  // namespace quantlab
+}  // namespace quantlab::topology

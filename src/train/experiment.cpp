@@ -4,7 +4,7 @@
 #include "quantlab/config/json_node.h"
 #include "quantlab/nn/ana_site.h"
 
-namespace quantlab {
+namespace quantlab::train {
 namespace {
 
 bool has_ana_modules(torch::nn::Module& net) {
@@ -13,9 +13,9 @@ bool has_ana_modules(torch::nn::Module& net) {
   return false;
 }
 
-data::ImageAugment parse_augment(const JsonNode& d) {
+data::ImageAugment parse_augment(const config::JsonNode& d) {
   if (!d.has("augment")) return data::ImageAugment::kNone;
-  const JsonNode a = d.at("augment");
+  const config::JsonNode a = d.at("augment");
   if (a.json().is_string()) {
     const std::string kind = a.string();
     if (kind == "torchvision") return data::ImageAugment::kTorchvision;
@@ -25,7 +25,7 @@ data::ImageAugment parse_augment(const JsonNode& d) {
   return a.boolean() ? data::ImageAugment::kOriginal : data::ImageAugment::kNone;
 }
 
-data::DataOptions parse_data(const JsonNode& d) {
+data::DataOptions parse_data(const config::JsonNode& d) {
   d.allow_keys({"augment", "valid_fraction", "bs_train", "bs_valid", "seed", "split_seed", "pad", "crop", "workers",
                 "scaled_decode"});
   data::DataOptions o;
@@ -55,7 +55,7 @@ data::DataOptions parse_data(const JsonNode& d) {
   return o;
 }
 
-ProtocolOptions parse_protocol(const JsonNode& p) {
+ProtocolOptions parse_protocol(const config::JsonNode& p) {
   p.allow_keys({"update_metric", "metric_period"});
   ProtocolOptions o;
   if (p.has("update_metric")) o.update_metric = parse_statistic(p.at("update_metric"));
@@ -68,8 +68,8 @@ ProtocolOptions parse_protocol(const JsonNode& p) {
 }
 
 // indiv.loss_function, or indiv.net.loss_function (the original's baseline template).
-JsonNode loss_node(const JsonNode& indiv) {
-  const JsonNode net = indiv.at("net");
+config::JsonNode loss_node(const config::JsonNode& indiv) {
+  const config::JsonNode net = indiv.at("net");
   if (indiv.has("loss_function") && net.has("loss_function"))
     indiv.fail("give loss_function once: in indiv or in indiv.net, not both");
   return net.has("loss_function") ? net.at("loss_function") : indiv.at("loss_function");
@@ -79,24 +79,24 @@ JsonNode loss_node(const JsonNode& indiv) {
 
 Experiment::Experiment(const nlohmann::json& cfg, const std::string& topology, torch::Device dev)
     : config(cfg), device(dev) {
-  const JsonNode root(config, "");
+  const config::JsonNode root(config, "");
   root.allow_keys({"description", "indiv", "treat", "protocol", "overrides", "sweep"});
   description = root.string("description", "");
   if (root.has("overrides")) root.at("overrides").strings();  // the record of --set (config/overrides.h)
   if (root.has("sweep")) root.at("sweep").expect_object();    // the unit of a sweep (experiment/sweep.h)
-  const JsonNode indiv = root.at("indiv");
+  const config::JsonNode indiv = root.at("indiv");
   indiv.allow_keys({"net", "loss_function"});
-  const JsonNode treat = root.at("treat");
+  const config::JsonNode treat = root.at("treat");
   treat.allow_keys({"thermostat", "optimizer", "lr_scheduler", "data", "max_epoch"});
 
-  net_spec = parse_network_spec(indiv.at("net"), topology);
+  net_spec = topology::parse_network_spec(indiv.at("net"), topology);
   data = parse_data(treat.at("data"));
   protocol = parse_protocol(root.at("protocol"));
   max_epoch = treat.at("max_epoch").integer();
   if (max_epoch < 1 || max_epoch > 1000000) treat.at("max_epoch").fail("expected a number of epochs in [1, 1000000]");
 
   torch::manual_seed(data.seed);  // weight initialisation and the random strategy: reproducible runs
-  net = build_network(net_spec);
+  net = topology::build_network(net_spec);
   loss = make_loss(loss_node(indiv));
   const bool quantized = has_ana_modules(*net);
   if (treat.has("thermostat")) {
@@ -111,11 +111,11 @@ Experiment::Experiment(const nlohmann::json& cfg, const std::string& topology, t
   net->to(device);
   optimizer = make_optimizer(treat.at("optimizer"), net->parameters());
   static const nlohmann::json kNull;
-  const JsonNode schedule =
-      treat.has("lr_scheduler") ? treat.at("lr_scheduler") : JsonNode(kNull, "treat.lr_scheduler");
+  const config::JsonNode schedule =
+      treat.has("lr_scheduler") ? treat.at("lr_scheduler") : config::JsonNode(kNull, "treat.lr_scheduler");
   lr_scheduler = make_lr_scheduler(schedule, {get_lr(*optimizer), max_epoch});
   set_lr(*optimizer, lr_scheduler->initial_lr(get_lr(*optimizer)));  // CyclicLR, OneCycleLR: their own start
   if (const auto m = lr_scheduler->momentum_at(0)) set_momentum(*optimizer, *m);
 }
 
-}  // namespace quantlab
+}  // namespace quantlab::train

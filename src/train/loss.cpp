@@ -3,15 +3,15 @@
 
 #include "quantlab/util/registry.h"
 
-namespace quantlab {
+namespace quantlab::train {
 namespace {
 
 namespace F = torch::nn::functional;
-using LossFactory = std::function<LossFn(const JsonNode&)>;
+using LossFactory = std::function<LossFn(const config::JsonNode&)>;
 
 enum class Reduction { kMean, kSum };
 
-Reduction reduction_of(const JsonNode& p) {
+Reduction reduction_of(const config::JsonNode& p) {
   const std::string r = p.string("reduction", "mean");
   if (r == "mean") return Reduction::kMean;
   if (r == "sum") return Reduction::kSum;
@@ -19,7 +19,7 @@ Reduction reduction_of(const JsonNode& p) {
 }
 
 // Per-class weights, or an undefined tensor.
-torch::Tensor weight_of(const JsonNode& p) {
+torch::Tensor weight_of(const config::JsonNode& p) {
   if (!p.has("weight")) return {};
   const auto w = p.at("weight").floats();
   if (w.empty()) p.at("weight").fail("expected one weight per class");
@@ -36,7 +36,7 @@ torch::Tensor weight_for(const torch::Tensor& w, const torch::Tensor& scores, co
   return w.to(scores.device(), scores.scalar_type());
 }
 
-LossFn cross_entropy(const JsonNode& p) {
+LossFn cross_entropy(const config::JsonNode& p) {
   p.allow_keys({"weight", "ignore_index", "reduction", "label_smoothing"});
   const double smoothing = p.number("label_smoothing", 0.0);
   if (!(smoothing >= 0.0 && smoothing <= 1.0)) p.at("label_smoothing").fail("expected a number in [0, 1]");
@@ -51,7 +51,7 @@ LossFn cross_entropy(const JsonNode& p) {
   };
 }
 
-LossFn nll(const JsonNode& p) {
+LossFn nll(const config::JsonNode& p) {
   p.allow_keys({"weight", "ignore_index", "reduction"});
   const int64_t ignore = p.integer("ignore_index", -100);
   const bool sum = reduction_of(p) == Reduction::kSum;
@@ -63,7 +63,7 @@ LossFn nll(const JsonNode& p) {
   };
 }
 
-LossFn multi_margin(const JsonNode& p) {
+LossFn multi_margin(const config::JsonNode& p) {
   p.allow_keys({"p", "margin", "weight", "reduction"});
   const int64_t power = p.integer("p", 1);
   if (power != 1 && power != 2) p.at("p").fail("expected 1 or 2, as PyTorch's MultiMarginLoss");
@@ -77,7 +77,7 @@ LossFn multi_margin(const JsonNode& p) {
   };
 }
 
-LossFn mse(const JsonNode& p) {
+LossFn mse(const config::JsonNode& p) {
   p.allow_keys({"reduction"});
   const bool sum = reduction_of(p) == Reduction::kSum;
   return [=](const torch::Tensor& s, const torch::Tensor& y) {
@@ -88,7 +88,7 @@ LossFn mse(const JsonNode& p) {
   };
 }
 
-LossFn hinge(const JsonNode& p) {
+LossFn hinge(const config::JsonNode& p) {
   p.allow_keys({"num_classes", "margin", "p"});
   const int64_t classes = p.integer("num_classes", 10);
   if (classes < 2) p.at("num_classes").fail("expected at least 2 classes");
@@ -117,14 +117,15 @@ torch::Tensor hinge_loss(const torch::Tensor& scores, const torch::Tensor& label
   return torch::clamp_min(margin - scores * target, 0.0).pow(p).mean();
 }
 
-Loss make_loss(const JsonNode& spec) {
+Loss make_loss(const config::JsonNode& spec) {
   spec.allow_keys({"class", "params"});
-  const JsonNode cls = spec.at("class");
+  const config::JsonNode cls = spec.at("class");
   static const nlohmann::json kEmpty = nlohmann::json::object();
-  const JsonNode params = spec.has("params") ? spec.at("params") : JsonNode(kEmpty, spec.path() + ".params");
+  const config::JsonNode params =
+      spec.has("params") ? spec.at("params") : config::JsonNode(kEmpty, spec.path() + ".params");
   Loss loss{loss_registry().at(cls.string(), cls.path())(params), false};
   loss.sums = params.has("reduction") && params.at("reduction").string() == "sum";
   return loss;
 }
 
-}  // namespace quantlab
+}  // namespace quantlab::train

@@ -9,7 +9,7 @@
 
 #include "quantlab/util/registry.h"
 
-namespace quantlab {
+namespace quantlab::train {
 
 void LrScheduler::load_state(const std::vector<double>& state) {
   if (!state.empty()) throw Error("lr scheduler: the checkpoint holds state for another scheduler class");
@@ -41,7 +41,7 @@ class Pure : public LrScheduler {
 // PyTorch's ReduceLROnPlateau.
 class ReduceOnPlateau : public LrScheduler {
  public:
-  explicit ReduceOnPlateau(const JsonNode& p) {
+  explicit ReduceOnPlateau(const config::JsonNode& p) {
     p.allow_keys({"mode", "factor", "patience", "threshold", "threshold_mode", "cooldown", "min_lr", "eps", "verbose"});
     const std::string mode = p.string("mode", "min");
     if (mode != "min" && mode != "max") p.at("mode").fail("expected \"min\" or \"max\"");
@@ -57,7 +57,7 @@ class ReduceOnPlateau : public LrScheduler {
     cooldown_ = p.integer("cooldown", 0);
     if (cooldown_ < 0) p.at("cooldown").fail("expected a non-negative number of epochs");
     if (p.has("min_lr")) {
-      const JsonNode m = p.at("min_lr");
+      const config::JsonNode m = p.at("min_lr");
       min_lr_ = m.is_array() ? (m.size() == 1 ? m.at(0).number() : -1.0) : m.number();
       if (!(min_lr_ >= 0)) m.fail("expected a non-negative rate (one, for QuantLab's one parameter group)");
     }
@@ -105,7 +105,7 @@ class ReduceOnPlateau : public LrScheduler {
   int64_t patience_ = 10, cooldown_ = 0, bad_ = 0, cooling_ = 0;
 };
 
-using SchedulerFactory = std::function<std::unique_ptr<LrScheduler>(const JsonNode&, const ScheduleContext&)>;
+using SchedulerFactory = std::function<std::unique_ptr<LrScheduler>(const config::JsonNode&, const ScheduleContext&)>;
 
 // A registry entry: how to build the schedule, and whether it is stepped with an epoch statistic
 // (then `step_metric` is required).
@@ -115,33 +115,33 @@ struct SchedulerEntry {
 };
 
 // A multiplicative factor or gamma: positive and finite, so the rate stays positive.
-double positive_factor(const JsonNode& n) {
+double positive_factor(const config::JsonNode& n) {
   const double v = n.number();
   if (!(v > 0.0) || !std::isfinite(v))
     n.fail("expected a positive factor (the learning rate must stay positive), got " + n.json().dump());
   return v;
 }
 
-double positive_factor(const JsonNode& p, const char* key, double fallback) {
+double positive_factor(const config::JsonNode& p, const char* key, double fallback) {
   return p.has(key) ? positive_factor(p.at(key)) : fallback;
 }
 
-double positive_rate(const JsonNode& p, const char* key) {
-  const JsonNode n = p.at(key);
+double positive_rate(const config::JsonNode& p, const char* key) {
+  const config::JsonNode n = p.at(key);
   const double v = n.is_array() && n.size() == 1 ? n.at(0).number() : n.number();
   if (!(v > 0.0) || !std::isfinite(v)) n.fail("expected a positive learning rate, got " + n.json().dump());
   return v;
 }
 
-void no_last_epoch(const JsonNode& p) {
+void no_last_epoch(const config::JsonNode& p) {
   if (p.has("last_epoch") && p.at("last_epoch").integer() != -1)
     p.at("last_epoch").fail("only -1 (a new schedule) is supported; a resumed run restores its schedule itself");
 }
 
-std::unique_ptr<LrScheduler> hand(const JsonNode& p, const ScheduleContext& c) {
+std::unique_ptr<LrScheduler> hand(const config::JsonNode& p, const ScheduleContext& c) {
   p.allow_keys({"schedule", "last_epoch"});
   no_last_epoch(p);
-  const JsonNode s = p.at("schedule");
+  const config::JsonNode s = p.at("schedule");
   std::map<int64_t, double> table;
   for (const auto& key : s.keys()) {
     char* end = nullptr;
@@ -158,7 +158,7 @@ std::unique_ptr<LrScheduler> hand(const JsonNode& p, const ScheduleContext& c) {
   });
 }
 
-std::unique_ptr<LrScheduler> step(const JsonNode& p, const ScheduleContext& c) {
+std::unique_ptr<LrScheduler> step(const config::JsonNode& p, const ScheduleContext& c) {
   p.allow_keys({"step_size", "gamma", "last_epoch", "verbose"});
   no_last_epoch(p);
   const int64_t size = p.at("step_size").integer();
@@ -167,7 +167,7 @@ std::unique_ptr<LrScheduler> step(const JsonNode& p, const ScheduleContext& c) {
   return std::make_unique<Pure>([=](int64_t e) { return base * std::pow(gamma, static_cast<double>(e / size)); });
 }
 
-std::unique_ptr<LrScheduler> multi_step(const JsonNode& p, const ScheduleContext& c) {
+std::unique_ptr<LrScheduler> multi_step(const config::JsonNode& p, const ScheduleContext& c) {
   p.allow_keys({"milestones", "gamma", "last_epoch", "verbose"});
   no_last_epoch(p);
   auto milestones = p.at("milestones").integers();
@@ -181,14 +181,14 @@ std::unique_ptr<LrScheduler> multi_step(const JsonNode& p, const ScheduleContext
   });
 }
 
-std::unique_ptr<LrScheduler> exponential(const JsonNode& p, const ScheduleContext& c) {
+std::unique_ptr<LrScheduler> exponential(const config::JsonNode& p, const ScheduleContext& c) {
   p.allow_keys({"gamma", "last_epoch", "verbose"});
   no_last_epoch(p);
   const double gamma = positive_factor(p.at("gamma")), base = c.base_lr;
   return std::make_unique<Pure>([=](int64_t e) { return base * std::pow(gamma, static_cast<double>(e)); });
 }
 
-std::unique_ptr<LrScheduler> cosine(const JsonNode& p, const ScheduleContext& c) {
+std::unique_ptr<LrScheduler> cosine(const config::JsonNode& p, const ScheduleContext& c) {
   p.allow_keys({"T_max", "eta_min", "last_epoch", "verbose"});
   no_last_epoch(p);
   const int64_t t_max = p.at("T_max").integer();
@@ -207,14 +207,14 @@ struct MomentumCycle {
   double base = 0.8, max = 0.9;
 };
 
-MomentumCycle momentum_cycle(const JsonNode& p, double base, double max) {
+MomentumCycle momentum_cycle(const config::JsonNode& p, double base, double max) {
   MomentumCycle m{p.boolean("cycle_momentum", true), p.number("base_momentum", base), p.number("max_momentum", max)};
   if (m.on && !(m.base >= 0 && m.base < 1 && m.max >= 0 && m.max < 1))
     p.fail("base_momentum and max_momentum must be in [0, 1)");
   return m;
 }
 
-std::unique_ptr<LrScheduler> cyclic(const JsonNode& p, const ScheduleContext&) {
+std::unique_ptr<LrScheduler> cyclic(const config::JsonNode& p, const ScheduleContext&) {
   p.allow_keys({"base_lr", "max_lr", "step_size_up", "step_size_down", "mode", "gamma", "scale_mode", "cycle_momentum",
                 "base_momentum", "max_momentum", "last_epoch", "verbose"});
   no_last_epoch(p);
@@ -258,7 +258,7 @@ std::unique_ptr<LrScheduler> cyclic(const JsonNode& p, const ScheduleContext&) {
       momentum);
 }
 
-std::unique_ptr<LrScheduler> one_cycle(const JsonNode& p, const ScheduleContext& c) {
+std::unique_ptr<LrScheduler> one_cycle(const config::JsonNode& p, const ScheduleContext& c) {
   p.allow_keys({"max_lr", "total_steps", "epochs", "steps_per_epoch", "pct_start", "anneal_strategy", "cycle_momentum",
                 "base_momentum", "max_momentum", "div_factor", "final_div_factor", "three_phase", "last_epoch",
                 "verbose"});
@@ -322,8 +322,9 @@ const Registry<SchedulerEntry>& scheduler_registry() {
     reg.add("ExponentialLR", {exponential});
     reg.add("CosineAnnealingLR", {cosine}).add("CosineAnnealing", {cosine});
     reg.add("CyclicLR", {cyclic}).add("OneCycleLR", {one_cycle});
-    reg.add("ReduceLROnPlateau",
-            {[](const JsonNode& p, const ScheduleContext&) { return std::make_unique<ReduceOnPlateau>(p); }, true});
+    reg.add(
+        "ReduceLROnPlateau",
+        {[](const config::JsonNode& p, const ScheduleContext&) { return std::make_unique<ReduceOnPlateau>(p); }, true});
     return reg;
   }();
   return r;
@@ -331,12 +332,13 @@ const Registry<SchedulerEntry>& scheduler_registry() {
 
 }  // namespace
 
-std::unique_ptr<LrScheduler> make_lr_scheduler(const JsonNode& spec, const ScheduleContext& context) {
+std::unique_ptr<LrScheduler> make_lr_scheduler(const config::JsonNode& spec, const ScheduleContext& context) {
   if (spec.is_null()) return std::make_unique<Constant>();
   spec.allow_keys({"class", "params", "step_metric", "update_stat"});
-  const JsonNode cls = spec.at("class");
+  const config::JsonNode cls = spec.at("class");
   static const nlohmann::json kEmpty = nlohmann::json::object();
-  const JsonNode params = spec.has("params") ? spec.at("params") : JsonNode(kEmpty, spec.path() + ".params");
+  const config::JsonNode params =
+      spec.has("params") ? spec.at("params") : config::JsonNode(kEmpty, spec.path() + ".params");
   const SchedulerEntry& entry = scheduler_registry().at(cls.string(), cls.path());
   auto sched = entry.build(params, context);
   // Every epoch of the run trains at a positive rate (a cosine reaching its floor of 0 inside the
@@ -361,4 +363,4 @@ std::unique_ptr<LrScheduler> make_lr_scheduler(const JsonNode& spec, const Sched
   return sched;
 }
 
-}  // namespace quantlab
+}  // namespace quantlab::train

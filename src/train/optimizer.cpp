@@ -3,27 +3,27 @@
 
 #include "quantlab/util/registry.h"
 
-namespace quantlab {
+namespace quantlab::train {
 namespace {
 
 using Params = std::vector<torch::Tensor>;
-using OptimizerFactory = std::function<std::unique_ptr<torch::optim::Optimizer>(const JsonNode&, Params)>;
+using OptimizerFactory = std::function<std::unique_ptr<torch::optim::Optimizer>(const config::JsonNode&, Params)>;
 
-double lr_of(const JsonNode& p, double fallback) {
+double lr_of(const config::JsonNode& p, double fallback) {
   const double lr = p.number("lr", fallback);
   if (!(lr > 0)) p.at("lr").fail("expected a positive learning rate");
   return lr;
 }
 
-double non_negative(const JsonNode& p, const char* key, double fallback) {
+double non_negative(const config::JsonNode& p, const char* key, double fallback) {
   const double v = p.number(key, fallback);
   if (!(v >= 0)) p.at(key).fail("expected a non-negative number");
   return v;
 }
 
-std::tuple<double, double> betas_of(const JsonNode& p) {
+std::tuple<double, double> betas_of(const config::JsonNode& p) {
   if (!p.has("betas")) return {0.9, 0.999};
-  const JsonNode n = p.at("betas");
+  const config::JsonNode n = p.at("betas");
   if (!n.is_array() || n.size() != 2) n.fail("expected [beta1, beta2]");
   const double b1 = n.at(0).number(), b2 = n.at(1).number();
   if (!(b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1)) n.fail("expected [beta1, beta2], each in [0, 1)");
@@ -31,14 +31,14 @@ std::tuple<double, double> betas_of(const JsonNode& p) {
 }
 
 // The switches of PyTorch's implementations, which change how it computes, not what.
-void implementation_switches(const JsonNode& p) {
+void implementation_switches(const config::JsonNode& p) {
   if (p.has("maximize") && p.at("maximize").boolean()) p.at("maximize").fail("maximize=true is not supported");
 }
 
 #define QL_OPTIMIZER_KEYS(...) \
   p.allow_keys({__VA_ARGS__, "maximize", "foreach", "fused", "capturable", "differentiable"})
 
-std::unique_ptr<torch::optim::Optimizer> adam(const JsonNode& p, Params params) {
+std::unique_ptr<torch::optim::Optimizer> adam(const config::JsonNode& p, Params params) {
   QL_OPTIMIZER_KEYS("lr", "betas", "eps", "weight_decay", "amsgrad");
   implementation_switches(p);
   torch::optim::AdamOptions o(lr_of(p, 1e-3));
@@ -47,7 +47,7 @@ std::unique_ptr<torch::optim::Optimizer> adam(const JsonNode& p, Params params) 
   return std::make_unique<torch::optim::Adam>(std::move(params), o);
 }
 
-std::unique_ptr<torch::optim::Optimizer> adamw(const JsonNode& p, Params params) {
+std::unique_ptr<torch::optim::Optimizer> adamw(const config::JsonNode& p, Params params) {
   QL_OPTIMIZER_KEYS("lr", "betas", "eps", "weight_decay", "amsgrad");
   implementation_switches(p);
   torch::optim::AdamWOptions o(lr_of(p, 1e-3));
@@ -56,7 +56,7 @@ std::unique_ptr<torch::optim::Optimizer> adamw(const JsonNode& p, Params params)
   return std::make_unique<torch::optim::AdamW>(std::move(params), o);
 }
 
-std::unique_ptr<torch::optim::Optimizer> sgd(const JsonNode& p, Params params) {
+std::unique_ptr<torch::optim::Optimizer> sgd(const config::JsonNode& p, Params params) {
   QL_OPTIMIZER_KEYS("lr", "momentum", "dampening", "weight_decay", "nesterov");
   implementation_switches(p);
   if (!p.has("lr")) p.fail("SGD needs \"lr\" (PyTorch's SGD has no default rate)");
@@ -68,7 +68,7 @@ std::unique_ptr<torch::optim::Optimizer> sgd(const JsonNode& p, Params params) {
   return std::make_unique<torch::optim::SGD>(std::move(params), o);
 }
 
-std::unique_ptr<torch::optim::Optimizer> adagrad(const JsonNode& p, Params params) {
+std::unique_ptr<torch::optim::Optimizer> adagrad(const config::JsonNode& p, Params params) {
   QL_OPTIMIZER_KEYS("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps");
   implementation_switches(p);
   torch::optim::AdagradOptions o(lr_of(p, 1e-2));
@@ -77,7 +77,7 @@ std::unique_ptr<torch::optim::Optimizer> adagrad(const JsonNode& p, Params param
   return std::make_unique<torch::optim::Adagrad>(std::move(params), o);
 }
 
-std::unique_ptr<torch::optim::Optimizer> rmsprop(const JsonNode& p, Params params) {
+std::unique_ptr<torch::optim::Optimizer> rmsprop(const config::JsonNode& p, Params params) {
   QL_OPTIMIZER_KEYS("lr", "alpha", "eps", "weight_decay", "momentum", "centered");
   implementation_switches(p);
   torch::optim::RMSpropOptions o(lr_of(p, 1e-2));
@@ -102,12 +102,13 @@ const Registry<OptimizerFactory>& optimizer_registry() {
 
 }  // namespace
 
-std::unique_ptr<torch::optim::Optimizer> make_optimizer(const JsonNode& spec, Params parameters) {
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const config::JsonNode& spec, Params parameters) {
   spec.allow_keys({"class", "params"});
-  const JsonNode cls = spec.at("class");
+  const config::JsonNode cls = spec.at("class");
   static const nlohmann::json kEmpty = nlohmann::json::object();
   return optimizer_registry().at(cls.string(), cls.path())(
-      spec.has("params") ? spec.at("params") : JsonNode(kEmpty, spec.path() + ".params"), std::move(parameters));
+      spec.has("params") ? spec.at("params") : config::JsonNode(kEmpty, spec.path() + ".params"),
+      std::move(parameters));
 }
 
 double get_lr(const torch::optim::Optimizer& opt) { return opt.param_groups().front().options().get_lr(); }
@@ -134,4 +135,4 @@ void set_momentum(torch::optim::Optimizer& opt, double momentum) {
   }
 }
 
-}  // namespace quantlab
+}  // namespace quantlab::train

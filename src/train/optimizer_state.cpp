@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-namespace quantlab {
+namespace quantlab::train {
 namespace {
 
 using torch::optim::OptimizerOptions;
@@ -77,4 +77,4 @@ void load_optimizer_state(torch::optim::Optimizer& opt, torch::serialize::InputA
   opt.load(archive);
 }
 
-}  // namespace quantlab
+}  // namespace quantlab::train

@@ -5,7 +5,7 @@
 
 #include "quantlab/util/error.h"
 
-namespace quantlab {
+namespace quantlab::train {
 namespace {
 
 std::string shape_text(const torch::Tensor& x) {  // of one sample: [C, H, W]
@@ -79,4 +79,4 @@ void preflight(Experiment& exp, const data::ProblemData& data) {
   }
 }
 
-}  // namespace quantlab
+}  // namespace quantlab::train

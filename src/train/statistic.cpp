@@ -3,14 +3,14 @@
 
 #include "quantlab/util/strings.h"
 
-namespace quantlab {
+namespace quantlab::train {
 
 const char* statistic_name(Statistic s) {
   static const char* const kNames[] = {"train_loss", "train_metric", "valid_loss", "valid_metric"};
   return kNames[static_cast<size_t>(s)];
 }
 
-Statistic parse_statistic(const JsonNode& node) {
+Statistic parse_statistic(const config::JsonNode& node) {
   const std::string name = node.string();
   for (Statistic s : kStatistics)
     if (name == statistic_name(s)) return s;
@@ -32,4 +32,4 @@ bool EpochStatistics::operator==(const EpochStatistics& o) const {
   return true;
 }
 
-}  // namespace quantlab
+}  // namespace quantlab::train

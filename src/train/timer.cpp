@@ -4,13 +4,13 @@
 #include <algorithm>
 #include <cmath>
 
-namespace quantlab {
+namespace quantlab::train {
 namespace {
 
-using TimerFactory = std::function<Timer(const JsonNode&)>;
+using TimerFactory = std::function<Timer(const config::JsonNode&)>;
 
-double positive(const JsonNode& params, const char* key) {
-  const JsonNode n = params.at(key);
+double positive(const config::JsonNode& params, const char* key) {
+  const config::JsonNode n = params.at(key);
   const double v = n.number();
   if (!(v > 0)) n.fail("expected a positive number, got " + n.json().dump());
   return v;
@@ -20,18 +20,18 @@ double linear_factor(double t, double t_start, double t_decay) {
   return 1.0 - std::clamp((t - t_start) / t_decay, 0.0, 1.0);
 }
 
-Timer constant(const JsonNode& p) {
+Timer constant(const config::JsonNode& p) {
   p.allow_keys({});
   return [](double) { return 1.0; };
 }
 
-Timer linear(const JsonNode& p) {
+Timer linear(const config::JsonNode& p) {
   p.allow_keys({"t_start", "t_decay"});
   const double t0 = p.at("t_start").number(), td = positive(p, "t_decay");
   return [=](double t) { return linear_factor(t, t0, td); };
 }
 
-Timer quadratic(const JsonNode& p) {
+Timer quadratic(const config::JsonNode& p) {
   p.allow_keys({"t_start", "t_decay"});
   const double t0 = p.at("t_start").number(), td = positive(p, "t_decay");
   return [=](double t) {
@@ -40,7 +40,7 @@ Timer quadratic(const JsonNode& p) {
   };
 }
 
-Timer bounded_window(const JsonNode& p) {
+Timer bounded_window(const config::JsonNode& p) {
   p.allow_keys({"t_start", "t_end", "alpha"});
   const double t0 = p.at("t_start").number(), t1 = p.at("t_end").number();
   const double alpha = p.number("alpha", 1.0);
@@ -48,7 +48,7 @@ Timer bounded_window(const JsonNode& p) {
   return [=](double t) { return std::pow((t1 - std::clamp(t, t0, t1)) / (t1 - t0), alpha); };
 }
 
-Timer unbounded_window(const JsonNode& p) {
+Timer unbounded_window(const config::JsonNode& p) {
   p.allow_keys({"t_start", "eps", "alpha"});
   const double t0 = p.at("t_start").number();
   const double eps = p.number("eps", 0.0), alpha = p.number("alpha", 1.0);
@@ -71,12 +71,12 @@ const Registry<TimerFactory>& timer_registry() {
 
 }  // namespace
 
-Timer make_timer(const JsonNode& spec) {
+Timer make_timer(const config::JsonNode& spec) {
   spec.allow_keys({"class", "params"});
-  const JsonNode cls = spec.at("class");
+  const config::JsonNode cls = spec.at("class");
   const auto& factory = timer_registry().at(cls.string(), cls.path());
   static const nlohmann::json kEmpty = nlohmann::json::object();
-  return factory(spec.has("params") ? spec.at("params") : JsonNode(kEmpty, spec.path() + ".params"));
+  return factory(spec.has("params") ? spec.at("params") : config::JsonNode(kEmpty, spec.path() + ".params"));
 }
 
-}  // namespace quantlab
+}  // namespace quantlab::train

@@ -10,7 +10,7 @@
 
 #include "quantlab/util/runtime.h"
 
-namespace quantlab {
+namespace quantlab::train {
 namespace {
 
 // The sums of a pass (loss * n, correct, correct top-5; samples): the first three build up on the
@@ -241,4 +241,4 @@ bool Trainer::update_best(const EpochRecord& r) {
   return true;
 }
 
-}  // namespace quantlab
+}  // namespace quantlab::train

@@ -3,7 +3,7 @@
 
 #include <cstdio>
 
-namespace quantlab {
+namespace quantlab::train {
 namespace {
 
 std::string percent(double error) {
@@ -24,4 +24,4 @@ std::string stats_text(const EpochStats& s) {
   return out;
 }
 
-}  // namespace quantlab
+}  // namespace quantlab::train

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-namespace quantlab {
+namespace quantlab::config {
 
 struct CheckpointRef {
   enum class Kind { kBest, kLast, kEpoch };
@@ -32,4 +32,4 @@ std::string epoch_file_name(int64_t epochs_done);
 // The epoch of an "epochNNNN.ckpt" name, or -1 for any other name.
 int64_t epoch_of_file_name(const std::string& name);
 
-}  // namespace quantlab
+}  // namespace quantlab::config

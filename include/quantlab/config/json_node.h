@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-namespace quantlab {
+namespace quantlab::config {
 
 class JsonNode {
  public:
@@ -67,4 +67,4 @@ constexpr size_t kMaxJsonFileBytes = size_t{1} << 20;
 // file (and line for syntax errors).
 nlohmann::json read_json_file(const std::string& file);
 
-}  // namespace quantlab
+}  // namespace quantlab::config

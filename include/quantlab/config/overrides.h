@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-namespace quantlab {
+namespace quantlab::config {
 
 struct Override {
   std::string text;  // as given: "treat.optimizer.params.lr=0.003"
@@ -35,4 +35,4 @@ void apply_overrides(nlohmann::json& config, const std::vector<std::string>& arg
 // The dotted text of a path ("treat.optimizer.params.lr").
 std::string dotted(const std::vector<std::string>& path);
 
-}  // namespace quantlab
+}  // namespace quantlab::config

@@ -12,12 +12,13 @@
 #include "quantlab/config/json_node.h"
 #include "quantlab/core/ana.h"
 
-namespace quantlab {
+namespace quantlab::config {
 
-AnaScheme parse_ana_scheme(const JsonNode& node);
+core::AnaScheme parse_ana_scheme(const JsonNode& node);
 
 // Parses the whole map and checks it names exactly the topology's quantized modules `expected`:
 // a missing or stray name is an error naming it.
-std::map<std::string, AnaScheme> parse_quant_schemes(const JsonNode& node, const std::vector<std::string>& expected);
+std::map<std::string, core::AnaScheme> parse_quant_schemes(const JsonNode& node,
+                                                           const std::vector<std::string>& expected);
 
-}  // namespace quantlab
+}  // namespace quantlab::config

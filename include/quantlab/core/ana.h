@@ -13,7 +13,7 @@
 #include "quantlab/core/noise.h"
 #include "quantlab/core/quantizer.h"
 
-namespace quantlab {
+namespace quantlab::core {
 
 // What a quantized site is: its stair, its noise family and forward strategy (from the config).
 struct AnaScheme {
@@ -44,4 +44,4 @@ torch::Tensor ana_tensor_ops_forward(const torch::Tensor& x, const AnaScheme& sc
 torch::Tensor ana_tensor_ops_backward(const torch::Tensor& x, const torch::Tensor& grad, const AnaScheme& scheme,
                                       float mu, float sigma);
 
-}  // namespace quantlab
+}  // namespace quantlab::core

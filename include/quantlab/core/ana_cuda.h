@@ -10,7 +10,7 @@
 
 #include "quantlab/core/ana_kernel.h"
 
-namespace quantlab::kernel {
+namespace quantlab::core::kernel {
 
 void ana_forward_cuda(const float* x, float* y, int64_t n, const Stair& stair, NoiseFamily family,
                       ForwardStrategy strategy, float mu, float sigma, const float* uniform, void* stream);
@@ -18,4 +18,4 @@ void ana_forward_cuda(const float* x, float* y, int64_t n, const Stair& stair, N
 void ana_backward_cuda(const float* x, const float* gy, float* gx, int64_t n, const Stair& stair, NoiseFamily family,
                        float mu, float sigma, void* stream);
 
-}  // namespace quantlab::kernel
+}  // namespace quantlab::core::kernel

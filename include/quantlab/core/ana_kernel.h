@@ -7,7 +7,7 @@
 
 #include "quantlab/core/noise.h"
 
-namespace quantlab::kernel {
+namespace quantlab::core::kernel {
 
 // A stair with T thresholds t[0..T-1] (sorted) and T+1 levels q[0..T] (see docs/ANA.md §1).
 struct Stair {
@@ -26,4 +26,4 @@ void ana_forward(const float* x, float* y, int64_t n, const Stair& stair, NoiseF
 void ana_backward(const float* x, const float* gy, float* gx, int64_t n, const Stair& stair, NoiseFamily family,
                   float mu, float sigma, int num_threads);
 
-}  // namespace quantlab::kernel
+}  // namespace quantlab::core::kernel

@@ -9,7 +9,7 @@
 #include <type_traits>
 #include <vector>
 
-namespace quantlab {
+namespace quantlab::core {
 
 // Every noise family, once: X(enum value, config name), in the order of the enum.
 #define QL_NOISE_FAMILIES(X) \
@@ -49,4 +49,4 @@ std::string noise_family_name(NoiseFamily f);
 ForwardStrategy forward_strategy_from_name(const std::string& name);
 std::string forward_strategy_name(ForwardStrategy s);
 
-}  // namespace quantlab
+}  // namespace quantlab::core

@@ -18,7 +18,7 @@
 #define QL_HD inline __attribute__((always_inline))
 #endif
 
-namespace quantlab::noise_math {
+namespace quantlab::core::noise_math {
 
 constexpr float kInvSqrt2 = 0.70710678118654752f;
 constexpr float kInvSqrt2Pi = 0.39894228040143268f;
@@ -68,4 +68,4 @@ QL_HD float density<NoiseFamily::kLogistic>(float z, float inv) {
   return inv * e / (s * s);
 }
 
-}  // namespace quantlab::noise_math
+}  // namespace quantlab::core::noise_math

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-namespace quantlab {
+namespace quantlab::core {
 
 struct Quantizer {
   std::vector<float> thresholds;  // T values, strictly increasing
@@ -23,4 +23,4 @@ struct Quantizer {
   int num_thresholds() const { return static_cast<int>(thresholds.size()); }
 };
 
-}  // namespace quantlab
+}  // namespace quantlab::core

@@ -20,7 +20,7 @@
 #include "quantlab/train/experiment.h"
 #include "quantlab/train/training_state.h"
 
-namespace quantlab {
+namespace quantlab::experiment {
 
 constexpr int64_t kCheckpointVersion = 2;
 
@@ -31,7 +31,7 @@ struct Checkpoint {
   double lr = 0.0;
   std::vector<double> lr_scheduler;
   int64_t thermostat_clock = 0;
-  TrainingState state;
+  train::TrainingState state;
   torch::Tensor rng_cpu;                // uint8 generator state
   std::vector<torch::Tensor> rng_cuda;  // one per device
   // Data parallel: every rank's CPU generator state, in rank order (empty for one process); a
@@ -48,12 +48,12 @@ struct Checkpoint {
 std::map<std::string, torch::Tensor> named_state(torch::nn::Module& net);
 
 // Takes everything from a live experiment / puts it back (bit-exact resume).
-Checkpoint capture(Experiment& exp, const TrainingState& state);
-void restore(Experiment& exp, const Checkpoint& c);
+Checkpoint capture(train::Experiment& exp, const train::TrainingState& state);
+void restore(train::Experiment& exp, const Checkpoint& c);
 
 void save_checkpoint(const std::string& file, const Checkpoint& c);
 // Throws IoError naming the file when it is missing, unreadable, of another format or version,
 // incomplete, or its checksum does not match.
 Checkpoint load_checkpoint(const std::string& file);
 
-}  // namespace quantlab
+}  // namespace quantlab::experiment

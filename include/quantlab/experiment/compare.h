@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-namespace quantlab {
+namespace quantlab::experiment {
 
 // One leaf of a config where two differ; "absent" when one has no such path.
 struct ConfigDifference {
@@ -41,4 +41,4 @@ void diff_experiments(const std::string& home, const std::string& problem, int64
 // "1,3,5-8" -> {1, 3, 5, 6, 7, 8}; throws Error naming the text when it is not that.
 std::vector<int64_t> parse_id_list(const std::string& text);
 
-}  // namespace quantlab
+}  // namespace quantlab::experiment

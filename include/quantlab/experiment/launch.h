@@ -19,7 +19,7 @@
 
 #include "quantlab/train/training_state.h"
 
-namespace quantlab {
+namespace quantlab::experiment {
 
 enum class LaunchMode { kTrain, kTest };
 
@@ -54,9 +54,9 @@ struct LaunchOptions {
 struct LaunchResult {
   int64_t exp_id = -1;
   int64_t epochs_done = 0;
-  std::optional<EpochStats> test;  // the final test (or --mode=test)
-  std::string tested;              // which weights it used, in words
-  int interrupted_by = 0;          // the signal that stopped training, 0 when it was not stopped
+  std::optional<train::EpochStats> test;  // the final test (or --mode=test)
+  std::string tested;                     // which weights it used, in words
+  int interrupted_by = 0;                 // the signal that stopped training, 0 when it was not stopped
 };
 
 // Runs one launch. `stop`, when given, is polled between batches (a signal number, 0 = go on).
@@ -66,4 +66,4 @@ LaunchResult launch(const LaunchOptions& options, const std::atomic<int>* stop, 
 // The command that resumes experiment `exp_id` with the same data, device and settings.
 std::string resume_command(const LaunchOptions& options, int64_t exp_id);
 
-}  // namespace quantlab
+}  // namespace quantlab::experiment

@@ -7,9 +7,9 @@
 #include <iosfwd>
 #include <string>
 
-namespace quantlab {
+namespace quantlab::experiment {
 
 // Prints the table for `problem` of the main folder `home`.
 void list_experiments(const std::string& home, const std::string& problem, std::ostream& out);
 
-}  // namespace quantlab
+}  // namespace quantlab::experiment

@@ -6,7 +6,7 @@
 
 #include <string>
 
-namespace quantlab {
+namespace quantlab::experiment {
 
 class ExperimentLock {
  public:
@@ -24,4 +24,4 @@ class ExperimentLock {
   int fd_ = -1;
 };
 
-}  // namespace quantlab
+}  // namespace quantlab::experiment

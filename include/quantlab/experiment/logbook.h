@@ -15,7 +15,7 @@
 
 #include "quantlab/experiment/lock.h"
 
-namespace quantlab {
+namespace quantlab::experiment {
 
 class Saves;
 
@@ -64,4 +64,4 @@ class Logbook {
 // (disk full included) and leaves the old file untouched.
 void write_file_atomically(const std::string& file, const std::string& text);
 
-}  // namespace quantlab
+}  // namespace quantlab::experiment

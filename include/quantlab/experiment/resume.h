@@ -11,7 +11,7 @@
 #include "quantlab/config/checkpoint_ref.h"
 #include "quantlab/experiment/logbook.h"
 
-namespace quantlab {
+namespace quantlab::experiment {
 
 struct ResumePoint {
   bool fresh = false;  // no checkpoint at all: from epoch 1
@@ -23,6 +23,6 @@ struct ResumePoint {
 };
 
 // Throws Error with what to do when `ref` cannot or must not be trained from.
-ResumePoint choose_resume(const Logbook& book, const CheckpointRef& ref);
+ResumePoint choose_resume(const Logbook& book, const config::CheckpointRef& ref);
 
-}  // namespace quantlab
+}  // namespace quantlab::experiment

@@ -17,12 +17,12 @@
 #include "quantlab/config/checkpoint_ref.h"
 #include "quantlab/experiment/checkpoint.h"
 
-namespace quantlab {
+namespace quantlab::experiment {
 
 // A checkpoint file of an experiment and what loading it found.
 struct CheckpointInfo {
   std::string file;
-  CheckpointRef ref;
+  config::CheckpointRef ref;
   int64_t epoch = -1;  // epochs completed; -1 when unusable
   std::string error;   // why it is unusable ("" when usable)
 };
@@ -34,14 +34,14 @@ class Saves {
   const std::string& dir() const { return dir_; }
   std::string last() const { return dir_ + "/last.ckpt"; }
   std::string best() const { return dir_ + "/best.ckpt"; }
-  std::string epoch(int64_t epochs_done) const { return dir_ + "/" + epoch_file_name(epochs_done); }
+  std::string epoch(int64_t epochs_done) const { return dir_ + "/" + config::epoch_file_name(epochs_done); }
   std::string status_file() const { return dir_ + "/status.json"; }
   // The file `ref` names, whether or not it exists.
-  std::string path(const CheckpointRef& ref) const { return dir_ + "/" + ref.file_name(); }
+  std::string path(const config::CheckpointRef& ref) const { return dir_ + "/" + ref.file_name(); }
 
   // The file `ref` names; throws Error naming it and listing the checkpoints that exist when it
   // does not.
-  std::string file(const CheckpointRef& ref) const;
+  std::string file(const config::CheckpointRef& ref) const;
   // Epoch numbers of the epochNNNN.ckpt files, ascending.
   std::vector<int64_t> epochs() const;
   // Every checkpoint file (best, last, epochNNNN), loaded to learn its epoch.
@@ -69,4 +69,4 @@ class Saves {
   std::string dir_;
 };
 
-}  // namespace quantlab
+}  // namespace quantlab::experiment

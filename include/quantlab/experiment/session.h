@@ -15,19 +15,20 @@
 #include "quantlab/experiment/saves.h"
 #include "quantlab/train/training_state.h"
 
-namespace quantlab {
+namespace quantlab::experiment {
 
 class Session {
  public:
   // `best_statistic`: what picks the best epoch (after the no-validation fallback), for status.json.
-  Session(Experiment& exp, const Logbook& book, int64_t ckpt_every, Statistic best_statistic);
+  Session(train::Experiment& exp, const Logbook& book, int64_t ckpt_every, train::Statistic best_statistic);
 
   // Called after each epoch by the trainer. `rng_ranks`: every rank's generator state (data
   // parallel; empty for one process).
-  void on_epoch(const EpochRecord& r, const TrainingState& state, const std::vector<torch::Tensor>& rng_ranks = {});
+  void on_epoch(const train::EpochRecord& r, const train::TrainingState& state,
+                const std::vector<torch::Tensor>& rng_ranks = {});
 
   // Records the final test in status.json: `what` names the weights ("best", "last", "epoch 12").
-  void on_test(const EpochStats& test, const std::string& what, int64_t epoch);
+  void on_test(const train::EpochStats& test, const std::string& what, int64_t epoch);
 
   // Completes the save of the epoch of `last` (loaded from saves/last.ckpt) when a kill stopped it
   // before status.json: rewrites best.ckpt when that epoch was the best, the epoch snapshot when
@@ -40,14 +41,14 @@ class Session {
   void start_branch(const Saves& parent, const Checkpoint& c, const std::string& best);
 
  private:
-  void write_status(const TrainingState& state);
-  Experiment& exp_;
+  void write_status(const train::TrainingState& state);
+  train::Experiment& exp_;
   Saves saves_;
   int64_t ckpt_every_;
-  Statistic best_statistic_;
+  train::Statistic best_statistic_;
   nlohmann::json best_;         // the best epoch's accuracies, carried across launches through status.json
   double train_seconds_ = 0.0;  // the epochs' wall time so far, carried the same way
   nlohmann::json test_;
 };
 
-}  // namespace quantlab
+}  // namespace quantlab::experiment

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-namespace quantlab {
+namespace quantlab::experiment {
 
 struct Storage {
   std::string home;       // the main folder (absolute)
@@ -52,4 +52,4 @@ void prepare_storage(const Storage& storage, const ProblemPaths& paths);
 // by line, for the user.
 std::vector<std::string> add_problem(const Storage& storage, const std::string& name);
 
-}  // namespace quantlab
+}  // namespace quantlab::experiment

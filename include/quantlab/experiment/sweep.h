@@ -21,7 +21,7 @@
 
 #include "quantlab/experiment/launch.h"
 
-namespace quantlab {
+namespace quantlab::experiment {
 
 struct SweepDesign {
   std::string name;
@@ -83,6 +83,11 @@ struct SweepResult {
 
 // Runs (or resumes) a sweep: every unit one after another, K at a time (parallel), one unit, or a
 // SLURM task's share; `stop` as launch()'s (with --parallel it is forwarded to the units once).
+// The design as the sweep's record keeps it (sweep.json's "design").
+nlohmann::json design_json(const SweepDesign& design);
+// "treat.optimizer.params.lr=0.01, repeat 1": a unit's levels in words.
+std::string levels_text(const SweepUnit& unit);
+
 SweepResult run_sweep(const SweepOptions& options, const std::atomic<int>* stop, std::ostream& out);
 
-}  // namespace quantlab
+}  // namespace quantlab::experiment

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-namespace quantlab {
+namespace quantlab::experiment {
 
 // Throws IoError naming the file when it is not a torch.save zip file or holds what cannot be read.
 c10::IValue read_torch_file(const std::string& file);
@@ -24,4 +24,4 @@ c10::IValue read_torch_file(const std::string& file);
 // tags typed dicts and lists with torch.jit._pickle.restore_type_tag, which weights_only refuses.)
 std::vector<char> plain_torch_save(const c10::IValue& v);
 
-}  // namespace quantlab
+}  // namespace quantlab::experiment

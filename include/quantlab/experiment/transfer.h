@@ -19,16 +19,17 @@
 #include "quantlab/experiment/storage.h"
 #include "quantlab/train/experiment.h"
 
-namespace quantlab {
+namespace quantlab::experiment {
 
 // The network tensors by name of any of the files above. Throws IoError naming the file.
 std::map<std::string, torch::Tensor> read_network_tensors(const std::string& file);
 
 // Where `spec` points for the problem at `paths` with topology family `topology`.
-std::string pretrained_file(const PretrainedSpec& spec, const ProblemPaths& paths, const std::string& topology);
+std::string pretrained_file(const topology::PretrainedSpec& spec, const ProblemPaths& paths,
+                            const std::string& topology);
 
 // Copies the tensors; returns how many. Throws ConfigError (indiv.net.pretrained...) when a shape
 // differs or nothing matches.
-int64_t apply_pretrained(Experiment& exp, const ProblemPaths& paths);
+int64_t apply_pretrained(train::Experiment& exp, const ProblemPaths& paths);
 
-}  // namespace quantlab
+}  // namespace quantlab::experiment

@@ -12,7 +12,7 @@
 
 #include "quantlab/export/parity.h"
 
-namespace quantlab {
+namespace quantlab::export_ {
 
 struct ExportOptions {
   std::string problem, home = ".", data;
@@ -40,4 +40,4 @@ struct InferOptions {
 
 void run_infer(const InferOptions& o, std::ostream& out);
 
-}  // namespace quantlab
+}  // namespace quantlab::export_

@@ -19,16 +19,16 @@
 #include "quantlab/runtime/model.h"
 #include "quantlab/train/experiment.h"
 
-namespace quantlab {
+namespace quantlab::export_ {
 
 // How the problem's test images reach the network (shape, padding, normalisation); throws Error
 // for data the runtime cannot read (image folders).
-runtime::InputSpec export_input(const Experiment& exp, const data::ProblemData& data);
+runtime::InputSpec export_input(const train::Experiment& exp, const data::ProblemData& data);
 
 // Whether the network has any quantized (ANA) layer: a float baseline has nothing to integerise.
-bool has_quantized_layers(const Experiment& exp);
+bool has_quantized_layers(const train::Experiment& exp);
 
-runtime::Model export_model(const Experiment& exp, const runtime::InputSpec& input, const std::string& problem,
+runtime::Model export_model(const train::Experiment& exp, const runtime::InputSpec& input, const std::string& problem,
                             const std::string& source);
 
-}  // namespace quantlab
+}  // namespace quantlab::export_

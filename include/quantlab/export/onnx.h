@@ -13,9 +13,9 @@
 
 #include "quantlab/runtime/model.h"
 
-namespace quantlab {
+namespace quantlab::export_ {
 
 // Throws Error when a layer cannot be written (an accumulator that float cannot hold exactly).
 void write_onnx(const runtime::Model& model, const std::string& file);
 
-}  // namespace quantlab
+}  // namespace quantlab::export_

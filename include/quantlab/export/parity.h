@@ -11,7 +11,7 @@
 #include "quantlab/runtime/engine.h"
 #include "quantlab/train/experiment.h"
 
-namespace quantlab {
+namespace quantlab::export_ {
 
 struct Disagreement {
   int64_t image = 0;
@@ -36,6 +36,7 @@ struct ParityReport {
 };
 
 // Evaluates both on the whole test set (timing each on 1 thread and on `threads`).
-ParityReport check_parity(Experiment& exp, const data::ProblemData& data, const runtime::Engine& engine, int threads);
+ParityReport check_parity(train::Experiment& exp, const data::ProblemData& data, const runtime::Engine& engine,
+                          int threads);
 
-}  // namespace quantlab
+}  // namespace quantlab::export_

@@ -15,7 +15,7 @@
 #include <utility>
 #include <vector>
 
-namespace quantlab {
+namespace quantlab::log {
 
 // CRC-32C (Castagnoli) of `n` bytes, and TFRecord's masking of it.
 uint32_t crc32c(const void* data, size_t n);
@@ -51,4 +51,4 @@ class EventWriter {
   std::FILE* out_ = nullptr;
 };
 
-}  // namespace quantlab
+}  // namespace quantlab::log

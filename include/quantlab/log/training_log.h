@@ -27,20 +27,20 @@
 #include "quantlab/train/experiment.h"
 #include "quantlab/train/training_state.h"
 
-namespace quantlab {
+namespace quantlab::log {
 
 class TrainingLog {
  public:
-  TrainingLog(const std::string& stats_dir, Experiment& exp);
+  TrainingLog(const std::string& stats_dir, train::Experiment& exp);
 
   // `new_folder`: the experiment's first launch (or a branch): the config as text; otherwise a
   // resume after `state.epoch` epochs.
-  void on_start(const TrainingState& state, bool new_folder);
-  void on_epoch(const EpochRecord& r);
+  void on_start(const train::TrainingState& state, bool new_folder);
+  void on_epoch(const train::EpochRecord& r);
   void on_step(int64_t step, double loss);
   // The final test: test_accuracy and best_valid_accuracy scalars at `epoch`, and the end of the
   // HParams session.
-  void on_test(const EpochStats& test, double best_valid_accuracy, int64_t epoch);
+  void on_test(const train::EpochStats& test, double best_valid_accuracy, int64_t epoch);
   void flush() { writer_.flush(); }
 
  private:
@@ -48,10 +48,10 @@ class TrainingLog {
   std::string stats_dir_;
   std::unique_ptr<EventWriter> steps_;  // stats/steps/, made at the first batch loss
   bool resumed_ = false;
-  Experiment& exp_;
+  train::Experiment& exp_;
 };
 
 // A JSON value as Python's str() prints the dict json.load() makes of it: {'a': [1, 2.5, True, None]}.
 std::string python_str(const nlohmann::json& value);
 
-}  // namespace quantlab
+}  // namespace quantlab::log

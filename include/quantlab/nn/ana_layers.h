@@ -22,13 +22,13 @@ class AnaWeightLayer : public torch::nn::Module, public AnaSite {
   torch::Tensor bias;  // undefined when the layer has none
 
  protected:
-  AnaWeightLayer(AnaScheme scheme, std::vector<int64_t> weight_shape, int64_t fan_in, int64_t bias_size);
+  AnaWeightLayer(core::AnaScheme scheme, std::vector<int64_t> weight_shape, int64_t fan_in, int64_t bias_size);
   torch::Tensor quantized_weight();
 
  private:
   torch::Tensor cached_;
   int64_t cached_version_ = -1;
-  NoiseState cached_noise_;
+  core::NoiseState cached_noise_;
 };
 
 // Mixed precision (Network::set_mixed_precision): a product's operand in bfloat16; an undefined
@@ -37,7 +37,7 @@ torch::Tensor bf16_operand(const torch::Tensor& t);
 
 class AnaLinearImpl : public AnaWeightLayer {
  public:
-  AnaLinearImpl(AnaScheme scheme, int64_t in_features, int64_t out_features, bool bias = false);
+  AnaLinearImpl(core::AnaScheme scheme, int64_t in_features, int64_t out_features, bool bias = false);
   // bf16: the product in bfloat16, its result float32.
   torch::Tensor forward(const torch::Tensor& x, bool bf16 = false);
 };
@@ -53,7 +53,7 @@ struct AnaConvOptions {
 
 class AnaConvImpl : public AnaWeightLayer {
  public:
-  AnaConvImpl(AnaScheme scheme, AnaConvOptions options);
+  AnaConvImpl(core::AnaScheme scheme, AnaConvOptions options);
   torch::Tensor forward(const torch::Tensor& x, bool bf16 = false);
   const AnaConvOptions& options() const { return o_; }
 
@@ -64,7 +64,7 @@ TORCH_MODULE(AnaConv);
 
 class AnaActivationImpl : public torch::nn::Module, public AnaSite {
  public:
-  explicit AnaActivationImpl(AnaScheme scheme) : AnaSite(std::move(scheme)) {}
+  explicit AnaActivationImpl(core::AnaScheme scheme) : AnaSite(std::move(scheme)) {}
   torch::Tensor forward(const torch::Tensor& x) { return quantize(x, is_training()); }
 };
 TORCH_MODULE(AnaActivation);

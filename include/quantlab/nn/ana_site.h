@@ -11,20 +11,20 @@ namespace quantlab::nn {
 
 class AnaSite {
  public:
-  explicit AnaSite(AnaScheme scheme);
+  explicit AnaSite(core::AnaScheme scheme);
   virtual ~AnaSite() = default;
 
-  const AnaScheme& scheme() const { return scheme_; }
-  const NoiseState& noise() const { return noise_; }
+  const core::AnaScheme& scheme() const { return scheme_; }
+  const core::NoiseState& noise() const { return noise_; }
   // Noise in quantizer units (multiplied by the quantizer's eps here).
-  void set_noise(const NoiseState& noise);
+  void set_noise(const core::NoiseState& noise);
 
  protected:
   torch::Tensor quantize(const torch::Tensor& x, bool training);
 
  private:
-  AnaScheme scheme_;
-  NoiseState noise_;
+  core::AnaScheme scheme_;
+  core::NoiseState noise_;
   torch::Tensor stair_;
 };
 

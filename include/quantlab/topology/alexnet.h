@@ -10,12 +10,12 @@
 
 #include "quantlab/topology/network.h"
 
-namespace quantlab {
+namespace quantlab::topology {
 
-std::shared_ptr<Network> make_alexnet(const JsonNode& params);
-std::shared_ptr<Network> make_alexnet_baseline(const JsonNode& params);
+std::shared_ptr<Network> make_alexnet(const config::JsonNode& params);
+std::shared_ptr<Network> make_alexnet_baseline(const config::JsonNode& params);
 
 // Names of AlexNet's quantized modules, in forward order.
 std::vector<std::string> alexnet_quantized_modules();
 
-}  // namespace quantlab
+}  // namespace quantlab::topology

@@ -12,13 +12,13 @@
 #include "quantlab/topology/network.h"
 #include "quantlab/topology/steps.h"
 
-namespace quantlab {
+namespace quantlab::topology {
 
 class LayerMaker {
  public:
   // `schemes` may be empty (a baseline). `params` (indiv.net.params) names the capacity in the
   // errors of layers that come out empty or too large for this machine's memory.
-  LayerMaker(Network& net, std::map<std::string, AnaScheme> schemes, const JsonNode& params)
+  LayerMaker(Network& net, std::map<std::string, core::AnaScheme> schemes, const config::JsonNode& params)
       : net_(net), schemes_(std::move(schemes)), params_(params) {}
 
   Layer conv(const std::string& name, int64_t in, int64_t out, int64_t kernel, int64_t stride = 1, int64_t padding = 0,
@@ -40,15 +40,15 @@ class LayerMaker {
   // far (with their gradients and two optimizer moments) would not fit in this machine's memory.
   void check_size(const std::string& name, int64_t in, int64_t out, double weights);
   Network& net_;
-  std::map<std::string, AnaScheme> schemes_;
-  JsonNode params_;
+  std::map<std::string, core::AnaScheme> schemes_;
+  config::JsonNode params_;
   double total_weights_ = 0;
   std::vector<torch::nn::Conv2d> convs_;
   std::vector<torch::nn::Linear> linears_;
 };
 
 // The params every topology shares: `capacity` (a positive width factor) and `num_classes` (>= 2).
-double parse_capacity(const JsonNode& params);
-int64_t parse_num_classes(const JsonNode& params, int64_t fallback);
+double parse_capacity(const config::JsonNode& params);
+int64_t parse_num_classes(const config::JsonNode& params, int64_t fallback);
 
-}  // namespace quantlab
+}  // namespace quantlab::topology

@@ -3,7 +3,7 @@
 
 #include <torch/torch.h>
 
-namespace quantlab {
+namespace quantlab::topology {
 
 // The layout convolutional topologies compute in: channels-last on the CPU, where oneDNN's
 // convolutions run 7-20 % faster in it (docs/PERFORMANCE.md); the ANA operator, batch norm and
@@ -12,4 +12,4 @@ namespace quantlab {
 torch::Tensor conv_layout(const torch::Tensor& x);
 void set_cuda_channels_last(bool on);
 
-}  // namespace quantlab
+}  // namespace quantlab::topology

@@ -9,12 +9,12 @@
 
 #include "quantlab/topology/network.h"
 
-namespace quantlab {
+namespace quantlab::topology {
 
-std::shared_ptr<Network> make_mlp(const JsonNode& params);
-std::shared_ptr<Network> make_mlp_baseline(const JsonNode& params);
+std::shared_ptr<Network> make_mlp(const config::JsonNode& params);
+std::shared_ptr<Network> make_mlp_baseline(const config::JsonNode& params);
 
 // Names of the MLP's quantized modules, in forward order.
 std::vector<std::string> mlp_quantized_modules();
 
-}  // namespace quantlab
+}  // namespace quantlab::topology

@@ -15,12 +15,12 @@
 
 #include "quantlab/topology/network.h"
 
-namespace quantlab {
+namespace quantlab::topology {
 
-std::shared_ptr<Network> make_mobilenetv2_residuals(const JsonNode& params);
-std::shared_ptr<Network> make_mobilenetv2_baseline(const JsonNode& params);
+std::shared_ptr<Network> make_mobilenetv2_residuals(const config::JsonNode& params);
+std::shared_ptr<Network> make_mobilenetv2_baseline(const config::JsonNode& params);
 
 // Names of MobileNetv2Residuals' quantized modules, in forward order.
 std::vector<std::string> mobilenetv2_quantized_modules();
 
-}  // namespace quantlab
+}  // namespace quantlab::topology

@@ -16,7 +16,7 @@
 #include "quantlab/topology/steps.h"
 #include "quantlab/util/registry.h"
 
-namespace quantlab {
+namespace quantlab::topology {
 
 class Network : public torch::nn::Module {
  public:
@@ -37,7 +37,7 @@ class Network : public torch::nn::Module {
 };
 
 // Builds a network from `indiv.net.params`, validating them (errors name the JSON path).
-using NetworkFactory = std::function<std::shared_ptr<Network>(const JsonNode& params)>;
+using NetworkFactory = std::function<std::shared_ptr<Network>(const config::JsonNode& params)>;
 
 struct TopologyEntry {
   std::string family;  // the --topology name (MLP for MLP and MLPBaseline)
@@ -51,6 +51,6 @@ struct TopologyRegistration {
   TopologyRegistration(const char* cls, const char* family, NetworkFactory build);
 };
 #define QL_REGISTER_TOPOLOGY(cls, family, factory) \
-  static const ::quantlab::TopologyRegistration ql_register_topology_##cls(#cls, family, factory)
+  static const ::quantlab::topology::TopologyRegistration ql_register_topology_##cls(#cls, family, factory)
 
-}  // namespace quantlab
+}  // namespace quantlab::topology

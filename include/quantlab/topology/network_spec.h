@@ -12,7 +12,7 @@
 #include "quantlab/config/json_node.h"
 #include "quantlab/topology/network.h"
 
-namespace quantlab {
+namespace quantlab::topology {
 
 // indiv.net.pretrained: tensors copied into a new experiment's network before it trains
 // (experiment/transfer.h). The original's form {"file": NAME | {"exp_id": N, "epoch": E},
@@ -21,7 +21,7 @@ namespace quantlab {
 struct PretrainedSpec {
   std::string file;     // a name under <Problem>/<Topology>/pretrained/, or a path with '/'
   int64_t exp_id = -1;  // else: a checkpoint of another experiment of the problem
-  CheckpointRef checkpoint = CheckpointRef::best();
+  config::CheckpointRef checkpoint = config::CheckpointRef::best();
   std::vector<std::string> prefixes;  // of the tensor names to copy; empty: all
 };
 
@@ -35,9 +35,9 @@ struct NetworkSpec {
 
 // Parses and validates `indiv.net` ({class, params, pretrained}); checks the class belongs to
 // `topology` when that is not empty.
-NetworkSpec parse_network_spec(const JsonNode& net, const std::string& topology);
+NetworkSpec parse_network_spec(const config::JsonNode& net, const std::string& topology);
 
 // Builds the network of `spec` (its params are validated here; errors name indiv.net.params...).
 std::shared_ptr<Network> build_network(const NetworkSpec& spec);
 
-}  // namespace quantlab
+}  // namespace quantlab::topology

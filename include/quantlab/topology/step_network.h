@@ -10,7 +10,7 @@
 #include "quantlab/topology/network.h"
 #include "quantlab/topology/steps.h"
 
-namespace quantlab {
+namespace quantlab::topology {
 
 class StepNetwork : public Network {
  public:
@@ -20,8 +20,8 @@ class StepNetwork : public Network {
 
   // `cls` names the network in errors (indiv.net.class); `schemes` (none for a baseline) makes the
   // steps they name quantized; `params` (indiv.net.params) names the capacity in size errors.
-  StepNetwork(std::string cls, Steps steps, std::map<std::string, AnaScheme> schemes, const JsonNode& params,
-              FloatInit init = FloatInit::kTorch);
+  StepNetwork(std::string cls, Steps steps, std::map<std::string, core::AnaScheme> schemes,
+              const config::JsonNode& params, FloatInit init = FloatInit::kTorch);
 
   torch::Tensor forward(const torch::Tensor& x) override;
 
@@ -49,7 +49,7 @@ class StepNetwork : public Network {
 // A topology's factory: the network of `steps`, quantized where indiv.net.params.quant_schemes
 // (`params`) says, which must name every quantizable step (none for a baseline, whose params have
 // no quant_schemes).
-std::shared_ptr<Network> make_step_network(const std::string& cls, Steps steps, const JsonNode& params, bool baseline,
-                                           StepNetwork::FloatInit init = StepNetwork::FloatInit::kTorch);
+std::shared_ptr<Network> make_step_network(const std::string& cls, Steps steps, const config::JsonNode& params,
+                                           bool baseline, StepNetwork::FloatInit init = StepNetwork::FloatInit::kTorch);
 
-}  // namespace quantlab
+}  // namespace quantlab::topology

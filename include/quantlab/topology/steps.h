@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-namespace quantlab {
+namespace quantlab::topology {
 
 using Layer = std::function<torch::Tensor(const torch::Tensor&)>;
 
@@ -64,4 +64,4 @@ std::vector<std::string> quantizable_names(const Steps& steps);
 
 const char* step_kind_name(Step::Kind k);
 
-}  // namespace quantlab
+}  // namespace quantlab::topology

@@ -10,12 +10,12 @@
 
 #include "quantlab/topology/network.h"
 
-namespace quantlab {
+namespace quantlab::topology {
 
-std::shared_ptr<Network> make_vgg(const JsonNode& params);
-std::shared_ptr<Network> make_vgg_baseline(const JsonNode& params);
+std::shared_ptr<Network> make_vgg(const config::JsonNode& params);
+std::shared_ptr<Network> make_vgg_baseline(const config::JsonNode& params);
 
 // Names of the VGG's quantized modules, in forward order.
 std::vector<std::string> vgg_quantized_modules();
 
-}  // namespace quantlab
+}  // namespace quantlab::topology

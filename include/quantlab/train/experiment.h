@@ -23,7 +23,7 @@
 #include "quantlab/train/statistic.h"
 #include "quantlab/train/thermostat.h"
 
-namespace quantlab {
+namespace quantlab::train {
 
 struct ProtocolOptions {
   Statistic update_metric = Statistic::kValidMetric;  // which statistic selects the best epoch
@@ -37,18 +37,18 @@ class Experiment {
 
   nlohmann::json config;  // the file as given: copied into the experiment folder, never read again
   std::string description;
-  NetworkSpec net_spec;
+  topology::NetworkSpec net_spec;
   data::DataOptions data;
   ProtocolOptions protocol;
   int64_t max_epoch = 0;
   torch::Device device;
   std::vector<std::string> notes;  // things the user should be told once (e.g. a thermostat with nothing to anneal)
 
-  std::shared_ptr<Network> net;
+  std::shared_ptr<topology::Network> net;
   std::unique_ptr<Thermostat> thermostat;  // null when the network has no ANA module
   Loss loss;
   std::unique_ptr<torch::optim::Optimizer> optimizer;
   std::unique_ptr<LrScheduler> lr_scheduler;
 };
 
-}  // namespace quantlab
+}  // namespace quantlab::train

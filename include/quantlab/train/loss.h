@@ -17,7 +17,7 @@
 
 #include "quantlab/config/json_node.h"
 
-namespace quantlab {
+namespace quantlab::train {
 
 using LossFn = std::function<torch::Tensor(const torch::Tensor& scores, const torch::Tensor& labels)>;
 
@@ -30,8 +30,8 @@ struct Loss {
   }
 };
 
-Loss make_loss(const JsonNode& spec);
+Loss make_loss(const config::JsonNode& spec);
 
 torch::Tensor hinge_loss(const torch::Tensor& scores, const torch::Tensor& labels, double margin, double p);
 
-}  // namespace quantlab
+}  // namespace quantlab::train

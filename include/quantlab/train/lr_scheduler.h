@@ -30,7 +30,7 @@
 #include "quantlab/config/json_node.h"
 #include "quantlab/train/statistic.h"
 
-namespace quantlab {
+namespace quantlab::train {
 
 class LrScheduler {
  public:
@@ -64,6 +64,6 @@ struct ScheduleContext {
 };
 
 // `spec` may be absent (null): the rate stays constant.
-std::unique_ptr<LrScheduler> make_lr_scheduler(const JsonNode& spec, const ScheduleContext& context);
+std::unique_ptr<LrScheduler> make_lr_scheduler(const config::JsonNode& spec, const ScheduleContext& context);
 
-}  // namespace quantlab
+}  // namespace quantlab::train

@@ -20,7 +20,7 @@
 #include "quantlab/core/ana.h"
 #include "quantlab/train/timer.h"
 
-namespace quantlab {
+namespace quantlab::train {
 
 struct AnnealingGroup {
   std::vector<std::string> modules;
@@ -28,19 +28,19 @@ struct AnnealingGroup {
 };
 
 struct NoiseSchedule {
-  std::map<std::string, NoiseState> start;  // per module, in quantizer units
+  std::map<std::string, core::NoiseState> start;  // per module, in quantizer units
   std::vector<AnnealingGroup> groups;
   std::map<std::string, size_t> group_of;  // module -> index into groups
 
   // The noise of `module` at clock `t`.
-  NoiseState at(const std::string& module, double t) const;
+  core::NoiseState at(const std::string& module, double t) const;
 };
 
 // `modules`: the network's ANA modules, in forward order.
-NoiseSchedule parse_noise_schedule_2019(const JsonNode& params, const std::vector<std::string>& modules);
-NoiseSchedule parse_noise_schedule_successor(const JsonNode& params, const std::vector<std::string>& modules);
+NoiseSchedule parse_noise_schedule_2019(const config::JsonNode& params, const std::vector<std::string>& modules);
+NoiseSchedule parse_noise_schedule_successor(const config::JsonNode& params, const std::vector<std::string>& modules);
 
 // treat.thermostat ({class, params}): the parser of the form its noise_schemes are written in.
-NoiseSchedule parse_noise_schedule(const JsonNode& thermostat, const std::vector<std::string>& modules);
+NoiseSchedule parse_noise_schedule(const config::JsonNode& thermostat, const std::vector<std::string>& modules);
 
-}  // namespace quantlab
+}  // namespace quantlab::train

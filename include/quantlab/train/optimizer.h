@@ -16,9 +16,10 @@
 
 #include "quantlab/config/json_node.h"
 
-namespace quantlab {
+namespace quantlab::train {
 
-std::unique_ptr<torch::optim::Optimizer> make_optimizer(const JsonNode& spec, std::vector<torch::Tensor> parameters);
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const config::JsonNode& spec,
+                                                        std::vector<torch::Tensor> parameters);
 
 // Learning rate of the first param group / of all param groups.
 double get_lr(const torch::optim::Optimizer& opt);
@@ -28,4 +29,4 @@ void set_lr(torch::optim::Optimizer& opt, double lr);
 // beta1. Throws Error for an optimizer that has none.
 void set_momentum(torch::optim::Optimizer& opt, double momentum);
 
-}  // namespace quantlab
+}  // namespace quantlab::train

@@ -7,11 +7,11 @@
 
 #include <torch/torch.h>
 
-namespace quantlab {
+namespace quantlab::train {
 
 // Loads what `opt.save()` wrote (any libtorch) into `opt`: per-parameter state and each param
 // group's options. SGD, Adam, AdamW, Adagrad and RMSprop; another optimizer falls back to its own
 // load(). Throws c10::Error on an archive of another optimizer or size.
 void load_optimizer_state(torch::optim::Optimizer& opt, torch::serialize::InputArchive& archive);
 
-}  // namespace quantlab
+}  // namespace quantlab::train

@@ -11,9 +11,9 @@
 #include "quantlab/data/problem.h"
 #include "quantlab/train/experiment.h"
 
-namespace quantlab {
+namespace quantlab::train {
 
 // Throws ConfigError (a key of the config) or IoError (a data file) on the first mismatch.
 void preflight(Experiment& exp, const data::ProblemData& data);
 
-}  // namespace quantlab
+}  // namespace quantlab::train

@@ -9,7 +9,7 @@
 
 #include "quantlab/config/json_node.h"
 
-namespace quantlab {
+namespace quantlab::train {
 
 enum class Statistic { kTrainLoss = 0, kTrainMetric = 1, kValidLoss = 2, kValidMetric = 3 };
 constexpr std::array<Statistic, 4> kStatistics = {Statistic::kTrainLoss, Statistic::kTrainMetric, Statistic::kValidLoss,
@@ -17,7 +17,7 @@ constexpr std::array<Statistic, 4> kStatistics = {Statistic::kTrainLoss, Statist
 
 const char* statistic_name(Statistic s);
 // The statistic `node` names (a string); anything else fails naming the JSON path and the four names.
-Statistic parse_statistic(const JsonNode& node);
+Statistic parse_statistic(const config::JsonNode& node);
 // Whether the statistic is measured on the validation set.
 inline bool is_validation(Statistic s) { return s == Statistic::kValidLoss || s == Statistic::kValidMetric; }
 // The training-set statistic of the same kind (valid_metric -> train_metric).
@@ -32,4 +32,4 @@ struct EpochStatistics {
   bool operator==(const EpochStatistics& o) const;  // NaN equals NaN here
 };
 
-}  // namespace quantlab
+}  // namespace quantlab::train

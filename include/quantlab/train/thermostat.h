@@ -11,11 +11,11 @@
 #include "quantlab/nn/ana_site.h"
 #include "quantlab/train/noise_schedule.h"
 
-namespace quantlab {
+namespace quantlab::train {
 
 class Thermostat {
  public:
-  Thermostat(torch::nn::Module& net, const JsonNode& thermostat);
+  Thermostat(torch::nn::Module& net, const config::JsonNode& thermostat);
 
   // Advances the clock by one (called before each training epoch, as the original) and applies.
   void step() { set_clock(clock_ + 1); }
@@ -23,7 +23,7 @@ class Thermostat {
   int64_t clock() const { return clock_; }
 
   // (module name, its noise now), for logs.
-  std::vector<std::pair<std::string, NoiseState>> noise() const;
+  std::vector<std::pair<std::string, core::NoiseState>> noise() const;
 
  private:
   std::vector<std::pair<std::string, nn::AnaSite*>> sites_;  // in forward order
@@ -31,4 +31,4 @@ class Thermostat {
   int64_t clock_ = 0;
 };
 
-}  // namespace quantlab
+}  // namespace quantlab::train

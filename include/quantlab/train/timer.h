@@ -14,11 +14,11 @@
 #include "quantlab/config/json_node.h"
 #include "quantlab/util/registry.h"
 
-namespace quantlab {
+namespace quantlab::train {
 
 using Timer = std::function<double(double t)>;
 
 // Builds a timer from {class, params}; errors name the JSON path.
-Timer make_timer(const JsonNode& spec);
+Timer make_timer(const config::JsonNode& spec);
 
-}  // namespace quantlab
+}  // namespace quantlab::train

@@ -25,7 +25,7 @@
 #include "quantlab/train/training_state.h"
 #include "quantlab/util/progress.h"
 
-namespace quantlab {
+namespace quantlab::train {
 
 struct TrainerOptions {
   int64_t max_batches_per_epoch = -1;                      // < 0: all (tests use a few)
@@ -75,4 +75,4 @@ class Trainer {
   bool has_step_stat_ = false;
 };
 
-}  // namespace quantlab
+}  // namespace quantlab::train

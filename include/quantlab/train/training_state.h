@@ -11,7 +11,7 @@
 #include "quantlab/train/statistic.h"
 #include "quantlab/util/error.h"
 
-namespace quantlab {
+namespace quantlab::train {
 
 // One pass over a set. With no sample seen, every value is NaN.
 struct EpochStats {
@@ -69,4 +69,4 @@ class Diverged : public Error {
 // "loss 0.1234 acc 95.10%" (with "top5 ..%" when measured; "-" for what was not measured).
 std::string stats_text(const EpochStats& s);
 
-}  // namespace quantlab
+}  // namespace quantlab::train

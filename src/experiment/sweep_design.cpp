@@ -1,0 +1,167 @@
+// Sweep designs: a design file or --grid parsed, its units, and each unit's config changes.
+#include "quantlab/experiment/sweep.h"
+
+#include <random>
+#include <set>
+
+#include "quantlab/config/json_node.h"
+#include "quantlab/experiment/compare.h"
+#include "quantlab/util/error.h"
+
+namespace quantlab::experiment {
+namespace {
+
+nlohmann::json level_value(const std::string& text) {
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::parse_error&) {
+    return text;
+  }
+}
+
+}  // namespace
+
+nlohmann::json design_json(const SweepDesign& d) {
+  nlohmann::json f = nlohmann::json::array();
+  for (const auto& [path, levels] : d.factors) {
+    f.push_back({{"path", path}, {"levels", levels}});
+    if (d.named.count(path)) f.back()["sets"] = d.named.at(path);
+  }
+  return {{"name", d.name}, {"factors", f}, {"repeats", d.repeats}, {"sample", d.sample}, {"seed", d.seed}};
+}
+
+std::string levels_text(const SweepUnit& u) {
+  std::string s;
+  for (const auto& [path, v] : u.levels) s += (s.empty() ? "" : ", ") + path + "=" + value_text(v);
+  if (u.repeat > 0) s += (s.empty() ? "" : ", ") + std::string("repeat ") + std::to_string(u.repeat);
+  return s;
+}
+
+SweepDesign parse_design(const nlohmann::json& j, const std::string& where) {
+  const config::JsonNode root(j, where);
+  root.expect_object();
+  root.allow_keys({"name", "factors", "repeats", "sample", "seed"});
+  SweepDesign d;
+  d.name = root.string("name", "");
+  const config::JsonNode factors = root.at("factors");
+  factors.expect_object();
+  for (const auto& path : factors.keys()) {
+    const config::JsonNode f = factors.at(path);
+    if (f.is_object()) {  // named levels, each a set of paths' values
+      if (f.size() == 0) f.fail("expected at least one named level ({\"LEVEL\": {\"PATH\": value, ...}})");
+      std::vector<nlohmann::json> names;
+      for (const auto& level : f.keys()) {
+        const config::JsonNode sets = f.at(level);
+        if (!sets.is_object() || sets.size() == 0)
+          sets.fail("expected the config paths this level sets, {\"PATH\": value, ...}");
+        names.push_back(level);
+      }
+      d.factors.emplace_back(path, std::move(names));
+      d.named[path] = f.json();
+      continue;
+    }
+    if (!f.is_array() || f.size() == 0)
+      f.fail("expected a non-empty list of levels (or named levels, {\"LEVEL\": {\"PATH\": value, ...}})");
+    std::vector<nlohmann::json> levels;
+    for (size_t k = 0; k < f.size(); ++k) {
+      const nlohmann::json& v = f.at(k).json();
+      if (std::find(levels.begin(), levels.end(), v) != levels.end())
+        f.at(k).fail("the level " + value_text(v) + " is given twice (the sweep would run the same unit twice)");
+      levels.push_back(v);
+    }
+    d.factors.emplace_back(path, std::move(levels));
+  }
+  d.repeats = root.integer("repeats", 1);
+  if (d.repeats < 1 || d.repeats > 1000) root.at("repeats").fail("expected 1 to 1000 repeats");
+  d.sample = root.integer("sample", 0);
+  if (d.sample < 0) root.at("sample").fail("expected a number of units >= 0 (0: all)");
+  d.seed = static_cast<uint64_t>(root.integer("seed", 0));
+  return d;
+}
+
+std::pair<std::string, std::vector<nlohmann::json>> parse_grid(const std::string& arg) {
+  const size_t eq = arg.find('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == arg.size())
+    throw ConfigError("--grid " + arg + ": expected PATH=LEVEL,LEVEL,... (e.g. treat.optimizer.params.lr=1e-3,3e-3)");
+  std::vector<nlohmann::json> levels;
+  size_t start = eq + 1;
+  while (true) {
+    const size_t comma = arg.find(',', start);
+    const std::string t = arg.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (t.empty()) throw ConfigError("--grid " + arg + ": an empty level");
+    const nlohmann::json v = level_value(t);
+    if (std::find(levels.begin(), levels.end(), v) != levels.end())
+      throw ConfigError("--grid " + arg + ": the level " + t + " is given twice");
+    levels.push_back(v);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return {arg.substr(0, eq), levels};
+}
+
+std::vector<SweepUnit> design_units(const SweepDesign& d) {
+  std::vector<SweepUnit> grid(1);
+  for (const auto& [path, levels] : d.factors) {
+    std::vector<SweepUnit> next;
+    for (const auto& u : grid)
+      for (const auto& v : levels) {
+        SweepUnit w = u;
+        w.levels.emplace_back(path, v);
+        if (d.named.count(path)) {
+          const nlohmann::json& sets = d.named.at(path).at(v.get<std::string>());
+          for (auto it = sets.begin(); it != sets.end(); ++it) w.settings.emplace_back(it.key(), it.value());
+        } else {
+          w.settings.emplace_back(path, v);
+        }
+        next.push_back(std::move(w));
+      }
+    grid = std::move(next);
+  }
+  if (d.sample > 0 && d.sample < static_cast<int64_t>(grid.size())) {
+    std::mt19937_64 rng(d.seed);
+    std::vector<size_t> pick(grid.size());
+    for (size_t k = 0; k < pick.size(); ++k) pick[k] = k;
+    std::shuffle(pick.begin(), pick.end(), rng);
+    pick.resize(static_cast<size_t>(d.sample));
+    std::sort(pick.begin(), pick.end());
+    std::vector<SweepUnit> sampled;
+    for (size_t k : pick) sampled.push_back(grid[k]);
+    grid = std::move(sampled);
+  }
+  // Two units that set the same values (named levels that differ only in name) would run twice.
+  std::map<std::string, size_t> seen;
+  for (size_t k = 0; k < grid.size(); ++k) {
+    nlohmann::json settings = nlohmann::json::object();
+    for (const auto& [path, v] : grid[k].settings) settings[path] = v;
+    const auto [it, fresh] = seen.emplace(settings.dump(), k);
+    if (!fresh)
+      throw ConfigError("the design's units " + levels_text(grid[it->second]) + " and " + levels_text(grid[k]) +
+                        " set the same values: the sweep would run one experiment twice");
+  }
+  std::vector<SweepUnit> units;
+  for (int64_t r = 0; r < d.repeats; ++r)
+    for (const auto& u : grid) {
+      SweepUnit w = u;
+      w.repeat = r;
+      w.index = static_cast<int64_t>(units.size());
+      units.push_back(std::move(w));
+    }
+  return units;
+}
+
+std::vector<std::string> unit_overrides(const SweepUnit& u, const nlohmann::json& base) {
+  std::vector<std::string> out;
+  for (const auto& [path, v] : u.settings) out.push_back(path + "=" + v.dump());
+  if (u.repeat > 0) {
+    const bool has_seed = base.contains("treat") && base["treat"].contains("data") &&
+                          base["treat"]["data"].is_object() && base["treat"]["data"].contains("seed");
+    const int64_t seed =
+        (has_seed && base["treat"]["data"]["seed"].is_number_integer() ? base["treat"]["data"]["seed"].get<int64_t>()
+                                                                       : 0) +
+        1000 * u.repeat;
+    out.push_back(std::string(has_seed ? "" : "+") + "treat.data.seed=" + std::to_string(seed));
+  }
+  return out;
+}
+
+}  // namespace quantlab::experiment
