@@ -82,16 +82,16 @@ int main(int argc, char** argv) {
 #ifdef QL_WITH_CUDA
         // The kernels alone, on the current stream, into preallocated outputs.
         const float* sp = stair.data_ptr<float>();
-        const quantlab::kernel::Stair st{sp, sp + s.quantizer.num_thresholds(), s.quantizer.num_thresholds()};
+        const quantlab::core::kernel::Stair st{sp, sp + s.quantizer.num_thresholds(), s.quantizer.num_thresholds()};
         void* stream = at::cuda::getCurrentCUDAStream().stream();
         torch::Tensor gx = torch::empty_like(x);
         fwd_s = timed([&] {
-          quantlab::kernel::ana_forward_cuda(x.data_ptr<float>(), y.data_ptr<float>(), n, st, s.noise, s.strategy,
-                                             ns.mu, ns.sigma_forward, nullptr, stream);
+          quantlab::core::kernel::ana_forward_cuda(x.data_ptr<float>(), y.data_ptr<float>(), n, st, s.noise, s.strategy,
+                                                   ns.mu, ns.sigma_forward, nullptr, stream);
         });
         bwd_s = timed([&] {
-          quantlab::kernel::ana_backward_cuda(x.data_ptr<float>(), g.data_ptr<float>(), gx.data_ptr<float>(), n, st,
-                                              s.noise, ns.mu, ns.sigma_backward, stream);
+          quantlab::core::kernel::ana_backward_cuda(x.data_ptr<float>(), g.data_ptr<float>(), gx.data_ptr<float>(), n,
+                                                    st, s.noise, ns.mu, ns.sigma_backward, stream);
         });
 #else
         throw std::runtime_error("this build has no CUDA kernels of the ANA operator (no CUDA compiler was found)");

@@ -18,6 +18,7 @@
 #include "quantlab/config/json_node.h"
 #include "quantlab/topology/layout.h"
 #include "quantlab/train/experiment.h"
+#include "quantlab/util/cpu_features.h"
 #include "quantlab/util/host_sync.h"
 #include "quantlab/util/runtime.h"
 #include "bench_util.h"
@@ -51,12 +52,12 @@ int main(int argc, char** argv) {
   try {
     quantlab::configure_runtime(threads);
     torch::manual_seed(0);
-    auto cfg = quantlab::read_json_file(config);
+    auto cfg = quantlab::config::read_json_file(config);
     if (capacity > 0) cfg["indiv"]["net"]["params"]["capacity"] = capacity;
     const torch::Device device = quantlab::resolve_device(device_name);
     quantlab::configure_device_math(device, false);
-    quantlab::set_cuda_channels_last(channels_last);
-    quantlab::Experiment exp(cfg, "", device);
+    quantlab::topology::set_cuda_channels_last(channels_last);
+    quantlab::train::Experiment exp(cfg, "", device);
     exp.net->set_mixed_precision(amp);
     exp.net->train();
     int64_t params = 0;
@@ -118,7 +119,8 @@ int main(int argc, char** argv) {
               << ", \"batch\": " << batch << ", \"step_s\": " << median(total) << ", \"forward_s\": " << median(fwd)
               << ", \"backward_s\": " << median(bwd) << ", \"optimizer_s\": " << median(opt)
               << ", \"images_per_s\": " << static_cast<double>(batch) / median(total)
-              << ", \"peak_rss_mib\": " << peak_rss_kib() / 1024.0 << "}" << std::endl;
+              << ", \"peak_rss_mib\": " << peak_rss_kib() / 1024.0 << ", \"cpu_bf16\": \""
+              << quantlab::cpu_features().bf16_summary() << "\"}" << std::endl;
   } catch (const std::exception& e) {
     std::cerr << "train_step: " << e.what() << std::endl;
     return 1;

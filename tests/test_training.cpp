@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "quantlab/train/trainer.h"
+#include "quantlab/util/cpu_features.h"
 #include "quantlab/util/error.h"
 #include "quantlab/util/runtime.h"
 #include "test_util.h"
@@ -174,6 +175,42 @@ TEST(Cli, SaysWhenOpenBlasRunsItsGenericKernels) {
   unsetenv("OPENBLAS_CORETYPE");
   EXPECT_NE(out.find("note: OpenBLAS runs its generic Prescott kernels on this"), std::string::npos) << out;
   EXPECT_NE(out.find("export OPENBLAS_CORETYPE="), std::string::npos) << out;
+}
+
+// --amp on the CPU is fast only with AMX-BF16 or AVX512-BF16: read from /proc/cpuinfo's flags
+// (both processor lines alike; the first one counts), named in the run's header, and a CPU without
+// them is told so.
+TEST(CpuFeatures, ReadsTheBfloat16FlagsOfCpuinfo) {
+  const std::string sapphire =
+      "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8481C\n"
+      "flags\t\t: fpu sse2 avx2 avx512f avx512_vnni avx512_bf16 amx_bf16 amx_tile amx_int8\n\n"
+      "processor\t: 1\nflags\t\t: fpu sse2\n";
+  const CpuFeatures s = cpu_features_from_cpuinfo(sapphire);
+  EXPECT_EQ(s.model, "Intel(R) Xeon(R) Platinum 8481C");
+  EXPECT_TRUE(s.avx2 && s.avx512f && s.avx512_bf16 && s.amx_bf16 && s.avx512_vnni);
+  EXPECT_TRUE(s.has_bf16_products());
+  EXPECT_EQ(s.bf16_summary(), "AMX-BF16, AVX512-BF16, AVX512-VNNI");
+  EXPECT_EQ(cpu_amp_note(s), "");
+
+  const CpuFeatures skylake =
+      cpu_features_from_cpuinfo("model name : Intel(R) Xeon(R) Gold 6130\nflags : avx2 avx512f amx_bf16\n");
+  EXPECT_FALSE(skylake.amx_bf16);  // AMX needs its tiles too
+  EXPECT_FALSE(skylake.has_bf16_products());
+  EXPECT_EQ(skylake.bf16_summary(), "none of AMX-BF16, AVX512-BF16, AVX512-VNNI");
+  EXPECT_NE(cpu_amp_note(skylake).find("--amp on a CPU without AMX-BF16 or AVX512-BF16 (Intel(R) Xeon(R) Gold 6130)"),
+            std::string::npos);
+  EXPECT_FALSE(cpu_features_from_cpuinfo("").has_bf16_products());
+}
+
+TEST(Cli, NamesTheCpusBfloat16SupportWithAmp) {
+  TempDir home;
+  std::filesystem::create_directories(home.path() + "/Toy");
+  std::ofstream(home.path() + "/Toy/config.json") << "{}";
+  std::string out;
+  run_cli("--problem=Toy --topology=MLP --device=cpu --amp --home=" + home.path(), out);
+  EXPECT_NE(out.find("bfloat16 products (--amp; this CPU: " + cpu_features().bf16_summary() + ")"), std::string::npos)
+      << out;
+  EXPECT_EQ(out.find("--amp on a CPU without") != std::string::npos, !cpu_features().has_bf16_products()) << out;
 }
 
 // Left unset, OPENBLAS_CORETYPE is set by QuantLab itself (one re-run at start-up) to the kernels of

@@ -21,6 +21,7 @@
 #include "quantlab/train/preflight.h"
 #include "quantlab/train/trainer.h"
 #include "quantlab/util/build_info.h"
+#include "quantlab/util/cpu_features.h"
 #include "quantlab/util/error.h"
 #include "quantlab/util/runtime.h"
 #include "quantlab/util/strings.h"
@@ -111,9 +112,13 @@ Prepared prepare(const LaunchOptions& o, const std::optional<dist::Environment>&
   config::apply_overrides(p.config, o.overrides);  // checked here; the parser below checks the result
   out << "quantlab: " << o.problem << "/" << o.topology << " on " << p.device << ", " << at::get_num_threads()
       << " threads" << (env ? ", " + std::to_string(env->world_size) + " processes (" + env->source + ")" : "")
-      << (o.amp ? ", bfloat16 products (--amp)" : "")
+      << (o.amp ? ", bfloat16 products (--amp" +
+                      (p.device.is_cpu() ? "; this CPU: " + cpu_features().bf16_summary() : std::string()) + ")"
+                : "")
       << (o.deterministic ? ", deterministic" : "") << " (" << build_summary(build_info())
       << "); building the experiment..." << std::endl;
+  if (o.amp && p.device.is_cpu() && !cpu_amp_note(cpu_features()).empty())
+    out << "note: " << cpu_amp_note(cpu_features()) << std::endl;
   p.exp = std::make_unique<train::Experiment>(p.config, o.topology, p.device);
   p.exp->net->set_mixed_precision(o.amp);
   print_notes(p.exp->notes, out);
