@@ -49,10 +49,11 @@ AnaLinearImpl::AnaLinearImpl(core::AnaScheme scheme, int64_t in_features, int64_
 
 torch::Tensor bf16_operand(const torch::Tensor& t) { return t.defined() ? t.to(torch::kBFloat16) : t; }
 
-torch::Tensor AnaLinearImpl::forward(const torch::Tensor& x, bool bf16) {
-  if (bf16)
-    return torch::nn::functional::linear(bf16_operand(x), bf16_operand(quantized_weight()), bf16_operand(bias))
-        .to(torch::kFloat32);
+torch::Tensor AnaLinearImpl::forward(const torch::Tensor& x, bool bf16, bool keep_bf16) {
+  if (bf16) {
+    auto y = torch::nn::functional::linear(bf16_operand(x), bf16_operand(quantized_weight()), bf16_operand(bias));
+    return keep_bf16 ? y : y.to(torch::kFloat32);
+  }
   return torch::nn::functional::linear(x, quantized_weight(), bias);
 }
 
@@ -80,7 +81,7 @@ AnaConvImpl::AnaConvImpl(core::AnaScheme scheme, AnaConvOptions options)
   o_.dilation = expand(o_.dilation, o_.dim, "dilation");
 }
 
-torch::Tensor AnaConvImpl::forward(const torch::Tensor& x, bool bf16) {
+torch::Tensor AnaConvImpl::forward(const torch::Tensor& x, bool bf16, bool keep_bf16) {
   const torch::Tensor in = bf16 ? bf16_operand(x) : x;
   const torch::Tensor w = bf16 ? bf16_operand(quantized_weight()) : quantized_weight();
   const torch::Tensor b = bf16 ? bf16_operand(bias) : bias;
@@ -95,7 +96,7 @@ torch::Tensor AnaConvImpl::forward(const torch::Tensor& x, bool bf16) {
     default:
       y = torch::conv3d(in, w, b, o_.stride, o_.padding, o_.dilation, o_.groups);
   }
-  return bf16 ? y.to(torch::kFloat32) : y;
+  return bf16 && !keep_bf16 ? y.to(torch::kFloat32) : y;
 }
 
 }  // namespace quantlab::nn

@@ -16,4 +16,9 @@ torch::Tensor AnaSite::quantize(const torch::Tensor& x, bool training) {
   return core::ana(x, stair_, scheme_, noise_, training);
 }
 
+torch::Tensor AnaSite::quantize_after_bn(const torch::Tensor& x, const core::BatchNormRefs& bn, torch::ScalarType out) {
+  if (stair_.device() != x.device()) stair_ = stair_.to(x.device());
+  return core::bn_ana(x, bn, stair_, scheme_, noise_, out);
+}
+
 }  // namespace quantlab::nn

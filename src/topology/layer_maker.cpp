@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 #include "quantlab/nn/ana_layers.h"
 
@@ -42,7 +43,7 @@ void LayerMaker::check_size(const std::string& name, int64_t in, int64_t out, do
 }
 
 Layer LayerMaker::conv(const std::string& name, int64_t in, int64_t out, int64_t kernel, int64_t stride,
-                       int64_t padding, int64_t groups, bool bias) {
+                       int64_t padding, int64_t groups, bool bias, bool keep_bf16) {
   check_size(name, in, out,
              static_cast<double>(out) * static_cast<double>(in / std::max<int64_t>(groups, 1)) * kernel * kernel);
   if (quantized(name)) {
@@ -55,49 +56,98 @@ Layer LayerMaker::conv(const std::string& name, int64_t in, int64_t out, int64_t
     c.groups = groups;
     c.bias = bias;
     auto m = net_.register_module(name, nn::AnaConv(schemes_.at(name), c));
-    return [m, net = &net_](const torch::Tensor& x) { return m->forward(x, net->mixed_precision()); };
+    return [m, net = &net_, keep_bf16](const torch::Tensor& x) {
+      return m->forward(x, net->mixed_precision(), keep_bf16);
+    };
   }
   auto m = net_.register_module(
       name, torch::nn::Conv2d(
                 torch::nn::Conv2dOptions(in, out, kernel).stride(stride).padding(padding).groups(groups).bias(bias)));
   convs_.push_back(m);
-  return [m, net = &net_, stride, padding, groups](const torch::Tensor& x) {
+  return [m, net = &net_, stride, padding, groups, keep_bf16](const torch::Tensor& x) {
     if (!net->mixed_precision()) return m->forward(x);
-    return torch::conv2d(nn::bf16_operand(x), nn::bf16_operand(m->weight), nn::bf16_operand(m->bias), stride, padding,
-                         1, groups)
-        .to(torch::kFloat32);
+    auto y = torch::conv2d(nn::bf16_operand(x), nn::bf16_operand(m->weight), nn::bf16_operand(m->bias), stride, padding,
+                           1, groups);
+    return keep_bf16 ? y : y.to(torch::kFloat32);
   };
 }
 
-Layer LayerMaker::fc(const std::string& name, int64_t in, int64_t out, bool bias) {
+Layer LayerMaker::fc(const std::string& name, int64_t in, int64_t out, bool bias, bool keep_bf16) {
   check_size(name, in, out, static_cast<double>(in) * static_cast<double>(out));
   if (quantized(name)) {
     auto m = net_.register_module(name, nn::AnaLinear(schemes_.at(name), in, out, bias));
-    return [m, net = &net_](const torch::Tensor& x) { return m->forward(x, net->mixed_precision()); };
+    return [m, net = &net_, keep_bf16](const torch::Tensor& x) {
+      return m->forward(x, net->mixed_precision(), keep_bf16);
+    };
   }
   auto m = net_.register_module(name, torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias)));
   linears_.push_back(m);
-  return [m, net = &net_](const torch::Tensor& x) {
+  return [m, net = &net_, keep_bf16](const torch::Tensor& x) {
     if (!net->mixed_precision()) return m->forward(x);
-    return torch::nn::functional::linear(nn::bf16_operand(x), nn::bf16_operand(m->weight), nn::bf16_operand(m->bias))
-        .to(torch::kFloat32);
+    auto y = torch::nn::functional::linear(nn::bf16_operand(x), nn::bf16_operand(m->weight), nn::bf16_operand(m->bias));
+    return keep_bf16 ? y : y.to(torch::kFloat32);
   };
 }
 
+namespace {
+
+template <class Module>
+core::BatchNormRefs refs_of(const Module& m) {
+  const auto& momentum = m->options.momentum();
+  return {m->weight,
+          m->bias,
+          m->running_mean,
+          m->running_var,
+          m->num_batches_tracked,
+          momentum.has_value() ? std::optional<double>(*momentum) : std::nullopt,
+          m->options.eps()};
+}
+
+}  // namespace
+
 Layer LayerMaker::bn2d(const std::string& name, int64_t channels) {
   auto m = net_.register_module(name, torch::nn::BatchNorm2d(channels));
-  return [m](const torch::Tensor& x) { return m->forward(x); };
+  Layer run = [m](const torch::Tensor& x) {
+    return m->forward(x.scalar_type() == torch::kBFloat16 ? x.to(torch::kFloat32) : x);
+  };
+  bns_[name] = {m, [m] { return refs_of(m); }, run};
+  return run;
 }
 
 Layer LayerMaker::bn1d(const std::string& name, int64_t features) {
   auto m = net_.register_module(name, torch::nn::BatchNorm1d(features));
-  return [m](const torch::Tensor& x) { return m->forward(x); };
+  Layer run = [m](const torch::Tensor& x) {
+    return m->forward(x.scalar_type() == torch::kBFloat16 ? x.to(torch::kFloat32) : x);
+  };
+  bns_[name] = {m, [m] { return refs_of(m); }, run};
+  return run;
+}
+
+Layer LayerMaker::bn_act(const std::string& bn, const std::string& act, bool bf16_out) {
+  // QL_UNFUSED_BN_ANA=1 runs the two layers one after the other: the measurement's other side
+  // (docs/PERFORMANCE.md).
+  static const bool unfused = [] {
+    const char* v = std::getenv("QL_UNFUSED_BN_ANA");
+    return v != nullptr && std::string(v) == "1";
+  }();
+  const BatchNormHandle b = bns_.at(bn);
+  const auto& [a, act_run] = acts_.at(act);
+  return [b, a = a, act_run = act_run, net = &net_, bf16_out](const torch::Tensor& x) mutable {
+    if (!unfused && b.module->is_training() && a->is_training()) {
+      const core::BatchNormRefs refs = b.refs();
+      if (core::bn_ana_fusable(x, refs))
+        return a->forward_after_bn(x, refs, bf16_out && net->mixed_precision() ? torch::kBFloat16 : torch::kFloat32);
+    }
+    return act_run(b.run(x));
+  };
 }
 
 Layer LayerMaker::act(const std::string& name, Layer float_act) {
   if (quantized(name)) {
     auto m = net_.register_module(name, nn::AnaActivation(schemes_.at(name)));
-    return [m](const torch::Tensor& x) { return m->forward(x); };
+    Layer run = [m](const torch::Tensor& x) { return m->forward(x); };
+    acts_.emplace(name, std::make_pair(m, run));
+    return run;
   }
   if (float_act) return float_act;
   return [](const torch::Tensor& x) { return torch::hardtanh(x, 0.0, 6.0); };

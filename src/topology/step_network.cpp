@@ -9,12 +9,12 @@
 namespace quantlab::topology {
 namespace {
 
-Layer build_one(const Step& s, LayerMaker& make) {
+Layer build_one(const Step& s, LayerMaker& make, bool keep_bf16) {
   switch (s.kind) {
     case Step::Kind::kConv:
-      return make.conv(s.name, s.in, s.out, s.kernel, s.stride, s.padding, s.groups, s.bias);
+      return make.conv(s.name, s.in, s.out, s.kernel, s.stride, s.padding, s.groups, s.bias, keep_bf16);
     case Step::Kind::kLinear:
-      return make.fc(s.name, s.in, s.out, s.bias);
+      return make.fc(s.name, s.in, s.out, s.bias, keep_bf16);
     case Step::Kind::kBatchNorm:
       return s.spatial ? make.bn2d(s.name, s.out) : make.bn1d(s.name, s.out);
     case Step::Kind::kActivation:
@@ -32,6 +32,21 @@ Layer build_one(const Step& s, LayerMaker& make) {
   return {};
 }
 
+// Whether list[i] is a batch norm followed by a quantized activation (fused in training).
+bool fuses_with_act(const Steps& list, size_t i, const LayerMaker& make) {
+  return i + 1 < list.size() && list[i].kind == Step::Kind::kBatchNorm && list[i + 1].kind == Step::Kind::kActivation &&
+         list[i + 1].quantizable && make.quantized(list[i + 1].name);
+}
+
+// The first step from list[i] on that is not a max pool (nor, with flatten_too, a flatten).
+const Step* next_real(const Steps& list, size_t i, bool flatten_too) {
+  for (; i < list.size(); ++i) {
+    const Step::Kind k = list[i].kind;
+    if (k != Step::Kind::kMaxPool && !(flatten_too && k == Step::Kind::kFlatten)) return &list[i];
+  }
+  return nullptr;
+}
+
 }  // namespace
 
 StepNetwork::StepNetwork(std::string cls, Steps steps, std::map<std::string, core::AnaScheme> schemes,
@@ -39,14 +54,29 @@ StepNetwork::StepNetwork(std::string cls, Steps steps, std::map<std::string, cor
     : cls_(std::move(cls)), steps_(std::move(steps)) {
   LayerMaker make(*this, std::move(schemes), params);
   std::function<std::vector<Built>(const Steps&)> build = [&](const Steps& list) {
+    // Under --amp a product passes its bfloat16 result to a fused batch norm (through a max pool),
+    // and the fused activation gives bfloat16 to the next product (through a max pool, a flatten).
     std::vector<Built> out;
-    for (const Step& s : list) {
+    for (size_t i = 0; i < list.size(); ++i) {
+      const Step& s = list[i];
       Built b;
-      if (s.kind == Step::Kind::kResidual)
+      if (s.kind == Step::Kind::kResidual) {
         b.branch = build(s.branch);
-      else
-        b.run = build_one(s, make);
+      } else {
+        bool keep_bf16 = false;
+        if (s.kind == Step::Kind::kConv || s.kind == Step::Kind::kLinear) {
+          const Step* next = next_real(list, i + 1, false);
+          keep_bf16 = next != nullptr && fuses_with_act(list, static_cast<size_t>(next - list.data()), make);
+        }
+        b.run = build_one(s, make, keep_bf16);
+      }
       out.push_back(std::move(b));
+    }
+    for (size_t i = 0; i < list.size(); ++i) {
+      if (!fuses_with_act(list, i, make)) continue;
+      const Step* next = next_real(list, i + 2, true);
+      const bool bf16_out = next != nullptr && (next->kind == Step::Kind::kConv || next->kind == Step::Kind::kLinear);
+      out[i].fused = make.bn_act(list[i].name, list[i + 1].name, bf16_out);
     }
     return out;
   };
@@ -81,6 +111,11 @@ torch::Tensor StepNetwork::run(const Steps& steps, const std::vector<Built>& bui
                     " pixels give a " + std::to_string(x.size(2)) + "x" + std::to_string(x.size(3)) +
                     " feature map before " + next + ", which expects " + side + "x" + side +
                     (s.hint.empty() ? "" : ": " + s.hint));
+      }
+      if (built[i].fused && visit == nullptr) {  // the batch norm and its activation in one
+        x = built[i].fused(x);
+        ++i;
+        continue;
       }
       y = built[i].run ? built[i].run(x) : x;
     }

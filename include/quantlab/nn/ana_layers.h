@@ -38,8 +38,8 @@ torch::Tensor bf16_operand(const torch::Tensor& t);
 class AnaLinearImpl : public AnaWeightLayer {
  public:
   AnaLinearImpl(core::AnaScheme scheme, int64_t in_features, int64_t out_features, bool bias = false);
-  // bf16: the product in bfloat16, its result float32.
-  torch::Tensor forward(const torch::Tensor& x, bool bf16 = false);
+  // bf16: the product in bfloat16, its result float32 (bfloat16 with keep_bf16).
+  torch::Tensor forward(const torch::Tensor& x, bool bf16 = false, bool keep_bf16 = false);
 };
 TORCH_MODULE(AnaLinear);
 
@@ -54,7 +54,7 @@ struct AnaConvOptions {
 class AnaConvImpl : public AnaWeightLayer {
  public:
   AnaConvImpl(core::AnaScheme scheme, AnaConvOptions options);
-  torch::Tensor forward(const torch::Tensor& x, bool bf16 = false);
+  torch::Tensor forward(const torch::Tensor& x, bool bf16 = false, bool keep_bf16 = false);
   const AnaConvOptions& options() const { return o_; }
 
  private:
@@ -66,6 +66,10 @@ class AnaActivationImpl : public torch::nn::Module, public AnaSite {
  public:
   explicit AnaActivationImpl(core::AnaScheme scheme) : AnaSite(std::move(scheme)) {}
   torch::Tensor forward(const torch::Tensor& x) { return quantize(x, is_training()); }
+  // The batch norm before it and this activation as one operator, in training mode.
+  torch::Tensor forward_after_bn(const torch::Tensor& x, const core::BatchNormRefs& bn, torch::ScalarType out) {
+    return quantize_after_bn(x, bn, out);
+  }
 };
 TORCH_MODULE(AnaActivation);
 

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "quantlab/core/ana.h"
+#include "quantlab/core/bn_ana.h"
 
 namespace quantlab::nn {
 
@@ -21,6 +22,8 @@ class AnaSite {
 
  protected:
   torch::Tensor quantize(const torch::Tensor& x, bool training);
+  // ANA(batch_norm(x)) in training mode, in one operator (core/bn_ana.h).
+  torch::Tensor quantize_after_bn(const torch::Tensor& x, const core::BatchNormRefs& bn, torch::ScalarType out);
 
  private:
   core::AnaScheme scheme_;

@@ -37,6 +37,7 @@ class StepNetwork : public Network {
   struct Built {
     Layer run;  // empty: an identity (an activation without a scheme and without a float form)
     std::vector<Built> branch;
+    Layer fused;  // a batch norm and the quantized activation after it, as one operator (LayerMaker::bn_act)
   };
   torch::Tensor run(const Steps& steps, const std::vector<Built>& built, torch::Tensor x, const torch::Tensor& input,
                     const Visitor* visit);

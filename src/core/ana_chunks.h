@@ -1,0 +1,127 @@
+// The ANA kernels' inner loops over one cache-resident chunk of floats (docs/ANA.md §2), shared by
+// the elementwise operator (ana_kernel.cpp) and the batch norm + ANA operator (bn_ana_kernel.cpp).
+// Private to src/core: included only by translation units compiled with the kernels' flags.
+#pragma once
+
+#include <cstdint>
+
+#include "quantlab/core/ana_kernel.h"
+#include "quantlab/core/noise_math.h"
+
+namespace quantlab::core::kernel::chunks {
+
+constexpr int64_t kChunk = 512;  // floats per chunk: stays in L1 with its scratch
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define QL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define QL_CLONES
+#endif
+#define QL_INLINE inline __attribute__((always_inline))
+
+using noise_math::cdf;
+using noise_math::density;
+
+struct Args {
+  const float* x;
+  float* y;         // forward output, or backward output gx
+  const float* gy;  // backward only
+  const float* uniform;
+  Stair stair;
+  float mu;
+  float inv_sigma;
+};
+
+QL_INLINE void hard_chunk(const Args& a, int64_t c, int64_t m) {
+  const float* __restrict x = a.x + c;
+  const float mu = a.mu;
+  float* __restrict y = a.y + c;
+  const float q0 = a.stair.levels[0];
+  for (int64_t j = 0; j < m; ++j) y[j] = q0;
+  for (int i = 0; i < a.stair.num_thresholds; ++i) {
+    const float t = a.stair.thresholds[i];
+    const float d = a.stair.levels[i + 1] - a.stair.levels[i];
+    for (int64_t j = 0; j < m; ++j) y[j] += (x[j] - mu) - t >= 0.0f ? d : 0.0f;
+  }
+}
+
+template <NoiseFamily F>
+QL_INLINE void expectation_chunk(const Args& a, int64_t c, int64_t m) {
+  const float* __restrict x = a.x + c;
+  const float mu = a.mu, inv = a.inv_sigma;
+  float* __restrict y = a.y + c;
+  const float q0 = a.stair.levels[0];
+  for (int64_t j = 0; j < m; ++j) y[j] = q0;
+  for (int i = 0; i < a.stair.num_thresholds; ++i) {
+    const float t = a.stair.thresholds[i];
+    const float d = a.stair.levels[i + 1] - a.stair.levels[i];
+    for (int64_t j = 0; j < m; ++j) y[j] += d * cdf<F>(((x[j] - mu) - t) * inv);
+  }
+}
+
+template <NoiseFamily F>
+QL_INLINE void random_chunk(const Args& a, int64_t c, int64_t m) {
+  const float* __restrict x = a.x + c;
+  const float mu = a.mu, inv = a.inv_sigma;
+  const float* __restrict r = a.uniform + c;
+  float* __restrict y = a.y + c;
+  const float q0 = a.stair.levels[0];
+  for (int64_t j = 0; j < m; ++j) y[j] = q0;
+  // P(level index > i) = F_i, so the sampled index is #{i : r < F_i} (F_i decreases with i).
+  for (int i = 0; i < a.stair.num_thresholds; ++i) {
+    const float t = a.stair.thresholds[i];
+    const float d = a.stair.levels[i + 1] - a.stair.levels[i];
+    for (int64_t j = 0; j < m; ++j) y[j] += r[j] < cdf<F>(((x[j] - mu) - t) * inv) ? d : 0.0f;
+  }
+}
+
+template <NoiseFamily F>
+QL_INLINE void mode_chunk(const Args& a, int64_t c, int64_t m) {
+  const float* __restrict x = a.x + c;
+  const float mu = a.mu, inv = a.inv_sigma;
+  float* __restrict y = a.y + c;
+  float prev[kChunk];    // F_{k-1}
+  float best_p[kChunk];  // probability of the best bin so far
+  const int T = a.stair.num_thresholds;
+  for (int64_t j = 0; j < m; ++j) {
+    prev[j] = 1.0f;
+    best_p[j] = -1.0f;
+    y[j] = a.stair.levels[0];
+  }
+  for (int k = 0; k <= T; ++k) {
+    const float q = a.stair.levels[k];
+    if (k < T) {
+      const float t = a.stair.thresholds[k];
+      for (int64_t j = 0; j < m; ++j) {
+        const float f = cdf<F>(((x[j] - mu) - t) * inv);
+        const float p = prev[j] - f;
+        const bool better = p > best_p[j];
+        best_p[j] = better ? p : best_p[j];
+        y[j] = better ? q : y[j];
+        prev[j] = f;
+      }
+    } else {
+      for (int64_t j = 0; j < m; ++j) {
+        const bool better = prev[j] > best_p[j];
+        y[j] = better ? q : y[j];
+      }
+    }
+  }
+}
+
+template <NoiseFamily F>
+QL_INLINE void backward_chunk(const Args& a, int64_t c, int64_t m) {
+  const float* __restrict x = a.x + c;
+  const float mu = a.mu, inv = a.inv_sigma;
+  const float* __restrict gy = a.gy + c;
+  float* __restrict gx = a.y + c;
+  for (int64_t j = 0; j < m; ++j) gx[j] = 0.0f;
+  for (int i = 0; i < a.stair.num_thresholds; ++i) {
+    const float t = a.stair.thresholds[i];
+    const float d = a.stair.levels[i + 1] - a.stair.levels[i];
+    for (int64_t j = 0; j < m; ++j) gx[j] += d * density<F>((x[j] - mu) - t, inv);
+  }
+  for (int64_t j = 0; j < m; ++j) gx[j] *= gy[j];
+}
+
+}  // namespace quantlab::core::kernel::chunks
