@@ -7,17 +7,11 @@
 
 #include "quantlab/core/ana_kernel.h"
 #include "quantlab/core/noise_math.h"
+#include "quantlab/util/clones.h"
 
 namespace quantlab::core::kernel::chunks {
 
 constexpr int64_t kChunk = 512;  // floats per chunk: stays in L1 with its scratch
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define QL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define QL_CLONES
-#endif
-#define QL_INLINE inline __attribute__((always_inline))
 
 using noise_math::cdf;
 using noise_math::density;

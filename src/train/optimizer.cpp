@@ -1,6 +1,7 @@
 // The optimizer registry.
 #include "quantlab/train/optimizer.h"
 
+#include "quantlab/train/fused_adam.h"
 #include "quantlab/util/registry.h"
 
 namespace quantlab::train {
@@ -44,7 +45,7 @@ std::unique_ptr<torch::optim::Optimizer> adam(const config::JsonNode& p, Params 
   torch::optim::AdamOptions o(lr_of(p, 1e-3));
   o.betas(betas_of(p)).eps(non_negative(p, "eps", 1e-8)).weight_decay(non_negative(p, "weight_decay", 0.0));
   o.amsgrad(p.boolean("amsgrad", false));
-  return std::make_unique<torch::optim::Adam>(std::move(params), o);
+  return std::make_unique<FusedAdam>(std::move(params), o);
 }
 
 std::unique_ptr<torch::optim::Optimizer> adamw(const config::JsonNode& p, Params params) {
@@ -53,7 +54,7 @@ std::unique_ptr<torch::optim::Optimizer> adamw(const config::JsonNode& p, Params
   torch::optim::AdamWOptions o(lr_of(p, 1e-3));
   o.betas(betas_of(p)).eps(non_negative(p, "eps", 1e-8)).weight_decay(non_negative(p, "weight_decay", 1e-2));
   o.amsgrad(p.boolean("amsgrad", false));
-  return std::make_unique<torch::optim::AdamW>(std::move(params), o);
+  return std::make_unique<FusedAdamW>(std::move(params), o);
 }
 
 std::unique_ptr<torch::optim::Optimizer> sgd(const config::JsonNode& p, Params params) {

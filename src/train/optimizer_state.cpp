@@ -18,18 +18,6 @@ using torch::optim::OptimizerParamState;
 
 uint64_t parse_key(const std::string& key) { return std::stoull(key, nullptr, 0); }
 
-// The key of a parameter in `opt.state()`: its TensorImpl's address, as text in libtorch 1.x.
-template <typename StateMap>
-typename StateMap::key_type state_key(const torch::Tensor& p) {
-  if constexpr (std::is_same_v<typename StateMap::key_type, std::string>) {
-    std::ostringstream text;  // c10::guts::to_string, as libtorch 1.x keys it
-    text << p.unsafeGetTensorImpl();
-    return text.str();
-  } else {
-    return p.unsafeGetTensorImpl();
-  }
-}
-
 template <typename State, typename Options>
 void load_as(torch::optim::Optimizer& opt, torch::serialize::InputArchive& archive) {
   c10::IValue version;
@@ -59,7 +47,7 @@ void load_as(torch::optim::Optimizer& opt, torch::serialize::InputArchive& archi
                 " parameters, this one ", params.size());
     for (size_t i = 0; i < params.size(); ++i) {
       auto it = saved.find(parse_key(keys[i]));
-      if (it != saved.end()) state[state_key<std::decay_t<decltype(state)>>(params[i])] = std::move(it->second);
+      if (it != saved.end()) state[optimizer_state_key(opt, params[i])] = std::move(it->second);
     }
     static_cast<Options&>(opt.param_groups()[g].options()) = static_cast<const Options&>(*groups[g].second);
   }

@@ -6,7 +6,8 @@
 //   Adagrad(lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10)
 //   RMSprop(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=false)
 // PyTorch's implementation switches (foreach, fused, capturable, differentiable) are accepted and
-// change nothing; maximize=true is refused.
+// change nothing; maximize=true is refused. Adam and AdamW are fused_adam.h's: libtorch's, with a
+// one-pass step on the CPU (QL_UNFUSED_ADAM=1: libtorch's step).
 // To add one: a factory in optimizer.cpp and one `add()` line.
 #pragma once
 

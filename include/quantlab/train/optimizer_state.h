@@ -7,11 +7,30 @@
 
 #include <torch/torch.h>
 
+#include <sstream>
+#include <string>
+#include <type_traits>
+
 namespace quantlab::train {
 
 // Loads what `opt.save()` wrote (any libtorch) into `opt`: per-parameter state and each param
 // group's options. SGD, Adam, AdamW, Adagrad and RMSprop; another optimizer falls back to its own
 // load(). Throws c10::Error on an archive of another optimizer or size.
 void load_optimizer_state(torch::optim::Optimizer& opt, torch::serialize::InputArchive& archive);
+
+// The key of parameter `p` in `opt.state()`: its TensorImpl's address, as text in libtorch 1.x
+// (c10::guts::to_string) and as the pointer itself in 2.x. A template so that only the branch of
+// this libtorch's key type is compiled.
+template <typename Optim>
+auto optimizer_state_key(const Optim& opt, const torch::Tensor& p) {
+  using Key = typename std::decay_t<decltype(opt.state())>::key_type;
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream text;
+    text << p.unsafeGetTensorImpl();
+    return text.str();
+  } else {
+    return static_cast<Key>(p.unsafeGetTensorImpl());
+  }
+}
 
 }  // namespace quantlab::train
