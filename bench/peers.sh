@@ -3,7 +3,8 @@
 # Debian's libtorch 1.13 (build/) and against PyPI's PyTorch 2.x (build-pip/), beside the same
 # networks in Python on Debian's PyTorch 1.13 and on the venv's PyTorch 2.x, eager and with
 # torch.compile. Same threads, allocator settings (what quantlab sets for itself, given to Python
-# through the environment) and data layout on every side; medians of ROUNDS runs, alternating.
+# through the environment) and data layout (channels-last convolutions) on every side; medians of
+# ROUNDS runs, alternating.
 #   bench/peers.sh [DEBIAN_BUILD] [PIP_BUILD]     defaults build build-pip
 #   QL_BENCH_ROUNDS=3 QL_BENCH_THREADS=N QL_BENCH_STEPS=10 QL_PEERS_NETS="mlp vgg025 vgg1 alexnet"
 #   QL_PEERS_AMP=1 (also --amp, bf16 products, on every side)
@@ -66,6 +67,11 @@ echo "| network | batch | precision | QuantLab 1.13 | QuantLab 2.x | PyTorch 1.1
 echo "|---|---|---|---|---|---|---|---|---|---|"
 for name in $NETS; do
   read -r cfg cap batch input pynet classes <<< "$(spec "$name")"
+  # QuantLab runs convolutional networks channels-last on the CPU: the Python sides too.
+  layout=()
+  [ "$pynet" != mlp ] && layout=(--channels_last)
+  # QuantLab's Adam is one pass per parameter: PyTorch 2.x's fused Adam on its sides.
+  fused=(--fused_adam)
   for amp in "${amps[@]}"; do
     tag="${name}${amp:+_amp}"
     for r in $(seq "$ROUNDS"); do
@@ -75,11 +81,11 @@ for name in $NETS; do
                   --classes "$classes" --steps "$STEPS" --threads "$THREADS" $amp 2>/dev/null | tail -1) ;;
           ql2) line=$("$PIP/bench/train_step" "$CFG/$cfg.json" --capacity "$cap" --batch "$batch" --input "$input" \
                   --classes "$classes" --steps "$STEPS" --threads "$THREADS" $amp 2>/dev/null | tail -1) ;;
-          py1) line=$(env "${SAME_ENV[@]}" $PY1 bench/train_step.py --net "$pynet" --capacity "$cap" --batch "$batch" \
+          py1) line=$(env "${SAME_ENV[@]}" $PY1 bench/train_step.py --net "$pynet" --capacity "$cap" --batch "$batch" "${layout[@]}" \
                   --input "$input" --steps "$STEPS" --threads "$THREADS" $amp 2>/dev/null | tail -1) ;;
-          py2) line=$(env "${SAME_ENV[@]}" $PY2 bench/train_step.py --net "$pynet" --capacity "$cap" --batch "$batch" \
+          py2) line=$(env "${SAME_ENV[@]}" $PY2 bench/train_step.py --net "$pynet" --capacity "$cap" --batch "$batch" "${layout[@]}" "${fused[@]}" \
                   --input "$input" --steps "$STEPS" --threads "$THREADS" $amp 2>/dev/null | tail -1) ;;
-          py2c) line=$(env "${SAME_ENV[@]}" $PY2 bench/train_step.py --net "$pynet" --capacity "$cap" --batch "$batch" \
+          py2c) line=$(env "${SAME_ENV[@]}" $PY2 bench/train_step.py --net "$pynet" --capacity "$cap" --batch "$batch" "${layout[@]}" "${fused[@]}" \
                   --input "$input" --steps "$STEPS" --warmup 5 --threads "$THREADS" --compile $amp 2>"$OUT/compile_$tag.log" | tail -1) ;;
         esac
         if [ "${line:0:1}" = "{" ]; then

@@ -8,7 +8,7 @@ squared hinge loss (MLP, VGG) or cross-entropy (AlexNet, MobileNetV2).
 
     train_step.py [--net mlp|vgg|alexnet|mobilenetv2] [--capacity 1] [--batch 256] [--steps 20]
                   [--warmup 3] [--threads N] [--baseline] [--device cpu|cuda] [--amp]
-                  [--channels_last] [--input CxHxW] [--compile]
+                  [--channels_last] [--input CxHxW] [--compile] [--fused_adam]
 
 --amp: convolutions and matrix products on bfloat16 operands with float32 results, batch norm, ANA
 and the loss in float32 (what quantlab --amp does). On CUDA: cuDNN benchmark mode on, and the mean
@@ -139,8 +139,8 @@ class AnaConv2d(AnaSite):
         return conv(x, self.ana(self.weight), stride=self.stride, padding=self.padding, groups=self.groups)
 
 
-def make_vgg(capacity, baseline):
-    c = [3, int(128 * capacity), int(128 * capacity), int(256 * capacity), int(256 * capacity),
+def make_vgg(capacity, baseline, in_channels=3):
+    c = [in_channels, int(128 * capacity), int(128 * capacity), int(256 * capacity), int(256 * capacity),
          int(512 * capacity), int(512 * capacity)]
     layers = []
     for k in range(6):
@@ -250,6 +250,7 @@ def main():
     ap.add_argument("--channels_last", action="store_true")
     ap.add_argument("--input", default="")
     ap.add_argument("--compile", action="store_true", help="torch.compile the network (PyTorch 2.x)")
+    ap.add_argument("--fused_adam", action="store_true", help="Adam(fused=True) (PyTorch 2.4 and later)")
     a = ap.parse_args()
     AMP = a.amp
     if a.threads > 0:
@@ -268,7 +269,8 @@ def main():
         x = x.contiguous(memory_format=torch.channels_last)
     net.train()
     params = sum(p.numel() for p in net.parameters())
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    # --fused_adam: PyTorch's one-kernel Adam (fused=True, on the CPU since 2.4), as QuantLab's.
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3, **({"fused": True} if a.fused_adam else {}))
     if a.compile:
         net = torch.compile(net)  # the warm-up steps include the compilation
     y = torch.randint(classes, (a.batch,), device=dev)
@@ -307,7 +309,7 @@ def main():
             fwd.append(t1 - t0); bwd.append(t2 - t1); stp.append(t3 - t2); tot.append(t3 - t0)
     med = lambda v: sorted(v)[len(v) // 2]
     print(json.dumps({"impl": "python", "device": "cpu", "torch": torch.__version__, "compile": a.compile,
-                      "amp": a.amp, "threads": torch.get_num_threads(),
+                      "fused_adam": a.fused_adam, "amp": a.amp, "threads": torch.get_num_threads(),
                       "parameters": params, "batch": a.batch, "step_s": med(tot), "images_per_s": a.batch / med(tot), "forward_s": med(fwd), "backward_s": med(bwd),
                       "optimizer_s": med(stp),
                       "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}))

@@ -1,6 +1,8 @@
 // launch(): one run of the command line.
 #include "quantlab/experiment/launch.h"
 
+#include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <iostream>
 
@@ -364,11 +366,17 @@ class Launch {
       log = std::make_unique<log::TrainingLog>(p_.book->stats(), *p_.exp);
       log->on_start(state, start.new_folder);
     }
+    PhaseTimes& times = result_.times;
+    times.start_up = seconds_since(started_);
     try {
       trainer.fit(p_.exp->max_epoch, [&](const train::EpochRecord& r) {
+        const auto t0 = std::chrono::steady_clock::now();
         const std::vector<torch::Tensor> rngs = group_.gather(cpu_rng_state());
         if (session) session->on_epoch(r, trainer.state(), rngs);
         if (log) log->on_epoch(r);
+        times.train += r.seconds - r.valid_seconds;
+        times.validation += r.valid_seconds;
+        times.checkpoints += seconds_since(t0);
       });
     } catch (const train::Interrupted& e) {
       out_ << std::endl;
@@ -380,7 +388,15 @@ class Launch {
       throw diverged(e, trainer.state().epoch);
     }
     result_.epochs_done = trainer.state().epoch;
+    const auto t_test = std::chrono::steady_clock::now();
     final_test(trainer, session.get(), log.get());
+    times.test = seconds_since(t_test);
+    char line[200];
+    std::snprintf(
+        line, sizeof line,
+        "times: start-up %.1f s | train %.1f s | validation %.1f s | checkpoints and logs %.1f s | test %.1f s",
+        times.start_up, times.train, times.validation, times.checkpoints, times.test);
+    out_ << line << std::endl;
     return result_;
   }
 
@@ -433,6 +449,11 @@ class Launch {
     print_test(out_, what, *result_.test);
   }
 
+  static double seconds_since(std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+  }
+
+  const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();  // first: before p_
   const LaunchOptions& o_;
   const std::atomic<int>* stop_;
   const bool train_;

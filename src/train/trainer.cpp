@@ -208,7 +208,9 @@ std::vector<EpochRecord> Trainer::fit(int64_t last, const EpochHook& on_epoch) {
     r.lr = get_lr(*exp_.optimizer);
     const int64_t period = exp_.protocol.metric_period;
     r.train = train_epoch(e, period > 0 && e % period == 0);
+    const auto t_valid = std::chrono::steady_clock::now();
     if (validation) r.valid = evaluate(*data_.valid, data_.valid_indices, "epoch " + std::to_string(e) + " valid");
+    r.valid_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_valid).count();
     EpochStatistics& st = state_.stats;
     st[Statistic::kTrainLoss] = r.train.loss;
     st[Statistic::kTrainMetric] = r.train.metric;

@@ -51,12 +51,22 @@ struct LaunchOptions {
   bool standalone = false;  // one process whatever the environment says (a sweep's unit under srun)
 };
 
+// Where a training launch's time went, in seconds; printed after its final test.
+struct PhaseTimes {
+  double start_up = 0.0;     // from launch() to the first epoch: data, network, checkpoint restore
+  double train = 0.0;        // the training passes, all epochs
+  double validation = 0.0;   // the validation passes, all epochs
+  double checkpoints = 0.0;  // after each epoch: checkpoints, status and logs written
+  double test = 0.0;         // the final test, the best weights loaded
+};
+
 struct LaunchResult {
   int64_t exp_id = -1;
   int64_t epochs_done = 0;
   std::optional<train::EpochStats> test;  // the final test (or --mode=test)
   std::string tested;                     // which weights it used, in words
   int interrupted_by = 0;                 // the signal that stopped training, 0 when it was not stopped
+  PhaseTimes times;                       // of a training launch
 };
 
 // Runs one launch. `stop`, when given, is polled between batches (a signal number, 0 = go on).

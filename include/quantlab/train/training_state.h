@@ -27,9 +27,10 @@ struct EpochStats {
 struct EpochRecord {
   int64_t epoch = 0;  // 1-based
   EpochStats train, valid;
-  double lr = 0.0;  // the rate the epoch trained with
-  double seconds = 0.0;
-  bool best = false;  // improved the best-epoch statistic
+  double lr = 0.0;             // the rate the epoch trained with
+  double seconds = 0.0;        // the whole epoch: training and validation
+  double valid_seconds = 0.0;  // its validation
+  bool best = false;           // improved the best-epoch statistic
 };
 
 // What the loop itself carries from epoch to epoch (saved in checkpoints).
