@@ -289,6 +289,44 @@ TEST(AnaOperator, CudaKernelEqualsCpuKernel) {
 #endif
 }
 
+// bf16_out (the quantized weight of a bfloat16 product under --amp): the kernel writes the float32
+// result rounded to bfloat16, and takes a bfloat16 incoming gradient as its float32 value; every
+// family and strategy, the hard stair, a channels-last weight, sizes around one chunk and threads.
+TEST(AnaOperator, BfloatOutputIsTheFloatOutputRoundedAndItsGradientTheSame) {
+  torch::manual_seed(4);
+  const ForwardStrategy strategies[] = {ForwardStrategy::kExpectation, ForwardStrategy::kMode};
+  for (const int64_t n : {int64_t{7}, int64_t{512}, int64_t{1000}, int64_t{70000}}) {
+    at::set_num_threads(n > 50000 ? 2 : 1);
+    const auto x0 = torch::randn({n}) * 0.8;
+    const auto gy = (torch::randn({n}) * 3).to(torch::kBFloat16);
+    for (NoiseFamily f : kFamilies) {
+      for (ForwardStrategy st : strategies) {
+        for (const float sigma : {0.0f, 0.3f}) {
+          const AnaScheme s = ternary(f, st);
+          const NoiseState ns{0.05f, sigma, 0.4f};
+          const auto stair = stair_tensor(s.quantizer, torch::kCPU);
+          auto xf = x0.clone().requires_grad_(true);
+          auto xb = x0.clone().requires_grad_(true);
+          const auto yf = ana(xf, stair, s, ns, true);
+          const auto yb = ana(xb, stair, s, ns, true, /*bf16_out=*/true);
+          ASSERT_EQ(yb.scalar_type(), torch::kBFloat16);
+          EXPECT_TRUE(torch::equal(yb, yf.to(torch::kBFloat16))) << "n " << n << " sigma " << sigma;
+          yf.backward(gy.to(torch::kFloat32));
+          yb.backward(gy);
+          ASSERT_EQ(xb.grad().scalar_type(), torch::kFloat32);
+          EXPECT_TRUE(torch::equal(xb.grad(), xf.grad())) << "n " << n << " sigma " << sigma;
+        }
+      }
+    }
+  }
+  at::set_num_threads(1);
+  const AnaScheme s = ternary(NoiseFamily::kUniform);
+  const auto w = torch::randn({8, 3, 3, 3}).contiguous(c10::MemoryFormat::ChannelsLast);
+  const auto y = ana(w, stair_tensor(s.quantizer, torch::kCPU), s, {0.0f, 0.3f, 0.3f}, true, true);
+  EXPECT_TRUE(y.is_contiguous(c10::MemoryFormat::ChannelsLast));
+  EXPECT_TRUE(torch::equal(y, forward(w, s, {0.0f, 0.3f, 0.3f}).to(torch::kBFloat16)));
+}
+
 TEST(AnaOperator, NonContiguousAndDoubleInputs) {
   const AnaScheme s = ternary(NoiseFamily::kTriangular);
   const auto x = torch::randn({8, 6}).t();

@@ -37,8 +37,10 @@ kernel::Stair stair_view(const torch::Tensor& stair, int num_thresholds) {
 class AnaFunction : public torch::autograd::Function<AnaFunction> {
  public:
   // Non-tensor arguments travel in saved_data, as libtorch's custom functions do.
+  // bf16_out: y in bfloat16 (the operand of a bfloat16 product); its gradient then arrives in bfloat16.
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& stair,
-                               const AnaScheme* scheme, double mu, double sigma_forward, double sigma_backward) {
+                               const AnaScheme* scheme, double mu, double sigma_forward, double sigma_backward,
+                               bool bf16_out) {
     ctx->save_for_backward({x, stair});
     // What backward needs of the scheme, by value: the noise family and the stair (the stair
     // tensor is on the device; these few numbers stay on the host, so no copy per call).
@@ -60,15 +62,18 @@ class AnaFunction : public torch::autograd::Function<AnaFunction> {
           xc.data_ptr<float>(), y.data_ptr<float>(), xc.numel(), stair_view(stair, scheme->quantizer.num_thresholds()),
           scheme->noise, strategy, static_cast<float>(mu), static_cast<float>(sigma_forward),
           uniform.defined() ? uniform.data_ptr<float>() : nullptr, at::cuda::getCurrentCUDAStream().stream());
-      return y;
+      return bf16_out ? y.to(torch::kBFloat16) : y;
     }
 #endif
-    if (!use_kernel(x))
-      return ana_tensor_ops_forward(x, *scheme, static_cast<float>(mu), static_cast<float>(sigma_forward), uniform);
+    if (!use_kernel(x)) {
+      auto y = ana_tensor_ops_forward(x, *scheme, static_cast<float>(mu), static_cast<float>(sigma_forward), uniform);
+      return bf16_out ? y.to(torch::kBFloat16) : y;
+    }
     // Elementwise: any dense layout works as it is (channels-last activations stay channels-last).
     const torch::Tensor xc = x.contiguous(x.suggest_memory_format());
-    torch::Tensor y = torch::empty_like(xc);
-    kernel::ana_forward(xc.data_ptr<float>(), y.data_ptr<float>(), xc.numel(),
+    torch::Tensor y = torch::empty_like(xc, bf16_out ? torch::kBFloat16 : torch::kFloat32);
+    kernel::ana_forward(xc.data_ptr<float>(), y.data_ptr(),
+                        bf16_out ? kernel::Dtype::kBFloat16 : kernel::Dtype::kFloat32, xc.numel(),
                         stair_view(stair, scheme->quantizer.num_thresholds()), scheme->noise, strategy,
                         static_cast<float>(mu), static_cast<float>(sigma_forward),
                         uniform.defined() ? uniform.data_ptr<float>() : nullptr, at::get_num_threads());
@@ -93,26 +98,28 @@ class AnaFunction : public torch::autograd::Function<AnaFunction> {
       const c10::cuda::CUDAGuard guard(x.device());
       const auto format = x.suggest_memory_format();
       const torch::Tensor xc = x.contiguous(format);
-      const torch::Tensor gy = grads[0].contiguous(format);
+      const torch::Tensor gy = grads[0].to(torch::kFloat32).contiguous(format);
       gx = torch::empty_like(xc);
       kernel::ana_backward_cuda(xc.data_ptr<float>(), gy.data_ptr<float>(), gx.data_ptr<float>(), xc.numel(),
                                 stair_view(stair, scheme.quantizer.num_thresholds()), scheme.noise, mu, sigma_b,
                                 at::cuda::getCurrentCUDAStream().stream());
-      return {gx, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+      return {gx, {}, {}, {}, {}, {}, {}};
     }
 #endif
     if (!use_kernel(x)) {
-      gx = ana_tensor_ops_backward(x, grads[0], scheme, mu, sigma_b);
+      gx = ana_tensor_ops_backward(x, grads[0].to(torch::kFloat32), scheme, mu, sigma_b);
     } else {
       const auto format = x.suggest_memory_format();
       const torch::Tensor xc = x.contiguous(format);
-      const torch::Tensor gy = grads[0].contiguous(format);  // element i of gy matches element i of xc
+      torch::Tensor gy = grads[0].contiguous(format);  // element i of gy matches element i of xc
+      if (gy.scalar_type() != torch::kBFloat16) gy = gy.to(torch::kFloat32);
       gx = torch::empty_like(xc);
-      kernel::ana_backward(xc.data_ptr<float>(), gy.data_ptr<float>(), gx.data_ptr<float>(), xc.numel(),
-                           stair_view(stair, scheme.quantizer.num_thresholds()), scheme.noise, mu, sigma_b,
-                           at::get_num_threads());
+      kernel::ana_backward(xc.data_ptr<float>(), gy.data_ptr(),
+                           gy.scalar_type() == torch::kBFloat16 ? kernel::Dtype::kBFloat16 : kernel::Dtype::kFloat32,
+                           gx.data_ptr<float>(), xc.numel(), stair_view(stair, scheme.quantizer.num_thresholds()),
+                           scheme.noise, mu, sigma_b, at::get_num_threads());
     }
-    return {gx, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    return {gx, {}, {}, {}, {}, {}, {}};
   }
 };
 
@@ -160,9 +167,9 @@ torch::Tensor stair_tensor(const Quantizer& q, const torch::Device& device) {
 }
 
 torch::Tensor ana(const torch::Tensor& x, const torch::Tensor& stair, const AnaScheme& scheme, const NoiseState& noise,
-                  bool training) {
+                  bool training, bool bf16_out) {
   const double sigma_f = training ? noise.sigma_forward : 0.0;
-  return AnaFunction::apply(x, stair, &scheme, noise.mu, sigma_f, noise.sigma_backward);
+  return AnaFunction::apply(x, stair, &scheme, noise.mu, sigma_f, noise.sigma_backward, bf16_out);
 }
 
 torch::Tensor ana_tensor_ops_forward(const torch::Tensor& x, const AnaScheme& scheme, float mu, float sigma,

@@ -25,40 +25,6 @@ constexpr int64_t kFlushRows = 64;         // rows summed in float before the do
 // for the clone's instruction set (a lambda left out of line would be baseline x86-64).
 #define QL_LAMBDA_INLINE __attribute__((always_inline))
 
-QL_INLINE float from_bf16(uint16_t v) {
-  const uint32_t u = static_cast<uint32_t>(v) << 16;
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
-}
-
-// Round to nearest even, NaN kept a NaN: what c10::BFloat16 does.
-QL_INLINE uint16_t to_bf16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof u);
-  const uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
-  return f != f ? static_cast<uint16_t>(0x7FC0) : static_cast<uint16_t>(rounded);
-}
-
-// The n values at p[begin...] as float: in place for float32, converted into buf for bfloat16.
-QL_INLINE const float* load(const void* p, Dtype t, int64_t begin, int64_t n, float* __restrict buf) {
-  if (t == Dtype::kFloat32) return static_cast<const float*>(p) + begin;
-  const uint16_t* __restrict s = static_cast<const uint16_t*>(p) + begin;
-  for (int64_t j = 0; j < n; ++j) buf[j] = from_bf16(s[j]);
-  return buf;
-}
-
-// Where to compute n output values: in place for float32, in buf for bfloat16 (then store()).
-QL_INLINE float* output(void* p, Dtype t, int64_t begin, float* buf) {
-  return t == Dtype::kFloat32 ? static_cast<float*>(p) + begin : buf;
-}
-
-QL_INLINE void store(void* p, Dtype t, int64_t begin, int64_t n, const float* __restrict buf) {
-  if (t == Dtype::kFloat32) return;  // computed in place
-  uint16_t* __restrict d = static_cast<uint16_t*>(p) + begin;
-  for (int64_t j = 0; j < n; ++j) d[j] = to_bf16(buf[j]);
-}
-
 // Calls fn(begin, n) for the chunks of rows [r0, r1): flat ranges of at most kChunk values.
 template <class Fn>
 QL_INLINE void for_chunks(Matrix m, int64_t r0, int64_t r1, Fn&& fn) {

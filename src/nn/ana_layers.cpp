@@ -29,10 +29,10 @@ AnaWeightLayer::AnaWeightLayer(core::AnaScheme scheme, std::vector<int64_t> weig
   if (bias_size > 0) bias = register_parameter("bias", torch::empty({bias_size}).uniform_(-bound, bound));
 }
 
-torch::Tensor AnaWeightLayer::quantized_weight() {
+torch::Tensor AnaWeightLayer::quantized_weight(bool bf16) {
   if (is_training() || torch::GradMode::is_enabled()) {
     cached_ = torch::Tensor();
-    return quantize(weight, is_training());
+    return quantize(weight, is_training(), bf16);
   }
   const core::NoiseState& n = noise();
   if (!cached_.defined() || cached_version_ != weight._version() || cached_noise_.mu != n.mu ||
@@ -41,7 +41,7 @@ torch::Tensor AnaWeightLayer::quantized_weight() {
     cached_version_ = weight._version();
     cached_noise_ = n;
   }
-  return cached_;
+  return bf16 ? cached_.to(torch::kBFloat16) : cached_;
 }
 
 AnaLinearImpl::AnaLinearImpl(core::AnaScheme scheme, int64_t in_features, int64_t out_features, bool bias)
@@ -51,7 +51,7 @@ torch::Tensor bf16_operand(const torch::Tensor& t) { return t.defined() ? t.to(t
 
 torch::Tensor AnaLinearImpl::forward(const torch::Tensor& x, bool bf16, bool keep_bf16) {
   if (bf16) {
-    auto y = torch::nn::functional::linear(bf16_operand(x), bf16_operand(quantized_weight()), bf16_operand(bias));
+    auto y = torch::nn::functional::linear(bf16_operand(x), quantized_weight(true), bf16_operand(bias));
     return keep_bf16 ? y : y.to(torch::kFloat32);
   }
   return torch::nn::functional::linear(x, quantized_weight(), bias);
@@ -83,7 +83,7 @@ AnaConvImpl::AnaConvImpl(core::AnaScheme scheme, AnaConvOptions options)
 
 torch::Tensor AnaConvImpl::forward(const torch::Tensor& x, bool bf16, bool keep_bf16) {
   const torch::Tensor in = bf16 ? bf16_operand(x) : x;
-  const torch::Tensor w = bf16 ? bf16_operand(quantized_weight()) : quantized_weight();
+  const torch::Tensor w = quantized_weight(bf16);
   const torch::Tensor b = bf16 ? bf16_operand(bias) : bias;
   torch::Tensor y;
   switch (o_.dim) {

@@ -9,6 +9,8 @@
 
 namespace quantlab::core::kernel {
 
+enum class Dtype { kFloat32, kBFloat16 };  // bfloat16 values are the high halves of float32 (uint16_t)
+
 // A stair with T thresholds t[0..T-1] (sorted) and T+1 levels q[0..T] (see docs/ANA.md §1).
 struct Stair {
   const float* thresholds;
@@ -25,5 +27,13 @@ void ana_forward(const float* x, float* y, int64_t n, const Stair& stair, NoiseF
 // Backward: gx[i] = gy[i] * sum_k d_k f(x[i] - mu - t_k; sigma). sigma == 0 gives gx = 0.
 void ana_backward(const float* x, const float* gy, float* gx, int64_t n, const Stair& stair, NoiseFamily family,
                   float mu, float sigma, int num_threads);
+
+// The same with the forward's y, or the backward's gy, of type yt / gyt: bfloat16 for the operand
+// of a bfloat16 product under --amp (a quantized weight) and its gradient, converted inside the
+// loop (the arithmetic stays float32) instead of in a separate pass over a float32 copy.
+void ana_forward(const float* x, void* y, Dtype yt, int64_t n, const Stair& stair, NoiseFamily family,
+                 ForwardStrategy strategy, float mu, float sigma, const float* uniform, int num_threads);
+void ana_backward(const float* x, const void* gy, Dtype gyt, float* gx, int64_t n, const Stair& stair,
+                  NoiseFamily family, float mu, float sigma, int num_threads);
 
 }  // namespace quantlab::core::kernel

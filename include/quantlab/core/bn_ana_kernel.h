@@ -12,8 +12,6 @@
 
 namespace quantlab::core::kernel {
 
-enum class Dtype { kFloat32, kBFloat16 };  // bfloat16 values are the high halves of float32 (uint16_t)
-
 struct Matrix {
   int64_t rows = 0, channels = 0;
 };

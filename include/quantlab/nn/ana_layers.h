@@ -23,7 +23,8 @@ class AnaWeightLayer : public torch::nn::Module, public AnaSite {
 
  protected:
   AnaWeightLayer(core::AnaScheme scheme, std::vector<int64_t> weight_shape, int64_t fan_in, int64_t bias_size);
-  torch::Tensor quantized_weight();
+  // bf16: the weight as a bfloat16 product's operand (in training written so by the ANA kernel).
+  torch::Tensor quantized_weight(bool bf16 = false);
 
  private:
   torch::Tensor cached_;

@@ -21,7 +21,7 @@ class AnaSite {
   void set_noise(const core::NoiseState& noise);
 
  protected:
-  torch::Tensor quantize(const torch::Tensor& x, bool training);
+  torch::Tensor quantize(const torch::Tensor& x, bool training, bool bf16_out = false);
   // ANA(batch_norm(x)) in training mode, in one operator (core/bn_ana.h).
   torch::Tensor quantize_after_bn(const torch::Tensor& x, const core::BatchNormRefs& bn, torch::ScalarType out);
 
