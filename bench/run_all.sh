@@ -5,6 +5,7 @@
 #                                   QL_BENCH_SKIP_ACCURACY=1  QL_BENCH_SKIP_VGG1=1 (the slow VGG step)
 #                                   QL_BENCH_SKIP_IMAGES=1 (the ImageNet pipeline)  QL_BENCH_VGG_ACCURACY=1
 #                                   QL_BENCH_SKIP_DIST=1 (the data-parallel costs)  QL_BENCH_SKIP_EXPORT=1
+#                                   QL_BENCH_SKIP_EPOCH=1 (the ternary VGG's whole epoch, bench/epoch.sh)
 #                                   QL_BENCH_VGG_EXPORT=1 (train and export the ternary VGG too)
 #                                   QL_BENCH_PYTHON=PY (the Python side's interpreter: Debian's
 #                                   /usr/bin/python3 with PyTorch 1.13 by default)
@@ -139,6 +140,10 @@ fi
 if [ -z "${QL_BENCH_SKIP_DIST:-}" ]; then
   echo "## Data parallel: Gloo all-reduce per step and an MLP epoch, 1 x 2 threads vs 2 x 1 (docs/DISTRIBUTED.md)" >> "$SUMMARY"
   bench/distributed.sh "$BUILD" | tee -a "$SUMMARY"
+fi
+
+if [ -z "${QL_BENCH_SKIP_EPOCH:-}" ]; then
+  bench/epoch.sh "$BUILD" "$PY" | tee -a "$SUMMARY"
 fi
 
 if [ -z "${QL_BENCH_SKIP_EXPORT:-}" ]; then

@@ -25,22 +25,6 @@ using RangeFn = void (*)(const Args&, int64_t, int64_t);
   QL_CLONES void NAME(const Args& a, int64_t begin, int64_t end) {                        \
     for (int64_t c = begin; c < end; c += kChunk) CHUNK(a, c, std::min(kChunk, end - c)); \
   }
-// The ranges of every noise family (QL_NOISE_FAMILIES), and their table.
-#define QL_RANGES_FOR(FAM, SUFFIX)                                    \
-  QL_RANGE(expectation_##SUFFIX, expectation_chunk<NoiseFamily::FAM>) \
-  QL_RANGE(mode_##SUFFIX, mode_chunk<NoiseFamily::FAM>)               \
-  QL_RANGE(random_##SUFFIX, random_chunk<NoiseFamily::FAM>)           \
-  QL_RANGE(backward_##SUFFIX, backward_chunk<NoiseFamily::FAM>)
-
-QL_RANGE(hard_range, hard_chunk)
-QL_NOISE_FAMILIES(QL_RANGES_FOR)
-
-// [family][strategy]; rows follow NoiseFamily, columns ForwardStrategy.
-#define QL_FORWARD_ROW(FAM, SUFFIX) {expectation_##SUFFIX, mode_##SUFFIX, random_##SUFFIX},
-#define QL_BACKWARD_ENTRY(FAM, SUFFIX) backward_##SUFFIX,
-const RangeFn kForward[][3] = {QL_NOISE_FAMILIES(QL_FORWARD_ROW)};
-const RangeFn kBackward[] = {QL_NOISE_FAMILIES(QL_BACKWARD_ENTRY)};
-
 // bfloat16 output (forward) or incoming gradient (backward): a.y / a.gy hold the bfloat16 buffer
 // (uint16_t); each chunk is computed through a float32 buffer on the stack.
 #define QL_RANGE_BF16_OUT(NAME, CHUNK)                                                                      \
@@ -63,15 +47,26 @@ const RangeFn kBackward[] = {QL_NOISE_FAMILIES(QL_BACKWARD_ENTRY)};
       CHUNK(b, 0, m);                                                          \
     }                                                                          \
   }
-#define QL_RANGES_BF16_FOR(FAM, SUFFIX)                                             \
+// The ranges of every noise family (QL_NOISE_FAMILIES), float32 and bfloat16, and their tables.
+#define QL_RANGES_FOR(FAM, SUFFIX)                                                  \
+  QL_RANGE(expectation_##SUFFIX, expectation_chunk<NoiseFamily::FAM>)               \
+  QL_RANGE(mode_##SUFFIX, mode_chunk<NoiseFamily::FAM>)                             \
+  QL_RANGE(random_##SUFFIX, random_chunk<NoiseFamily::FAM>)                         \
+  QL_RANGE(backward_##SUFFIX, backward_chunk<NoiseFamily::FAM>)                     \
   QL_RANGE_BF16_OUT(expectation_bf16_##SUFFIX, expectation_chunk<NoiseFamily::FAM>) \
   QL_RANGE_BF16_OUT(mode_bf16_##SUFFIX, mode_chunk<NoiseFamily::FAM>)               \
   QL_RANGE_BF16_OUT(random_bf16_##SUFFIX, random_chunk<NoiseFamily::FAM>)           \
   QL_RANGE_BF16_GRAD(backward_bf16_##SUFFIX, backward_chunk<NoiseFamily::FAM>)
 
+QL_RANGE(hard_range, hard_chunk)
 QL_RANGE_BF16_OUT(hard_bf16_range, hard_chunk)
-QL_NOISE_FAMILIES(QL_RANGES_BF16_FOR)
+QL_NOISE_FAMILIES(QL_RANGES_FOR)
 
+// [family][strategy]; rows follow NoiseFamily, columns ForwardStrategy.
+#define QL_FORWARD_ROW(FAM, SUFFIX) {expectation_##SUFFIX, mode_##SUFFIX, random_##SUFFIX},
+#define QL_BACKWARD_ENTRY(FAM, SUFFIX) backward_##SUFFIX,
+const RangeFn kForward[][3] = {QL_NOISE_FAMILIES(QL_FORWARD_ROW)};
+const RangeFn kBackward[] = {QL_NOISE_FAMILIES(QL_BACKWARD_ENTRY)};
 #define QL_FORWARD_BF16_ROW(FAM, SUFFIX) {expectation_bf16_##SUFFIX, mode_bf16_##SUFFIX, random_bf16_##SUFFIX},
 #define QL_BACKWARD_BF16_ENTRY(FAM, SUFFIX) backward_bf16_##SUFFIX,
 const RangeFn kForwardBf16[][3] = {QL_NOISE_FAMILIES(QL_FORWARD_BF16_ROW)};
