@@ -44,12 +44,27 @@ def images(path, pad):
 
 
 def timer(spec):
+    """The factor a timer gives at epoch index t: src/train/timer.cpp's registry, in Python."""
     p = spec.get("params", {})
-    if spec["class"] == "Constant":
-        return lambda t: 1.0
-    if spec["class"] == "Linear":
-        return lambda t: 1.0 - min(max((t - p["t_start"]) / p["t_decay"], 0.0), 1.0)
-    raise SystemExit(f"epoch.py: timer {spec['class']} is not implemented here")
+    clamp = lambda v, lo, hi: min(max(v, lo), hi)
+    linear = lambda t: 1.0 - clamp((t - p["t_start"]) / p["t_decay"], 0.0, 1.0)
+
+    def unbounded(t):
+        f = (1.0 / (max(t - p["t_start"], 0.0) + 1.0)) ** p.get("alpha", 1.0)
+        return 0.0 if f < p.get("eps", 0.0) else f
+
+    timers = {
+        "Constant": lambda t: 1.0,
+        "Linear": linear,
+        "Quadratic": lambda t: linear(t) ** 2,
+        "BoundedWindow": lambda t: ((p["t_end"] - clamp(t, p["t_start"], p["t_end"]))
+                                    / (p["t_end"] - p["t_start"])) ** p.get("alpha", 1.0),
+        "UnboundedWindow": unbounded,
+    }
+    timers["bws"], timers["uws"] = timers["BoundedWindow"], timers["UnboundedWindow"]
+    if spec["class"] not in timers:
+        raise SystemExit(f"epoch.py: unknown timer {spec['class']}; expected one of {', '.join(timers)}")
+    return timers[spec["class"]]
 
 
 def thermostat(cfg, sites):

@@ -14,6 +14,7 @@
 #include "quantlab/experiment/compare.h"
 #include "quantlab/experiment/launch.h"
 #include "quantlab/experiment/listing.h"
+#include "quantlab/experiment/resume.h"
 #include "quantlab/experiment/storage.h"
 #include "quantlab/experiment/sweep.h"
 #include "quantlab/export/export_run.h"

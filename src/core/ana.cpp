@@ -72,8 +72,7 @@ class AnaFunction : public torch::autograd::Function<AnaFunction> {
     // Elementwise: any dense layout works as it is (channels-last activations stay channels-last).
     const torch::Tensor xc = x.contiguous(x.suggest_memory_format());
     torch::Tensor y = torch::empty_like(xc, bf16_out ? torch::kBFloat16 : torch::kFloat32);
-    kernel::ana_forward(xc.data_ptr<float>(), y.data_ptr(),
-                        bf16_out ? kernel::Dtype::kBFloat16 : kernel::Dtype::kFloat32, xc.numel(),
+    kernel::ana_forward(xc.data_ptr<float>(), y.data_ptr(), kernel_dtype(y), xc.numel(),
                         stair_view(stair, scheme->quantizer.num_thresholds()), scheme->noise, strategy,
                         static_cast<float>(mu), static_cast<float>(sigma_forward),
                         uniform.defined() ? uniform.data_ptr<float>() : nullptr, at::get_num_threads());
@@ -114,10 +113,9 @@ class AnaFunction : public torch::autograd::Function<AnaFunction> {
       torch::Tensor gy = grads[0].contiguous(format);  // element i of gy matches element i of xc
       if (gy.scalar_type() != torch::kBFloat16) gy = gy.to(torch::kFloat32);
       gx = torch::empty_like(xc);
-      kernel::ana_backward(xc.data_ptr<float>(), gy.data_ptr(),
-                           gy.scalar_type() == torch::kBFloat16 ? kernel::Dtype::kBFloat16 : kernel::Dtype::kFloat32,
-                           gx.data_ptr<float>(), xc.numel(), stair_view(stair, scheme.quantizer.num_thresholds()),
-                           scheme.noise, mu, sigma_b, at::get_num_threads());
+      kernel::ana_backward(xc.data_ptr<float>(), gy.data_ptr(), kernel_dtype(gy), gx.data_ptr<float>(), xc.numel(),
+                           stair_view(stair, scheme.quantizer.num_thresholds()), scheme.noise, mu, sigma_b,
+                           at::get_num_threads());
     }
     return {gx, {}, {}, {}, {}, {}, {}};
   }

@@ -11,10 +11,6 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-kernel::Dtype dtype_of(const torch::Tensor& t) {
-  return t.scalar_type() == torch::kBFloat16 ? kernel::Dtype::kBFloat16 : kernel::Dtype::kFloat32;
-}
-
 kernel::Matrix matrix_of(const torch::Tensor& x) { return {x.numel() / x.size(1), x.size(1)}; }
 
 kernel::Stair bn_stair_view(const torch::Tensor& stair, int num_thresholds) {
@@ -32,7 +28,7 @@ class BnAnaFunction : public torch::autograd::Function<BnAnaFunction> {
     const int threads = at::get_num_threads();
     const auto f32 = torch::TensorOptions().dtype(torch::kFloat32);
     torch::Tensor mean = torch::empty({m.channels}, f32), var = torch::empty({m.channels}, f32);
-    kernel::bn_stats(x.data_ptr(), dtype_of(x), m, mean.data_ptr<float>(), var.data_ptr<float>(), threads);
+    kernel::bn_stats(x.data_ptr(), kernel_dtype(x), m, mean.data_ptr<float>(), var.data_ptr<float>(), threads);
     const torch::Tensor invstd = torch::rsqrt(var + bn->eps);
 
     // The running statistics, as torch::nn::BatchNorm's forward updates them.
@@ -48,7 +44,7 @@ class BnAnaFunction : public torch::autograd::Function<BnAnaFunction> {
     torch::Tensor uniform;
     const float sigma_f = noise->sigma_forward;
     if (scheme->strategy == ForwardStrategy::kRandom && sigma_f > 0.0f) uniform = torch::rand(x.sizes(), f32);
-    kernel::bn_ana_forward(x.data_ptr(), dtype_of(x), y.data_ptr(), dtype_of(y), m, scale.data_ptr<float>(),
+    kernel::bn_ana_forward(x.data_ptr(), kernel_dtype(x), y.data_ptr(), kernel_dtype(y), m, scale.data_ptr<float>(),
                            shift.data_ptr<float>(), bn_stair_view(stair, scheme->quantizer.num_thresholds()),
                            scheme->noise, scheme->strategy, noise->mu, sigma_f,
                            uniform.defined() ? uniform.data_ptr<float>() : nullptr, threads);
@@ -70,9 +66,9 @@ class BnAnaFunction : public torch::autograd::Function<BnAnaFunction> {
     torch::Tensor gx = torch::empty(x.sizes(), x.options().memory_format(format));
     torch::Tensor g_weight = torch::empty_like(w), g_bias = torch::empty_like(b);
     const auto T = static_cast<int>(ctx->saved_data["thresholds"].toInt());
-    kernel::bn_ana_backward(x.data_ptr(), dtype_of(x), gy.data_ptr(), dtype_of(gy), gx.data_ptr(), dtype_of(gx),
-                            matrix_of(x), mean.data_ptr<float>(), invstd.data_ptr<float>(), w.data_ptr<float>(),
-                            b.data_ptr<float>(), bn_stair_view(stair, T),
+    kernel::bn_ana_backward(x.data_ptr(), kernel_dtype(x), gy.data_ptr(), kernel_dtype(gy), gx.data_ptr(),
+                            kernel_dtype(gx), matrix_of(x), mean.data_ptr<float>(), invstd.data_ptr<float>(),
+                            w.data_ptr<float>(), b.data_ptr<float>(), bn_stair_view(stair, T),
                             static_cast<NoiseFamily>(ctx->saved_data["noise"].toInt()),
                             static_cast<float>(ctx->saved_data["mu"].toDouble()),
                             static_cast<float>(ctx->saved_data["sigma_backward"].toDouble()),

@@ -470,22 +470,6 @@ class Launch {
 
 }  // namespace
 
-std::string resume_command(const LaunchOptions& o, int64_t exp_id) {
-  std::string cmd = "quantlab --problem=" + o.problem + " --topology=" + o.topology +
-                    " --exp_id=" + std::to_string(exp_id) + " --load=last";
-  if (o.home != ".") cmd += " --home=" + o.home;
-  if (!o.data.empty()) cmd += " --data=" + o.data;
-  if (o.ckpt_every != 50) cmd += " --ckpt_every=" + std::to_string(o.ckpt_every);
-  if (o.log_every != 0) cmd += " --log_every=" + std::to_string(o.log_every);
-  if (o.device != "auto") cmd += " --device=" + o.device;
-  if (o.threads != 0) cmd += " --threads=" + std::to_string(o.threads);
-  if (o.nproc > 0) cmd += " --nproc=" + std::to_string(o.nproc);
-  if (o.amp) cmd += " --amp";
-  if (o.deterministic) cmd += " --deterministic";
-  if (o.channels_last) cmd += " --channels_last";
-  return cmd;
-}
-
 LaunchResult launch(const LaunchOptions& o, const std::atomic<int>* stop, std::ostream& console) {
   check_flags(o);
   return Launch(o, stop, console).run();

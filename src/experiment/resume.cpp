@@ -3,6 +3,7 @@
 
 #include <filesystem>
 
+#include "quantlab/experiment/launch.h"
 #include "quantlab/experiment/saves.h"
 #include "quantlab/util/error.h"
 
@@ -70,6 +71,22 @@ ResumePoint choose_resume(const Logbook& book, const config::CheckpointRef& ref)
   p.newest_file = newest ? fs::path(newest->file).filename().string() : ref.file_name();
   p.earlier = p.checkpoint.state.epoch < p.newest;
   return p;
+}
+
+std::string resume_command(const LaunchOptions& o, int64_t exp_id) {
+  std::string cmd = "quantlab --problem=" + o.problem + " --topology=" + o.topology +
+                    " --exp_id=" + std::to_string(exp_id) + " --load=last";
+  if (o.home != ".") cmd += " --home=" + o.home;
+  if (!o.data.empty()) cmd += " --data=" + o.data;
+  if (o.ckpt_every != 50) cmd += " --ckpt_every=" + std::to_string(o.ckpt_every);
+  if (o.log_every != 0) cmd += " --log_every=" + std::to_string(o.log_every);
+  if (o.device != "auto") cmd += " --device=" + o.device;
+  if (o.threads != 0) cmd += " --threads=" + std::to_string(o.threads);
+  if (o.nproc > 0) cmd += " --nproc=" + std::to_string(o.nproc);
+  if (o.amp) cmd += " --amp";
+  if (o.deterministic) cmd += " --deterministic";
+  if (o.channels_last) cmd += " --channels_last";
+  return cmd;
 }
 
 }  // namespace quantlab::experiment

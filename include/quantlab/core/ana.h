@@ -10,6 +10,7 @@
 
 #include <torch/torch.h>
 
+#include "quantlab/core/ana_kernel.h"
 #include "quantlab/core/noise.h"
 #include "quantlab/core/quantizer.h"
 
@@ -37,6 +38,11 @@ torch::Tensor ana(const torch::Tensor& x, const torch::Tensor& stair, const AnaS
                   bool training, bool bf16_out = false);
 
 torch::Tensor stair_tensor(const Quantizer& q, const torch::Device& device);
+
+// The CPU kernels' name for t's dtype (they read and write float32 and bfloat16).
+inline kernel::Dtype kernel_dtype(const torch::Tensor& t) {
+  return t.scalar_type() == torch::kBFloat16 ? kernel::Dtype::kBFloat16 : kernel::Dtype::kFloat32;
+}
 
 // The same operator written with plain tensor ops, one threshold at a time (no autograd function:
 // forward and backward are separate calls). Used off-CPU, and by tests and benchmarks as the

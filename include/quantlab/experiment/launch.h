@@ -73,7 +73,4 @@ struct LaunchResult {
 // Progress and notes go to `out`. Throws Error (and its kinds) on anything the user must fix.
 LaunchResult launch(const LaunchOptions& options, const std::atomic<int>* stop, std::ostream& out);
 
-// The command that resumes experiment `exp_id` with the same data, device and settings.
-std::string resume_command(const LaunchOptions& options, int64_t exp_id);
-
 }  // namespace quantlab::experiment

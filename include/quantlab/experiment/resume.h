@@ -25,4 +25,9 @@ struct ResumePoint {
 // Throws Error with what to do when `ref` cannot or must not be trained from.
 ResumePoint choose_resume(const Logbook& book, const config::CheckpointRef& ref);
 
+struct LaunchOptions;  // launch.h
+
+// The command that resumes experiment `exp_id` with the same data, device and settings.
+std::string resume_command(const LaunchOptions& options, int64_t exp_id);
+
 }  // namespace quantlab::experiment
