@@ -8,7 +8,9 @@
 #   bench/peers.sh [DEBIAN_BUILD] [PIP_BUILD]     defaults build build-pip
 #   QL_BENCH_ROUNDS=3 QL_BENCH_THREADS=N QL_BENCH_STEPS=10 QL_PEERS_NETS="mlp vgg025 vgg1 alexnet"
 #   QL_PEERS_AMP=1 (also --amp, bf16 products, on every side)
-# Prints a markdown table; every measurement goes to PIP_BUILD/bench-results/peers.jsonl.
+#   QL_PEERS_PHASES=0 (skip the second table: after the timed rounds, one run per 2.x side with
+#   --phases, the step's time by kind of operation, bench/op_times.h)
+# Prints markdown tables; every measurement goes to PIP_BUILD/bench-results/peers.jsonl.
 set -uo pipefail
 DEB=${1:-build}
 PIP=${2:-build-pip}
@@ -65,6 +67,27 @@ echo "Seconds per step, median of $ROUNDS runs of $STEPS steps; ratios are the p
 echo
 echo "| network | batch | precision | QuantLab 1.13 | QuantLab 2.x | PyTorch 1.13 | PyTorch 2.x eager | PyTorch 2.x compile | vs 2.x eager | vs 2.x compile |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
+# One side's run: its JSON line (empty when it failed). run_side SIDE TAG [EXTRA FLAGS...]
+run_side() {
+  local side=$1 tag=$2
+  shift 2
+  case $side in
+    ql1) "$DEB/bench/train_step" "$CFG/$cfg.json" --capacity "$cap" --batch "$batch" --input "$input" \
+           --classes "$classes" --steps "$STEPS" --threads "$THREADS" "$@" 2>/dev/null | tail -1 ;;
+    ql2) "$PIP/bench/train_step" "$CFG/$cfg.json" --capacity "$cap" --batch "$batch" --input "$input" \
+           --classes "$classes" --steps "$STEPS" --threads "$THREADS" "$@" 2>/dev/null | tail -1 ;;
+    py1) env "${SAME_ENV[@]}" $PY1 bench/train_step.py --net "$pynet" --capacity "$cap" --batch "$batch" "${layout[@]}" \
+           --input "$input" --steps "$STEPS" --threads "$THREADS" "$@" 2>/dev/null | tail -1 ;;
+    py2) env "${SAME_ENV[@]}" $PY2 bench/train_step.py --net "$pynet" --capacity "$cap" --batch "$batch" "${layout[@]}" \
+           "${fused[@]}" --input "$input" --steps "$STEPS" --threads "$THREADS" "$@" 2>/dev/null | tail -1 ;;
+    py2c) env "${SAME_ENV[@]}" $PY2 bench/train_step.py --net "$pynet" --capacity "$cap" --batch "$batch" "${layout[@]}" \
+           "${fused[@]}" --input "$input" --steps "$STEPS" --warmup 5 --threads "$THREADS" --compile "$@" \
+           2>"$OUT/compile_$tag.log" | tail -1 ;;
+  esac
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan") print "n/a"; else printf "%.2fx", a / b }'; }
+fmt() { awk -v a="$1" 'BEGIN { if (a == "nan") print "did not run"; else printf "%.3f", a }'; }
+PHASE_ROWS=()
 for name in $NETS; do
   read -r cfg cap batch input pynet classes <<< "$(spec "$name")"
   # QuantLab runs convolutional networks channels-last on the CPU: the Python sides too.
@@ -76,29 +99,39 @@ for name in $NETS; do
     tag="${name}${amp:+_amp}"
     for r in $(seq "$ROUNDS"); do
       for side in ql1 ql2 py1 py2 py2c; do
-        case $side in
-          ql1) line=$("$DEB/bench/train_step" "$CFG/$cfg.json" --capacity "$cap" --batch "$batch" --input "$input" \
-                  --classes "$classes" --steps "$STEPS" --threads "$THREADS" $amp 2>/dev/null | tail -1) ;;
-          ql2) line=$("$PIP/bench/train_step" "$CFG/$cfg.json" --capacity "$cap" --batch "$batch" --input "$input" \
-                  --classes "$classes" --steps "$STEPS" --threads "$THREADS" $amp 2>/dev/null | tail -1) ;;
-          py1) line=$(env "${SAME_ENV[@]}" $PY1 bench/train_step.py --net "$pynet" --capacity "$cap" --batch "$batch" "${layout[@]}" \
-                  --input "$input" --steps "$STEPS" --threads "$THREADS" $amp 2>/dev/null | tail -1) ;;
-          py2) line=$(env "${SAME_ENV[@]}" $PY2 bench/train_step.py --net "$pynet" --capacity "$cap" --batch "$batch" "${layout[@]}" "${fused[@]}" \
-                  --input "$input" --steps "$STEPS" --threads "$THREADS" $amp 2>/dev/null | tail -1) ;;
-          py2c) line=$(env "${SAME_ENV[@]}" $PY2 bench/train_step.py --net "$pynet" --capacity "$cap" --batch "$batch" "${layout[@]}" "${fused[@]}" \
-                  --input "$input" --steps "$STEPS" --warmup 5 --threads "$THREADS" --compile $amp 2>"$OUT/compile_$tag.log" | tail -1) ;;
-        esac
+        line=$(run_side $side "$tag" $amp)
         if [ "${line:0:1}" = "{" ]; then
           echo "{\"net\": \"$tag\", \"side\": \"$side\", \"round\": $r, \"result\": $line}" >> "$JSONL"
         fi
       done
     done
-    get() { grep "\"net\": \"$tag\", \"side\": \"$1\"" "$JSONL" | $PY2 -c "import json,sys
+    get() { grep "\"net\": \"$tag\", \"side\": \"$1\", \"round\": [0-9]" "$JSONL" | $PY2 -c "import json,sys
 for l in sys.stdin: print(json.loads(l)['result']['step_s'])" | median; }
     q1=$(get ql1); q2=$(get ql2); p1=$(get py1); p2=$(get py2); p2c=$(get py2c)
-    ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan") print "n/a"; else printf "%.2fx", a / b }'; }
-    fmt() { awk -v a="$1" 'BEGIN { if (a == "nan") print "did not run"; else printf "%.3f", a }'; }
     prec=$([ -n "$amp" ] && echo "bf16 products" || echo float32)
     echo "| $name | $batch | $prec | $(fmt "$q1") | $(fmt "$q2") | $(fmt "$p1") | $(fmt "$p2") | $(fmt "$p2c") | $(ratio "$p2" "$q2") | $(ratio "$p2c" "$q2") |"
+    if [ "${QL_PEERS_PHASES:-1}" = 1 ]; then
+      # Where each 2.x side's step goes, counted in one more run each (the profiling costs a little).
+      for side in ql2 py2 py2c; do
+        line=$(run_side $side "$tag" $amp --phases)
+        if [ "${line:0:1}" = "{" ]; then
+          echo "{\"net\": \"$tag\", \"side\": \"$side\", \"phases\": true, \"result\": $line}" >> "$JSONL"
+          PHASE_ROWS+=("$($PY2 -c "import json,sys
+r = json.loads(sys.argv[1])
+f = lambda k: '-' if r.get(k) is None else '%.3f' % r[k]
+print(' | '.join([sys.argv[2], sys.argv[3], sys.argv[4], f('phases_step_s'), f('products_s'), f('ana_s'),
+                  f('batch_norm_s'), f('phases_optimizer_s'), f('other_s')]))" "$line" "$name" "$prec" "$side")")
+        fi
+      done
+    fi
   done
 done
+if [ ${#PHASE_ROWS[@]} -gt 0 ]; then
+  echo
+  echo "Where the step goes (--phases: one more run per side, seconds per step counted by kind of operation;"
+  echo "compiled, ANA and batch norm are inside the compiled kernels and count in the rest):"
+  echo
+  echo "| network | precision | side | step | products | ANA | batch norm | optimizer | the rest |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  for row in "${PHASE_ROWS[@]}"; do echo "| $row |"; done
+fi

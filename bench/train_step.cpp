@@ -1,9 +1,12 @@
 // Times training steps of a topology from a config.json on synthetic inputs (no data loading):
 //   train_step CONFIG.json [--steps N] [--warmup N] [--batch B] [--threads T] [--capacity C]
 //              [--input CxHxW]  (default 1x28x28; 3x32x32 for VGG on CIFAR-10)
-//              [--device cpu|cuda] [--amp] [--channels_last] [--classes K]
+//              [--device cpu|cuda] [--amp] [--channels_last] [--classes K] [--phases]
 // Prints, as JSON on the last line, the median step time and its parts (forward, backward,
-// optimizer) with the process's peak resident memory; on CUDA the mean step time of the timed
+// optimizer) with the process's peak resident memory; with --phases (CPU), after the timed steps
+// as many again counted by kind of operation (bench/op_times.h): the mean seconds per step in
+// matrix products and convolutions, the ANA operator, batch norm (with its fused ANA), the
+// optimizer and the rest; on CUDA the mean step time of the timed
 // steps queued back to back (one synchronisation before and after: the parts are not separable
 // there), images/s and the host synchronisations per step. bench/run_all.sh and bench/gpu.sh
 // compare it with bench/train_step.py.
@@ -22,6 +25,7 @@
 #include "quantlab/util/host_sync.h"
 #include "quantlab/util/runtime.h"
 #include "bench_util.h"
+#include "op_times.h"
 
 using quantlab::bench::median;
 using quantlab::bench::peak_rss_kib;
@@ -42,12 +46,13 @@ int main(int argc, char** argv) {
   std::string input = "1x28x28";
   app.add_option("--input", input, "input shape CxHxW");
   std::string device_name = "cpu";
-  bool amp = false, channels_last = false;
+  bool amp = false, channels_last = false, phases = false;
   int64_t classes = 10;
   app.add_option("--device", device_name)->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_flag("--amp", amp, "bfloat16 products (quantlab --amp)");
   app.add_flag("--channels_last", channels_last, "channels-last convolutions on CUDA (quantlab --channels_last)");
   app.add_option("--classes", classes, "labels drawn from 0..K-1 (the network's classes)");
+  app.add_flag("--phases", phases, "then count the step's time by kind of operation (CPU)");
   CLI11_PARSE(app, argc, argv);
   try {
     quantlab::configure_runtime(threads);
@@ -114,13 +119,38 @@ int main(int argc, char** argv) {
       opt.push_back(secs(t2, t3));
       total.push_back(secs(t0, t3));
     }
+    std::ostringstream kinds;
+    if (phases) {
+      // The same steps again, counted by kind of operation (separately, so the counting costs
+      // nothing to the times above).
+      double step_total = 0, opt_total = 0;
+      quantlab::bench::OpTimes ops;
+      for (int i = 0; i < steps; ++i) {
+        const auto t0 = Clock::now();
+        exp.optimizer->zero_grad();
+        exp.loss(exp.net->forward(x), y).backward();
+        const auto t1 = Clock::now();
+        exp.optimizer->step();
+        const auto t2 = Clock::now();
+        step_total += secs(t0, t2);
+        opt_total += secs(t1, t2);
+      }
+      using quantlab::bench::OpKind;
+      double counted = opt_total;
+      for (auto k : {OpKind::kProducts, OpKind::kAna, OpKind::kBatchNorm}) {
+        kinds << ", \"" << quantlab::bench::op_kind_name(k) << "_s\": " << ops.seconds(k) / steps;
+        counted += ops.seconds(k);
+      }
+      kinds << ", \"phases_step_s\": " << step_total / steps << ", \"phases_optimizer_s\": " << opt_total / steps
+            << ", \"other_s\": " << (step_total - counted) / steps;
+    }
     std::cout << "{\"impl\": \"cpp\", \"device\": \"cpu\", \"amp\": " << (amp ? "true" : "false")
               << ", \"threads\": " << at::get_num_threads() << ", \"parameters\": " << params
               << ", \"batch\": " << batch << ", \"step_s\": " << median(total) << ", \"forward_s\": " << median(fwd)
               << ", \"backward_s\": " << median(bwd) << ", \"optimizer_s\": " << median(opt)
               << ", \"images_per_s\": " << static_cast<double>(batch) / median(total)
               << ", \"peak_rss_mib\": " << peak_rss_kib() / 1024.0 << ", \"cpu_bf16\": \""
-              << quantlab::cpu_features().bf16_summary() << "\"}" << std::endl;
+              << quantlab::cpu_features().bf16_summary() << "\"" << kinds.str() << "}" << std::endl;
   } catch (const std::exception& e) {
     std::cerr << "train_step: " << e.what() << std::endl;
     return 1;

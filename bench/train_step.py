@@ -8,14 +8,19 @@ squared hinge loss (MLP, VGG) or cross-entropy (AlexNet, MobileNetV2).
 
     train_step.py [--net mlp|vgg|alexnet|mobilenetv2] [--capacity 1] [--batch 256] [--steps 20]
                   [--warmup 3] [--threads N] [--baseline] [--device cpu|cuda] [--amp]
-                  [--channels_last] [--input CxHxW] [--compile] [--fused_adam]
+                  [--channels_last] [--input CxHxW] [--compile] [--fused_adam] [--phases]
 
 --amp: convolutions and matrix products on bfloat16 operands with float32 results, batch norm, ANA
 and the loss in float32 (what quantlab --amp does). On CUDA: cuDNN benchmark mode on, and the mean
 step time of the timed steps queued back to back (parts not separable).
 Prints one JSON line: step time (and its parts on the CPU), images/s, and peak memory.
+--phases (CPU): then as many steps again under PyTorch's profiler, counted by kind of operation as
+bench/op_times.h counts QuantLab's (the outermost matrix product or convolution, forward or
+backward; the ANA operator; batch norm): the mean seconds per step of each, the optimizer and the
+rest. Compiled, ANA and batch norm are inside the compiled kernels and only the products separate.
 """
 import argparse
+import contextlib
 import json
 import resource
 import time
@@ -26,6 +31,11 @@ import torch.nn.functional as F
 
 
 AMP = False  # --amp
+NAMED = False  # --phases without --compile: the ANA operator names itself to the profiler
+
+
+def named(name):
+    return torch.autograd.profiler.record_function(name) if NAMED else contextlib.nullcontext()
 
 
 def conv(x, w, b=None, **kw):
@@ -57,29 +67,31 @@ def relu6():
 class UniformAna(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, t, q, s, training):
-        ctx.save_for_backward(x, t, q)
-        ctx.s = s
-        shape = [*t.size()] + [1] * x.dim()
-        x_minus_t = x - t.reshape(shape)
-        if training and s[0] != 0.0:
-            cdf = torch.clamp((0.5 * x_minus_t) * (1 / s[0]) + 0.5, 0.0, 1.0)
-        else:
-            cdf = (x_minus_t >= 0.0).float()
-        d = q[1:] - q[:-1]
-        return q[0] + torch.sum(d.reshape(shape) * cdf, 0)
+        with named("quantlab::ana"):
+            ctx.save_for_backward(x, t, q)
+            ctx.s = s
+            shape = [*t.size()] + [1] * x.dim()
+            x_minus_t = x - t.reshape(shape)
+            if training and s[0] != 0.0:
+                cdf = torch.clamp((0.5 * x_minus_t) * (1 / s[0]) + 0.5, 0.0, 1.0)
+            else:
+                cdf = (x_minus_t >= 0.0).float()
+            d = q[1:] - q[:-1]
+            return q[0] + torch.sum(d.reshape(shape) * cdf, 0)
 
     @staticmethod
     def backward(ctx, grad):
-        x, t, q = ctx.saved_tensors
-        s = ctx.s
-        shape = [*t.size()] + [1] * x.dim()
-        x_minus_t = x - t.reshape(shape)
-        if s[1] != 0.0:
-            pdf = (torch.abs_(x_minus_t) <= s[1]).float() * (0.5 / s[1])
-        else:
-            pdf = torch.zeros_like(grad)
-        d = q[1:] - q[:-1]
-        return grad * torch.sum(d.reshape(shape) * pdf, 0), None, None, None, None
+        with named("quantlab::ana_backward"):
+            x, t, q = ctx.saved_tensors
+            s = ctx.s
+            shape = [*t.size()] + [1] * x.dim()
+            x_minus_t = x - t.reshape(shape)
+            if s[1] != 0.0:
+                pdf = (torch.abs_(x_minus_t) <= s[1]).float() * (0.5 / s[1])
+            else:
+                pdf = torch.zeros_like(grad)
+            d = q[1:] - q[:-1]
+            return grad * torch.sum(d.reshape(shape) * pdf, 0), None, None, None, None
 
 
 class AnaSite(nn.Module):
@@ -230,6 +242,32 @@ def make_mobilenetv2(capacity, baseline, classes=1000, expansion=6):
     return nn.Sequential(*layers)
 
 
+def op_kind(name):
+    """The kind of an operation by its profiler name, as bench/op_times.h's op_kind_of; None for others."""
+    if name.startswith("quantlab::bn_ana") or "batch_norm" in name:
+        return "batch_norm"
+    if name.startswith("quantlab::ana"):
+        return "ana"
+    if name.startswith("aten::") and (name.endswith("mm") or "conv" in name or name in ("aten::linear", "aten::matmul")):
+        return "products"
+    return None
+
+
+def seconds_by_kind(events):
+    """Seconds in the outermost operation of each kind (an aten::addmm inside aten::linear counts once)."""
+    totals = {"products": 0.0, "ana": 0.0, "batch_norm": 0.0}
+    for e in events:
+        kind = op_kind(e.name)
+        if kind is None:
+            continue
+        parent = e.cpu_parent
+        while parent is not None and op_kind(parent.name) is None:
+            parent = parent.cpu_parent
+        if parent is None:
+            totals[kind] += e.cpu_time_total / 1e6
+    return totals
+
+
 def hinge_loss(scores, labels, margin=1.0, p=2.0):
     target = torch.full_like(scores, -1.0).scatter_(1, labels.unsqueeze(1), 1.0)
     return torch.clamp(margin - scores * target, min=0.0).pow(p).mean()
@@ -251,7 +289,9 @@ def main():
     ap.add_argument("--input", default="")
     ap.add_argument("--compile", action="store_true", help="torch.compile the network (PyTorch 2.x)")
     ap.add_argument("--fused_adam", action="store_true", help="Adam(fused=True) (PyTorch 2.4 and later)")
+    ap.add_argument("--phases", action="store_true", help="then count the step's time by kind of operation (CPU)")
     a = ap.parse_args()
+    global NAMED
     AMP = a.amp
     if a.threads > 0:
         torch.set_num_threads(a.threads)
@@ -308,11 +348,31 @@ def main():
         if i >= a.warmup:
             fwd.append(t1 - t0); bwd.append(t2 - t1); stp.append(t3 - t2); tot.append(t3 - t0)
     med = lambda v: sorted(v)[len(v) // 2]
-    print(json.dumps({"impl": "python", "device": "cpu", "torch": torch.__version__, "compile": a.compile,
-                      "fused_adam": a.fused_adam, "amp": a.amp, "threads": torch.get_num_threads(),
-                      "parameters": params, "batch": a.batch, "step_s": med(tot), "images_per_s": a.batch / med(tot), "forward_s": med(fwd), "backward_s": med(bwd),
-                      "optimizer_s": med(stp),
-                      "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}))
+    result = {"impl": "python", "device": "cpu", "torch": torch.__version__, "compile": a.compile,
+              "fused_adam": a.fused_adam, "amp": a.amp, "threads": torch.get_num_threads(),
+              "parameters": params, "batch": a.batch, "step_s": med(tot), "images_per_s": a.batch / med(tot),
+              "forward_s": med(fwd), "backward_s": med(bwd), "optimizer_s": med(stp),
+              "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+    if a.phases:
+        # The same steps again under the profiler (the times above are without it).
+        NAMED = not a.compile
+        step_total = opt_total = 0.0
+        with torch.autograd.profiler.profile() as prof:
+            for _ in range(a.steps):
+                t0 = time.perf_counter()
+                opt.zero_grad()
+                loss_fn(net(x), y).backward()
+                t1 = time.perf_counter()
+                opt.step()
+                t2 = time.perf_counter()
+                step_total += t2 - t0
+                opt_total += t2 - t1
+        kinds = seconds_by_kind(prof.function_events)
+        for k, v in kinds.items():  # compiled: ANA and batch norm are inside the compiled kernels
+            result[k + "_s"] = None if a.compile and k != "products" else v / a.steps
+        result.update({"phases_step_s": step_total / a.steps, "phases_optimizer_s": opt_total / a.steps,
+                       "other_s": (step_total - opt_total - sum(kinds.values())) / a.steps})
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 // built with CUDA) or the tensor-op formulation.
 #include "quantlab/core/ana.h"
 
+#include <ATen/record_function.h>
+
 #include <cmath>
 
 #include "quantlab/core/ana_kernel.h"
@@ -41,6 +43,7 @@ class AnaFunction : public torch::autograd::Function<AnaFunction> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& stair,
                                const AnaScheme* scheme, double mu, double sigma_forward, double sigma_backward,
                                bool bf16_out) {
+    RECORD_USER_SCOPE("quantlab::ana");  // named for profilers (bench/op_times.h)
     ctx->save_for_backward({x, stair});
     // What backward needs of the scheme, by value: the noise family and the stair (the stair
     // tensor is on the device; these few numbers stay on the host, so no copy per call).
@@ -80,6 +83,7 @@ class AnaFunction : public torch::autograd::Function<AnaFunction> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    RECORD_USER_SCOPE("quantlab::ana_backward");
     const auto saved = ctx->get_saved_variables();
     const torch::Tensor& x = saved[0];
     const torch::Tensor& stair = saved[1];

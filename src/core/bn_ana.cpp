@@ -1,6 +1,8 @@
 // The batch norm + ANA autograd operator over the fused CPU kernels (core/bn_ana_kernel.h).
 #include "quantlab/core/bn_ana.h"
 
+#include <ATen/record_function.h>
+
 #include <cmath>
 
 #include "quantlab/core/bn_ana_kernel.h"
@@ -23,6 +25,7 @@ class BnAnaFunction : public torch::autograd::Function<BnAnaFunction> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& weight,
                                const torch::Tensor& bias, const torch::Tensor& stair, const BatchNormRefs* bn,
                                const AnaScheme* scheme, const NoiseState* noise, torch::ScalarType out_dtype) {
+    RECORD_USER_SCOPE("quantlab::bn_ana");  // named for profilers (bench/op_times.h)
     const auto format = x.dim() == 4 ? c10::MemoryFormat::ChannelsLast : c10::MemoryFormat::Contiguous;
     const kernel::Matrix m = matrix_of(x);
     const int threads = at::get_num_threads();
@@ -58,6 +61,7 @@ class BnAnaFunction : public torch::autograd::Function<BnAnaFunction> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    RECORD_USER_SCOPE("quantlab::bn_ana_backward");
     const auto saved = ctx->get_saved_variables();
     const torch::Tensor &x = saved[0], &w = saved[1], &b = saved[2], &stair = saved[3], &mean = saved[4],
                         &invstd = saved[5];

@@ -3,6 +3,7 @@
 #include "quantlab/train/fused_adam.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/record_function.h>
 
 #include <cmath>
 #include <cstdlib>
@@ -48,6 +49,7 @@ bool any_amsgrad(const torch::optim::Optimizer& opt) {
 // libtorch's step, fused; `decoupled` for AdamW (p *= 1 - lr * weight_decay) else Adam's L2 term.
 template <typename State, typename Options>
 void fused_step(torch::optim::Optimizer& opt, bool decoupled) {
+  RECORD_USER_SCOPE("quantlab::adam");  // named for profilers (bench/op_times.h)
   torch::NoGradGuard no_grad;
   const int threads = at::get_num_threads();
   for (auto& group : opt.param_groups()) {
