@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "quantlab/nn/ana_layers.h"
+#include "quantlab/nn/products.h"
 #include "test_names.h"
 
 namespace quantlab {
@@ -109,6 +110,52 @@ TEST(AnaLayers, ActivationQuantizesItsInput) {
   act->eval();
   const auto y = act->forward(torch::tensor({-0.7f, 0.2f, 0.5f}));
   EXPECT_TRUE(torch::equal(y, torch::tensor({-1.0f, 0.0f, 1.0f})));
+}
+
+// --amp's products where the CPU has no bfloat16 units: the operands rounded to bfloat16, summed
+// in float32, the result rounded to bfloat16; on the way back the incoming gradient and the
+// operands' gradients rounded to bfloat16 as well, as native bfloat16 products round them.
+TEST(Bf16Products, EmulatedProductsAreTheRoundedOperandsSummedInFloat32) {
+  nn::set_bf16_products(nn::Bf16Products::kEmulated);
+  torch::manual_seed(3);
+  const auto bf = [](const torch::Tensor& t) { return t.detach().to(torch::kBFloat16).to(torch::kDouble); };
+  const auto x = torch::randn({8, 40}, torch::requires_grad()), w = torch::randn({12, 40}, torch::requires_grad());
+  const auto gy = torch::randn({8, 12});
+  const torch::Tensor y = nn::bf16_linear(x, w, torch::Tensor());
+  ASSERT_EQ(y.scalar_type(), torch::kBFloat16);
+  const auto ref = bf(x).mm(bf(w).t()).to(torch::kBFloat16).to(torch::kFloat32);
+  // Only the order of the float32 sums differs from the exact sum: one bfloat16 step at most.
+  EXPECT_TRUE(torch::allclose(y.to(torch::kFloat32), ref, 1.0 / 128, 1e-6));
+  y.to(torch::kFloat32).backward(gy);
+  const auto gx_ref = bf(gy).mm(bf(w)).to(torch::kFloat32), gw_ref = bf(gy).t().mm(bf(x)).to(torch::kFloat32);
+  for (const auto& [g, r] : {std::make_pair(x.grad(), gx_ref), std::make_pair(w.grad(), gw_ref)}) {
+    EXPECT_EQ(g.scalar_type(), torch::kFloat32);
+    EXPECT_TRUE(torch::equal(g, g.to(torch::kBFloat16).to(torch::kFloat32))) << "a gradient not rounded to bfloat16";
+    EXPECT_TRUE(torch::allclose(g, r, 1.0 / 128, 1e-5)) << (g - r).abs().max().item<float>();
+  }
+  // A channels-last convolution: the same numbers as the exact convolution of the rounded operands.
+  const auto xc = torch::randn({2, 6, 7, 7}).contiguous(c10::MemoryFormat::ChannelsLast);
+  const auto wc = torch::randn({5, 6, 3, 3});
+  const torch::Tensor yc = nn::bf16_conv(xc, wc, torch::Tensor(), 2, {1, 1}, {1, 1}, {1, 1}, 1);
+  ASSERT_EQ(yc.scalar_type(), torch::kBFloat16);
+  const auto refc = torch::conv2d(bf(xc), bf(wc), {}, 1, 1).to(torch::kFloat32);
+  EXPECT_TRUE(torch::allclose(yc.to(torch::kFloat32), refc, 1.0 / 128, 1e-5));
+  nn::set_bf16_products(nn::Bf16Products::kAuto);
+}
+
+// The layers run their --amp products through them: an emulated quantized linear layer gives the
+// emulated product of its quantized weight.
+TEST(Bf16Products, QuantizedLayersUseThem) {
+  nn::set_bf16_products(nn::Bf16Products::kEmulated);
+  torch::manual_seed(4);
+  nn::AnaLinear fc(ternary(), 16, 8);
+  fc->eval();
+  const auto x = torch::randn({4, 16});
+  torch::NoGradGuard no_grad;
+  const auto y = fc->forward(x, true, true);
+  EXPECT_EQ(y.scalar_type(), torch::kBFloat16);
+  EXPECT_TRUE(torch::equal(y, nn::bf16_linear(x, hard(fc->weight), fc->bias)));  // evaluation: the hard stair
+  nn::set_bf16_products(nn::Bf16Products::kAuto);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "quantlab/nn/products.h"
 #include "quantlab/util/error.h"
 
 namespace quantlab::nn {
@@ -47,11 +48,9 @@ torch::Tensor AnaWeightLayer::quantized_weight(bool bf16) {
 AnaLinearImpl::AnaLinearImpl(core::AnaScheme scheme, int64_t in_features, int64_t out_features, bool bias)
     : AnaWeightLayer(std::move(scheme), {out_features, in_features}, in_features, bias ? out_features : 0) {}
 
-torch::Tensor bf16_operand(const torch::Tensor& t) { return t.defined() ? t.to(torch::kBFloat16) : t; }
-
 torch::Tensor AnaLinearImpl::forward(const torch::Tensor& x, bool bf16, bool keep_bf16) {
   if (bf16) {
-    auto y = torch::nn::functional::linear(bf16_operand(x), quantized_weight(true), bf16_operand(bias));
+    auto y = bf16_linear(x, quantized_weight(true), bias);
     return keep_bf16 ? y : y.to(torch::kFloat32);
   }
   return torch::nn::functional::linear(x, quantized_weight(), bias);
@@ -82,21 +81,12 @@ AnaConvImpl::AnaConvImpl(core::AnaScheme scheme, AnaConvOptions options)
 }
 
 torch::Tensor AnaConvImpl::forward(const torch::Tensor& x, bool bf16, bool keep_bf16) {
-  const torch::Tensor in = bf16 ? bf16_operand(x) : x;
   const torch::Tensor w = quantized_weight(bf16);
-  const torch::Tensor b = bf16 ? bf16_operand(bias) : bias;
-  torch::Tensor y;
-  switch (o_.dim) {
-    case 1:
-      y = torch::conv1d(in, w, b, o_.stride, o_.padding, o_.dilation, o_.groups);
-      break;
-    case 2:
-      y = torch::conv2d(in, w, b, o_.stride, o_.padding, o_.dilation, o_.groups);
-      break;
-    default:
-      y = torch::conv3d(in, w, b, o_.stride, o_.padding, o_.dilation, o_.groups);
+  if (bf16) {
+    auto y = bf16_conv(x, w, bias, o_.dim, o_.stride, o_.padding, o_.dilation, o_.groups);
+    return keep_bf16 ? y : y.to(torch::kFloat32);
   }
-  return bf16 && !keep_bf16 ? y.to(torch::kFloat32) : y;
+  return conv_nd(x, w, bias, o_.dim, o_.stride, o_.padding, o_.dilation, o_.groups);
 }
 
 }  // namespace quantlab::nn

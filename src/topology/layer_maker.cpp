@@ -8,6 +8,7 @@
 #include <cstdlib>
 
 #include "quantlab/nn/ana_layers.h"
+#include "quantlab/nn/products.h"
 
 namespace quantlab::topology {
 
@@ -66,8 +67,7 @@ Layer LayerMaker::conv(const std::string& name, int64_t in, int64_t out, int64_t
   convs_.push_back(m);
   return [m, net = &net_, stride, padding, groups, keep_bf16](const torch::Tensor& x) {
     if (!net->mixed_precision()) return m->forward(x);
-    auto y = torch::conv2d(nn::bf16_operand(x), nn::bf16_operand(m->weight), nn::bf16_operand(m->bias), stride, padding,
-                           1, groups);
+    auto y = nn::bf16_conv(x, m->weight, m->bias, 2, stride, padding, 1, groups);
     return keep_bf16 ? y : y.to(torch::kFloat32);
   };
 }
@@ -84,7 +84,7 @@ Layer LayerMaker::fc(const std::string& name, int64_t in, int64_t out, bool bias
   linears_.push_back(m);
   return [m, net = &net_, keep_bf16](const torch::Tensor& x) {
     if (!net->mixed_precision()) return m->forward(x);
-    auto y = torch::nn::functional::linear(nn::bf16_operand(x), nn::bf16_operand(m->weight), nn::bf16_operand(m->bias));
+    auto y = nn::bf16_linear(x, m->weight, m->bias);
     return keep_bf16 ? y : y.to(torch::kFloat32);
   };
 }

@@ -32,10 +32,6 @@ class AnaWeightLayer : public torch::nn::Module, public AnaSite {
   core::NoiseState cached_noise_;
 };
 
-// Mixed precision (Network::set_mixed_precision): a product's operand in bfloat16; an undefined
-// tensor (no bias) stays undefined.
-torch::Tensor bf16_operand(const torch::Tensor& t);
-
 class AnaLinearImpl : public AnaWeightLayer {
  public:
   AnaLinearImpl(core::AnaScheme scheme, int64_t in_features, int64_t out_features, bool bias = false);
