@@ -119,8 +119,9 @@ for l in sys.stdin: print(json.loads(l)['result']['step_s'])" | median; }
           PHASE_ROWS+=("$($PY2 -c "import json,sys
 r = json.loads(sys.argv[1])
 f = lambda k: '-' if r.get(k) is None else '%.3f' % r[k]
+share = '%.2fx' % (r['phases_step_s'] / r['products_s']) if r.get('products_s') else '-'
 print(' | '.join([sys.argv[2], sys.argv[3], sys.argv[4], f('phases_step_s'), f('products_s'), f('ana_s'),
-                  f('batch_norm_s'), f('phases_optimizer_s'), f('other_s')]))" "$line" "$name" "$prec" "$side")")
+                  f('batch_norm_s'), f('phases_optimizer_s'), f('other_s'), share]))" "$line" "$name" "$prec" "$side")")
         fi
       done
     fi
@@ -129,9 +130,10 @@ done
 if [ ${#PHASE_ROWS[@]} -gt 0 ]; then
   echo
   echo "Where the step goes (--phases: one more run per side, seconds per step counted by kind of operation;"
-  echo "compiled, ANA and batch norm are inside the compiled kernels and count in the rest):"
+  echo "compiled, ANA and batch norm are inside the compiled kernels and count in the rest; on the compiled side,"
+  echo "step / products is the most that an implementation running the same products could be ahead of it):"
   echo
-  echo "| network | precision | side | step | products | ANA | batch norm | optimizer | the rest |"
-  echo "|---|---|---|---|---|---|---|---|---|"
+  echo "| network | precision | side | step | products | ANA | batch norm | optimizer | the rest | step / products |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
   for row in "${PHASE_ROWS[@]}"; do echo "| $row |"; done
 fi
