@@ -3,7 +3,10 @@
 // message and a non-zero exit here, and only here.
 #include <CLI/CLI.hpp>
 
+#include <unistd.h>
+
 #include <atomic>
+#include <cerrno>
 #include <csignal>
 #include <filesystem>
 #include <iostream>
@@ -25,6 +28,18 @@
 namespace {
 
 std::atomic<int> g_stop{0};
+
+// A message to stderr in one write(2): the ranks of a data-parallel run share the launcher's
+// stderr, and a message written piece by piece (std::cerr's << each) interleaves with theirs.
+void report(const std::string& message) {
+  const std::string text = message + "\n";
+  for (size_t done = 0; done < text.size();) {
+    const ssize_t n = ::write(STDERR_FILENO, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    done += static_cast<size_t>(n);
+  }
+}
 
 extern "C" void on_signal(int sig) {
   if (g_stop.load() != 0) {  // a second signal: stop now
@@ -156,9 +171,10 @@ struct TrainCommand {
       r = quantlab::experiment::launch(o, &g_stop, std::cout);
     }
     if (r.interrupted_by == 0) return 0;
-    std::cerr << "quantlab: interrupted by " << (r.interrupted_by == SIGTERM ? "SIGTERM" : "SIGINT")
-              << "; the epoch in progress is abandoned, the checkpoints hold " << r.epochs_done
-              << " completed epochs.\nresume with: " << quantlab::experiment::resume_command(o, r.exp_id) << std::endl;
+    if (r.owner)  // the other ranks of a data-parallel run leave it to rank 0
+      report(std::string("quantlab: interrupted by ") + (r.interrupted_by == SIGTERM ? "SIGTERM" : "SIGINT") +
+             "; the epoch in progress is abandoned, the checkpoints hold " + std::to_string(r.epochs_done) +
+             " completed epochs.\nresume with: " + quantlab::experiment::resume_command(o, r.exp_id));
     return 128 + r.interrupted_by;
   }
 };
@@ -281,7 +297,7 @@ struct SweepCommand {
               << (r.elsewhere ? ", " + std::to_string(r.elsewhere) + " running in another process" : std::string())
               << std::endl;
     if (r.interrupted_by) {
-      std::cerr << "quantlab: sweep stopped; run the same command again to resume it" << std::endl;
+      report("quantlab: sweep stopped; run the same command again to resume it");
       return 128 + r.interrupted_by;
     }
     if (s.unit && r.elsewhere) return quantlab::experiment::kExitElsewhere;
@@ -410,11 +426,11 @@ int main(int argc, char** argv) {
     if (*add.cmd) return add.run();
     return train.run();
   } catch (const quantlab::Error& e) {
-    std::cerr << "quantlab: error: " << e.what() << std::endl;
+    report(std::string("quantlab: error: ") + e.what());
   } catch (const c10::Error& e) {
-    std::cerr << "quantlab: error in libtorch: " << e.what_without_backtrace() << std::endl;
+    report(std::string("quantlab: error in libtorch: ") + e.what_without_backtrace());
   } catch (const std::exception& e) {
-    std::cerr << "quantlab: error: " << e.what() << std::endl;
+    report(std::string("quantlab: error: ") + e.what());
   }
   return 1;
 }

@@ -287,6 +287,7 @@ class Launch {
     const train::TrainingState state = restore_start(start);
     result_.exp_id = p_.book->id();
     result_.epochs_done = state.epoch;
+    result_.owner = owner_;
     return train_ ? train_then_test(start, state) : test_only(start, state);
   }
 

@@ -66,6 +66,7 @@ struct LaunchResult {
   std::optional<train::EpochStats> test;  // the final test (or --mode=test)
   std::string tested;                     // which weights it used, in words
   int interrupted_by = 0;                 // the signal that stopped training, 0 when it was not stopped
+  bool owner = true;                      // rank 0 or the only process: the one that speaks for the run
   PhaseTimes times;                       // of a training launch
 };
 
