@@ -506,5 +506,36 @@ TEST(Distributed, NcclOnAMachineWithoutAGpuIsAMessageNotACrash) {
   }
 }
 
+// NCCL takes GPU tensors only: the collectives' host tensors (the stop flag, the epoch's metric
+// sums, the start agreed at launch) travel through a copy on the GPU and come back. One GPU allows
+// one NCCL rank, whose sums are its own: this checks that host tensors are taken and returned in
+// place, not the arithmetic of several ranks (the Gloo tests above do that).
+TEST(Distributed, NcclCollectivesTakeHostTensors) {
+  if (torch::cuda::device_count() == 0) GTEST_SKIP() << "needs a GPU: " << cuda_unavailable_reason();
+  dist::Environment env;
+  env.master_port = free_port();
+  auto comm = dist::Communicator::connect(env, torch::Device(torch::kCUDA, 0), std::chrono::seconds(30));
+  ASSERT_EQ(comm->backend(), "nccl");
+  torch::Tensor flag = torch::tensor({3.0f});
+  comm->all_reduce_sum(flag)->wait();
+  EXPECT_TRUE(flag.device().is_cpu());
+  EXPECT_EQ(flag.item<float>(), 3.0f);
+  torch::Tensor sums = torch::tensor({1.5, 2.5}, torch::kFloat64);
+  comm->all_reduce_sum(sums)->wait();
+  EXPECT_TRUE(torch::equal(sums, torch::tensor({1.5, 2.5}, torch::kFloat64)));
+  torch::Tensor start = torch::arange(4, torch::kInt64);
+  comm->broadcast(start, 0);
+  EXPECT_TRUE(start.device().is_cpu());
+  EXPECT_TRUE(torch::equal(start, torch::arange(4, torch::kInt64)));
+  const auto gathered = comm->all_gather(torch::tensor({7}, torch::kInt64));
+  ASSERT_EQ(gathered.size(), 1u);
+  EXPECT_TRUE(gathered[0].device().is_cpu());
+  EXPECT_EQ(gathered[0].item<int64_t>(), 7);
+  torch::Tensor grads = torch::ones({5}, torch::Device(torch::kCUDA, 0));
+  comm->all_reduce_sum(grads)->wait();
+  EXPECT_TRUE(grads.device().is_cuda());
+  EXPECT_TRUE(torch::equal(grads.cpu(), torch::ones({5})));
+}
+
 }  // namespace
 }  // namespace quantlab

@@ -36,50 +36,67 @@ std::string host_name() {
 bool is_loopback(const std::string& addr) { return addr == "localhost" || addr.rfind("127.", 0) == 0 || addr == "::1"; }
 
 // A process group of any c10d backend with allreduce, broadcast and allgather.
+// Its tensors live on `device`: NCCL takes GPU tensors only, so a host tensor given to it (the
+// stop flag, the epoch's metric sums, the start agreed at launch) travels through a copy on the
+// GPU and comes back when the collective ends; Gloo's device is the CPU and nothing is copied.
 template <typename Group>
 class GroupCommunicator : public Communicator {
  public:
   GroupCommunicator(Environment env, std::chrono::milliseconds timeout, c10::intrusive_ptr<c10d::Store> store,
-                    c10::intrusive_ptr<Group> group, std::string name)
-      : Communicator(std::move(env), timeout), group_(std::move(group)), name_(std::move(name)) {
+                    c10::intrusive_ptr<Group> group, std::string name, torch::Device device)
+      : Communicator(std::move(env), timeout), group_(std::move(group)), name_(std::move(name)), device_(device) {
     store_ = std::move(store);
   }
 
   std::string backend() const override { return name_; }
 
+  // A collective under way; `host`, when defined, receives `staged` (its copy on the device) at the end.
   class Work : public Pending {
    public:
-    Work(GroupCommunicator* owner, c10::intrusive_ptr<c10d::Work> work) : owner_(owner), work_(std::move(work)) {}
+    Work(GroupCommunicator* owner, c10::intrusive_ptr<c10d::Work> work, std::string what, torch::Tensor host = {},
+         torch::Tensor staged = {})
+        : owner_(owner),
+          work_(std::move(work)),
+          what_(std::move(what)),
+          host_(std::move(host)),
+          staged_(std::move(staged)) {}
     void wait() override {
       try {
-        if (!work_->wait(owner_->timeout())) owner_->fail_collective("an all-reduce", "it timed out");
+        if (!work_->wait(owner_->timeout())) owner_->fail_collective(what_, "it timed out");
+        if (host_.defined()) host_.copy_(staged_);  // after the collective on the same stream
       } catch (const Error&) {
         throw;
       } catch (const std::exception& e) {
-        owner_->fail_collective("an all-reduce", e.what());
+        owner_->fail_collective(what_, e.what());
       }
     }
 
    private:
     GroupCommunicator* owner_;
     c10::intrusive_ptr<c10d::Work> work_;
+    std::string what_;
+    torch::Tensor host_, staged_;
   };
 
   std::unique_ptr<Pending> all_reduce_sum(torch::Tensor& t) override {
-    std::vector<torch::Tensor> v{t};
+    const bool stage = !on_device(t);
+    std::vector<torch::Tensor> v{stage ? t.to(device_) : t};
     try {
-      return std::make_unique<Work>(this, group_->allreduce(v, c10d::AllreduceOptions()));
+      return std::make_unique<Work>(this, group_->allreduce(v, c10d::AllreduceOptions()), "an all-reduce",
+                                    stage ? t : torch::Tensor(), stage ? v[0] : torch::Tensor());
     } catch (const std::exception& e) {
       fail_collective("an all-reduce", e.what());
     }
   }
 
   void broadcast(torch::Tensor& t, int root) override {
-    std::vector<torch::Tensor> v{t};
+    const bool stage = !on_device(t);
+    std::vector<torch::Tensor> v{stage ? t.to(device_) : t};
     c10d::BroadcastOptions o;
     o.rootRank = root;
     try {
-      Work(this, group_->broadcast(v, o)).wait();
+      Work(this, group_->broadcast(v, o), "a broadcast", stage ? t : torch::Tensor(), stage ? v[0] : torch::Tensor())
+          .wait();
     } catch (const Error&) {
       throw;
     } catch (const std::exception& e) {
@@ -88,22 +105,29 @@ class GroupCommunicator : public Communicator {
   }
 
   std::vector<torch::Tensor> all_gather(const torch::Tensor& t) override {
-    std::vector<torch::Tensor> in{t.contiguous()};
+    std::vector<torch::Tensor> in{t.to(device_).contiguous()};
     std::vector<std::vector<torch::Tensor>> out(1);
     for (int r = 0; r < world_size(); ++r) out[0].push_back(torch::empty_like(in[0]));
     try {
-      Work(this, group_->allgather(out, in)).wait();
+      Work(this, group_->allgather(out, in), "an all-gather").wait();
     } catch (const Error&) {
       throw;
     } catch (const std::exception& e) {
       fail_collective("an all-gather", e.what());
     }
+    if (!on_device(t))
+      for (auto& g : out[0]) g = g.to(t.device());
     return out[0];
   }
 
  private:
+  bool on_device(const torch::Tensor& t) const {
+    return t.device().type() == device_.type() && (!device_.has_index() || t.device().index() == device_.index());
+  }
+
   c10::intrusive_ptr<Group> group_;
   std::string name_;
+  torch::Device device_;
 };
 
 c10::intrusive_ptr<c10d::Store> make_store(const Environment& env, std::chrono::milliseconds timeout) {
@@ -164,7 +188,7 @@ std::unique_ptr<Communicator> Communicator::connect(const Environment& env, torc
     options->timeout = timeout;
     try {
       auto group = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, env.rank, env.world_size, options);
-      comm = std::make_unique<GroupCommunicator<c10d::ProcessGroupNCCL>>(env, timeout, store, group, "nccl");
+      comm = std::make_unique<GroupCommunicator<c10d::ProcessGroupNCCL>>(env, timeout, store, group, "nccl", device);
     } catch (const std::exception& e) {
       throw Error("rank " + std::to_string(env.rank) +
                   ": the NCCL process group did not form: " + first_line(e.what()));
@@ -188,7 +212,8 @@ std::unique_ptr<Communicator> Communicator::connect(const Environment& env, torc
   }
   try {
     auto group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, env.rank, env.world_size, options);
-    comm = std::make_unique<GroupCommunicator<c10d::ProcessGroupGloo>>(env, timeout, store, group, "gloo");
+    comm = std::make_unique<GroupCommunicator<c10d::ProcessGroupGloo>>(env, timeout, store, group, "gloo",
+                                                                       torch::Device(torch::kCPU));
   } catch (const std::exception& e) {
     throw Error("rank " + std::to_string(env.rank) + ": the Gloo process group did not form within " +
                 std::to_string(timeout.count() / 1000) + " s: " + first_line(e.what()));
@@ -247,6 +272,8 @@ void Communicator::fail_collective(const std::string& what, const std::string& d
   else if (!silent.empty() && static_cast<int>(silent.size()) == env_.world_size - 1)
     who = (silent.size() == 1 ? silent.front() + " did" : "the other ranks did") +
           std::string(" not answer in time (hung, or far slower than this one)");
+  else if (env_.world_size == 1)
+    who = "it failed in this process, the only rank";
   else
     who = "another rank stopped answering (on another machine, or hung)";
   throw Error("rank " + std::to_string(env_.rank) + ": " + what + " failed: " + who +
