@@ -9,6 +9,7 @@
 // its destination and gone from the folder counts as moved, so an interrupted run can be repeated.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
