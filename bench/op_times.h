@@ -2,12 +2,14 @@
 // (forward and backward), the ANA operator, batch norm (alone or fused with ANA). Counted
 // with ATen's RecordFunction callbacks, the hooks PyTorch's profiler uses: each operation's wall
 // time from its start to its end on the thread that called it (the work of its intra-op threads
-// falls inside), the outermost operation of a kind only (aten::linear's aten::addmm is not counted
-// twice). QuantLab's own operators name themselves (quantlab::ana, quantlab::bn_ana, ...; see
-// core/ana.cpp). bench/train_step.py --phases counts the Python side's operations by the same
-// names, so both sides' products are measured the same way.
+// falls inside, and operations started inside a parallel region are not counted again), the
+// outermost counted operation only: aten::linear's aten::addmm is not counted twice, and an
+// operation of one kind inside one of another counts as the outer one's. QuantLab's own operators name themselves
+// (quantlab::ana, quantlab::bn_ana, ...; see core/ana.cpp). bench/train_step.py --phases counts the Python side's
+// operations by the same names, so both sides' products are measured the same way.
 #pragma once
 
+#include <ATen/Parallel.h>
 #include <ATen/record_function.h>
 
 #include <array>
@@ -80,7 +82,7 @@ class OpTimes {
 
   static std::unique_ptr<at::ObserverContext> on_start(const at::RecordFunction& fn) {
     OpKind kind{};
-    if (!op_kind_of(fn.name(), &kind)) return nullptr;
+    if (at::in_parallel_region() || !op_kind_of(fn.name(), &kind)) return nullptr;
     auto ctx = std::make_unique<Context>();
     ctx->kind = kind;
     ctx->outermost = depth()++ == 0;

@@ -113,7 +113,7 @@ for l in sys.stdin: print(json.loads(l)['result']['step_s'])" | median; }
     if [ "${QL_PEERS_PHASES:-1}" = 1 ]; then
       # Where each 2.x side's step goes, counted in one more run each (the profiling costs a little).
       for side in ql2 py2 py2c; do
-        line=$(run_side $side "$tag" $amp --phases)
+        line=$(run_side $side "${tag}_phases" $amp --phases)
         if [ "${line:0:1}" = "{" ]; then
           echo "{\"net\": \"$tag\", \"side\": \"$side\", \"phases\": true, \"result\": $line}" >> "$JSONL"
           PHASE_ROWS+=("$($PY2 -c "import json,sys

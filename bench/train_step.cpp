@@ -2,13 +2,13 @@
 //   train_step CONFIG.json [--steps N] [--warmup N] [--batch B] [--threads T] [--capacity C]
 //              [--input CxHxW]  (default 1x28x28; 3x32x32 for VGG on CIFAR-10)
 //              [--device cpu|cuda] [--amp] [--channels_last] [--classes K] [--phases]
-// Prints, as JSON on the last line, the median step time and its parts (forward, backward,
-// optimizer) with the process's peak resident memory; with --phases (CPU), after the timed steps
-// as many again counted by kind of operation (bench/op_times.h): the mean seconds per step in
-// matrix products and convolutions, the ANA operator, batch norm (with its fused ANA), the
-// optimizer and the rest; on CUDA the mean step time of the timed
-// steps queued back to back (one synchronisation before and after: the parts are not separable
-// there), images/s and the host synchronisations per step. bench/run_all.sh and bench/gpu.sh
+// Prints, as JSON on the last line, on the CPU the median step time and its parts (forward,
+// backward, optimizer) with the process's peak resident memory, and with --phases, after the
+// timed steps, as many again counted by kind of operation (bench/op_times.h): the mean seconds per
+// step in matrix products and convolutions, the ANA operator, batch norm (with its fused ANA), the
+// optimizer and the rest. On CUDA the mean step time of the timed steps queued back to back (one
+// synchronisation before and after: the parts are not separable there), images/s and the host
+// synchronisations per step. bench/run_all.sh and bench/gpu.sh
 // compare it with bench/train_step.py.
 #include <CLI/CLI.hpp>
 

@@ -146,6 +146,8 @@ TEST(Device, HostSyncWatchIsInertWithoutCuda) {
 
 // --amp: products in bfloat16, their results and everything after them float32.
 TEST(Device, MixedPrecisionRunsProductsInBfloat16AndTheRestInFloat32) {
+  // The default, not an A/B setting of QL_BF16_PRODUCTS: the bound below is the float32 sum's.
+  const testing::Bf16ProductsMode automatic(nn::Bf16Products::kAuto);
   torch::manual_seed(0);
   AnaScheme scheme = ternary();
   nn::AnaConvOptions o;

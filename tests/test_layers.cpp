@@ -5,6 +5,7 @@
 #include "quantlab/nn/ana_layers.h"
 #include "quantlab/nn/products.h"
 #include "test_names.h"
+#include "test_util.h"
 
 namespace quantlab {
 namespace {
@@ -116,7 +117,7 @@ TEST(AnaLayers, ActivationQuantizesItsInput) {
 // in float32, the result rounded to bfloat16; on the way back the incoming gradient and the
 // operands' gradients rounded to bfloat16 as well, as native bfloat16 products round them.
 TEST(Bf16Products, EmulatedProductsAreTheRoundedOperandsSummedInFloat32) {
-  nn::set_bf16_products(nn::Bf16Products::kEmulated);
+  const testing::Bf16ProductsMode emulated(nn::Bf16Products::kEmulated);
   torch::manual_seed(3);
   const auto bf = [](const torch::Tensor& t) { return t.detach().to(torch::kBFloat16).to(torch::kDouble); };
   const auto x = torch::randn({8, 40}, torch::requires_grad()), w = torch::randn({12, 40}, torch::requires_grad());
@@ -138,15 +139,15 @@ TEST(Bf16Products, EmulatedProductsAreTheRoundedOperandsSummedInFloat32) {
   const auto wc = torch::randn({5, 6, 3, 3});
   const torch::Tensor yc = nn::bf16_conv(xc, wc, torch::Tensor(), 2, {1, 1}, {1, 1}, {1, 1}, 1);
   ASSERT_EQ(yc.scalar_type(), torch::kBFloat16);
+  EXPECT_TRUE(yc.is_contiguous(c10::MemoryFormat::ChannelsLast));
   const auto refc = torch::conv2d(bf(xc), bf(wc), {}, 1, 1).to(torch::kFloat32);
   EXPECT_TRUE(torch::allclose(yc.to(torch::kFloat32), refc, 1.0 / 128, 1e-5));
-  nn::set_bf16_products(nn::Bf16Products::kAuto);
 }
 
 // The layers run their --amp products through them: an emulated quantized linear layer gives the
 // emulated product of its quantized weight.
 TEST(Bf16Products, QuantizedLayersUseThem) {
-  nn::set_bf16_products(nn::Bf16Products::kEmulated);
+  const testing::Bf16ProductsMode emulated(nn::Bf16Products::kEmulated);
   torch::manual_seed(4);
   nn::AnaLinear fc(ternary(), 16, 8);
   fc->eval();
@@ -155,7 +156,6 @@ TEST(Bf16Products, QuantizedLayersUseThem) {
   const auto y = fc->forward(x, true, true);
   EXPECT_EQ(y.scalar_type(), torch::kBFloat16);
   EXPECT_TRUE(torch::equal(y, nn::bf16_linear(x, hard(fc->weight), fc->bias)));  // evaluation: the hard stair
-  nn::set_bf16_products(nn::Bf16Products::kAuto);
 }
 
 }  // namespace

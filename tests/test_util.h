@@ -10,9 +10,22 @@
 #include <vector>
 
 #include "quantlab/experiment/checkpoint.h"
+#include "quantlab/nn/products.h"
 #include "test_names.h"
 
 namespace quantlab::testing {
+
+// How --amp's products run on the CPU (nn/products.h) for a scope; the mode before is restored.
+class Bf16ProductsMode {
+ public:
+  explicit Bf16ProductsMode(nn::Bf16Products mode) : saved_(nn::bf16_products()) { nn::set_bf16_products(mode); }
+  ~Bf16ProductsMode() { nn::set_bf16_products(saved_); }
+  Bf16ProductsMode(const Bf16ProductsMode&) = delete;
+  Bf16ProductsMode& operator=(const Bf16ProductsMode&) = delete;
+
+ private:
+  nn::Bf16Products saved_;
+};
 
 // A fresh folder under the system's temporary directory, removed at destruction.
 class TempDir {

@@ -37,6 +37,8 @@ torch::Tensor bf16_operand(const torch::Tensor& t) { return t.defined() ? t.to(t
 
 void set_bf16_products(Bf16Products m) { mode() = m; }
 
+Bf16Products bf16_products() { return mode().load(); }
+
 bool bf16_products_emulated(const torch::Tensor& x) {
   if (!x.device().is_cpu()) return false;
   switch (mode().load()) {

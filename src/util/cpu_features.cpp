@@ -59,9 +59,9 @@ const CpuFeatures& cpu_features() {
 std::string cpu_amp_note(const CpuFeatures& f) {
   if (f.has_bf16_products()) return "";
   return "--amp on a CPU without AMX-BF16 or AVX512-BF16" + (f.model.empty() ? std::string() : " (" + f.model + ")") +
-         ": the products take bfloat16-rounded operands but are computed as float32 ones (libtorch's own "
-         "bfloat16 products run 10-85x slower here), so a run gets bfloat16's rounding at float32's speed: use it "
-         "to check a network's accuracy under --amp, not for speed (docs/PERFORMANCE.md)";
+         ": its products take bfloat16-rounded operands but are computed as float32 ones (libtorch's own can be "
+         "10-85x slower on such CPUs): bfloat16's rounding at about float32's speed, to check a network's accuracy "
+         "under --amp, not for speed (docs/PERFORMANCE.md)";
 }
 
 }  // namespace quantlab

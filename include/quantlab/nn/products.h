@@ -1,12 +1,13 @@
-// The layers' products. A convolution of any dimension in float32 (conv_nd), and products on
-// bfloat16 operands (--amp, Network::set_mixed_precision): a matrix product or a
-// convolution of operands rounded to bfloat16, summed in float32, its result rounded to bfloat16.
-// On a GPU and on a CPU with AMX-BF16 or AVX512-BF16 libtorch computes them on bfloat16 units. On
-// any other CPU libtorch's own bfloat16 products are 10-85x slower than float32 ones (1.13's also
-// sum in lower precision): there QuantLab rounds the operands to bfloat16 and multiplies them as
-// float32 ("emulated"), which gives the same numbers up to the order of the sums, at float32 speed,
-// and the gradients the same rounding (the incoming gradient and the operands' gradients are
-// rounded to bfloat16 as the native products round them).
+// The layers' products: a convolution of any rank in float32 (conv_nd), and --amp's products on
+// bfloat16 operands (Network::set_mixed_precision): a matrix product or a convolution of operands
+// rounded to bfloat16, summed in float32, its result rounded to bfloat16. On a GPU and on a CPU
+// with AMX-BF16 or AVX512-BF16 libtorch computes them on bfloat16 units. On other CPUs libtorch's
+// own bfloat16 products were 10-85x slower than float32 ones where measured (an AMD EPYC with
+// AVX2; 1.13's also summed in lower precision; docs/PERFORMANCE.md): there QuantLab rounds the
+// operands to bfloat16 and multiplies them as float32 ("emulated"): the same numbers up to the
+// order of the sums, and the same rounding of the gradients (the incoming gradient and the
+// operands' gradients rounded to bfloat16, as native products round them), at about float32's
+// speed and memory (the products keep float32 operands for the backward pass).
 #pragma once
 
 #include <torch/torch.h>
@@ -21,6 +22,7 @@ torch::Tensor bf16_operand(const torch::Tensor& t);
 // own), kEmulated (always float32 products of rounded operands). GPUs always run them natively.
 enum class Bf16Products { kAuto, kNative, kEmulated };
 void set_bf16_products(Bf16Products mode);
+Bf16Products bf16_products();
 // Whether a product with this operand runs emulated.
 bool bf16_products_emulated(const torch::Tensor& x);
 
