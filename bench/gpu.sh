@@ -5,20 +5,22 @@
 # --dry-run: on a machine without a GPU (CI), every stage with the same binaries, flags and result
 # parsing on the CPU at toy sizes, against the PyTorch 2.x build of `make build TORCH=pip` (default
 # BUILD=build-pip): whoever gets a GPU machine then only has to run the script.
-# Environment: QL_GPU_STEPS (timed steps, 20), QL_GPU_SKIP_BUILD=1, QL_GPU_SKIP_DEMO=1,
+# Environment: QL_GPU_STEPS (timed steps, 20), QL_GPU_DEMO_EPOCHS (the demo's epochs; default the
+# config's), QL_GPU_SKIP_BUILD=1, QL_GPU_SKIP_DEMO=1,
 # QL_GPU_SKIP_PIPELINE=1, PYTHON (the python3 that holds the CUDA PyTorch).
 #  1. build against that PyTorch's libtorch (make build TORCH=python), the other packages from
 #     bundle/ (make bundle, on a machine with Debian's archive) when the machine has none
 #  2. the GPU tests: test_cuda (every topology, host synchronisations, GPU <-> CPU checkpoints,
 #     deterministic resume) and the CUDA kernel against the CPU kernel (test_ana_operator)
 #  3. the ANA kernel alone on 2^24 elements against a device-to-device copy of the same tensor
-#  4. training steps, QuantLab against PyTorch from Python on the same GPU in the same run: same
-#     networks, batch, precision, cuDNN benchmark mode on both; float32 and --amp; channels-last
-#     for the convolutional networks on both
-#  5. the Fashion-MNIST demo config trained in float32 and with --amp (test accuracy, epoch time)
-#  6. a 1-rank NCCL run (torchrun's variables) that trains an epoch and checkpoints
-#  7. the ImageNet pipeline on a generated JPEG tree: decoding rate with every core, and the data
+#  4. the Fashion-MNIST demo config trained in float32 and with --amp (test accuracy, epoch time)
+#  5. a 1-rank NCCL run (torchrun's variables) that trains an epoch and checkpoints
+#  6. the ImageNet pipeline on a generated JPEG tree: decoding rate with every core, and the data
 #     wait of an AlexNet epoch on the GPU
+#  7. training steps, QuantLab against PyTorch from Python on the same GPU in the same run: same
+#     networks, batch, precision, cuDNN benchmark mode on both; float32 and --amp; channels-last
+#     for the convolutional networks on both (last: the longest stage, so that a lease cut short
+#     still has the checks above)
 # Every stage runs on when an earlier one fails; the summary says which failed.
 set -uo pipefail
 DRY=0
@@ -45,8 +47,8 @@ else
   WARMUP=5
   N=16777216
   BATCH_SMALL=
-  IMAGES=2560
-  EPOCHS=
+  IMAGES=1024  # the generator wrote 424 in 25 s on the H200 machine
+  EPOCHS=${QL_GPU_DEMO_EPOCHS:-}
   BUILD_CMD=(make build TORCH=python PYTHON="$PY" BUILD="$BUILD")
 fi
 OUT=$BUILD/bench-results
@@ -127,7 +129,87 @@ else:
   done
 done
 
-# 4. Training steps against PyTorch.
+# A shipped config into a fresh main folder: copy_config SRC DEST [EPOCHS] [BS_TRAIN]
+copy_config() {
+  $PY - "$@" <<'PYEOF'
+import json, sys
+c = json.load(open(sys.argv[1]))
+if len(sys.argv) > 3 and sys.argv[3]:
+    c["treat"]["max_epoch"] = int(sys.argv[3])
+if len(sys.argv) > 4 and sys.argv[4]:
+    c["treat"]["data"]["bs_train"] = c["treat"]["data"]["bs_valid"] = int(sys.argv[4])
+json.dump(c, open(sys.argv[2], "w"))
+PYEOF
+}
+
+# 4. The Fashion-MNIST demo, float32 and --amp.
+if [ "${QL_GPU_SKIP_DEMO:-0}" != 1 ]; then
+  stage "demo accuracy"
+  {
+    echo
+    echo "## Fashion-MNIST demo config (ternary MLP, FashionMNIST/config.json${EPOCHS:+, $EPOCHS epochs}) on $DEV"
+    echo "| precision | test accuracy | wall time |"
+    echo "|---|---|---|"
+  } >> "$SUMMARY"
+  for amp in "" "--amp"; do
+    home=$(mktemp -d)
+    mkdir -p "$home/FashionMNIST"
+    copy_config FashionMNIST/config.json "$home/FashionMNIST/config.json" "$EPOCHS"
+    t=$(date +%s.%N)
+    "$QL" --problem=FashionMNIST --topology=MLP --home="$home" --data="$DATA" --device=$DEV --ckpt_every=0 $amp \
+      > "$OUT/demo${amp:+_amp}.log" 2>&1 || failed+=("demo $amp")
+    t=$(awk "BEGIN{print $(date +%s.%N) - $t}")
+    acc=$(grep -o 'test with the weights.*acc [0-9.]*%' "$OUT/demo${amp:+_amp}.log" | grep -o 'acc [0-9.]*%' | tail -1)
+    [ -n "$acc" ] || failed+=("demo $amp: no test accuracy")
+    echo "{\"demo\": \"${amp:-fp32}\", \"test\": \"$acc\", \"wall_s\": $t}" >> "$JSONL"
+    printf '| %s | %s | %.0f s |\n' "${amp:-float32}" "${acc#acc }" "$t" >> "$SUMMARY"
+    rm -rf "$home"
+  done
+fi
+
+# 5. A 1-rank data-parallel run as torchrun starts it: NCCL on the GPU (Gloo in the dry run).
+stage "1-rank NCCL run"
+home=$(mktemp -d)
+mkdir -p "$home/FashionMNIST"
+copy_config FashionMNIST/config.json "$home/FashionMNIST/config.json" 1
+QUANTLAB_DIST=1 RANK=0 WORLD_SIZE=1 LOCAL_RANK=0 LOCAL_WORLD_SIZE=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=$((29600 + RANDOM % 300)) \
+  "$QL" --problem=FashionMNIST --topology=MLP --home="$home" --data="$DATA" --device=$DEV \
+  > "$OUT/nccl_1rank.log" 2>&1 || failed+=("1-rank NCCL run")
+backend=$(grep -o 'rank 0 of 1 ([a-z]*' "$OUT/nccl_1rank.log" | grep -o '[a-z]*$' || true)
+ckpt=$([ -f "$home/FashionMNIST/logs/exp001/saves/last.ckpt" ] && echo yes || echo no)
+[ "$ckpt" = yes ] || failed+=("1-rank NCCL run: no checkpoint")
+{
+  echo
+  echo "## A 1-rank data-parallel run (torchrun's variables) on $DEV"
+  echo "- backend: ${backend:-none named}; checkpoint written: $ckpt; $(grep -m1 'epoch 1/1 |' "$OUT/nccl_1rank.log" || echo 'no epoch line')"
+} >> "$SUMMARY"
+rm -rf "$home"
+
+# 6. The ImageNet pipeline against the GPU's appetite.
+if [ "${QL_GPU_SKIP_PIPELINE:-0}" != 1 ]; then
+  stage "ImageNet pipeline"
+  TREE=$OUT/imagetree
+  [ -d "$TREE/train" ] || "$BUILD/bench/image_pipeline" --generate "$TREE" --count $IMAGES >> "$LOG" 2>&1
+  rate=$("$BUILD/bench/image_pipeline" "$TREE" --workers "$(nproc)" --augment original --batches $([ $DRY = 1 ] && echo 2 || echo 30) 2>>"$LOG" | tail -1)
+  echo "$rate" | record
+  home=$(mktemp -d)
+  mkdir -p "$home/ImageNet"
+  copy_config ImageNet/config.json "$home/ImageNet/config.json" 1 "$BATCH_SMALL"
+  "$QL" --problem=ImageNet --topology=AlexNet --home="$home" --data="$TREE" --device=$DEV --ckpt_every=0 \
+    > "$OUT/alexnet_epoch.log" 2>&1 || failed+=("AlexNet epoch")
+  wait_line=$(grep -m1 'epoch 1/1 |' "$OUT/alexnet_epoch.log" || true)
+  [ -n "$wait_line" ] || failed+=("AlexNet epoch: no epoch line")
+  rm -rf "$home"
+  {
+    echo
+    echo "## ImageNet pipeline ($(nproc) decoding workers, training transforms) against $DEV"
+    echo "- decoded + augmented: $(echo "$rate" | grep -o '"images_per_s": [0-9.]*' | awk '{printf "%.0f", $2}') images/s"
+    echo "- what the steps consume: see the AlexNet and MobileNetV2 rows above (images/s)"
+    echo "- an AlexNet epoch on $(find "$TREE/train" -name '*.JPEG' | wc -l) generated JPEGs: \`${wait_line:-no epoch line}\`"
+  } >> "$SUMMARY"
+fi
+
+# 7. Training steps against PyTorch (last: 28 processes, the longest stage, 7 minutes on an H200).
 stage "training steps"
 CFG=$OUT/configs
 mkdir -p "$CFG"
@@ -177,86 +259,6 @@ PYEOF
     done
   done
 done
-
-# A shipped config into a fresh main folder: copy_config SRC DEST [EPOCHS] [BS_TRAIN]
-copy_config() {
-  $PY - "$@" <<'PYEOF'
-import json, sys
-c = json.load(open(sys.argv[1]))
-if len(sys.argv) > 3 and sys.argv[3]:
-    c["treat"]["max_epoch"] = int(sys.argv[3])
-if len(sys.argv) > 4 and sys.argv[4]:
-    c["treat"]["data"]["bs_train"] = c["treat"]["data"]["bs_valid"] = int(sys.argv[4])
-json.dump(c, open(sys.argv[2], "w"))
-PYEOF
-}
-
-# 5. The Fashion-MNIST demo, float32 and --amp.
-if [ "${QL_GPU_SKIP_DEMO:-0}" != 1 ]; then
-  stage "demo accuracy"
-  {
-    echo
-    echo "## Fashion-MNIST demo config (ternary MLP, FashionMNIST/config.json) on $DEV"
-    echo "| precision | test accuracy | wall time |"
-    echo "|---|---|---|"
-  } >> "$SUMMARY"
-  for amp in "" "--amp"; do
-    home=$(mktemp -d)
-    mkdir -p "$home/FashionMNIST"
-    copy_config FashionMNIST/config.json "$home/FashionMNIST/config.json" "$EPOCHS"
-    t=$(date +%s.%N)
-    "$QL" --problem=FashionMNIST --topology=MLP --home="$home" --data="$DATA" --device=$DEV --ckpt_every=0 $amp \
-      > "$OUT/demo${amp:+_amp}.log" 2>&1 || failed+=("demo $amp")
-    t=$(awk "BEGIN{print $(date +%s.%N) - $t}")
-    acc=$(grep -o 'test with the weights.*acc [0-9.]*%' "$OUT/demo${amp:+_amp}.log" | grep -o 'acc [0-9.]*%' | tail -1)
-    [ -n "$acc" ] || failed+=("demo $amp: no test accuracy")
-    echo "{\"demo\": \"${amp:-fp32}\", \"test\": \"$acc\", \"wall_s\": $t}" >> "$JSONL"
-    printf '| %s | %s | %.0f s |\n' "${amp:-float32}" "${acc#acc }" "$t" >> "$SUMMARY"
-    rm -rf "$home"
-  done
-fi
-
-# 6. A 1-rank data-parallel run as torchrun starts it: NCCL on the GPU (Gloo in the dry run).
-stage "1-rank NCCL run"
-home=$(mktemp -d)
-mkdir -p "$home/FashionMNIST"
-copy_config FashionMNIST/config.json "$home/FashionMNIST/config.json" 1
-QUANTLAB_DIST=1 RANK=0 WORLD_SIZE=1 LOCAL_RANK=0 LOCAL_WORLD_SIZE=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=$((29600 + RANDOM % 300)) \
-  "$QL" --problem=FashionMNIST --topology=MLP --home="$home" --data="$DATA" --device=$DEV \
-  > "$OUT/nccl_1rank.log" 2>&1 || failed+=("1-rank NCCL run")
-backend=$(grep -o 'rank 0 of 1 ([a-z]*' "$OUT/nccl_1rank.log" | grep -o '[a-z]*$' || true)
-ckpt=$([ -f "$home/FashionMNIST/logs/exp001/saves/last.ckpt" ] && echo yes || echo no)
-[ "$ckpt" = yes ] || failed+=("1-rank NCCL run: no checkpoint")
-{
-  echo
-  echo "## A 1-rank data-parallel run (torchrun's variables) on $DEV"
-  echo "- backend: ${backend:-none named}; checkpoint written: $ckpt; $(grep -m1 'epoch 1/1 |' "$OUT/nccl_1rank.log" || echo 'no epoch line')"
-} >> "$SUMMARY"
-rm -rf "$home"
-
-# 7. The ImageNet pipeline against the GPU's appetite.
-if [ "${QL_GPU_SKIP_PIPELINE:-0}" != 1 ]; then
-  stage "ImageNet pipeline"
-  TREE=$OUT/imagetree
-  [ -d "$TREE/train" ] || "$BUILD/bench/image_pipeline" --generate "$TREE" --count $IMAGES >> "$LOG" 2>&1
-  rate=$("$BUILD/bench/image_pipeline" "$TREE" --workers "$(nproc)" --augment original --batches $([ $DRY = 1 ] && echo 2 || echo 30) 2>>"$LOG" | tail -1)
-  echo "$rate" | record
-  home=$(mktemp -d)
-  mkdir -p "$home/ImageNet"
-  copy_config ImageNet/config.json "$home/ImageNet/config.json" 1 "$BATCH_SMALL"
-  "$QL" --problem=ImageNet --topology=AlexNet --home="$home" --data="$TREE" --device=$DEV --ckpt_every=0 \
-    > "$OUT/alexnet_epoch.log" 2>&1 || failed+=("AlexNet epoch")
-  wait_line=$(grep -m1 'epoch 1/1 |' "$OUT/alexnet_epoch.log" || true)
-  [ -n "$wait_line" ] || failed+=("AlexNet epoch: no epoch line")
-  rm -rf "$home"
-  {
-    echo
-    echo "## ImageNet pipeline ($(nproc) decoding workers, training transforms) against $DEV"
-    echo "- decoded + augmented: $(echo "$rate" | grep -o '"images_per_s": [0-9.]*' | awk '{printf "%.0f", $2}') images/s"
-    echo "- what the steps consume: see the AlexNet and MobileNetV2 rows above (images/s)"
-    echo "- an AlexNet epoch on $(find "$TREE/train" -name '*.JPEG' | wc -l) generated JPEGs: \`${wait_line:-no epoch line}\`"
-  } >> "$SUMMARY"
-fi
 
 {
   echo
