@@ -37,8 +37,9 @@ bool is_loopback(const std::string& addr) { return addr == "localhost" || addr.r
 
 // A process group of any c10d backend with allreduce, broadcast and allgather.
 // Its tensors live on `device`: NCCL takes GPU tensors only, so a host tensor given to it (the
-// stop flag, the epoch's metric sums, the start agreed at launch) travels through a copy on the
-// GPU and comes back when the collective ends; Gloo's device is the CPU and nothing is copied.
+// stop flag of every step, the epoch's metric sums, the CPU generators' states gathered at a
+// checkpoint, the best-checkpoint flag before the final test) travels through a copy on the GPU and
+// comes back when the collective ends; Gloo's device is the CPU and nothing is copied.
 template <typename Group>
 class GroupCommunicator : public Communicator {
  public:
@@ -80,8 +81,8 @@ class GroupCommunicator : public Communicator {
 
   std::unique_ptr<Pending> all_reduce_sum(torch::Tensor& t) override {
     const bool stage = !on_device(t);
-    std::vector<torch::Tensor> v{stage ? t.to(device_) : t};
     try {
+      std::vector<torch::Tensor> v{stage ? t.to(device_) : t};
       return std::make_unique<Work>(this, group_->allreduce(v, c10d::AllreduceOptions()), "an all-reduce",
                                     stage ? t : torch::Tensor(), stage ? v[0] : torch::Tensor());
     } catch (const std::exception& e) {
@@ -91,10 +92,10 @@ class GroupCommunicator : public Communicator {
 
   void broadcast(torch::Tensor& t, int root) override {
     const bool stage = !on_device(t);
-    std::vector<torch::Tensor> v{stage ? t.to(device_) : t};
     c10d::BroadcastOptions o;
     o.rootRank = root;
     try {
+      std::vector<torch::Tensor> v{stage ? t.to(device_) : t};
       Work(this, group_->broadcast(v, o), "a broadcast", stage ? t : torch::Tensor(), stage ? v[0] : torch::Tensor())
           .wait();
     } catch (const Error&) {
@@ -105,10 +106,10 @@ class GroupCommunicator : public Communicator {
   }
 
   std::vector<torch::Tensor> all_gather(const torch::Tensor& t) override {
-    std::vector<torch::Tensor> in{t.to(device_).contiguous()};
     std::vector<std::vector<torch::Tensor>> out(1);
-    for (int r = 0; r < world_size(); ++r) out[0].push_back(torch::empty_like(in[0]));
     try {
+      std::vector<torch::Tensor> in{t.to(device_).contiguous()};
+      for (int r = 0; r < world_size(); ++r) out[0].push_back(torch::empty_like(in[0]));
       Work(this, group_->allgather(out, in), "an all-gather").wait();
     } catch (const Error&) {
       throw;
@@ -198,7 +199,7 @@ std::unique_ptr<Communicator> Communicator::connect(const Environment& env, torc
 #else
     throw Error(
         "distributed training on CUDA needs libtorch's NCCL process group, and this QuantLab was built "
-        "without CUDA; run with --device=cpu (Gloo)");
+        "without it (a libtorch without CUDA, or no nccl.h at build time); run with --device=cpu (Gloo)");
 #endif
   }
   auto options = c10d::ProcessGroupGloo::Options::create(timeout);
