@@ -3,10 +3,7 @@
 // message and a non-zero exit here, and only here.
 #include <CLI/CLI.hpp>
 
-#include <unistd.h>
-
 #include <atomic>
-#include <cerrno>
 #include <csignal>
 #include <filesystem>
 #include <iostream>
@@ -23,23 +20,15 @@
 #include "quantlab/export/export_run.h"
 #include "quantlab/util/build_info.h"
 #include "quantlab/util/error.h"
+#include "quantlab/util/progress.h"
 #include "quantlab/util/runtime.h"
 
 namespace {
 
 std::atomic<int> g_stop{0};
 
-// A message to stderr in one write(2): the ranks of a data-parallel run share the launcher's
-// stderr, and a message written piece by piece (std::cerr's << each) interleaves with theirs.
-void report(const std::string& message) {
-  const std::string text = message + "\n";
-  for (size_t done = 0; done < text.size();) {
-    const ssize_t n = ::write(STDERR_FILENO, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;
-    done += static_cast<size_t>(n);
-  }
-}
+// A message to stderr in one piece: the ranks of a data-parallel run share the launcher's stderr.
+void report(const std::string& message) { quantlab::write_line(std::cerr, message); }
 
 extern "C" void on_signal(int sig) {
   if (g_stop.load() != 0) {  // a second signal: stop now

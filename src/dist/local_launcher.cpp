@@ -10,12 +10,13 @@
 
 #include <chrono>
 #include <cstring>
-#include <string>
 #include <ostream>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include "quantlab/util/process.h"
+#include "quantlab/util/progress.h"
 #include "quantlab/util/error.h"
 
 namespace quantlab::dist {
@@ -55,10 +56,6 @@ std::string describe(int status) {
     return "was killed by signal " + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) + ")";
   return "exited with code " + std::to_string(WEXITSTATUS(status));
 }
-
-// One line to `err` in one piece: the ranks write to the same stderr, and a line written with
-// several << (each its own write on an unbuffered stream) interleaves with theirs.
-void say(std::ostream& err, const std::string& line) { err << line + "\n" << std::flush; }
 
 }  // namespace
 
@@ -117,8 +114,9 @@ int run_local_processes(int nproc, const std::string& program, const std::vector
       const bool failed = WIFSIGNALED(st) || (WIFEXITED(st) && WEXITSTATUS(st) != 0 && g_signal == 0);
       if (failed && !lost && remaining > 0) {
         lost = true;
-        say(err, "quantlab: rank " + std::to_string(r) + " (PID " + std::to_string(pid) + ") " + describe(st) +
-                     "; the other ranks stop within the collective timeout (" + std::to_string(timeout_s) + " s)");
+        write_line(err, "quantlab: rank " + std::to_string(r) + " (PID " + std::to_string(pid) + ") " + describe(st) +
+                            "; the other ranks stop within the collective timeout (" + std::to_string(timeout_s) +
+                            " s)");
         // The others notice within the collective timeout; a few seconds more to write their message.
         deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s + 5);
       }
@@ -129,16 +127,16 @@ int run_local_processes(int nproc, const std::string& program, const std::vector
       for (int r = 0; r < g_count; ++r)
         if (g_children[r] > 0 && !ended[static_cast<size_t>(r)] && process_stopped(g_children[r])) {
           ended[static_cast<size_t>(r)] = true;
-          say(err, "quantlab: rank " + std::to_string(r) + " (PID " + std::to_string(g_children[r]) +
-                       ") is stopped (SIGSTOP or a debugger); ending it");
+          write_line(err, "quantlab: rank " + std::to_string(r) + " (PID " + std::to_string(g_children[r]) +
+                              ") is stopped (SIGSTOP or a debugger); ending it");
           kill(g_children[r], SIGKILL);
           kill(g_children[r], SIGCONT);
         }
     if (std::chrono::steady_clock::now() > deadline) {
       for (int r = 0; r < g_count; ++r)
         if (g_children[r] > 0) {
-          say(err, "quantlab: rank " + std::to_string(r) + " (PID " + std::to_string(g_children[r]) +
-                       ") did not stop; ending it");
+          write_line(err, "quantlab: rank " + std::to_string(r) + " (PID " + std::to_string(g_children[r]) +
+                              ") did not stop; ending it");
           kill(g_children[r], SIGKILL);
         }
       deadline = std::chrono::steady_clock::time_point::max();

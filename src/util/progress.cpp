@@ -74,4 +74,6 @@ void Progress::end(const std::string& summary) {
   last_width_ = 0;
 }
 
+void write_line(std::ostream& out, const std::string& line) { out << line + "\n" << std::flush; }
+
 }  // namespace quantlab

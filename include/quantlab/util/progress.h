@@ -11,6 +11,11 @@
 
 namespace quantlab {
 
+// One line on `out` in one piece (one write on an unbuffered stream such as std::cerr): processes
+// that share a stream, as the ranks of a data-parallel run share the launcher's stderr, do not
+// interleave their lines, which a line written with several << (each its own write) would.
+void write_line(std::ostream& out, const std::string& line);
+
 class Progress {
  public:
   explicit Progress(std::ostream& out, bool interactive, double interval_s = 5.0);
