@@ -5,6 +5,7 @@
 
 #include <torch/version.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <regex>
 #include <sstream>
@@ -109,6 +110,26 @@ TEST(Device, CudaWithoutAGpuSaysWhetherTheBuildOrTheMachineLacksIt) {
   }
   EXPECT_NE(e.find("--device=cpu"), std::string::npos) << e;
   EXPECT_EQ(resolve_device("auto"), torch::Device(torch::kCPU));  // auto falls back without a word
+}
+
+// The revision is read at build time (tools/revision.cmake), not when CMake configured the build
+// folder: a binary rebuilt after a commit names that commit. (make test builds before it tests.)
+TEST(Device, VersionNamesTheCommitItWasBuiltFrom) {
+  std::string head;
+  FILE* git = popen(("git -C '" + std::string(QL_SOURCE_DIR) + "' describe --always 2>/dev/null").c_str(), "r");
+  ASSERT_NE(git, nullptr);
+  char buf[256];
+  while (fgets(buf, sizeof buf, git) != nullptr) head += buf;
+  if (pclose(git) != 0 || head.empty()) GTEST_SKIP() << "the sources are not a git checkout";
+  head.erase(head.find_last_not_of("\n") + 1);
+  std::string rev = build_info().quantlab;
+  const std::string dirty = "-dirty";
+  if (rev.size() > dirty.size() && rev.compare(rev.size() - dirty.size(), dirty.size(), dirty) == 0)
+    rev.resize(rev.size() - dirty.size());
+  EXPECT_EQ(rev, head) << "quantlab --version names a revision other than the checkout's";
+  std::string out;
+  ASSERT_EQ(testing::run_cli("--version", out), 0) << out;
+  EXPECT_NE(out.find(build_info().quantlab), std::string::npos) << out;
 }
 
 TEST(Device, VersionSaysWhatThisBuildIsBuiltAgainst) {

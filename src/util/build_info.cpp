@@ -16,6 +16,11 @@
 #include "quantlab/util/strings.h"
 
 namespace quantlab {
+
+// git describe --always --dirty of the sources at the last build ("unknown" outside a git
+// checkout), written by tools/revision.cmake into the build folder's generated/revision.cpp.
+extern const char* const kGitRevision;
+
 namespace {
 
 #ifdef QL_LIBTORCH_CUDA
@@ -30,11 +35,7 @@ std::string cuda_text(long v) { return std::to_string(v / 1000) + "." + std::to_
 
 BuildInfo build_info() {
   BuildInfo b;
-#ifdef QL_GIT_REVISION
-  b.quantlab = QL_GIT_REVISION;
-#else
-  b.quantlab = "unknown";
-#endif
+  b.quantlab = kGitRevision;
   b.libtorch = TORCH_VERSION;
   b.backends = {"gloo"};
 #ifdef QL_LIBTORCH_CUDA
