@@ -6,7 +6,8 @@
 // outermost counted operation only: aten::linear's aten::addmm is not counted twice, and an
 // operation of one kind inside one of another counts as the outer one's. QuantLab's own operators name themselves
 // (quantlab::ana, quantlab::bn_ana, ...; see core/ana.cpp). bench/train_step.py --phases counts the Python side's
-// operations by the same names, so both sides' products are measured the same way.
+// operations by the same names, so both sides' products are measured the same way (OpTimes.KindsByName and
+// OpTimes.PythonPeerCountsTheSameKinds hold both to one table).
 #pragma once
 
 #include <ATen/Parallel.h>

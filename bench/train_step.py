@@ -243,7 +243,8 @@ def make_mobilenetv2(capacity, baseline, classes=1000, expansion=6):
 
 
 def op_kind(name):
-    """The kind of an operation by its profiler name, as bench/op_times.h's op_kind_of; None for others."""
+    """The kind of an operation by its profiler name, as bench/op_times.h's op_kind_of; None for others.
+    tests/test_profiling.cpp runs this function alone against the C++ side's table: keep it self-contained."""
     if name.startswith("quantlab::bn_ana") or "batch_norm" in name:
         return "batch_norm"
     if name.startswith("quantlab::ana"):
