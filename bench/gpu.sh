@@ -11,7 +11,8 @@
 #  1. build against that PyTorch's libtorch (make build TORCH=python), the other packages from
 #     bundle/ (make bundle, on a machine with Debian's archive) when the machine has none
 #  2. the GPU tests: test_cuda (every topology, host synchronisations, GPU <-> CPU checkpoints,
-#     deterministic resume) and the CUDA kernel against the CPU kernel (test_ana_operator)
+#     deterministic resume), the CUDA kernel against the CPU kernel (test_ana_operator) and NCCL's
+#     collectives on host tensors (test_dist_backends)
 #  3. the ANA kernel alone on 2^24 elements against a device-to-device copy of the same tensor
 #  4. the Fashion-MNIST demo config trained in float32 and with --amp (test accuracy, epoch time)
 #  5. a 1-rank NCCL run (torchrun's variables) that trains an epoch and checkpoints
@@ -100,6 +101,7 @@ stage "GPU tests"
   echo '```'
   "$BUILD/tests/test_cuda" 2>&1 | grep -E '^\[ *(OK|FAILED|SKIPPED|PASSED) *\]|host synchronisations' || true
   "$BUILD/tests/test_ana_operator" --gtest_filter='*Cuda*' 2>&1 | grep -E '^\[ *(OK|FAILED|SKIPPED) *\]' || true
+  "$BUILD/tests/test_dist_backends" --gtest_filter='*Nccl*' 2>&1 | grep -E '^\[ *(OK|FAILED|SKIPPED) *\]' || true
   echo '```'
 } >> "$SUMMARY" 2>&1
 grep -q FAILED "$SUMMARY" && failed+=("tests")

@@ -1,8 +1,7 @@
-// Data-parallel training on c10d with Gloo, two processes on this machine: the environment of the
-// launchers, the sharding of an epoch, the equivalence with one process at the whole batch, ranks
-// in lockstep, bit-exact resume, and the faults (a rank killed, a port in use, a master that does
-// not answer, Ctrl-C on the launcher).
-// Some tests run this test program again as the ranks ("child" mode, selected by QL_CHILD_TASK).
+// Data-parallel training on c10d with Gloo, two processes on this machine: the sharding of an epoch, the equivalence
+// with one process at the whole batch, ranks in lockstep, bit-exact resume, and the faults (a rank killed, a port in
+// use, a master that does not answer, Ctrl-C on the launcher). Some tests run this test program again as the ranks
+// ("child" mode, selected by QL_CHILD_TASK).
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
@@ -93,22 +92,9 @@ std::vector<std::string> split_args(const std::string& s) {
   return out;
 }
 
-// A free TCP port of the loopback interface.
-int free_port() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
 // Starts this test program as `world` ranks running `task` on `home`; returns their exit codes.
 std::vector<int> run_ranks(int world, const std::string& task, const std::string& home, const std::string& logs) {
-  const int port = free_port();
+  const int port = testing::free_port();
   std::vector<pid_t> pids;
   for (int r = 0; r < world; ++r)
     pids.push_back(testing::spawn_program("/proc/self/exe", {"--gtest_filter=Distributed.ChildRank"},
@@ -171,51 +157,6 @@ TEST(Distributed, ChildRank) {
   Trainer trainer(exp, data, progress, options);
   trainer.fit(exp.max_epoch);
   if (comm->rank() == 0) std::ofstream(home + "/lockstep.txt") << steps << " " << differing << "\n";
-}
-
-TEST(Distributed, TheEnvironmentOfTorchrunSlurmAndTheLauncher) {
-  EXPECT_FALSE(dist::environment_from({}).has_value());
-  EXPECT_FALSE(dist::environment_from({{"RANK", "0"}, {"WORLD_SIZE", "1"}}).has_value());  // one process
-  // ... unless the data-parallel path is asked for (a check of the backend on one GPU).
-  EXPECT_TRUE(dist::environment_from({{"RANK", "0"}, {"WORLD_SIZE", "1"}, {"QUANTLAB_DIST", "1"}}).has_value());
-  const auto t = dist::environment_from({{"RANK", "3"},
-                                         {"WORLD_SIZE", "8"},
-                                         {"LOCAL_RANK", "1"},
-                                         {"LOCAL_WORLD_SIZE", "2"},
-                                         {"MASTER_ADDR", "10.0.0.5"},
-                                         {"MASTER_PORT", "1234"}});
-  ASSERT_TRUE(t.has_value());
-  EXPECT_EQ(t->rank, 3);
-  EXPECT_EQ(t->world_size, 8);
-  EXPECT_EQ(t->local_rank, 1);
-  EXPECT_EQ(t->master_addr, "10.0.0.5");
-  EXPECT_EQ(t->master_port, 1234);
-  EXPECT_EQ(t->source, "torchrun");
-  const auto s = dist::environment_from({{"SLURM_PROCID", "5"},
-                                         {"SLURM_NTASKS", "8"},
-                                         {"SLURM_LOCALID", "1"},
-                                         {"SLURM_NTASKS_PER_NODE", "4"},
-                                         {"SLURM_JOB_NODELIST", "gpu[07-08],login1"}});
-  ASSERT_TRUE(s.has_value());
-  EXPECT_EQ(s->source, "SLURM");
-  EXPECT_EQ(s->rank, 5);
-  EXPECT_EQ(s->local_world_size, 4);
-  EXPECT_EQ(s->master_addr, "gpu07");
-  EXPECT_EQ(s->master_port, 29500);
-  const auto explicit_master = dist::environment_from(
-      {{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}, {"SLURM_JOB_NODELIST", "n1"}}, {"head", 4000});
-  EXPECT_EQ(explicit_master->master_addr, "head");
-  EXPECT_EQ(explicit_master->master_port, 4000);
-  EXPECT_FALSE(dist::environment_from({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "1"}}).has_value());
-  EXPECT_EQ(dist::first_slurm_host("node[003-005,9]"), "node003");
-  EXPECT_EQ(dist::first_slurm_host("a1,b[1-2]"), "a1");
-  try {
-    dist::environment_from({{"RANK", "2"}, {"WORLD_SIZE", "two"}});
-    FAIL();
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("WORLD_SIZE='two': expected an integer"), std::string::npos) << e.what();
-  }
-  EXPECT_THROW(dist::environment_from({{"RANK", "2"}, {"WORLD_SIZE", "2"}}), Error);  // rank beyond the world
 }
 
 // Rank r's part of every batch; the parts are disjoint and their union, batch by batch, is the
@@ -460,7 +401,7 @@ TEST(Distributed, APortInUseOrAnUnreachableMasterIsNamed) {
       << log;
   close(fd);
   // A master that nobody started.
-  const std::string nobody = std::to_string(free_port());
+  const std::string nobody = std::to_string(testing::free_port());
   const std::vector<std::pair<std::string, std::string>> rank1 = {
       {"RANK", "1"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", nobody}};
   const auto t0 = std::chrono::steady_clock::now();
@@ -480,69 +421,13 @@ TEST(Distributed, OneProcessOnTheDataParallelPathTrainsAndCheckpoints) {
                                                                 {"RANK", "0"},
                                                                 {"WORLD_SIZE", "1"},
                                                                 {"MASTER_ADDR", "127.0.0.1"},
-                                                                {"MASTER_PORT", std::to_string(free_port())}};
+                                                                {"MASTER_PORT", std::to_string(testing::free_port())}};
   const int code = testing::wait_exit(
       testing::spawn_program(QL_BINARY, split_args(home.args("MLP", "--dist_timeout=20")), env, tmp.path() + "/log"));
   const std::string log = testing::slurp(tmp.path() + "/log");
   EXPECT_EQ(code, 0) << log;
   EXPECT_NE(log.find("rank 0 of 1 (gloo"), std::string::npos) << log;
   EXPECT_TRUE(fs::exists(home.saves(1) + "/last.ckpt")) << log;
-}
-
-TEST(Distributed, NcclOnAMachineWithoutAGpuIsAMessageNotACrash) {
-  // The NCCL process group is chosen for CUDA devices; here no GPU is visible (a GPU machine skips).
-  if (torch::cuda::device_count() > 0) GTEST_SKIP() << "this machine has a GPU: NCCL can start";
-  dist::Environment env;
-  env.master_port = free_port();
-  try {
-    dist::Communicator::connect(env, torch::kCUDA, std::chrono::milliseconds(3000));
-    FAIL() << "a CUDA process group formed without a GPU";
-  } catch (const Error& e) {
-    const std::string m = e.what();
-    EXPECT_NE(m.find("rank 0: data-parallel training on CUDA (NCCL) needs a GPU on every rank, and this one sees none"),
-              std::string::npos)
-        << m;
-    EXPECT_NE(m.find(cuda_unavailable_reason()), std::string::npos) << m;
-  }
-}
-
-// NCCL takes GPU tensors only: the collectives' host tensors (the stop flag, the epoch's metric
-// sums, the generators' states, the best-checkpoint flag) travel through a copy on the GPU and come
-// back. One GPU allows one NCCL rank, whose sums are its own: this checks that host tensors are
-// taken and written back in place, not the arithmetic of several ranks (the Gloo tests do that).
-TEST(Distributed, NcclCollectivesTakeHostTensors) {
-  if (torch::cuda::device_count() == 0) GTEST_SKIP() << "needs a GPU: " << cuda_unavailable_reason();
-  dist::Environment env;
-  env.master_port = free_port();
-  std::unique_ptr<dist::Communicator> comm;
-  try {
-    comm = dist::Communicator::connect(env, torch::Device(torch::kCUDA, 0), std::chrono::seconds(30));
-  } catch (const Error& e) {
-    if (std::string(e.what()).find("was built without it") != std::string::npos) GTEST_SKIP() << e.what();
-    throw;
-  }
-  ASSERT_EQ(comm->backend(), "nccl");
-  torch::Tensor flag = torch::tensor({3.0f});
-  auto pending = comm->all_reduce_sum(flag);
-  flag.fill_(0);  // the GPU's copy holds the sum: written back at the end
-  pending->wait();
-  EXPECT_TRUE(flag.device().is_cpu());
-  EXPECT_EQ(flag.item<float>(), 3.0f);
-  torch::Tensor sums = torch::tensor({1.5, 2.5}, torch::kFloat64);
-  comm->all_reduce_sum(sums)->wait();
-  EXPECT_TRUE(torch::equal(sums, torch::tensor({1.5, 2.5}, torch::kFloat64)));
-  torch::Tensor start = torch::arange(4, torch::kInt64);
-  comm->broadcast(start, 0);
-  EXPECT_TRUE(start.device().is_cpu());
-  EXPECT_TRUE(torch::equal(start, torch::arange(4, torch::kInt64)));
-  const auto gathered = comm->all_gather(torch::tensor({7}, torch::kInt64));
-  ASSERT_EQ(gathered.size(), 1u);
-  EXPECT_TRUE(gathered[0].device().is_cpu());
-  EXPECT_EQ(gathered[0].item<int64_t>(), 7);
-  torch::Tensor grads = torch::ones({5}, torch::Device(torch::kCUDA, 0));
-  comm->all_reduce_sum(grads)->wait();
-  EXPECT_TRUE(grads.device().is_cuda());
-  EXPECT_TRUE(torch::equal(grads.cpu(), torch::ones({5})));
 }
 
 }  // namespace

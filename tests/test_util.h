@@ -68,6 +68,8 @@ int wait_exit(pid_t pid);
 // Runs the quantlab binary to its end; returns the exit code, `output` gets stdout + stderr.
 int run_cli(const std::string& args, std::string& output);
 std::string slurp(const std::string& file);
+// A TCP port of the loopback interface that was free a moment ago (for a test's master port).
+int free_port();
 
 // The Python with torch the tests compare with (CMake's QL_PYTHON: Debian's python3 with its
 // PyTorch 1.13 for the Debian build, the build's venv with PyPI's PyTorch 2.x for TORCH=pip).
