@@ -1,5 +1,5 @@
-# Writes the revision `quantlab --version` and every run's first line name (git describe --always
-# --dirty of the source tree) into OUT as a C++ definition, at every build, touching OUT only when
+# Writes the revision `quantlab --version` names (git describe --always --dirty of the source
+# tree) into OUT as a C++ definition, at every build, touching OUT only when
 # the revision changed: a binary rebuilt after a commit or an edit names that state, not the one of
 # the day CMake configured the build folder. Run by CMakeLists.txt: cmake -DSRC=... -DOUT=... -P
 execute_process(COMMAND git describe --always --dirty WORKING_DIRECTORY ${SRC}
