@@ -1,66 +1,36 @@
-// launch(): one run of the command line.
+// launch(): one run of the command line, phase by phase (class Launch below); the checks and the
+// data, and where training starts, are in launch_prepare.cpp and launch_start.cpp.
 #include "quantlab/experiment/launch.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
 
-#include "quantlab/config/json_node.h"
-#include "quantlab/config/overrides.h"
+#include "launch_steps.h"
 #include "quantlab/dist/communicator.h"
 #include "quantlab/dist/group.h"
 #include "quantlab/experiment/checkpoint.h"
-#include "quantlab/config/checkpoint_ref.h"
-#include "quantlab/topology/layout.h"
-#include "quantlab/experiment/logbook.h"
 #include "quantlab/experiment/resume.h"
 #include "quantlab/experiment/saves.h"
 #include "quantlab/experiment/session.h"
-#include "quantlab/experiment/storage.h"
-#include "quantlab/experiment/transfer.h"
 #include "quantlab/log/training_log.h"
-#include "quantlab/train/preflight.h"
 #include "quantlab/train/trainer.h"
-#include "quantlab/util/build_info.h"
-#include "quantlab/util/cpu_features.h"
 #include "quantlab/util/error.h"
-#include "quantlab/util/runtime.h"
-#include "quantlab/util/strings.h"
+#include "quantlab/util/progress.h"
 
 namespace quantlab::experiment {
 namespace {
 
 namespace fs = std::filesystem;
-
-void check_flags(const LaunchOptions& o) {
-  if (o.problem.empty() || o.topology.empty()) throw Error("--problem and --topology are required (see --help)");
-  check_plain_name("--problem", o.problem);
-  check_plain_name("--topology", o.topology);
-  if (o.config) check_plain_name("--config", *o.config);
-  if (o.config && o.exp_id)
-    throw Error("--config=" + *o.config + " names the config of a new experiment; experiment " +
-                std::to_string(*o.exp_id) + (o.branch ? " and its branches train" : " trains") +
-                " with its own copy, logs/" + Logbook::folder_name(*o.exp_id) + "/config.json (edit it there)");
-  if (!o.overrides.empty() && o.exp_id && !o.branch)
-    throw Error("--set " + o.overrides.front() + ": --set changes the config of a new experiment or of a --branch; " +
-                "experiment " + std::to_string(*o.exp_id) + " trains with its own copy, logs/" +
-                Logbook::folder_name(*o.exp_id) + "/config.json (edit it there, or add --branch to train a copy with " +
-                "the change)");
-  if (o.load && !o.exp_id) throw Error("--load needs --exp_id (the experiment whose checkpoint to load)");
-  if (o.mode == LaunchMode::kTest && !o.exp_id) throw Error("--mode=test needs --exp_id (the experiment to evaluate)");
-  if (o.branch && !o.exp_id) throw Error("--branch needs --exp_id (the experiment to branch from)");
-  if (o.branch && o.mode == LaunchMode::kTest) throw Error("--branch applies to training, not to --mode=test");
-  if (o.ckpt_every < 0 || o.log_every < 0) throw Error("--ckpt_every and --log_every take a number >= 0");
-  if (o.dist_timeout_s < 1) throw Error("--dist_timeout takes a number of seconds >= 1");
-}
+using launch_steps::Prepared;
+using launch_steps::print_notes;
+using launch_steps::Start;
 
 // Progress lines on `out`, redrawn in place only when it is a terminal's standard output.
 Progress progress_on(std::ostream& out) { return &out == &std::cout ? Progress::on_stdout() : Progress(out, false); }
-
-void print_notes(const std::vector<std::string>& notes, std::ostream& out) {
-  for (const auto& n : notes) out << "note: " << n << std::endl;
-}
 
 void print_test(std::ostream& out, const std::string& what, const train::EpochStats& s) {
   out << what << ": " << train::stats_text(s) << " (" << s.samples << " images)" << std::endl;
@@ -68,185 +38,6 @@ void print_test(std::ostream& out, const std::string& what, const train::EpochSt
 
 // This process's CPU generator state, for checkpoints of data-parallel runs.
 torch::Tensor cpu_rng_state() { return at::detail::getDefaultCPUGenerator().get_state(); }
-
-// Everything checked before anything is created, on every rank alike.
-struct Prepared {
-  Storage storage;
-  ProblemPaths paths;
-  torch::Device device = torch::kCPU;
-  std::optional<Logbook> book;  // the experiment of --exp_id
-  nlohmann::json config;
-  std::unique_ptr<train::Experiment> exp;
-  data::ProblemData data;
-};
-
-Prepared prepare(const LaunchOptions& o, const std::optional<dist::Environment>& env, bool train, std::ostream& out) {
-  Prepared p;
-  p.storage = read_storage(o.home);
-  p.paths = problem_paths(p.storage, o.problem);
-  int threads = o.threads;
-  if (threads == 0 && env) threads = std::max(1, available_cores() / env->local_world_size);  // the cores shared
-  configure_runtime(threads);
-  if (o.threads > available_cores())
-    out << "note: --threads=" << o.threads << " is more than the " << available_cores()
-        << " cores this process may use; the extra threads only take turns" << std::endl;
-  p.device = resolve_device(o.device);
-  if (env && p.device.is_cuda()) p.device = torch::Device(torch::kCUDA, static_cast<int16_t>(env->local_rank));
-  configure_device_math(p.device, o.deterministic);
-  topology::set_cuda_channels_last(o.channels_last);
-  if (p.device.is_cpu()) {
-    const std::string blas = blas_slow_path_note(), chose = blas_choice_note();
-    if (!blas.empty()) out << "note: " << blas << std::endl;
-    if (!chose.empty()) out << "note: " << chose << std::endl;
-  }
-  // The experiment's config: its own copy when it exists, else the problem's.
-  if (o.exp_id) {
-    p.book = Logbook::open(p.paths.logs, *o.exp_id);
-    p.config = p.book->config();
-  } else {
-    const std::string file = p.paths.dir + "/" + o.config.value_or("config.json");
-    if (!fs::exists(file))
-      throw IoError(file +
-                    ": no such file (each problem keeps its config in <home>/<Problem>/; `quantlab problem add " +
-                    o.problem + "` makes one)");
-    p.config = config::read_json_file(file);
-  }
-  config::apply_overrides(p.config, o.overrides);  // checked here; the parser below checks the result
-  out << "quantlab: " << o.problem << "/" << o.topology << " on " << p.device << ", " << at::get_num_threads()
-      << " threads" << (env ? ", " + std::to_string(env->world_size) + " processes (" + env->source + ")" : "")
-      << (o.amp ? ", bfloat16 products (--amp" +
-                      (p.device.is_cpu() ? "; this CPU: " + cpu_features().bf16_summary() : std::string()) + ")"
-                : "")
-      << (o.deterministic ? ", deterministic" : "") << " (" << build_summary(build_info())
-      << "); building the experiment..." << std::endl;
-  if (o.amp && p.device.is_cpu() && !cpu_amp_note(cpu_features()).empty())
-    out << "note: " << cpu_amp_note(cpu_features()) << std::endl;
-  p.exp = std::make_unique<train::Experiment>(p.config, o.topology, p.device);
-  p.exp->net->set_mixed_precision(o.amp);
-  print_notes(p.exp->notes, out);
-  if (env && train && p.exp->data.bs_train % env->world_size != 0)
-    throw ConfigError("treat.data.bs_train: " + std::to_string(p.exp->data.bs_train) + " is not a multiple of the " +
-                      std::to_string(env->world_size) + " processes; each process takes an equal share of every batch");
-  // The data next: a missing or unreadable data set, or data that does not fit the network, stops
-  // the run before an experiment is made.
-  out << "loading data..." << std::flush;
-  const std::string dir =
-      data::find_data_dir(p.storage.home, o.problem, o.data, p.storage.data_root + "/" + o.problem + "/data");
-  p.data = data::load_problem(dir, p.exp->data);
-  out << " " << p.data.train_indices.size() << " training, " << p.data.valid_indices.size() << " validation, "
-      << p.data.test->size() << " test images (" << p.data.format << ") from " << dir << std::endl;
-  train::preflight(*p.exp, p.data);
-  return p;
-}
-
-// Where training starts: decided by rank 0 (or the only process).
-struct Start {
-  std::string checkpoint;  // the file to restore ("" for a new experiment or one without a checkpoint)
-  bool new_folder = false;
-};
-
-// A new experiment: the pretrained tensors first (a wrong indiv.net.pretrained stops the launch
-// before it makes anything), then the folder.
-Start create_experiment(Prepared& p, std::ostream& out) {
-  const int64_t copied = apply_pretrained(*p.exp, p.paths);
-  prepare_storage(p.storage, p.paths);
-  const auto removed = Logbook::remove_abandoned(p.paths.logs);
-  if (!removed.empty())
-    out << "removed " << removed.size() << " unfinished experiment folder(s) of stopped launches" << std::endl;
-  p.book = Logbook::create(p.paths.logs, p.config);
-  out << "experiment " << p.book->id() << ": " << p.book->dir() << std::endl;
-  if (copied) out << "copied " << copied << " pretrained tensors (indiv.net.pretrained)" << std::endl;
-  return {"", true};
-}
-
-// The file of `parent` holding the weights of the best epoch up to `c` (the branch's inherited
-// best): `c`'s own file when that epoch is its own, else the parent's best.ckpt or epoch snapshot
-// of that epoch; "" when none is kept.
-std::string inherited_best(const Saves& parent, const Checkpoint& c, const std::string& c_file) {
-  const int64_t epoch = c.state.best_epoch;
-  if (epoch <= 0) return "";
-  if (epoch == c.state.epoch) return c_file;
-  for (const std::string& f : {parent.best(), parent.epoch(epoch)}) {
-    if (!fs::exists(f)) continue;
-    try {
-      if (load_checkpoint(f).state.epoch == epoch) return f;
-    } catch (const Error&) {
-    }
-  }
-  return "";
-}
-
-// --branch: a new experiment that starts from `r` and records the experiment of `p.book` as its
-// parent, which is left as it is.
-Start branch_from(const LaunchOptions& o, Prepared& p, const ResumePoint& r, std::ostream& out) {
-  const std::string from = fs::path(r.file).filename().string();
-  const nlohmann::json parent = {
-      {"exp_id", p.book->id()}, {"checkpoint", from}, {"epoch", r.checkpoint.state.epoch}, {"dir", p.book->dir()}};
-  const Logbook parent_book = *p.book;
-  Checkpoint c = r.checkpoint;
-  const std::string best = inherited_best(parent_book.saves(), c, r.file);
-  if (best.empty() && c.state.best_epoch > 0) {
-    out << "note: no checkpoint of experiment " << parent_book.id() << " holds the weights of its best epoch up to "
-        << "here (" << c.state.best_epoch << "): the branch chooses its best epoch among its own" << std::endl;
-    c.state.best_epoch = 0;
-    c.state.best_value = NAN;
-  }
-  p.book = Logbook::create(p.paths.logs, p.config, parent);
-  Session(*p.exp, *p.book, o.ckpt_every, p.exp->protocol.update_metric).start_branch(parent_book.saves(), c, best);
-  out << "experiment " << p.book->id() << ": " << p.book->dir() << ", branched from experiment " << parent_book.id()
-      << " at " << from << " (after epoch " << r.checkpoint.state.epoch << "); experiment " << parent_book.id()
-      << " is left as it is" << std::endl;
-  return {p.book->saves().last(), true};
-}
-
-// Training goes on in the experiment of `p.book` from `r`; the save of its epoch that a stop
-// interrupted is completed first.
-Start continue_from(const LaunchOptions& o, Prepared& p, const config::CheckpointRef& ref, const ResumePoint& r,
-                    std::ostream& out) {
-  out << "experiment " << p.book->id() << ": continuing from " << r.file << " (after epoch " << r.checkpoint.state.epoch
-      << ")" << std::endl;
-  if (ref.kind == config::CheckpointRef::Kind::kLast) {
-    // last.ckpt older than the recorded history: replaced by hand (a rollback). Training from it
-    // here would overwrite the later best.ckpt and history; a branch keeps them.
-    const int64_t recorded = p.book->saves().status().value("epochs_done", int64_t{-1});
-    if (recorded > r.checkpoint.state.epoch)
-      throw Error("experiment " + std::to_string(p.book->id()) + ": saves/last.ckpt is after epoch " +
-                  std::to_string(r.checkpoint.state.epoch) + ", but status.json records " + std::to_string(recorded) +
-                  " epochs (was last.ckpt replaced by an earlier checkpoint?); training from it here would "
-                  "overwrite the later history. Train from it in a new experiment with --load=last --branch, or "
-                  "put the newer last.ckpt back");
-    const auto repaired = Session(*p.exp, *p.book, o.ckpt_every, p.exp->protocol.update_metric).repair(r.checkpoint);
-    if (!repaired.empty())
-      out << "completed the save of epoch " << r.checkpoint.state.epoch
-          << " that a stop interrupted: " << join(repaired) << std::endl;
-  }
-  return {r.file, false};
-}
-
-// Rank 0: creates the experiment, or opens, locks, cleans and resumes it (never rewinding silently).
-Start start_as_owner(const LaunchOptions& o, Prepared& p, const config::CheckpointRef& ref, std::ostream& out) {
-  if (!p.book) return create_experiment(p, out);
-  p.book->lock();
-  const auto removed = p.book->remove_partial_files();
-  if (!removed.empty())
-    out << "removed " << removed.size() << " partial file(s) a stopped run left: " << join(removed) << std::endl;
-  const ResumePoint r = choose_resume(*p.book, ref);
-  if (r.fresh) {
-    out << "experiment " << p.book->id() << " has no checkpoint yet: training it from epoch 1" << std::endl;
-    return {};
-  }
-  print_notes(r.checkpoint.notes, out);
-  if (r.earlier && !o.branch) {
-    const std::string from = fs::path(r.file).filename().string();
-    throw Error("experiment " + std::to_string(p.book->id()) + " has trained " + std::to_string(r.newest) +
-                " epochs (" + r.newest_file + "); " + from + " is after epoch " +
-                std::to_string(r.checkpoint.state.epoch) +
-                ", and training from it here would overwrite the later checkpoints and history. Continue with "
-                "--load=last, or add --branch to train from " +
-                from + " in a new experiment that records this one as its parent");
-  }
-  return o.branch ? branch_from(o, p, r, out) : continue_from(o, p, ref, r, out);
-}
 
 // Every rank's generator: restored from a checkpoint of as many processes, else drawn apart from
 // rank 0's (which keeps the single-process stream) by the seed, the rank and the epoch.
@@ -279,7 +70,7 @@ class Launch {
         env_(o.standalone ? std::nullopt : dist::environment_from_process({o.master_addr, o.master_port})),
         owner_(!env_ || env_->rank == 0),
         out_(owner_ ? console : silent_),
-        p_(prepare(o, env_, train_, out_)),
+        p_(launch_steps::prepare(o, env_, train_, out_)),
         group_(env_, p_.device, std::chrono::seconds(o.dist_timeout_s), out_) {}
 
   LaunchResult run() {
@@ -296,7 +87,7 @@ class Launch {
   Start agree_start() {
     Start start;
     const auto decided = nlohmann::json::parse(group_.decided_by_owner("start", [&] {
-      start = start_as_owner(o_, p_, ref_, out_);
+      start = launch_steps::start_as_owner(o_, p_, ref_, out_);
       const std::string ckpt = start.checkpoint.empty() ? "" : fs::path(start.checkpoint).filename().string();
       return nlohmann::json{{"exp_id", p_.book->id()}, {"checkpoint", ckpt}}.dump();
     }));
@@ -472,7 +263,7 @@ class Launch {
 }  // namespace
 
 LaunchResult launch(const LaunchOptions& o, const std::atomic<int>* stop, std::ostream& console) {
-  check_flags(o);
+  launch_steps::check_flags(o);
   return Launch(o, stop, console).run();
 }
 

@@ -1,0 +1,125 @@
+// launch()'s second phase (launch_steps.h): where training starts, decided by the experiment's
+// owner: a new experiment, a branch of one, or the same one continued.
+#include <cmath>
+#include <filesystem>
+#include <iostream>
+
+#include "launch_steps.h"
+#include "quantlab/experiment/checkpoint.h"
+#include "quantlab/experiment/resume.h"
+#include "quantlab/experiment/saves.h"
+#include "quantlab/experiment/session.h"
+#include "quantlab/experiment/transfer.h"
+#include "quantlab/util/error.h"
+#include "quantlab/util/strings.h"
+
+namespace quantlab::experiment::launch_steps {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A new experiment: the pretrained tensors first (a wrong indiv.net.pretrained stops the launch
+// before it makes anything), then the folder.
+Start create_experiment(Prepared& p, std::ostream& out) {
+  const int64_t copied = apply_pretrained(*p.exp, p.paths);
+  prepare_storage(p.storage, p.paths);
+  const auto removed = Logbook::remove_abandoned(p.paths.logs);
+  if (!removed.empty())
+    out << "removed " << removed.size() << " unfinished experiment folder(s) of stopped launches" << std::endl;
+  p.book = Logbook::create(p.paths.logs, p.config);
+  out << "experiment " << p.book->id() << ": " << p.book->dir() << std::endl;
+  if (copied) out << "copied " << copied << " pretrained tensors (indiv.net.pretrained)" << std::endl;
+  return {"", true};
+}
+
+// The file of `parent` holding the weights of the best epoch up to `c` (the branch's inherited
+// best): `c`'s own file when that epoch is its own, else the parent's best.ckpt or epoch snapshot
+// of that epoch; "" when none is kept.
+std::string inherited_best(const Saves& parent, const Checkpoint& c, const std::string& c_file) {
+  const int64_t epoch = c.state.best_epoch;
+  if (epoch <= 0) return "";
+  if (epoch == c.state.epoch) return c_file;
+  for (const std::string& f : {parent.best(), parent.epoch(epoch)}) {
+    if (!fs::exists(f)) continue;
+    try {
+      if (load_checkpoint(f).state.epoch == epoch) return f;
+    } catch (const Error&) {
+    }
+  }
+  return "";
+}
+
+// --branch: a new experiment that starts from `r` and records the experiment of `p.book` as its
+// parent, which is left as it is.
+Start branch_from(const LaunchOptions& o, Prepared& p, const ResumePoint& r, std::ostream& out) {
+  const std::string from = fs::path(r.file).filename().string();
+  const nlohmann::json parent = {
+      {"exp_id", p.book->id()}, {"checkpoint", from}, {"epoch", r.checkpoint.state.epoch}, {"dir", p.book->dir()}};
+  const Logbook parent_book = *p.book;
+  Checkpoint c = r.checkpoint;
+  const std::string best = inherited_best(parent_book.saves(), c, r.file);
+  if (best.empty() && c.state.best_epoch > 0) {
+    out << "note: no checkpoint of experiment " << parent_book.id() << " holds the weights of its best epoch up to "
+        << "here (" << c.state.best_epoch << "): the branch chooses its best epoch among its own" << std::endl;
+    c.state.best_epoch = 0;
+    c.state.best_value = NAN;
+  }
+  p.book = Logbook::create(p.paths.logs, p.config, parent);
+  Session(*p.exp, *p.book, o.ckpt_every, p.exp->protocol.update_metric).start_branch(parent_book.saves(), c, best);
+  out << "experiment " << p.book->id() << ": " << p.book->dir() << ", branched from experiment " << parent_book.id()
+      << " at " << from << " (after epoch " << r.checkpoint.state.epoch << "); experiment " << parent_book.id()
+      << " is left as it is" << std::endl;
+  return {p.book->saves().last(), true};
+}
+
+// Training goes on in the experiment of `p.book` from `r`; the save of its epoch that a stop
+// interrupted is completed first.
+Start continue_from(const LaunchOptions& o, Prepared& p, const config::CheckpointRef& ref, const ResumePoint& r,
+                    std::ostream& out) {
+  out << "experiment " << p.book->id() << ": continuing from " << r.file << " (after epoch " << r.checkpoint.state.epoch
+      << ")" << std::endl;
+  if (ref.kind == config::CheckpointRef::Kind::kLast) {
+    // last.ckpt older than the recorded history: replaced by hand (a rollback). Training from it
+    // here would overwrite the later best.ckpt and history; a branch keeps them.
+    const int64_t recorded = p.book->saves().status().value("epochs_done", int64_t{-1});
+    if (recorded > r.checkpoint.state.epoch)
+      throw Error("experiment " + std::to_string(p.book->id()) + ": saves/last.ckpt is after epoch " +
+                  std::to_string(r.checkpoint.state.epoch) + ", but status.json records " + std::to_string(recorded) +
+                  " epochs (was last.ckpt replaced by an earlier checkpoint?); training from it here would "
+                  "overwrite the later history. Train from it in a new experiment with --load=last --branch, or "
+                  "put the newer last.ckpt back");
+    const auto repaired = Session(*p.exp, *p.book, o.ckpt_every, p.exp->protocol.update_metric).repair(r.checkpoint);
+    if (!repaired.empty())
+      out << "completed the save of epoch " << r.checkpoint.state.epoch
+          << " that a stop interrupted: " << join(repaired) << std::endl;
+  }
+  return {r.file, false};
+}
+
+}  // namespace
+
+Start start_as_owner(const LaunchOptions& o, Prepared& p, const config::CheckpointRef& ref, std::ostream& out) {
+  if (!p.book) return create_experiment(p, out);
+  p.book->lock();
+  const auto removed = p.book->remove_partial_files();
+  if (!removed.empty())
+    out << "removed " << removed.size() << " partial file(s) a stopped run left: " << join(removed) << std::endl;
+  const ResumePoint r = choose_resume(*p.book, ref);
+  if (r.fresh) {
+    out << "experiment " << p.book->id() << " has no checkpoint yet: training it from epoch 1" << std::endl;
+    return {};
+  }
+  print_notes(r.checkpoint.notes, out);
+  if (r.earlier && !o.branch) {
+    const std::string from = fs::path(r.file).filename().string();
+    throw Error("experiment " + std::to_string(p.book->id()) + " has trained " + std::to_string(r.newest) +
+                " epochs (" + r.newest_file + "); " + from + " is after epoch " +
+                std::to_string(r.checkpoint.state.epoch) +
+                ", and training from it here would overwrite the later checkpoints and history. Continue with "
+                "--load=last, or add --branch to train from " +
+                from + " in a new experiment that records this one as its parent");
+  }
+  return o.branch ? branch_from(o, p, r, out) : continue_from(o, p, ref, r, out);
+}
+
+}  // namespace quantlab::experiment::launch_steps
