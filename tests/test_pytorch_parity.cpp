@@ -55,29 +55,32 @@ Course quantlab_course(const nlohmann::json& optimizer, const nlohmann::json& sc
   return c;
 }
 
+// Every case in one Python process (importing torch is most of a case's time).
 const char* const kSchedulePython = R"PY(
 import json, sys, torch
-a = json.loads(sys.argv[1])
-p = torch.nn.Parameter(torch.zeros(1))
-opt = getattr(torch.optim, a["optimizer"]["class"])([p], **a["optimizer"]["params"])
-s = a["schedule"]
-if s["class"] == "HandScheduler":
-    # The original's HandScheduler, written as the rate factor of the last listed epoch <= e.
-    table = {int(k): v for k, v in s["params"]["schedule"].items()}
-    factor = lambda e: ([1.0] + [table[k] for k in sorted(table) if k <= e])[-1]
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-else:
-    sched = getattr(torch.optim.lr_scheduler, s["class"])(opt, **s["params"])
-lr, mom = [], []
-for e in range(a["epochs"]):
-    g = opt.param_groups[0]
-    lr.append(g["lr"])
-    mom.append(g["momentum"] if "momentum" in g else g["betas"][0])
-    if s["class"] == "ReduceLROnPlateau":
-        sched.step(a["metrics"][e])
+out = []
+for a in json.loads(sys.argv[1])["cases"]:
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = getattr(torch.optim, a["optimizer"]["class"])([p], **a["optimizer"]["params"])
+    s = a["schedule"]
+    if s["class"] == "HandScheduler":
+        # The original's HandScheduler, written as the rate factor of the last listed epoch <= e.
+        table = {int(k): v for k, v in s["params"]["schedule"].items()}
+        factor = lambda e: ([1.0] + [table[k] for k in sorted(table) if k <= e])[-1]
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     else:
-        sched.step()
-print(json.dumps({"lr": lr, "momentum": mom}))
+        sched = getattr(torch.optim.lr_scheduler, s["class"])(opt, **s["params"])
+    lr, mom = [], []
+    for e in range(a["epochs"]):
+        g = opt.param_groups[0]
+        lr.append(g["lr"])
+        mom.append(g["momentum"] if "momentum" in g else g["betas"][0])
+        if s["class"] == "ReduceLROnPlateau":
+            sched.step(a["metrics"][e])
+        else:
+            sched.step()
+    out.append({"lr": lr, "momentum": mom})
+print(json.dumps({"courses": out}))
 )PY";
 
 TEST(PyTorchParity, EveryLearningRateScheduleStepsAsPyTorchsPerEpoch) {
@@ -109,13 +112,19 @@ TEST(PyTorchParity, EveryLearningRateScheduleStepsAsPyTorchsPerEpoch) {
                  "params": {"mode": "max", "patience": 1, "threshold_mode": "abs", "min_lr": 0.004}})"},
   };
   const int epochs = 40;
+  nlohmann::json python_cases = nlohmann::json::array();
   for (const auto& [optimizer, text] : cases) {
-    const nlohmann::json schedule = nlohmann::json::parse(text);
-    nlohmann::json python_schedule = schedule;
+    nlohmann::json python_schedule = nlohmann::json::parse(text);
     python_schedule.erase("step_metric");
-    const auto py = python_json(
-        kSchedulePython,
+    python_cases.push_back(
         {{"optimizer", optimizer}, {"schedule", python_schedule}, {"epochs", epochs}, {"metrics", metrics}});
+  }
+  const auto courses = python_json(kSchedulePython, {{"cases", python_cases}})["courses"];
+  ASSERT_EQ(courses.size(), cases.size());
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const auto& [optimizer, text] = cases[i];
+    const nlohmann::json schedule = nlohmann::json::parse(text);
+    const auto& py = courses[i];
     const Course ql = quantlab_course(optimizer, schedule, epochs, metrics);
     ASSERT_EQ(py["lr"].size(), ql.lr.size());
     for (int e = 0; e < epochs; ++e) {
