@@ -145,6 +145,9 @@ TEST(Cli, BadInputStopsWithAMessage) {
   std::string out;
   EXPECT_EQ(run_cli("--problem=../etc --topology=MLP --home=" + home.path(), out), 1);
   EXPECT_NE(out.find("--problem='../etc': expected a plain folder name"), std::string::npos) << out;
+  EXPECT_EQ(run_cli("--problem=Toy --topology=MLP --config=Toy/config.json --home=" + home.path(), out), 1);
+  EXPECT_NE(out.find("--config='Toy/config.json': expected a plain file name in <home>/<Problem>/"), std::string::npos)
+      << out;
   EXPECT_EQ(run_cli("--problem=Toy --topology=MLP --home=" + home.path(), out), 1);
   EXPECT_NE(out.find("--problem=Toy: no folder " + home.path() + "/Toy"), std::string::npos) << out;
   std::filesystem::create_directories(home.path() + "/Toy");

@@ -22,7 +22,7 @@ void check_flags(const LaunchOptions& o) {
   if (o.problem.empty() || o.topology.empty()) throw Error("--problem and --topology are required (see --help)");
   check_plain_name("--problem", o.problem);
   check_plain_name("--topology", o.topology);
-  if (o.config) check_plain_name("--config", *o.config);
+  if (o.config) check_plain_name("--config", *o.config, "file name in <home>/<Problem>/, such as config_vgg.json");
   if (o.config && o.exp_id)
     throw Error("--config=" + *o.config + " names the config of a new experiment; experiment " +
                 std::to_string(*o.exp_id) + (o.branch ? " and its branches train" : " trains") +

@@ -123,10 +123,10 @@ std::string root_of(const config::JsonNode& root, const char* key, const std::st
 
 }  // namespace
 
-void check_plain_name(const std::string& what, const std::string& name) {
+void check_plain_name(const std::string& what, const std::string& name, const std::string& kind) {
   if (name.empty() || name[0] == '.' || name.find('/') != std::string::npos || name.find('\\') != std::string::npos ||
       name.find('\0') != std::string::npos)
-    throw Error(what + "='" + name + "': expected a plain folder name (no '/', no leading '.')");
+    throw Error(what + "='" + name + "': expected a plain " + kind + " (no '/', no leading '.')");
 }
 
 Storage read_storage(const std::string& home) {

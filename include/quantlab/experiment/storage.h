@@ -26,8 +26,9 @@ struct Storage {
 // existing folder.
 Storage read_storage(const std::string& home);
 
-// Throws Error unless `name` is a plain folder name: not empty, no '/', '\\', no leading '.'.
-void check_plain_name(const std::string& what, const std::string& name);
+// Throws Error unless `name` is a plain name: not empty, no '/', '\\', no leading '.'. `kind` says
+// in the message what the name names ("folder name", or where the file is for a file's name).
+void check_plain_name(const std::string& what, const std::string& name, const std::string& kind = "folder name");
 
 struct ProblemPaths {
   std::string dir;   // <home>/<Problem>
