@@ -23,8 +23,9 @@ filter="^$(printf '%s' "$root" | sed 's/[][\.*^$+?(){}|]/\\&/g')/(include/quantl
 if [ $# -eq 0 ]; then
   unity=$(find "$build/CMakeFiles/quantlab_core.dir/Unity" -name 'unity_*.cxx' 2>/dev/null | sort || true)
   batched=$(cat /dev/null $unity | sed -n "s|^#include \"$root/\(.*\)\"|\1|p" | sort)
-  alone=$(git ls-files 'src/*.cpp' 'tools/*.cpp' | sort | comm -23 - <(printf '%s\n' "$batched"))
-  sources=$(( $(printf '%s\n' "$batched" | grep -c '^src/\|^tools/' || true) + $(printf '%s\n' "$alone" | grep -c . || true) ))
+  tracked=$(git ls-files 'src/*.cpp' 'tools/*.cpp' | sort)
+  alone=$(comm -23 <(printf '%s\n' "$tracked") <(printf '%s\n' "$batched"))
+  sources=$(printf '%s\n' "$tracked" | wc -l)  # every one of them, batched or alone
   set -- $unity $alone
 else
   sources=$#
