@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -24,11 +25,11 @@ using testing::spawn;
 using testing::TempDir;
 using testing::wait_exit;
 
-// A main folder with a toy problem and a tiny config of `epochs` epochs.
+// A main folder with a toy problem of `train` images and a tiny config of `epochs` epochs.
 struct Home {
   TempDir dir;
-  explicit Home(int epochs) {
-    testing::write_toy_idx_problem(dir.path() + "/Toy/data", 480, 64, 4, true);
+  explicit Home(int epochs, int train = 480) {
+    testing::write_toy_idx_problem(dir.path() + "/Toy/data", train, 64, 4, true);
     nlohmann::json cfg = testing::toy_mlp_config(epochs);
     cfg["indiv"]["net"]["params"]["capacity"] = 0.05;
     cfg["indiv"]["net"]["params"]["quant_schemes"]["phi1_act"] = {
@@ -52,33 +53,78 @@ void expect_same_weights(const nlohmann::json& cfg, const std::string& a, const 
   EXPECT_EQ(ca.state.stats, cb.state.stats);
 }
 
-TEST(CliExperiment, KilledAtRandomMomentsAlwaysResumesToTheSameWeights) {
-  Home home(4);
-  std::string out;
-  ASSERT_EQ(run_cli(home.args(""), out), 0) << out;  // experiment 1, uninterrupted
-  std::mt19937 rng(20261127);
-  std::uniform_int_distribution<int> delay_ms(150, 2500);
-  TempDir tmp;
-  int kills = 0;
-  const std::string exp2 = home.dir.path() + "/Toy/logs/exp002";
-  for (int attempt = 0; attempt < 40; ++attempt) {
-    // Until the experiment exists (a kill may come before it is created), launch it anew.
-    const std::string extra = fs::exists(exp2) ? "--exp_id=2 --load=last" : "";
-    const pid_t pid = spawn(home.args(extra), tmp.path() + "/log");
-    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms(rng)));
-    if (kill(pid, SIGKILL) == 0) ++kills;
-    const int code = wait_exit(pid);
-    if (fs::exists(home.saves(2) + "/last.ckpt")) EXPECT_NO_THROW(load_checkpoint(home.saves(2) + "/last.ckpt"));
-    if (code == 0) break;
-    if (fs::exists(exp2) && Logbook::open(home.dir.path() + "/Toy/logs", 2).saves().status().value("finished", false))
-      break;
+using Clock = std::chrono::steady_clock;
+
+// Waits until `path` exists or `pid` ends (then *code is its exit code; -1 while it runs).
+void wait_for_path_or_exit(pid_t pid, const std::string& path, int* code) {
+  *code = -1;
+  for (const auto end = Clock::now() + std::chrono::minutes(5); Clock::now() < end;) {
+    if (fs::exists(path)) return;
+    int status = 0;
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      *code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
-  ASSERT_TRUE(fs::exists(exp2)) << slurp(tmp.path() + "/log");
-  EXPECT_GE(kills, 2);
-  // Finish whatever is left, then compare with the uninterrupted run.
-  ASSERT_EQ(run_cli(home.args("--exp_id=2 --load=last"), out), 0) << out;
-  expect_same_weights(read_json_file(home.dir.path() + "/Toy/config.json"), home.saves(1) + "/last.ckpt",
-                      home.saves(2) + "/last.ckpt");
+}
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// A kill is drawn at a random moment of the run as this machine runs it now: the delays are
+// fractions of the start-up and training times of the same run uninterrupted, measured first
+// (under a loaded CI they were longer than fixed delays, and every kill came before the experiment
+// existed). A fresh launch is killed only after its folder exists, so each experiment is resumed
+// at least once; a resume is killed anywhere from late in its start-up to past its end. Should an
+// experiment finish before two kills landed, the next experiment is killed too.
+TEST(CliExperiment, KilledAtRandomMomentsAlwaysResumesToTheSameWeights) {
+  Home home(4, 1920);
+  TempDir tmp;
+  const auto t0 = Clock::now();
+  int code = -1;
+  const pid_t first = spawn(home.args(""), tmp.path() + "/log");  // experiment 1, uninterrupted
+  wait_for_path_or_exit(first, home.dir.path() + "/Toy/logs/exp001", &code);
+  const double startup = seconds_since(t0);
+  if (code < 0) code = wait_exit(first);
+  ASSERT_EQ(code, 0) << slurp(tmp.path() + "/log");
+  const double training = std::max(0.05, seconds_since(t0) - startup);
+  std::mt19937 rng(20261127);
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  const auto sleep_s = [](double s) { std::this_thread::sleep_for(std::chrono::duration<double>(s)); };
+  const nlohmann::json cfg = read_json_file(home.dir.path() + "/Toy/config.json");
+  int landed = 0;  // kills that ended a running process
+  for (int id = 2; id <= 6 && landed < 2; ++id) {
+    const std::string dir = home.dir.path() + "/Toy/logs/" + Logbook::folder_name(id);
+    // The fresh launch, killed at a random moment after its folder exists.
+    const pid_t pid = spawn(home.args(""), tmp.path() + "/log");
+    wait_for_path_or_exit(pid, dir, &code);
+    if (code < 0) {
+      if (fs::exists(dir)) sleep_s(unit(rng) * training);
+      kill(pid, SIGKILL);
+      code = wait_exit(pid);
+      if (code == 128 + SIGKILL) ++landed;
+    }
+    ASSERT_TRUE(fs::exists(dir) && (code == 0 || code == 128 + SIGKILL))
+        << "exit code " << code << "\n" << slurp(tmp.path() + "/log");
+    // Resumes, each killed anywhere from late in its start-up (loading the checkpoint) to a little
+    // past its expected end.
+    for (int attempt = 0; attempt < 12 && code != 0; ++attempt) {
+      const bool finished = Logbook::open(home.dir.path() + "/Toy/logs", id).saves().status().value("finished", false);
+      if (finished) break;
+      if (fs::exists(home.saves(id) + "/last.ckpt")) EXPECT_NO_THROW(load_checkpoint(home.saves(id) + "/last.ckpt"));
+      const pid_t again = spawn(home.args("--exp_id=" + std::to_string(id) + " --load=last"), tmp.path() + "/log");
+      sleep_s(0.8 * startup + unit(rng) * (0.4 * startup + 1.2 * training));
+      kill(again, SIGKILL);
+      code = wait_exit(again);
+      if (code == 128 + SIGKILL) ++landed;
+      ASSERT_TRUE(code == 0 || code == 128 + SIGKILL) << "exit code " << code << "\n" << slurp(tmp.path() + "/log");
+    }
+    // Finish whatever is left, then compare with the uninterrupted run.
+    std::string out;
+    ASSERT_EQ(run_cli(home.args("--exp_id=" + std::to_string(id) + " --load=last"), out), 0) << out;
+    expect_same_weights(cfg, home.saves(1) + "/last.ckpt", home.saves(id) + "/last.ckpt");
+  }
+  EXPECT_GE(landed, 2) << "start-up " << startup << " s, training " << training << " s";
 }
 
 TEST(CliExperiment, SigintAbandonsTheEpochAndSaysHowToResume) {
