@@ -104,8 +104,8 @@ TEST(CliExperiment, KilledAtRandomMomentsAlwaysResumesToTheSameWeights) {
       code = wait_exit(pid);
       if (code == 128 + SIGKILL) ++landed;
     }
-    ASSERT_TRUE(fs::exists(dir) && (code == 0 || code == 128 + SIGKILL))
-        << "exit code " << code << "\n" << slurp(tmp.path() + "/log");
+    ASSERT_TRUE(fs::exists(dir) && (code == 0 || code == 128 + SIGKILL)) << "exit code " << code << "\n"
+                                                                         << slurp(tmp.path() + "/log");
     // Resumes, each killed anywhere from late in its start-up (loading the checkpoint) to a little
     // past its expected end.
     for (int attempt = 0; attempt < 12 && code != 0; ++attempt) {

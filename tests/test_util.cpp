@@ -125,7 +125,8 @@ pid_t spawn_program(const std::string& program, const std::vector<std::string>& 
     std::vector<char*> argv;
     for (auto& p : parts) argv.push_back(p.data());
     argv.push_back(nullptr);
-    if (!freopen(log.c_str(), "w", stdout) || !freopen(log.c_str(), "a", stderr)) _exit(126);
+    // One open file for both streams: with two, each writes at its own offset over the other's lines.
+    if (!freopen(log.c_str(), "w", stdout) || dup2(fileno(stdout), 2) < 0) _exit(126);
     execv(argv[0], argv.data());
     _exit(127);
   }
