@@ -149,9 +149,9 @@ TEST(Device, VersionSaysWhatThisBuildIsBuiltAgainst) {
 #ifdef QL_WITH_CUDA
   EXPECT_NE(out.find("QuantLab's CUDA kernels: sm_"), std::string::npos) << out;
 #endif
-  // The binary itself links libtorch's CUDA half and the CUDA runtime.
+  // The program itself links libtorch's CUDA half and the CUDA runtime.
   testing::TempDir tmp;
-  ASSERT_EQ(std::system(("ldd " + std::string(QL_BINARY) + " > " + tmp.path() + "/ldd").c_str()), 0);
+  ASSERT_EQ(std::system(("ldd " + std::string(QL_PROGRAM) + " > " + tmp.path() + "/ldd").c_str()), 0);
   const std::string ldd = testing::slurp(tmp.path() + "/ldd");
   EXPECT_NE(ldd.find("libtorch_cuda.so"), std::string::npos) << ldd;
   EXPECT_NE(ldd.find("libcudart.so"), std::string::npos) << ldd;

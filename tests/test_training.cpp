@@ -238,5 +238,33 @@ TEST(Cli, ChoosesOpenBlasKernelsForACpuItDoesNotRecognise) {
   EXPECT_EQ(out.find("QuantLab set OPENBLAS_CORETYPE"), std::string::npos) << out;
 }
 
+// The command sets OMP_WAIT_POLICY before the program (and libgomp in it) loads, so the program
+// starts once: libgomp's own report of its settings (OMP_DISPLAY_ENV) appears once, with the
+// passive policy's spin count of 0. A re-run of the program would print two reports, the first
+// with the default spin count.
+TEST(Cli, TheProgramStartsOnceWithThePassiveOpenMpPolicy) {
+  TempDir tmp;
+  const std::string log = tmp.path() + "/log";
+  // An environment without OMP_WAIT_POLICY; OpenBLAS's kernels are left alone (their re-run is the
+  // test above).
+  const std::vector<std::pair<std::string, std::string>> env{{"OMP_DISPLAY_ENV", "VERBOSE"},
+                                                             {"QL_KEEP_OPENBLAS_CORETYPE", "1"}};
+  const char* saved = getenv("OMP_WAIT_POLICY");
+  const std::string saved_value = saved ? saved : "";
+  unsetenv("OMP_WAIT_POLICY");
+  const int code = testing::wait_exit(testing::spawn_program(QL_BINARY, {"--version"}, env, log));
+  if (saved) setenv("OMP_WAIT_POLICY", saved_value.c_str(), 1);
+  const std::string out = testing::slurp(log);
+  ASSERT_EQ(code, 0) << out;
+  size_t reports = 0;
+  for (size_t at = out.find("OPENMP DISPLAY ENVIRONMENT BEGIN"); at != std::string::npos;
+       at = out.find("OPENMP DISPLAY ENVIRONMENT BEGIN", at + 1))
+    ++reports;
+  if (reports == 0) GTEST_SKIP() << "this libtorch's OpenMP runtime is not libgomp (no OMP_DISPLAY_ENV report)";
+  EXPECT_EQ(reports, 1u) << out;
+  EXPECT_NE(out.find("GOMP_SPINCOUNT = '0'"), std::string::npos) << out;
+  EXPECT_NE(out.find("QuantLab "), std::string::npos) << out;
+}
+
 }  // namespace
 }  // namespace quantlab

@@ -11,8 +11,10 @@ namespace quantlab {
 
 // OpenMP threads that spin after each parallel region take the second core from OpenBLAS's
 // threads (measured: 25-40 % of an MLP step lost to spinning and sched_yield on 2 cores). libgomp
-// reads OMP_WAIT_POLICY only at load time, so when the environment does not set it, this re-runs
-// the program (execv of /proc/self/exe, same argv) with OMP_WAIT_POLICY=PASSIVE. OpenBLAS picks its
+// reads OMP_WAIT_POLICY only at load time: the `quantlab` command (tools/quantlab_launcher.cpp)
+// sets it before the program loads; when the program is started some other way and the
+// environment does not set it, this re-runs the program (execv of /proc/self/exe, same argv) with
+// OMP_WAIT_POLICY=PASSIVE, at the price of a second libtorch start-up. OpenBLAS picks its
 // kernels once, at load time, from the CPU model, and falls back to its generic ones on models it
 // does not know (this machine's Xeon: 55 instead of 277 GFLOP/s, an epoch of the demo 2-3x
 // slower); when the environment does not set OPENBLAS_CORETYPE (nor QL_KEEP_OPENBLAS_CORETYPE),
