@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "quantlab/experiment/session.h"
+#include "quantlab/util/process.h"
 #include "test_util.h"
 
 namespace quantlab {
@@ -62,7 +63,7 @@ void wait_for_path_or_exit(pid_t pid, const std::string& path, int* code) {
     if (fs::exists(path)) return;
     int status = 0;
     if (waitpid(pid, &status, WNOHANG) == pid) {
-      *code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      *code = exit_code(status);
       return;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(2));

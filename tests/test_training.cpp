@@ -249,11 +249,7 @@ TEST(Cli, TheProgramStartsOnceWithThePassiveOpenMpPolicy) {
   // test above).
   const std::vector<std::pair<std::string, std::string>> env{{"OMP_DISPLAY_ENV", "VERBOSE"},
                                                              {"QL_KEEP_OPENBLAS_CORETYPE", "1"}};
-  const char* saved = getenv("OMP_WAIT_POLICY");
-  const std::string saved_value = saved ? saved : "";
-  unsetenv("OMP_WAIT_POLICY");
-  const int code = testing::wait_exit(testing::spawn_program(QL_BINARY, {"--version"}, env, log));
-  if (saved) setenv("OMP_WAIT_POLICY", saved_value.c_str(), 1);
+  const int code = testing::wait_exit(testing::spawn_program(QL_BINARY, {"--version"}, env, log, {"OMP_WAIT_POLICY"}));
   const std::string out = testing::slurp(log);
   ASSERT_EQ(code, 0) << out;
   size_t reports = 0;

@@ -20,6 +20,8 @@
 #include <sstream>
 #include <vector>
 
+#include "quantlab/util/process.h"
+
 namespace quantlab::testing {
 
 TempDir::TempDir() {
@@ -116,11 +118,13 @@ pid_t spawn(const std::string& args, const std::string& log) {
 }
 
 pid_t spawn_program(const std::string& program, const std::vector<std::string>& args,
-                    const std::vector<std::pair<std::string, std::string>>& env, const std::string& log) {
+                    const std::vector<std::pair<std::string, std::string>>& env, const std::string& log,
+                    const std::vector<std::string>& unset) {
   std::vector<std::string> parts{program};
   parts.insert(parts.end(), args.begin(), args.end());
   const pid_t pid = fork();
   if (pid == 0) {
+    for (const auto& k : unset) unsetenv(k.c_str());
     for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
     std::vector<char*> argv;
     for (auto& p : parts) argv.push_back(p.data());
@@ -136,7 +140,7 @@ pid_t spawn_program(const std::string& program, const std::vector<std::string>& 
 int wait_exit(pid_t pid) {
   int status = 0;
   waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return exit_code(status);
 }
 
 std::string slurp(const std::string& file) {

@@ -60,10 +60,12 @@ std::vector<torch::Tensor> adam_state(const nlohmann::json& config, const Checkp
 
 // Starts the quantlab binary with `args` (split on spaces; no shell), stdout and stderr to `log`.
 pid_t spawn(const std::string& args, const std::string& log);
-// Starts `program` with `args` and the extra environment `env`, stdout and stderr to `log`.
+// Starts `program` with `args`, the extra environment `env` and without the variables `unset`,
+// stdout and stderr to `log`.
 pid_t spawn_program(const std::string& program, const std::vector<std::string>& args,
-                    const std::vector<std::pair<std::string, std::string>>& env, const std::string& log);
-// Waits for `pid`; its exit code, or 128 + the signal that ended it.
+                    const std::vector<std::pair<std::string, std::string>>& env, const std::string& log,
+                    const std::vector<std::string>& unset = {});
+// Waits for `pid`; its exit code, or 128 + the signal that ended it (util/process.h's exit_code).
 int wait_exit(pid_t pid);
 // Runs the quantlab binary to its end; returns the exit code, `output` gets stdout + stderr.
 int run_cli(const std::string& args, std::string& output);

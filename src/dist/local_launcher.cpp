@@ -51,12 +51,6 @@ int free_port() {
   return ntohs(a.sin_port);
 }
 
-std::string describe(int status) {
-  if (WIFSIGNALED(status))
-    return "was killed by signal " + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) + ")";
-  return "exited with code " + std::to_string(WEXITSTATUS(status));
-}
-
 }  // namespace
 
 int run_local_processes(int nproc, const std::string& program, const std::vector<std::string>& args, int timeout_s,
@@ -114,9 +108,9 @@ int run_local_processes(int nproc, const std::string& program, const std::vector
       const bool failed = WIFSIGNALED(st) || (WIFEXITED(st) && WEXITSTATUS(st) != 0 && g_signal == 0);
       if (failed && !lost && remaining > 0) {
         lost = true;
-        write_line(err, "quantlab: rank " + std::to_string(r) + " (PID " + std::to_string(pid) + ") " + describe(st) +
-                            "; the other ranks stop within the collective timeout (" + std::to_string(timeout_s) +
-                            " s)");
+        write_line(err, "quantlab: rank " + std::to_string(r) + " (PID " + std::to_string(pid) + ") " +
+                            exit_description(st) + "; the other ranks stop within the collective timeout (" +
+                            std::to_string(timeout_s) + " s)");
         // The others notice within the collective timeout; a few seconds more to write their message.
         deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s + 5);
       }
@@ -146,10 +140,9 @@ int run_local_processes(int nproc, const std::string& program, const std::vector
   sigaction(SIGINT, &old_int, nullptr);
   sigaction(SIGTERM, &old_term, nullptr);
   g_count = 0;
-  auto code = [](int st) { return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st); };
-  if (code(status[0]) != 0) return code(status[0]);
+  if (exit_code(status[0]) != 0) return exit_code(status[0]);
   for (int st : status)
-    if (code(st) != 0) return code(st);
+    if (exit_code(st) != 0) return exit_code(st);
   return 0;
 }
 

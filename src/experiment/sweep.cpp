@@ -29,6 +29,7 @@
 #include "quantlab/experiment/storage.h"
 #include "quantlab/dist/environment.h"
 #include "quantlab/util/error.h"
+#include "quantlab/util/process.h"
 #include "quantlab/util/runtime.h"
 
 namespace quantlab::experiment {
@@ -273,11 +274,6 @@ void count(SweepResult& r, Outcome o) {
   }
 }
 
-std::string exit_text(int status) {
-  if (WIFSIGNALED(status)) return std::string("was killed by signal ") + std::to_string(WTERMSIG(status));
-  return "exited with code " + std::to_string(WEXITSTATUS(status));
-}
-
 // --parallel=K: K units at a time, each `command --unit=N [--threads=T]` in a process of its own
 // with its output in <sweep>/units/<N>/output.log. The children update the record themselves.
 SweepResult run_parallel(const Sweep& s, const SweepOptions& o, const std::vector<const SweepUnit*>& mine,
@@ -396,7 +392,8 @@ SweepResult run_parallel(const Sweep& s, const SweepOptions& o, const std::vecto
     const std::string state = entry.value("state", "");
     const std::string exp =
         entry["exp_id"].is_number_integer() ? ", experiment " + std::to_string(entry["exp_id"].get<int64_t>()) : "";
-    const std::string how = status == -1 ? std::string("ended (its exit status was not kept)") : exit_text(status);
+    const std::string how =
+        status == -1 ? std::string("ended (its exit status was not kept)") : exit_description(status);
     if (status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == kExitElsewhere) {
       count(result, Outcome::kElsewhere);
       out << unit_title(s, *c.unit) << " was taken by another process first; left to it" << std::endl;
