@@ -42,7 +42,7 @@ class AnaFunction : public torch::autograd::Function<AnaFunction> {
   // bf16_out: y in bfloat16 (the operand of a bfloat16 product); its gradient then arrives in bfloat16.
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& stair,
                                const AnaScheme* scheme, double mu, double sigma_forward, double sigma_backward,
-                               bool bf16_out) {
+                               bool bf16_out, bool backward_folded) {
     RECORD_USER_SCOPE("quantlab::ana");  // named for profilers (bench/op_times.h)
     ctx->save_for_backward({x, stair});
     // What backward needs of the scheme, by value: the noise family and the stair (the stair
@@ -53,6 +53,7 @@ class AnaFunction : public torch::autograd::Function<AnaFunction> {
     ctx->saved_data["levels"] = std::vector<double>(scheme->quantizer.levels.begin(), scheme->quantizer.levels.end());
     ctx->saved_data["mu"] = mu;
     ctx->saved_data["sigma_backward"] = sigma_backward;
+    ctx->saved_data["folded"] = backward_folded;
     const auto strategy = scheme->strategy;
     torch::Tensor uniform;
     if (strategy == ForwardStrategy::kRandom && sigma_forward > 0.0) uniform = torch::rand(x.sizes(), x.options());
@@ -86,6 +87,9 @@ class AnaFunction : public torch::autograd::Function<AnaFunction> {
     RECORD_USER_SCOPE("quantlab::ana_backward");
     const auto saved = ctx->get_saved_variables();
     const torch::Tensor& x = saved[0];
+    // Folded into the optimizer's step (train/ana_fold.h): x's gradient is y's, as float32 in x's layout.
+    if (ctx->saved_data["folded"].toBool())
+      return {grads[0].to(torch::kFloat32).contiguous(x.suggest_memory_format()), {}, {}, {}, {}, {}, {}, {}};
     const torch::Tensor& stair = saved[1];
     AnaScheme scheme;
     scheme.noise = static_cast<NoiseFamily>(ctx->saved_data["noise"].toInt());
@@ -106,7 +110,7 @@ class AnaFunction : public torch::autograd::Function<AnaFunction> {
       kernel::ana_backward_cuda(xc.data_ptr<float>(), gy.data_ptr<float>(), gx.data_ptr<float>(), xc.numel(),
                                 stair_view(stair, scheme.quantizer.num_thresholds()), scheme.noise, mu, sigma_b,
                                 at::cuda::getCurrentCUDAStream().stream());
-      return {gx, {}, {}, {}, {}, {}, {}};
+      return {gx, {}, {}, {}, {}, {}, {}, {}};
     }
 #endif
     if (!use_kernel(x)) {
@@ -121,7 +125,7 @@ class AnaFunction : public torch::autograd::Function<AnaFunction> {
                            stair_view(stair, scheme.quantizer.num_thresholds()), scheme.noise, mu, sigma_b,
                            at::get_num_threads());
     }
-    return {gx, {}, {}, {}, {}, {}, {}};
+    return {gx, {}, {}, {}, {}, {}, {}, {}};
   }
 };
 
@@ -169,9 +173,9 @@ torch::Tensor stair_tensor(const Quantizer& q, const torch::Device& device) {
 }
 
 torch::Tensor ana(const torch::Tensor& x, const torch::Tensor& stair, const AnaScheme& scheme, const NoiseState& noise,
-                  bool training, bool bf16_out) {
+                  bool training, bool bf16_out, bool backward_folded) {
   const double sigma_f = training ? noise.sigma_forward : 0.0;
-  return AnaFunction::apply(x, stair, &scheme, noise.mu, sigma_f, noise.sigma_backward, bf16_out);
+  return AnaFunction::apply(x, stair, &scheme, noise.mu, sigma_f, noise.sigma_backward, bf16_out, backward_folded);
 }
 
 torch::Tensor ana_tensor_ops_forward(const torch::Tensor& x, const AnaScheme& scheme, float mu, float sigma,

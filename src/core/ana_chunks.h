@@ -1,6 +1,7 @@
 // The ANA kernels' inner loops over one cache-resident chunk of floats (docs/ANA.md §2), shared by
 // the elementwise operator (ana_kernel.cpp) and the batch norm + ANA operator (bn_ana_kernel.cpp).
-// Private to src/core: included only by translation units compiled with the kernels' flags.
+// Private to the kernels: included only by translation units compiled with the kernels' flags
+// (also train/adam_kernel.cpp, whose Adam step can take the weights' ANA backward).
 #pragma once
 
 #include <cstdint>

@@ -11,9 +11,9 @@ void AnaSite::set_noise(const core::NoiseState& noise) {
   noise_ = {noise.mu * s, noise.sigma_forward * s, noise.sigma_backward * s};
 }
 
-torch::Tensor AnaSite::quantize(const torch::Tensor& x, bool training, bool bf16_out) {
+torch::Tensor AnaSite::quantize(const torch::Tensor& x, bool training, bool bf16_out, bool backward_folded) {
   if (stair_.device() != x.device()) stair_ = stair_.to(x.device());
-  return core::ana(x, stair_, scheme_, noise_, training, bf16_out);
+  return core::ana(x, stair_, scheme_, noise_, training, bf16_out, backward_folded);
 }
 
 torch::Tensor AnaSite::quantize_after_bn(const torch::Tensor& x, const core::BatchNormRefs& bn, torch::ScalarType out) {

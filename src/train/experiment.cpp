@@ -3,6 +3,7 @@
 
 #include "quantlab/config/json_node.h"
 #include "quantlab/nn/ana_site.h"
+#include "quantlab/train/ana_fold.h"
 
 namespace quantlab::train {
 namespace {
@@ -110,6 +111,7 @@ Experiment::Experiment(const nlohmann::json& cfg, const std::string& topology, t
   }
   net->to(device);
   optimizer = make_optimizer(treat.at("optimizer"), net->parameters());
+  fold_ana_backward(*net, *optimizer);  // Adam's step takes the weights' ANA backward (ana_fold.h)
   static const nlohmann::json kNull;
   const config::JsonNode schedule =
       treat.has("lr_scheduler") ? treat.at("lr_scheduler") : config::JsonNode(kNull, "treat.lr_scheduler");

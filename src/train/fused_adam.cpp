@@ -48,7 +48,7 @@ bool any_amsgrad(const torch::optim::Optimizer& opt) {
 
 // libtorch's step, fused; `decoupled` for AdamW (p *= 1 - lr * weight_decay) else Adam's L2 term.
 template <typename State, typename Options>
-void fused_step(torch::optim::Optimizer& opt, bool decoupled) {
+void fused_step(torch::optim::Optimizer& opt, const AnaBackwardFold& fold, bool decoupled) {
   RECORD_USER_SCOPE("quantlab::adam");  // named for profilers (bench/op_times.h)
   torch::NoGradGuard no_grad;
   const int threads = at::get_num_threads();
@@ -87,23 +87,29 @@ void fused_step(torch::optim::Optimizer& opt, bool decoupled) {
       const torch::Tensor& m = s.exp_avg();
       const torch::Tensor& v = s.exp_avg_sq();
       const torch::Tensor& vmax = s.max_exp_avg_sq();
+      const auto ana = fold.pending(p);
       kernel::adam_step(p.data_ptr<float>(), p.grad().data_ptr<float>(), m.data_ptr<float>(), v.data_ptr<float>(),
-                        o.amsgrad() ? vmax.data_ptr<float>() : nullptr, p.numel(), c, threads);
+                        o.amsgrad() ? vmax.data_ptr<float>() : nullptr, p.numel(), c, threads, ana ? &*ana : nullptr);
     }
   }
 }
 
 template <typename Base, typename State, typename Options>
-torch::Tensor step_of(Base& opt, torch::optim::Optimizer::LossClosure closure, bool decoupled) {
+torch::Tensor step_of(Base& opt, const AnaBackwardFold& fold, torch::optim::Optimizer::LossClosure closure,
+                      bool decoupled) {
   torch::Tensor loss;
   if (closure != nullptr) {
     at::AutoGradMode enable_grad(true);
     loss = closure();
   }
-  if (fused_adam_enabled() && fusable<State>(opt, any_amsgrad<Options>(opt)))
-    fused_step<State, Options>(opt, decoupled);
-  else
-    opt.Base::step(nullptr);
+  if (fused_adam_enabled() && fusable<State>(opt, any_amsgrad<Options>(opt))) {
+    fused_step<State, Options>(opt, fold, decoupled);
+    return loss;
+  }
+  if (!fold.empty())
+    for (auto& group : opt.param_groups())
+      for (auto& p : group.params()) fold.apply(p);
+  opt.Base::step(nullptr);
   return loss;
 }
 
@@ -118,13 +124,13 @@ bool fused_adam_enabled() {
 }
 
 torch::Tensor FusedAdam::step(LossClosure closure) {
-  return step_of<torch::optim::Adam, torch::optim::AdamParamState, torch::optim::AdamOptions>(*this, std::move(closure),
-                                                                                              false);
+  return step_of<torch::optim::Adam, torch::optim::AdamParamState, torch::optim::AdamOptions>(
+      *this, ana_fold, std::move(closure), false);
 }
 
 torch::Tensor FusedAdamW::step(LossClosure closure) {
   return step_of<torch::optim::AdamW, torch::optim::AdamWParamState, torch::optim::AdamWOptions>(
-      *this, std::move(closure), true);
+      *this, ana_fold, std::move(closure), true);
 }
 
 }  // namespace quantlab::train

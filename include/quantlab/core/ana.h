@@ -33,9 +33,10 @@ struct NoiseState {
 // The fused operator. `stair` is the quantizer as a [2T+1] float tensor (thresholds then levels)
 // on x's device: see stair_tensor(). bf16_out: y in bfloat16, written by the CPU kernel without a
 // float32 copy (a quantized weight that a bfloat16 product reads under --amp); the gradient of x
-// stays float32.
+// stays float32. backward_folded: x's gradient is y's unchanged (as float32): an optimizer that
+// takes the operator's backward into its own step multiplies it by the derivative (train/ana_fold.h).
 torch::Tensor ana(const torch::Tensor& x, const torch::Tensor& stair, const AnaScheme& scheme, const NoiseState& noise,
-                  bool training, bool bf16_out = false);
+                  bool training, bool bf16_out = false, bool backward_folded = false);
 
 torch::Tensor stair_tensor(const Quantizer& q, const torch::Device& device);
 

@@ -4,7 +4,8 @@
 //   AnaActivation  any shape -> same shape      the input through ANA
 // Weights start at a random threshold plus U(-1/sqrt(fan_in), +1/sqrt(fan_in)), as the original.
 // In evaluation mode without autograd the quantized weight is computed once and reused until the
-// weight or the noise changes.
+// weight or the noise changes. An optimizer can take the weight's ANA backward into its step
+// (train/ana_fold.h): the weight's gradient is then the quantized weight's.
 #pragma once
 
 #include <torch/torch.h>
@@ -21,12 +22,22 @@ class AnaWeightLayer : public torch::nn::Module, public AnaSite {
   torch::Tensor weight;
   torch::Tensor bias;  // undefined when the layer has none
 
+  // Set by the optimizer that takes the weight's ANA backward (train/ana_fold.h).
+  void fold_backward(bool on) { fold_backward_ = on; }
+  // Whether weight.grad, after a backward pass in training mode, is the gradient of the quantized
+  // weight that the optimizer must still multiply by the operator's derivative (float32 weights
+  // on the CPU, where the folding optimizer's kernel runs).
+  bool backward_folded() const {
+    return fold_backward_ && weight.device().is_cpu() && weight.scalar_type() == torch::kFloat32;
+  }
+
  protected:
   AnaWeightLayer(core::AnaScheme scheme, std::vector<int64_t> weight_shape, int64_t fan_in, int64_t bias_size);
   // bf16: the weight as a bfloat16 product's operand (in training written so by the ANA kernel).
   torch::Tensor quantized_weight(bool bf16 = false);
 
  private:
+  bool fold_backward_ = false;
   torch::Tensor cached_;
   int64_t cached_version_ = -1;
   core::NoiseState cached_noise_;

@@ -21,7 +21,8 @@ class AnaSite {
   void set_noise(const core::NoiseState& noise);
 
  protected:
-  torch::Tensor quantize(const torch::Tensor& x, bool training, bool bf16_out = false);
+  // backward_folded: see core::ana (the optimizer applies the operator's derivative).
+  torch::Tensor quantize(const torch::Tensor& x, bool training, bool bf16_out = false, bool backward_folded = false);
   // ANA(batch_norm(x)) in training mode, in one operator (core/bn_ana.h).
   torch::Tensor quantize_after_bn(const torch::Tensor& x, const core::BatchNormRefs& bn, torch::ScalarType out);
 

@@ -6,6 +6,9 @@
 
 #include <cstdint>
 
+#include "quantlab/core/ana_kernel.h"
+#include "quantlab/core/noise.h"
+
 namespace quantlab::train::kernel {
 
 // The per-step scalars, computed in double by the caller from the options and the step count, as
@@ -21,11 +24,24 @@ struct AdamCoefficients {
   bool amsgrad;
 };
 
+// The derivative of the ANA operator that quantizes p (core/ana_kernel.h's backward): its stair,
+// noise family, mu and sigma_backward, in p's units.
+struct AnaDerivative {
+  core::kernel::Stair stair;
+  core::NoiseFamily family;
+  float mu;
+  float sigma;
+};
+
 // For i in [0, n), with g' = g + weight_decay * p:
 //   p *= decay_scale; m = beta1 m + (1 - beta1) g'; v = beta2 v + (1 - beta2) g'^2;
 //   vmax = max(vmax, v) (amsgrad; vmax may be null otherwise);
 //   p -= step_size * m / (sqrt(amsgrad ? vmax : v) / sqrt_bias_correction2 + eps).
+// With `ana`, g is the gradient of ANA(p), the quantized parameter, and the step first takes the
+// operator's backward, g = g * sum_k d_k f(p - mu - t_k; sigma) (0 where sigma is 0), computed as
+// core::kernel::ana_backward computes it, at p before the update, a cache-resident chunk at a time:
+// one pass over p and g instead of three (train/ana_fold.h).
 void adam_step(float* p, const float* g, float* m, float* v, float* vmax, int64_t n, const AdamCoefficients& c,
-               int num_threads);
+               int num_threads, const AnaDerivative* ana = nullptr);
 
 }  // namespace quantlab::train::kernel

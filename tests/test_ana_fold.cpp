@@ -1,0 +1,197 @@
+// The quantized weights' ANA backward folded into Adam's step (train/ana_fold.h): the same
+// parameters as the unfolded operator followed by the same step, bit for bit without L2 weight
+// decay (one contracted multiply-add apart with it), for every noise family, stairs of 1, 2, 3 and
+// 7 thresholds (the loop with the derivative inside and the chunked one), amsgrad, a spread of 0
+// and channels-last weights; the folded layer's gradient; libtorch's step as the fallback; which
+// experiments fold.
+#include <gtest/gtest.h>
+
+#include "quantlab/config/json_node.h"
+#include "quantlab/nn/ana_layers.h"
+#include "quantlab/train/ana_fold.h"
+#include "quantlab/train/experiment.h"
+#include "quantlab/train/fused_adam.h"
+#include "test_names.h"
+#include "test_util.h"
+
+namespace quantlab {
+namespace {
+
+// A stair of T thresholds over [-1, 1].
+AnaScheme stair(int T, NoiseFamily f) {
+  std::vector<float> t, q;
+  for (int k = 0; k < T; ++k) t.push_back(T == 1 ? 0.0f : -0.75f + 1.5f * static_cast<float>(k) / (T - 1));
+  for (int k = 0; k <= T; ++k) q.push_back(-1.0f + 2.0f * static_cast<float>(k) / T);
+  AnaScheme a;
+  a.quantizer = Quantizer::from_stair(t, q);
+  a.noise = f;
+  return a;
+}
+
+// A linear layer and a channels-last convolution with quantized weights.
+struct Net : torch::nn::Module {
+  Net(const AnaScheme& s, bool bias) {
+    nn::AnaConvOptions o;
+    o.in_channels = 3;
+    o.out_channels = 6;
+    o.kernel_size = {3};
+    o.bias = bias;
+    conv = register_module("conv", nn::AnaConv(s, o));
+    fc = register_module("fc", nn::AnaLinear(s, 6 * 6 * 6, 200, bias));
+    conv->weight.set_data(conv->weight.contiguous(c10::MemoryFormat::ChannelsLast));
+  }
+  torch::Tensor forward(const torch::Tensor& x) { return fc->forward(torch::tanh(conv->forward(x)).flatten(1)); }
+  nn::AnaConv conv{nullptr};
+  nn::AnaLinear fc{nullptr};
+};
+
+struct Case {
+  int thresholds;
+  NoiseFamily family;
+  float sigma_backward;
+  bool amsgrad;
+  double weight_decay;
+  bool adamw;
+};
+
+std::string name(const Case& c) {
+  return "T=" + std::to_string(c.thresholds) + " family " + std::to_string(static_cast<int>(c.family)) + " sigma_b " +
+         std::to_string(c.sigma_backward) + (c.amsgrad ? " amsgrad" : "") + " wd " + std::to_string(c.weight_decay) +
+         (c.adamw ? " AdamW" : " Adam");
+}
+
+// The parameters after `steps` steps of a squared loss; `mix_layout`: at step 2 the convolution
+// weight's gradient turns NCHW (its weight is channels-last), which libtorch's step takes.
+std::vector<torch::Tensor> train(const Case& c, bool fold, int threads, int steps = 4, bool mix_layout = false) {
+  at::set_num_threads(threads);
+  torch::manual_seed(11);
+  const AnaScheme s = stair(c.thresholds, c.family);
+  auto net = std::make_shared<Net>(s, true);
+  for (auto* site : {static_cast<nn::AnaSite*>(net->conv.get()), static_cast<nn::AnaSite*>(net->fc.get())})
+    site->set_noise({0.05f, 0.3f, c.sigma_backward});
+  net->train();
+  std::unique_ptr<torch::optim::Optimizer> opt;
+  AnaBackwardFold* fold_of = nullptr;
+  if (c.adamw) {
+    auto a = std::make_unique<FusedAdamW>(
+        net->parameters(), torch::optim::AdamWOptions(1e-2).weight_decay(c.weight_decay).amsgrad(c.amsgrad));
+    fold_of = &a->ana_fold;
+    opt = std::move(a);
+  } else {
+    auto a = std::make_unique<FusedAdam>(
+        net->parameters(), torch::optim::AdamOptions(1e-2).weight_decay(c.weight_decay).amsgrad(c.amsgrad));
+    fold_of = &a->ana_fold;
+    opt = std::move(a);
+  }
+  if (fold) fold_of->take(*net, net->parameters());
+  EXPECT_EQ(net->fc->backward_folded(), fold);
+  const auto x = torch::randn({16, 3, 8, 8}).contiguous(c10::MemoryFormat::ChannelsLast);
+  const auto y = torch::randn({16, 200});
+  for (int step = 0; step < steps; ++step) {
+    opt->zero_grad();
+    (net->forward(x) - y).pow(2).mean().backward();
+    if (mix_layout && step == 2) net->conv->weight.mutable_grad() = net->conv->weight.grad().contiguous();
+    opt->step();
+  }
+  at::set_num_threads(1);
+  std::vector<torch::Tensor> out;
+  for (const auto& p : net->parameters()) out.push_back(p.detach().clone());
+  return out;
+}
+
+void expect_same(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b, bool exact,
+                 const std::string& what) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].strides(), b[i].strides()) << what << " parameter " << i;
+    if (exact) {
+      EXPECT_TRUE(torch::equal(a[i], b[i])) << what << " parameter " << i << ": differs by "
+                                            << (a[i] - b[i]).abs().max().item<double>();
+    } else {
+      EXPECT_LE((a[i] - b[i]).abs().max().item<double>(), 2e-6 * (1 + b[i].abs().max().item<double>()))
+          << what << " parameter " << i;
+    }
+  }
+}
+
+TEST(AnaFold, StepsAsTheUnfoldedOperatorBitForBit) {
+  std::vector<Case> cases;
+  for (int T : {1, 2, 3, 7})
+    for (NoiseFamily f : {NoiseFamily::kUniform, NoiseFamily::kTriangular, NoiseFamily::kNormal, NoiseFamily::kLogistic})
+      cases.push_back({T, f, 0.4f, false, 0.0, false});
+  cases.push_back({2, NoiseFamily::kUniform, 0.4f, true, 0.0, false});      // amsgrad, inner loop
+  cases.push_back({7, NoiseFamily::kNormal, 0.4f, true, 0.0, false});       // amsgrad, chunked
+  cases.push_back({2, NoiseFamily::kUniform, 0.0f, false, 0.0, false});     // no gradient through ANA
+  cases.push_back({2, NoiseFamily::kTriangular, 0.4f, true, 0.1, true});    // AdamW's decay is not L2
+  for (const Case& c : cases) {
+    for (int threads : {1, 2}) {
+      const auto folded = train(c, true, threads);
+      const auto unfolded = train(c, false, threads);
+      expect_same(folded, unfolded, true, name(c) + ", threads " + std::to_string(threads));
+      // With sigma_backward 0 the weights' gradient is 0 and Adam leaves them where they are.
+      EXPECT_EQ(torch::equal(folded[0], train(c, false, threads, 0)[0]), c.sigma_backward == 0.0f) << name(c);
+    }
+  }
+}
+
+// Adam's L2 term is added to the folded product in the same loop, where the compiler may contract
+// another multiply-add than in the unfolded step: the parameters agree to the last bits.
+TEST(AnaFold, WithAdamsWeightDecayAgreesToRounding) {
+  for (int T : {2, 7}) {
+    const Case c{T, NoiseFamily::kUniform, 0.4f, false, 0.05, false};
+    expect_same(train(c, true, 2), train(c, false, 2), false, name(c));
+  }
+}
+
+// Folded, the weight's gradient is the quantized weight's; apply() makes it the weight's.
+TEST(AnaFold, TheWeightHoldsTheQuantizedWeightsGradientUntilApplied) {
+  torch::manual_seed(3);
+  const AnaScheme s = stair(2, NoiseFamily::kTriangular);
+  nn::AnaLinear fc(s, 40, 30);
+  fc->set_noise({0.0f, 0.2f, 0.3f});
+  fc->train();
+  const auto x = torch::randn({8, 40});
+  (fc->forward(x).pow(2).sum()).backward();
+  const torch::Tensor unfolded = fc->weight.grad().clone();
+  fc->weight.mutable_grad() = torch::Tensor();
+
+  FusedAdam adam(fc->parameters(), torch::optim::AdamOptions(1e-3));
+  adam.ana_fold.take(*fc, fc->parameters());
+  const auto out = fc->forward(x);
+  (out.pow(2).sum()).backward();
+  torch::Tensor w = fc->weight;
+  const auto of_quantized = torch::matmul((2 * out).t(), x).detach();  // d(sum y^2)/dWq for y = x Wq^T
+  EXPECT_TRUE(torch::allclose(w.grad(), of_quantized, 1e-5, 1e-5));
+  EXPECT_FALSE(torch::allclose(w.grad(), unfolded, 1e-3, 1e-3));
+  EXPECT_TRUE(adam.ana_fold.pending(w).has_value());
+  adam.ana_fold.apply(w);
+  EXPECT_TRUE(torch::equal(w.grad(), unfolded));
+
+  adam.ana_fold.release();
+  EXPECT_FALSE(fc->backward_folded());
+  EXPECT_FALSE(adam.ana_fold.pending(w).has_value());
+}
+
+// A gradient in another layout than its weight's: that step is libtorch's own, given the
+// gradient with the derivative applied.
+TEST(AnaFold, LibtorchsStepGetsTheDerivativeApplied) {
+  const Case c{2, NoiseFamily::kUniform, 0.4f, false, 0.0, false};
+  expect_same(train(c, true, 2, 4, true), train(c, false, 2, 4, true), false, "mixed steps");
+}
+
+TEST(AnaFold, ExperimentsWithAdamFoldOthersDoNot) {
+  nlohmann::json cfg = read_json_file(std::string(QL_SOURCE_DIR) + "/FashionMNIST/config.json");
+  cfg["indiv"]["net"]["params"]["capacity"] = 0.05;
+  auto folded_layers = [](const Experiment& e) {
+    int n = 0;
+    for (const auto& m : e.net->modules(false))
+      if (auto* l = dynamic_cast<nn::AnaWeightLayer*>(m.get())) n += l->backward_folded() ? 1 : 0;
+    return n;
+  };
+  EXPECT_EQ(folded_layers(Experiment(cfg, "MLP", torch::kCPU)), ana_backward_folding_enabled() ? 4 : 0);
+  cfg["treat"]["optimizer"] = {{"class", "SGD"}, {"params", {{"lr", 0.1}}}};
+  EXPECT_EQ(folded_layers(Experiment(cfg, "MLP", torch::kCPU)), 0);
+}
+
+}  // namespace
+}  // namespace quantlab
