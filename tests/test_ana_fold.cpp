@@ -40,7 +40,10 @@ struct Net : torch::nn::Module {
     fc = register_module("fc", nn::AnaLinear(s, 6 * 6 * 6, 200, bias));
     conv->weight.set_data(conv->weight.contiguous(c10::MemoryFormat::ChannelsLast));
   }
-  torch::Tensor forward(const torch::Tensor& x) { return fc->forward(torch::tanh(conv->forward(x)).flatten(1)); }
+  // bf16: the products on bfloat16 operands (--amp), the quantized weights written in bfloat16.
+  torch::Tensor forward(const torch::Tensor& x, bool bf16) {
+    return fc->forward(torch::tanh(conv->forward(x, bf16)).flatten(1), bf16);
+  }
   nn::AnaConv conv{nullptr};
   nn::AnaLinear fc{nullptr};
 };
@@ -52,12 +55,13 @@ struct Case {
   bool amsgrad;
   double weight_decay;
   bool adamw;
+  bool bf16 = false;
 };
 
 std::string name(const Case& c) {
   return "T=" + std::to_string(c.thresholds) + " family " + std::to_string(static_cast<int>(c.family)) + " sigma_b " +
          std::to_string(c.sigma_backward) + (c.amsgrad ? " amsgrad" : "") + " wd " + std::to_string(c.weight_decay) +
-         (c.adamw ? " AdamW" : " Adam");
+         (c.adamw ? " AdamW" : " Adam") + (c.bf16 ? " bf16" : "");
 }
 
 // The parameters after `steps` steps of a squared loss; `mix_layout`: at step 2 the convolution
@@ -89,7 +93,7 @@ std::vector<torch::Tensor> train(const Case& c, bool fold, int threads, int step
   const auto y = torch::randn({16, 200});
   for (int step = 0; step < steps; ++step) {
     opt->zero_grad();
-    (net->forward(x) - y).pow(2).mean().backward();
+    (net->forward(x, c.bf16) - y).pow(2).mean().backward();
     if (mix_layout && step == 2) net->conv->weight.mutable_grad() = net->conv->weight.grad().contiguous();
     opt->step();
   }
@@ -105,8 +109,8 @@ void expect_same(const std::vector<torch::Tensor>& a, const std::vector<torch::T
   for (size_t i = 0; i < a.size(); ++i) {
     EXPECT_EQ(a[i].strides(), b[i].strides()) << what << " parameter " << i;
     if (exact) {
-      EXPECT_TRUE(torch::equal(a[i], b[i])) << what << " parameter " << i << ": differs by "
-                                            << (a[i] - b[i]).abs().max().item<double>();
+      EXPECT_TRUE(torch::equal(a[i], b[i]))
+          << what << " parameter " << i << ": differs by " << (a[i] - b[i]).abs().max().item<double>();
     } else {
       EXPECT_LE((a[i] - b[i]).abs().max().item<double>(), 2e-6 * (1 + b[i].abs().max().item<double>()))
           << what << " parameter " << i;
@@ -117,12 +121,15 @@ void expect_same(const std::vector<torch::Tensor>& a, const std::vector<torch::T
 TEST(AnaFold, StepsAsTheUnfoldedOperatorBitForBit) {
   std::vector<Case> cases;
   for (int T : {1, 2, 3, 7})
-    for (NoiseFamily f : {NoiseFamily::kUniform, NoiseFamily::kTriangular, NoiseFamily::kNormal, NoiseFamily::kLogistic})
+    for (NoiseFamily f :
+         {NoiseFamily::kUniform, NoiseFamily::kTriangular, NoiseFamily::kNormal, NoiseFamily::kLogistic})
       cases.push_back({T, f, 0.4f, false, 0.0, false});
-  cases.push_back({2, NoiseFamily::kUniform, 0.4f, true, 0.0, false});      // amsgrad, inner loop
-  cases.push_back({7, NoiseFamily::kNormal, 0.4f, true, 0.0, false});       // amsgrad, chunked
-  cases.push_back({2, NoiseFamily::kUniform, 0.0f, false, 0.0, false});     // no gradient through ANA
-  cases.push_back({2, NoiseFamily::kTriangular, 0.4f, true, 0.1, true});    // AdamW's decay is not L2
+  cases.push_back({2, NoiseFamily::kUniform, 0.4f, true, 0.0, false});         // amsgrad, inner loop
+  cases.push_back({7, NoiseFamily::kNormal, 0.4f, true, 0.0, false});          // amsgrad, chunked
+  cases.push_back({2, NoiseFamily::kUniform, 0.0f, false, 0.0, false});        // no gradient through ANA
+  cases.push_back({2, NoiseFamily::kTriangular, 0.4f, true, 0.1, true});       // AdamW's decay is not L2
+  cases.push_back({2, NoiseFamily::kUniform, 0.4f, false, 0.0, false, true});  // bfloat16 weight gradients
+  cases.push_back({7, NoiseFamily::kLogistic, 0.4f, false, 0.0, true, true});
   for (const Case& c : cases) {
     for (int threads : {1, 2}) {
       const auto folded = train(c, true, threads);
@@ -188,7 +195,8 @@ TEST(AnaFold, ExperimentsWithAdamFoldOthersDoNot) {
       if (auto* l = dynamic_cast<nn::AnaWeightLayer*>(m.get())) n += l->backward_folded() ? 1 : 0;
     return n;
   };
-  EXPECT_EQ(folded_layers(Experiment(cfg, "MLP", torch::kCPU)), ana_backward_folding_enabled() ? 4 : 0);
+  EXPECT_EQ(folded_layers(Experiment(cfg, "MLP", torch::kCPU)),
+            ana_backward_folding_enabled() && fused_adam_enabled() ? 4 : 0);
   cfg["treat"]["optimizer"] = {{"class", "SGD"}, {"params", {{"lr", 0.1}}}};
   EXPECT_EQ(folded_layers(Experiment(cfg, "MLP", torch::kCPU)), 0);
 }

@@ -134,8 +134,7 @@ QL_INLINE void folded_fixed(const Buffers& b, int64_t begin, int64_t end, const 
 
 // a: the ANA backward's stair, mu and 1/sigma.
 template <NoiseFamily F>
-QL_INLINE void folded(const Buffers& b, int64_t begin, int64_t end, const AdamCoefficients& c,
-                      const chunks::Args& a) {
+QL_INLINE void folded(const Buffers& b, int64_t begin, int64_t end, const AdamCoefficients& c, const chunks::Args& a) {
   const bool ams = c.amsgrad;
   switch (a.stair.num_thresholds) {
     case 1:
@@ -156,10 +155,10 @@ QL_INLINE void folded(const Buffers& b, int64_t begin, int64_t end, const AdamCo
   }
 }
 
-#define QL_FOLDED_RANGE(FAM, SUFFIX)                                                                  \
+#define QL_FOLDED_RANGE(FAM, SUFFIX)                                                                      \
   QL_CLONES void folded_##SUFFIX(const Buffers& b, int64_t begin, int64_t end, const AdamCoefficients& c, \
-                                 const chunks::Args& a) {                                             \
-    folded<NoiseFamily::FAM>(b, begin, end, c, a);                                                    \
+                                 const chunks::Args& a) {                                                 \
+    folded<NoiseFamily::FAM>(b, begin, end, c, a);                                                        \
   }
 QL_NOISE_FAMILIES(QL_FOLDED_RANGE)
 #define QL_FOLDED_ENTRY(FAM, SUFFIX) folded_##SUFFIX,
