@@ -33,7 +33,8 @@ AnaWeightLayer::AnaWeightLayer(core::AnaScheme scheme, std::vector<int64_t> weig
 torch::Tensor AnaWeightLayer::quantized_weight(bool bf16) {
   if (is_training() || torch::GradMode::is_enabled()) {
     cached_ = torch::Tensor();
-    return quantize(weight, is_training(), bf16, is_training() && backward_folded());
+    gradient_folded_ = is_training() && backward_folded();
+    return quantize(weight, is_training(), bf16, gradient_folded_);
   }
   const core::NoiseState& n = noise();
   if (!cached_.defined() || cached_version_ != weight._version() || cached_noise_.mu != n.mu ||

@@ -30,7 +30,7 @@ void AnaBackwardFold::release() {
 
 std::optional<kernel::AnaDerivative> AnaBackwardFold::pending(const torch::Tensor& p) const {
   const auto it = layers_.find(p.unsafeGetTensorImpl());
-  if (it == layers_.end() || !it->second->backward_folded()) return std::nullopt;
+  if (it == layers_.end() || !it->second->gradient_folded()) return std::nullopt;
   const nn::AnaWeightLayer& layer = *it->second;
   const core::Quantizer& q = layer.scheme().quantizer;
   return kernel::AnaDerivative{{q.thresholds.data(), q.levels.data(), q.num_thresholds()},

@@ -24,12 +24,14 @@ class AnaWeightLayer : public torch::nn::Module, public AnaSite {
 
   // Set by the optimizer that takes the weight's ANA backward (train/ana_fold.h).
   void fold_backward(bool on) { fold_backward_ = on; }
-  // Whether weight.grad, after a backward pass in training mode, is the gradient of the quantized
-  // weight that the optimizer must still multiply by the operator's derivative (float32 weights
-  // on the CPU, where the folding optimizer's kernel runs).
+  // Whether the layer folds its training forward passes now: float32 weights on the CPU, where
+  // the folding optimizer's kernel runs.
   bool backward_folded() const {
     return fold_backward_ && weight.device().is_cpu() && weight.scalar_type() == torch::kFloat32;
   }
+  // Whether the weight's gradient from the last forward pass that recorded one is the quantized
+  // weight's, which the optimizer must still multiply by the operator's derivative.
+  bool gradient_folded() const { return gradient_folded_ && backward_folded(); }
 
  protected:
   AnaWeightLayer(core::AnaScheme scheme, std::vector<int64_t> weight_shape, int64_t fan_in, int64_t bias_size);
@@ -38,6 +40,7 @@ class AnaWeightLayer : public torch::nn::Module, public AnaSite {
 
  private:
   bool fold_backward_ = false;
+  bool gradient_folded_ = false;
   torch::Tensor cached_;
   int64_t cached_version_ = -1;
   core::NoiseState cached_noise_;

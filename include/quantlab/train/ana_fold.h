@@ -22,8 +22,16 @@
 
 namespace quantlab::train {
 
+// One per network: the optimizer that holds it takes the backward until it is destroyed or
+// release()d. Its step runs once per backward pass (a second step on the same gradient would take
+// the derivative again, at the updated weight).
 class AnaBackwardFold {
  public:
+  AnaBackwardFold() = default;
+  AnaBackwardFold(const AnaBackwardFold&) = delete;
+  AnaBackwardFold& operator=(const AnaBackwardFold&) = delete;
+  ~AnaBackwardFold() { release(); }
+
   // Takes the backward of the quantized weights of `net` (its AnaWeightLayers' weights) that are
   // among `params`, the optimizer's.
   void take(torch::nn::Module& net, const std::vector<torch::Tensor>& params);
@@ -31,8 +39,9 @@ class AnaBackwardFold {
   void release();
   bool empty() const { return layers_.empty(); }
 
-  // The derivative p's gradient still lacks, when it does (p's layer folds now); it reads the
-  // layer's stair and current noise, which the thermostat changes only between epochs.
+  // The derivative p's gradient still lacks, when it does (p's layer folded the forward pass that
+  // made it, and folds now); it reads the layer's stair and current noise, which the thermostat
+  // changes only between epochs.
   std::optional<kernel::AnaDerivative> pending(const torch::Tensor& p) const;
   // Multiplies p's gradient by the derivative it lacks, if any: for a step that does not take it.
   void apply(torch::Tensor& p) const;
