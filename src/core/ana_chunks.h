@@ -140,18 +140,24 @@ QL_INLINE void mode_chunk(const Args& a, int64_t c, int64_t m) {
   }
 }
 
+// The operator's derivative at x[0..m), sum_k d_k f(x - mu - t_k; sigma), into jac: the backward
+// without its multiply by the incoming gradient (train/adam_kernel.cpp makes that one in Adam's loop).
 template <NoiseFamily F>
-QL_INLINE void backward_chunk(const Args& a, int64_t c, int64_t m) {
-  const float* __restrict x = a.x + c;
+QL_INLINE void derivative_chunk(const Args& a, const float* __restrict x, float* __restrict jac, int64_t m) {
   const float mu = a.mu, inv = a.inv_sigma;
-  const float* __restrict gy = a.gy + c;
-  float* __restrict gx = a.y + c;
-  for (int64_t j = 0; j < m; ++j) gx[j] = 0.0f;
+  for (int64_t j = 0; j < m; ++j) jac[j] = 0.0f;
   for (int i = 0; i < a.stair.num_thresholds; ++i) {
     const float t = a.stair.thresholds[i];
     const float d = a.stair.levels[i + 1] - a.stair.levels[i];
-    for (int64_t j = 0; j < m; ++j) gx[j] += d * density<F>((x[j] - mu) - t, inv);
+    for (int64_t j = 0; j < m; ++j) jac[j] += d * density<F>((x[j] - mu) - t, inv);
   }
+}
+
+template <NoiseFamily F>
+QL_INLINE void backward_chunk(const Args& a, int64_t c, int64_t m) {
+  const float* __restrict gy = a.gy + c;
+  float* __restrict gx = a.y + c;
+  derivative_chunk<F>(a, a.x + c, gx, m);
   for (int64_t j = 0; j < m; ++j) gx[j] *= gy[j];
 }
 

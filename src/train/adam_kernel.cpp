@@ -1,6 +1,7 @@
 // The fused Adam step (adam_kernel.h): one loop over the parameter, memory-bound, split in
-// contiguous ranges between threads; with the ANA operator's backward folded in, that backward
-// runs on a chunk of 512 values in L1 (the ANA kernels' own chunk code) just before its update.
+// contiguous ranges between threads. With the ANA operator's backward folded in, its derivative
+// is computed in the update's own loop for stairs of 1-3 thresholds, and for more on a chunk of 512
+// values in L1 (the ANA kernels' own chunk code) just before the chunk's update.
 #include "quantlab/train/adam_kernel.h"
 
 #include <omp.h>
@@ -20,8 +21,8 @@ using core::NoiseFamily;
 constexpr int64_t kMinParallel = 1 << 16;  // values; below this one thread
 constexpr int64_t kAlign = 64;             // range boundaries on whole cache lines of floats
 
-// With kJac, the gradient is g * jac (jac: the ANA operator's derivative at p, ana_chunks.h's
-// backward_chunk before its last multiply, so the product is the one that kernel makes).
+// With kJac, the gradient is jac * g (jac: the ANA operator's derivative at p, ana_chunks.h's
+// derivative_chunk, so the product is the one backward_chunk makes).
 template <bool kJac>
 QL_INLINE void update(float* __restrict p, const float* __restrict g, const float* __restrict jac, float* __restrict m,
                       float* __restrict v, float* __restrict vmax, int64_t n, const AdamCoefficients& c) {
@@ -81,21 +82,7 @@ QL_CLONES void zero_gradient_range(const Buffers& b, int64_t begin, int64_t end,
   }
 }
 
-// The derivative at a chunk of x, sum_k d_k f(x - mu - t_k; sigma): backward_chunk's loops
-// without its last multiply by the incoming gradient (update() makes that one, reading the
-// gradient in the same loop as the moments).
-template <NoiseFamily F>
-QL_INLINE void derivative_chunk(const chunks::Args& a, const float* __restrict x, float* __restrict jac, int64_t n) {
-  const float mu = a.mu, inv = a.inv_sigma;
-  for (int64_t j = 0; j < n; ++j) jac[j] = 0.0f;
-  for (int i = 0; i < a.stair.num_thresholds; ++i) {
-    const float t = a.stair.thresholds[i];
-    const float d = a.stair.levels[i + 1] - a.stair.levels[i];
-    for (int64_t j = 0; j < n; ++j) jac[j] += d * chunks::density<F>((x[j] - mu) - t, inv);
-  }
-}
-
-// The same for a stair of T thresholds known at compile time (binary, ternary, 2-bit): the
+// For a stair of T thresholds known at compile time (binary, ternary, 2-bit): the
 // derivative inside update()'s loop, so the step is one loop over p, g and the moments as without
 // the derivative (the chunked form costs a third more on a 10 M weight: p is read alone first).
 template <NoiseFamily F, int T, bool kAmsgrad>
@@ -114,7 +101,7 @@ QL_INLINE void folded_fixed(const Buffers& b, int64_t begin, int64_t end, const 
     d[k] = a.stair.levels[k + 1] - a.stair.levels[k];
   }
   for (int64_t i = 0; i < n; ++i) {
-    float jac = 0.0f;  // as derivative_chunk sums it
+    float jac = 0.0f;  // as chunks::derivative_chunk sums it
 #pragma GCC unroll 4
     for (int k = 0; k < T; ++k) jac += d[k] * chunks::density<F>((p[i] - mu) - t[k], inv);
     const float pi = p[i] * c.decay_scale;
@@ -150,7 +137,7 @@ QL_INLINE void folded(const Buffers& b, int64_t begin, int64_t end, const AdamCo
   for (int64_t i = begin; i < end; i += chunks::kChunk) {
     const int64_t n = std::min(chunks::kChunk, end - i);
     const Buffers r = at(b, i);
-    derivative_chunk<F>(a, r.p, jac, n);  // at p before update() writes it
+    chunks::derivative_chunk<F>(a, r.p, jac, n);  // at p before update() writes it
     update<true>(r.p, r.g, jac, r.m, r.v, r.vmax, n, c);
   }
 }

@@ -46,7 +46,7 @@ void AnaBackwardFold::apply(torch::Tensor& p) const {
   torch::NoGradGuard no_grad;
   const auto format = p.suggest_memory_format();
   const torch::Tensor x = p.contiguous(format);
-  const torch::Tensor gy = p.grad().to(torch::kFloat32).contiguous(format);
+  const torch::Tensor gy = p.grad().contiguous(format);  // float32, as p
   torch::Tensor gx = torch::empty_like(x);
   core::kernel::ana_backward(x.data_ptr<float>(), gy.data_ptr<float>(), gx.data_ptr<float>(), x.numel(), d->stair,
                              d->family, d->mu, d->sigma, at::get_num_threads());

@@ -39,8 +39,8 @@ struct AnaDerivative {
 //   p -= step_size * m / (sqrt(amsgrad ? vmax : v) / sqrt_bias_correction2 + eps).
 // With `ana`, g is the gradient of ANA(p), the quantized parameter, and the step first takes the
 // operator's backward, g = g * sum_k d_k f(p - mu - t_k; sigma) (0 where sigma is 0), computed as
-// core::kernel::ana_backward computes it, at p before the update, a cache-resident chunk at a time:
-// one pass over p and g instead of three (train/ana_fold.h).
+// core::kernel::ana_backward computes it, at p before the update, in the same pass over p and g
+// (train/ana_fold.h).
 void adam_step(float* p, const float* g, float* m, float* v, float* vmax, int64_t n, const AdamCoefficients& c,
                int num_threads, const AnaDerivative* ana = nullptr);
 
