@@ -1,9 +1,13 @@
-// The quantized weights' ANA backward folded into Adam's step (train/ana_fold.h): the same
-// parameters as the unfolded operator followed by the same step, bit for bit without L2 weight
-// decay (one contracted multiply-add apart with it), for every noise family, stairs of 1, 2, 3 and
-// 7 thresholds (the loop with the derivative inside and the chunked one), amsgrad, a spread of 0
-// and channels-last weights; the folded layer's gradient; libtorch's step as the fallback; which
-// experiments fold.
+// The quantized weights' ANA backward folded into Adam's step, and the next forward's quantized
+// weight computed ahead by it (train/ana_fold.h): the same parameters as the unfolded operator
+// followed by the same step, bit for bit without L2 weight decay (one contracted multiply-add apart
+// with it), for every noise family, stairs of 1, 2, 3 and 7 thresholds (the loop with the
+// derivative inside and the chunked one), the three forward strategies and the hard stair,
+// amsgrad, a spread of 0 and channels-last weights; the quantized weight computed ahead used from
+// the second step on and not after the noise or the weight changed; the folded layer's gradient;
+// libtorch's step as the fallback; which experiments fold.
+#include <functional>
+
 #include <gtest/gtest.h>
 
 #include "quantlab/config/json_node.h"
@@ -18,13 +22,14 @@ namespace quantlab {
 namespace {
 
 // A stair of T thresholds over [-1, 1].
-AnaScheme stair(int T, NoiseFamily f) {
+AnaScheme stair(int T, NoiseFamily f, ForwardStrategy strategy = ForwardStrategy::kExpectation) {
   std::vector<float> t, q;
   for (int k = 0; k < T; ++k) t.push_back(T == 1 ? 0.0f : -0.75f + 1.5f * static_cast<float>(k) / (T - 1));
   for (int k = 0; k <= T; ++k) q.push_back(-1.0f + 2.0f * static_cast<float>(k) / T);
   AnaScheme a;
   a.quantizer = Quantizer::from_stair(t, q);
   a.noise = f;
+  a.strategy = strategy;
   return a;
 }
 
@@ -57,23 +62,34 @@ struct Case {
   double weight_decay;
   bool adamw;
   bool bf16 = false;
+  ForwardStrategy strategy = ForwardStrategy::kExpectation;
+  float sigma_forward = 0.3f;
 };
 
 std::string name(const Case& c) {
   return "T=" + std::to_string(c.thresholds) + " family " + std::to_string(static_cast<int>(c.family)) + " sigma_b " +
          std::to_string(c.sigma_backward) + (c.amsgrad ? " amsgrad" : "") + " wd " + std::to_string(c.weight_decay) +
-         (c.adamw ? " AdamW" : " Adam") + (c.bf16 ? " bf16" : "");
+         (c.adamw ? " AdamW" : " Adam") + (c.bf16 ? " bf16" : "") + " strategy " +
+         std::to_string(static_cast<int>(c.strategy)) + " sigma_f " + std::to_string(c.sigma_forward);
 }
+
+// How a training run folds: not at all, the backward alone, or also the quantized weight ahead.
+enum class Fold { kNone, kBackward, kAhead };
+
+// Called before each step's forward pass with the step's index.
+using Between = std::function<void(Net&, int)>;
 
 // The parameters after `steps` steps of a squared loss; `mix_layout`: at step 2 the convolution
 // weight's gradient turns NCHW (its weight is channels-last), which libtorch's step takes.
-std::vector<torch::Tensor> train(const Case& c, bool fold, int threads, int steps = 4, bool mix_layout = false) {
+// `uses`: how many forward passes of the two layers used a quantized weight computed ahead.
+std::vector<torch::Tensor> train(const Case& c, Fold fold, int threads, int steps = 4, bool mix_layout = false,
+                                 const Between& between = {}, int* uses = nullptr) {
   at::set_num_threads(threads);
   torch::manual_seed(11);
-  const AnaScheme s = stair(c.thresholds, c.family);
+  const AnaScheme s = stair(c.thresholds, c.family, c.strategy);
   auto net = std::make_shared<Net>(s, true);
   for (auto* site : {static_cast<nn::AnaSite*>(net->conv.get()), static_cast<nn::AnaSite*>(net->fc.get())})
-    site->set_noise({0.05f, 0.3f, c.sigma_backward});
+    site->set_noise({0.05f, c.sigma_forward, c.sigma_backward});
   net->train();
   std::unique_ptr<torch::optim::Optimizer> opt;
   AnaBackwardFold* fold_of = nullptr;
@@ -88,13 +104,17 @@ std::vector<torch::Tensor> train(const Case& c, bool fold, int threads, int step
     fold_of = &a->ana_fold;
     opt = std::move(a);
   }
-  if (fold) fold_of->take(*net, net->parameters());
-  EXPECT_EQ(net->fc->backward_folded(), fold);
+  if (fold != Fold::kNone) fold_of->take(*net, net->parameters());
+  fold_of->compute_ahead = fold == Fold::kAhead;
+  EXPECT_EQ(net->fc->backward_folded(), fold != Fold::kNone);
   const auto x = torch::randn({16, 3, 8, 8}).contiguous(c10::MemoryFormat::ChannelsLast);
   const auto y = torch::randn({16, 400});
+  if (uses != nullptr) *uses = 0;
   for (int step = 0; step < steps; ++step) {
+    if (between) between(*net, step);
     opt->zero_grad();
     (net->forward(x, c.bf16) - y).pow(2).mean().backward();
+    if (uses != nullptr) *uses += (net->conv->used_quantized_ahead() ? 1 : 0) + (net->fc->used_quantized_ahead() ? 1 : 0);
     if (mix_layout && step == 2) net->conv->weight.mutable_grad() = net->conv->weight.grad().contiguous();
     opt->step();
   }
@@ -131,15 +151,55 @@ TEST(AnaFold, StepsAsTheUnfoldedOperatorBitForBit) {
   cases.push_back({2, NoiseFamily::kTriangular, 0.4f, true, 0.1, true});       // AdamW's decay is not L2
   cases.push_back({2, NoiseFamily::kUniform, 0.4f, false, 0.0, false, true});  // bfloat16 weight gradients
   cases.push_back({7, NoiseFamily::kLogistic, 0.4f, false, 0.0, true, true});
+  // The forward strategies and the hard stair (sigma_forward 0), computed ahead or not (random).
+  cases.push_back({2, NoiseFamily::kNormal, 0.4f, false, 0.0, false, false, ForwardStrategy::kMode});
+  cases.push_back({3, NoiseFamily::kLogistic, 0.4f, false, 0.0, false, true, ForwardStrategy::kMode});
+  cases.push_back({2, NoiseFamily::kUniform, 0.4f, false, 0.0, false, false, ForwardStrategy::kRandom});
+  cases.push_back({2, NoiseFamily::kTriangular, 0.4f, false, 0.0, false, false, ForwardStrategy::kExpectation, 0.0f});
+  cases.push_back({7, NoiseFamily::kUniform, 0.4f, false, 0.0, false, true, ForwardStrategy::kExpectation, 0.0f});
+  const int steps = 4;
   for (const Case& c : cases) {
     for (int threads : {2, 1}) {
       if (threads == 1 && c.thresholds != 2) continue;  // one thread: the ternary cases
-      const auto folded = train(c, true, threads);
-      const auto unfolded = train(c, false, threads);
-      expect_same(folded, unfolded, true, name(c) + ", threads " + std::to_string(threads));
+      const std::string what = name(c) + ", threads " + std::to_string(threads);
+      int uses = -1;
+      const auto folded = train(c, Fold::kAhead, threads, steps, false, {}, &uses);
+      const auto unfolded = train(c, Fold::kNone, threads, steps);
+      expect_same(folded, unfolded, true, what);
+      expect_same(train(c, Fold::kBackward, threads, steps), unfolded, true, what + ", the backward alone");
+      // Both layers' forward passes after the first step, but for the random strategy.
+      const bool ahead = ana_forward_ahead_enabled() && c.strategy != ForwardStrategy::kRandom;
+      EXPECT_EQ(uses, ahead ? 2 * (steps - 1) : 0) << what;
       // With sigma_backward 0 the weights' gradient is 0 and Adam leaves them where they are.
-      EXPECT_EQ(torch::equal(folded[0], train(c, false, threads, 0)[0]), c.sigma_backward == 0.0f) << name(c);
+      EXPECT_EQ(torch::equal(folded[0], train(c, Fold::kNone, threads, 0)[0]), c.sigma_backward == 0.0f) << what;
     }
+  }
+}
+
+// The quantized weight computed ahead is not used once the noise or the weight has changed since
+// the step wrote it (the thermostat's next epoch, a checkpoint loaded, a change by hand); it is
+// again after the next step.
+TEST(AnaFold, TheQuantizedWeightAheadIsNotUsedOnceTheNoiseOrTheWeightChanged) {
+  if (!ana_forward_ahead_enabled()) GTEST_SKIP() << "QL_UNFOLDED_ANA_FORWARD=1";
+  for (bool bf16 : {false, true}) {
+    const Case c{2, NoiseFamily::kUniform, 0.4f, false, 0.0, false, bf16};
+    const Between change = [](Net& net, int step) {
+      if (step == 2) net.fc->set_noise({0.05f, 0.2f, 0.4f});  // a new sigma_forward for the fc layer
+      if (step == 4) net.fc->set_noise({-0.05f, 0.2f, 0.4f});  // a new mu
+      if (step == 6) {
+        torch::NoGradGuard no_grad;
+        net.conv->weight.mul_(0.5);  // in place: a new version
+      }
+      if (step == 8) {  // a new tensor: another storage
+        torch::NoGradGuard no_grad;
+        net.conv->weight.set_data(net.conv->weight.clone(c10::MemoryFormat::ChannelsLast));
+      }
+    };
+    int uses = -1;
+    const auto folded = train(c, Fold::kAhead, 2, 10, false, change, &uses);
+    expect_same(folded, train(c, Fold::kNone, 2, 10, false, change), true, name(c) + " with changes");
+    // 9 steps after the first, two layers each, less the four passes after a change.
+    EXPECT_EQ(uses, 2 * 9 - 4) << name(c);
   }
 }
 
@@ -151,15 +211,15 @@ TEST(AnaFold, StepsAsTheUnfoldedOperatorBitForBit) {
 TEST(AnaFold, WithAdamsWeightDecayAgreesButForRounding) {
   for (int T : {2, 7}) {
     const Case c{T, NoiseFamily::kUniform, 0.4f, false, 0.05, false};
-    const auto folded = train(c, true, 2, 1);
-    const auto unfolded = train(c, false, 2, 1);
+    const auto folded = train(c, Fold::kAhead, 2, 1);
+    const auto unfolded = train(c, Fold::kNone, 2, 1);
     ASSERT_EQ(folded.size(), unfolded.size());
     for (size_t i = 0; i < folded.size(); ++i) {
       const auto differ = ((folded[i] - unfolded[i]).abs() > 1e-6).sum().item<int64_t>();
       EXPECT_LE(differ, 2 + folded[i].numel() / 100) << name(c) << " parameter " << i;
       EXPECT_LE((folded[i] - unfolded[i]).abs().max().item<double>(), 2 * 1e-2 + 1e-6) << name(c);
     }
-    EXPECT_FALSE(torch::equal(folded[2], train(c, false, 2, 0)[2])) << "the weights did not move";
+    EXPECT_FALSE(torch::equal(folded[2], train(c, Fold::kNone, 2, 0)[2])) << "the weights did not move";
   }
 }
 
@@ -217,7 +277,7 @@ TEST(AnaFold, TheOptimizerGivesTheBackwardBackWhenDestroyed) {
 // gradient with the derivative applied.
 TEST(AnaFold, LibtorchsStepGetsTheDerivativeApplied) {
   const Case c{2, NoiseFamily::kUniform, 0.4f, false, 0.0, false};
-  expect_same(train(c, true, 2, 4, true), train(c, false, 2, 4, true), false, "mixed steps");
+  expect_same(train(c, Fold::kAhead, 2, 4, true), train(c, Fold::kNone, 2, 4, true), false, "mixed steps");
 }
 
 TEST(AnaFold, ExperimentsWithAdamFoldOthersDoNot) {

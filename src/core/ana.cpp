@@ -129,6 +129,23 @@ class AnaFunction : public torch::autograd::Function<AnaFunction> {
   }
 };
 
+// The folded operator whose output the optimizer computed ahead: the forward hands that output
+// on, the backward is AnaFunction's folded one.
+class AnaAheadFunction : public torch::autograd::Function<AnaAheadFunction> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor* y) {
+    RECORD_USER_SCOPE("quantlab::ana");
+    ctx->saved_data["format"] = static_cast<int64_t>(x.suggest_memory_format());
+    // A new tensor over y's storage (not a view in autograd's sense): the graph's history goes on
+    // it, not on the caller's buffer.
+    return y->detach();
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto format = static_cast<c10::MemoryFormat>(ctx->saved_data["format"].toInt());
+    return {grads[0].to(torch::kFloat32).contiguous(format), {}};
+  }
+};
+
 // Standardised CDF of each family, as tensor ops.
 torch::Tensor cdf(const torch::Tensor& u, NoiseFamily f) {
   switch (f) {
@@ -176,6 +193,10 @@ torch::Tensor ana(const torch::Tensor& x, const torch::Tensor& stair, const AnaS
                   bool training, bool bf16_out, bool backward_folded) {
   const double sigma_f = training ? noise.sigma_forward : 0.0;
   return AnaFunction::apply(x, stair, &scheme, noise.mu, sigma_f, noise.sigma_backward, bf16_out, backward_folded);
+}
+
+torch::Tensor ana_computed_ahead(const torch::Tensor& x, const torch::Tensor& y) {
+  return AnaAheadFunction::apply(x, &y);
 }
 
 torch::Tensor ana_tensor_ops_forward(const torch::Tensor& x, const AnaScheme& scheme, float mu, float sigma,

@@ -30,10 +30,43 @@ AnaWeightLayer::AnaWeightLayer(core::AnaScheme scheme, std::vector<int64_t> weig
   if (bias_size > 0) bias = register_parameter("bias", torch::empty({bias_size}).uniform_(-bound, bound));
 }
 
+void AnaWeightLayer::fold_backward(bool on) {
+  fold_backward_ = on;
+  if (!on) ahead_ = {};
+}
+
+torch::Tensor* AnaWeightLayer::quantized_ahead_buffer() {
+  ahead_.valid = false;
+  if (!gradient_folded() || scheme().strategy == core::ForwardStrategy::kRandom) return nullptr;
+  const auto dtype = last_bf16_ ? torch::kBFloat16 : torch::kFloat32;
+  if (!ahead_.q.defined() || ahead_.q.scalar_type() != dtype || ahead_.q.sizes() != weight.sizes() ||
+      ahead_.q.strides() != weight.strides())
+    ahead_.q = torch::empty_like(weight, weight.options().dtype(dtype), torch::MemoryFormat::Preserve);
+  return &ahead_.q;
+}
+
+void AnaWeightLayer::quantized_ahead_written() {
+  ahead_.valid = true;
+  ahead_.data = weight.data_ptr();
+  ahead_.version = weight._version();
+  ahead_.mu = noise().mu;
+  ahead_.sigma_forward = noise().sigma_forward;
+}
+
+bool AnaWeightLayer::ahead_matches(bool bf16) const {
+  return ahead_.valid && ahead_.q.scalar_type() == (bf16 ? torch::kBFloat16 : torch::kFloat32) &&
+         ahead_.data == weight.data_ptr() && ahead_.version == weight._version() &&
+         ahead_.q.sizes() == weight.sizes() && ahead_.q.strides() == weight.strides() && ahead_.mu == noise().mu &&
+         ahead_.sigma_forward == noise().sigma_forward;
+}
+
 torch::Tensor AnaWeightLayer::quantized_weight(bool bf16) {
   if (is_training() || torch::GradMode::is_enabled()) {
     cached_ = torch::Tensor();
     gradient_folded_ = is_training() && backward_folded();
+    last_bf16_ = bf16;
+    used_ahead_ = gradient_folded_ && ahead_matches(bf16);
+    if (used_ahead_) return core::ana_computed_ahead(weight, ahead_.q);
     return quantize(weight, is_training(), bf16, gradient_folded_);
   }
   const core::NoiseState& n = noise();

@@ -1,13 +1,19 @@
 // The fused Adam step (adam_kernel.h): one loop over the parameter, memory-bound, split in
 // contiguous ranges between threads. With the ANA operator's backward folded in, its derivative
 // is computed in the update's own loop for stairs of 1-3 thresholds, and for more on a chunk of 512
-// values in L1 (the ANA kernels' own chunk code) just before the chunk's update.
+// values in L1 (the ANA kernels' own chunk code) just before the chunk's update. With the next
+// step's quantized weight asked for, the operator's forward runs over each block just updated.
 #include "quantlab/train/adam_kernel.h"
 
 #include <omp.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <stdexcept>
+#if defined(__x86_64__)
+#include <emmintrin.h>
+#endif
 
 #include "../core/ana_chunks.h"
 #include "quantlab/util/clones.h"
@@ -151,10 +157,49 @@ QL_NOISE_FAMILIES(QL_FOLDED_RANGE)
 #define QL_FOLDED_ENTRY(FAM, SUFFIX) folded_##SUFFIX,
 const RangeFn kFolded[] = {QL_NOISE_FAMILIES(QL_FOLDED_ENTRY)};
 
+// With the next forward: the update and then the operator's forward over each block of p while
+// the block is still in cache (8 KB of p; the forward's chunks of 512 inside it).
+constexpr int64_t kForwardBlock = 2048;
+
+// Copies `bytes` (a multiple of 4) with stores that bypass the cache where the destination is
+// 16-byte aligned: the quantized weight is read only by the next forward pass, and a weight too
+// large for the cache would otherwise be read into it before being written (a third more traffic).
+void stream_copy(char* __restrict dst, const char* __restrict src, int64_t bytes) {
+#if defined(__x86_64__)
+  int64_t i = 0;
+  if (reinterpret_cast<uintptr_t>(dst) % 16 == 0) {
+    for (; i + 16 <= bytes; i += 16)
+      _mm_stream_si128(reinterpret_cast<__m128i*>(dst + i), _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i)));
+  }
+  std::memcpy(dst + i, src + i, static_cast<size_t>(bytes - i));
+#else
+  std::memcpy(dst, src, static_cast<size_t>(bytes));
+#endif
+}
+
+void run_range(RangeFn fn, const Buffers& b, int64_t begin, int64_t end, const AdamCoefficients& c,
+               const chunks::Args& a, const AnaForward* next) {
+  if (next == nullptr) return fn(b, begin, end, c, a);
+  const int64_t size = next->dtype == core::kernel::Dtype::kFloat32 ? 4 : 2;
+  alignas(64) float block[kForwardBlock];  // the block's quantized values (bfloat16: its first half)
+  for (int64_t i = begin; i < end; i += kForwardBlock) {
+    const int64_t e = std::min(end, i + kForwardBlock);
+    fn(b, i, e, c, a);
+    core::kernel::ana_forward(b.p + i, block, next->dtype, e - i, next->stair, next->family, next->strategy, next->mu,
+                              next->sigma, nullptr, 1);
+    stream_copy(static_cast<char*>(next->y) + i * size, reinterpret_cast<const char*>(block), (e - i) * size);
+  }
+#if defined(__x86_64__)
+  _mm_sfence();  // the streamed stores visible before the step returns
+#endif
+}
+
 }  // namespace
 
 void adam_step(float* p, const float* g, float* m, float* v, float* vmax, int64_t n, const AdamCoefficients& c,
-               int num_threads, const AnaDerivative* ana) {
+               int num_threads, const AnaDerivative* ana, const AnaForward* next) {
+  if (next != nullptr && next->strategy == core::ForwardStrategy::kRandom && next->sigma > 0.0f)
+    throw std::invalid_argument("adam_step: the random strategy's forward cannot be computed ahead");
   const Buffers b{p, g, m, v, vmax};
   chunks::Args a{};
   RangeFn fn = plain_range;
@@ -165,7 +210,7 @@ void adam_step(float* p, const float* g, float* m, float* v, float* vmax, int64_
     a.inv_sigma = ana->sigma > 0.0f ? 1.0f / ana->sigma : 0.0f;
   }
   if (n < kMinParallel || num_threads <= 1) {
-    fn(b, 0, n, c, a);
+    run_range(fn, b, 0, n, c, a, next);
     return;
   }
 #pragma omp parallel num_threads(num_threads)
@@ -175,7 +220,7 @@ void adam_step(float* p, const float* g, float* m, float* v, float* vmax, int64_
     const int64_t per = ((n + nt - 1) / nt + kAlign - 1) / kAlign * kAlign;
     const int64_t begin = std::min(n, id * per);
     const int64_t end = std::min(n, begin + per);
-    if (begin < end) fn(b, begin, end, c, a);
+    if (begin < end) run_range(fn, b, begin, end, c, a, next);
   }
 }
 

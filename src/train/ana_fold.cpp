@@ -53,6 +53,36 @@ void AnaBackwardFold::apply(torch::Tensor& p) const {
   p.mutable_grad() = gx;
 }
 
+std::optional<kernel::AnaForward> AnaBackwardFold::ahead(const torch::Tensor& p) const {
+  if (!compute_ahead || !ana_forward_ahead_enabled()) return std::nullopt;
+  const auto it = layers_.find(p.unsafeGetTensorImpl());
+  if (it == layers_.end()) return std::nullopt;
+  nn::AnaWeightLayer& layer = *it->second;
+  torch::Tensor* y = layer.quantized_ahead_buffer();
+  if (y == nullptr) return std::nullopt;
+  const core::Quantizer& q = layer.scheme().quantizer;
+  return kernel::AnaForward{{q.thresholds.data(), q.levels.data(), q.num_thresholds()},
+                            layer.scheme().noise,
+                            layer.scheme().strategy,
+                            layer.noise().mu,
+                            layer.noise().sigma_forward,
+                            y->data_ptr(),
+                            core::kernel_dtype(*y)};
+}
+
+void AnaBackwardFold::written(const torch::Tensor& p) const {
+  const auto it = layers_.find(p.unsafeGetTensorImpl());
+  if (it != layers_.end()) it->second->quantized_ahead_written();
+}
+
+bool ana_forward_ahead_enabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("QL_UNFOLDED_ANA_FORWARD");
+    return v == nullptr || std::strcmp(v, "1") != 0;
+  }();
+  return enabled;
+}
+
 bool ana_backward_folding_enabled() {
   static const bool enabled = [] {
     const char* v = std::getenv("QL_UNFOLDED_ANA_BACKWARD");

@@ -88,8 +88,14 @@ void fused_step(torch::optim::Optimizer& opt, const AnaBackwardFold& fold, bool 
       const torch::Tensor& v = s.exp_avg_sq();
       const torch::Tensor& vmax = s.max_exp_avg_sq();
       const auto ana = fold.pending(p);
+      const auto ahead = ana ? fold.ahead(p) : std::nullopt;  // the next forward's quantized weight
       kernel::adam_step(p.data_ptr<float>(), p.grad().data_ptr<float>(), m.data_ptr<float>(), v.data_ptr<float>(),
-                        o.amsgrad() ? vmax.data_ptr<float>() : nullptr, p.numel(), c, threads, ana ? &*ana : nullptr);
+                        o.amsgrad() ? vmax.data_ptr<float>() : nullptr, p.numel(), c, threads, ana ? &*ana : nullptr,
+                        ahead ? &*ahead : nullptr);
+      // Written through its pointer: a new version, as libtorch's in-place step would give it (what
+      // a copy of the weight made before, the layer's cached quantized weights, go by).
+      p.unsafeGetTensorImpl()->bump_version();
+      if (ahead) fold.written(p);
     }
   }
 }

@@ -38,6 +38,11 @@ struct NoiseState {
 torch::Tensor ana(const torch::Tensor& x, const torch::Tensor& stair, const AnaScheme& scheme, const NoiseState& noise,
                   bool training, bool bf16_out = false, bool backward_folded = false);
 
+// The folded operator's output computed ahead: y = ANA(x), written by the folding optimizer's step
+// with the updated x (train/ana_fold.h), returned as it is (an alias of y), with the folded
+// backward. The caller checks that y is still ANA(x) at x's current value and noise.
+torch::Tensor ana_computed_ahead(const torch::Tensor& x, const torch::Tensor& y);
+
 torch::Tensor stair_tensor(const Quantizer& q, const torch::Device& device);
 
 // The CPU kernels' name for t's dtype (they read and write float32 and bfloat16).

@@ -5,7 +5,9 @@
 // Weights start at a random threshold plus U(-1/sqrt(fan_in), +1/sqrt(fan_in)), as the original.
 // In evaluation mode without autograd the quantized weight is computed once and reused until the
 // weight or the noise changes. An optimizer can take the weight's ANA backward into its step
-// (train/ana_fold.h): the weight's gradient is then the quantized weight's.
+// (train/ana_fold.h): the weight's gradient is then the quantized weight's, and the optimizer's
+// step can write the next training forward's quantized weight, which the layer uses while the
+// weight and the noise are the ones it was written for.
 #pragma once
 
 #include <torch/torch.h>
@@ -23,7 +25,7 @@ class AnaWeightLayer : public torch::nn::Module, public AnaSite {
   torch::Tensor bias;  // undefined when the layer has none
 
   // Set by the optimizer that takes the weight's ANA backward (train/ana_fold.h).
-  void fold_backward(bool on) { fold_backward_ = on; }
+  void fold_backward(bool on);
   // Whether the layer folds its training forward passes now: float32 weights on the CPU, where
   // the folding optimizer's kernel runs.
   bool backward_folded() const {
@@ -33,6 +35,14 @@ class AnaWeightLayer : public torch::nn::Module, public AnaSite {
   // weight's, which the optimizer must still multiply by the operator's derivative.
   bool gradient_folded() const { return gradient_folded_ && backward_folded(); }
 
+  // The quantized weight computed ahead by the folding optimizer's step, with the updated weight:
+  // the buffer to write it to (the dtype of the last training forward pass), or nullptr where the
+  // layer takes none (its last forward did not fold; the random strategy, which samples anew).
+  torch::Tensor* quantized_ahead_buffer();
+  // The step has written it with the weight as it is now (bumped version) and the current noise.
+  void quantized_ahead_written();
+  // Whether the last training forward pass used it.
+  bool used_quantized_ahead() const { return used_ahead_; }
  protected:
   AnaWeightLayer(core::AnaScheme scheme, std::vector<int64_t> weight_shape, int64_t fan_in, int64_t bias_size);
   // bf16: the weight as a bfloat16 product's operand (in training written so by the ANA kernel).
@@ -41,6 +51,17 @@ class AnaWeightLayer : public torch::nn::Module, public AnaSite {
  private:
   bool fold_backward_ = false;
   bool gradient_folded_ = false;
+  bool last_bf16_ = false;  // the dtype the last training forward asked for
+  bool used_ahead_ = false;
+  // The quantized weight computed ahead and what it was computed from.
+  struct Ahead {
+    torch::Tensor q;
+    bool valid = false;
+    const void* data = nullptr;
+    int64_t version = -1;
+    float mu = 0.0f, sigma_forward = 0.0f;
+  } ahead_;
+  bool ahead_matches(bool bf16) const;
   torch::Tensor cached_;
   int64_t cached_version_ = -1;
   core::NoiseState cached_noise_;

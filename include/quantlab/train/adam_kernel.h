@@ -33,6 +33,19 @@ struct AnaDerivative {
   float sigma;
 };
 
+// The ANA operator's forward over the updated p (core::kernel::ana_forward): the quantized weight
+// of the next training step, written to y (float32 or bfloat16) while p is in cache. Not the
+// random strategy, which samples anew at each forward pass.
+struct AnaForward {
+  core::kernel::Stair stair;
+  core::NoiseFamily family;
+  core::ForwardStrategy strategy;
+  float mu;
+  float sigma;  // sigma_forward; 0: the hard stair
+  void* y;
+  core::kernel::Dtype dtype;
+};
+
 // For i in [0, n), with g' = g + weight_decay * p:
 //   p *= decay_scale; m = beta1 m + (1 - beta1) g'; v = beta2 v + (1 - beta2) g'^2;
 //   vmax = max(vmax, v) (amsgrad; vmax may be null otherwise);
@@ -40,8 +53,9 @@ struct AnaDerivative {
 // With `ana`, g is the gradient of ANA(p), the quantized parameter, and the step first takes the
 // operator's backward, g = g * sum_k d_k f(p - mu - t_k; sigma) (0 where sigma is 0), computed as
 // core::kernel::ana_backward computes it, at p before the update, in the same pass over p and g
-// (train/ana_fold.h).
+// (train/ana_fold.h). With `next`, y = ANA(p) after the update, computed by the operator's own
+// forward kernel on each block of p just updated (the values ana_forward writes, bit for bit).
 void adam_step(float* p, const float* g, float* m, float* v, float* vmax, int64_t n, const AdamCoefficients& c,
-               int num_threads, const AnaDerivative* ana = nullptr);
+               int num_threads, const AnaDerivative* ana = nullptr, const AnaForward* next = nullptr);
 
 }  // namespace quantlab::train::kernel

@@ -8,7 +8,13 @@
 // works on the quantized weights' gradients (the data-parallel mean: every rank holds the same
 // weight, so the mean of the products is the product of the mean); a step that does not take the
 // derivative (libtorch's own, for buffers the kernel does not handle) applies it first.
-// On by default for Adam and AdamW with the fused step; QL_UNFOLDED_ANA_BACKWARD=1 turns it off.
+// The same pass also writes the next training forward's quantized weight, ANA(updated weight),
+// while the weight is in cache, so that the forward pass does not read the weight again: the layer
+// uses it while the weight (its storage and version, which the step bumps) and the noise are the
+// ones it was written for, and recomputes it otherwise (the thermostat's new noise each epoch, a
+// checkpoint loaded, libtorch's step); not for the random strategy, which samples anew.
+// On by default for Adam and AdamW with the fused step; QL_UNFOLDED_ANA_BACKWARD=1 turns both off,
+// QL_UNFOLDED_ANA_FORWARD=1 the forward alone.
 #pragma once
 
 #include <torch/torch.h>
@@ -46,12 +52,21 @@ class AnaBackwardFold {
   // Multiplies p's gradient by the derivative it lacks, if any: for a step that does not take it.
   void apply(torch::Tensor& p) const;
 
+  // Where and how the step that takes p's derivative writes the next forward's quantized weight
+  // (none: the layer takes none, or computing ahead is off); the step then calls written(p) once
+  // it has bumped p's version.
+  std::optional<kernel::AnaForward> ahead(const torch::Tensor& p) const;
+  void written(const torch::Tensor& p) const;
+  bool compute_ahead = true;  // tests turn it off; QL_UNFOLDED_ANA_FORWARD=1 too
+
  private:
   std::unordered_map<const c10::TensorImpl*, std::shared_ptr<nn::AnaWeightLayer>> layers_;
 };
 
 // False when QL_UNFOLDED_ANA_BACKWARD=1.
 bool ana_backward_folding_enabled();
+// False when QL_UNFOLDED_ANA_FORWARD=1.
+bool ana_forward_ahead_enabled();
 
 // Folds the weights' ANA backward of `net` into `opt` where `opt` takes it (Adam and AdamW with
 // their fused step, the folding enabled); returns whether it did.
