@@ -114,7 +114,8 @@ std::vector<torch::Tensor> train(const Case& c, Fold fold, int threads, int step
     if (between) between(*net, step);
     opt->zero_grad();
     (net->forward(x, c.bf16) - y).pow(2).mean().backward();
-    if (uses != nullptr) *uses += (net->conv->used_quantized_ahead() ? 1 : 0) + (net->fc->used_quantized_ahead() ? 1 : 0);
+    if (uses != nullptr)
+      *uses += (net->conv->used_quantized_ahead() ? 1 : 0) + (net->fc->used_quantized_ahead() ? 1 : 0);
     if (mix_layout && step == 2) net->conv->weight.mutable_grad() = net->conv->weight.grad().contiguous();
     opt->step();
   }
@@ -184,7 +185,7 @@ TEST(AnaFold, TheQuantizedWeightAheadIsNotUsedOnceTheNoiseOrTheWeightChanged) {
   for (bool bf16 : {false, true}) {
     const Case c{2, NoiseFamily::kUniform, 0.4f, false, 0.0, false, bf16};
     const Between change = [](Net& net, int step) {
-      if (step == 2) net.fc->set_noise({0.05f, 0.2f, 0.4f});  // a new sigma_forward for the fc layer
+      if (step == 2) net.fc->set_noise({0.05f, 0.2f, 0.4f});   // a new sigma_forward for the fc layer
       if (step == 4) net.fc->set_noise({-0.05f, 0.2f, 0.4f});  // a new mu
       if (step == 6) {
         torch::NoGradGuard no_grad;

@@ -43,6 +43,7 @@ class AnaWeightLayer : public torch::nn::Module, public AnaSite {
   void quantized_ahead_written();
   // Whether the last training forward pass used it.
   bool used_quantized_ahead() const { return used_ahead_; }
+
  protected:
   AnaWeightLayer(core::AnaScheme scheme, std::vector<int64_t> weight_shape, int64_t fan_in, int64_t bias_size);
   // bf16: the weight as a bfloat16 product's operand (in training written so by the ANA kernel).
