@@ -46,6 +46,9 @@ torch::Tensor* AnaWeightLayer::quantized_ahead_buffer() {
 }
 
 void AnaWeightLayer::quantized_ahead_written() {
+  // Written through a pointer: a new version, so that a graph that saved the last forward's alias
+  // of the buffer and runs its backward after this step fails as after any in-place change.
+  ahead_.q.unsafeGetTensorImpl()->bump_version();
   ahead_.valid = true;
   ahead_.data = weight.data_ptr();
   ahead_.version = weight._version();

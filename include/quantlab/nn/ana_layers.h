@@ -40,6 +40,8 @@ class AnaWeightLayer : public torch::nn::Module, public AnaSite {
   // layer takes none (its last forward did not fold; the random strategy, which samples anew).
   torch::Tensor* quantized_ahead_buffer();
   // The step has written it with the weight as it is now (bumped version) and the current noise.
+  // The weight counts as the same while its data pointer and version are: writes through another
+  // tensor over its storage are not seen (as for the evaluation cache); the project makes none.
   void quantized_ahead_written();
   // Whether the last training forward pass used it.
   bool used_quantized_ahead() const { return used_ahead_; }
