@@ -8,6 +8,7 @@
 // across the step that rewrote it; the folded layer's gradient;
 // libtorch's step as the fallback; which experiments fold.
 #include <functional>
+#include <limits>
 
 #include <gtest/gtest.h>
 
@@ -228,6 +229,20 @@ TEST(AnaFold, AGraphKeptAcrossAStepDoesNotReadTheRewrittenQuantizedWeight) {
     adam.step();
     if (step == 1) EXPECT_THROW(loss.backward(), c10::Error);
   }
+}
+
+// A NaN sigma_backward (a broken noise schedule) gives NaN weights folded as unfolded, where a
+// zero gradient would leave them in place and hide it.
+TEST(AnaFold, ANanSpreadGivesNanWeightsAsTheOperatorDoes) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const Case c{2, NoiseFamily::kNormal, nan, false, 0.0, false};  // the density is NaN everywhere
+  const auto folded = train(c, Fold::kAhead, 2, 1);
+  const auto unfolded = train(c, Fold::kNone, 2, 1);
+  ASSERT_EQ(folded.size(), unfolded.size());
+  for (size_t i = 0; i < folded.size(); ++i)
+    EXPECT_TRUE(torch::equal(torch::isnan(folded[i]), torch::isnan(unfolded[i]))) << "parameter " << i;
+  EXPECT_TRUE(torch::isnan(folded[0]).all().item<bool>()) << "the convolution's weight";
+  EXPECT_TRUE(torch::isnan(folded[2]).all().item<bool>()) << "the linear layer's weight";
 }
 
 // Adam's L2 term is added to the folded product in the same loop, where the compiler may contract

@@ -205,10 +205,13 @@ void adam_step(float* p, const float* g, float* m, float* v, float* vmax, int64_
   chunks::Args a{};
   RangeFn fn = plain_range;
   if (ana != nullptr) {
-    fn = ana->sigma > 0.0f ? kFolded[static_cast<int>(ana->family)] : zero_gradient_range;
+    // As core::kernel::ana_backward decides: a NaN spread gives NaN gradients (a broken noise
+    // schedule shows as a diverged run), not the zero gradient of a spread of 0.
+    const bool zero = ana->sigma <= 0.0f;
+    fn = zero ? zero_gradient_range : kFolded[static_cast<int>(ana->family)];
     a.stair = ana->stair;
     a.mu = ana->mu;
-    a.inv_sigma = ana->sigma > 0.0f ? 1.0f / ana->sigma : 0.0f;
+    a.inv_sigma = zero ? 0.0f : 1.0f / ana->sigma;
   }
   if (n < kMinParallel || num_threads <= 1) {
     run_range(fn, b, 0, n, c, a, next);
