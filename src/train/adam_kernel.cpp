@@ -162,9 +162,9 @@ const RangeFn kFolded[] = {QL_NOISE_FAMILIES(QL_FOLDED_ENTRY)};
 constexpr int64_t kForwardBlock = 2048;
 
 // Copies `bytes` with stores that bypass the cache where the destination is 16-byte aligned (as
-// the layer's buffer is, and every thread's range of it), the last few bytes with memcpy: the quantized weight is read
-// only by the next forward pass, and a weight too large for the cache would otherwise be read into it before being
-// written (a third more traffic).
+// the layer's buffer is, and every thread's range of it), the last few bytes with memcpy: the
+// quantized weight is read only by the next forward pass, and a weight too large for the cache
+// would otherwise be read into it before being written (a third more traffic).
 void stream_copy(char* __restrict dst, const char* __restrict src, int64_t bytes) {
 #if defined(__x86_64__)
   int64_t i = 0;

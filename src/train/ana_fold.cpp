@@ -28,15 +28,24 @@ void AnaBackwardFold::release() {
   layers_.clear();
 }
 
-std::optional<kernel::AnaDerivative> AnaBackwardFold::pending(const torch::Tensor& p) const {
+nn::AnaWeightLayer* AnaBackwardFold::layer_of(const torch::Tensor& p) const {
   const auto it = layers_.find(p.unsafeGetTensorImpl());
-  if (it == layers_.end() || !it->second->gradient_folded()) return std::nullopt;
-  const nn::AnaWeightLayer& layer = *it->second;
+  return it == layers_.end() ? nullptr : it->second.get();
+}
+
+namespace {
+// The kernels' view of a layer's stair (its quantizer's vectors, which live as long as the layer).
+core::kernel::Stair stair_of(const nn::AnaWeightLayer& layer) {
   const core::Quantizer& q = layer.scheme().quantizer;
-  return kernel::AnaDerivative{{q.thresholds.data(), q.levels.data(), q.num_thresholds()},
-                               layer.scheme().noise,
-                               layer.noise().mu,
-                               layer.noise().sigma_backward};
+  return {q.thresholds.data(), q.levels.data(), q.num_thresholds()};
+}
+}  // namespace
+
+std::optional<kernel::AnaDerivative> AnaBackwardFold::pending(const torch::Tensor& p) const {
+  const nn::AnaWeightLayer* layer = layer_of(p);
+  if (layer == nullptr || !layer->gradient_folded()) return std::nullopt;
+  return kernel::AnaDerivative{stair_of(*layer), layer->scheme().noise, layer->noise().mu,
+                               layer->noise().sigma_backward};
 }
 
 void AnaBackwardFold::apply(torch::Tensor& p) const {
@@ -55,24 +64,22 @@ void AnaBackwardFold::apply(torch::Tensor& p) const {
 
 std::optional<kernel::AnaForward> AnaBackwardFold::ahead(const torch::Tensor& p) const {
   if (!compute_ahead || !ana_forward_ahead_enabled()) return std::nullopt;
-  const auto it = layers_.find(p.unsafeGetTensorImpl());
-  if (it == layers_.end()) return std::nullopt;
-  nn::AnaWeightLayer& layer = *it->second;
-  torch::Tensor* y = layer.quantized_ahead_buffer();
+  nn::AnaWeightLayer* layer = layer_of(p);
+  torch::Tensor* y = layer != nullptr ? layer->quantized_ahead_buffer() : nullptr;
   if (y == nullptr) return std::nullopt;
-  const core::Quantizer& q = layer.scheme().quantizer;
-  return kernel::AnaForward{{q.thresholds.data(), q.levels.data(), q.num_thresholds()},
-                            layer.scheme().noise,
-                            layer.scheme().strategy,
-                            layer.noise().mu,
-                            layer.noise().sigma_forward,
-                            y->data_ptr(),
-                            core::kernel_dtype(*y)};
+  kernel::AnaForward f{};
+  f.stair = stair_of(*layer);
+  f.family = layer->scheme().noise;
+  f.strategy = layer->scheme().strategy;
+  f.mu = layer->noise().mu;
+  f.sigma = layer->noise().sigma_forward;
+  f.y = y->data_ptr();
+  f.dtype = core::kernel_dtype(*y);
+  return f;
 }
 
 void AnaBackwardFold::written(const torch::Tensor& p) const {
-  const auto it = layers_.find(p.unsafeGetTensorImpl());
-  if (it != layers_.end()) it->second->quantized_ahead_written();
+  if (nn::AnaWeightLayer* layer = layer_of(p)) layer->quantized_ahead_written();
 }
 
 bool ana_forward_ahead_enabled() {

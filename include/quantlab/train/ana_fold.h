@@ -60,6 +60,7 @@ class AnaBackwardFold {
   bool compute_ahead = true;  // tests turn it off; QL_UNFOLDED_ANA_FORWARD=1 too
 
  private:
+  nn::AnaWeightLayer* layer_of(const torch::Tensor& p) const;  // p's layer, or nullptr
   std::unordered_map<const c10::TensorImpl*, std::shared_ptr<nn::AnaWeightLayer>> layers_;
 };
 
