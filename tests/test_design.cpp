@@ -408,11 +408,16 @@ TEST(Sweep, DesignsGridsAndTheirErrors) {
   sampled.seed = 7;
   EXPECT_EQ(design_units(sampled).size(), 8u);  // 4 of the grid, twice
   EXPECT_EQ(parse_grid("p=1e-3,x").second, (std::vector<nlohmann::json>{1e-3, "x"}));
-  for (const auto& bad : std::vector<nlohmann::json>{{{"factors", {{"a", nlohmann::json::array()}}}},
-                                                     {{"factors", {{"a", {1, 1}}}}},
-                                                     {{"factors", {{"a", {1}}}}, {"repeats", 0}},
-                                                     {{"factors", {{"a", {1}}}}, {"speed", 1}}})
-    EXPECT_THROW(parse_design(bad, "design"), ConfigError) << bad.dump();
+  const std::vector<std::pair<nlohmann::json, std::string>> bad_designs = {
+      {{{"factors", {{"a", nlohmann::json::array()}}}}, "design.factors.a: expected a non-empty list of levels"},
+      {{{"factors", {{"a.b", {1, 1}}}}}, R"(design.factors["a.b"][1]: the level 1 is given twice)"},
+      {{{"factors", {{"a", {1}}}}, {"repeats", 0}}, "design.repeats: expected 1 to 1000 repeats"},
+      {{{"factors", {{"a", {1}}}}, {"seed", -5}}, "design.seed: expected a seed >= 0"},
+      {{{"factors", {{"a", {1}}}}, {"speed", 1}}, "design.speed: unknown key"}};
+  for (const auto& [bad, needle] : bad_designs) {
+    const std::string e = error_of([&] { parse_design(bad, "design"); });
+    EXPECT_NE(e.find(needle), std::string::npos) << bad.dump() << ": " << e;
+  }
   // Named levels: one level sets several paths; the record keeps the level's name.
   const SweepDesign n = parse_design({{"name", "n"},
                                       {"factors",
@@ -430,13 +435,18 @@ TEST(Sweep, DesignsGridsAndTheirErrors) {
       parse_design({{"factors", {{"noise", {{"a", {{"x.y", 1}}}, {"b", {{"x.y", 1}}}}}}}}, "design");
   EXPECT_NE(error_of([&] { design_units(twice); }).find("noise=a and noise=b set the same values"), std::string::npos)
       << error_of([&] { design_units(twice); });
-  for (const auto& bad : std::vector<nlohmann::json>{{{"factors", {{"noise", nlohmann::json::object()}}}},
-                                                     {{"factors", {{"noise", {{"narrow", nlohmann::json::object()}}}}}},
-                                                     {{"factors", {{"noise", {{"narrow", 1}}}}}}})
-    EXPECT_THROW(parse_design(bad, "design"), ConfigError) << bad.dump();
-  EXPECT_THROW(parse_grid("p=1,,2"), ConfigError);
-  EXPECT_THROW(parse_grid("p=1,1"), ConfigError);
-  EXPECT_THROW(parse_grid("p"), ConfigError);
+  const std::vector<std::pair<nlohmann::json, std::string>> bad_named = {
+      {{{"factors", {{"noise", nlohmann::json::object()}}}}, "design.factors.noise: expected at least one named level"},
+      {{{"factors", {{"noise", {{"narrow", nlohmann::json::object()}}}}}},
+       "design.factors.noise.narrow: expected the config paths this level sets"},
+      {{{"factors", {{"noise", {{"narrow", 1}}}}}}, "design.factors.noise.narrow: expected the config paths"}};
+  for (const auto& [bad, needle] : bad_named) {
+    const std::string e = error_of([&] { parse_design(bad, "design"); });
+    EXPECT_NE(e.find(needle), std::string::npos) << bad.dump() << ": " << e;
+  }
+  EXPECT_NE(error_of([] { parse_grid("p=1,,2"); }).find("--grid p=1,,2: an empty level"), std::string::npos);
+  EXPECT_NE(error_of([] { parse_grid("p=1,1"); }).find("--grid p=1,1: the level 1 is given twice"), std::string::npos);
+  EXPECT_NE(error_of([] { parse_grid("p"); }).find("--grid p: expected PATH=LEVEL,LEVEL"), std::string::npos);
 }
 
 TEST(Sweep, RunsStopsResumesAndReportsAFailedUnit) {
@@ -454,30 +464,57 @@ TEST(Sweep, RunsStopsResumesAndReportsAFailedUnit) {
   SweepOptions many = s;
   many.max_units = 3;
   EXPECT_NE(error_of([&] { run_sweep(many, nullptr, sink); }).find("add --yes"), std::string::npos);
-  // Stopped at once: the first unit's experiment is made and recorded as stopped.
+  // Stopped at once, during the first unit's start-up: nothing is made, the unit is still pending.
   std::atomic<int> stop{SIGINT};
   const SweepResult first = run_sweep(s, &stop, sink);
   EXPECT_EQ(first.interrupted_by, SIGINT);
   const std::string record_file = home.dir.path() + "/Toy/sweeps/study/sweep.json";
   auto record = read_json_file(record_file);
-  EXPECT_EQ(record["units"][0]["state"], "stopped");
-  EXPECT_EQ(record["units"][0]["exp_id"], 1);
-  // Again: unit 1 resumed in experiment 1, the capacity -1 units fail with their error, the rest run.
+  EXPECT_EQ(record["units"][0]["state"], "pending");
+  EXPECT_TRUE(record["units"][0]["exp_id"].is_null());
+  EXPECT_TRUE(Logbook::list(home.logs()).empty());
+  // Again: the capacity -1 units fail with their error, the rest run.
   std::ostringstream out;
   const SweepResult second = run_sweep(s, nullptr, out);
   EXPECT_EQ(second.units, 4);
   EXPECT_EQ(second.finished, 2);
   EXPECT_EQ(second.failed, 2);
-  EXPECT_NE(out.str().find("resuming experiment 1"), std::string::npos) << out.str();
   record = read_json_file(record_file);
   EXPECT_EQ(record["units"][1]["state"], "failed");
   EXPECT_NE(record["units"][1]["error"].get<std::string>().find("capacity"), std::string::npos) << record.dump(2);
+  EXPECT_TRUE(record["units"][1]["exp_id"].is_null()) << record.dump(2);
+  EXPECT_EQ(record["units"][0]["exp_id"], 1);
   EXPECT_EQ(record["units"][2]["exp_id"], 2);
   EXPECT_EQ(Logbook::list(home.logs()), (std::vector<int64_t>{1, 2}));
   // A third time: the finished units are skipped.
   const SweepResult third = run_sweep(s, nullptr, sink);
   EXPECT_EQ(third.skipped, 2);
   EXPECT_EQ(Logbook::list(home.logs()), (std::vector<int64_t>{1, 2}));
+  // Unit 1 as a run killed in its first epoch of two leaves it, before the record had its number:
+  // found by its config's "sweep" entry and resumed.
+  {
+    auto c = read_json_file(home.logs() + "/exp001/config.json");
+    c["treat"]["max_epoch"] = 2;
+    std::ofstream(home.logs() + "/exp001/config.json") << c.dump(2);
+    const std::string status = home.logs() + "/exp001/saves/status.json";
+    auto st = read_json_file(status);
+    st["finished"] = false;
+    st.erase("test");
+    std::ofstream(status) << st.dump(2);
+    auto r = read_json_file(record_file);
+    r["units"][0]["exp_id"] = nullptr;
+    r["units"][0]["state"] = "running";
+    std::ofstream(record_file) << r.dump(2);
+  }
+  std::ostringstream resumed;
+  const SweepResult fourth = run_sweep(s, nullptr, resumed);
+  EXPECT_EQ(fourth.finished, 2) << resumed.str();
+  EXPECT_EQ(fourth.skipped, 1) << resumed.str();
+  EXPECT_NE(resumed.str().find("resuming experiment 1"), std::string::npos) << resumed.str();
+  EXPECT_EQ(Logbook::list(home.logs()), (std::vector<int64_t>{1, 2}));
+  record = read_json_file(record_file);
+  EXPECT_EQ(record["units"][0]["exp_id"], 1);
+  EXPECT_EQ(read_json_file(home.logs() + "/exp001/saves/status.json")["epochs_done"], 2);
   // The same name with another design, and a record edited by hand, are refused.
   SweepOptions other = s;
   other.design.factors.pop_back();
@@ -493,6 +530,114 @@ TEST(Sweep, RunsStopsResumesAndReportsAFailedUnit) {
   const auto rows = nlohmann::json::parse(js.str());
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(rows[1]["factors"]["treat.optimizer.params.lr"], 0.004);
+}
+
+// A data-seed factor beside repeats: each repeat adds to the level's own seed, and units whose
+// configs would come out the same are refused before anything is made, naming both; a level that
+// does not fit the config names its unit, not a --set the user never typed; a design file's errors
+// name the file.
+TEST(Sweep, SeedFactorsBesideRepeatsAndErrorsNamingTheUnitAndTheFile) {
+  const nlohmann::json base = {{"treat", {{"data", {{"seed", 5}}}, {"optimizer", {{"params", {{"lr", 0.001}}}}}}}};
+  SweepDesign d = parse_design({{"name", "s"}, {"factors", {{"treat.data.seed", {1, 2}}}}, {"repeats", 2}}, "design");
+  auto units = design_units(d);
+  ASSERT_EQ(units.size(), 4u);
+  EXPECT_EQ(unit_overrides(units[3], base).back(), "treat.data.seed=1002");  // level 2, repeat 1
+  EXPECT_NO_THROW(check_unit_configs(units, base));
+  d.factors[0].second = {1, 1001};  // repeat 1 of seed 1 is seed 1001's first
+  const std::string same = error_of([&] { check_unit_configs(design_units(d), base); });
+  EXPECT_NE(same.find("units 2 (treat.data.seed=1001) and 3 (treat.data.seed=1, repeat 1) of the sweep give the same "
+                      "config"),
+            std::string::npos)
+      << same;
+  const SweepDesign lr = parse_design({{"name", "s"}, {"factors", {{"treat.optimizer.params.lr", {0.01, "abc"}}}}}, "");
+  const std::string wrong = error_of([&] { check_unit_configs(design_units(lr), base); });
+  EXPECT_EQ(wrong.rfind("unit 2 of the sweep (treat.optimizer.params.lr=abc): treat.optimizer.params.lr is a number "
+                        "in the config, and the value given is a string",
+                        0),
+            0u)
+      << wrong;
+  TempDir dir;
+  const std::string file = dir.path() + "/design.json";
+  std::ofstream(file) << R"({"name": "s", "factors": {"treat.optimizer.params.lr": [0.001, 0.001]}})";
+  const std::string twice = error_of([&] { read_design(file); });
+  EXPECT_EQ(
+      twice.rfind("design " + file + R"(: factors["treat.optimizer.params.lr"][1]: the level 0.001 is given twice)", 0),
+      0u)
+      << twice;
+}
+
+// A sweep made again under the name of a deleted one never takes that one's experiments (before,
+// a failed or restarted unit was given the old sweep's experiment of the same number and counted
+// finished); an experiment deleted by hand makes its unit run again, and compare --sweep says so.
+TEST(Sweep, ASweepMadeAgainAndAnExperimentDeletedByHand) {
+  Home home;
+  SweepOptions s;
+  s.launch = home.options();
+  s.design.name = "cap";
+  s.design.factors = {{"indiv.net.params.capacity", {0.02}}};
+  std::ostringstream sink;
+  EXPECT_EQ(run_sweep(s, nullptr, sink).finished, 1);
+  const std::string dir = home.dir.path() + "/Toy/sweeps/cap";
+  fs::remove_all(dir);
+  s.design.factors = {{"indiv.net.params.capacity", {-1}}};  // fails at its launch
+  const SweepResult again = run_sweep(s, nullptr, sink);
+  EXPECT_EQ(again.failed, 1);
+  EXPECT_EQ(again.finished, 0);
+  EXPECT_TRUE(read_json_file(dir + "/sweep.json")["units"][0]["exp_id"].is_null());
+  EXPECT_EQ(run_sweep(s, nullptr, sink).failed, 1);  // and again: still not taken as finished
+  fs::remove_all(dir);
+  // Two units; unit 1's experiment deleted by hand.
+  s.design.name = "two";
+  s.design.factors = {{"treat.optimizer.params.lr", {0.001, 0.002}}};
+  EXPECT_EQ(run_sweep(s, nullptr, sink).finished, 2);
+  const auto record = read_json_file(home.dir.path() + "/Toy/sweeps/two/sweep.json");
+  const int64_t gone = record["units"][0]["exp_id"].get<int64_t>();
+  fs::remove_all(home.logs() + "/" + Logbook::folder_name(gone));
+  CompareOptions c;
+  c.home = home.dir.path(), c.problem = "Toy", c.sweep = "two";
+  std::ostringstream table;
+  compare_experiments(c, table);
+  EXPECT_NE(table.str().find("unit 1: its experiment " + std::to_string(gone) + " is gone"), std::string::npos)
+      << table.str();
+  std::ostringstream out;
+  const SweepResult r = run_sweep(s, nullptr, out);
+  EXPECT_EQ(r.finished, 2) << out.str();
+  EXPECT_EQ(r.skipped, 1) << out.str();
+  EXPECT_NE(out.str().find("unit 1/2: its experiment " + std::to_string(gone) + " is gone"), std::string::npos)
+      << out.str();
+  const auto after = read_json_file(home.dir.path() + "/Toy/sweeps/two/sweep.json");
+  EXPECT_EQ(after["units"][0]["state"], "finished");
+  EXPECT_NE(after["units"][0]["exp_id"], gone);
+}
+
+// The base config changed between two runs of a sweep is refused, naming what changed; compare
+// --sweep shows the factors even where one unit has run, and says how many have not.
+TEST(Sweep, AChangedBaseConfigIsRefusedAndCompareShowsTheFactorsOfOneUnit) {
+  Home home;
+  SweepOptions s;
+  s.launch = home.options();
+  s.design.name = "mid";
+  s.design.factors = {{"treat.optimizer.params.lr", {0.001, 0.002}}};
+  s.unit = 1;
+  std::ostringstream sink;
+  EXPECT_EQ(run_sweep(s, nullptr, sink).finished, 1);
+  CompareOptions c;
+  c.home = home.dir.path(), c.problem = "Toy", c.sweep = "mid";
+  std::ostringstream table;
+  compare_experiments(c, table);
+  EXPECT_NE(table.str().find("treat.optimizer.params.lr"), std::string::npos) << table.str();
+  EXPECT_NE(table.str().find("(1 of the 2 units have no experiment yet)"), std::string::npos) << table.str();
+  auto cfg = read_json_file(home.dir.path() + "/Toy/config.json");
+  const auto bs = cfg["treat"]["data"]["bs_train"];
+  cfg["treat"]["data"]["bs_train"] = bs.get<int64_t>() / 2;
+  std::ofstream(home.dir.path() + "/Toy/config.json") << cfg.dump(2);
+  s.unit = 2;
+  const std::string e = error_of([&] { run_sweep(s, nullptr, sink); });
+  EXPECT_NE(e.find("is not the config sweep mid was made from (treat.data.bs_train " + bs.dump() + " -> " +
+                   std::to_string(bs.get<int64_t>() / 2) + ")"),
+            std::string::npos)
+      << e;
+  EXPECT_EQ(Logbook::list(home.logs()).size(), 1u);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -937,6 +938,82 @@ TEST(Reliability, ShapeErrorsNameTheImageFile) {
   const std::string e = error_of(home.options());
   EXPECT_NE(e.find("train-images-idx3-ubyte.gz"), std::string::npos) << e;
   EXPECT_EQ(e.find("labels-idx1"), std::string::npos) << e;
+}
+
+// 13. An experiment stopped before its first checkpoint resumes as it was made: with
+// indiv.net.pretrained's tensors (before, it trained from the random initialisation).
+TEST(Reliability, AnExperimentWithoutACheckpointResumesWithItsPretrainedTensors) {
+  Home home(1);
+  run(home.options());  // experiment 1: the source of the tensors
+  home.cfg["indiv"]["net"]["pretrained"] = {{"exp_id", 1}, {"epoch", "last"}};
+  home.write_config();
+  run(home.options());  // experiment 2, uninterrupted
+  const Checkpoint whole = load_checkpoint(home.saves(2) + "/last.ckpt");
+  // The same experiment as a stop during its first epoch leaves it: no checkpoint, no status.
+  for (const char* f : {"last.ckpt", "best.ckpt", "epoch0001.ckpt", "status.json"}) fs::remove(home.saves(2) + "/" + f);
+  auto o = home.options();
+  o.exp_id = 2;
+  std::string out;
+  EXPECT_EQ(run(o, &out).epochs_done, 1);
+  EXPECT_NE(out.find("no checkpoint yet"), std::string::npos) << out;
+  EXPECT_NE(out.find("pretrained tensors"), std::string::npos) << out;
+  const Checkpoint resumed = load_checkpoint(home.saves(2) + "/last.ckpt");
+  for (const auto& [name, t] : whole.net) EXPECT_TRUE(torch::equal(t, resumed.net.at(name))) << name;
+}
+
+// 14. A branch whose first save fails (a full disk) is not made: a branch never exists without
+// its starting point (before, it was left holding none and trained from epoch 1 when resumed).
+TEST(Reliability, ABranchWhoseFirstSaveFailsIsNotMade) {
+  Home home(2);
+  run(home.options());
+  auto o = home.options();
+  o.exp_id = 1;
+  o.load = "1";
+  o.branch = true;
+  struct rlimit old {};
+  getrlimit(RLIMIT_FSIZE, &old);
+  signal(SIGXFSZ, SIG_IGN);
+  // config.json and parent.json fit; a checkpoint does not.
+  const auto ckpt = fs::file_size(home.saves(1) + "/last.ckpt");
+  ASSERT_LT(2 * fs::file_size(home.logs() + "/exp001/config.json"), ckpt);
+  struct rlimit small = old;
+  small.rlim_cur = ckpt / 2;
+  setrlimit(RLIMIT_FSIZE, &small);
+  const std::string e = error_of(o);
+  setrlimit(RLIMIT_FSIZE, &old);
+  signal(SIGXFSZ, SIG_DFL);
+  EXPECT_NE(e.find("the previous version is unchanged"), std::string::npos) << e;
+  EXPECT_EQ(Logbook::list(home.logs()), (std::vector<int64_t>{1}));
+  for (const auto& f : tree(home.logs())) EXPECT_EQ(f.find(".new-exp-"), std::string::npos) << f;
+  // A branch folder without its start (made by an older QuantLab) is refused, not trained afresh.
+  fs::create_directories(home.logs() + "/exp002/saves");
+  fs::copy_file(home.logs() + "/exp001/config.json", home.logs() + "/exp002/config.json");
+  std::ofstream(home.logs() + "/exp002/parent.json") << R"({"exp_id": 1, "checkpoint": "epoch0001.ckpt"})";
+  o.exp_id = 2;
+  o.load.reset();
+  o.branch = false;
+  const std::string refused = error_of(o);
+  EXPECT_NE(refused.find("is a branch of experiment 1 (parent.json) but holds no checkpoint"), std::string::npos)
+      << refused;
+  EXPECT_FALSE(fs::exists(home.saves(2) + "/last.ckpt"));
+}
+
+// 15. A stop during the start-up makes no new experiment; a stopped test is not an error.
+TEST(Reliability, AStopBeforeTheStartMakesNothingAndAStoppedTestIsNoError) {
+  Home home(1);
+  std::atomic<int> stop{SIGINT};
+  std::ostringstream sink;
+  const LaunchResult r = launch(home.options(), &stop, sink);
+  EXPECT_EQ(r.interrupted_by, SIGINT);
+  EXPECT_EQ(r.exp_id, -1);
+  EXPECT_TRUE(Logbook::list(home.logs()).empty());
+  run(home.options());
+  auto t = home.options();
+  t.exp_id = 1;
+  t.mode = LaunchMode::kTest;
+  const LaunchResult tested = launch(t, &stop, sink);
+  EXPECT_EQ(tested.interrupted_by, SIGINT);
+  EXPECT_FALSE(tested.test.has_value());
 }
 
 }  // namespace

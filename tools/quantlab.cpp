@@ -160,9 +160,16 @@ struct TrainCommand {
       r = quantlab::experiment::launch(o, &g_stop, std::cout);
     }
     if (r.interrupted_by == 0) return 0;
-    if (r.owner)  // the other ranks of a data-parallel run leave it to rank 0
-      report(std::string("quantlab: interrupted by ") + (r.interrupted_by == SIGTERM ? "SIGTERM" : "SIGINT") +
-             "; the epoch in progress is abandoned, the checkpoints hold " + std::to_string(r.epochs_done) +
+    const std::string by = r.interrupted_by == SIGTERM ? "SIGTERM" : "SIGINT";
+    if (!r.owner) return 128 + r.interrupted_by;  // the other ranks of a data-parallel run leave it to rank 0
+    if (o.mode == quantlab::experiment::LaunchMode::kTest)
+      report("quantlab: the test was stopped by " + by + "; the experiment is as it was");
+    else if (r.exp_id < 0)
+      report("quantlab: interrupted by " + by +
+             " during the start-up, before the experiment was made; nothing was made");
+    else
+      report("quantlab: interrupted by " + by + "; the epoch in progress is abandoned, the checkpoints hold " +
+             std::to_string(r.epochs_done) +
              " completed epochs.\nresume with: " + quantlab::experiment::resume_command(o, r.exp_id));
     return 128 + r.interrupted_by;
   }
@@ -266,7 +273,7 @@ struct SweepCommand {
     s.command = {self_path(argv[0])};
     for (const auto& a : args_without(argc, argv, "--parallel")) s.command.push_back(a);
     s.launch = training;
-    if (!design.empty()) s.design = quantlab::experiment::parse_design(quantlab::config::read_json_file(design), "");
+    if (!design.empty()) s.design = quantlab::experiment::read_design(design);
     for (const auto& g : grid) s.design.factors.push_back(quantlab::experiment::parse_grid(g));
     if (!name.empty()) s.design.name = name;
     if (repeats > 0) s.design.repeats = repeats;

@@ -10,6 +10,16 @@
 #include "quantlab/util/strings.h"
 
 namespace quantlab::config {
+namespace {
+
+// A key's step in a path: "lr" after a dot, or ["treat.optimizer.params.lr"] for a key that holds
+// dots itself (a sweep design's factors), so that the path does not read as deeper than it is.
+std::string child_path(const std::string& path, const std::string& key) {
+  if (key.find('.') != std::string::npos) return path + "[\"" + key + "\"]";
+  return path.empty() ? key : path + "." + key;
+}
+
+}  // namespace
 
 JsonNode::JsonNode(const nlohmann::json& value, std::string path) : value_(&value), path_(std::move(path)) {}
 
@@ -34,7 +44,7 @@ bool JsonNode::has(const std::string& key) const {
 JsonNode JsonNode::at(const std::string& key) const {
   expect_object();
   auto it = value_->find(key);
-  const std::string child = path_.empty() ? key : path_ + "." + key;
+  const std::string child = child_path(path_, key);
   if (it == value_->end()) throw ConfigError(child + ": missing");
   return JsonNode(*it, child);
 }
@@ -65,7 +75,7 @@ void JsonNode::allow_keys(std::initializer_list<const char*> allowed) const {
     for (const char* a : allowed) ok = ok || it.key() == a;
     if (ok) continue;
     const std::string list = join(allowed, [](const char* a) { return std::string(a); });
-    throw ConfigError((path_.empty() ? it.key() : path_ + "." + it.key()) + ": unknown key; expected one of: " + list);
+    throw ConfigError(child_path(path_, it.key()) + ": unknown key; expected one of: " + list);
   }
 }
 

@@ -9,8 +9,10 @@
 #include <ostream>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include "quantlab/config/json_node.h"
+#include "quantlab/config/overrides.h"
 #include "quantlab/experiment/lock.h"
 #include "quantlab/experiment/logbook.h"
 #include "quantlab/experiment/saves.h"
@@ -129,6 +131,58 @@ void print_cells(const std::string& format, const std::vector<std::string>& head
   for (const auto& c : cells) line(c);
 }
 
+// The config paths whose values are not the same in every row (present in some rows only, too).
+std::vector<std::string> differing_paths(const std::vector<Row>& rows) {
+  std::set<std::string> all;
+  for (const auto& r : rows)
+    for (const auto& [k, v] : r.leaves) all.insert(k);
+  std::vector<std::string> out;
+  for (const auto& p : all) {
+    const auto first = rows[0].leaves.find(p);
+    for (const auto& r : rows) {
+      const auto it = r.leaves.find(p);
+      if ((it == r.leaves.end()) != (first == rows[0].leaves.end()) ||
+          (it != r.leaves.end() && first != rows[0].leaves.end() && it->second != first->second)) {
+        out.push_back(p);
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+// The dotted paths the config's recorded overrides set ("*" steps kept), the sweep's record left out.
+std::vector<std::string> overridden_paths(const nlohmann::json& config) {
+  std::vector<std::string> out;
+  if (!config.contains("overrides") || !config["overrides"].is_array()) return out;
+  for (const auto& text : config["overrides"]) {
+    if (!text.is_string()) continue;
+    try {
+      const config::Override o = config::parse_override(text.get<std::string>());
+      if (!o.path.empty() && o.path[0] != "sweep") out.push_back(config::dotted(o.path));
+    } catch (const Error&) {
+    }
+  }
+  return out;
+}
+
+// Removes the leaves at `pattern` or below it, a "*" step matching any one step.
+void erase_matching(std::map<std::string, nlohmann::json>& leaves, const std::string& pattern) {
+  auto steps = [](const std::string& p) {
+    std::vector<std::string> out;
+    std::istringstream in(p);
+    for (std::string s; std::getline(in, s, '.');) out.push_back(s);
+    return out;
+  };
+  const auto want = steps(pattern);
+  for (auto it = leaves.begin(); it != leaves.end();) {
+    const auto have = steps(it->first);
+    bool match = have.size() >= want.size();
+    for (size_t k = 0; match && k < want.size(); ++k) match = want[k] == "*" || want[k] == have[k];
+    it = match ? leaves.erase(it) : std::next(it);
+  }
+}
+
 }  // namespace
 
 std::string value_text(const nlohmann::json& v) {
@@ -214,6 +268,7 @@ void compare_experiments(const CompareOptions& o, std::ostream& out) {
   const ProblemPaths paths = problem_paths(read_storage(o.home), o.problem);
   std::vector<int64_t> ids = o.ids;
   std::map<int64_t, nlohmann::json> unit_levels;  // --sweep: from its record
+  std::vector<std::string> notes;                 // said under a table
   if (!o.sweep.empty()) {
     check_plain_name("--sweep", o.sweep);
     const std::string file = paths.dir + "/sweeps/" + o.sweep + "/sweep.json";
@@ -223,15 +278,30 @@ void compare_experiments(const CompareOptions& o, std::ostream& out) {
     if (!ids.empty()) throw Error("--sweep and --ids: give one of them");
     const int64_t repeats =
         record.contains("design") && record["design"].is_object() ? record["design"].value("repeats", int64_t{1}) : 1;
-    for (const auto& u : record.value("units", nlohmann::json::array()))
-      if (u.value("exp_id", nlohmann::json()).is_number_integer()) {
-        const int64_t id = u["exp_id"].get<int64_t>();
-        ids.push_back(id);
-        nlohmann::json levels = u.value("levels", nlohmann::json::object());
-        if (levels.is_object() && repeats > 1) levels["repeat"] = u.value("repeat", 0);
-        if (levels.is_object()) unit_levels[id] = levels;
+    const auto existing = Logbook::list(paths.logs);
+    const nlohmann::json units = record.value("units", nlohmann::json::array());
+    int64_t without = 0;
+    for (const auto& u : units) {
+      if (!u.value("exp_id", nlohmann::json()).is_number_integer()) {
+        ++without;
+        continue;
       }
-    if (ids.empty()) throw Error("--sweep=" + o.sweep + ": no unit has an experiment yet");
+      const int64_t id = u["exp_id"].get<int64_t>();
+      if (std::find(existing.begin(), existing.end(), id) == existing.end()) {  // deleted by hand
+        notes.push_back("unit " + std::to_string(u.value("unit", int64_t{0}) + 1) + ": its experiment " +
+                        std::to_string(id) + " is gone from " + paths.logs);
+        continue;
+      }
+      ids.push_back(id);
+      nlohmann::json levels = u.value("levels", nlohmann::json::object());
+      if (levels.is_object() && repeats > 1) levels["repeat"] = u.value("repeat", 0);
+      if (levels.is_object()) unit_levels[id] = levels;
+    }
+    if (without > 0)
+      notes.push_back(std::to_string(without) + " of the " + std::to_string(units.size()) +
+                      " units have no experiment yet");
+    if (ids.empty())
+      throw Error("--sweep=" + o.sweep + ": no unit has an experiment" + (notes.empty() ? "" : " (" + notes[0] + ")"));
   }
   if (ids.empty()) ids = Logbook::list(paths.logs);
   if (ids.empty()) throw Error(paths.logs + ": no experiments to compare");
@@ -258,30 +328,33 @@ void compare_experiments(const CompareOptions& o, std::ostream& out) {
     rows.push_back(std::move(r));
   }
   // The columns: the config paths whose values are not the same in every row; for the units of
-  // sweeps, their factors (a factor of named levels by its level's name) and repeat.
-  if (std::all_of(rows.begin(), rows.end(), [](const Row& r) { return r.levels.is_object(); }))
+  // sweeps, their factors (a factor of named levels by its level's name) and repeat instead of the
+  // paths their overrides set, then any other path where they differ (a base config changed
+  // between units). --sweep shows its factors even where every row has the same level.
+  const bool all_units = std::all_of(rows.begin(), rows.end(), [](const Row& r) { return r.levels.is_object(); });
+  std::vector<std::string> factors;
+  if (all_units) {
+    std::set<std::string> level_keys, overridden;
+    for (const auto& r : rows) {
+      for (auto it = r.levels.begin(); it != r.levels.end(); ++it) level_keys.insert(it.key());
+      for (const auto& p : overridden_paths(r.config)) overridden.insert(p);
+    }
+    for (auto& r : rows)
+      for (const auto& p : overridden) erase_matching(r.leaves, p);
+    const std::vector<std::string> other = differing_paths(rows);  // not set by the units' overrides
     for (auto& r : rows) {
-      r.leaves.clear();
+      for (const auto& k : level_keys) r.leaves.erase(k);  // a factor named as a config path: the level
       for (auto it = r.levels.begin(); it != r.levels.end(); ++it) r.leaves[it.key()] = it.value();
     }
-  std::vector<std::string> factors;
-  {
-    std::set<std::string> all;
-    for (const auto& r : rows)
-      for (const auto& [k, v] : r.leaves) all.insert(k);
-    for (const auto& p : all) {
-      bool differ = false;
-      const auto first = rows[0].leaves.find(p);
-      for (const auto& r : rows) {
-        const auto it = r.leaves.find(p);
-        if ((it == r.leaves.end()) != (first == rows[0].leaves.end()) ||
-            (it != r.leaves.end() && first != rows[0].leaves.end() && it->second != first->second)) {
-          differ = true;
-          break;
-        }
-      }
-      if (differ) factors.push_back(p);
-    }
+    if (!o.sweep.empty())
+      factors.assign(level_keys.begin(), level_keys.end());
+    else
+      for (const auto& p : differing_paths(rows))
+        if (level_keys.count(p)) factors.push_back(p);
+    for (const auto& p : other)
+      if (!level_keys.count(p)) factors.push_back(p);
+  } else {
+    factors = differing_paths(rows);
   }
   auto factor_of = [](const Row& r, const std::string& p) {
     const auto it = r.leaves.find(p);
@@ -315,13 +388,15 @@ void compare_experiments(const CompareOptions& o, std::ostream& out) {
       return number_or(a.status.value("train_seconds", nlohmann::json()), 0) <
              number_or(b.status.value("train_seconds", nlohmann::json()), 0);
     if (key != "exp") {
-      const auto ia = a.leaves.find(key), ib = b.leaves.find(key);
-      if (ia != a.leaves.end() && ib != b.leaves.end()) {
-        if (ia->second.is_number() && ib->second.is_number())
-          return ia->second.get<double>() < ib->second.get<double>();
-        return value_text(ia->second) < value_text(ib->second);
-      }
-      return ia != a.leaves.end() && ib == b.leaves.end();
+      // Numbers by value, then other values by their text, then rows without the path: one order
+      // over a column that mixes them.
+      auto rank = [&key](const Row& r) {
+        const auto it = r.leaves.find(key);
+        if (it == r.leaves.end()) return std::make_tuple(2, 0.0, std::string());
+        if (it->second.is_number()) return std::make_tuple(0, it->second.get<double>(), std::string());
+        return std::make_tuple(1, 0.0, value_text(it->second));
+      };
+      return rank(a) < rank(b);
     }
     return a.id < b.id;
   });
@@ -419,7 +494,10 @@ void compare_experiments(const CompareOptions& o, std::ostream& out) {
     cells.push_back(std::move(c));
   }
   print_cells(o.format, header, cells, out);
-  if (factors.empty() && o.format == "table") out << "(the configs of these experiments are the same)\n";
+  if (o.format == "table") {
+    if (factors.empty()) out << "(the configs of these experiments are the same)\n";
+    for (const auto& n : notes) out << "(" << n << ")\n";
+  }
   out << std::flush;
 }
 

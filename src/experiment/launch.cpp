@@ -75,6 +75,11 @@ class Launch {
 
   LaunchResult run() {
     const Start start = train_ ? agree_start() : Start{p_.book->saves().file(ref_), false};
+    result_.owner = owner_;
+    if (start.stopped != 0) {  // during the start-up, before a new experiment or branch was made
+      result_.interrupted_by = start.stopped;
+      return result_;
+    }
     const train::TrainingState state = restore_start(start);
     result_.exp_id = p_.book->id();
     result_.epochs_done = state.epoch;
@@ -87,10 +92,16 @@ class Launch {
   Start agree_start() {
     Start start;
     const auto decided = nlohmann::json::parse(group_.decided_by_owner("start", [&] {
+      // A stop during the start-up (reading the data can take minutes) ends a launch that would
+      // make a new experiment before it makes anything. (A branch is made, with its starting
+      // point, and resumes from there; a resumed experiment stops at its first batch.)
+      const int signal = stop_ ? stop_->load() : 0;
+      if (signal != 0 && !p_.book) return nlohmann::json{{"stopped", signal}}.dump();
       start = launch_steps::start_as_owner(o_, p_, ref_, out_);
       const std::string ckpt = start.checkpoint.empty() ? "" : fs::path(start.checkpoint).filename().string();
       return nlohmann::json{{"exp_id", p_.book->id()}, {"checkpoint", ckpt}}.dump();
     }));
+    if (decided.contains("stopped")) return Start{"", false, decided["stopped"].get<int>()};
     if (!owner_) {
       p_.book = Logbook::open(p_.paths.logs, decided["exp_id"].get<int64_t>());
       const std::string ckpt = decided["checkpoint"].get<std::string>();
@@ -139,7 +150,13 @@ class Launch {
     result_.tested = start.checkpoint.empty() ? ""
                                               : fs::path(start.checkpoint).filename().string() + ", after epoch " +
                                                     std::to_string(state.epoch);
-    result_.test = trainer.test();
+    try {
+      result_.test = trainer.test();
+    } catch (const train::Interrupted& e) {  // nothing to save: the experiment is as it was
+      out_ << std::endl;
+      result_.interrupted_by = e.signal;
+      return result_;
+    }
     print_test(out_, "test (" + result_.tested + ")", *result_.test);
     return result_;
   }

@@ -64,8 +64,11 @@ Start branch_from(const LaunchOptions& o, Prepared& p, const ResumePoint& r, std
     c.state.best_epoch = 0;
     c.state.best_value = NAN;
   }
-  p.book = Logbook::create(p.paths.logs, p.config, parent);
-  Session(*p.exp, *p.book, o.ckpt_every, p.exp->protocol.update_metric).start_branch(parent_book.saves(), c, best);
+  // The branch's starting point is written before the folder gets its number: a branch never exists
+  // without it (a kill or a full disk during these saves leaves nothing).
+  p.book = Logbook::create(p.paths.logs, p.config, parent, [&](const Logbook& hidden) {
+    Session(*p.exp, hidden, o.ckpt_every, p.exp->protocol.update_metric).start_branch(parent_book.saves(), c, best);
+  });
   out << "experiment " << p.book->id() << ": " << p.book->dir() << ", branched from experiment " << parent_book.id()
       << " at " << from << " (after epoch " << r.checkpoint.state.epoch << "); experiment " << parent_book.id()
       << " is left as it is" << std::endl;
@@ -106,7 +109,18 @@ Start start_as_owner(const LaunchOptions& o, Prepared& p, const config::Checkpoi
     out << "removed " << removed.size() << " partial file(s) a stopped run left: " << join(removed) << std::endl;
   const ResumePoint r = choose_resume(*p.book, ref);
   if (r.fresh) {
+    const nlohmann::json parent = p.book->parent();
+    if (!parent.is_null())  // a branch made before its start was written with it (an older QuantLab)
+      throw Error("experiment " + std::to_string(p.book->id()) + " is a branch of experiment " +
+                  parent.value("exp_id", nlohmann::json()).dump() +
+                  " (parent.json) but holds no checkpoint: the launch "
+                  "that made it stopped before it saved its starting point, and training it from epoch 1 would not "
+                  "be that branch. Remove " +
+                  p.book->dir() + " and branch again with --branch");
     out << "experiment " << p.book->id() << " has no checkpoint yet: training it from epoch 1" << std::endl;
+    // As when it was made: indiv.net.pretrained's tensors before the first epoch.
+    const int64_t copied = apply_pretrained(*p.exp, p.paths);
+    if (copied) out << "copied " << copied << " pretrained tensors (indiv.net.pretrained)" << std::endl;
     return {};
   }
   print_notes(r.checkpoint.notes, out);

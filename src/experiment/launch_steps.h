@@ -46,6 +46,7 @@ Prepared prepare(const LaunchOptions& o, const std::optional<dist::Environment>&
 struct Start {
   std::string checkpoint;  // the file to restore ("" for a new experiment or one without a checkpoint)
   bool new_folder = false;
+  int stopped = 0;  // the signal that stopped the launch before it made a new experiment (nothing made)
 };
 
 // Rank 0: creates the experiment, or opens, locks, cleans and resumes it (never rewinding silently).

@@ -64,7 +64,8 @@ std::vector<int64_t> Logbook::list(const std::string& logs_dir) {
   return ids;
 }
 
-Logbook Logbook::create(const std::string& logs_dir, const nlohmann::json& config, const nlohmann::json& parent) {
+Logbook Logbook::create(const std::string& logs_dir, const nlohmann::json& config, const nlohmann::json& parent,
+                        const std::function<void(const Logbook& hidden)>& fill) {
   // The folder is prepared complete and locked under a hidden name, then renamed to the first free
   // expNNN: rename() never replaces a non-empty folder, so simultaneous launches get different
   // numbers, and a kill at any moment leaves either a complete experiment or a hidden leftover.
@@ -75,8 +76,15 @@ Logbook Logbook::create(const std::string& logs_dir, const nlohmann::json& confi
   if (!ec) fs::create_directories(tmp + "/stats", ec);
   if (ec) throw IoError(tmp + ": cannot create experiment folder (" + ec.message() + ")");
   auto lock = std::make_shared<ExperimentLock>(tmp, "the new experiment");
-  write_file_atomically(tmp + "/config.json", config.dump(2) + "\n");
-  if (!parent.is_null()) write_file_atomically(tmp + "/parent.json", parent.dump(2) + "\n");
+  try {
+    write_file_atomically(tmp + "/config.json", config.dump(2) + "\n");
+    if (!parent.is_null()) write_file_atomically(tmp + "/parent.json", parent.dump(2) + "\n");
+    if (fill) fill(Logbook(0, tmp));
+  } catch (...) {  // a full disk: nothing is left behind
+    lock.reset();
+    fs::remove_all(tmp, ec);
+    throw;
+  }
   const auto ids = list(logs_dir);
   for (int64_t id = ids.empty() ? 1 : ids.back() + 1;; ++id) {
     const std::string dir = logs_dir + "/" + folder_name(id);

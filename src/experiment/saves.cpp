@@ -110,9 +110,7 @@ void Saves::write_status(const nlohmann::json& status) const {
 }
 
 void Saves::copy_in(const std::string& from, const std::string& file) const {
-  std::error_code ec;
-  fs::copy_file(from, file, ec);
-  if (ec) throw IoError(file + ": cannot copy " + from + " (" + ec.message() + ")");
+  write_file_atomically(file, read_bytes(from));  // a kill during the copy leaves no truncated file
 }
 
 std::string Saves::read_bytes(const std::string& file) const {

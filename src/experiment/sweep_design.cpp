@@ -1,10 +1,12 @@
 // Sweep designs: a design file or --grid parsed, its units, and each unit's config changes.
-#include "quantlab/experiment/sweep.h"
+#include "quantlab/experiment/sweep_design.h"
 
+#include <algorithm>
+#include <map>
 #include <random>
-#include <set>
 
 #include "quantlab/config/json_node.h"
+#include "quantlab/config/overrides.h"
 #include "quantlab/experiment/compare.h"
 #include "quantlab/util/error.h"
 
@@ -75,8 +77,19 @@ SweepDesign parse_design(const nlohmann::json& j, const std::string& where) {
   if (d.repeats < 1 || d.repeats > 1000) root.at("repeats").fail("expected 1 to 1000 repeats");
   d.sample = root.integer("sample", 0);
   if (d.sample < 0) root.at("sample").fail("expected a number of units >= 0 (0: all)");
-  d.seed = static_cast<uint64_t>(root.integer("seed", 0));
+  const int64_t seed = root.integer("seed", 0);
+  if (seed < 0) root.at("seed").fail("expected a seed >= 0");
+  d.seed = static_cast<uint64_t>(seed);
   return d;
+}
+
+SweepDesign read_design(const std::string& file) {
+  const nlohmann::json j = config::read_json_file(file);  // its errors name the file
+  try {
+    return parse_design(j, "");
+  } catch (const ConfigError& e) {
+    throw ConfigError("design " + file + ": " + e.what());
+  }
 }
 
 std::pair<std::string, std::vector<nlohmann::json>> parse_grid(const std::string& arg) {
@@ -155,13 +168,39 @@ std::vector<std::string> unit_overrides(const SweepUnit& u, const nlohmann::json
   if (u.repeat > 0) {
     const bool has_seed = base.contains("treat") && base["treat"].contains("data") &&
                           base["treat"]["data"].is_object() && base["treat"]["data"].contains("seed");
-    const int64_t seed =
-        (has_seed && base["treat"]["data"]["seed"].is_number_integer() ? base["treat"]["data"]["seed"].get<int64_t>()
-                                                                       : 0) +
-        1000 * u.repeat;
-    out.push_back(std::string(has_seed ? "" : "+") + "treat.data.seed=" + std::to_string(seed));
+    int64_t seed = has_seed && base["treat"]["data"]["seed"].is_number_integer()
+                       ? base["treat"]["data"]["seed"].get<int64_t>()
+                       : 0;
+    // A factor that sets the seed itself: its level's seed is the first repeat's.
+    for (const auto& [path, v] : u.settings)
+      if (path == "treat.data.seed" && v.is_number_integer()) seed = v.get<int64_t>();
+    out.push_back(std::string(has_seed ? "" : "+") + "treat.data.seed=" + std::to_string(seed + 1000 * u.repeat));
   }
   return out;
+}
+
+void check_unit_configs(const std::vector<SweepUnit>& units, const nlohmann::json& base) {
+  std::map<std::string, const SweepUnit*> seen;  // a config's text -> the first unit with it
+  for (const auto& u : units) {
+    const std::vector<std::string> args = unit_overrides(u, base);
+    nlohmann::json c = base;
+    try {
+      config::apply_overrides(c, args);
+    } catch (const ConfigError& e) {
+      // The override's own error without its "--set ARG: " (the user gave a design, not --set).
+      std::string why = e.what();
+      for (const auto& a : args)
+        if (why.rfind("--set " + a + ": ", 0) == 0) why = why.substr(a.size() + 8);
+      throw ConfigError("unit " + std::to_string(u.index + 1) + " of the sweep (" + levels_text(u) + "): " + why);
+    }
+    c.erase("overrides");
+    const auto [it, fresh] = seen.emplace(c.dump(), &u);
+    if (!fresh)
+      throw ConfigError("units " + std::to_string(it->second->index + 1) + " (" + levels_text(*it->second) + ") and " +
+                        std::to_string(u.index + 1) + " (" + levels_text(u) +
+                        ") of the sweep give the same config: it would train one experiment twice (factors that set "
+                        "the same path, or a factor of treat.data.seed beside repeats whose seeds meet?)");
+  }
 }
 
 }  // namespace quantlab::experiment

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,9 +24,12 @@ class Logbook {
  public:
   // A new experiment with the next free ID, locked by this process (the lock is taken before the
   // folder gets its number, so no other process can open it first). `config` is written into it
-  // atomically; a non-null `parent` is written as parent.json.
+  // atomically; a non-null `parent` is written as parent.json; `fill`, when given, writes what
+  // else the experiment must hold from its first moment (a branch's starting checkpoint) into the
+  // folder while it is still hidden: when it throws, nothing is made.
   static Logbook create(const std::string& logs_dir, const nlohmann::json& config,
-                        const nlohmann::json& parent = nullptr);
+                        const nlohmann::json& parent = nullptr,
+                        const std::function<void(const Logbook& hidden)>& fill = nullptr);
   // An existing experiment, not locked; an unknown ID throws Error listing the existing ones.
   static Logbook open(const std::string& logs_dir, int64_t id);
 

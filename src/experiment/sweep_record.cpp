@@ -1,0 +1,202 @@
+// A sweep's record (<Problem>/sweeps/<name>/sweep.json): made and checked, read and changed under
+// its lock, and the experiments of its units.
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <ostream>
+#include <random>
+
+#include "quantlab/config/json_node.h"
+#include "quantlab/experiment/compare.h"
+#include "quantlab/experiment/logbook.h"
+#include "quantlab/experiment/saves.h"
+#include "quantlab/experiment/storage.h"
+#include "quantlab/util/error.h"
+#include "quantlab/util/runtime.h"
+#include "sweep_steps.h"
+
+namespace quantlab::experiment::sweep_steps {
+namespace {
+
+namespace fs = std::filesystem;
+
+// The record is read, changed and written under a short lock of its own (sweep.json.lock), so that
+// the processes of one sweep (--parallel's children, the tasks of a job array or of srun) keep it
+// whole. flock(): released by the system if the holder dies.
+class RecordLock {
+ public:
+  explicit RecordLock(const std::string& file) {
+    const std::string lock = file + ".lock";
+    fd_ = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd_ < 0) throw IoError(lock + ": cannot open the sweep record's lock (" + std::strerror(errno) + ")");
+    while (::flock(fd_, LOCK_EX) != 0)
+      if (errno != EINTR) throw IoError(lock + ": cannot lock (" + std::strerror(errno) + ")");
+  }
+  ~RecordLock() { ::close(fd_); }
+  RecordLock(const RecordLock&) = delete;
+  RecordLock& operator=(const RecordLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+std::string random_id() {
+  std::random_device rd;
+  const uint64_t v = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+// A record made from another base config than the one there now is refused, naming what changed:
+// the units made so far ran with the config as it was.
+void check_base(const Sweep& s, const nlohmann::json& record, const std::string& config_file) {
+  if (!record.contains("base_config") || record["base_config"] == s.base) return;
+  const auto diffs = config_differences(record["base_config"], s.base);
+  std::string what;
+  for (size_t k = 0; k < diffs.size() && k < 5; ++k) {
+    const auto& d = diffs[k];
+    what += std::string(k ? "; " : "") + d.path + " " + (d.in_a ? value_text(d.a) : "(absent)") + " -> " +
+            (d.in_b ? value_text(d.b) : "(absent)");
+  }
+  if (diffs.size() > 5) what += "; and " + std::to_string(diffs.size() - 5) + " more";
+  throw Error(config_file + " is not the config sweep " + s.name + " was made from (" +
+              (what.empty() ? std::string("the records of overrides differ") : what) +
+              "): its units so far ran with that one. Restore it (the sweep's record keeps it: " + s.file +
+              ", \"base_config\"), or give this sweep another name");
+}
+
+}  // namespace
+
+nlohmann::json Sweep::read() const {
+  nlohmann::json record;
+  try {
+    record = config::read_json_file(file);
+  } catch (const Error& e) {
+    throw Error(std::string(e.what()) + " (the record of sweep " + name +
+                "; restore it, or give the sweep another name)");
+  }
+  if (!record.is_object() || record.value("design", nlohmann::json()) != design || !record.contains("units") ||
+      !record["units"].is_array() || record["units"].size() != units.size())
+    throw Error(file + ": sweep " + name +
+                " was made with another design (or its record was edited); give this one another name");
+  return record;
+}
+
+nlohmann::json Sweep::entry(int64_t unit) const {
+  RecordLock lock(file);
+  return read()["units"][static_cast<size_t>(unit)];
+}
+
+void Sweep::update(int64_t unit, const std::function<void(nlohmann::json&)>& change) const {
+  RecordLock lock(file);
+  nlohmann::json record = read();
+  change(record["units"][static_cast<size_t>(unit)]);
+  write_file_atomically(file, record.dump(2) + "\n");
+}
+
+Sweep prepare(const SweepOptions& o) {
+  const SweepDesign& d = o.design;
+  if (d.factors.empty()) throw ConfigError("the sweep has no factors (a design's \"factors\", or --grid PATH=a,b)");
+  if (d.name.empty()) throw ConfigError("the sweep has no name (the design's \"name\", or --name)");
+  for (size_t i = 0; i < d.factors.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (d.factors[i].first == d.factors[j].first)
+        throw ConfigError("the factor " + d.factors[i].first + " is given twice (in the design and by --grid?)");
+  check_plain_name("the sweep's name", d.name);
+  const LaunchOptions& l = o.launch;
+  if (l.exp_id || l.branch || l.load || !l.overrides.empty())
+    throw Error("a sweep makes its own experiments: --exp_id, --load, --branch and --set do not apply");
+  if (o.parallel < 1) throw Error("--parallel: expected 1 or more processes");
+  if (o.parallel > 1 && (o.unit || o.srun))
+    throw Error("--parallel runs units in processes of its own; --unit and --srun run them in this one");
+  if (o.unit && o.srun) throw Error("--unit and --srun: one of them (--srun shares every unit among SLURM's tasks)");
+  const Storage storage = read_storage(l.home);
+  const ProblemPaths paths = problem_paths(storage, l.problem);
+  Sweep s;
+  s.name = d.name;
+  s.repeats = d.repeats;
+  s.logs = paths.logs;
+  const std::string config_file = paths.dir + "/" + l.config.value_or("config.json");
+  s.base = config::read_json_file(config_file);
+  s.units = design_units(d);
+  if (static_cast<int64_t>(s.units.size()) > o.max_units && !o.yes)
+    throw Error("the sweep has " + std::to_string(s.units.size()) + " units, more than " + std::to_string(o.max_units) +
+                "; add --yes to run them all (or --max_units)");
+  if (o.unit && (*o.unit < 1 || *o.unit > static_cast<int64_t>(s.units.size())))
+    throw Error("--unit=" + std::to_string(*o.unit) + ": sweep " + d.name + " has units 1 to " +
+                std::to_string(s.units.size()));
+  check_unit_configs(s.units, s.base);  // before anything is made
+  s.design = design_json(d);
+  s.dir = paths.dir + "/sweeps/" + d.name;
+  s.file = s.dir + "/sweep.json";
+  std::error_code ec;
+  fs::create_directories(s.dir, ec);
+  if (ec) throw IoError(s.dir + ": cannot create the sweep's folder (" + ec.message() + ")");
+  RecordLock lock(s.file);
+  if (fs::exists(s.file, ec)) {
+    const nlohmann::json record = s.read();  // checked against this design
+    check_base(s, record, config_file);
+    s.id = record.value("id", "");
+  } else {
+    s.id = random_id();
+    nlohmann::json record = {{"design", s.design},
+                             {"id", s.id},
+                             {"config", config_file},
+                             {"base_config", s.base},
+                             {"units", nlohmann::json::array()}};
+    for (const auto& u : s.units) {
+      nlohmann::json levels = nlohmann::json::object();
+      for (const auto& [path, v] : u.levels) levels[path] = v;
+      record["units"].push_back(
+          {{"unit", u.index}, {"levels", levels}, {"repeat", u.repeat}, {"exp_id", nullptr}, {"state", "pending"}});
+    }
+    write_file_atomically(s.file, record.dump(2) + "\n");
+  }
+  return s;
+}
+
+nlohmann::json unit_record(const Sweep& s, const SweepUnit& u) {
+  nlohmann::json record = {{"name", s.name}, {"unit", u.index}, {"levels", nlohmann::json::object()}};
+  if (!s.id.empty()) record["id"] = s.id;
+  for (const auto& [factor, level] : u.levels) record["levels"][factor] = level;
+  if (s.repeats > 1) record["repeat"] = u.repeat;
+  return record;
+}
+
+int64_t find_unit_experiment(const Sweep& s, const SweepUnit& u) {
+  const nlohmann::json mine = unit_record(s, u);
+  for (int64_t id : Logbook::list(s.logs)) {
+    try {
+      const auto c = Logbook::open(s.logs, id).config();
+      if (c.value("sweep", nlohmann::json()) == mine) return id;
+    } catch (const Error&) {
+    }
+  }
+  return -1;
+}
+
+int64_t unit_experiment(const Sweep& s, const SweepUnit& u, const nlohmann::json& entry, std::ostream& out) {
+  if (entry["exp_id"].is_number_integer()) {
+    const int64_t id = entry["exp_id"].get<int64_t>();
+    const auto ids = Logbook::list(s.logs);
+    if (std::find(ids.begin(), ids.end(), id) != ids.end()) return id;
+    out << unit_title(s, u) << ": its experiment " << id << " is gone from " << s.logs << "; the unit runs again"
+        << std::endl;
+    return find_unit_experiment(s, u);
+  }
+  return entry["state"] != "pending" ? find_unit_experiment(s, u) : -1;
+}
+
+bool experiment_finished(const Sweep& s, int64_t id) {
+  if (id < 0) return false;
+  const auto st = Logbook::open(s.logs, id).saves().status();
+  return st.value("finished", false) && st.contains("test");
+}
+
+}  // namespace quantlab::experiment::sweep_steps

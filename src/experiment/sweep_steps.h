@@ -1,0 +1,69 @@
+// The parts of run_sweep() (sweep.cpp): the sweep's record and its units' experiments
+// (sweep_record.cpp), one unit run in this process (sweep_unit.cpp), and units run in processes of
+// their own (sweep_parallel.cpp). Private to src/experiment: the public entry point is
+// quantlab/experiment/sweep.h.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+#include "quantlab/experiment/sweep.h"
+
+namespace quantlab::experiment::sweep_steps {
+
+// A sweep checked and its record made: what every way of running its units shares.
+struct Sweep {
+  std::string name, dir, file, logs;
+  // The record's identity, drawn when it was made and carried by its units' experiments, so that
+  // a sweep made again under the same name never takes an older one's experiments ("" in records
+  // made before it was kept).
+  std::string id;
+  nlohmann::json base, design;
+  std::vector<SweepUnit> units;
+  int64_t repeats = 1;
+
+  // The record, checked against this design (sweep.json, read under its lock by entry and update).
+  nlohmann::json read() const;
+  nlohmann::json entry(int64_t unit) const;
+  // Applies `change` to the unit's entry of the record on disk.
+  void update(int64_t unit, const std::function<void(nlohmann::json&)>& change) const;
+};
+
+// Checks the options, the design and every unit's config, then makes the record or checks the
+// one there (the same design and base config).
+Sweep prepare(const SweepOptions& options);
+
+// The "sweep" entry of a unit's experiment config: the sweep's name and identity, the unit, its
+// levels and repeat.
+nlohmann::json unit_record(const Sweep& s, const SweepUnit& u);
+
+// The unit's experiment when it has one: from the record, or found by its config's "sweep" entry
+// when an earlier run was stopped before it recorded the number; else -1. An experiment the
+// record names that is gone (deleted by hand) is said on `out`, and the unit runs again.
+int64_t unit_experiment(const Sweep& s, const SweepUnit& u, const nlohmann::json& entry, std::ostream& out);
+// The experiment made for the unit, found by its config's "sweep" entry; -1 when none.
+int64_t find_unit_experiment(const Sweep& s, const SweepUnit& u);
+// Trained to its end and tested.
+bool experiment_finished(const Sweep& s, int64_t id);
+
+enum class Outcome { kFinished, kSkipped, kFailed, kStopped, kElsewhere };
+
+// "sweep NAME: unit N/M".
+std::string unit_title(const Sweep& s, const SweepUnit& u);
+void count(SweepResult& result, Outcome outcome);
+
+// Runs (or resumes, or skips) one unit in this process.
+Outcome run_unit(const Sweep& s, const SweepOptions& o, const SweepUnit& u, const std::atomic<int>* stop,
+                 int* interrupted_by, std::ostream& out);
+
+// --parallel=K: K of `mine` at a time, each `command --unit=N [--threads=T]` in a process of its own.
+SweepResult run_parallel(const Sweep& s, const SweepOptions& o, const std::vector<const SweepUnit*>& mine,
+                         const std::atomic<int>* stop, std::ostream& out);
+
+}  // namespace quantlab::experiment::sweep_steps
