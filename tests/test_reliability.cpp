@@ -21,6 +21,7 @@
 #include "quantlab/experiment/launch.h"
 #include "quantlab/experiment/listing.h"
 #include "quantlab/experiment/lock.h"
+#include "quantlab/experiment/resume.h"
 #include "quantlab/experiment/session.h"
 #include "quantlab/experiment/storage.h"
 #include "quantlab/export/export_run.h"
@@ -1014,6 +1015,103 @@ TEST(Reliability, AStopBeforeTheStartMakesNothingAndAStoppedTestIsNoError) {
   const LaunchResult tested = launch(t, &stop, sink);
   EXPECT_EQ(tested.interrupted_by, SIGINT);
   EXPECT_FALSE(tested.test.has_value());
+}
+
+// 16. --mode=test: `last` is the highest epoch where there is no last.ckpt (the original's folders);
+// a missing checkpoint is named, with what to do, before the data are read.
+TEST(Reliability, TestModeFindsTheHighestEpochAndNamesAMissingCheckpointBeforeTheData) {
+  Home home(2);
+  run(home.options());  // best, last, epoch0001, epoch0002
+  fs::remove(home.saves(1) + "/last.ckpt");
+  auto t = home.options();
+  t.exp_id = 1;
+  t.mode = LaunchMode::kTest;
+  t.load = "last";
+  EXPECT_EQ(run(t).tested, "epoch0002.ckpt, after epoch 2");
+  fs::remove(home.saves(1) + "/best.ckpt");
+  t.load.reset();  // best
+  std::ostringstream out;
+  std::string e;
+  try {
+    launch(t, nullptr, out);
+  } catch (const Error& err) {
+    e = err.what();
+  }
+  EXPECT_NE(e.find("best.ckpt: no such checkpoint; available in"), std::string::npos) << e;
+  EXPECT_NE(e.find("choose another with --load=last or --load=EPOCH"), std::string::npos) << e;
+  EXPECT_EQ(out.str().find("loading data"), std::string::npos) << out.str();
+  for (const auto& f : fs::directory_iterator(home.saves(1))) fs::remove(f.path());
+  e = error_of(t);
+  EXPECT_NE(e.find("the experiment has none yet (it has not completed an epoch)"), std::string::npos) << e;
+}
+
+// 17. The printed resume command survives the shell: folders with spaces or quotes are quoted.
+TEST(Reliability, TheResumeCommandQuotesWhatTheShellWouldSplit) {
+  LaunchOptions o;
+  o.problem = "Toy", o.topology = "MLP", o.home = "/data/my runs/it's", o.data = "/mnt/fashion";
+  EXPECT_EQ(resume_command(o, 3),
+            "quantlab --problem=Toy --topology=MLP --exp_id=3 --load=last --home='/data/my "
+            "runs/it'\\''s' --data=/mnt/fashion");
+}
+
+// 18. A branch of an experiment that another process trains reads its saved checkpoint and leaves
+// it alone (resuming it is still refused); a branch of one without a checkpoint is refused
+// (before, that launch trained the experiment itself from epoch 1).
+TEST(Reliability, ABranchOfARunningExperimentAndOfOneWithoutACheckpoint) {
+  Home home(2);
+  run(home.options());
+  const std::string parent_last = bytes_of(home.saves(1) + "/last.ckpt");
+  auto o = home.options();
+  o.exp_id = 1;
+  o.load = "1";
+  o.branch = true;
+  std::string out;
+  auto r = home.options();
+  r.exp_id = 1;
+  {
+    ExperimentLock held(home.logs() + "/exp001", "experiment 1");
+    EXPECT_EQ(run(o, &out).exp_id, 2);
+    EXPECT_NE(error_of(r).find("in use by another QuantLab process"), std::string::npos);
+  }
+  EXPECT_NE(out.find("note: experiment 1 is training in another process"), std::string::npos) << out;
+  EXPECT_EQ(epoch_of(home.saves(2) + "/last.ckpt"), 2);
+  EXPECT_EQ(bytes_of(home.saves(1) + "/last.ckpt"), parent_last);
+  fs::create_directories(home.saves(3));
+  fs::copy_file(home.logs() + "/exp001/config.json", home.logs() + "/exp003/config.json");
+  o.exp_id = 3;
+  o.load = "last";
+  EXPECT_NE(error_of(o).find("experiment 3 has no checkpoint yet (it has not completed an epoch): there is nothing "
+                             "to branch from"),
+            std::string::npos);
+  EXPECT_FALSE(fs::exists(home.saves(3) + "/last.ckpt"));
+  EXPECT_EQ(Logbook::list(home.logs()), (std::vector<int64_t>{1, 2, 3}));
+}
+
+// 19. A damaged status.json is written again from the checkpoints when the experiment resumes,
+// its best epoch's accuracies from best.ckpt (before, they were lost: "best" became null).
+TEST(Reliability, ADamagedStatusIsWrittenAgainWithTheBestEpochFromItsCheckpoint) {
+  Home home(2);
+  run(home.options());
+  // A best epoch before the last one: epoch 1's checkpoint as best.ckpt, last.ckpt saying so.
+  Checkpoint last = load_checkpoint(home.saves(1) + "/last.ckpt");
+  const Checkpoint first = load_checkpoint(home.saves(1) + "/epoch0001.ckpt");
+  last.state.best_epoch = 1;
+  last.state.best_value = first.state.best_value;
+  save_checkpoint(home.saves(1) + "/last.ckpt", last);
+  fs::copy_file(home.saves(1) + "/epoch0001.ckpt", home.saves(1) + "/best.ckpt", fs::copy_options::overwrite_existing);
+  std::ofstream(home.saves(1) + "/status.json") << "{ damaged";
+  auto o = home.options();
+  o.exp_id = 1;
+  std::string out;
+  EXPECT_EQ(run(o, &out).epochs_done, 2);  // nothing left to train: the status, then the final test
+  EXPECT_NE(out.find("status.json is damaged: it is written again from the checkpoints"), std::string::npos) << out;
+  const auto st = read_json_file(home.saves(1) + "/status.json");
+  ASSERT_TRUE(st["best"].is_object()) << st.dump(2);
+  EXPECT_EQ(st["best"]["epoch"], 1) << st.dump(2);
+  EXPECT_DOUBLE_EQ(st["best"]["valid_accuracy"].get<double>(),
+                   100.0 - first.state.stats[train::Statistic::kValidMetric])
+      << st.dump(2);
+  EXPECT_EQ(st["epochs_done"], 2);
 }
 
 }  // namespace

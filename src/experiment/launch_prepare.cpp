@@ -7,6 +7,7 @@
 #include "launch_steps.h"
 #include "quantlab/config/json_node.h"
 #include "quantlab/config/overrides.h"
+#include "quantlab/experiment/saves.h"
 #include "quantlab/topology/layout.h"
 #include "quantlab/train/preflight.h"
 #include "quantlab/util/build_info.h"
@@ -67,6 +68,8 @@ Prepared prepare(const LaunchOptions& o, const std::optional<dist::Environment>&
   if (o.exp_id) {
     p.book = Logbook::open(p.paths.logs, *o.exp_id);
     p.config = p.book->config();
+    // The checkpoint to test, before the data are read (minutes on ImageNet).
+    if (!train) p.book->saves().file(config::CheckpointRef::parse(o.load.value_or("best"), "--load"));
   } else {
     const std::string file = p.paths.dir + "/" + o.config.value_or("config.json");
     if (!fs::exists(file))

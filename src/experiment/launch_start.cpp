@@ -6,6 +6,7 @@
 
 #include "launch_steps.h"
 #include "quantlab/experiment/checkpoint.h"
+#include "quantlab/experiment/lock.h"
 #include "quantlab/experiment/resume.h"
 #include "quantlab/experiment/saves.h"
 #include "quantlab/experiment/session.h"
@@ -91,6 +92,11 @@ Start continue_from(const LaunchOptions& o, Prepared& p, const config::Checkpoin
                   " epochs (was last.ckpt replaced by an earlier checkpoint?); training from it here would "
                   "overwrite the later history. Train from it in a new experiment with --load=last --branch, or "
                   "put the newer last.ckpt back");
+    if (p.book->saves().status_damaged())
+      out << "note: " << p.book->saves().status_file()
+          << " is damaged: it is written again from the checkpoints (the training time before this run is not "
+             "known)"
+          << std::endl;
     const auto repaired = Session(*p.exp, *p.book, o.ckpt_every, p.exp->protocol.update_metric).repair(r.checkpoint);
     if (!repaired.empty())
       out << "completed the save of epoch " << r.checkpoint.state.epoch
@@ -103,11 +109,23 @@ Start continue_from(const LaunchOptions& o, Prepared& p, const config::Checkpoin
 
 Start start_as_owner(const LaunchOptions& o, Prepared& p, const config::CheckpointRef& ref, std::ostream& out) {
   if (!p.book) return create_experiment(p, out);
-  p.book->lock();
-  const auto removed = p.book->remove_partial_files();
-  if (!removed.empty())
-    out << "removed " << removed.size() << " partial file(s) a stopped run left: " << join(removed) << std::endl;
+  try {
+    p.book->lock();
+    const auto removed = p.book->remove_partial_files();
+    if (!removed.empty())
+      out << "removed " << removed.size() << " partial file(s) a stopped run left: " << join(removed) << std::endl;
+  } catch (const IoError&) {
+    throw;
+  } catch (const Error&) {  // another process trains it: a branch only reads its saved checkpoints
+    if (!o.branch) throw;
+    out << "note: experiment " << p.book->id() << " is training in another process (PID "
+        << ExperimentLock::holder(p.book->dir()) << "); the branch starts from its saved checkpoint and leaves it alone"
+        << std::endl;
+  }
   const ResumePoint r = choose_resume(*p.book, ref);
+  if (r.fresh && o.branch)
+    throw Error("experiment " + std::to_string(p.book->id()) +
+                " has no checkpoint yet (it has not completed an epoch): there is nothing to branch from");
   if (r.fresh) {
     const nlohmann::json parent = p.book->parent();
     if (!parent.is_null())  // a branch made before its start was written with it (an older QuantLab)

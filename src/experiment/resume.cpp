@@ -18,6 +18,17 @@ std::string describe(const CheckpointInfo& c) {
 
 std::string flag_for(const config::CheckpointRef& r) { return "--load=" + r.text(); }
 
+// A word the shell reads back as it is: quoted when it holds anything but plain characters.
+std::string shell_word(const std::string& s) {
+  const bool plain = !s.empty() && s.find_first_not_of(
+                                       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                       "0123456789_./:,+-=@%") == std::string::npos;
+  if (plain) return s;
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
 }  // namespace
 
 ResumePoint choose_resume(const Logbook& book, const config::CheckpointRef& ref) {
@@ -74,10 +85,10 @@ ResumePoint choose_resume(const Logbook& book, const config::CheckpointRef& ref)
 }
 
 std::string resume_command(const LaunchOptions& o, int64_t exp_id) {
-  std::string cmd = "quantlab --problem=" + o.problem + " --topology=" + o.topology +
+  std::string cmd = "quantlab --problem=" + shell_word(o.problem) + " --topology=" + shell_word(o.topology) +
                     " --exp_id=" + std::to_string(exp_id) + " --load=last";
-  if (o.home != ".") cmd += " --home=" + o.home;
-  if (!o.data.empty()) cmd += " --data=" + o.data;
+  if (o.home != ".") cmd += " --home=" + shell_word(o.home);
+  if (!o.data.empty()) cmd += " --data=" + shell_word(o.data);
   if (o.ckpt_every != 50) cmd += " --ckpt_every=" + std::to_string(o.ckpt_every);
   if (o.log_every != 0) cmd += " --log_every=" + std::to_string(o.log_every);
   if (o.device != "auto") cmd += " --device=" + o.device;

@@ -17,8 +17,22 @@ namespace fs = std::filesystem;
 
 std::string Saves::file(const config::CheckpointRef& ref) const {
   const std::string f = path(ref);
-  if (!fs::exists(f)) throw Error(f + ": no such checkpoint; available in " + dir_ + ": " + available());
-  return f;
+  if (fs::exists(f)) return f;
+  // `last` is the highest epoch: the epoch snapshot when there is no last.ckpt (the original
+  // QuantLab's folders keep only best.ckpt and epochNNNN.ckpt).
+  const std::vector<int64_t> snapshots = epochs();
+  if (ref.kind == config::CheckpointRef::Kind::kLast && !snapshots.empty())
+    return path(config::CheckpointRef::at_epoch(snapshots.back()));
+  const std::string have = available();
+  if (have == "none")
+    throw Error(f +
+                ": no such checkpoint; the experiment has none yet (it has not completed an epoch): train it "
+                "first (--exp_id without --mode=test)");
+  throw Error(f + ": no such checkpoint; available in " + dir_ + ": " + have +
+              (ref.kind == config::CheckpointRef::Kind::kBest
+                   ? " (best.ckpt is written when the best-epoch statistic improves; choose another with --load=last "
+                     "or --load=EPOCH)"
+                   : " (choose one with --load=best, last or an epoch number)"));
 }
 
 std::vector<int64_t> Saves::epochs() const {

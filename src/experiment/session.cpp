@@ -78,6 +78,17 @@ std::vector<std::string> Session::repair(const Checkpoint& last) {
              {"valid_accuracy", accuracy(last.state.stats[train::Statistic::kValidMetric])},
              {"valid_top5_accuracy", nullptr},
              {"train_accuracy", accuracy(last.state.stats[train::Statistic::kTrainMetric])}};
+  } else if (!best_.is_object() && last.state.best_epoch > 0 && fs::exists(saves_.best())) {
+    // status.json lost (damaged): the best epoch's accuracies from best.ckpt's statistics.
+    try {
+      const Checkpoint b = load_checkpoint(saves_.best());
+      if (b.state.epoch == last.state.best_epoch)
+        best_ = {{"epoch", b.state.epoch},
+                 {"valid_accuracy", accuracy(b.state.stats[train::Statistic::kValidMetric])},
+                 {"valid_top5_accuracy", nullptr},
+                 {"train_accuracy", accuracy(b.state.stats[train::Statistic::kTrainMetric])}};
+    } catch (const Error&) {
+    }
   }
   const std::string snapshot = saves_.epoch(last.state.epoch);
   if (ckpt_every_ > 0 && last.state.epoch > 0 && last.state.epoch % ckpt_every_ == 0 && !fs::exists(snapshot)) {
