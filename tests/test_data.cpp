@@ -1,5 +1,6 @@
 // The IDX reader on files written in the real format, the split and the epoch orders.
 #include <gtest/gtest.h>
+#include <zlib.h>
 
 #include <chrono>
 
@@ -49,11 +50,31 @@ TEST(Idx, MissingTruncatedAndMalformedFilesAreNamed) {
     data::read_idx(f);
     FAIL();
   } catch (const IoError& e) {
-    EXPECT_NE(std::string(e.what()).find("expected 40 data bytes after the header, found 30"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("its header declares 40 data bytes, more than the 42-byte file can hold"),
+              std::string::npos)
         << e.what();
   }
   std::ofstream(f, std::ios::binary) << "hello world";
   EXPECT_THROW(data::read_idx(f), IoError);
+  // A header asking for a gigabyte in a small file, plain or compressed, is refused before the
+  // memory is taken.
+  const std::string huge("\x00\x00\x08\x03\x00\x00\x03\xe8\x00\x00\x03\xe8\x00\x00\x03\xe8", 16);  // 1000^3
+  std::ofstream(f, std::ios::binary) << huge << "some bytes";
+  for (const bool gz : {false, true}) {
+    if (gz) {
+      gzFile z = gzopen((f + ".gz").c_str(), "wb");
+      gzwrite(z, huge.data(), static_cast<unsigned>(huge.size()));
+      gzclose(z);
+    }
+    try {
+      data::read_idx(gz ? f + ".gz" : f);
+      FAIL() << gz;
+    } catch (const IoError& e) {
+      EXPECT_NE(std::string(e.what()).find("its header declares 1000000000 data bytes, more than the"),
+                std::string::npos)
+          << e.what();
+    }
+  }
 }
 
 TEST(Idx, LabelCountMustMatch) {

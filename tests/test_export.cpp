@@ -3,6 +3,7 @@
 // computes in float on normalised CIFAR images, a MobileNetV2 with float steps), ONNX, and bad input.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -238,6 +239,46 @@ TEST(Export, NormalisedInputKeepsTheFirstLayerFloat) {
   EXPECT_TRUE(m.layers[0].float_input);
   EXPECT_FALSE(m.layers[4].float_input);  // phi2_conv: integer again after the first thresholds
   EXPECT_NE(out.str().find("1 float (on the normalised image)"), std::string::npos) << out.str();
+  expect_parity(r);
+}
+
+// The normalised image's layer with weights on a step that is not 1 (2-bit levels of 0.25), and a
+// channel whose batch-norm scale is 0 (its level is constant: an infinite threshold). Before, the
+// step was folded twice (0 labels of 64 right, and the export said so but wrote the file) and the
+// zero scale was refused.
+TEST(Export, NormalisedInputWithWeightsOnAFractionalStepAndAZeroBatchNormScale) {
+  nlohmann::json cfg = vgg_config(2, 3, 0);
+  for (auto& [name, scheme] : cfg["indiv"]["net"]["params"]["quant_schemes"].items())
+    if (name.find("_act") == std::string::npos)
+      scheme = {{"noise", "uniform"}, {"strategy", "expectation"}, {"nbits", 2},
+                {"signed", true},     {"balanced", true},          {"eps", 0.25}};
+  Trained t(cfg, "VGG", true);
+  Checkpoint c = load_checkpoint(t.saves() + "/best.ckpt");
+  c.net.at("phi1_bn.weight")[0] = 0.0;
+  save_checkpoint(t.saves() + "/best.ckpt", c);
+  std::ostringstream out;
+  const ExportResult r = run_export(t.options(), out);
+  const runtime::Model m = runtime::load_model(r.file);
+  EXPECT_TRUE(m.layers[0].float_input);
+  EXPECT_DOUBLE_EQ(m.layers[0].weight_step, 0.25);
+  EXPECT_TRUE(std::isinf(m.layers[1].float_thresholds[0])) << m.layers[1].name;
+  expect_parity(r);
+}
+
+// Uniform levels whose step is neither the quantizer's scale nor 1 (an explicit stair of 0.5s) are
+// exported (before: refused as "non-uniform").
+TEST(Export, ExplicitUniformLevelsOfAnyStep) {
+  nlohmann::json cfg = mlp_config(3);
+  for (auto& [name, scheme] : cfg["indiv"]["net"]["params"]["quant_schemes"].items())
+    if (name.find("_fc") != std::string::npos)
+      scheme = {
+          {"noise", "uniform"}, {"strategy", "expectation"}, {"thresholds", {-0.5, 0.5}}, {"levels", {-0.5, 0.0, 0.5}}};
+  Trained t(cfg, "MLP");
+  std::ostringstream out;
+  const ExportResult r = run_export(t.options(), out);
+  const runtime::Model m = runtime::load_model(r.file);
+  for (const auto& l : m.layers)
+    if (l.kind == runtime::LayerKind::kLinear) EXPECT_DOUBLE_EQ(l.weight_step, 0.5) << l.name;
   expect_parity(r);
 }
 

@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <png.h>
+
 #include "quantlab/data/batch_loader.h"
 #include "quantlab/data/image_folder.h"
 #include "quantlab/data/problem.h"
@@ -49,6 +51,22 @@ TEST(ImageDecode, ColourGrayCmykAndPngUnderAJpegName) {
   const auto png = data::decode_image(data::read_file_bytes(base + "png.JPEG"));
   EXPECT_TRUE(torch::equal(decoded_tensor(png), pic));  // lossless
   EXPECT_EQ(data::image_size(data::read_file_bytes(base + "png.JPEG")).width, 160);
+}
+
+// As PIL reads them for torchvision (convert("RGB")): a 16-bit PNG's samples scaled to 8 bits as
+// they are (before: gamma-encoded as linear light, grey 32768 -> 186), and a PNG's alpha dropped
+// (before: blended onto black, a transparent pixel -> 0).
+TEST(ImageDecode, SixteenBitAndTransparentPngsAsTorchvisionReadsThem) {
+  TempDir dir;
+  const std::string grey = dir.path() + "/grey16.png", rgba = dir.path() + "/rgba.png";
+  testing::write_png_raw(grey, 3, 2, 16, PNG_COLOR_TYPE_GRAY, {128, 0, 128, 0, 128, 0});  // 32768
+  const auto g = decoded_tensor(data::decode_image(data::read_file_bytes(grey)));
+  EXPECT_EQ(g.size(0), 2);
+  EXPECT_EQ(g.size(1), 3);
+  EXPECT_LE((g.to(torch::kInt32) - 128).abs().max().item<int>(), 1) << g;
+  testing::write_png_raw(rgba, 2, 1, 8, PNG_COLOR_TYPE_RGB_ALPHA, {200, 100, 50, 0, 10, 20, 30, 128});
+  const auto c = decoded_tensor(data::decode_image(data::read_file_bytes(rgba)));
+  EXPECT_TRUE(torch::equal(c.reshape({-1}), torch::tensor({200, 100, 50, 10, 20, 30}, torch::kUInt8))) << c;
 }
 
 TEST(ImageDecode, ReducedScaleDecodingAndBadFiles) {

@@ -4,6 +4,7 @@
 #include <png.h>
 #include <turbojpeg.h>
 
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -287,6 +288,27 @@ void write_png(const std::string& file, const torch::Tensor& rgb) {
   auto src = rgb.contiguous();
   if (!png_image_write_to_file(&image, file.c_str(), 0, src.data_ptr<uint8_t>(), 0, nullptr))
     throw std::runtime_error("png_image_write_to_file: " + std::string(image.message));
+}
+
+void write_png_raw(const std::string& file, int width, int height, int bit_depth, int color_type,
+                   const std::vector<uint8_t>& row) {
+  FILE* fp = std::fopen(file.c_str(), "wb");
+  if (!fp) throw std::runtime_error(file + ": cannot write");
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
+  png_infop info = png_create_info_struct(png);
+  if (setjmp(png_jmpbuf(png))) {
+    png_destroy_write_struct(&png, &info);
+    std::fclose(fp);
+    throw std::runtime_error(file + ": libpng failed");
+  }
+  png_init_io(png, fp);
+  png_set_IHDR(png, info, static_cast<png_uint_32>(width), static_cast<png_uint_32>(height), bit_depth, color_type,
+               PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_write_info(png, info);
+  for (int y = 0; y < height; ++y) png_write_row(png, row.data());
+  png_write_end(png, nullptr);
+  png_destroy_write_struct(&png, &info);
+  std::fclose(fp);
 }
 
 void write_image_tree(const std::string& dir, const std::vector<std::string>& classes, int per_class) {

@@ -99,6 +99,10 @@ torch::Tensor test_picture(int64_t h, int64_t w, int64_t seed);
 // (c' = R, m' = G, y' = B, k' = 255, so a correct CMYK decoder gives the picture back).
 void write_jpeg(const std::string& file, const torch::Tensor& rgb, const std::string& kind = "rgb", int quality = 95);
 void write_png(const std::string& file, const torch::Tensor& rgb);
+// A PNG of `height` equal rows (`row`: the raw bytes of one, big-endian for 16 bits) with no gAMA,
+// sRGB or other colour chunk: libpng's own writer, any bit depth and colour type (PNG_COLOR_TYPE_*).
+void write_png_raw(const std::string& file, int width, int height, int bit_depth, int color_type,
+                   const std::vector<uint8_t>& row);
 // An image-folder tree <dir>/<class>/<k>.JPEG: `per_class` pictures of assorted sizes per class.
 void write_image_tree(const std::string& dir, const std::vector<std::string>& classes, int per_class);
 

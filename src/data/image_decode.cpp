@@ -45,16 +45,23 @@ void decode_png(const std::string& b, RgbImage& out) {
   image.version = PNG_IMAGE_VERSION;
   if (!png_image_begin_read_from_memory(&image, b.data(), b.size()))
     throw DecodeError(std::string("unreadable PNG (") + image.message + ")");
-  image.format = PNG_FORMAT_RGB;
+  // As PIL reads a PNG for torchvision (convert("RGB")): 16-bit samples scaled to 8 bits as they
+  // are (sRGB values, not linear light, which libpng would gamma-encode: grey 32768 -> 186), and
+  // the alpha channel dropped, not blended onto black.
+  image.format = PNG_FORMAT_RGBA;
+  image.flags |= PNG_IMAGE_FLAG_16BIT_sRGB;
   out.width = static_cast<int>(image.width);
   out.height = static_cast<int>(image.height);
   out.scale = 1.0;
-  png_color black{0, 0, 0};
-  if (!png_image_finish_read(&image, &black, out.reserve(PNG_IMAGE_SIZE(image)), 0, nullptr)) {
+  uint8_t* px = out.reserve(PNG_IMAGE_SIZE(image));
+  if (!png_image_finish_read(&image, nullptr, px, 0, nullptr)) {
     const std::string why = image.message;
     png_image_free(&image);
     throw DecodeError("unreadable PNG (" + why + ")");
   }
+  const size_t n = static_cast<size_t>(image.width) * image.height;
+  for (size_t i = 0; i < n; ++i)  // RGBA -> RGB in place (each pixel moves down, never onto one unread)
+    for (size_t c = 0; c < 3; ++c) px[3 * i + c] = px[4 * i + c];
 }
 
 }  // namespace

@@ -56,17 +56,50 @@ ExportResult run_export(const ExportOptions& o, std::ostream& out) {
   const std::string dir =
       data::find_data_dir(storage.home, o.problem, o.data, storage.data_root + "/" + o.problem + "/data");
   const data::ProblemData data = data::load_problem(dir, exp.data);
-  const std::string source = "experiment " + std::to_string(book.id()) + ", " + ref.file_name() + " (after epoch " +
-                             std::to_string(c.state.epoch) + ")";
+  const std::string source = "experiment " + std::to_string(book.id()) + ", " + fs::path(ckpt).filename().string() +
+                             " (after epoch " + std::to_string(c.state.epoch) + ")";
   const runtime::Model model = export_model(exp, export_input(exp, data), o.problem, source);
-  for (const auto& l : model.layers)
-    for (const auto* v : {&l.float_thresholds, &l.scale, &l.shift})
+  // Thresholds may be infinite (a zero batch-norm scale: the level is always or never reached),
+  // never NaN; scales and shifts must be finite.
+  for (const auto& l : model.layers) {
+    for (double x : l.float_thresholds)
+      if (std::isnan(x))
+        throw Error("layer " + l.name + " of " + source +
+                    " folds into thresholds that are not numbers (an infinite batch-norm scale?); nothing was written");
+    for (const auto* v : {&l.scale, &l.shift})
       for (double x : *v)
         if (!std::isfinite(x))
           throw Error("layer " + l.name + " of " + source +
-                      " folds into thresholds that are not finite (a zero or infinite batch-norm scale?); nothing "
-                      "was written");
+                      " folds into a scale or shift that is not finite (an infinite batch-norm scale?); nothing was "
+                      "written");
+  }
+  // The parity check before anything is written: a model whose labels differ from the network's
+  // beyond rounding ties is a defect of the export, never a file.
   ExportResult r;
+  if (o.check) {
+    out << "parity check on the " << data.test->size() << " test images..." << std::flush;
+    const runtime::Engine engine(model);
+    r.parity = check_parity(exp, data, engine, o.threads);
+    const ParityReport& p = *r.parity;
+    out << " " << p.agree << " of " << p.images << " labels agree; accuracy: float " << fixed(p.float_accuracy, 2)
+        << "%, integer " << fixed(p.integer_accuracy, 2) << "%" << std::endl;
+    int ties = 0;
+    for (const auto& d : p.disagreements) ties += d.tie;
+    if (!p.disagreements.empty())
+      out << p.disagreements.size() << " disagreements, " << ties
+          << " of them rounding ties of the float evaluation:" << std::endl;
+    for (size_t i = 0; i < p.disagreements.size() && i < 20; ++i) out << "  " << p.disagreements[i].text() << std::endl;
+    auto rate = [&](double s) { return fixed(static_cast<double>(p.images) / s, 0); };
+    out << "images/s, 1 thread: float (libtorch) " << rate(p.float_seconds_1) << ", integer "
+        << rate(p.integer_seconds_1) << "; " << p.threads << " threads: float " << rate(p.float_seconds_all)
+        << ", integer " << rate(p.integer_seconds_all) << std::endl;
+    const size_t defects = p.disagreements.size() - static_cast<size_t>(ties);
+    if (defects > 0)
+      throw Error("the parity check found " + std::to_string(defects) +
+                  " labels that differ from the network's beyond rounding ties: the integer model of " + source +
+                  " does not compute what the network computes (a defect of the export; please report it with the "
+                  "experiment's config); nothing was written");
+  }
   r.file = o.out.empty() ? book.dir() + "/export/" + exp.net_spec.cls + "_" + ref.text() + "." + o.format : o.out;
   // The default place is the experiment's own export/ folder, where a new export replaces an old
   // one; a --out file is never written over anything.
@@ -102,23 +135,6 @@ ExportResult run_export(const ExportOptions& o, std::ostream& out) {
       << "x smaller than the float weights (" << r.float_weight_bytes << " bytes) and "
       << fixed(static_cast<double>(r.checkpoint_bytes) / r.file_bytes, 1) << "x smaller than the checkpoint"
       << std::endl;
-  if (!o.check) return r;
-  out << "parity check on the " << data.test->size() << " test images..." << std::flush;
-  const runtime::Engine engine(model);
-  r.parity = check_parity(exp, data, engine, o.threads);
-  const ParityReport& p = *r.parity;
-  out << " " << p.agree << " of " << p.images << " labels agree; accuracy: float " << fixed(p.float_accuracy, 2)
-      << "%, integer " << fixed(p.integer_accuracy, 2) << "%" << std::endl;
-  int ties = 0;
-  for (const auto& d : p.disagreements) ties += d.tie;
-  if (!p.disagreements.empty())
-    out << p.disagreements.size() << " disagreements, " << ties
-        << " of them rounding ties of the float evaluation:" << std::endl;
-  for (size_t i = 0; i < p.disagreements.size() && i < 20; ++i) out << "  " << p.disagreements[i].text() << std::endl;
-  auto rate = [&](double s) { return fixed(static_cast<double>(p.images) / s, 0); };
-  out << "images/s, 1 thread: float (libtorch) " << rate(p.float_seconds_1) << ", integer " << rate(p.integer_seconds_1)
-      << "; " << p.threads << " threads: float " << rate(p.float_seconds_all) << ", integer "
-      << rate(p.integer_seconds_all) << std::endl;
   return r;
 }
 
@@ -150,7 +166,8 @@ void run_infer(const InferOptions& o, std::ostream& out) {
     {
       std::ofstream f(tmp);
       for (int64_t l : e.labels) f << l << "\n";
-      if (!f) {
+      f.close();  // the last bytes reach the file here: a full disk shows now
+      if (f.fail()) {
         std::error_code ec;
         fs::remove(tmp, ec);
         throw IoError(o.labels_out + ": cannot write the labels");

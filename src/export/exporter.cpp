@@ -1,9 +1,11 @@
 // Folding a trained network into integer layers.
 #include "quantlab/export/exporter.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <map>
+#include <string>
 
 #include "quantlab/data/tensor_dataset.h"
 #include "quantlab/nn/ana_layers.h"
@@ -15,27 +17,43 @@ namespace {
 using runtime::Layer;
 using runtime::LayerKind;
 
-// The integers of `values` on a grid of `step` (tried: `preferred`, then 1); false when they are
-// not on one, or need more than 8 bits.
-bool on_grid(const std::vector<double>& values, double preferred, double& step, std::vector<int8_t>& ints) {
-  for (double s : {preferred, 1.0}) {
-    if (!(s > 0)) continue;
+// The integers of `values` on a grid of `step` (tried: `preferred`, 1, the smallest magnitude and
+// the smallest gap between the values); "" when found, else why not: not on one grid, or more
+// than 8 bits.
+std::string on_grid(const std::vector<double>& values, double preferred, double& step, std::vector<int8_t>& ints) {
+  std::vector<double> distinct(values);
+  std::sort(distinct.begin(), distinct.end());
+  distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+  double smallest = INFINITY, gap = INFINITY;
+  for (size_t k = 0; k < distinct.size(); ++k) {
+    if (distinct[k] != 0) smallest = std::min(smallest, std::abs(distinct[k]));
+    if (k > 0) gap = std::min(gap, distinct[k] - distinct[k - 1]);
+  }
+  double widest = 0;  // |value / step| on the first grid that fits, beyond 127
+  for (double s : {preferred, 1.0, smallest, gap}) {
+    if (!(s > 0) || !std::isfinite(s)) continue;
     ints.clear();
-    bool ok = true;
+    bool on = true;
+    double most = 0;
     for (double v : values) {
       const double q = v / s, r = std::round(q);
-      if (std::abs(q - r) > 1e-5 || std::abs(r) > 127) {
-        ok = false;
+      if (std::abs(q - r) > 1e-5) {
+        on = false;
         break;
       }
-      ints.push_back(static_cast<int8_t>(r));
+      most = std::max(most, std::abs(r));
+      if (most <= 127) ints.push_back(static_cast<int8_t>(r));
     }
-    if (ok) {
+    if (on && most <= 127) {
       step = s;
-      return true;
+      return "";
     }
+    if (on && widest == 0) widest = most;
   }
-  return false;
+  if (widest > 0)
+    return "they need more than 8 bits (up to " + std::to_string(static_cast<int64_t>(widest)) +
+           " steps from zero; the integer export holds -127..127)";
+  return "they are not integer multiples of one step (non-uniform levels); the integer export needs uniform ones";
 }
 
 struct BatchNormValues {
@@ -205,8 +223,10 @@ class Folder {
     if (bias.defined())
       for (int64_t o = 0; o < l.out; ++o) next.offset[static_cast<size_t>(o)] = bias[o].item<double>();
     if (l.float_input) {
+      // Real values: the runtime multiplies the products by the weights' step itself (and the
+      // ONNX graph's weights are levels x step), so no step is left to fold into what follows.
       next.kind = Flow::Kind::kFloatAcc;
-      next.step = l.float_weights.empty() ? l.weight_step : 1.0;
+      next.step = 1.0;
     } else {
       // The 32-bit bound: every weight at its largest integer times the largest input.
       double worst = 0;
@@ -237,10 +257,8 @@ class Folder {
                        .contiguous()
                        .to(torch::kFloat64);
     std::vector<double> values(q.data_ptr<double>(), q.data_ptr<double>() + q.numel());
-    if (!on_grid(values, scheme.quantizer.scale, l.weight_step, l.weights))
-      throw Error(st.name +
-                  ": its quantized weights are not integer multiples of one step (non-uniform levels); "
-                  "the integer export needs uniform ones");
+    const std::string why = on_grid(values, scheme.quantizer.scale, l.weight_step, l.weights);
+    if (!why.empty()) throw Error(st.name + ": its quantized weights cannot be integers: " + why);
   }
 
   // A float layer's weights (MobileNetV2's stem, expanding blocks and classifier); its bias.
@@ -292,8 +310,8 @@ class Folder {
     l.channels = flow_.channels;
     l.num_thresholds = quantizer.num_thresholds();
     std::vector<double> levels(quantizer.levels.begin(), quantizer.levels.end());
-    if (!on_grid(levels, quantizer.scale, l.level_step, l.levels))
-      throw Error(name + ": its levels are not integer multiples of one step; the integer export needs uniform levels");
+    const std::string why = on_grid(levels, quantizer.scale, l.level_step, l.levels);
+    if (!why.empty()) throw Error(name + ": its levels cannot be integers: " + why);
     for (size_t c = 0; c < static_cast<size_t>(l.channels); ++c) {
       const double g = bn ? bn->gain[c] : 1.0, mean = bn ? bn->mean[c] : 0.0, shift = bn ? bn->shift[c] : 0.0;
       const double offset = flow_.offset.empty() ? 0.0 : flow_.offset[c];
@@ -408,8 +426,8 @@ class Folder {
 runtime::InputSpec export_input(const train::Experiment& exp, const data::ProblemData& data) {
   const auto* set = dynamic_cast<const data::TensorDataset*>(data.test.get());
   if (!set)
-    throw Error("the integer runtime reads IDX and CIFAR test files; the " + data.format +
-                " data of this problem is not one of them (export the model; its inference needs those formats)");
+    throw Error("the integer runtime and the parity check read IDX and CIFAR test sets; the " + data.format +
+                " data of this problem is not one of them, so it cannot be exported yet (nothing was written)");
   runtime::InputSpec in;
   const auto& images = set->images().images;  // [N, H, W] or [N, C, H, W]
   in.channels = images.dim() == 4 ? images.size(1) : 1;

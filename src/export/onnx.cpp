@@ -321,7 +321,9 @@ void write_onnx(const runtime::Model& m, const std::string& file) {
   g->set_name(m.net_class);
   Writer(m, g).write();
   std::ofstream out(file, std::ios::binary | std::ios::trunc);
-  if (!out || !model.SerializeToOstream(&out)) throw IoError(file + ": cannot write the ONNX model");
+  const bool serialized = out && model.SerializeToOstream(&out);
+  out.close();  // the last bytes reach the file here: a full disk shows now
+  if (!serialized || out.fail()) throw IoError(file + ": cannot write the ONNX model (disk full or not writable)");
 }
 
 }  // namespace quantlab::export_

@@ -142,8 +142,17 @@ Disagreement explain(train::Experiment& exp, const data::TensorDataset& set, con
     (l.float_input ? float_layer : int_layer)++;
     ++k;
   }
-  if (d.layer.empty())
-    d.layer = "the scores (every activation agrees; the two argmaxes differ at a tie of scores)", d.tie = true;
+  if (d.layer.empty()) {
+    // Every activation agrees: a tie only when the float network's two scores are within float32
+    // rounding of each other (else the scores' own layer differs, a defect).
+    const auto scores = r.scores[0].to(torch::kFloat64);
+    const double a = scores[float_label].item<double>(), b = scores[integer_label].item<double>();
+    d.float_value = a - b;
+    d.tie = std::abs(a - b) <= 1e-5 * std::max(1.0, std::max(std::abs(a), std::abs(b)));
+    d.layer = d.tie ? "the scores (every activation agrees; the two argmaxes differ at a tie of scores)"
+                    : "the scores (every activation agrees, but the float scores of the two labels differ by " +
+                          std::to_string(a - b) + ")";
+  }
   return d;
 }
 

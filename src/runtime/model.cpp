@@ -3,7 +3,9 @@
 
 #include <zlib.h>
 
+#include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -178,14 +180,22 @@ void save_model(const std::string& file, const Model& m) {
       static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(bytes.data()), static_cast<uInt>(bytes.size())));
   bytes.append(reinterpret_cast<const char*>(&crc), 4);
   const std::string tmp = file + ".tmp";
+  bool written = false;
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    if (!out) throw IoError(file + ": cannot write (disk full or not writable)");
+    out.close();  // the last bytes reach the file here: a full disk shows now
+    written = !out.fail();
   }
-  if (std::rename(tmp.c_str(), file.c_str()) != 0)
-    throw IoError(file + ": cannot write (" + std::strerror(errno) + ")");
+  if (!written) {
+    std::remove(tmp.c_str());
+    throw IoError(file + ": cannot write (disk full or not writable)");
+  }
+  if (std::rename(tmp.c_str(), file.c_str()) != 0) {
+    const int err = errno;
+    std::remove(tmp.c_str());
+    throw IoError(file + ": cannot write (" + std::strerror(err) + ")");
+  }
 }
 
 Model load_model(const std::string& file) {

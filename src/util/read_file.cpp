@@ -88,6 +88,15 @@ IdxBytes read_idx_bytes(const std::string& file) {
                     " MiB); corrupt?");
     count *= n;
   }
+  // Before the memory is taken: a plain file holds exactly its header's data, and deflate cannot
+  // expand a .gz file by more than 1032 times (a truncated or corrupt header asking for gigabytes
+  // fails here, not after zero-filling them).
+  struct stat st {};
+  ::stat(file.c_str(), &st);
+  const auto on_disk = static_cast<size_t>(st.st_size), header = 4 + 4 * static_cast<size_t>(ndim);
+  if (gzdirect(f) ? count + header > on_disk : count / 1032 > on_disk)
+    throw IoError(file + ": its header declares " + std::to_string(count) + " data bytes, more than the " +
+                  std::to_string(on_disk) + "-byte file can hold (truncated or corrupt file)");
   r.data.resize(count);
   if (const size_t got = read_up_to(f, r.data.data(), count, file); got != count)
     throw IoError(file + ": expected " + std::to_string(count) + " data bytes after the header, found " +
