@@ -7,6 +7,7 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include "quantlab/config/overrides.h"
 #include "quantlab/experiment/compare.h"
@@ -586,28 +587,75 @@ TEST(Sweep, ASweepMadeAgainAndAnExperimentDeletedByHand) {
   EXPECT_TRUE(read_json_file(dir + "/sweep.json")["units"][0]["exp_id"].is_null());
   EXPECT_EQ(run_sweep(s, nullptr, sink).failed, 1);  // and again: still not taken as finished
   fs::remove_all(dir);
-  // Two units; unit 1's experiment deleted by hand.
+  // Two units; unit 2's experiment (the newest) deleted by hand and its number taken by a plain
+  // launch; a branch of unit 1's experiment, then unit 1's deleted.
   s.design.name = "two";
   s.design.factors = {{"treat.optimizer.params.lr", {0.001, 0.002}}};
   EXPECT_EQ(run_sweep(s, nullptr, sink).finished, 2);
-  const auto record = read_json_file(home.dir.path() + "/Toy/sweeps/two/sweep.json");
-  const int64_t gone = record["units"][0]["exp_id"].get<int64_t>();
+  const std::string record_file = home.dir.path() + "/Toy/sweeps/two/sweep.json";
+  const auto record = read_json_file(record_file);
+  const int64_t first = record["units"][0]["exp_id"].get<int64_t>(), gone = record["units"][1]["exp_id"].get<int64_t>();
   fs::remove_all(home.logs() + "/" + Logbook::folder_name(gone));
+  auto plain = home.options();
+  plain.overrides = {"treat.optimizer.params.lr=0.009"};
+  EXPECT_EQ(launch(plain, nullptr, sink).exp_id, gone);  // the freed number
+  auto branch = home.options();
+  branch.exp_id = first;
+  branch.load = "last";
+  branch.branch = true;
+  const int64_t branched = launch(branch, nullptr, sink).exp_id;
+  EXPECT_FALSE(Logbook::open(home.logs(), branched).config().contains("sweep"));  // not a unit of the sweep
   CompareOptions c;
   c.home = home.dir.path(), c.problem = "Toy", c.sweep = "two";
   std::ostringstream table;
   compare_experiments(c, table);
-  EXPECT_NE(table.str().find("unit 1: its experiment " + std::to_string(gone) + " is gone"), std::string::npos)
+  EXPECT_NE(table.str().find("unit 2: its experiment " + std::to_string(gone) + " is gone"), std::string::npos)
       << table.str();
+  EXPECT_EQ(table.str().find("0.009"), std::string::npos) << table.str();
   std::ostringstream out;
-  const SweepResult r = run_sweep(s, nullptr, out);
+  SweepResult r = run_sweep(s, nullptr, out);
   EXPECT_EQ(r.finished, 2) << out.str();
   EXPECT_EQ(r.skipped, 1) << out.str();
-  EXPECT_NE(out.str().find("unit 1/2: its experiment " + std::to_string(gone) + " is gone"), std::string::npos)
+  EXPECT_NE(out.str().find("unit 2/2: its experiment " + std::to_string(gone) + " is gone"), std::string::npos)
       << out.str();
-  const auto after = read_json_file(home.dir.path() + "/Toy/sweeps/two/sweep.json");
-  EXPECT_EQ(after["units"][0]["state"], "finished");
-  EXPECT_NE(after["units"][0]["exp_id"], gone);
+  auto after = read_json_file(record_file);
+  EXPECT_EQ(after["units"][1]["state"], "finished");
+  const int64_t rerun = after["units"][1]["exp_id"].get<int64_t>();
+  EXPECT_NE(rerun, gone);
+  EXPECT_DOUBLE_EQ(Logbook::open(home.logs(), rerun).config()["treat"]["optimizer"]["params"]["lr"].get<double>(),
+                   0.002);
+  fs::remove_all(home.logs() + "/" + Logbook::folder_name(first));
+  r = run_sweep(s, nullptr, sink);
+  EXPECT_EQ(r.skipped, 1);
+  after = read_json_file(record_file);
+  EXPECT_NE(after["units"][0]["exp_id"], branched);  // the branch is not taken as unit 1
+  EXPECT_NE(after["units"][0]["exp_id"], first);
+}
+
+// compare over the units of two sweeps: each row shows its own factor's level and, for the other
+// sweep's factor, the value its config has (before: "(absent)").
+TEST(Sweep, CompareOverTwoSweepsShowsEachRowsOwnValues) {
+  Home home;
+  std::ostringstream sink;
+  for (const auto& [name, path, a, b] : std::vector<std::tuple<std::string, std::string, double, double>>{
+           {"lr", "treat.optimizer.params.lr", 0.001, 0.002}, {"cap", "indiv.net.params.capacity", 0.02, 0.03}}) {
+    SweepOptions s;
+    s.launch = home.options();
+    s.design.name = name;
+    s.design.factors = {{path, {a, b}}};
+    EXPECT_EQ(run_sweep(s, nullptr, sink).finished, 2);
+  }
+  CompareOptions c;
+  c.home = home.dir.path(), c.problem = "Toy", c.format = "json";
+  std::ostringstream js;
+  compare_experiments(c, js);
+  const auto rows = nlohmann::json::parse(js.str());
+  ASSERT_EQ(rows.size(), 4u);
+  for (const auto& r : rows) {
+    EXPECT_TRUE(r["factors"]["treat.optimizer.params.lr"].is_number()) << rows.dump();
+    EXPECT_TRUE(r["factors"]["indiv.net.params.capacity"].is_number()) << rows.dump();
+  }
+  EXPECT_DOUBLE_EQ(rows[2]["factors"]["treat.optimizer.params.lr"].get<double>(), 0.001);  // the config's
 }
 
 // The base config changed between two runs of a sweep is refused, naming what changed; compare

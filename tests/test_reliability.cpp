@@ -1073,7 +1073,7 @@ TEST(Reliability, ABranchOfARunningExperimentAndOfOneWithoutACheckpoint) {
     EXPECT_EQ(run(o, &out).exp_id, 2);
     EXPECT_NE(error_of(r).find("in use by another QuantLab process"), std::string::npos);
   }
-  EXPECT_NE(out.find("note: experiment 1 is training in another process"), std::string::npos) << out;
+  EXPECT_NE(out.find("note: experiment 1 is in use by another process"), std::string::npos) << out;
   EXPECT_EQ(epoch_of(home.saves(2) + "/last.ckpt"), 2);
   EXPECT_EQ(bytes_of(home.saves(1) + "/last.ckpt"), parent_last);
   fs::create_directories(home.saves(3));

@@ -287,7 +287,20 @@ void compare_experiments(const CompareOptions& o, std::ostream& out) {
         continue;
       }
       const int64_t id = u["exp_id"].get<int64_t>();
-      if (std::find(existing.begin(), existing.end(), id) == existing.end()) {  // deleted by hand
+      // Deleted by hand, or its number since taken by another experiment (not one of this unit's).
+      bool its = std::find(existing.begin(), existing.end(), id) != existing.end();
+      if (its) {
+        try {
+          const Logbook book = Logbook::open(paths.logs, id);
+          const nlohmann::json mine = book.config().value("sweep", nlohmann::json());
+          its = book.parent().is_null() && mine.is_object() && mine.value("name", "") == o.sweep &&
+                mine.value("unit", int64_t{-1}) == u.value("unit", int64_t{-2}) &&
+                mine.value("id", "") == record.value("id", "");
+        } catch (const Error&) {
+          its = false;
+        }
+      }
+      if (!its) {
         notes.push_back("unit " + std::to_string(u.value("unit", int64_t{0}) + 1) + ": its experiment " +
                         std::to_string(id) + " is gone from " + paths.logs);
         continue;
@@ -334,24 +347,23 @@ void compare_experiments(const CompareOptions& o, std::ostream& out) {
   const bool all_units = std::all_of(rows.begin(), rows.end(), [](const Row& r) { return r.levels.is_object(); });
   std::vector<std::string> factors;
   if (all_units) {
-    std::set<std::string> level_keys, overridden;
-    for (const auto& r : rows) {
-      for (auto it = r.levels.begin(); it != r.levels.end(); ++it) level_keys.insert(it.key());
-      for (const auto& p : overridden_paths(r.config)) overridden.insert(p);
-    }
-    for (auto& r : rows)
-      for (const auto& p : overridden) erase_matching(r.leaves, p);
-    const std::vector<std::string> other = differing_paths(rows);  // not set by the units' overrides
+    // Each row: what its own overrides set is shown by its levels (rows of other sweeps keep
+    // their config's values there).
+    std::set<std::string> level_keys;
     for (auto& r : rows) {
-      for (const auto& k : level_keys) r.leaves.erase(k);  // a factor named as a config path: the level
-      for (auto it = r.levels.begin(); it != r.levels.end(); ++it) r.leaves[it.key()] = it.value();
+      for (const auto& p : overridden_paths(r.config)) erase_matching(r.leaves, p);
+      for (auto it = r.levels.begin(); it != r.levels.end(); ++it) {
+        level_keys.insert(it.key());
+        r.leaves[it.key()] = it.value();
+      }
     }
+    const std::vector<std::string> differ = differing_paths(rows);
     if (!o.sweep.empty())
       factors.assign(level_keys.begin(), level_keys.end());
     else
-      for (const auto& p : differing_paths(rows))
+      for (const auto& p : differ)
         if (level_keys.count(p)) factors.push_back(p);
-    for (const auto& p : other)
+    for (const auto& p : differ)
       if (!level_keys.count(p)) factors.push_back(p);
   } else {
     factors = differing_paths(rows);

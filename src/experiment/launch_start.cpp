@@ -65,6 +65,9 @@ Start branch_from(const LaunchOptions& o, Prepared& p, const ResumePoint& r, std
     c.state.best_epoch = 0;
     c.state.best_value = NAN;
   }
+  // Not a unit of its parent's sweep: the parent's record of it (its config's "sweep") is not copied.
+  p.config.erase("sweep");
+  p.exp->config.erase("sweep");
   // The branch's starting point is written before the folder gets its number: a branch never exists
   // without it (a kill or a full disk during these saves leaves nothing).
   p.book = Logbook::create(p.paths.logs, p.config, parent, [&](const Logbook& hidden) {
@@ -116,11 +119,12 @@ Start start_as_owner(const LaunchOptions& o, Prepared& p, const config::Checkpoi
       out << "removed " << removed.size() << " partial file(s) a stopped run left: " << join(removed) << std::endl;
   } catch (const IoError&) {
     throw;
-  } catch (const Error&) {  // another process trains it: a branch only reads its saved checkpoints
+  } catch (const Error&) {  // another process holds it: a branch only reads its saved checkpoints
     if (!o.branch) throw;
-    out << "note: experiment " << p.book->id() << " is training in another process (PID "
-        << ExperimentLock::holder(p.book->dir()) << "); the branch starts from its saved checkpoint and leaves it alone"
-        << std::endl;
+    const long pid = ExperimentLock::holder(p.book->dir());
+    out << "note: experiment " << p.book->id() << " is in use by another process"
+        << (pid > 0 ? " (PID " + std::to_string(pid) + ")" : std::string())
+        << "; the branch starts from its saved checkpoint and leaves it alone" << std::endl;
   }
   const ResumePoint r = choose_resume(*p.book, ref);
   if (r.fresh && o.branch)

@@ -25,9 +25,7 @@ std::string Saves::file(const config::CheckpointRef& ref) const {
     return path(config::CheckpointRef::at_epoch(snapshots.back()));
   const std::string have = available();
   if (have == "none")
-    throw Error(f +
-                ": no such checkpoint; the experiment has none yet (it has not completed an epoch): train it "
-                "first (--exp_id without --mode=test)");
+    throw Error(f + ": no such checkpoint; the experiment has none yet (it has not completed an epoch)");
   throw Error(f + ": no such checkpoint; available in " + dir_ + ": " + have +
               (ref.kind == config::CheckpointRef::Kind::kBest
                    ? " (best.ckpt is written when the best-epoch statistic improves; choose another with --load=last "

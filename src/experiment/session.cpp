@@ -14,6 +14,19 @@ namespace fs = std::filesystem;
 // Accuracy in percent from an error, or null when not measured.
 nlohmann::json accuracy(double error) { return std::isnan(error) ? nlohmann::json() : nlohmann::json(100.0 - error); }
 
+// status.json's "best": the best epoch and its accuracies (from its errors).
+nlohmann::json best_entry(int64_t epoch, double valid_error, double valid_top5_error, double train_error) {
+  return {{"epoch", epoch},
+          {"valid_accuracy", accuracy(valid_error)},
+          {"valid_top5_accuracy", accuracy(valid_top5_error)},
+          {"train_accuracy", accuracy(train_error)}};
+}
+
+// The same from a checkpoint's statistics (which keep no top-5 error).
+nlohmann::json best_entry(const train::TrainingState& s) {
+  return best_entry(s.epoch, s.stats[train::Statistic::kValidMetric], NAN, s.stats[train::Statistic::kTrainMetric]);
+}
+
 }  // namespace
 
 Session::Session(train::Experiment& exp, const Logbook& book, int64_t ckpt_every, train::Statistic best_statistic)
@@ -32,11 +45,7 @@ void Session::on_epoch(const train::EpochRecord& r, const train::TrainingState& 
   saves_.write(saves_.last(), c);
   if (r.best) saves_.write(saves_.best(), c);
   if (ckpt_every_ > 0 && state.epoch % ckpt_every_ == 0) saves_.write(saves_.epoch(state.epoch), c);
-  if (r.best)
-    best_ = {{"epoch", r.epoch},
-             {"valid_accuracy", accuracy(r.valid.metric)},
-             {"valid_top5_accuracy", accuracy(r.valid.top5)},
-             {"train_accuracy", accuracy(r.train.metric)}};
+  if (r.best) best_ = best_entry(r.epoch, r.valid.metric, r.valid.top5, r.train.metric);
   write_status(state);
 }
 
@@ -73,20 +82,12 @@ std::vector<std::string> Session::repair(const Checkpoint& last) {
   if (last.state.best_epoch == last.state.epoch && last.state.epoch > 0) {
     saves_.write_bytes(saves_.best(), bytes);
     done.push_back("best.ckpt");
-    // The best epoch's accuracies are those of the last checkpoint's statistics.
-    best_ = {{"epoch", last.state.epoch},
-             {"valid_accuracy", accuracy(last.state.stats[train::Statistic::kValidMetric])},
-             {"valid_top5_accuracy", nullptr},
-             {"train_accuracy", accuracy(last.state.stats[train::Statistic::kTrainMetric])}};
+    best_ = best_entry(last.state);  // the best epoch's accuracies: the last checkpoint's statistics
   } else if (!best_.is_object() && last.state.best_epoch > 0 && fs::exists(saves_.best())) {
     // status.json lost (damaged): the best epoch's accuracies from best.ckpt's statistics.
     try {
       const Checkpoint b = load_checkpoint(saves_.best());
-      if (b.state.epoch == last.state.best_epoch)
-        best_ = {{"epoch", b.state.epoch},
-                 {"valid_accuracy", accuracy(b.state.stats[train::Statistic::kValidMetric])},
-                 {"valid_top5_accuracy", nullptr},
-                 {"train_accuracy", accuracy(b.state.stats[train::Statistic::kTrainMetric])}};
+      if (b.state.epoch == last.state.best_epoch) best_ = best_entry(b.state);
     } catch (const Error&) {
     }
   }
@@ -100,9 +101,19 @@ std::vector<std::string> Session::repair(const Checkpoint& last) {
   return done;
 }
 
-void Session::start_branch(const Saves& parent, const Checkpoint& c, const std::string& best) {
+void Session::start_branch(const Saves& parent, const Checkpoint& start, const std::string& best) {
+  Checkpoint c = start;
+  if (!best.empty() && c.state.best_epoch != c.state.epoch) {
+    saves_.copy_in(best, saves_.best());
+    // A parent that trains meanwhile may have written a later best since it was chosen: then the
+    // branch inherits none, and chooses its best epoch among its own.
+    if (load_checkpoint(saves_.best()).state.epoch != c.state.best_epoch) {
+      fs::remove(saves_.best());
+      c.state.best_epoch = 0;
+      c.state.best_value = NAN;
+    }
+  }
   saves_.write(saves_.last(), c);
-  if (!best.empty() && c.state.best_epoch != c.state.epoch) saves_.copy_in(best, saves_.best());
   const nlohmann::json recorded = parent.status();
   if (recorded.contains("best") && recorded["best"].is_object() &&
       recorded["best"].value("epoch", int64_t{-1}) == c.state.best_epoch)

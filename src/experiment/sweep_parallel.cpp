@@ -34,18 +34,10 @@ SweepResult run_parallel(const Sweep& s, const SweepOptions& o, const std::vecto
   result.units = static_cast<int64_t>(mine.size());
   std::vector<const SweepUnit*> queue;
   for (const SweepUnit* u : mine) {  // finished units skipped here, without a process
-    const nlohmann::json entry = s.entry(u->index);
-    const int64_t id = unit_experiment(s, *u, entry, out);
-    if (experiment_finished(s, id)) {
-      if (entry["state"] != "finished")
-        s.update(u->index, [&](nlohmann::json& e) {
-          e["exp_id"] = id;
-          e["state"] = "finished";
-        });
+    if (unit_state(s, *u, out).finished)
       count(result, Outcome::kSkipped);
-    } else {
+    else
       queue.push_back(u);
-    }
   }
   out << "sweep " << s.name << ": " << queue.size() << " units to run, " << o.parallel << " at a time with " << threads
       << " thread" << (threads == 1 ? "" : "s") << " each; their output in " << s.dir << "/units/<N>/output.log"

@@ -169,23 +169,33 @@ nlohmann::json unit_record(const Sweep& s, const SweepUnit& u) {
   return record;
 }
 
+namespace {
+
+// The experiment `id` is the unit's: its config carries the unit's "sweep" entry, and it is not a
+// branch (which copies its parent's config, the entry included).
+bool is_units(const Sweep& s, const nlohmann::json& mine, int64_t id) {
+  try {
+    const Logbook book = Logbook::open(s.logs, id);
+    return book.parent().is_null() && book.config().value("sweep", nlohmann::json()) == mine;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
+}  // namespace
+
 int64_t find_unit_experiment(const Sweep& s, const SweepUnit& u) {
   const nlohmann::json mine = unit_record(s, u);
-  for (int64_t id : Logbook::list(s.logs)) {
-    try {
-      const auto c = Logbook::open(s.logs, id).config();
-      if (c.value("sweep", nlohmann::json()) == mine) return id;
-    } catch (const Error&) {
-    }
-  }
+  for (int64_t id : Logbook::list(s.logs))
+    if (is_units(s, mine, id)) return id;
   return -1;
 }
 
 int64_t unit_experiment(const Sweep& s, const SweepUnit& u, const nlohmann::json& entry, std::ostream& out) {
   if (entry["exp_id"].is_number_integer()) {
     const int64_t id = entry["exp_id"].get<int64_t>();
-    const auto ids = Logbook::list(s.logs);
-    if (std::find(ids.begin(), ids.end(), id) != ids.end()) return id;
+    if (is_units(s, unit_record(s, u), id)) return id;
+    // Deleted by hand, or its number now another experiment's (a deleted last number is reused).
     out << unit_title(s, u) << ": its experiment " << id << " is gone from " << s.logs << "; the unit runs again"
         << std::endl;
     return find_unit_experiment(s, u);
@@ -197,6 +207,20 @@ bool experiment_finished(const Sweep& s, int64_t id) {
   if (id < 0) return false;
   const auto st = Logbook::open(s.logs, id).saves().status();
   return st.value("finished", false) && st.contains("test");
+}
+
+UnitState unit_state(const Sweep& s, const SweepUnit& u, std::ostream& out) {
+  const nlohmann::json entry = s.entry(u.index);
+  UnitState st;
+  st.id = unit_experiment(s, u, entry, out);
+  st.finished = experiment_finished(s, st.id);
+  if (st.finished && (entry["state"] != "finished" || entry["exp_id"] != st.id))
+    s.update(u.index, [&](nlohmann::json& e) {
+      e["exp_id"] = st.id;
+      e["state"] = "finished";
+      e.erase("error");
+    });
+  return st;
 }
 
 }  // namespace quantlab::experiment::sweep_steps

@@ -45,12 +45,22 @@ nlohmann::json unit_record(const Sweep& s, const SweepUnit& u);
 
 // The unit's experiment when it has one: from the record, or found by its config's "sweep" entry
 // when an earlier run was stopped before it recorded the number; else -1. An experiment the
-// record names that is gone (deleted by hand) is said on `out`, and the unit runs again.
+// record names that is gone (deleted by hand, or its number taken by another experiment since) is
+// said on `out`, and the unit runs again.
 int64_t unit_experiment(const Sweep& s, const SweepUnit& u, const nlohmann::json& entry, std::ostream& out);
-// The experiment made for the unit, found by its config's "sweep" entry; -1 when none.
+// The experiment made for the unit, found by its config's "sweep" entry (branches of it, which copy
+// the entry, are not the unit's); -1 when none.
 int64_t find_unit_experiment(const Sweep& s, const SweepUnit& u);
 // Trained to its end and tested.
 bool experiment_finished(const Sweep& s, int64_t id);
+
+// Where a unit stands: its experiment (-1: none) and whether it is finished, which the record
+// then says too.
+struct UnitState {
+  int64_t id = -1;
+  bool finished = false;
+};
+UnitState unit_state(const Sweep& s, const SweepUnit& u, std::ostream& out);
 
 enum class Outcome { kFinished, kSkipped, kFailed, kStopped, kElsewhere };
 

@@ -68,16 +68,9 @@ Outcome run_unit(const Sweep& s, const SweepOptions& o, const SweepUnit& u, cons
       return Outcome::kElsewhere;
     }
   }
-  const nlohmann::json entry = s.entry(u.index);
-  const int64_t id = unit_experiment(s, u, entry, out);
-  if (experiment_finished(s, id)) {
-    if (entry["state"] != "finished" || entry["exp_id"] != id)
-      s.update(u.index, [&](nlohmann::json& e) {
-        e["exp_id"] = id;
-        e["state"] = "finished";
-      });
-    return Outcome::kSkipped;
-  }
+  const UnitState state = unit_state(s, u, out);
+  if (state.finished) return Outcome::kSkipped;
+  const int64_t id = state.id;
   out << unit_title(s, u) << " (" << levels_text(u) << ")"
       << (id >= 0 ? ", resuming experiment " + std::to_string(id) : std::string()) << std::endl;
   LaunchOptions l = o.launch;
@@ -91,6 +84,7 @@ Outcome run_unit(const Sweep& s, const SweepOptions& o, const SweepUnit& u, cons
   s.update(u.index, [&](nlohmann::json& e) {
     e["exp_id"] = id >= 0 ? nlohmann::json(id) : nlohmann::json();
     e["state"] = "running";
+    e.erase("error");
   });
   try {
     const LaunchResult r = launch(l, stop, out);

@@ -39,8 +39,9 @@ class Saves {
   // The file `ref` names, whether or not it exists.
   std::string path(const config::CheckpointRef& ref) const { return dir_ + "/" + ref.file_name(); }
 
-  // The file `ref` names; throws Error naming it and listing the checkpoints that exist when it
-  // does not.
+  // The file `ref` names (`last`: last.ckpt, or the highest epochNNNN.ckpt where there is none, as
+  // in the original's folders); throws Error naming it and listing the checkpoints that exist when
+  // there is none.
   std::string file(const config::CheckpointRef& ref) const;
   // Epoch numbers of the epochNNNN.ckpt files, ascending.
   std::vector<int64_t> epochs() const;
