@@ -119,6 +119,16 @@ LaunchResult run(const LaunchOptions& o) {
   return launch(o, nullptr, sink);
 }
 
+// A sweep of the toy problem: its name and factors (config paths and their levels).
+SweepOptions sweep_of(const Home& home, const std::string& name,
+                      std::vector<std::pair<std::string, std::vector<nlohmann::json>>> factors) {
+  SweepOptions s;
+  s.launch = home.options();
+  s.design.name = name;
+  s.design.factors = std::move(factors);
+  return s;
+}
+
 TEST(Overrides, ALaunchRecordsThemAndABadOneCreatesNothing) {
   Home home;
   auto o = home.options();
@@ -231,10 +241,8 @@ TEST(Compare, CommandLine) {
 // the next time without a process.
 TEST(Sweep, ParallelRunsUnitsInProcessesOfTheirOwn) {
   Home home;
-  SweepOptions s;
-  s.launch = home.options();
-  s.design.name = "wide";
-  s.design.factors = {{"treat.optimizer.params.lr", {0.001, 0.004}}, {"indiv.net.params.capacity", {0.02, -1}}};
+  SweepOptions s = sweep_of(home, "wide",
+                            {{"treat.optimizer.params.lr", {0.001, 0.004}}, {"indiv.net.params.capacity", {0.02, -1}}});
   s.parallel = 2;
   s.launch.threads = 0;  // the sweep divides the cores; the command's own --threads=0 gives way
   s.command = {QL_BINARY,        "--problem=Toy",
@@ -342,10 +350,7 @@ TEST(Sweep, NamedLevelsShowByNameInCompareAndHParams) {
 // a unit whose lock another process holds is left to it.
 TEST(Sweep, AUnitAloneASlurmTasksShareAndABusyUnit) {
   Home home;
-  SweepOptions s;
-  s.launch = home.options();
-  s.design.name = "array";
-  s.design.factors = {{"treat.optimizer.params.lr", {0.001, 0.002, 0.003, 0.004}}};
+  SweepOptions s = sweep_of(home, "array", {{"treat.optimizer.params.lr", {0.001, 0.002, 0.003, 0.004}}});
   const std::string dir = home.dir.path() + "/Toy/sweeps/array";
   std::ostringstream sink;
   SweepOptions one = s;
@@ -452,10 +457,8 @@ TEST(Sweep, DesignsGridsAndTheirErrors) {
 
 TEST(Sweep, RunsStopsResumesAndReportsAFailedUnit) {
   Home home;
-  SweepOptions s;
-  s.launch = home.options();
-  s.design.name = "study";
-  s.design.factors = {{"treat.optimizer.params.lr", {0.001, 0.004}}, {"indiv.net.params.capacity", {0.02, -1}}};
+  SweepOptions s = sweep_of(home, "study",
+                            {{"treat.optimizer.params.lr", {0.001, 0.004}}, {"indiv.net.params.capacity", {0.02, -1}}});
   // Unknown paths are found before anything is made.
   SweepOptions wrong = s;
   wrong.design.factors.push_back({"treat.optimiser.lr", {1}});
@@ -572,10 +575,7 @@ TEST(Sweep, SeedFactorsBesideRepeatsAndErrorsNamingTheUnitAndTheFile) {
 // finished); an experiment deleted by hand makes its unit run again, and compare --sweep says so.
 TEST(Sweep, ASweepMadeAgainAndAnExperimentDeletedByHand) {
   Home home;
-  SweepOptions s;
-  s.launch = home.options();
-  s.design.name = "cap";
-  s.design.factors = {{"indiv.net.params.capacity", {0.02}}};
+  SweepOptions s = sweep_of(home, "cap", {{"indiv.net.params.capacity", {0.02}}});
   std::ostringstream sink;
   EXPECT_EQ(run_sweep(s, nullptr, sink).finished, 1);
   const std::string dir = home.dir.path() + "/Toy/sweeps/cap";
@@ -639,10 +639,7 @@ TEST(Sweep, CompareOverTwoSweepsShowsEachRowsOwnValues) {
   std::ostringstream sink;
   for (const auto& [name, path, a, b] : std::vector<std::tuple<std::string, std::string, double, double>>{
            {"lr", "treat.optimizer.params.lr", 0.001, 0.002}, {"cap", "indiv.net.params.capacity", 0.02, 0.03}}) {
-    SweepOptions s;
-    s.launch = home.options();
-    s.design.name = name;
-    s.design.factors = {{path, {a, b}}};
+    SweepOptions s = sweep_of(home, name, {{path, {a, b}}});
     EXPECT_EQ(run_sweep(s, nullptr, sink).finished, 2);
   }
   CompareOptions c;
@@ -662,10 +659,7 @@ TEST(Sweep, CompareOverTwoSweepsShowsEachRowsOwnValues) {
 // --sweep shows the factors even where one unit has run, and says how many have not.
 TEST(Sweep, AChangedBaseConfigIsRefusedAndCompareShowsTheFactorsOfOneUnit) {
   Home home;
-  SweepOptions s;
-  s.launch = home.options();
-  s.design.name = "mid";
-  s.design.factors = {{"treat.optimizer.params.lr", {0.001, 0.002}}};
+  SweepOptions s = sweep_of(home, "mid", {{"treat.optimizer.params.lr", {0.001, 0.002}}});
   s.unit = 1;
   std::ostringstream sink;
   EXPECT_EQ(run_sweep(s, nullptr, sink).finished, 1);

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include <png.h>
+#include <zlib.h>
 
 #include "quantlab/data/batch_loader.h"
 #include "quantlab/data/image_folder.h"
@@ -67,6 +68,34 @@ TEST(ImageDecode, SixteenBitAndTransparentPngsAsTorchvisionReadsThem) {
   testing::write_png_raw(rgba, 2, 1, 8, PNG_COLOR_TYPE_RGB_ALPHA, {200, 100, 50, 0, 10, 20, 30, 128});
   const auto c = decoded_tensor(data::decode_image(data::read_file_bytes(rgba)));
   EXPECT_TRUE(torch::equal(c.reshape({-1}), torch::tensor({200, 100, 50, 10, 20, 30}, torch::kUInt8))) << c;
+}
+
+// An image whose header claims more pixels than PIL accepts is refused before it is decoded (a
+// corrupt or hostile header would take gigabytes in every worker).
+TEST(ImageDecode, AHeaderClaimingTooManyPixelsIsRefused) {
+  auto chunk = [](const std::string& type, const std::string& data) {
+    std::string c;
+    for (int s : {24, 16, 8, 0}) c += static_cast<char>((data.size() >> s) & 255);
+    const std::string body = type + data;
+    c += body;
+    const auto crc =
+        static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size())));
+    for (int s : {24, 16, 8, 0}) c += static_cast<char>((crc >> s) & 255);
+    return c;
+  };
+  std::string ihdr;
+  for (uint32_t v : {20000u, 20000u})
+    for (int s : {24, 16, 8, 0}) ihdr += static_cast<char>((v >> s) & 255);
+  ihdr += std::string("\x08\x02\x00\x00\x00", 5);  // 8-bit RGB
+  const std::string png =
+      std::string("\x89PNG\r\n\x1a\n", 8) + chunk("IHDR", ihdr) + chunk("IDAT", "") + chunk("IEND", "");
+  try {
+    data::decode_image(png);
+    FAIL() << "decoded";
+  } catch (const data::DecodeError& e) {
+    EXPECT_NE(std::string(e.what()).find("20000 x 20000 pixels, more than the 178956970"), std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(ImageDecode, ReducedScaleDecodingAndBadFiles) {

@@ -26,6 +26,16 @@ tjhandle decompressor() {
   return handle.h;
 }
 
+// Larger images are refused as PIL refuses them (its decompression-bomb limit), before any pixel
+// is decoded: a corrupt or hostile header must not take gigabytes in every worker.
+constexpr int64_t kMaxPixels = 178956970;
+
+void check_size(int64_t width, int64_t height) {
+  if (width * height > kMaxPixels)
+    throw DecodeError(std::to_string(width) + " x " + std::to_string(height) + " pixels, more than the " +
+                      std::to_string(kMaxPixels) + " an image may have (as PIL's limit)");
+}
+
 struct JpegHeader {
   int width = 0, height = 0, subsamp = 0, colorspace = 0;
 };
@@ -36,6 +46,7 @@ JpegHeader jpeg_header(tjhandle h, const std::string& b) {
                           &hd.width, &hd.height, &hd.subsamp, &hd.colorspace) != 0)
     throw DecodeError(std::string("not a JPEG or PNG image (") + tjGetErrorStr2(h) + ")");
   if (hd.width <= 0 || hd.height <= 0) throw DecodeError("the JPEG header gives an empty image");
+  check_size(hd.width, hd.height);
   return hd;
 }
 
@@ -48,6 +59,12 @@ void decode_png(const std::string& b, RgbImage& out) {
   // As PIL reads a PNG for torchvision (convert("RGB")): 16-bit samples scaled to 8 bits as they
   // are (sRGB values, not linear light, which libpng would gamma-encode: grey 32768 -> 186), and
   // the alpha channel dropped, not blended onto black.
+  try {
+    check_size(image.width, image.height);
+  } catch (const DecodeError&) {
+    png_image_free(&image);
+    throw;
+  }
   image.format = PNG_FORMAT_RGBA;
   image.flags |= PNG_IMAGE_FLAG_16BIT_sRGB;
   out.width = static_cast<int>(image.width);

@@ -116,8 +116,13 @@ ValprepReport sort_validation_images(const std::string& images_dir, const std::s
     } else if (errno == EEXIST) {
       throw IoError("refusing to overwrite " + dst.string() + " (it appeared during the move) after " +
                     std::to_string(report.moved) + " images were moved");
-    } else {  // another file system: copy (never over a file), then remove
-      fs::copy_file(src, dst, fs::copy_options::none, ec);
+    } else {  // another file system: a hidden copy beside it, linked into place (never over a file),
+              // so that a kill during the copy leaves no partial image under the image's name
+      const fs::path part = dst.parent_path() / ("." + dst.filename().string() + ".part");
+      fs::copy_file(src, part, fs::copy_options::overwrite_existing, ec);
+      if (!ec && ::link(part.c_str(), dst.c_str()) != 0) ec = std::error_code(errno, std::generic_category());
+      std::error_code removed;
+      fs::remove(part, removed);
       if (ec)
         throw IoError("cannot move " + src.string() + " to " + dst.string() + " (" + ec.message() + ") after " +
                       std::to_string(report.moved) + " images were moved; run again to move the rest");
