@@ -1,10 +1,8 @@
-// Comparing experiments: their configs' differences and their results side by side.
+// Comparing experiments: one row per experiment, their differing config paths and their results.
 #include "quantlab/experiment/compare.h"
 
 #include <algorithm>
-#include <cmath>
 #include <filesystem>
-#include <iomanip>
 #include <map>
 #include <ostream>
 #include <set>
@@ -13,36 +11,20 @@
 
 #include "quantlab/config/json_node.h"
 #include "quantlab/config/overrides.h"
+#include "quantlab/experiment/config_diff.h"
 #include "quantlab/experiment/lock.h"
 #include "quantlab/experiment/logbook.h"
 #include "quantlab/experiment/saves.h"
 #include "quantlab/experiment/storage.h"
 #include "quantlab/util/error.h"
+#include "cell_table.h"
 
 namespace quantlab::experiment {
 namespace {
 
-bool walked_into(const nlohmann::json& v) {
-  if (v.is_object()) return true;
-  if (!v.is_array()) return false;
-  return std::any_of(v.begin(), v.end(), [](const nlohmann::json& e) { return e.is_object() || e.is_array(); });
-}
-
-// Every leaf of `v` under `prefix`, by path.
-void leaves(const nlohmann::json& v, const std::string& prefix, std::map<std::string, nlohmann::json>& out) {
-  if (!walked_into(v)) {
-    out[prefix] = v;
-    return;
-  }
-  if (v.is_object()) {
-    for (auto it = v.begin(); it != v.end(); ++it) {
-      if (prefix.empty() && (it.key() == "overrides" || it.key() == "sweep")) continue;  // records, not settings
-      leaves(it.value(), prefix.empty() ? it.key() : prefix + "." + it.key(), out);
-    }
-  } else {
-    for (size_t i = 0; i < v.size(); ++i) leaves(v[i], prefix + "." + std::to_string(i), out);
-  }
-}
+using cell_table::duration;
+using cell_table::percent_cell;
+using cell_table::print_cells;
 
 struct Row {
   int64_t id = 0;
@@ -53,26 +35,6 @@ struct Row {
   nlohmann::json levels;  // a sweep's unit: its factors' levels (and "repeat"), from the record or its config
 };
 
-std::string percent_cell(const nlohmann::json& v) {
-  if (!v.is_number()) return "-";
-  std::ostringstream s;
-  s << std::fixed << std::setprecision(2) << v.get<double>();
-  return s.str();
-}
-
-std::string duration(const nlohmann::json& seconds) {
-  if (!seconds.is_number()) return "-";
-  const int64_t s = static_cast<int64_t>(std::llround(seconds.get<double>()));
-  std::ostringstream o;
-  if (s >= 3600)
-    o << s / 3600 << "h" << std::setw(2) << std::setfill('0') << (s / 60) % 60 << "m";
-  else if (s >= 60)
-    o << s / 60 << "m" << std::setw(2) << std::setfill('0') << s % 60 << "s";
-  else
-    o << s << "s";
-  return o.str();
-}
-
 std::string state_of(const Logbook& book, const nlohmann::json& st) {
   if (ExperimentLock::holder(book.dir()) > 0) return "running";
   if (!st.contains("epochs_done")) return "not started";
@@ -81,57 +43,6 @@ std::string state_of(const Logbook& book, const nlohmann::json& st) {
 
 double number_or(const nlohmann::json& v, double fallback) { return v.is_number() ? v.get<double>() : fallback; }
 
-std::string csv_cell(const std::string& s) {
-  if (s.find_first_of(",\"\n") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
-}
-
-// Rows of text cells under a header, as a table, CSV or Markdown.
-void print_cells(const std::string& format, const std::vector<std::string>& header,
-                 const std::vector<std::vector<std::string>>& cells, std::ostream& out) {
-  if (format == "csv") {
-    for (size_t k = 0; k < header.size(); ++k) out << (k ? "," : "") << csv_cell(header[k]);
-    out << "\n";
-    for (const auto& c : cells) {
-      for (size_t k = 0; k < c.size(); ++k) out << (k ? "," : "") << csv_cell(c[k]);
-      out << "\n";
-    }
-    out << std::flush;
-    return;
-  }
-  if (format == "markdown") {
-    auto line = [&out](const std::vector<std::string>& c) {
-      out << "|";
-      for (const auto& s : c) {
-        std::string e;
-        for (char ch : s) e += ch == '|' ? std::string("\\|") : std::string(1, ch);
-        out << " " << e << " |";
-      }
-      out << "\n";
-    };
-    line(header);
-    out << "|";
-    for (size_t k = 0; k < header.size(); ++k) out << "---|";
-    out << "\n";
-    for (const auto& c : cells) line(c);
-    out << std::flush;
-    return;
-  }
-  std::vector<size_t> width(header.size());
-  for (size_t k = 0; k < header.size(); ++k) width[k] = header[k].size();
-  for (const auto& c : cells)
-    for (size_t k = 0; k < c.size(); ++k) width[k] = std::max(width[k], c[k].size());
-  auto line = [&](const std::vector<std::string>& c) {
-    for (size_t k = 0; k < c.size(); ++k) out << std::left << std::setw(static_cast<int>(width[k]) + 2) << c[k];
-    out << "\n";
-  };
-  line(header);
-  for (const auto& c : cells) line(c);
-}
-
-// The config paths whose values are not the same in every row (present in some rows only, too).
 std::vector<std::string> differing_paths(const std::vector<Row>& rows) {
   std::set<std::string> all;
   for (const auto& r : rows)
@@ -185,40 +96,6 @@ void erase_matching(std::map<std::string, nlohmann::json>& leaves, const std::st
 
 }  // namespace
 
-std::string value_text(const nlohmann::json& v) {
-  if (v.is_string()) return v.get<std::string>();
-  if (v.is_number_float()) {
-    std::ostringstream s;
-    s << std::setprecision(6) << v.get<double>();
-    return s.str();
-  }
-  std::string d = v.dump();
-  for (size_t k = 0; (k = d.find(',', k)) != std::string::npos; k += 2) d.insert(k + 1, " ");
-  return d;
-}
-
-std::vector<ConfigDifference> config_differences(const nlohmann::json& a, const nlohmann::json& b) {
-  std::map<std::string, nlohmann::json> la, lb;
-  leaves(a, "", la);
-  leaves(b, "", lb);
-  std::set<std::string> paths;
-  for (const auto& [k, v] : la) paths.insert(k);
-  for (const auto& [k, v] : lb) paths.insert(k);
-  std::vector<ConfigDifference> out;
-  for (const auto& p : paths) {
-    const auto ia = la.find(p), ib = lb.find(p);
-    ConfigDifference d;
-    d.path = p;
-    d.in_a = ia != la.end();
-    d.in_b = ib != lb.end();
-    if (d.in_a) d.a = ia->second;
-    if (d.in_b) d.b = ib->second;
-    if (d.in_a && d.in_b && d.a == d.b) continue;
-    out.push_back(std::move(d));
-  }
-  return out;
-}
-
 std::vector<int64_t> parse_id_list(const std::string& text) {
   std::vector<int64_t> ids;
   std::istringstream in(text);
@@ -243,23 +120,6 @@ std::vector<int64_t> parse_id_list(const std::string& text) {
   std::sort(ids.begin(), ids.end());
   ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
   return ids;
-}
-
-void diff_experiments(const std::string& home, const std::string& problem, int64_t a, int64_t b, std::ostream& out) {
-  const ProblemPaths paths = problem_paths(read_storage(home), problem);
-  const Logbook ba = Logbook::open(paths.logs, a), bb = Logbook::open(paths.logs, b);
-  const auto diffs = config_differences(ba.config(), bb.config());
-  if (diffs.empty()) {
-    out << "experiments " << a << " and " << b << " have the same config" << std::endl;
-    return;
-  }
-  size_t width = 0;
-  for (const auto& d : diffs) width = std::max(width, d.path.size());
-  out << std::left << std::setw(static_cast<int>(width) + 2) << "config path" << Logbook::folder_name(a) << " -> "
-      << Logbook::folder_name(b) << std::endl;
-  for (const auto& d : diffs)
-    out << std::setw(static_cast<int>(width) + 2) << d.path << (d.in_a ? value_text(d.a) : "(absent)") << " -> "
-        << (d.in_b ? value_text(d.b) : "(absent)") << std::endl;
 }
 
 void compare_experiments(const CompareOptions& o, std::ostream& out) {
@@ -328,7 +188,7 @@ void compare_experiments(const CompareOptions& o, std::ostream& out) {
     } catch (const Error&) {
       r.config = nlohmann::json::object();
     }
-    leaves(r.config, "", r.leaves);
+    r.leaves = config_leaves(r.config);
     r.status = book.saves().status();
     if (unit_levels.count(id)) {
       r.levels = unit_levels[id];

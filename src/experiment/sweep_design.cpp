@@ -7,7 +7,7 @@
 
 #include "quantlab/config/json_node.h"
 #include "quantlab/config/overrides.h"
-#include "quantlab/experiment/compare.h"
+#include "quantlab/experiment/config_diff.h"
 #include "quantlab/util/error.h"
 
 namespace quantlab::experiment {

@@ -12,7 +12,7 @@
 #include <random>
 
 #include "quantlab/config/json_node.h"
-#include "quantlab/experiment/compare.h"
+#include "quantlab/experiment/config_diff.h"
 #include "quantlab/experiment/logbook.h"
 #include "quantlab/experiment/saves.h"
 #include "quantlab/experiment/storage.h"
