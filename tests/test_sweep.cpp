@@ -1,0 +1,487 @@
+// Sweeps: many experiments from one design, their record, resume, parallel units, and compare
+// over them (docs/EXPERIMENTS.md).
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <tuple>
+
+#include "quantlab/experiment/compare.h"
+#include "quantlab/experiment/lock.h"
+#include "quantlab/experiment/logbook.h"
+#include "quantlab/experiment/sweep.h"
+#include "quantlab/util/error.h"
+#include "quantlab/util/runtime.h"
+#include "test_util.h"
+#include "toy_home.h"
+
+namespace quantlab {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::error_of;
+using testing::Home;
+using testing::TempDir;
+
+// A sweep of the toy problem: its name and factors (config paths and their levels).
+SweepOptions sweep_of(const Home& home, const std::string& name,
+                      std::vector<std::pair<std::string, std::vector<nlohmann::json>>> factors) {
+  SweepOptions s;
+  s.launch = home.options();
+  s.design.name = name;
+  s.design.factors = std::move(factors);
+  return s;
+}
+
+// --parallel=2 runs the units in processes of their own (quantlab sweep ... --unit=N), each with
+// its output in units/<N>/output.log; a failing unit is recorded; the finished ones are skipped
+// the next time without a process.
+TEST(Sweep, ParallelRunsUnitsInProcessesOfTheirOwn) {
+  Home home;
+  SweepOptions s = sweep_of(home, "wide",
+                            {{"treat.optimizer.params.lr", {0.001, 0.004}}, {"indiv.net.params.capacity", {0.02, -1}}});
+  s.parallel = 2;
+  s.launch.threads = 0;  // the sweep divides the cores; the command's own --threads=0 gives way
+  s.command = {QL_BINARY,        "--problem=Toy",
+               "--topology=MLP", "--home=" + home.dir.path(),
+               "--device=cpu",   "--threads=0",
+               "sweep",          "--name=wide",
+               "--grid",         "treat.optimizer.params.lr=0.001,0.004",
+               "--grid",         "indiv.net.params.capacity=0.02,-1"};
+  std::ostringstream out;
+  const SweepResult r = run_sweep(s, nullptr, out);
+  EXPECT_EQ(r.units, 4);
+  EXPECT_EQ(r.finished, 2) << out.str();
+  EXPECT_EQ(r.failed, 2) << out.str();
+  const int each = std::max(1, available_cores() / 2);
+  EXPECT_NE(out.str().find("2 at a time with " + std::to_string(each) + " thread" + (each == 1 ? "" : "s") + " each"),
+            std::string::npos)
+      << out.str();
+  const std::string dir = home.dir.path() + "/Toy/sweeps/wide";
+  const auto record = read_json_file(dir + "/sweep.json");
+  std::set<int64_t> ids;
+  for (int k : {0, 2}) {
+    EXPECT_EQ(record["units"][k]["state"], "finished") << record.dump(2);
+    ids.insert(record["units"][k]["exp_id"].get<int64_t>());
+  }
+  EXPECT_EQ(ids.size(), 2u);  // each unit its own experiment
+  EXPECT_EQ(record["units"][1]["state"], "failed");
+  EXPECT_NE(record["units"][1]["error"].get<std::string>().find("capacity"), std::string::npos) << record.dump(2);
+  for (int n = 1; n <= 4; ++n) EXPECT_TRUE(fs::exists(dir + "/units/" + std::to_string(n) + "/output.log")) << n;
+  EXPECT_NE(testing::slurp(dir + "/units/1/output.log").find("test"), std::string::npos);
+  std::ostringstream again;
+  const SweepResult r2 = run_sweep(s, nullptr, again);
+  EXPECT_EQ(r2.skipped, 2);
+  EXPECT_EQ(r2.failed, 2);  // retried, and failed again
+  EXPECT_EQ(Logbook::list(home.logs()).size(), 2u) << again.str();
+  // A unit another process holds is left to it, without a process of its own.
+  ExperimentLock held(dir + "/units/2", "unit 2");
+  std::ostringstream third;
+  const SweepResult r3 = run_sweep(s, nullptr, third);
+  EXPECT_EQ(r3.elsewhere, 1) << third.str();
+  EXPECT_EQ(r3.failed, 1) << third.str();
+  EXPECT_NE(third.str().find("unit 2/4 is running in another process"), std::string::npos) << third.str();
+}
+
+// A factor of named levels: compare and the experiment's config show the level by its name, and so
+// does TensorBoard's HParams session (the unit's hyperparameters are its factors).
+TEST(Sweep, NamedLevelsShowByNameInCompareAndHParams) {
+  Home home;
+  SweepOptions s;
+  s.launch = home.options();
+  s.design =
+      parse_design({{"name", "named"},
+                    {"factors",
+                     {{"size",
+                       {{"small", {{"indiv.net.params.capacity", 0.02}, {"treat.optimizer.params.lr", 0.001}}},
+                        {"large", {{"indiv.net.params.capacity", 0.03}, {"treat.optimizer.params.lr", 0.002}}}}}}}},
+                   "design");
+  std::ostringstream sink;
+  EXPECT_EQ(run_sweep(s, nullptr, sink).finished, 2) << sink.str();
+  CompareOptions c;
+  c.home = home.dir.path(), c.problem = "Toy", c.sweep = "named", c.format = "json";
+  std::ostringstream js;
+  compare_experiments(c, js);
+  const auto rows = nlohmann::json::parse(js.str());
+  ASSERT_EQ(rows.size(), 2u);
+  std::set<std::string> sizes;
+  for (const auto& r : rows) {
+    EXPECT_EQ(r["factors"].size(), 1u) << r.dump();  // the factor, not the paths it set
+    sizes.insert(r["factors"]["size"].get<std::string>());
+  }
+  EXPECT_EQ(sizes, (std::set<std::string>{"small", "large"}));
+  // --by: one row per level, with the mean accuracies; a column that is not there is refused.
+  c.by = "size";
+  std::ostringstream by;
+  compare_experiments(c, by);
+  const auto levels = nlohmann::json::parse(by.str());
+  ASSERT_EQ(levels.size(), 2u);
+  EXPECT_EQ(levels[0]["experiments"], 1);
+  EXPECT_EQ(levels[0]["tested"], 1);
+  EXPECT_TRUE(levels[0]["test_accuracy_mean"].is_number()) << levels.dump();
+  const double mean = levels[0]["test_accuracy_mean"].get<double>();
+  bool matches = false;
+  for (const auto& r : rows)
+    matches |= r["factors"]["size"] == levels[0]["level"] && r["test_accuracy"].get<double>() == mean;
+  EXPECT_TRUE(matches) << levels.dump() << rows.dump();
+  c.by = "colour";
+  EXPECT_NE(error_of([&] { compare_experiments(c, by); }).find("--by=colour: expected a column (size)"),
+            std::string::npos);
+  c.by.clear();
+  const auto config = Logbook::open(home.logs(), 1).config();
+  EXPECT_EQ(config["sweep"]["levels"]["size"], "large");  // factor levels in name order: large, small
+  EXPECT_DOUBLE_EQ(config["indiv"]["net"]["params"]["capacity"].get<double>(), 0.03);
+  // The HParams session start names the factor and its level.
+  std::string events;
+  for (const auto& f : fs::directory_iterator(home.logs() + "/exp001/stats"))
+    if (f.path().filename().string().rfind("events.", 0) == 0) events += testing::slurp(f.path().string());
+  const size_t at = events.find("_hparams_/session_start_info");
+  ASSERT_NE(at, std::string::npos);
+  const std::string start = events.substr(at, 160);  // the tag, then the plugin's content
+  EXPECT_NE(start.find("size"), std::string::npos);
+  EXPECT_NE(start.find("large"), std::string::npos);
+  EXPECT_EQ(start.find("indiv.net.params.capacity"), std::string::npos);
+}
+
+// --unit=N runs one unit (a job array's task); --srun gives SLURM task i the units i, i + K, ...;
+// a unit whose lock another process holds is left to it.
+TEST(Sweep, AUnitAloneASlurmTasksShareAndABusyUnit) {
+  Home home;
+  SweepOptions s = sweep_of(home, "array", {{"treat.optimizer.params.lr", {0.001, 0.002, 0.003, 0.004}}});
+  const std::string dir = home.dir.path() + "/Toy/sweeps/array";
+  std::ostringstream sink;
+  SweepOptions one = s;
+  one.unit = 3;
+  EXPECT_EQ(run_sweep(one, nullptr, sink).finished, 1);
+  auto record = read_json_file(dir + "/sweep.json");
+  EXPECT_EQ(record["units"][2]["state"], "finished");
+  EXPECT_EQ(record["units"][0]["state"], "pending");
+  one.unit = 5;
+  EXPECT_NE(error_of([&] { run_sweep(one, nullptr, sink); }).find("--unit=5: sweep array has units 1 to 4"),
+            std::string::npos);
+  SweepOptions task = s;
+  task.srun = true;
+  EXPECT_NE(error_of([&] { run_sweep(task, nullptr, sink); }).find("start the sweep with srun"), std::string::npos);
+  setenv("SLURM_PROCID", "0", 1);
+  setenv("SLURM_NTASKS", "2", 1);
+  setenv("SLURM_JOB_NODELIST", "node1", 1);
+  // Without --srun, SLURM's tasks would each run every unit: refused.
+  EXPECT_NE(error_of([&] { run_sweep(s, nullptr, sink); }).find("under srun give --srun"), std::string::npos);
+  std::ostringstream share;
+  const SweepResult t = run_sweep(task, nullptr, share);  // units 1 and 3 (3 finished already)
+  unsetenv("SLURM_PROCID");
+  unsetenv("SLURM_NTASKS");
+  unsetenv("SLURM_JOB_NODELIST");
+  EXPECT_EQ(t.units, 2);
+  EXPECT_EQ(t.skipped, 1);
+  EXPECT_EQ(t.finished, 2);
+  EXPECT_NE(share.str().find("task 0 of 2 runs 2 of the 4 units"), std::string::npos) << share.str();
+  record = read_json_file(dir + "/sweep.json");
+  EXPECT_EQ(record["units"][0]["state"], "finished");
+  EXPECT_EQ(record["units"][1]["state"], "pending");
+  // Unit 2 held by another process: the whole sweep leaves it and runs unit 4.
+  fs::create_directories(dir + "/units/2");
+  ExperimentLock held(dir + "/units/2", "unit 2");
+  std::ostringstream out;
+  const SweepResult w = run_sweep(s, nullptr, out);
+  EXPECT_EQ(w.elsewhere, 1);
+  EXPECT_EQ(w.finished, 3);
+  EXPECT_NE(out.str().find("unit 2/4 is running in another process"), std::string::npos) << out.str();
+  EXPECT_EQ(read_json_file(dir + "/sweep.json")["units"][3]["state"], "finished");
+}
+
+}  // namespace
+}  // namespace quantlab
+
+namespace quantlab {
+namespace {
+
+TEST(Sweep, DesignsGridsAndTheirErrors) {
+  const SweepDesign d =
+      parse_design({{"name", "s"}, {"factors", {{"a.b", {1, 2}}, {"c", {"x", "y", "z"}}}}, {"repeats", 2}}, "design");
+  const auto units = design_units(d);
+  ASSERT_EQ(units.size(), 12u);
+  EXPECT_EQ(units[1].levels[1].second, "y");  // the last factor fastest
+  EXPECT_EQ(units[6].repeat, 1);
+  EXPECT_EQ(unit_overrides(units[6], {{"treat", {{"data", {{"seed", 5}}}}}}).back(), "treat.data.seed=1005");
+  EXPECT_EQ(unit_overrides(units[6], nlohmann::json::object()).back(), "+treat.data.seed=1000");
+  EXPECT_EQ(unit_overrides(units[0], nlohmann::json::object()), (std::vector<std::string>{"a.b=1", "c=\"x\""}));
+  SweepDesign sampled = d;
+  sampled.sample = 4;
+  sampled.seed = 7;
+  EXPECT_EQ(design_units(sampled).size(), 8u);  // 4 of the grid, twice
+  EXPECT_EQ(parse_grid("p=1e-3,x").second, (std::vector<nlohmann::json>{1e-3, "x"}));
+  const std::vector<std::pair<nlohmann::json, std::string>> bad_designs = {
+      {{{"factors", {{"a", nlohmann::json::array()}}}}, "design.factors.a: expected a non-empty list of levels"},
+      {{{"factors", {{"a.b", {1, 1}}}}}, R"(design.factors["a.b"][1]: the level 1 is given twice)"},
+      {{{"factors", {{"a", {1}}}}, {"repeats", 0}}, "design.repeats: expected 1 to 1000 repeats"},
+      {{{"factors", {{"a", {1}}}}, {"seed", -5}}, "design.seed: expected a seed >= 0"},
+      {{{"factors", {{"a", {1}}}}, {"speed", 1}}, "design.speed: unknown key"}};
+  for (const auto& [bad, needle] : bad_designs) {
+    const std::string e = error_of([&] { parse_design(bad, "design"); });
+    EXPECT_NE(e.find(needle), std::string::npos) << bad.dump() << ": " << e;
+  }
+  // Named levels: one level sets several paths; the record keeps the level's name.
+  const SweepDesign n = parse_design({{"name", "n"},
+                                      {"factors",
+                                       {{"noise",
+                                         {{"narrow", {{"a.noise", "normal"}, {"a.spread", 0.25}}},
+                                          {"wide", {{"a.noise", "uniform"}, {"a.spread", 0.5}}}}},
+                                        {"b", {1, 2}}}}},
+                                     "design");
+  const auto nu = design_units(n);
+  ASSERT_EQ(nu.size(), 4u);
+  EXPECT_EQ(nu[1].levels[1], (std::pair<std::string, nlohmann::json>{"noise", "wide"}));  // factors by name
+  EXPECT_EQ(unit_overrides(nu[1], nlohmann::json::object()),
+            (std::vector<std::string>{"b=1", "a.noise=\"uniform\"", "a.spread=0.5"}));
+  const SweepDesign twice =
+      parse_design({{"factors", {{"noise", {{"a", {{"x.y", 1}}}, {"b", {{"x.y", 1}}}}}}}}, "design");
+  EXPECT_NE(error_of([&] { design_units(twice); }).find("noise=a and noise=b set the same values"), std::string::npos)
+      << error_of([&] { design_units(twice); });
+  const std::vector<std::pair<nlohmann::json, std::string>> bad_named = {
+      {{{"factors", {{"noise", nlohmann::json::object()}}}}, "design.factors.noise: expected at least one named level"},
+      {{{"factors", {{"noise", {{"narrow", nlohmann::json::object()}}}}}},
+       "design.factors.noise.narrow: expected the config paths this level sets"},
+      {{{"factors", {{"noise", {{"narrow", 1}}}}}}, "design.factors.noise.narrow: expected the config paths"}};
+  for (const auto& [bad, needle] : bad_named) {
+    const std::string e = error_of([&] { parse_design(bad, "design"); });
+    EXPECT_NE(e.find(needle), std::string::npos) << bad.dump() << ": " << e;
+  }
+  EXPECT_NE(error_of([] { parse_grid("p=1,,2"); }).find("--grid p=1,,2: an empty level"), std::string::npos);
+  EXPECT_NE(error_of([] { parse_grid("p=1,1"); }).find("--grid p=1,1: the level 1 is given twice"), std::string::npos);
+  EXPECT_NE(error_of([] { parse_grid("p"); }).find("--grid p: expected PATH=LEVEL,LEVEL"), std::string::npos);
+}
+
+TEST(Sweep, RunsStopsResumesAndReportsAFailedUnit) {
+  Home home;
+  SweepOptions s = sweep_of(home, "study",
+                            {{"treat.optimizer.params.lr", {0.001, 0.004}}, {"indiv.net.params.capacity", {0.02, -1}}});
+  // Unknown paths are found before anything is made.
+  SweepOptions wrong = s;
+  wrong.design.factors.push_back({"treat.optimiser.lr", {1}});
+  std::ostringstream sink;
+  EXPECT_NE(error_of([&] { run_sweep(wrong, nullptr, sink); }).find("treat has no key optimiser"), std::string::npos);
+  EXPECT_FALSE(fs::exists(home.dir.path() + "/Toy/sweeps"));
+  SweepOptions many = s;
+  many.max_units = 3;
+  EXPECT_NE(error_of([&] { run_sweep(many, nullptr, sink); }).find("add --yes"), std::string::npos);
+  // Stopped at once, during the first unit's start-up: nothing is made, the unit is still pending.
+  std::atomic<int> stop{SIGINT};
+  const SweepResult first = run_sweep(s, &stop, sink);
+  EXPECT_EQ(first.interrupted_by, SIGINT);
+  const std::string record_file = home.dir.path() + "/Toy/sweeps/study/sweep.json";
+  auto record = read_json_file(record_file);
+  EXPECT_EQ(record["units"][0]["state"], "pending");
+  EXPECT_TRUE(record["units"][0]["exp_id"].is_null());
+  EXPECT_TRUE(Logbook::list(home.logs()).empty());
+  // Again: the capacity -1 units fail with their error, the rest run.
+  std::ostringstream out;
+  const SweepResult second = run_sweep(s, nullptr, out);
+  EXPECT_EQ(second.units, 4);
+  EXPECT_EQ(second.finished, 2);
+  EXPECT_EQ(second.failed, 2);
+  record = read_json_file(record_file);
+  EXPECT_EQ(record["units"][1]["state"], "failed");
+  EXPECT_NE(record["units"][1]["error"].get<std::string>().find("capacity"), std::string::npos) << record.dump(2);
+  EXPECT_TRUE(record["units"][1]["exp_id"].is_null()) << record.dump(2);
+  EXPECT_EQ(record["units"][0]["exp_id"], 1);
+  EXPECT_EQ(record["units"][2]["exp_id"], 2);
+  EXPECT_EQ(Logbook::list(home.logs()), (std::vector<int64_t>{1, 2}));
+  // A third time: the finished units are skipped.
+  const SweepResult third = run_sweep(s, nullptr, sink);
+  EXPECT_EQ(third.skipped, 2);
+  EXPECT_EQ(Logbook::list(home.logs()), (std::vector<int64_t>{1, 2}));
+  // Unit 1 as a run killed in its first epoch of two leaves it, before the record had its number:
+  // found by its config's "sweep" entry and resumed.
+  {
+    auto c = read_json_file(home.logs() + "/exp001/config.json");
+    c["treat"]["max_epoch"] = 2;
+    std::ofstream(home.logs() + "/exp001/config.json") << c.dump(2);
+    const std::string status = home.logs() + "/exp001/saves/status.json";
+    auto st = read_json_file(status);
+    st["finished"] = false;
+    st.erase("test");
+    std::ofstream(status) << st.dump(2);
+    auto r = read_json_file(record_file);
+    r["units"][0]["exp_id"] = nullptr;
+    r["units"][0]["state"] = "running";
+    std::ofstream(record_file) << r.dump(2);
+  }
+  std::ostringstream resumed;
+  const SweepResult fourth = run_sweep(s, nullptr, resumed);
+  EXPECT_EQ(fourth.finished, 2) << resumed.str();
+  EXPECT_EQ(fourth.skipped, 1) << resumed.str();
+  EXPECT_NE(resumed.str().find("resuming experiment 1"), std::string::npos) << resumed.str();
+  EXPECT_EQ(Logbook::list(home.logs()), (std::vector<int64_t>{1, 2}));
+  record = read_json_file(record_file);
+  EXPECT_EQ(record["units"][0]["exp_id"], 1);
+  EXPECT_EQ(read_json_file(home.logs() + "/exp001/saves/status.json")["epochs_done"], 2);
+  // The same name with another design, and a record edited by hand, are refused.
+  SweepOptions other = s;
+  other.design.factors.pop_back();
+  EXPECT_NE(error_of([&] { run_sweep(other, nullptr, sink); }).find("another design"), std::string::npos);
+  std::ofstream(record_file) << "{ edited";
+  EXPECT_NE(error_of([&] { run_sweep(s, nullptr, sink); }).find("the record of sweep study"), std::string::npos);
+  // compare --sweep takes the sweep's experiments.
+  std::ofstream(record_file) << record.dump();
+  CompareOptions c;
+  c.home = home.dir.path(), c.problem = "Toy", c.sweep = "study", c.format = "json";
+  std::ostringstream js;
+  compare_experiments(c, js);
+  const auto rows = nlohmann::json::parse(js.str());
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[1]["factors"]["treat.optimizer.params.lr"], 0.004);
+}
+
+// A data-seed factor beside repeats: each repeat adds to the level's own seed, and units whose
+// configs would come out the same are refused before anything is made, naming both; a level that
+// does not fit the config names its unit, not a --set the user never typed; a design file's errors
+// name the file.
+TEST(Sweep, SeedFactorsBesideRepeatsAndErrorsNamingTheUnitAndTheFile) {
+  const nlohmann::json base = {{"treat", {{"data", {{"seed", 5}}}, {"optimizer", {{"params", {{"lr", 0.001}}}}}}}};
+  SweepDesign d = parse_design({{"name", "s"}, {"factors", {{"treat.data.seed", {1, 2}}}}, {"repeats", 2}}, "design");
+  auto units = design_units(d);
+  ASSERT_EQ(units.size(), 4u);
+  EXPECT_EQ(unit_overrides(units[3], base).back(), "treat.data.seed=1002");  // level 2, repeat 1
+  EXPECT_NO_THROW(check_unit_configs(units, base));
+  d.factors[0].second = {1, 1001};  // repeat 1 of seed 1 is seed 1001's first
+  const std::string same = error_of([&] { check_unit_configs(design_units(d), base); });
+  EXPECT_NE(same.find("units 2 (treat.data.seed=1001) and 3 (treat.data.seed=1, repeat 1) of the sweep give the same "
+                      "config"),
+            std::string::npos)
+      << same;
+  const SweepDesign lr = parse_design({{"name", "s"}, {"factors", {{"treat.optimizer.params.lr", {0.01, "abc"}}}}}, "");
+  const std::string wrong = error_of([&] { check_unit_configs(design_units(lr), base); });
+  EXPECT_EQ(wrong.rfind("unit 2 of the sweep (treat.optimizer.params.lr=abc): treat.optimizer.params.lr is a number "
+                        "in the config, and the value given is a string",
+                        0),
+            0u)
+      << wrong;
+  TempDir dir;
+  const std::string file = dir.path() + "/design.json";
+  std::ofstream(file) << R"({"name": "s", "factors": {"treat.optimizer.params.lr": [0.001, 0.001]}})";
+  const std::string twice = error_of([&] { read_design(file); });
+  EXPECT_EQ(
+      twice.rfind("design " + file + R"(: factors["treat.optimizer.params.lr"][1]: the level 0.001 is given twice)", 0),
+      0u)
+      << twice;
+}
+
+// A sweep made again under the name of a deleted one never takes that one's experiments (before,
+// a failed or restarted unit was given the old sweep's experiment of the same number and counted
+// finished); an experiment deleted by hand makes its unit run again, and compare --sweep says so.
+TEST(Sweep, ASweepMadeAgainAndAnExperimentDeletedByHand) {
+  Home home;
+  SweepOptions s = sweep_of(home, "cap", {{"indiv.net.params.capacity", {0.02}}});
+  std::ostringstream sink;
+  EXPECT_EQ(run_sweep(s, nullptr, sink).finished, 1);
+  const std::string dir = home.dir.path() + "/Toy/sweeps/cap";
+  fs::remove_all(dir);
+  s.design.factors = {{"indiv.net.params.capacity", {-1}}};  // fails at its launch
+  const SweepResult again = run_sweep(s, nullptr, sink);
+  EXPECT_EQ(again.failed, 1);
+  EXPECT_EQ(again.finished, 0);
+  EXPECT_TRUE(read_json_file(dir + "/sweep.json")["units"][0]["exp_id"].is_null());
+  EXPECT_EQ(run_sweep(s, nullptr, sink).failed, 1);  // and again: still not taken as finished
+  fs::remove_all(dir);
+  // Two units; unit 2's experiment (the newest) deleted by hand and its number taken by a plain
+  // launch; a branch of unit 1's experiment, then unit 1's deleted.
+  s.design.name = "two";
+  s.design.factors = {{"treat.optimizer.params.lr", {0.001, 0.002}}};
+  EXPECT_EQ(run_sweep(s, nullptr, sink).finished, 2);
+  const std::string record_file = home.dir.path() + "/Toy/sweeps/two/sweep.json";
+  const auto record = read_json_file(record_file);
+  const int64_t first = record["units"][0]["exp_id"].get<int64_t>(), gone = record["units"][1]["exp_id"].get<int64_t>();
+  fs::remove_all(home.logs() + "/" + Logbook::folder_name(gone));
+  auto plain = home.options();
+  plain.overrides = {"treat.optimizer.params.lr=0.009"};
+  EXPECT_EQ(launch(plain, nullptr, sink).exp_id, gone);  // the freed number
+  auto branch = home.options();
+  branch.exp_id = first;
+  branch.load = "last";
+  branch.branch = true;
+  const int64_t branched = launch(branch, nullptr, sink).exp_id;
+  EXPECT_FALSE(Logbook::open(home.logs(), branched).config().contains("sweep"));  // not a unit of the sweep
+  CompareOptions c;
+  c.home = home.dir.path(), c.problem = "Toy", c.sweep = "two";
+  std::ostringstream table;
+  compare_experiments(c, table);
+  EXPECT_NE(table.str().find("unit 2: its experiment " + std::to_string(gone) + " is gone"), std::string::npos)
+      << table.str();
+  EXPECT_EQ(table.str().find("0.009"), std::string::npos) << table.str();
+  std::ostringstream out;
+  SweepResult r = run_sweep(s, nullptr, out);
+  EXPECT_EQ(r.finished, 2) << out.str();
+  EXPECT_EQ(r.skipped, 1) << out.str();
+  EXPECT_NE(out.str().find("unit 2/2: its experiment " + std::to_string(gone) + " is gone"), std::string::npos)
+      << out.str();
+  auto after = read_json_file(record_file);
+  EXPECT_EQ(after["units"][1]["state"], "finished");
+  const int64_t rerun = after["units"][1]["exp_id"].get<int64_t>();
+  EXPECT_NE(rerun, gone);
+  EXPECT_DOUBLE_EQ(Logbook::open(home.logs(), rerun).config()["treat"]["optimizer"]["params"]["lr"].get<double>(),
+                   0.002);
+  fs::remove_all(home.logs() + "/" + Logbook::folder_name(first));
+  r = run_sweep(s, nullptr, sink);
+  EXPECT_EQ(r.skipped, 1);
+  after = read_json_file(record_file);
+  EXPECT_NE(after["units"][0]["exp_id"], branched);  // the branch is not taken as unit 1
+  EXPECT_NE(after["units"][0]["exp_id"], first);
+}
+
+// compare over the units of two sweeps: each row shows its own factor's level and, for the other
+// sweep's factor, the value its config has (before: "(absent)").
+TEST(Sweep, CompareOverTwoSweepsShowsEachRowsOwnValues) {
+  Home home;
+  std::ostringstream sink;
+  for (const auto& [name, path, a, b] : std::vector<std::tuple<std::string, std::string, double, double>>{
+           {"lr", "treat.optimizer.params.lr", 0.001, 0.002}, {"cap", "indiv.net.params.capacity", 0.02, 0.03}}) {
+    SweepOptions s = sweep_of(home, name, {{path, {a, b}}});
+    EXPECT_EQ(run_sweep(s, nullptr, sink).finished, 2);
+  }
+  CompareOptions c;
+  c.home = home.dir.path(), c.problem = "Toy", c.format = "json";
+  std::ostringstream js;
+  compare_experiments(c, js);
+  const auto rows = nlohmann::json::parse(js.str());
+  ASSERT_EQ(rows.size(), 4u);
+  for (const auto& r : rows) {
+    EXPECT_TRUE(r["factors"]["treat.optimizer.params.lr"].is_number()) << rows.dump();
+    EXPECT_TRUE(r["factors"]["indiv.net.params.capacity"].is_number()) << rows.dump();
+  }
+  EXPECT_DOUBLE_EQ(rows[2]["factors"]["treat.optimizer.params.lr"].get<double>(), 0.001);  // the config's
+}
+
+// The base config changed between two runs of a sweep is refused, naming what changed; compare
+// --sweep shows the factors even where one unit has run, and says how many have not.
+TEST(Sweep, AChangedBaseConfigIsRefusedAndCompareShowsTheFactorsOfOneUnit) {
+  Home home;
+  SweepOptions s = sweep_of(home, "mid", {{"treat.optimizer.params.lr", {0.001, 0.002}}});
+  s.unit = 1;
+  std::ostringstream sink;
+  EXPECT_EQ(run_sweep(s, nullptr, sink).finished, 1);
+  CompareOptions c;
+  c.home = home.dir.path(), c.problem = "Toy", c.sweep = "mid";
+  std::ostringstream table;
+  compare_experiments(c, table);
+  EXPECT_NE(table.str().find("treat.optimizer.params.lr"), std::string::npos) << table.str();
+  EXPECT_NE(table.str().find("(1 of the 2 units have no experiment yet)"), std::string::npos) << table.str();
+  auto cfg = read_json_file(home.dir.path() + "/Toy/config.json");
+  const auto bs = cfg["treat"]["data"]["bs_train"];
+  cfg["treat"]["data"]["bs_train"] = bs.get<int64_t>() / 2;
+  std::ofstream(home.dir.path() + "/Toy/config.json") << cfg.dump(2);
+  s.unit = 2;
+  const std::string e = error_of([&] { run_sweep(s, nullptr, sink); });
+  EXPECT_NE(e.find("is not the config sweep mid was made from (treat.data.bs_train " + bs.dump() + " -> " +
+                   std::to_string(bs.get<int64_t>() / 2) + ")"),
+            std::string::npos)
+      << e;
+  EXPECT_EQ(Logbook::list(home.logs()).size(), 1u);
+}
+
+}  // namespace
+}  // namespace quantlab
