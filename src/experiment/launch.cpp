@@ -74,7 +74,7 @@ class Launch {
         group_(env_, p_.device, std::chrono::seconds(o.dist_timeout_s), out_) {}
 
   LaunchResult run() {
-    const Start start = train_ ? agree_start() : Start{p_.book->saves().file(ref_), false};
+    const Start start = train_ ? agree_start() : Start{p_.test_checkpoint, false};
     result_.owner = owner_;
     if (start.stopped != 0) {  // during the start-up, before a new experiment or branch was made
       result_.interrupted_by = start.stopped;

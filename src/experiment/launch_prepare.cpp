@@ -69,7 +69,7 @@ Prepared prepare(const LaunchOptions& o, const std::optional<dist::Environment>&
     p.book = Logbook::open(p.paths.logs, *o.exp_id);
     p.config = p.book->config();
     // The checkpoint to test, before the data are read (minutes on ImageNet).
-    if (!train) p.book->saves().file(config::CheckpointRef::parse(o.load.value_or("best"), "--load"));
+    if (!train) p.test_checkpoint = p.book->saves().file(config::CheckpointRef::parse(o.load.value_or("best"), "--load"));
   } else {
     const std::string file = p.paths.dir + "/" + o.config.value_or("config.json");
     if (!fs::exists(file))

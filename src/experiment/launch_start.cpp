@@ -19,6 +19,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
+void say_pretrained(int64_t copied, std::ostream& out) {
+  if (copied) out << "copied " << copied << " pretrained tensors (indiv.net.pretrained)" << std::endl;
+}
+
 // A new experiment: the pretrained tensors first (a wrong indiv.net.pretrained stops the launch
 // before it makes anything), then the folder.
 Start create_experiment(Prepared& p, std::ostream& out) {
@@ -29,7 +33,7 @@ Start create_experiment(Prepared& p, std::ostream& out) {
     out << "removed " << removed.size() << " unfinished experiment folder(s) of stopped launches" << std::endl;
   p.book = Logbook::create(p.paths.logs, p.config);
   out << "experiment " << p.book->id() << ": " << p.book->dir() << std::endl;
-  if (copied) out << "copied " << copied << " pretrained tensors (indiv.net.pretrained)" << std::endl;
+  say_pretrained(copied, out);
   return {"", true};
 }
 
@@ -141,8 +145,7 @@ Start start_as_owner(const LaunchOptions& o, Prepared& p, const config::Checkpoi
                   p.book->dir() + " and branch again with --branch");
     out << "experiment " << p.book->id() << " has no checkpoint yet: training it from epoch 1" << std::endl;
     // As when it was made: indiv.net.pretrained's tensors before the first epoch.
-    const int64_t copied = apply_pretrained(*p.exp, p.paths);
-    if (copied) out << "copied " << copied << " pretrained tensors (indiv.net.pretrained)" << std::endl;
+    say_pretrained(apply_pretrained(*p.exp, p.paths), out);
     return {};
   }
   print_notes(r.checkpoint.notes, out);

@@ -33,6 +33,7 @@ struct Prepared {
   ProblemPaths paths;
   torch::Device device = torch::kCPU;
   std::optional<Logbook> book;  // the experiment of --exp_id
+  std::string test_checkpoint;  // --mode=test: the file of --load, found before the data are read
   nlohmann::json config;
   std::unique_ptr<train::Experiment> exp;
   data::ProblemData data;
