@@ -337,6 +337,35 @@ TEST(Sweep, RunsStopsResumesAndReportsAFailedUnit) {
   EXPECT_EQ(rows[1]["factors"]["treat.optimizer.params.lr"], 0.004);
 }
 
+// A launch tells its caller the number of a new experiment (or branch) once its folder is made and
+// before its first epoch, so that a sweep's record names a unit's experiment while it trains (a
+// kill no longer leaves it unnamed); a launch that makes none does not call it.
+TEST(Sweep, ANewExperimentsNumberIsToldBeforeItsFirstEpoch) {
+  Home home;
+  LaunchOptions o = home.options();
+  std::vector<int64_t> told;
+  std::vector<bool> had_checkpoint;
+  o.on_created = [&](int64_t id) {
+    told.push_back(id);
+    had_checkpoint.push_back(fs::exists(home.logs() + "/" + Logbook::folder_name(id) + "/saves/last.ckpt"));
+  };
+  const LaunchResult made = testing::run(o);
+  EXPECT_EQ(told, std::vector<int64_t>{made.exp_id});
+  EXPECT_EQ(had_checkpoint, std::vector<bool>{false});
+  LaunchOptions test = o;
+  test.exp_id = made.exp_id;
+  test.mode = LaunchMode::kTest;
+  testing::run(test);
+  EXPECT_EQ(told.size(), 1u);
+  LaunchOptions branch = o;
+  branch.exp_id = made.exp_id;
+  branch.load = "last";
+  branch.branch = true;
+  const LaunchResult branched = testing::run(branch);
+  EXPECT_EQ(told, (std::vector<int64_t>{made.exp_id, branched.exp_id}));
+  EXPECT_NE(branched.exp_id, made.exp_id);
+}
+
 // A data-seed factor beside repeats: each repeat adds to the level's own seed, and units whose
 // configs would come out the same are refused before anything is made, naming both; a level that
 // does not fit the config names its unit, not a --set the user never typed; a design file's errors

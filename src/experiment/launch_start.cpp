@@ -25,7 +25,7 @@ void say_pretrained(int64_t copied, std::ostream& out) {
 
 // A new experiment: the pretrained tensors first (a wrong indiv.net.pretrained stops the launch
 // before it makes anything), then the folder.
-Start create_experiment(Prepared& p, std::ostream& out) {
+Start create_experiment(const LaunchOptions& o, Prepared& p, std::ostream& out) {
   const int64_t copied = apply_pretrained(*p.exp, p.paths);
   prepare_storage(p.storage, p.paths);
   const auto removed = Logbook::remove_abandoned(p.paths.logs);
@@ -34,6 +34,7 @@ Start create_experiment(Prepared& p, std::ostream& out) {
   p.book = Logbook::create(p.paths.logs, p.config);
   out << "experiment " << p.book->id() << ": " << p.book->dir() << std::endl;
   say_pretrained(copied, out);
+  if (o.on_created) o.on_created(p.book->id());
   return {"", true};
 }
 
@@ -80,6 +81,7 @@ Start branch_from(const LaunchOptions& o, Prepared& p, const ResumePoint& r, std
   out << "experiment " << p.book->id() << ": " << p.book->dir() << ", branched from experiment " << parent_book.id()
       << " at " << from << " (after epoch " << r.checkpoint.state.epoch << "); experiment " << parent_book.id()
       << " is left as it is" << std::endl;
+  if (o.on_created) o.on_created(p.book->id());
   return {p.book->saves().last(), true};
 }
 
@@ -115,7 +117,7 @@ Start continue_from(const LaunchOptions& o, Prepared& p, const config::Checkpoin
 }  // namespace
 
 Start start_as_owner(const LaunchOptions& o, Prepared& p, const config::CheckpointRef& ref, std::ostream& out) {
-  if (!p.book) return create_experiment(p, out);
+  if (!p.book) return create_experiment(o, p, out);
   try {
     p.book->lock();
     const auto removed = p.book->remove_partial_files();

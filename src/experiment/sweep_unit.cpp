@@ -80,6 +80,7 @@ Outcome run_unit(const Sweep& s, const SweepOptions& o, const SweepUnit& u, cons
   } else {
     l.overrides = unit_overrides(u, s.base);
     l.overrides.push_back("+sweep=" + unit_record(s, u).dump());
+    l.on_created = [&](int64_t made) { s.update(u.index, [&](nlohmann::json& e) { e["exp_id"] = made; }); };
   }
   s.update(u.index, [&](nlohmann::json& e) {
     e["exp_id"] = id >= 0 ? nlohmann::json(id) : nlohmann::json();

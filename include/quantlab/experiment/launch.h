@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <iosfwd>
 #include <optional>
 #include <string>
@@ -49,6 +50,9 @@ struct LaunchOptions {
   int dist_timeout_s = 60;
   int nproc = 0;
   bool standalone = false;  // one process whatever the environment says (a sweep's unit under srun)
+  // Called with a new experiment's number once its folder is made, before its first epoch (a sweep
+  // records its unit's experiment there, so that it is known while it trains).
+  std::function<void(int64_t)> on_created;
 };
 
 // Where a training launch's time went, in seconds; printed after its final test.
