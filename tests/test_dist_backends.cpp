@@ -35,6 +35,17 @@ TEST(Distributed, TheEnvironmentOfTorchrunSlurmAndTheLauncher) {
   EXPECT_EQ(t->master_addr, "10.0.0.5");
   EXPECT_EQ(t->master_port, 1234);
   EXPECT_EQ(t->source, "torchrun");
+  EXPECT_FALSE(t->agent_store);
+  // torchrun's agent hosts the store: every rank joins it, under the attempt's prefix.
+  const auto agent = dist::environment_from({{"RANK", "0"},
+                                             {"WORLD_SIZE", "2"},
+                                             {"TORCHELASTIC_USE_AGENT_STORE", "True"},
+                                             {"TORCHELASTIC_RESTART_COUNT", "2"}});
+  ASSERT_TRUE(agent.has_value());
+  EXPECT_TRUE(agent->agent_store);
+  EXPECT_EQ(agent->store_prefix, "/worker/attempt_2");
+  EXPECT_FALSE(dist::environment_from({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"TORCHELASTIC_USE_AGENT_STORE", "False"}})
+                   ->agent_store);
   const auto s = dist::environment_from({{"SLURM_PROCID", "5"},
                                          {"SLURM_NTASKS", "8"},
                                          {"SLURM_LOCALID", "1"},

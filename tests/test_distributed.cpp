@@ -430,5 +430,40 @@ TEST(Distributed, OneProcessOnTheDataParallelPathTrainsAndCheckpoints) {
   EXPECT_TRUE(fs::exists(home.saves(1) + "/last.ckpt")) << log;
 }
 
+// The real torchrun (the tests' PyTorch: Debian's 1.13, or 2.x in the PyPI build) with its default
+// static rendezvous: its agent already listens on MASTER_PORT and tells the workers so
+// (TORCHELASTIC_USE_AGENT_STORE=True); rank 0 joins that store instead of failing to listen on its
+// port. Debian's torchrun 1.13 fails on Python 3.11 before it starts any worker (its `redirects`
+// default is None); the script mends that and runs torchrun's own main.
+TEST(Distributed, UnderTorchrunItsAgentsStoreIsJoined) {
+  if (!testing::python_torch_available()) GTEST_SKIP() << testing::python_torch_missing();
+  Home home(mlp_config(1), 160);
+  TempDir tmp;
+  const std::string script = tmp.path() + "/torchrun.py";
+  std::ofstream(script) << "import sys\n"
+                           "import torch.distributed.elastic.multiprocessing as mp\n"
+                           "api = mp.api\n"
+                           "if hasattr(api, 'to_map'):\n"
+                           "    _to_map = api.to_map\n"
+                           "    def to_map(v, n):\n"
+                           "        return _to_map(api.Std.NONE if v is None else v, n)\n"
+                           "    api.to_map = mp.to_map = to_map\n"
+                           "from torch.distributed.run import main\n"
+                           "sys.exit(main())\n";
+  std::vector<std::string> args = {"--nnodes=1",
+                                   "--nproc_per_node=2",
+                                   "--master_addr=127.0.0.1",
+                                   "--master_port=" + std::to_string(testing::free_port()),
+                                   "--no_python",
+                                   QL_BINARY};
+  for (const auto& a : split_args(home.args("MLP", "--threads=1 --dist_timeout=60"))) args.push_back(a);
+  std::string log;
+  const int code = testing::run_script_file(testing::torch_python(), script, args, log);
+  EXPECT_EQ(code, 0) << log;
+  EXPECT_NE(log.find("2 processes (torchrun)"), std::string::npos) << log;
+  EXPECT_NE(log.find("rank 0 of 2 (gloo"), std::string::npos) << log;
+  EXPECT_TRUE(fs::exists(home.saves(1) + "/last.ckpt")) << log;
+}
+
 }  // namespace
 }  // namespace quantlab

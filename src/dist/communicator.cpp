@@ -7,6 +7,7 @@
 #include <memory>
 #include <thread>
 
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 // NCCL where libtorch was built with CUDA and has its process group (QL_WITH_NCCL, set by CMake;
@@ -134,7 +135,7 @@ class GroupCommunicator : public Communicator {
 c10::intrusive_ptr<c10d::Store> make_store(const Environment& env, std::chrono::milliseconds timeout) {
   c10d::TCPStoreOptions o;
   o.port = static_cast<uint16_t>(env.master_port);
-  o.isServer = env.rank == 0;
+  o.isServer = env.rank == 0 && !env.agent_store;  // torchrun's agent listens there itself
   o.numWorkers = static_cast<size_t>(env.world_size);
   o.waitWorkers = true;
   o.timeout = timeout;
@@ -152,7 +153,7 @@ c10::intrusive_ptr<c10d::Store> make_store(const Environment& env, std::chrono::
     }
   }).detach();
   if (ready.wait_for(timeout + std::chrono::seconds(5)) != std::future_status::ready) {
-    if (env.rank == 0)
+    if (env.rank == 0 && !env.agent_store)
       throw Error("rank 0 listens on " + where + ", but not all " + std::to_string(env.world_size) +
                   " ranks connected within " + std::to_string(timeout.count() / 1000) + " s");
     throw Error("rank " + std::to_string(env.rank) + " cannot reach the master at " + where + " within " +
@@ -161,9 +162,14 @@ c10::intrusive_ptr<c10d::Store> make_store(const Environment& env, std::chrono::
                 "program on that port, or a master that hangs)");
   }
   try {
-    return ready.get();
+    auto store = ready.get();
+    if (env.store_prefix.empty()) return store;
+    return c10::make_intrusive<c10d::PrefixStore>(env.store_prefix, store);
   } catch (const std::exception& e) {
     const std::string why = first_line(e.what());
+    if (env.agent_store)
+      throw Error("rank " + std::to_string(env.rank) + " cannot reach torchrun's store at " + where + " within " +
+                  std::to_string(timeout.count() / 1000) + " s: " + why);
     if (env.rank == 0 && (why.find("in use") != std::string::npos || why.find("errno: 98") != std::string::npos ||
                           why.find("listen") != std::string::npos))
       throw Error("rank 0 cannot listen on " + where +

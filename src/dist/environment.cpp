@@ -70,6 +70,12 @@ std::optional<Environment> environment_from(const std::map<std::string, std::str
     e.master_addr = flags.master_addr.empty() ? text(v, "MASTER_ADDR", "127.0.0.1") : flags.master_addr;
     e.master_port = flags.master_port > 0 ? flags.master_port
                                           : (v.count("MASTER_PORT") ? integer(v, "MASTER_PORT", 1, 65535) : 29500);
+    if (text(v, "TORCHELASTIC_USE_AGENT_STORE", "") == "True") {
+      e.agent_store = true;
+      e.store_prefix = "/worker/attempt_" + std::to_string(v.count("TORCHELASTIC_RESTART_COUNT")
+                                                               ? integer(v, "TORCHELASTIC_RESTART_COUNT", 0, 1 << 30)
+                                                               : 0);
+    }
   } else if (v.count("SLURM_NTASKS") && v.count("SLURM_PROCID")) {
     e.source = "SLURM";
     e.world_size = integer(v, "SLURM_NTASKS", 1, 65536);

@@ -1,5 +1,6 @@
 // Where a process stands in a distributed run, read from the environment its launcher set:
-//   torchrun:  RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT
+//   torchrun:  RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT,
+//              TORCHELASTIC_USE_AGENT_STORE and TORCHELASTIC_RESTART_COUNT
 //   SLURM:     SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID, SLURM_NTASKS_PER_NODE (or the node's
 //              task count), the master from --master_addr or the first node of SLURM_JOB_NODELIST,
 //              the port from --master_port, MASTER_PORT or 29500
@@ -23,6 +24,12 @@ struct Environment {
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
   std::string source;  // "torchrun", "SLURM" or "quantlab --nproc"
+  // torchrun's agent hosts the store at the master's address (TORCHELASTIC_USE_AGENT_STORE=True,
+  // its static and c10d rendezvous): every rank connects to it, rank 0 included, and keys its
+  // entries under `store_prefix` ("/worker/attempt_<TORCHELASTIC_RESTART_COUNT>", as PyTorch's
+  // workers do), so that a restarted attempt never reads an earlier one's.
+  bool agent_store = false;
+  std::string store_prefix;
 };
 
 // What the command line may add: an explicit master (SLURM) and the collective timeout.
