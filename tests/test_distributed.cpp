@@ -17,6 +17,7 @@
 #include <sstream>
 #include <thread>
 
+#include "quantlab/data/batch_loader.h"
 #include "quantlab/data/split.h"
 #include "quantlab/dist/communicator.h"
 #include "quantlab/dist/environment.h"
@@ -177,6 +178,26 @@ TEST(Distributed, TheRanksSharesAreTheSingleProcessEpoch) {
         for (int64_t i = k * local; i < std::min<int64_t>((k + 1) * local, parts[r].size()); ++i)
           joined.push_back(parts[r][i]);
     EXPECT_EQ(joined, order) << world << " ranks";
+    // Each rank's loader gives every sample its single-process position (the augmentation's draws
+    // are a function of it): here a data set whose "image" is the position it was given.
+    struct Positions : data::Dataset {
+      int64_t size() const override { return 103; }
+      torch::Tensor labels() const override { return torch::zeros({103}, torch::kLong); }
+      std::string source(int64_t) const override { return "memory"; }
+      data::Batch make_batch(const int64_t* idx, int64_t count, int64_t first,
+                             const data::SampleContext&) const override {
+        return {torch::arange(first, first + count, torch::kFloat64).reshape({count, 1, 1, 1}),
+                torch::from_blob(const_cast<int64_t*>(idx), {count}, torch::kLong).clone()};
+      }
+    } positions;
+    for (int r = 0; r < world; ++r) {
+      data::BatchLoader loader(positions, parts[r], local, {}, {},
+                               data::rank_shard_positions(static_cast<int64_t>(order.size()), batch, world, r));
+      while (auto b = loader.next())
+        for (int64_t i = 0; i < b->labels.size(0); ++i)
+          EXPECT_EQ(order[static_cast<size_t>(b->inputs[i].item<double>())], b->labels[i].item<int64_t>())
+              << "rank " << r << " of " << world;
+    }
   }
   std::vector<int64_t> valid(10);
   std::iota(valid.begin(), valid.end(), 0);

@@ -5,17 +5,23 @@
 
 #include <algorithm>
 #include <chrono>
+#include <stdexcept>
+#include <string>
 
 namespace quantlab::data {
 
 BatchLoader::BatchLoader(const Dataset& set, std::vector<int64_t> order, int64_t batch_size, SampleContext ctx,
-                         LoaderOptions options)
+                         LoaderOptions options, std::vector<int64_t> positions)
     : set_(set),
       order_(std::move(order)),
       batch_size_(batch_size),
       num_batches_((static_cast<int64_t>(order_.size()) + batch_size - 1) / batch_size),
       ctx_(ctx),
+      positions_(std::move(positions)),
       pin_memory_(options.pin_memory) {
+  if (!positions_.empty() && static_cast<int64_t>(positions_.size()) != num_batches_)
+    throw std::invalid_argument("BatchLoader: " + std::to_string(positions_.size()) + " positions for " +
+                                std::to_string(num_batches_) + " batches");
   const int workers = std::max(options.workers, 1);
   prefetch_ = std::max<size_t>(options.prefetch, static_cast<size_t>(workers));
   for (int w = 0; w < workers; ++w) workers_.emplace_back([this] { work(); });
@@ -45,7 +51,8 @@ void BatchLoader::work() {
     try {
       const int64_t begin = b * batch_size_;
       const int64_t count = std::min<int64_t>(batch_size_, static_cast<int64_t>(order_.size()) - begin);
-      Batch batch = set_.make_batch(order_.data() + begin, count, begin, ctx_);
+      const int64_t first = positions_.empty() ? begin : positions_[static_cast<size_t>(b)];
+      Batch batch = set_.make_batch(order_.data() + begin, count, first, ctx_);
       if (pin_memory_) {
         batch.inputs = batch.inputs.pin_memory();
         batch.labels = batch.labels.pin_memory();

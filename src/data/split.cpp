@@ -53,6 +53,16 @@ std::vector<int64_t> rank_shard(const std::vector<int64_t>& order, int64_t batch
   return out;
 }
 
+std::vector<int64_t> rank_shard_positions(int64_t n, int64_t batch, int world, int rank) {
+  std::vector<int64_t> out;
+  for (int64_t start = 0; start < n; start += batch) {
+    const int64_t len = std::min(batch, n - start);
+    const int64_t from = start + len * rank / world, to = start + len * (rank + 1) / world;
+    if (to > from) out.push_back(from);
+  }
+  return out;
+}
+
 std::vector<int64_t> rank_slice(const std::vector<int64_t>& indices, int world, int rank) {
   const auto n = static_cast<int64_t>(indices.size());
   return {indices.begin() + n * rank / world, indices.begin() + n * (rank + 1) / world};

@@ -33,6 +33,9 @@ class DataParallel : public Parallelism {
     return data::rank_shard(order, batch, comm_.world_size(), comm_.rank());
   }
   int64_t train_batch(int64_t batch) const override { return batch / comm_.world_size(); }
+  std::vector<int64_t> train_positions(int64_t n, int64_t batch) const override {
+    return data::rank_shard_positions(n, batch, comm_.world_size(), comm_.rank());
+  }
   std::vector<int64_t> eval_share(const std::vector<int64_t>& indices) override {
     return data::rank_slice(indices, comm_.world_size(), comm_.rank());
   }

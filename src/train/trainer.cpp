@@ -166,7 +166,7 @@ EpochStats Trainer::train_epoch(int64_t epoch, bool track_metric) {
   order = par_->train_share(order, exp_.data.bs_train);
   const int64_t batch = par_->train_batch(exp_.data.bs_train);
   data::BatchLoader loader(*data_.train, order, batch, data::SampleContext{true, exp_.data.seed, epoch - 1},
-                           loader_options());
+                           loader_options(), par_->train_positions(examples, exp_.data.bs_train));
   return run(loader, true, track_metric,
              "epoch " + std::to_string(epoch) + "/" + std::to_string(exp_.max_epoch) + " train", epoch, steps,
              examples);

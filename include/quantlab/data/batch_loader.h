@@ -25,9 +25,11 @@ struct LoaderOptions {
 
 class BatchLoader {
  public:
-  // Iterates `order` in batches of `batch_size` (the last one may be smaller).
+  // Iterates `order` in batches of `batch_size` (the last one may be smaller). `positions`: the
+  // position in the epoch's order of each batch's first sample, where `order` is a part of the
+  // epoch (a rank's share, data::rank_shard_positions); empty: b * batch_size.
   BatchLoader(const Dataset& set, std::vector<int64_t> order, int64_t batch_size, SampleContext ctx = {},
-              LoaderOptions options = {});
+              LoaderOptions options = {}, std::vector<int64_t> positions = {});
   ~BatchLoader();
   BatchLoader(const BatchLoader&) = delete;
   BatchLoader& operator=(const BatchLoader&) = delete;
@@ -47,6 +49,7 @@ class BatchLoader {
   int64_t batch_size_;
   int64_t num_batches_;
   SampleContext ctx_;
+  std::vector<int64_t> positions_;
   size_t prefetch_;
   bool pin_memory_;
   double waited_s_ = 0.0;

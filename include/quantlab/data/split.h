@@ -24,6 +24,10 @@ std::vector<int64_t> epoch_order(const std::vector<int64_t>& indices, uint64_t s
 // of every batch of the single-process epoch, the rank's contiguous share (sizes differ by at most
 // one). The ranks' parts are disjoint and their union, batch by batch, is the single-process epoch.
 std::vector<int64_t> rank_shard(const std::vector<int64_t>& order, int64_t batch, int world, int rank);
+// The position in the epoch's order of each of rank_shard's batches' first sample (epochs of `n`
+// samples; one entry per non-empty share), so that the rank's samples draw their augmentation at
+// their single-process positions.
+std::vector<int64_t> rank_shard_positions(int64_t n, int64_t batch, int world, int rank);
 
 // The rank's contiguous share of `indices` (evaluation sets).
 std::vector<int64_t> rank_slice(const std::vector<int64_t>& indices, int world, int rank);

@@ -32,6 +32,9 @@ class Parallelism {
   // This rank's part of an epoch's training order of batches of `batch`, and its batch size.
   virtual std::vector<int64_t> train_share(const std::vector<int64_t>& order, int64_t /*batch*/) { return order; }
   virtual int64_t train_batch(int64_t batch) const { return batch; }
+  // Where each of this rank's batches starts in the epoch's order of `n` samples (augmentation
+  // draws by position); empty: its own positions, which are the epoch's.
+  virtual std::vector<int64_t> train_positions(int64_t /*n*/, int64_t /*batch*/) const { return {}; }
   // This rank's part of an evaluation's images.
   virtual std::vector<int64_t> eval_share(const std::vector<int64_t>& indices) { return indices; }
 
