@@ -25,6 +25,7 @@
 #include "quantlab/experiment/session.h"
 #include "quantlab/experiment/storage.h"
 #include "quantlab/export/export_run.h"
+#include "quantlab/train/preflight.h"
 #include "quantlab/util/error.h"
 #include "test_util.h"
 
@@ -378,7 +379,31 @@ TEST(Reliability, MismatchesBetweenConfigAndDataStopBeforeAnythingIsCreated) {
     EXPECT_NE(e.find("indiv.net.params.capacity = 1000: the network would need at least"), std::string::npos) << e;
     EXPECT_NE(e.find("more than this machine's"), std::string::npos) << e;
   }
+  // A last training batch of one image: batch norm cannot train on it (libtorch's error came after
+  // a whole epoch, with the experiment made).
+  home.cfg["indiv"]["net"]["params"]["capacity"] = 0.02;
+  home.cfg["treat"]["data"]["valid_fraction"] = 0.0;
+  home.cfg["treat"]["data"]["bs_train"] = 319;
+  home.write_config();
+  e = error_of(home.options());
+  EXPECT_NE(e.find("treat.data: the last training batch holds 1 image (320 training images in batches of 319)"),
+            std::string::npos)
+      << e;
   EXPECT_FALSE(fs::exists(home.logs()));
+  // Two processes sharing batches of 2 give each process one image a step.
+  train::Experiment two(home.cfg, "MLP", torch::kCPU);
+  two.data.bs_train = 2;
+  try {
+    train::check_training_batches(two, 320, 2);
+    ADD_FAILURE() << "batches of 2 over 2 processes were not refused";
+  } catch (const ConfigError& err) {
+    EXPECT_NE(std::string(err.what()).find("a process's share of every training batch holds 1 image"),
+              std::string::npos)
+        << err.what();
+  }
+  two.data.bs_train = 4;
+  EXPECT_NO_THROW(train::check_training_batches(two, 320, 2));
+  EXPECT_THROW(train::check_training_batches(two, 321, 2), ConfigError);  // the last image alone on one process
 }
 
 // 10. Absurd nesting and thread counts are bounded with a message.

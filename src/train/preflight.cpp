@@ -79,4 +79,31 @@ void preflight(Experiment& exp, const data::ProblemData& data) {
   }
 }
 
+void check_training_batches(Experiment& exp, int64_t train_images, int processes) {
+  std::string bn;
+  for (const auto& item : exp.net->named_modules("", false))
+    if (item.value()->as<torch::nn::BatchNorm1d>() != nullptr) {
+      bn = item.key();
+      break;
+    }
+  if (bn.empty()) return;
+  const int64_t batch = exp.data.bs_train, n = train_images;
+  // Every full batch is shared alike: the first batch and the last are all there is to check.
+  for (const int64_t start : {int64_t{0}, (n - 1) / batch * batch}) {
+    const int64_t len = std::min(batch, n - start);
+    for (int r = 0; r < processes; ++r) {
+      if (len * (r + 1) / processes - len * r / processes != 1) continue;
+      const bool last = start + len >= n;
+      std::ostringstream why;
+      why << "treat.data: " << (processes > 1 ? "a process's share of " : "") << (last ? "the last" : "every")
+          << " training batch holds 1 image (" << n << " training images in batches of " << batch
+          << (processes > 1 ? " shared by " + std::to_string(processes) + " processes" : std::string())
+          << "), and batch norm (" << bn
+          << ") cannot normalise a single value per feature in training; change treat.data.bs_train"
+          << (last ? " or treat.data.valid_fraction" : "") << (processes > 1 ? ", or the number of processes" : "");
+      throw ConfigError(why.str());
+    }
+  }
+}
+
 }  // namespace quantlab::train

@@ -16,4 +16,10 @@ namespace quantlab::train {
 // Throws ConfigError (a key of the config) or IoError (a data file) on the first mismatch.
 void preflight(Experiment& exp, const data::ProblemData& data);
 
+// Training only: no process gets a training batch of one image where the network has a
+// BatchNorm1d, which cannot normalise one value per feature in training (libtorch's error after a
+// whole epoch otherwise). `train_images`: the training set's size; `processes`: the ranks that
+// share every batch (data::rank_shard). Throws ConfigError naming treat.data.
+void check_training_batches(Experiment& exp, int64_t train_images, int processes);
+
 }  // namespace quantlab::train
