@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "quantlab/train/trainer.h"
@@ -50,6 +51,27 @@ TEST(LrScheduler, ReduceOnPlateauWaitsPatienceEpochs) {
   for (int e = 0; e < 8; ++e) lrs.push_back(lr = s->lr_for_epoch(e + 1, lr, metrics[e]));
   // Improvement at 0, 1; bad epochs 2, 3, 4 -> reduce after the third; 5 improves; 6, 7 bad.
   EXPECT_EQ(lrs, (std::vector<double>{1, 1, 1, 1, 0.5, 0.5, 0.5, 0.5}));
+  // An epoch whose statistic was not measured (NaN: protocol.metric_period) is no bad epoch.
+  const nlohmann::json eager = {
+      {"class", "ReduceLROnPlateau"}, {"step_metric", "train_metric"}, {"params", {{"patience", 0}}}};
+  auto p = make_lr_scheduler(JsonNode(eager, "s"), {1.0, 100});
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_EQ(p->lr_for_epoch(1, 1.0, nan), 1.0);
+  EXPECT_EQ(p->lr_for_epoch(2, 1.0, 50.0), 1.0);
+  EXPECT_EQ(p->lr_for_epoch(3, 1.0, nan), 1.0);
+  EXPECT_NEAR(p->lr_for_epoch(4, 1.0, 60.0), 0.1, 1e-12);  // a measured bad epoch still counts (mode min)
+}
+
+TEST(LrScheduler, HandSchedulerKeysAreEpochsAsTheOriginalWritesThem) {
+  for (const char* key : {"0700", "+700", " 700", "700 "}) {
+    const nlohmann::json spec = {{"class", "HandScheduler"}, {"params", {{"schedule", {{key, 0.1}}}}}};
+    try {
+      make_lr_scheduler(JsonNode(spec, "treat.lr_scheduler"), {1.0, 1000});
+      ADD_FAILURE() << "'" << key << "' accepted";
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("treat.lr_scheduler.params.schedule"), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(Loss, HingeLossAsTheOriginal) {

@@ -76,6 +76,9 @@ class ReduceOnPlateau : public LrScheduler {
   }
 
   double lr_for_epoch(int64_t, double lr, double metric) override {
+    // Not measured this epoch (a training statistic with protocol.metric_period > 1): no step, as
+    // if the epoch had not been reported, rather than a bad epoch.
+    if (std::isnan(metric)) return lr;
     if (better(metric)) {
       best_ = metric;
       bad_ = 0;
@@ -147,6 +150,10 @@ std::unique_ptr<LrScheduler> hand(const config::JsonNode& p, const ScheduleConte
     char* end = nullptr;
     const long e = std::strtol(key.c_str(), &end, 10);
     if (key.empty() || *end != '\0' || e < 0) s.at(key).fail("keys must be epoch numbers");
+    // The original compares str(epoch) with the key: "0700" or "+700" never applied there.
+    if (std::to_string(e) != key)
+      s.at(key).fail("write the epoch as the original reads it: \"" + std::to_string(e) + "\" (the original compares "
+                     "the key with str(epoch), and never applies \"" + key + "\")");
     table[e] = positive_factor(s.at(key));
   }
   const double base = c.base_lr;
