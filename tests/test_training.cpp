@@ -118,6 +118,28 @@ TinyRun tiny_run(const std::string& cls, int epochs) {
   return r;
 }
 
+// A loss with reduction "sum" is reported, like a mean one, as its mean over the samples (it was
+// multiplied by the batch size): the same network evaluated with both reports one value.
+TEST(Training, ASummedLossIsReportedPerSample) {
+  TempDir dir;
+  testing::write_toy_idx_problem(dir.path(), 160, 200, 4, false);
+  std::vector<double> reported;
+  for (const char* reduction : {"mean", "sum"}) {
+    nlohmann::json cfg = tiny_config("MLPBaseline", 1);
+    cfg["indiv"]["loss_function"] = {{"class", "CrossEntropyLoss"}, {"params", {{"reduction", reduction}}}};
+    cfg["treat"]["data"]["bs_valid"] = 64;  // 200 test images: a last batch of 8
+    torch::manual_seed(0);
+    Experiment exp(cfg, "MLP", torch::kCPU);
+    const auto data = data::load_idx_problem(dir.path(), exp.data);
+    std::ostringstream sink;
+    Progress progress(sink, false);
+    Trainer trainer(exp, data, progress);
+    reported.push_back(trainer.test().loss);
+  }
+  EXPECT_GT(reported[0], 0.5);
+  EXPECT_NEAR(reported[1], reported[0], 1e-5 * reported[0]);
+}
+
 TEST(Training, TernaryMlpLearnsAToyProblem) {
   const auto r = tiny_run("MLP", 6);
   ASSERT_EQ(r.records.size(), 6u);

@@ -13,15 +13,16 @@
 namespace quantlab::train {
 namespace {
 
-// The sums of a pass (loss * n, correct, correct top-5; samples): the first three build up on the
+// The sums of a pass (the loss summed over samples: loss * n for a mean loss, the loss itself for
+// a summed one; correct, correct top-5; samples): the first three build up on the
 // device and come to the host only when a line is printed and at the end, so a GPU step never
 // waits for the host to read its loss (docs/GPU.md). A non-finite training loss stops the run
 // (Diverged): each step's loss is read on the CPU; on a GPU the first bad step is kept on the
 // device and read with the sums.
 class StepSums {
  public:
-  StepSums(const torch::Device& device, bool train, int64_t epoch, int64_t total)
-      : train_(train), epoch_(epoch), total_(total) {
+  StepSums(const torch::Device& device, bool train, bool summed_loss, int64_t epoch, int64_t total)
+      : train_(train), summed_(summed_loss), epoch_(epoch), total_(total) {
     acc_ = torch::zeros({3}, torch::TensorOptions().dtype(torch::kFloat64).device(device));
     if (train && device.is_cuda())
       first_bad_ = torch::full({1}, -1, torch::TensorOptions().dtype(torch::kLong).device(device));
@@ -38,7 +39,7 @@ class StepSums {
         throw Diverged(epoch_, step + 1, total_, v);
       }
     }
-    acc_.select(0, 0).add_(loss.to(torch::kFloat64) * static_cast<double>(n));
+    acc_.select(0, 0).add_(summed_ ? loss.to(torch::kFloat64) : loss.to(torch::kFloat64) * static_cast<double>(n));
     if (metric_scores.defined()) acc_.select(0, 1).add_(metric_scores.argmax(1).eq(y).sum().to(torch::kFloat64));
     if (top5_scores.defined()) {
       const auto k = std::min<int64_t>(5, top5_scores.size(1));
@@ -71,7 +72,7 @@ class StepSums {
   }
 
  private:
-  bool train_;
+  bool train_, summed_;
   int64_t epoch_, total_;
   torch::Tensor acc_, first_bad_;
   double host_[4] = {0, 0, 0, 0};
@@ -110,7 +111,7 @@ EpochStats Trainer::run(data::BatchLoader& loader, bool train, bool track_metric
   if (options_.max_batches_per_epoch >= 0) total = std::min(total, options_.max_batches_per_epoch);
   progress_.begin(label, total);
   const bool top5 = data_.report_top5 && !train;
-  StepSums sums(exp_.device, train, epoch, total);
+  StepSums sums(exp_.device, train, exp_.loss.sums, epoch, total);
   const bool async = exp_.device.is_cuda();  // copies from the loader's pinned memory
   for (int64_t i = 0; i < total; ++i) {
     // Stopping is decided together between training steps; evaluations (whose batch counts may
