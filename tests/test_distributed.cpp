@@ -14,6 +14,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <thread>
 
@@ -145,7 +146,15 @@ TEST(Distributed, ChildRank) {
   options.out = &sink;
   options.log_every = 1;
   int64_t steps = 0, differing = 0;
-  options.on_step = [&](int64_t, double) {
+  const bool diverge = std::string(task) == "diverge";
+  options.on_step = [&](int64_t step, double) {
+    if (diverge) {  // rank 1's own parameters made NaN after its first step: its loss alone is not finite
+      if (comm->rank() == 1 && step == 1) {
+        torch::NoGradGuard no_grad;
+        for (auto& p : exp.net->parameters()) p.fill_(std::numeric_limits<float>::quiet_NaN());
+      }
+      return;
+    }
     uint32_t crc = 0;
     for (const auto& p : exp.net->parameters()) {
       const auto c = p.detach().contiguous();
@@ -156,6 +165,14 @@ TEST(Distributed, ChildRank) {
     ++steps;
   };
   Trainer trainer(exp, data, progress, options);
+  if (diverge) {
+    try {
+      trainer.fit(exp.max_epoch);
+    } catch (const Diverged& e) {
+      std::ofstream(home + "/diverged" + std::to_string(comm->rank()) + ".txt") << e.what() << "\n";
+    }
+    return;
+  }
   trainer.fit(exp.max_epoch);
   if (comm->rank() == 0) std::ofstream(home + "/lockstep.txt") << steps << " " << differing << "\n";
 }
@@ -252,6 +269,20 @@ TEST(Distributed, AllRanksHoldBitIdenticalParametersAfterEveryStep) {
   in >> steps >> differing;
   EXPECT_EQ(steps, 2 * 3);  // 85 images in batches of 32: 3 steps per epoch
   EXPECT_EQ(differing, 0);
+}
+
+// One rank's training loss not finite: every rank stops with the divergence at the next step's
+// agreement (alone, that rank left the others failing in the collective with "rank 1 is gone").
+TEST(Distributed, ADivergenceOfOneRankStopsEveryRankWithIt) {
+  Home home(mlp_config(2), 160);
+  TempDir logs;
+  const auto codes = run_ranks(2, "diverge", home.dir.path(), logs.path());
+  ASSERT_EQ(codes, (std::vector<int>{0, 0}))
+      << testing::slurp(logs.path() + "/rank0.log") << testing::slurp(logs.path() + "/rank1.log");
+  const std::string zero = testing::slurp(home.dir.path() + "/diverged0.txt"),
+                    one = testing::slurp(home.dir.path() + "/diverged1.txt");
+  EXPECT_NE(zero.find("epoch 1, step 2 of 5: the training loss on another process is NaN"), std::string::npos) << zero;
+  EXPECT_NE(one.find("epoch 1, step 2 of 5: the training loss is"), std::string::npos) << one;
 }
 
 // A two-process run stopped after an epoch and resumed ends bit-identical to an uninterrupted

@@ -16,11 +16,11 @@ class DataParallel : public Parallelism {
 
   bool distributed() const override { return true; }
 
-  int agreed_stop(int local) override {
-    torch::Tensor flag = torch::tensor({static_cast<float>(local)});
-    comm_.all_reduce_sum(flag)->wait();
-    const int any = static_cast<int>(flag.item<float>());
-    return any == 0 ? 0 : (local != 0 ? local : 2 /* SIGINT, raised at another rank */);
+  Agreement agree(int stop, bool diverged) override {
+    torch::Tensor flags = torch::tensor({static_cast<float>(stop), diverged ? 1.0f : 0.0f});
+    comm_.all_reduce_sum(flags)->wait();
+    const int any = static_cast<int>(flags[0].item<float>());
+    return {any == 0 ? 0 : (stop != 0 ? stop : 2 /* SIGINT, raised at another rank */), flags[1].item<float>() > 0};
   }
 
   void sum(double* values, size_t n) override {

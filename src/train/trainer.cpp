@@ -7,6 +7,7 @@
 #include <cstring>
 #include <limits>
 #include <numeric>
+#include <optional>
 
 #include "quantlab/util/runtime.h"
 
@@ -58,7 +59,7 @@ class StepSums {
     }
     return *this;
   }
-  void copy_to(double* v) const { std::memcpy(v, host_, sizeof host_); }
+  void copy_to(double* v) const { std::memcpy(v, host_, sizeof host_); }  // 4 values
   EpochStats stats(bool metric, bool top5) const { return stats_of(host_, metric, top5); }
 
   static EpochStats stats_of(const double* v, bool metric, bool top5) {
@@ -113,12 +114,29 @@ EpochStats Trainer::run(data::BatchLoader& loader, bool train, bool track_metric
   const bool top5 = data_.report_top5 && !train;
   StepSums sums(exp_.device, train, exp_.loss.sums, epoch, total);
   const bool async = exp_.device.is_cuda();  // copies from the loader's pinned memory
+  // In lockstep, a rank whose loss is not finite goes on to the next agreement, where every rank
+  // learns it and stops with it (alone, it left the others failing in the next collective).
+  std::optional<Diverged> diverged;
+  auto keep = [&](const Diverged& d) {
+    if (!lockstep) throw d;
+    if (!diverged) diverged = d;
+  };
+  auto stop_if_diverged = [&](bool any, int64_t step) {
+    if (!any) return;
+    if (diverged) throw *diverged;
+    throw Diverged(epoch, step, total, std::numeric_limits<double>::quiet_NaN(), "on another process");
+  };
   for (int64_t i = 0; i < total; ++i) {
     // Stopping is decided together between training steps; evaluations (whose batch counts may
     // differ by one between ranks) stop only in a single-process run.
     const int local_stop = options_.stop ? options_.stop->load() : 0;
-    if (const int sig = train ? par.agreed_stop(local_stop) : (par.distributed() ? 0 : local_stop))
-      throw Interrupted(epoch, sig);
+    if (train) {
+      const dist::Parallelism::Agreement agreed = par.agree(local_stop, diverged.has_value());
+      stop_if_diverged(agreed.diverged, i);
+      if (agreed.stop != 0) throw Interrupted(epoch, agreed.stop);
+    } else if (!par.distributed() && local_stop != 0) {
+      throw Interrupted(epoch, local_stop);
+    }
     auto batch = loader.next();
     if (!batch && !lockstep) break;
     const int64_t n = batch ? batch->labels.size(0) : 0;
@@ -143,14 +161,31 @@ EpochStats Trainer::run(data::BatchLoader& loader, bool train, bool track_metric
     }
     if (n == 0) continue;
     const torch::Tensor batch_loss = loss.detach();
-    sums.add(i, n, batch_loss, track_metric ? scores : torch::Tensor(), top5 ? scores : torch::Tensor(), y);
+    try {
+      sums.add(i, n, batch_loss, track_metric ? scores : torch::Tensor(), top5 ? scores : torch::Tensor(), y);
+    } catch (const Diverged& d) {
+      keep(d);
+    }
     if (train && options_.on_step && options_.log_every > 0 && (i + 1) % options_.log_every == 0)
       options_.on_step((epoch - 1) * steps + i + 1, batch_loss.item<double>());
-    progress_.update(i + 1, [&] { return stats_text(sums.pull().stats(track_metric, top5)); });
+    progress_.update(i + 1, [&] {
+      try {
+        return stats_text(sums.pull().stats(track_metric, top5));
+      } catch (const Diverged& d) {
+        keep(d);
+        return std::string();
+      }
+    });
   }
-  double values[4];
-  sums.pull().copy_to(values);
-  par.sum(values, 4);
+  double values[5] = {0, 0, 0, 0, 0};
+  try {
+    sums.pull().copy_to(values);
+  } catch (const Diverged& d) {
+    keep(d);
+  }
+  values[4] = diverged ? 1.0 : 0.0;  // the last steps' divergence, agreed with the sums
+  par.sum(values, 5);
+  stop_if_diverged(values[4] > 0, total);
   EpochStats s = StepSums::stats_of(values, track_metric, top5);
   s.data_wait_s = loader.wait_seconds();
   progress_.end(stats_text(s));

@@ -24,8 +24,14 @@ class Parallelism {
   // Whether there are other ranks: then every rank takes every training step, even one without
   // samples of its own (the step's collectives), and evaluations do not stop early.
   virtual bool distributed() const { return false; }
-  // The stop flag all ranks agree on between two training steps (a signal number, 0: go on).
-  virtual int agreed_stop(int local) { return local; }
+  // What all ranks agree on between two training steps, from each rank's own: the stop signal (a
+  // signal number, 0: go on) and whether a rank's training loss was not finite (then every rank
+  // stops with that, not with a rank gone from the collectives).
+  struct Agreement {
+    int stop = 0;
+    bool diverged = false;
+  };
+  virtual Agreement agree(int stop, bool diverged) { return {stop, diverged}; }
   // `values` summed over the ranks, in place.
   virtual void sum(double* /*values*/, size_t /*n*/) {}
 

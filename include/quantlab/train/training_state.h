@@ -56,9 +56,11 @@ class Interrupted : public Error {
 // the epoch's end), so the step named is exact but the stop may come a few steps later.
 class Diverged : public Error {
  public:
-  Diverged(int64_t epoch, int64_t step, int64_t steps, double loss)
+  // `where`: "" (this process), or "on another process" (a data-parallel run's other rank).
+  Diverged(int64_t epoch, int64_t step, int64_t steps, double loss, const std::string& where = "")
       : Error("epoch " + std::to_string(epoch) + ", step " + std::to_string(step) + " of " + std::to_string(steps) +
-              ": the training loss is " + (std::isnan(loss) ? "NaN" : "infinite") +
+              ": the training loss " + (where.empty() ? "" : where + " ") + "is " +
+              (std::isnan(loss) ? "NaN" : "infinite") +
               "; the training diverged (a learning rate too high, a schedule or optimizer setting out of range, "
               "a loss whose weights are all zero)"),
         epoch(epoch),
