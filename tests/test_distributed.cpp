@@ -174,7 +174,17 @@ TEST(Distributed, ChildRank) {
     return;
   }
   trainer.fit(exp.max_epoch);
-  if (comm->rank() == 0) std::ofstream(home + "/lockstep.txt") << steps << " " << differing << "\n";
+  // After the last validation, the batch-norm running statistics too are rank 0's on every rank.
+  uint32_t crc = 0;
+  for (const auto& b : exp.net->buffers()) {
+    const auto c = b.detach().contiguous();
+    crc = static_cast<uint32_t>(crc32(crc, static_cast<const Bytef*>(c.data_ptr()), static_cast<uInt>(c.nbytes())));
+  }
+  int64_t buffers_differing = 0;
+  for (const auto& t : comm->all_gather(torch::tensor({static_cast<int64_t>(crc)})))
+    buffers_differing += t.item<int64_t>() != static_cast<int64_t>(crc);
+  if (comm->rank() == 0)
+    std::ofstream(home + "/lockstep.txt") << steps << " " << differing << " " << buffers_differing << "\n";
 }
 
 // Rank r's part of every batch; the parts are disjoint and their union, batch by batch, is the
@@ -265,10 +275,11 @@ TEST(Distributed, AllRanksHoldBitIdenticalParametersAfterEveryStep) {
   ASSERT_EQ(codes, (std::vector<int>{0, 0}))
       << testing::slurp(logs.path() + "/rank0.log") << testing::slurp(logs.path() + "/rank1.log");
   std::ifstream in(home.dir.path() + "/lockstep.txt");
-  int64_t steps = 0, differing = -1;
-  in >> steps >> differing;
+  int64_t steps = 0, differing = -1, buffers_differing = -1;
+  in >> steps >> differing >> buffers_differing;
   EXPECT_EQ(steps, 2 * 3);  // 85 images in batches of 32: 3 steps per epoch
   EXPECT_EQ(differing, 0);
+  EXPECT_EQ(buffers_differing, 0);  // evaluated with rank 0's batch-norm statistics
 }
 
 // One rank's training loss not finite: every rank stops with the divergence at the next step's

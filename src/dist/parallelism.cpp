@@ -40,6 +40,8 @@ class DataParallel : public Parallelism {
     return data::rank_slice(indices, comm_.world_size(), comm_.rank());
   }
 
+  void begin_evaluation() override { broadcast_buffers(net_, comm_); }
+
   void begin_step() override {
     broadcast_buffers(net_, comm_);  // rank 0's running statistics, as DDP
     if (!sync_) sync_ = std::make_unique<GradientSync>(net_, comm_);

@@ -218,6 +218,7 @@ data::LoaderOptions Trainer::loader_options() const {
 }
 
 EpochStats Trainer::evaluate(const data::Dataset& set, const std::vector<int64_t>& indices, const std::string& label) {
+  par_->begin_evaluation();
   exp_.net->eval();
   torch::NoGradGuard no_grad;
   const std::vector<int64_t> mine = par_->eval_share(indices);

@@ -44,6 +44,9 @@ class Parallelism {
   // This rank's part of an evaluation's images.
   virtual std::vector<int64_t> eval_share(const std::vector<int64_t>& indices) { return indices; }
 
+  // Before an evaluation: every rank evaluates rank 0's network, the one its checkpoint saves (each
+  // rank's last training step updated its own batch-norm running statistics).
+  virtual void begin_evaluation() {}
   // Before a training step's forward pass (rank 0's buffers, the gradient buckets armed) and after
   // its backward pass, or instead of it for a rank without samples (the gradients averaged).
   virtual void begin_step() {}
