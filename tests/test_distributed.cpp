@@ -431,6 +431,39 @@ TEST(Distributed, CtrlCOnTheLauncherStopsEveryRankAndSaysHowToResume) {
   EXPECT_NO_THROW(load_checkpoint(home.saves(1) + "/last.ckpt"));
 }
 
+// Whether `pid` still runs (an exited child not yet reaped by its new parent is a zombie: not running).
+bool running(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(in, line)) return false;
+  const size_t paren = line.rfind(')');
+  return paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] != 'Z' && line[paren + 2] != 'X';
+}
+
+// The launcher killed outright (SIGKILL: nothing forwarded): its ranks get SIGTERM from the kernel
+// and stop, resumably, instead of training on orphaned and holding the experiment's lock.
+TEST(Distributed, RanksOfAKilledLauncherStop) {
+  Home home(mlp_config(200), 960);
+  TempDir tmp;
+  const pid_t launcher = testing::spawn_program(QL_BINARY, split_args(home.args("MLP", "--nproc=2 --ckpt_every=0")), {},
+                                                tmp.path() + "/log");
+  for (int i = 0; i < 2400 && !fs::exists(home.saves(1) + "/last.ckpt"); ++i)  // 2 min: a loaded CI machine
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_TRUE(fs::exists(home.saves(1) + "/last.ckpt")) << testing::slurp(tmp.path() + "/log");
+  const auto ranks = children_of(launcher);
+  ASSERT_EQ(ranks.size(), 2u);
+  kill(launcher, SIGKILL);
+  testing::wait_exit(launcher);
+  // Each stops between two steps and saves: seconds; a minute for a loaded machine.
+  for (int i = 0; i < 1200 && (running(ranks[0]) || running(ranks[1])); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  for (pid_t p : ranks) {
+    EXPECT_FALSE(running(p)) << "rank PID " << p << " still runs";
+    if (running(p)) kill(p, SIGKILL);  // not left training for the tests after this one
+  }
+  EXPECT_NO_THROW(load_checkpoint(home.saves(1) + "/last.ckpt"));
+}
+
 TEST(Distributed, APortInUseOrAnUnreachableMasterIsNamed) {
   Home home(mlp_config(1), 160);
   TempDir tmp;

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -27,10 +28,12 @@ pid_t g_children[kMaxRanks];
 int g_count = 0;
 volatile sig_atomic_t g_signal = 0;
 
+// SIGINT and SIGTERM are passed on as they are; SIGHUP (the terminal closed) as SIGTERM, which
+// the ranks answer by stopping between two steps, resumably.
 extern "C" void forward_signal(int sig) {
   g_signal = sig;
   for (int i = 0; i < g_count; ++i)
-    if (g_children[i] > 0) kill(g_children[i], sig);
+    if (g_children[i] > 0) kill(g_children[i], sig == SIGHUP ? SIGTERM : sig);
 }
 
 // A TCP port of the loopback interface that is free now.
@@ -63,14 +66,19 @@ int run_local_processes(int nproc, const std::string& program, const std::vector
   sa.sa_handler = forward_signal;
   sigemptyset(&sa.sa_mask);
   struct sigaction old_int {
-  }, old_term{};
+  }, old_term{}, old_hup{};
   g_count = 0;
   g_signal = 0;
+  const pid_t launcher = getpid();
   for (int r = 0; r < nproc; ++r) {
     const pid_t pid = fork();
     if (pid < 0) throw Error(std::string("cannot start rank ") + std::to_string(r) + ": " + std::strerror(errno));
     if (pid == 0) {
       setpgid(0, 0);  // the terminal's Ctrl-C reaches the launcher only, which forwards it once
+      // A launcher killed outright (SIGKILL, out of memory) leaves no rank behind holding the
+      // experiment's lock: each gets SIGTERM and stops between two steps.
+      prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (getppid() != launcher) _exit(130);  // it died before the line above
       setenv("RANK", std::to_string(r).c_str(), 1);
       setenv("LOCAL_RANK", std::to_string(r).c_str(), 1);
       setenv("WORLD_SIZE", std::to_string(nproc).c_str(), 1);
@@ -90,6 +98,7 @@ int run_local_processes(int nproc, const std::string& program, const std::vector
   }
   sigaction(SIGINT, &sa, &old_int);
   sigaction(SIGTERM, &sa, &old_term);
+  sigaction(SIGHUP, &sa, &old_hup);
   std::vector<int> status(static_cast<size_t>(nproc), -1);
   int remaining = nproc;
   bool lost = false;
@@ -139,6 +148,7 @@ int run_local_processes(int nproc, const std::string& program, const std::vector
   }
   sigaction(SIGINT, &old_int, nullptr);
   sigaction(SIGTERM, &old_term, nullptr);
+  sigaction(SIGHUP, &old_hup, nullptr);
   g_count = 0;
   if (exit_code(status[0]) != 0) return exit_code(status[0]);
   for (int st : status)
