@@ -64,6 +64,8 @@ TEST(Distributed, TheEnvironmentOfTorchrunSlurmAndTheLauncher) {
   EXPECT_FALSE(dist::environment_from({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "1"}}).has_value());
   EXPECT_EQ(dist::first_slurm_host("node[003-005,9]"), "node003");
   EXPECT_EQ(dist::first_slurm_host("a1,b[1-2]"), "a1");
+  EXPECT_EQ(dist::first_slurm_host("rack[1-2]-n[01-04],x9"), "rack1-n01");
+  EXPECT_EQ(dist::first_slurm_host("plain"), "plain");
   try {
     dist::environment_from({{"RANK", "2"}, {"WORLD_SIZE", "two"}});
     FAIL();

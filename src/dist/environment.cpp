@@ -49,13 +49,24 @@ std::string first_slurm_host(const std::string& nodelist) {
     if (nodelist[end] == ']') --depth;
     if (nodelist[end] == ',' && depth == 0) break;
   }
+  // Every bracket group of that entry gives its first number: "rack[1-2]-n[01-04]" -> "rack1-n01".
   const std::string first = nodelist.substr(0, end);
-  const size_t open = first.find('[');
-  if (open == std::string::npos) return first;
-  const size_t close = first.find(']', open);
-  std::string inside = first.substr(open + 1, close == std::string::npos ? std::string::npos : close - open - 1);
-  inside = inside.substr(0, inside.find_first_of(",-"));
-  return first.substr(0, open) + inside + (close == std::string::npos ? "" : first.substr(close + 1));
+  std::string host;
+  for (size_t at = 0; at < first.size();) {
+    const size_t open = first.find('[', at);
+    if (open == std::string::npos) {
+      host += first.substr(at);
+      break;
+    }
+    host += first.substr(at, open - at);
+    const size_t close = first.find(']', open);
+    const std::string inside =
+        first.substr(open + 1, close == std::string::npos ? std::string::npos : close - open - 1);
+    host += inside.substr(0, inside.find_first_of(",-"));
+    if (close == std::string::npos) break;
+    at = close + 1;
+  }
+  return host;
 }
 
 std::optional<Environment> environment_from(const std::map<std::string, std::string>& v,

@@ -1,6 +1,7 @@
 // launch()'s first phase (launch_steps.h): the flags, the runtime, the config, the network and the
 // data, all checked before anything is created.
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 
@@ -45,18 +46,38 @@ void print_notes(const std::vector<std::string>& notes, std::ostream& out) {
   for (const auto& n : notes) out << "note: " << n << std::endl;
 }
 
+namespace {
+
+// The threads of one of several processes without --threads: the cores they share, or under SLURM
+// with --cpus-per-task the task's own (its cores are not shared with the node's other tasks).
+int default_threads(const dist::Environment& env) {
+  if (env.source == "SLURM")
+    if (const char* per_task = std::getenv("SLURM_CPUS_PER_TASK")) {
+      const int n = std::atoi(per_task);
+      if (n > 0) return std::min(n, available_cores());
+    }
+  return std::max(1, available_cores() / env.local_world_size);
+}
+
+}  // namespace
+
 Prepared prepare(const LaunchOptions& o, const std::optional<dist::Environment>& env, bool train, std::ostream& out) {
   Prepared p;
   p.storage = read_storage(o.home);
   p.paths = problem_paths(p.storage, o.problem);
   int threads = o.threads;
-  if (threads == 0 && env) threads = std::max(1, available_cores() / env->local_world_size);  // the cores shared
+  if (threads == 0 && env) threads = default_threads(*env);
   configure_runtime(threads);
   if (o.threads > available_cores())
     out << "note: --threads=" << o.threads << " is more than the " << available_cores()
         << " cores this process may use; the extra threads only take turns" << std::endl;
   p.device = resolve_device(o.device);
-  if (env && p.device.is_cuda()) p.device = torch::Device(torch::kCUDA, static_cast<int16_t>(env->local_rank));
+  // GPU LOCAL_RANK of the node's; where each process sees fewer (SLURM's --gpus-per-task, a
+  // CUDA_VISIBLE_DEVICES per process), the rank's among those it sees.
+  if (env && p.device.is_cuda()) {
+    const int seen = static_cast<int>(torch::cuda::device_count());
+    p.device = torch::Device(torch::kCUDA, static_cast<int16_t>(seen > 0 ? env->local_rank % seen : env->local_rank));
+  }
   configure_device_math(p.device, o.deterministic);
   topology::set_cuda_channels_last(o.channels_last);
   if (p.device.is_cpu()) {

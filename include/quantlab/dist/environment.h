@@ -46,7 +46,7 @@ std::optional<Environment> environment_from(const std::map<std::string, std::str
                                             const EnvironmentFlags& flags = {});
 std::optional<Environment> environment_from_process(const EnvironmentFlags& flags = {});
 
-// The first host of a SLURM node list: "node[03-05,9],gpu1" -> "node03".
+// The first host of a SLURM node list: "node[03-05,9],gpu1" -> "node03", "rack[1-2]-n[01-04]" -> "rack1-n01".
 std::string first_slurm_host(const std::string& nodelist);
 
 }  // namespace quantlab::dist
