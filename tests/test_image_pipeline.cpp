@@ -113,7 +113,13 @@ TEST(ImageDecode, ReducedScaleDecodingAndBadFiles) {
   EXPECT_THROW(data::decode_image(bytes.substr(0, bytes.size() / 2)), data::DecodeError);  // truncated
   EXPECT_THROW(data::decode_image(std::string(500, 'x')), data::DecodeError);
   EXPECT_THROW(data::decode_image(bytes.substr(0, 40)), data::DecodeError);
-  EXPECT_THROW(data::read_file_bytes(dir.path() + "/missing.JPEG"), data::DecodeError);
+  // A file that cannot be opened or read stops the run (IoError), never skipped for good like a
+  // corrupt image (DecodeError); an empty file is a corrupt image.
+  EXPECT_THROW(data::read_file_bytes(dir.path() + "/missing.JPEG"), IoError);
+  std::filesystem::create_directories(dir.path() + "/folder.JPEG");
+  EXPECT_THROW(data::read_file_bytes(dir.path() + "/folder.JPEG"), IoError);
+  std::ofstream(dir.path() + "/empty.JPEG").close();
+  EXPECT_THROW(data::read_file_bytes(dir.path() + "/empty.JPEG"), data::DecodeError);
 }
 
 // The validation transform equals resize-256 (libtorch's anti-aliased bilinear, PIL's filter),

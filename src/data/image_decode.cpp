@@ -4,7 +4,9 @@
 #include <png.h>
 #include <turbojpeg.h>
 
+#include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 
@@ -89,13 +91,24 @@ uint8_t* RgbImage::reserve(size_t n) {
 }
 
 void read_file_bytes(const std::string& path, std::string& bytes) {
+  // A file that cannot be read is the file system's trouble (a network file system's hiccup, a
+  // permission), not the image's: an IoError that stops the run, never an image skipped for good.
+  std::error_code ec;
+  const auto type = std::filesystem::status(path, ec).type();
+  if (type != std::filesystem::file_type::regular && type != std::filesystem::file_type::not_found &&
+      type != std::filesystem::file_type::none)
+    throw IoError(path + ": not a regular file");
+  errno = 0;
   std::ifstream f(path, std::ios::binary | std::ios::ate);
-  if (!f) throw DecodeError("cannot open the file");
+  if (!f) throw IoError(path + ": cannot open the image (" + std::strerror(errno ? errno : EIO) + ")");
   const std::streamoff size = f.tellg();
-  if (size <= 0) throw DecodeError("empty file");
+  if (size < 0) throw IoError(path + ": cannot read the image's size");
+  if (size == 0) throw DecodeError("empty file");
   bytes.resize(static_cast<size_t>(size));
   f.seekg(0);
-  if (!f.read(bytes.data(), size)) throw DecodeError("read error");
+  errno = 0;
+  if (!f.read(bytes.data(), size))
+    throw IoError(path + ": cannot read the image (" + std::strerror(errno ? errno : EIO) + ")");
 }
 
 std::string read_file_bytes(const std::string& path) {

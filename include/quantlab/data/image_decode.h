@@ -43,7 +43,7 @@ ImageSize image_size(const std::string& bytes);
 RgbImage decode_image(const std::string& bytes, double min_scale = 1.0);
 void decode_image(const std::string& bytes, double min_scale, RgbImage& out);
 
-// Reads a whole file; throws DecodeError when it cannot be read.
+// Reads a whole file; throws IoError when it cannot be opened or read, DecodeError when it is empty.
 std::string read_file_bytes(const std::string& path);
 void read_file_bytes(const std::string& path, std::string& bytes);
 
