@@ -353,6 +353,8 @@ TEST(Quantizer, RejectsBadStairs) {
   EXPECT_THROW(Quantizer::from_stair({-0.5f, 0.5f}, {-1, 1}), ConfigError);
   EXPECT_THROW(Quantizer::from_stair({}, {0}), ConfigError);
   EXPECT_THROW(Quantizer::from_nbits(0, true, false, 1.0f), ConfigError);
+  // balanced applies to signed ranges only, as the successor's setup_quantizer.
+  EXPECT_EQ(Quantizer::from_nbits(2, false, true, 1.0f).levels, Quantizer::from_nbits(2, false, false, 1.0f).levels);
 }
 
 }  // namespace

@@ -42,6 +42,9 @@ Quantizer Quantizer::from_stair(std::vector<float> thresholds, std::vector<float
 Quantizer Quantizer::from_nbits(int nbits, bool is_signed, bool balanced, float eps) {
   if (nbits < 1 || nbits > 16) throw ConfigError("nbits must be in 1..16, got " + std::to_string(nbits));
   if (!(eps > 0.0f)) throw ConfigError("eps must be positive");
+  // As the successor's setup_quantizer: balanced applies to signed ranges only (-2^(n-1)+1 ..
+  // 2^(n-1)-1, symmetric about 0); an unsigned range keeps its 2^n levels.
+  if (!is_signed) balanced = false;
   const int count = 1 << nbits;
   const int offset = is_signed ? -(1 << (nbits - 1)) : 0;
   std::vector<float> levels;
