@@ -480,14 +480,14 @@ TEST(Distributed, APortInUseOrAnUnreachableMasterIsNamed) {
   const std::vector<std::pair<std::string, std::string>> rank0 = {
       {"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", busy}};
   int code = testing::wait_exit(
-      testing::spawn_program(QL_BINARY, split_args(home.args("MLP", "--dist_timeout=5")), rank0, tmp.path() + "/a"));
+      testing::spawn_program(QL_BINARY, split_args(home.args("MLP", "--dist_timeout=5 --dist_start_timeout=5")), rank0, tmp.path() + "/a"));
   std::string log = testing::slurp(tmp.path() + "/a");
   EXPECT_EQ(code, 1) << log;
   EXPECT_NE(log.find("rank 0 cannot listen on 127.0.0.1:" + busy), std::string::npos) << log;
   // Rank 1 against that port: something accepts and never answers; c10d alone waited minutes.
   const std::vector<std::pair<std::string, std::string>> rank1_busy = {
       {"RANK", "1"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", busy}};
-  code = testing::wait_exit(testing::spawn_program(QL_BINARY, split_args(home.args("MLP", "--dist_timeout=3")),
+  code = testing::wait_exit(testing::spawn_program(QL_BINARY, split_args(home.args("MLP", "--dist_timeout=3 --dist_start_timeout=3")),
                                                    rank1_busy, tmp.path() + "/c"));
   log = testing::slurp(tmp.path() + "/c");
   EXPECT_EQ(code, 1) << log;
@@ -502,12 +502,33 @@ TEST(Distributed, APortInUseOrAnUnreachableMasterIsNamed) {
       {"RANK", "1"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", nobody}};
   const auto t0 = std::chrono::steady_clock::now();
   code = testing::wait_exit(
-      testing::spawn_program(QL_BINARY, split_args(home.args("MLP", "--dist_timeout=3")), rank1, tmp.path() + "/b"));
+      testing::spawn_program(QL_BINARY, split_args(home.args("MLP", "--dist_timeout=3 --dist_start_timeout=3")), rank1, tmp.path() + "/b"));
   log = testing::slurp(tmp.path() + "/b");
   EXPECT_EQ(code, 1) << log;
   EXPECT_NE(log.find("rank 1 cannot reach the master at 127.0.0.1:" + nobody + " within 3 s"), std::string::npos)
       << log;
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 30.0);
+}
+
+// A rank that starts later than the collective timeout (its data listed on a slow file system) is
+// waited for up to --dist_start_timeout: the collectives' 2 s do not end the start-up.
+TEST(Distributed, ARankStartingLaterThanTheCollectiveTimeoutIsWaitedFor) {
+  Home home(mlp_config(1), 160);
+  TempDir tmp;
+  const std::string port = std::to_string(testing::free_port());
+  const std::string flags = "--threads=1 --dist_timeout=2 --dist_start_timeout=60";
+  std::vector<pid_t> ranks;
+  for (int r = 0; r < 2; ++r) {
+    if (r == 1) std::this_thread::sleep_for(std::chrono::seconds(4));
+    ranks.push_back(testing::spawn_program(
+        QL_BINARY, split_args(home.args("MLP", flags)),
+        {{"RANK", std::to_string(r)}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", port}},
+        tmp.path() + "/rank" + std::to_string(r)));
+  }
+  for (int r = 0; r < 2; ++r)
+    EXPECT_EQ(testing::wait_exit(ranks[static_cast<size_t>(r)]), 0)
+        << testing::slurp(tmp.path() + "/rank" + std::to_string(r));
+  EXPECT_TRUE(fs::exists(home.saves(1) + "/last.ckpt"));
 }
 
 TEST(Distributed, OneProcessOnTheDataParallelPathTrainsAndCheckpoints) {

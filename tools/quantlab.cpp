@@ -136,6 +136,10 @@ struct TrainCommand {
     app.add_option("--dist_timeout", o.dist_timeout_s,
                    "Distributed: seconds a collective may wait for a rank (default 60)")
         ->check(within(1, 86400));
+    app.add_option("--dist_start_timeout", o.dist_start_timeout_s,
+                   "Distributed: seconds the ranks may take to start (data loading) and to wait for rank 0's "
+                   "checkpoints (default 900)")
+        ->check(within(1, 86400));
   }
 
   // The parsed flags into `o`.

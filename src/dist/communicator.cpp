@@ -179,15 +179,37 @@ c10::intrusive_ptr<c10d::Store> make_store(const Environment& env, std::chrono::
   }
 }
 
+// Every rank arrives before the process group forms, whose own rendezvous waits only the collective
+// timeout: the ranks count themselves in the store, and the last one tells them all.
+void wait_for_every_rank(c10d::Store& store, const Environment& env, std::chrono::milliseconds timeout) {
+  if (store.add("quantlab/arrived", 1) == env.world_size) store.set("quantlab/all_arrived", std::vector<uint8_t>{'1'});
+  try {
+    store.wait({"quantlab/all_arrived"}, timeout);
+  } catch (const std::exception& e) {
+    int64_t arrived = -1;
+    try {
+      arrived = store.add("quantlab/arrived", 0);
+    } catch (const std::exception&) {
+    }
+    throw Error("rank " + std::to_string(env.rank) + ": " +
+                (arrived >= 0 ? "only " + std::to_string(arrived) + " of the " : "not all ") +
+                std::to_string(env.world_size) + " ranks started within " + std::to_string(timeout.count() / 1000) +
+                " s (--dist_start_timeout): " + first_line(e.what()));
+  }
+}
+
 }  // namespace
 
 std::unique_ptr<Communicator> Communicator::connect(const Environment& env, torch::Device device,
-                                                    std::chrono::milliseconds timeout) {
+                                                    std::chrono::milliseconds timeout,
+                                                    std::chrono::milliseconds start_timeout) {
+  if (start_timeout.count() <= 0) start_timeout = timeout;
   // NCCL needs a GPU on every rank: said before anything connects, not by the process group.
   if (device.is_cuda() && torch::cuda::device_count() == 0)
     throw Error("rank " + std::to_string(env.rank) + ": data-parallel training on CUDA (NCCL) needs a GPU on every " +
                 "rank, and this one sees none: " + cuda_unavailable_reason());
-  auto store = make_store(env, timeout);
+  auto store = make_store(env, start_timeout);
+  wait_for_every_rank(*store, env, start_timeout);
   std::unique_ptr<Communicator> comm;
   if (device.is_cuda()) {
 #ifdef QL_WITH_NCCL

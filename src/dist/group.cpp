@@ -9,9 +9,9 @@
 namespace quantlab::dist {
 
 Group::Group(const std::optional<Environment>& env, torch::Device device, std::chrono::seconds timeout,
-             std::ostream& out) {
+             std::chrono::seconds start_timeout, std::ostream& out) {
   if (!env) return;
-  comm_ = Communicator::connect(*env, device, timeout);
+  comm_ = Communicator::connect(*env, device, timeout, start_timeout);
   out << "rank 0 of " << env->world_size << " (" << comm_->backend() << ", master " << env->master_addr << ":"
       << env->master_port << ")" << std::endl;
 }
@@ -32,6 +32,14 @@ std::string Group::decided_by_owner(const std::string& key, const std::function<
   const auto msg = nlohmann::json::parse(comm_->read(key));
   if (msg.contains("error")) throw Error("rank 0 did not start: " + msg["error"].get<std::string>());
   return msg["value"].get<std::string>();
+}
+
+void Group::owner_done(const std::string& what) {
+  if (!comm_) return;
+  if (owner())
+    comm_->publish("done/" + what, "1");
+  else
+    (void)comm_->read("done/" + what);
 }
 
 void Group::share_state(torch::nn::Module& net) {

@@ -71,7 +71,8 @@ class Launch {
         owner_(!env_ || env_->rank == 0),
         out_(owner_ ? console : silent_),
         p_(launch_steps::prepare(o, env_, train_, out_)),
-        group_(env_, p_.device, std::chrono::seconds(o.dist_timeout_s), out_) {}
+        group_(env_, p_.device, std::chrono::seconds(o.dist_timeout_s), std::chrono::seconds(o.dist_start_timeout_s),
+               out_) {}
 
   LaunchResult run() {
     const Start start = train_ ? agree_start() : Start{p_.test_checkpoint, false};
@@ -183,6 +184,7 @@ class Launch {
         const std::vector<torch::Tensor> rngs = group_.gather(cpu_rng_state());
         if (session) session->on_epoch(r, trainer.state(), rngs);
         if (log) log->on_epoch(r);
+        group_.owner_done("epoch " + std::to_string(r.epoch));  // the saves may outlast a collective's wait
         times.train += r.seconds - r.valid_seconds;
         times.validation += r.valid_seconds;
         times.checkpoints += seconds_since(t0);

@@ -40,6 +40,7 @@ void check_flags(const LaunchOptions& o) {
   if (o.branch && o.mode == LaunchMode::kTest) throw Error("--branch applies to training, not to --mode=test");
   if (o.ckpt_every < 0 || o.log_every < 0) throw Error("--ckpt_every and --log_every take a number >= 0");
   if (o.dist_timeout_s < 1) throw Error("--dist_timeout takes a number of seconds >= 1");
+  if (o.dist_start_timeout_s < 1) throw Error("--dist_start_timeout takes a number of seconds >= 1");
 }
 
 void print_notes(const std::vector<std::string>& notes, std::ostream& out) {

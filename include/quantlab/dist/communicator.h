@@ -20,10 +20,14 @@ namespace quantlab::dist {
 
 class Communicator {
  public:
-  // Connects to the master and forms the group. Throws Error naming the address when the master's
-  // port is in use or the master cannot be reached within `timeout`.
+  // Connects to the master and forms the group once every rank has arrived. `start_timeout` (0:
+  // `timeout`) bounds the start-up, which ranks reach at different times (data listed on a network
+  // file system), and every wait on the store (what rank 0 decides, its checkpoints); `timeout`
+  // bounds each collective. Throws Error naming the address when the master's port is in use or the
+  // master cannot be reached, or naming how many ranks arrived.
   static std::unique_ptr<Communicator> connect(const Environment& env, torch::Device device,
-                                               std::chrono::milliseconds timeout);
+                                               std::chrono::milliseconds timeout,
+                                               std::chrono::milliseconds start_timeout = std::chrono::milliseconds(0));
   virtual ~Communicator() = default;
 
   int rank() const { return env_.rank; }

@@ -23,7 +23,10 @@ class Group {
  public:
   // One process (no environment), or this process's rank connected to the others (it says so on
   // `out`).
-  Group(const std::optional<Environment>& env, torch::Device device, std::chrono::seconds timeout, std::ostream& out);
+  // `timeout`: each collective's; `start_timeout`: the start-up's and rank 0's work that the others
+  // wait for (communicator.h).
+  Group(const std::optional<Environment>& env, torch::Device device, std::chrono::seconds timeout,
+        std::chrono::seconds start_timeout, std::ostream& out);
 
   bool owner() const { return !comm_ || comm_->rank() == 0; }
   Communicator* communicator() const { return comm_.get(); }
@@ -32,6 +35,9 @@ class Group {
   // an error of the owner's reaches them too (thrown there as "rank 0 did not start: ..."), so none
   // waits for nothing.
   std::string decided_by_owner(const std::string& key, const std::function<std::string()>& decide);
+  // The owner says it has done `what` (its checkpoints of an epoch); the others wait for it up to
+  // the start-up timeout, not in the next collective, which waits only the collective timeout.
+  void owner_done(const std::string& what);
   // The owner's parameters and buffers on every rank (nothing for one process).
   void share_state(torch::nn::Module& net);
   // The owner's flag on every rank.

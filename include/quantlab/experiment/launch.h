@@ -48,6 +48,7 @@ struct LaunchOptions {
   std::string master_addr;
   int master_port = 0;
   int dist_timeout_s = 60;
+  int dist_start_timeout_s = 900;  // the start-up and rank 0's checkpoints, which the others wait for
   int nproc = 0;
   bool standalone = false;  // one process whatever the environment says (a sweep's unit under srun)
   // Called with a new experiment's number once its folder is made, before its first epoch (a sweep
