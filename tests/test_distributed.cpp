@@ -479,16 +479,17 @@ TEST(Distributed, APortInUseOrAnUnreachableMasterIsNamed) {
   const std::string busy = std::to_string(ntohs(a.sin_port));
   const std::vector<std::pair<std::string, std::string>> rank0 = {
       {"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", busy}};
-  int code = testing::wait_exit(
-      testing::spawn_program(QL_BINARY, split_args(home.args("MLP", "--dist_timeout=5 --dist_start_timeout=5")), rank0, tmp.path() + "/a"));
+  int code = testing::wait_exit(testing::spawn_program(
+      QL_BINARY, split_args(home.args("MLP", "--dist_timeout=5 --dist_start_timeout=5")), rank0, tmp.path() + "/a"));
   std::string log = testing::slurp(tmp.path() + "/a");
   EXPECT_EQ(code, 1) << log;
   EXPECT_NE(log.find("rank 0 cannot listen on 127.0.0.1:" + busy), std::string::npos) << log;
   // Rank 1 against that port: something accepts and never answers; c10d alone waited minutes.
   const std::vector<std::pair<std::string, std::string>> rank1_busy = {
       {"RANK", "1"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", busy}};
-  code = testing::wait_exit(testing::spawn_program(QL_BINARY, split_args(home.args("MLP", "--dist_timeout=3 --dist_start_timeout=3")),
-                                                   rank1_busy, tmp.path() + "/c"));
+  code = testing::wait_exit(
+      testing::spawn_program(QL_BINARY, split_args(home.args("MLP", "--dist_timeout=3 --dist_start_timeout=3")),
+                             rank1_busy, tmp.path() + "/c"));
   log = testing::slurp(tmp.path() + "/c");
   EXPECT_EQ(code, 1) << log;
   EXPECT_NE(log.find("rank 1 cannot reach the master at 127.0.0.1:" + busy +
@@ -501,8 +502,8 @@ TEST(Distributed, APortInUseOrAnUnreachableMasterIsNamed) {
   const std::vector<std::pair<std::string, std::string>> rank1 = {
       {"RANK", "1"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", nobody}};
   const auto t0 = std::chrono::steady_clock::now();
-  code = testing::wait_exit(
-      testing::spawn_program(QL_BINARY, split_args(home.args("MLP", "--dist_timeout=3 --dist_start_timeout=3")), rank1, tmp.path() + "/b"));
+  code = testing::wait_exit(testing::spawn_program(
+      QL_BINARY, split_args(home.args("MLP", "--dist_timeout=3 --dist_start_timeout=3")), rank1, tmp.path() + "/b"));
   log = testing::slurp(tmp.path() + "/b");
   EXPECT_EQ(code, 1) << log;
   EXPECT_NE(log.find("rank 1 cannot reach the master at 127.0.0.1:" + nobody + " within 3 s"), std::string::npos)

@@ -91,7 +91,8 @@ Prepared prepare(const LaunchOptions& o, const std::optional<dist::Environment>&
     p.book = Logbook::open(p.paths.logs, *o.exp_id);
     p.config = p.book->config();
     // The checkpoint to test, before the data are read (minutes on ImageNet).
-    if (!train) p.test_checkpoint = p.book->saves().file(config::CheckpointRef::parse(o.load.value_or("best"), "--load"));
+    if (!train)
+      p.test_checkpoint = p.book->saves().file(config::CheckpointRef::parse(o.load.value_or("best"), "--load"));
   } else {
     const std::string file = p.paths.dir + "/" + o.config.value_or("config.json");
     if (!fs::exists(file))
@@ -126,8 +127,7 @@ Prepared prepare(const LaunchOptions& o, const std::optional<dist::Environment>&
       << p.data.test->size() << " test images (" << p.data.format << ") from " << dir << std::endl;
   train::preflight(*p.exp, p.data);
   if (train)
-    train::check_training_batches(*p.exp, static_cast<int64_t>(p.data.train_indices.size()),
-                                  env ? env->world_size : 1);
+    train::check_training_batches(*p.exp, static_cast<int64_t>(p.data.train_indices.size()), env ? env->world_size : 1);
   return p;
 }
 

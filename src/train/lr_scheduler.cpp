@@ -152,8 +152,10 @@ std::unique_ptr<LrScheduler> hand(const config::JsonNode& p, const ScheduleConte
     if (key.empty() || *end != '\0' || e < 0) s.at(key).fail("keys must be epoch numbers");
     // The original compares str(epoch) with the key: "0700" or "+700" never applied there.
     if (std::to_string(e) != key)
-      s.at(key).fail("write the epoch as the original reads it: \"" + std::to_string(e) + "\" (the original compares "
-                     "the key with str(epoch), and never applies \"" + key + "\")");
+      s.at(key).fail("write the epoch as the original reads it: \"" + std::to_string(e) +
+                     "\" (the original compares "
+                     "the key with str(epoch), and never applies \"" +
+                     key + "\")");
     table[e] = positive_factor(s.at(key));
   }
   const double base = c.base_lr;
