@@ -512,15 +512,16 @@ TEST(Distributed, APortInUseOrAnUnreachableMasterIsNamed) {
 }
 
 // A rank that starts later than the collective timeout (its data listed on a slow file system) is
-// waited for up to --dist_start_timeout: the collectives' 2 s do not end the start-up.
+// waited for up to --dist_start_timeout: the collectives' 5 s do not end the start-up (rank 1 comes
+// 8 s after rank 0; what rank 0 does alone between collectives takes milliseconds here).
 TEST(Distributed, ARankStartingLaterThanTheCollectiveTimeoutIsWaitedFor) {
   Home home(mlp_config(1), 160);
   TempDir tmp;
   const std::string port = std::to_string(testing::free_port());
-  const std::string flags = "--threads=1 --dist_timeout=2 --dist_start_timeout=60";
+  const std::string flags = "--threads=1 --dist_timeout=5 --dist_start_timeout=120";
   std::vector<pid_t> ranks;
   for (int r = 0; r < 2; ++r) {
-    if (r == 1) std::this_thread::sleep_for(std::chrono::seconds(4));
+    if (r == 1) std::this_thread::sleep_for(std::chrono::seconds(8));
     ranks.push_back(testing::spawn_program(
         QL_BINARY, split_args(home.args("MLP", flags)),
         {{"RANK", std::to_string(r)}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", port}},

@@ -210,6 +210,9 @@ std::unique_ptr<Communicator> Communicator::connect(const Environment& env, torc
                 "rank, and this one sees none: " + cuda_unavailable_reason());
   auto store = make_store(env, start_timeout);
   wait_for_every_rank(*store, env, start_timeout);
+  // From here on the store answers within the collective timeout (a failed collective's look-up of
+  // who is gone included); read() alone waits the start-up timeout.
+  store->setTimeout(timeout);
   std::unique_ptr<Communicator> comm;
   if (device.is_cuda()) {
 #ifdef QL_WITH_NCCL
@@ -222,6 +225,7 @@ std::unique_ptr<Communicator> Communicator::connect(const Environment& env, torc
       throw Error("rank " + std::to_string(env.rank) +
                   ": the NCCL process group did not form: " + first_line(e.what()));
     }
+    comm->start_timeout_ = start_timeout;
     comm->publish("rank/" + std::to_string(env.rank), std::to_string(getpid()) + " " + host_name());
     return comm;
 #else
@@ -247,6 +251,7 @@ std::unique_ptr<Communicator> Communicator::connect(const Environment& env, torc
     throw Error("rank " + std::to_string(env.rank) + ": the Gloo process group did not form within " +
                 std::to_string(timeout.count() / 1000) + " s: " + first_line(e.what()));
   }
+  comm->start_timeout_ = start_timeout;
   comm->publish("rank/" + std::to_string(env.rank), std::to_string(getpid()) + " " + host_name());
   return comm;
 }
@@ -257,6 +262,7 @@ void Communicator::publish(const std::string& key, const std::string& value) {
 
 std::string Communicator::read(const std::string& key) {
   try {
+    store_->wait({"quantlab/" + key}, start_timeout_.count() > 0 ? start_timeout_ : timeout_);
     const auto v = store_->get("quantlab/" + key);
     return std::string(v.begin(), v.end());
   } catch (const std::exception& e) {

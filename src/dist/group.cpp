@@ -34,12 +34,19 @@ std::string Group::decided_by_owner(const std::string& key, const std::function<
   return msg["value"].get<std::string>();
 }
 
-void Group::owner_done(const std::string& what) {
-  if (!comm_) return;
-  if (owner())
-    comm_->publish("done/" + what, "1");
-  else
-    (void)comm_->read("done/" + what);
+void Group::done_by_owner(const std::string& what, const std::function<void()>& work) {
+  if (!comm_ || owner()) {
+    try {
+      work();
+    } catch (const std::exception& e) {
+      if (comm_) comm_->publish("done/" + what, nlohmann::json{{"error", e.what()}}.dump());
+      throw;
+    }
+    if (comm_) comm_->publish("done/" + what, nlohmann::json::object().dump());
+    return;
+  }
+  const auto msg = nlohmann::json::parse(comm_->read("done/" + what));
+  if (msg.contains("error")) throw Error("rank 0 could not finish " + what + ": " + msg["error"].get<std::string>());
 }
 
 void Group::share_state(torch::nn::Module& net) {

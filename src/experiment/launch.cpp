@@ -182,9 +182,11 @@ class Launch {
       trainer.fit(p_.exp->max_epoch, [&](const train::EpochRecord& r) {
         const auto t0 = std::chrono::steady_clock::now();
         const std::vector<torch::Tensor> rngs = group_.gather(cpu_rng_state());
-        if (session) session->on_epoch(r, trainer.state(), rngs);
-        if (log) log->on_epoch(r);
-        group_.owner_done("epoch " + std::to_string(r.epoch));  // the saves may outlast a collective's wait
+        // The saves may outlast a collective's wait: the others wait for them on the store.
+        group_.done_by_owner("epoch " + std::to_string(r.epoch), [&] {
+          if (session) session->on_epoch(r, trainer.state(), rngs);
+          if (log) log->on_epoch(r);
+        });
         times.train += r.seconds - r.valid_seconds;
         times.validation += r.valid_seconds;
         times.checkpoints += seconds_since(t0);

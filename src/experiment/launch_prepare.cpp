@@ -73,11 +73,15 @@ Prepared prepare(const LaunchOptions& o, const std::optional<dist::Environment>&
     out << "note: --threads=" << o.threads << " is more than the " << available_cores()
         << " cores this process may use; the extra threads only take turns" << std::endl;
   p.device = resolve_device(o.device);
-  // GPU LOCAL_RANK of the node's; where each process sees fewer (SLURM's --gpus-per-task, a
-  // CUDA_VISIBLE_DEVICES per process), the rank's among those it sees.
+  // GPU LOCAL_RANK of the node's; a process that sees a single GPU (SLURM's --gpus-per-task=1, a
+  // CUDA_VISIBLE_DEVICES per process) takes that one.
   if (env && p.device.is_cuda()) {
     const int seen = static_cast<int>(torch::cuda::device_count());
-    p.device = torch::Device(torch::kCUDA, static_cast<int16_t>(seen > 0 ? env->local_rank % seen : env->local_rank));
+    if (seen > 1 && env->local_rank >= seen)
+      throw Error("local rank " + std::to_string(env->local_rank) + " of " + std::to_string(env->local_world_size) +
+                  " on this machine, which has " + std::to_string(seen) +
+                  " GPUs: one process per GPU (fewer processes per node, or --device=cpu)");
+    p.device = torch::Device(torch::kCUDA, static_cast<int16_t>(seen == 1 ? 0 : env->local_rank));
   }
   configure_device_math(p.device, o.deterministic);
   topology::set_cuda_channels_last(o.channels_last);

@@ -76,9 +76,6 @@ class ReduceOnPlateau : public LrScheduler {
   }
 
   double lr_for_epoch(int64_t, double lr, double metric) override {
-    // Not measured this epoch (a training statistic with protocol.metric_period > 1): no step, as
-    // if the epoch had not been reported, rather than a bad epoch.
-    if (std::isnan(metric)) return lr;
     if (better(metric)) {
       best_ = metric;
       bad_ = 0;

@@ -167,7 +167,8 @@ EpochStats Trainer::run(data::BatchLoader& loader, bool train, bool track_metric
       keep(d);
     }
     if (train && options_.on_step && options_.log_every > 0 && (i + 1) % options_.log_every == 0)
-      options_.on_step((epoch - 1) * steps + i + 1, batch_loss.item<double>());
+      options_.on_step((epoch - 1) * steps + i + 1,  // per sample, as the epoch's statistics
+                       batch_loss.item<double>() / (exp_.loss.sums ? static_cast<double>(n) : 1.0));
     progress_.update(i + 1, [&] {
       try {
         return stats_text(sums.pull().stats(track_metric, top5));
@@ -244,7 +245,8 @@ std::vector<EpochRecord> Trainer::fit(int64_t last, const EpochHook& on_epoch) {
     r.epoch = e;
     r.lr = get_lr(*exp_.optimizer);
     const int64_t period = exp_.protocol.metric_period;
-    r.train = train_epoch(e, period > 0 && e % period == 0);
+    const bool train_metric = period > 0 && e % period == 0;
+    r.train = train_epoch(e, train_metric);
     const auto t_valid = std::chrono::steady_clock::now();
     if (validation) r.valid = evaluate(*data_.valid, data_.valid_indices, "epoch " + std::to_string(e) + " valid");
     r.valid_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_valid).count();
@@ -253,8 +255,11 @@ std::vector<EpochRecord> Trainer::fit(int64_t last, const EpochHook& on_epoch) {
     st[Statistic::kTrainMetric] = r.train.metric;
     st[Statistic::kValidLoss] = r.valid.loss;
     st[Statistic::kValidMetric] = r.valid.metric;
-    const double metric = has_step_stat_ ? st[step_stat_] : 0.0;
-    set_lr(*exp_.optimizer, exp_.lr_scheduler->lr_for_epoch(e, r.lr, metric));
+    // A schedule that reads a statistic is not stepped in an epoch that did not measure it (the
+    // training metric under metric_period > 1): no bad epoch for ReduceLROnPlateau's patience.
+    const bool measured = !has_step_stat_ || step_stat_ != Statistic::kTrainMetric || train_metric;
+    if (measured)
+      set_lr(*exp_.optimizer, exp_.lr_scheduler->lr_for_epoch(e, r.lr, has_step_stat_ ? st[step_stat_] : 0.0));
     if (const auto m = exp_.lr_scheduler->momentum_at(e)) set_momentum(*exp_.optimizer, *m);
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     state_.epoch = e;

@@ -51,7 +51,8 @@ class Communicator {
   // Every rank's `t` (same shape everywhere), in rank order.
   virtual std::vector<torch::Tensor> all_gather(const torch::Tensor& t) = 0;
 
-  // Small text messages through the store: set by one rank, read (waiting up to the timeout) by the others.
+  // Small text messages through the store: set by one rank, read (waiting up to the start-up
+  // timeout: rank 0's decisions and checkpoints) by the others.
   void publish(const std::string& key, const std::string& value);
   std::string read(const std::string& key);
 
@@ -62,6 +63,7 @@ class Communicator {
   Communicator(Environment env, std::chrono::milliseconds timeout) : env_(std::move(env)), timeout_(timeout) {}
   Environment env_;
   std::chrono::milliseconds timeout_;
+  std::chrono::milliseconds start_timeout_{0};  // read()'s; every other use of the store waits timeout_
   c10::intrusive_ptr<c10d::Store> store_;
 };
 

@@ -35,9 +35,10 @@ class Group {
   // an error of the owner's reaches them too (thrown there as "rank 0 did not start: ..."), so none
   // waits for nothing.
   std::string decided_by_owner(const std::string& key, const std::function<std::string()>& decide);
-  // The owner says it has done `what` (its checkpoints of an epoch); the others wait for it up to
-  // the start-up timeout, not in the next collective, which waits only the collective timeout.
-  void owner_done(const std::string& what);
+  // The owner runs `work` (its checkpoints of an epoch) and says so; the others wait for it up to
+  // the start-up timeout, not in the next collective, which waits only the collective timeout. An
+  // error of the owner's reaches them too ("rank 0 could not finish <what>: ...").
+  void done_by_owner(const std::string& what, const std::function<void()>& work);
   // The owner's parameters and buffers on every rank (nothing for one process).
   void share_state(torch::nn::Module& net);
   // The owner's flag on every rank.
