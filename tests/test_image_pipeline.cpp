@@ -3,6 +3,9 @@
 // determinism across worker counts, and valprep.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 
@@ -264,6 +267,35 @@ TEST(ImageFolder, ScaledDecodingStaysCloseToFullDecoding) {
     EXPECT_GT(diff, 0.0f);   // the scaled path did run
     EXPECT_LT(diff, 0.05f);  // normalised units (~1/20 of a std)
   }
+}
+
+// Into a folder on another file system (here: from /dev/shm, a tmpfs, to the test's folder), where
+// a hard link cannot move an image: each is copied to a hidden .part file beside its destination,
+// linked into place and removed from the flat folder; nothing partial stays behind.
+TEST(Valprep, MovesAcrossFileSystemsWithoutPartialFiles) {
+  TempDir dir;
+  struct stat a {}, b {};
+  if (::stat("/dev/shm", &a) != 0 || ::stat(dir.path().c_str(), &b) != 0 || a.st_dev == b.st_dev)
+    GTEST_SKIP() << "no /dev/shm on a file system of its own here";
+  const std::string val = "/dev/shm/quantlab-valprep-" + std::to_string(::getpid());
+  std::filesystem::create_directories(val);
+  for (int i = 1; i <= 2; ++i) {
+    char name[64];
+    std::snprintf(name, sizeof name, "/ILSVRC2012_val_%08d.JPEG", i);
+    std::ofstream(val + name) << "img" << i;
+  }
+  std::ofstream(dir.path() + "/labels.txt") << "ILSVRC2012_val_00000001 n01440764\nILSVRC2012_val_00000002 n01443537\n";
+  const std::string out = dir.path() + "/sorted";
+  const auto r = data::sort_validation_images(val, dir.path() + "/labels.txt", out);
+  EXPECT_EQ(r.moved, 2);
+  EXPECT_EQ(testing::slurp(out + "/n01440764/ILSVRC2012_val_00000001.JPEG"), "img1");
+  EXPECT_EQ(testing::slurp(out + "/n01443537/ILSVRC2012_val_00000002.JPEG"), "img2");
+  EXPECT_FALSE(std::filesystem::exists(val + "/ILSVRC2012_val_00000001.JPEG"));
+  std::vector<std::string> left;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(out))
+    if (e.path().filename().string().front() == '.') left.push_back(e.path().string());
+  EXPECT_TRUE(left.empty()) << left.front();
+  std::filesystem::remove_all(val);
 }
 
 TEST(Valprep, SortsTheFlatFolderAndRefusesToOverwrite) {
