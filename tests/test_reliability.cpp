@@ -903,7 +903,12 @@ TEST(Reliability, ResumingATwoProcessCheckpointWithOneSaysSo) {
   run(home.options());
   Checkpoint c = load_checkpoint(home.saves(1) + "/last.ckpt");
   c.rng_ranks = {c.rng_cpu.clone(), c.rng_cpu.clone()};
+  // Each rank's GPU generator (a CUDA run's): kept as written, in rank order.
+  c.rng_cuda_ranks = {torch::arange(16, torch::kUInt8), torch::arange(16, 32, torch::kUInt8)};
   save_checkpoint(home.saves(1) + "/last.ckpt", c);
+  const Checkpoint again = load_checkpoint(home.saves(1) + "/last.ckpt");
+  ASSERT_EQ(again.rng_cuda_ranks.size(), 2u);
+  EXPECT_TRUE(torch::equal(again.rng_cuda_ranks[1], c.rng_cuda_ranks[1]));
   {
     auto stored = read_json_file(home.logs() + "/exp001/config.json");
     stored["treat"]["max_epoch"] = 2;

@@ -94,6 +94,7 @@ c10::impl::GenericDict to_dict(const Checkpoint& c) {
   d.insert("rng_cpu", c.rng_cpu);
   d.insert("rng_cuda", plain_list(c.rng_cuda));
   d.insert("rng_ranks", plain_list(c.rng_ranks));
+  if (!c.rng_cuda_ranks.empty()) d.insert("rng_cuda_ranks", plain_list(c.rng_cuda_ranks));
   return d;
 }
 
@@ -360,6 +361,11 @@ Checkpoint load_checkpoint(const std::string& file) {
     for (const IValue& t : list_entry(d, "rng_ranks", file)) {
       if (!t.isTensor()) wrong_kind(file, "rng_ranks", "a list of tensors");
       c.rng_ranks.push_back(t.toTensor());
+    }
+  if (d.contains("rng_cuda_ranks"))  // data-parallel runs on CUDA, since this field exists
+    for (const IValue& t : list_entry(d, "rng_cuda_ranks", file)) {
+      if (!t.isTensor()) wrong_kind(file, "rng_cuda_ranks", "a list of tensors");
+      c.rng_cuda_ranks.push_back(t.toTensor());
     }
   if (c.state.epoch < 0 || c.state.best_epoch < 0 || c.state.best_epoch > c.state.epoch)
     throw IoError(file + ": not a consistent checkpoint (epoch " + std::to_string(c.state.epoch) + ", best epoch " +

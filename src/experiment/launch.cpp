@@ -36,8 +36,11 @@ void print_test(std::ostream& out, const std::string& what, const train::EpochSt
   out << what << ": " << train::stats_text(s) << " (" << s.samples << " images)" << std::endl;
 }
 
-// This process's CPU generator state, for checkpoints of data-parallel runs.
+// This process's CPU generator state, and its GPU's, for checkpoints of data-parallel runs.
 torch::Tensor cpu_rng_state() { return at::detail::getDefaultCPUGenerator().get_state(); }
+torch::Tensor device_rng_state(const torch::Device& device) {
+  return at::globalContext().defaultGenerator(device).get_state();
+}
 
 // Every rank's generator: restored from a checkpoint of as many processes, else drawn apart from
 // rank 0's (which keeps the single-process stream) by the seed, the rank and the epoch.
@@ -46,6 +49,10 @@ void set_rank_generator(const dist::Communicator& comm, const Checkpoint* c, con
   if (c && static_cast<int>(c->rng_ranks.size()) == comm.world_size()) {
     at::Generator gen = at::detail::getDefaultCPUGenerator();  // a handle to the global generator
     gen.set_state(c->rng_ranks[static_cast<size_t>(comm.rank())]);
+    if (exp.device.is_cuda() && static_cast<int>(c->rng_cuda_ranks.size()) == comm.world_size()) {
+      at::Generator gpu = at::globalContext().defaultGenerator(exp.device);  // this rank's GPU's
+      gpu.set_state(c->rng_cuda_ranks[static_cast<size_t>(comm.rank())]);
+    }
     return;
   }
   if (c && comm.rank() == 0)
@@ -182,9 +189,11 @@ class Launch {
       trainer.fit(p_.exp->max_epoch, [&](const train::EpochRecord& r) {
         const auto t0 = std::chrono::steady_clock::now();
         const std::vector<torch::Tensor> rngs = group_.gather(cpu_rng_state());
+        const std::vector<torch::Tensor> gpu_rngs =
+            p_.device.is_cuda() ? group_.gather(device_rng_state(p_.device)) : std::vector<torch::Tensor>{};
         // The saves may outlast a collective's wait: the others wait for them on the store.
         group_.done_by_owner("epoch " + std::to_string(r.epoch), [&] {
-          if (session) session->on_epoch(r, trainer.state(), rngs);
+          if (session) session->on_epoch(r, trainer.state(), rngs, gpu_rngs);
           if (log) log->on_epoch(r);
         });
         times.train += r.seconds - r.valid_seconds;

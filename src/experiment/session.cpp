@@ -38,10 +38,11 @@ Session::Session(train::Experiment& exp, const Logbook& book, int64_t ckpt_every
 }
 
 void Session::on_epoch(const train::EpochRecord& r, const train::TrainingState& state,
-                       const std::vector<torch::Tensor>& rng_ranks) {
+                       const std::vector<torch::Tensor>& rng_ranks, const std::vector<torch::Tensor>& rng_cuda_ranks) {
   train_seconds_ += r.seconds;
   Checkpoint c = capture(exp_, state);
   c.rng_ranks = rng_ranks;
+  c.rng_cuda_ranks = rng_cuda_ranks;
   saves_.write(saves_.last(), c);
   if (r.best) saves_.write(saves_.best(), c);
   if (ckpt_every_ > 0 && state.epoch % ckpt_every_ == 0) saves_.write(saves_.epoch(state.epoch), c);

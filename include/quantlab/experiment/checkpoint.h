@@ -37,6 +37,9 @@ struct Checkpoint {
   // Data parallel: every rank's CPU generator state, in rank order (empty for one process); a
   // resume with as many processes restores each rank's, so it continues bit-identically.
   std::vector<torch::Tensor> rng_ranks;
+  // Data parallel on CUDA: every rank's generator of its own GPU, in rank order (rng_cuda holds
+  // rank 0's process's only, which no other rank drew from).
+  std::vector<torch::Tensor> rng_cuda_ranks;
   std::vector<std::string> notes;  // what loading found worth telling the user
   // A checkpoint of the original QuantLab ({"indiv": {"net": ...}, "treat": {..., "i_epoch"},
   // "protocol": {"metrics"}}): its network tensors, epoch, thermostat clock and statistics only,

@@ -25,7 +25,8 @@ class Session {
   // Called after each epoch by the trainer. `rng_ranks`: every rank's generator state (data
   // parallel; empty for one process).
   void on_epoch(const train::EpochRecord& r, const train::TrainingState& state,
-                const std::vector<torch::Tensor>& rng_ranks = {});
+                const std::vector<torch::Tensor>& rng_ranks = {},
+                const std::vector<torch::Tensor>& rng_cuda_ranks = {});
 
   // Records the final test in status.json: `what` names the weights ("best", "last", "epoch 12").
   void on_test(const train::EpochStats& test, const std::string& what, int64_t epoch);
