@@ -1082,6 +1082,11 @@ TEST(Reliability, TheResumeCommandQuotesWhatTheShellWouldSplit) {
   EXPECT_EQ(resume_command(o, 3),
             "quantlab --problem=Toy --topology=MLP --exp_id=3 --load=last --home='/data/my "
             "runs/it'\\''s' --data=/mnt/fashion");
+  // Under an outside launcher, with it: a resume keeps the number of processes.
+  o.home = ".", o.data = "";
+  EXPECT_EQ(resume_command(o, 3, "SLURM"), "srun quantlab --problem=Toy --topology=MLP --exp_id=3 --load=last");
+  EXPECT_EQ(resume_command(o, 3, "torchrun").rfind("torchrun <this run's torchrun options> --no-python quantlab ", 0),
+            0u);
 }
 
 // 18. A branch of an experiment that another process trains reads its saved checkpoint and leaves

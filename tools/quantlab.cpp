@@ -174,7 +174,7 @@ struct TrainCommand {
     else
       report("quantlab: interrupted by " + by + "; the epoch in progress is abandoned, the checkpoints hold " +
              std::to_string(r.epochs_done) +
-             " completed epochs.\nresume with: " + quantlab::experiment::resume_command(o, r.exp_id));
+             " completed epochs.\nresume with: " + quantlab::experiment::resume_command(o, r.exp_id, r.launcher));
     return 128 + r.interrupted_by;
   }
 };

@@ -84,6 +84,7 @@ class Launch {
   LaunchResult run() {
     const Start start = train_ ? agree_start() : Start{p_.test_checkpoint, false};
     result_.owner = owner_;
+    if (env_ && (env_->source == "torchrun" || env_->source == "SLURM")) result_.launcher = env_->source;
     if (start.stopped != 0) {  // during the start-up, before a new experiment or branch was made
       result_.interrupted_by = start.stopped;
       return result_;
@@ -229,7 +230,7 @@ class Launch {
                            : "") +
                  ". Change the settings in " + p_.book->dir() +
                  "/config.json (e.g. a lower treat.optimizer.params.lr), then resume with: " +
-                 resume_command(o_, p_.book->id()));
+                 resume_command(o_, p_.book->id(), result_.launcher));
   }
 
   // The final test, with the weights of the best epoch when they were saved (rank 0 reads them and

@@ -84,9 +84,12 @@ ResumePoint choose_resume(const Logbook& book, const config::CheckpointRef& ref)
   return p;
 }
 
-std::string resume_command(const LaunchOptions& o, int64_t exp_id) {
-  std::string cmd = "quantlab --problem=" + shell_word(o.problem) + " --topology=" + shell_word(o.topology) +
-                    " --exp_id=" + std::to_string(exp_id) + " --load=last";
+std::string resume_command(const LaunchOptions& o, int64_t exp_id, const std::string& launcher) {
+  std::string cmd = launcher == "torchrun" ? "torchrun <this run's torchrun options> --no-python quantlab"
+                    : launcher == "SLURM"  ? "srun quantlab"
+                                           : "quantlab";
+  cmd += " --problem=" + shell_word(o.problem) + " --topology=" + shell_word(o.topology) +
+         " --exp_id=" + std::to_string(exp_id) + " --load=last";
   if (o.home != ".") cmd += " --home=" + shell_word(o.home);
   if (!o.data.empty()) cmd += " --data=" + shell_word(o.data);
   if (o.ckpt_every != 50) cmd += " --ckpt_every=" + std::to_string(o.ckpt_every);

@@ -72,6 +72,7 @@ struct LaunchResult {
   std::string tested;                     // which weights it used, in words
   int interrupted_by = 0;                 // the signal that stopped training, 0 when it was not stopped
   bool owner = true;                      // rank 0 or the only process: the one that speaks for the run
+  std::string launcher;                   // "torchrun" or "SLURM" when one started the processes
   PhaseTimes times;                       // of a training launch
 };
 

@@ -27,7 +27,9 @@ ResumePoint choose_resume(const Logbook& book, const config::CheckpointRef& ref)
 
 struct LaunchOptions;  // launch.h
 
-// The command that resumes experiment `exp_id` with the same data, device and settings.
-std::string resume_command(const LaunchOptions& options, int64_t exp_id);
+// The command that resumes experiment `exp_id` with the same data, device and settings; under an
+// outside launcher (`launcher`: "torchrun" or "SLURM", dist::Environment::source) with it, so that
+// the resume keeps the number of processes.
+std::string resume_command(const LaunchOptions& options, int64_t exp_id, const std::string& launcher = "");
 
 }  // namespace quantlab::experiment
