@@ -184,6 +184,36 @@ TEST(Export, ModelFileRoundTripAndDamage) {
   } catch (const IoError& e) {
     EXPECT_NE(std::string(e.what()).find("not a QuantLab model"), std::string::npos) << e.what();
   }
+  // A damaged or hand-made file's numbers that would make the runtime read or write outside its
+  // buffers (its checksum is right: whoever made it computed one) are refused with an IoError.
+  const auto refused = [&](const runtime::Model& bad, const std::string& why) {
+    runtime::save_model(dir.path() + "/crafted.qlm", bad);
+    try {
+      const runtime::Engine engine(runtime::load_model(dir.path() + "/crafted.qlm"));
+      ADD_FAILURE() << "accepted; expected: " << why;
+    } catch (const IoError& err) {
+      EXPECT_NE(std::string(err.what()).find(why), std::string::npos) << err.what();
+    }
+  };
+  runtime::Model pad = m;
+  pad.input.pad = -30;
+  refused(pad, "an impossible input");
+  runtime::Model mean = m;
+  mean.input.mean = {0.5};
+  refused(mean, "the input's mean and std have 1 and 0 values for 1 channels");
+  runtime::Model kernel = m;
+  kernel.layers[1].kernel = 2;
+  refused(kernel, "a linear layer with a kernel");
+  runtime::Model pool;  // a 4x4 pooling (stride 2) over a 3x3 image: (3 - 4) / 2 + 1 was 1
+  pool.problem = "Toy", pool.net_class = "Pool", pool.num_classes = 1;
+  pool.input = {1, 3, 3, 0, {0.0}, {1.0}};
+  runtime::Layer maxpool;
+  maxpool.kind = runtime::LayerKind::kMaxPool, maxpool.name = "pool", maxpool.float_input = true;
+  maxpool.pool_kernel = 4, maxpool.pool_stride = 2;
+  runtime::Layer one;
+  one.kind = runtime::LayerKind::kAffine, one.name = "scores", one.channels = 1, one.scale = {1.0}, one.shift = {0.0};
+  pool.layers = {maxpool, flat, one};
+  refused(pool, "too small for this pooling");
 }
 
 // The ternary MLP, with half of phi2's batch-norm scales made negative (thresholds then compare

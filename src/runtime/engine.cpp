@@ -9,7 +9,9 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <exception>
 #include <limits>
+#include <mutex>
 #include <string>
 
 #include "quantlab/runtime/int8_kernels.h"
@@ -203,6 +205,8 @@ Engine::Engine(Model model) : model_(std::move(model)) {
           fail(l, "a linear layer after a spatial one needs a flatten");
         if (x.c != l.in) fail(l, "expects " + std::to_string(l.in) + " input channels, gets " + std::to_string(x.c));
         if (l.kind == LayerKind::kConv) {
+          if (x.h + 2 * l.pad < l.kernel || x.w + 2 * l.pad < l.kernel)
+            fail(l, "the image is too small for this layer");
           x.h = (x.h + 2 * l.pad - l.kernel) / l.stride + 1;
           x.w = (x.w + 2 * l.pad - l.kernel) / l.stride + 1;
           if (x.h < 1 || x.w < 1) fail(l, "the image is too small for this layer");
@@ -212,6 +216,7 @@ Engine::Engine(Model model) : model_(std::move(model)) {
         break;
       case LayerKind::kMaxPool:
         if (x.kind != K::kInt && x.kind != K::kFloat) fail(l, "expects accumulators");
+        if (x.h < l.pool_kernel || x.w < l.pool_kernel) fail(l, "the feature map is too small for this pooling");
         x.h = (x.h - l.pool_kernel) / l.pool_stride + 1, x.w = (x.w - l.pool_kernel) / l.pool_stride + 1;
         if (x.h < 1 || x.w < 1) fail(l, "the feature map is too small for this pooling");
         break;
@@ -442,15 +447,24 @@ std::vector<int64_t> Engine::predict_all(const uint8_t* images, int64_t n, int t
   std::vector<int64_t> labels(static_cast<size_t>(n));
   constexpr int64_t kBatch = 64;  // images per weight pass of a linear layer
   const int64_t size = image_size(), chunks = (n + kBatch - 1) / kBatch;
+  // An exception may not leave an OpenMP region (std::terminate): the first is kept and rethrown.
+  std::exception_ptr failed;
+  std::mutex failed_mutex;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads > 0 ? threads : omp_get_max_threads())
   for (int64_t k = 0; k < chunks; ++k) {
-    const int64_t first = k * kBatch, count = std::min(kBatch, n - first);
-    const auto scores = scores_batch(images + first * size, count, nullptr);
-    for (int64_t i = 0; i < count; ++i) {
-      const auto& s = scores[static_cast<size_t>(i)];
-      labels[static_cast<size_t>(first + i)] = std::max_element(s.begin(), s.end()) - s.begin();
+    try {
+      const int64_t first = k * kBatch, count = std::min(kBatch, n - first);
+      const auto scores = scores_batch(images + first * size, count, nullptr);
+      for (int64_t i = 0; i < count; ++i) {
+        const auto& s = scores[static_cast<size_t>(i)];
+        labels[static_cast<size_t>(first + i)] = std::max_element(s.begin(), s.end()) - s.begin();
+      }
+    } catch (...) {
+      const std::lock_guard<std::mutex> lock(failed_mutex);
+      if (!failed) failed = std::current_exception();
     }
   }
+  if (failed) std::rethrow_exception(failed);
   return labels;
 }
 

@@ -238,6 +238,22 @@ Model load_model(const std::string& file) {
     m.input.pad = in_spec.at("pad").get<int64_t>();
     m.input.mean = in_spec.at("mean").get<std::vector<double>>();
     m.input.std = in_spec.at("std").get<std::vector<double>>();
+    // A file's numbers are checked before any is used as a size (a damaged or hand-made file must
+    // not make the runtime read or write outside its buffers, or ask for absurd memory).
+    constexpr int64_t kMaxSide = 1 << 16;
+    const InputSpec& in = m.input;
+    if (in.channels < 1 || in.channels > 4096 || in.height < 1 || in.height > kMaxSide || in.width < 1 ||
+        in.width > kMaxSide || in.pad < 0 || in.pad > kMaxSide)
+      throw IoError(file + ": an impossible input (" + std::to_string(in.channels) + " channels, " +
+                    std::to_string(in.height) + "x" + std::to_string(in.width) + ", pad " + std::to_string(in.pad) +
+                    ")");
+    const auto channels = static_cast<size_t>(in.channels);
+    if (!((in.mean.empty() && in.std.empty()) || (in.mean.size() == channels && in.std.size() == channels)))
+      throw IoError(file + ": the input's mean and std have " + std::to_string(in.mean.size()) + " and " +
+                    std::to_string(in.std.size()) + " values for " + std::to_string(in.channels) + " channels");
+    for (double s : in.std)
+      if (!(s > 0.0) || !std::isfinite(s)) throw IoError(file + ": the input's std holds " + std::to_string(s));
+    if (m.num_classes < 1) throw IoError(file + ": " + std::to_string(m.num_classes) + " classes");
     const size_t blob_start = 12 + head_size;
     const BlobReader blobs(file, bytes.data() + blob_start, bytes.size() - 4 - blob_start);
     for (const auto& j : h.at("layers")) {
@@ -253,7 +269,17 @@ Model load_model(const std::string& file) {
           check(l.in > 0 && l.out > 0 && l.kernel > 0 && l.stride > 0 && l.pad >= 0 && l.groups > 0 &&
                     l.in % l.groups == 0 && l.out % l.groups == 0,
                 file, l, "inconsistent shape");
-          const auto count = static_cast<size_t>(l.out * (l.in / l.groups) * l.kernel * l.kernel);
+          check(l.in <= (int64_t{1} << 24) && l.out <= (int64_t{1} << 24) && l.kernel <= 1024 && l.stride <= 1024 &&
+                    l.pad <= 1024,
+                file, l, "an impossible size");
+          if (l.kind == LayerKind::kLinear)
+            check(l.kernel == 1 && l.stride == 1 && l.pad == 0 && l.groups == 1, file, l,
+                  "a linear layer with a kernel, stride, padding or groups");
+          int64_t count64 = 0;
+          check(!__builtin_mul_overflow(l.out, l.in / l.groups, &count64) &&
+                    !__builtin_mul_overflow(count64, l.kernel * l.kernel, &count64) && count64 <= (int64_t{1} << 34),
+                file, l, "more weights than a model can hold");
+          const auto count = static_cast<size_t>(count64);
           if (j.contains("float_weights"))
             l.float_weights = blobs.get<float>(j.at("float_weights"), count);
           else
@@ -262,11 +288,13 @@ Model load_model(const std::string& file) {
         }
         case LayerKind::kMaxPool:
           l.pool_kernel = j.at("pool_kernel"), l.pool_stride = j.at("pool_stride");
-          check(l.pool_kernel > 0 && l.pool_stride > 0, file, l, "inconsistent pooling");
+          check(l.pool_kernel > 0 && l.pool_stride > 0 && l.pool_kernel <= kMaxSide && l.pool_stride <= kMaxSide, file,
+                l, "inconsistent pooling");
           break;
         case LayerKind::kThreshold: {
           l.channels = j.at("channels"), l.num_thresholds = j.at("num_thresholds"), l.level_step = j.at("level_step");
-          check(l.channels > 0 && l.num_thresholds > 0, file, l, "inconsistent thresholds");
+          check(l.channels > 0 && l.num_thresholds > 0 && l.channels <= (int64_t{1} << 24) && l.num_thresholds <= 255,
+                file, l, "inconsistent thresholds");
           const auto n = static_cast<size_t>(l.channels * l.num_thresholds);
           if (l.float_input)
             l.float_thresholds = blobs.get<double>(j.at("thresholds"), n);
@@ -278,7 +306,7 @@ Model load_model(const std::string& file) {
         }
         case LayerKind::kAffine:
           l.channels = j.at("channels");
-          check(l.channels > 0, file, l, "no channels");
+          check(l.channels > 0 && l.channels <= (int64_t{1} << 24), file, l, "no channels, or too many");
           l.scale = blobs.get<double>(j.at("scale"), static_cast<size_t>(l.channels));
           l.shift = blobs.get<double>(j.at("shift"), static_cast<size_t>(l.channels));
           break;
