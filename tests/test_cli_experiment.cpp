@@ -154,12 +154,15 @@ TEST(CliExperiment, TestModeListAndBadInput) {
   EXPECT_NE(out.find("epoch0009.ckpt: no such checkpoint; available in"), std::string::npos) << out;
   EXPECT_NE(out.find("best.ckpt, last.ckpt, epoch0001.ckpt, epoch0002.ckpt"), std::string::npos) << out;
   EXPECT_EQ(run_cli(home.args("--exp_id=5"), out), 1);
-  EXPECT_NE(out.find("--exp_id=5: no such experiment"), std::string::npos) << out;
+  EXPECT_NE(out.find("experiment 5: no such experiment"), std::string::npos) << out;
   EXPECT_NE(out.find("existing: 1"), std::string::npos) << out;
   ASSERT_EQ(run_cli("list --problem=Toy --home=" + home.dir.path(), out), 0) << out;
   EXPECT_NE(out.find("exp001"), std::string::npos) << out;
   EXPECT_NE(out.find("2/2"), std::string::npos) << out;
   EXPECT_NE(out.find("finished"), std::string::npos) << out;
+  // --nproc is for training: with a subcommand it is refused (each process ran the subcommand).
+  EXPECT_EQ(run_cli("--nproc=2 list --problem=Toy --home=" + home.dir.path(), out), 1);
+  EXPECT_NE(out.find("--nproc applies to training, not to `quantlab list`"), std::string::npos) << out;
   // A config that fails validation creates no experiment folder.
   auto cfg = read_json_file(home.dir.path() + "/Toy/config.json");
   cfg["treat"]["max_epoch"] = "two";

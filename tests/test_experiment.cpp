@@ -142,7 +142,7 @@ TEST(Logbook, IdsGrowPastNineHundredNinetyNine) {
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(
-        std::string(e.what()).find("--exp_id=7: no such experiment in " + logs.path() + "; existing: 10, 999, 1000"),
+        std::string(e.what()).find("experiment 7: no such experiment in " + logs.path() + "; existing: 10, 999, 1000"),
         std::string::npos)
         << e.what();
   }

@@ -260,10 +260,21 @@ TEST(Sweep, RunsStopsResumesAndReportsAFailedUnit) {
   Home home;
   SweepOptions s = sweep_of(home, "study",
                             {{"treat.optimizer.params.lr", {0.001, 0.004}}, {"indiv.net.params.capacity", {0.02, -1}}});
+  // Missing or wrong flags, which every unit's launch would refuse, are found before anything is made.
+  std::ostringstream sink;
+  SweepOptions untyped = s;
+  untyped.launch.topology = "";
+  EXPECT_NE(error_of([&] { run_sweep(untyped, nullptr, sink); }).find("--problem and --topology are required"),
+            std::string::npos);
+  untyped.launch.topology = "VGG";
+  EXPECT_NE(error_of([&] { run_sweep(untyped, nullptr, sink); })
+                .find("unit 1 of the sweep (treat.optimizer.params.lr=0.001, indiv.net.params.capacity=0.02): "
+                      "indiv.net.class: class 'MLP' belongs to topology 'MLP', not to --topology=VGG"),
+            std::string::npos)
+      << error_of([&] { run_sweep(untyped, nullptr, sink); });
   // Unknown paths are found before anything is made.
   SweepOptions wrong = s;
   wrong.design.factors.push_back({"treat.optimiser.lr", {1}});
-  std::ostringstream sink;
   EXPECT_NE(error_of([&] { run_sweep(wrong, nullptr, sink); }).find("treat has no key optimiser"), std::string::npos);
   EXPECT_FALSE(fs::exists(home.dir.path() + "/Toy/sweeps"));
   SweepOptions many = s;

@@ -415,7 +415,13 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   train.finish(app);
   try {
-    if (train.nproc > 1) return train.run_processes(argc, argv);
+    if (train.nproc > 1) {
+      // --nproc starts the training in several processes; a subcommand would run in each of them.
+      for (const CLI::App* sub : app.get_subcommands())
+        throw quantlab::Error("--nproc applies to training, not to `quantlab " + sub->get_name() + "`" +
+                              (sub->get_name() == "sweep" ? " (--parallel=K runs its units in K processes)" : ""));
+      return train.run_processes(argc, argv);
+    }
     if (*list.cmd) return list.run();
     if (*sweep.cmd) return sweep.run(train.o, argc, argv);
     if (*compare.cmd) return compare.run();

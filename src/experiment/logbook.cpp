@@ -106,12 +106,12 @@ Logbook Logbook::open(const std::string& logs_dir, int64_t id) {
   const auto ids = list(logs_dir);
   if (std::find(ids.begin(), ids.end(), id) == ids.end()) {
     const std::string known = join(ids, [](int64_t i) { return std::to_string(i); });
-    throw Error("--exp_id=" + std::to_string(id) + ": no such experiment in " + logs_dir +
+    throw Error("experiment " + std::to_string(id) + ": no such experiment in " + logs_dir +
                 (known.empty() ? " (there are none yet)" : "; existing: " + known));
   }
   for (const auto& e : fs::directory_iterator(logs_dir))
     if (parse_id(e.path().filename().string()) == id) return Logbook(id, e.path().string());
-  throw Error("--exp_id=" + std::to_string(id) + ": vanished from " + logs_dir);
+  throw Error("experiment " + std::to_string(id) + ": vanished from " + logs_dir);
 }
 
 std::vector<std::string> Logbook::remove_abandoned(const std::string& logs_dir) {

@@ -8,6 +8,7 @@
 #include "quantlab/config/json_node.h"
 #include "quantlab/config/overrides.h"
 #include "quantlab/experiment/config_diff.h"
+#include "quantlab/topology/network_spec.h"
 #include "quantlab/util/error.h"
 
 namespace quantlab::experiment {
@@ -179,7 +180,7 @@ std::vector<std::string> unit_overrides(const SweepUnit& u, const nlohmann::json
   return out;
 }
 
-void check_unit_configs(const std::vector<SweepUnit>& units, const nlohmann::json& base) {
+void check_unit_configs(const std::vector<SweepUnit>& units, const nlohmann::json& base, const std::string& topology) {
   std::map<std::string, const SweepUnit*> seen;  // a config's text -> the first unit with it
   for (const auto& u : units) {
     const std::vector<std::string> args = unit_overrides(u, base);
@@ -192,6 +193,15 @@ void check_unit_configs(const std::vector<SweepUnit>& units, const nlohmann::jso
       for (const auto& a : args)
         if (why.rfind("--set " + a + ": ", 0) == 0) why = why.substr(a.size() + 8);
       throw ConfigError("unit " + std::to_string(u.index + 1) + " of the sweep (" + levels_text(u) + "): " + why);
+    }
+    // The network class against --topology (what the launch checks first), not after a start-up.
+    if (!topology.empty() && c.contains("indiv") && c["indiv"].is_object() && c["indiv"].contains("net")) {
+      try {
+        (void)topology::parse_network_spec(config::JsonNode(c["indiv"]["net"], "indiv.net"), topology);
+      } catch (const Error& e) {
+        throw ConfigError("unit " + std::to_string(u.index + 1) + " of the sweep (" + levels_text(u) +
+                          "): " + e.what());
+      }
     }
     c.erase("overrides");
     const auto [it, fresh] = seen.emplace(c.dump(), &u);

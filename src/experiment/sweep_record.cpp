@@ -18,6 +18,7 @@
 #include "quantlab/experiment/storage.h"
 #include "quantlab/util/error.h"
 #include "quantlab/util/runtime.h"
+#include "launch_steps.h"
 #include "sweep_steps.h"
 
 namespace quantlab::experiment::sweep_steps {
@@ -110,6 +111,7 @@ Sweep prepare(const SweepOptions& o) {
         throw ConfigError("the factor " + d.factors[i].first + " is given twice (in the design and by --grid?)");
   check_plain_name("the sweep's name", d.name);
   const LaunchOptions& l = o.launch;
+  launch_steps::check_flags(l);  // what every unit's launch would refuse, refused once before anything is made
   if (l.exp_id || l.branch || l.load || !l.overrides.empty())
     throw Error("a sweep makes its own experiments: --exp_id, --load, --branch and --set do not apply");
   if (o.parallel < 1) throw Error("--parallel: expected 1 or more processes");
@@ -131,7 +133,7 @@ Sweep prepare(const SweepOptions& o) {
   if (o.unit && (*o.unit < 1 || *o.unit > static_cast<int64_t>(s.units.size())))
     throw Error("--unit=" + std::to_string(*o.unit) + ": sweep " + d.name + " has units 1 to " +
                 std::to_string(s.units.size()));
-  check_unit_configs(s.units, s.base);  // before anything is made
+  check_unit_configs(s.units, s.base, l.topology);  // before anything is made
   s.design = design_json(d);
   s.dir = paths.dir + "/sweeps/" + d.name;
   s.file = s.dir + "/sweep.json";
