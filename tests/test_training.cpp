@@ -213,7 +213,7 @@ TEST(Cli, BadInputStopsWithAMessage) {
   std::ofstream(home.path() + "/Toy/config.json") << "{\"indiv\": ";
   EXPECT_EQ(run_cli("--problem=Toy --topology=MLP --home=" + home.path(), out), 1);
   EXPECT_NE(out.find("not valid JSON"), std::string::npos) << out;
-  EXPECT_NE(run_cli("--problem=Toy --topology=MLP --ckpt_every=abc", out), 0);
+  EXPECT_EQ(run_cli("--problem=Toy --topology=MLP --ckpt_every=abc", out), 2);  // a command line it cannot parse
   auto cfg = tiny_config("MLP", 1);
   cfg["treat"]["optimizer"]["params"]["lr"] = -1;
   std::ofstream(home.path() + "/Toy/config.json") << cfg.dump();

@@ -412,7 +412,11 @@ int main(int argc, char** argv) {
   exporter.declare(app);
   infer.declare(app);
   valprep.declare(app);
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;  // --help and --version: 0; a command line it cannot parse: 2
+  }
   train.finish(app);
   try {
     if (train.nproc > 1) {

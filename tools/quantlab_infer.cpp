@@ -17,7 +17,11 @@ int main(int argc, char** argv) {
   app.add_option("--model", model, "The model file (quantlab export)")->required();
   app.add_option("--data", data, "The folder of the test set (IDX t10k-* files or CIFAR's test file)")->required();
   app.add_option("--threads", threads, "Threads (default: all)")->check(CLI::Range(0, 1024));
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;  // --help and --version: 0; a command line it cannot parse: 2
+  }
   try {
     const quantlab::runtime::Engine engine(quantlab::runtime::load_model(model));
     const auto images = quantlab::runtime::read_test_images(data);
