@@ -22,8 +22,11 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # a virtual environment of the build folder) or python (the PyTorch of an installed PYTHON).
 TORCH ?= debian
 PYTHON ?= python3
+# Each libtorch its own build folder: a folder configured against one keeps it in CMake's cache.
 ifeq ($(TORCH),pip)
 BUILD ?= build-pip
+else ifeq ($(TORCH),python)
+BUILD ?= build-python
 else
 BUILD ?= build
 endif
@@ -101,12 +104,12 @@ $(BUILD)/.deps-test: $(BUILD)/.deps
 	@$(call apt,deps-test,$(DEB_TEST))
 	@touch $@
 
-$(BUILD)/.deps-bench: $(BUILD)/.deps
+$(BUILD)/.deps-bench: $(DEPS_STAMP)
 	@$(call apt,deps-bench,$(DEB_BENCH))
 	@touch $@
 
 # TORCH=pip: Debian's packages without its libtorch, then PyTorch and the tools from PyPI.
-$(BUILD)/.deps-pip: Makefile $(REQ_TORCH) $(REQ_TOOLS)
+$(BUILD)/.deps-pip: Makefile $(REQ_TORCH) $(REQ_TOOLS) tools/python/requirements-nvcc.txt $(BUILD)/.nvcc-$(NVCC)$(HAVE_NVCC)
 	@mkdir -p $(BUILD)
 	@$(call apt,deps,$(DEB_COMMON) $(DEB_DATA) python3-venv)
 	@tools/python_env.sh $(VENV) $(WHEELS) $(REQ_TORCH) $(REQ_TOOLS)
@@ -117,12 +120,19 @@ ifneq ($(NVCC)$(HAVE_NVCC),autoyes)
 endif
 	@touch $@
 
+# Which nvcc the pip build uses (the machine's, or PyPI's with NVCC=pip): a change remakes .deps-pip.
+$(BUILD)/.nvcc-%:
+	@mkdir -p $(BUILD)
+	@rm -f $(BUILD)/.nvcc-*
+	@touch $@
+
 # The tools' venv of the Debian build (TensorBoard, ONNX, ONNX Runtime for the tests).
 $(VENV)/.tools: $(REQ_TOOLS) $(BUILD)/.deps-test
 	@tools/python_env.sh $(VENV) $(WHEELS) $(REQ_TOOLS)
 	@touch $@
 
-$(BUILD)/.deps-python:
+# Made again when bundle/ gets packages (copied in after a first build without them).
+$(BUILD)/.deps-python: $(wildcard $(BUNDLE)/*.deb)
 	@test -n "$(TORCH_CMAKE)" && test -d "$(TORCH_CMAKE)" || { \
 	  echo "make build TORCH=python: $(PYTHON) has no torch with CMake files ($(PYTHON) -c 'import torch; print(torch.utils.cmake_prefix_path)')"; exit 1; }
 	@mkdir -p $(PREFIX)
@@ -159,7 +169,7 @@ endif
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.h' '*.cu')
 
-$(BUILD)/.deps-style: $(BUILD)/.deps
+$(BUILD)/.deps-style: $(DEPS_STAMP)
 	@$(call apt,deps-style,$(DEB_STYLE))
 	@touch $@
 

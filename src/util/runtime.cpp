@@ -120,7 +120,7 @@ std::string cuda_unavailable_reason() {
   if (!libtorch_has_cuda())
     return "this QuantLab is built against a libtorch without CUDA (Debian's libtorch is CPU-only); build it with "
            "`make build TORCH=pip` (PyTorch 2.x with CUDA from PyPI) or, on a machine with a CUDA PyTorch installed, "
-           "`make build TORCH=python` (docs/GPU.md), or use --device=cpu";
+           "`make build TORCH=python` (into build-python/; docs/GPU.md), or use --device=cpu";
   const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
   return std::string("this QuantLab has CUDA but sees no GPU on this machine") +
          (visible ? " (CUDA_VISIBLE_DEVICES=" + std::string(visible) + ")" : std::string()) +
