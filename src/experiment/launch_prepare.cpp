@@ -99,10 +99,21 @@ Prepared prepare(const LaunchOptions& o, const std::optional<dist::Environment>&
       p.test_checkpoint = p.book->saves().file(config::CheckpointRef::parse(o.load.value_or("best"), "--load"));
   } else {
     const std::string file = p.paths.dir + "/" + o.config.value_or("config.json");
-    if (!fs::exists(file))
-      throw IoError(file +
-                    ": no such file (each problem keeps its config in <home>/<Problem>/; `quantlab problem add " +
-                    o.problem + "` makes one)");
+    if (!fs::exists(file)) {
+      // The problem's configs when it has a folder; else how to make one.
+      std::vector<std::string> configs;
+      std::error_code ec;
+      for (const auto& e : fs::directory_iterator(p.paths.dir, ec))
+        if (e.path().extension() == ".json" && e.is_regular_file(ec)) configs.push_back(e.path().filename().string());
+      std::sort(configs.begin(), configs.end());
+      std::string have;
+      for (const auto& c : configs) have += (have.empty() ? "" : ", ") + c;
+      throw IoError(file + ": no such file (" +
+                    (!configs.empty() ? "the configs of " + o.problem + ": " + have + "; --config=NAME picks one"
+                                      : "each problem keeps its config in <home>/<Problem>/; `quantlab problem add " +
+                                            o.problem + "` makes one") +
+                    ")");
+    }
     p.config = config::read_json_file(file);
   }
   config::apply_overrides(p.config, o.overrides);  // checked here; the parser below checks the result
