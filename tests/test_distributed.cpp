@@ -408,13 +408,20 @@ TEST(Distributed, AStoppedRankIsNamedAndEnded) {
   EXPECT_EQ(log.find("did not stop; ending it"), std::string::npos) << log;
 }
 
+// `quantlab --nproc=2` of a long run, its output in `log`, once its first checkpoint exists.
+pid_t launcher_after_its_first_checkpoint(const Home& home, const std::string& log) {
+  const pid_t launcher =
+      testing::spawn_program(QL_BINARY, split_args(home.args("MLP", "--nproc=2 --ckpt_every=0")), {}, log);
+  for (int i = 0; i < 2400 && !fs::exists(home.saves(1) + "/last.ckpt"); ++i)  // 2 min: a loaded CI machine
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_TRUE(fs::exists(home.saves(1) + "/last.ckpt")) << testing::slurp(log);
+  return launcher;
+}
+
 TEST(Distributed, CtrlCOnTheLauncherStopsEveryRankAndSaysHowToResume) {
   Home home(mlp_config(200), 960);
   TempDir tmp;
-  const pid_t launcher = testing::spawn_program(QL_BINARY, split_args(home.args("MLP", "--nproc=2 --ckpt_every=0")), {},
-                                                tmp.path() + "/log");
-  for (int i = 0; i < 2400 && !fs::exists(home.saves(1) + "/last.ckpt"); ++i)  // 2 min: a loaded CI machine
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const pid_t launcher = launcher_after_its_first_checkpoint(home, tmp.path() + "/log");
   const auto ranks = children_of(launcher);
   kill(launcher, SIGINT);
   EXPECT_EQ(testing::wait_exit(launcher), 130);
@@ -445,11 +452,7 @@ bool running(pid_t pid) {
 TEST(Distributed, RanksOfAKilledLauncherStop) {
   Home home(mlp_config(200), 960);
   TempDir tmp;
-  const pid_t launcher = testing::spawn_program(QL_BINARY, split_args(home.args("MLP", "--nproc=2 --ckpt_every=0")), {},
-                                                tmp.path() + "/log");
-  for (int i = 0; i < 2400 && !fs::exists(home.saves(1) + "/last.ckpt"); ++i)  // 2 min: a loaded CI machine
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  ASSERT_TRUE(fs::exists(home.saves(1) + "/last.ckpt")) << testing::slurp(tmp.path() + "/log");
+  const pid_t launcher = launcher_after_its_first_checkpoint(home, tmp.path() + "/log");
   const auto ranks = children_of(launcher);
   ASSERT_EQ(ranks.size(), 2u);
   kill(launcher, SIGKILL);

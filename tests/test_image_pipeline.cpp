@@ -274,7 +274,8 @@ TEST(ImageFolder, ScaledDecodingStaysCloseToFullDecoding) {
 // linked into place and removed from the flat folder; nothing partial stays behind.
 TEST(Valprep, MovesAcrossFileSystemsWithoutPartialFiles) {
   TempDir dir;
-  struct stat a {}, b {};
+  struct stat a {
+  }, b{};
   if (::stat("/dev/shm", &a) != 0 || ::stat(dir.path().c_str(), &b) != 0 || a.st_dev == b.st_dev)
     GTEST_SKIP() << "no /dev/shm on a file system of its own here";
   const std::string val = "/dev/shm/quantlab-valprep-" + std::to_string(::getpid());

@@ -94,19 +94,27 @@ struct TinyRun {
   EpochStats test;
 };
 
-TinyRun tiny_run(const std::string& cls, int epochs) {
-  TempDir dir;
-  testing::write_toy_idx_problem(dir.path(), 640, 200, 4, false);
+// A Trainer of `cfg` (topology MLP, seed 0) on the toy problem written in `dir`, given to `use`.
+template <typename F>
+auto with_trainer(const nlohmann::json& cfg, const std::string& dir, F use) {
   torch::manual_seed(0);
-  Experiment exp(tiny_config(cls, epochs), "MLP", torch::kCPU);
-  const auto data = data::load_idx_problem(dir.path(), exp.data);
+  Experiment exp(cfg, "MLP", torch::kCPU);
+  const auto data = data::load_idx_problem(dir, exp.data);
   std::ostringstream sink;
   Progress progress(sink, false);
   Trainer trainer(exp, data, progress);
-  TinyRun r;
-  r.records = trainer.fit(exp.max_epoch);
-  r.test = trainer.test();
-  return r;
+  return use(trainer);
+}
+
+TinyRun tiny_run(const std::string& cls, int epochs) {
+  TempDir dir;
+  testing::write_toy_idx_problem(dir.path(), 640, 200, 4, false);
+  return with_trainer(tiny_config(cls, epochs), dir.path(), [&](Trainer& trainer) {
+    TinyRun r;
+    r.records = trainer.fit(epochs);
+    r.test = trainer.test();
+    return r;
+  });
 }
 
 // A loss with reduction "sum" is reported, like a mean one, as its mean over the samples (it was
@@ -119,13 +127,7 @@ TEST(Training, ASummedLossIsReportedPerSample) {
     nlohmann::json cfg = tiny_config("MLPBaseline", 1);
     cfg["indiv"]["loss_function"] = {{"class", "CrossEntropyLoss"}, {"params", {{"reduction", reduction}}}};
     cfg["treat"]["data"]["bs_valid"] = 64;  // 200 test images: a last batch of 8
-    torch::manual_seed(0);
-    Experiment exp(cfg, "MLP", torch::kCPU);
-    const auto data = data::load_idx_problem(dir.path(), exp.data);
-    std::ostringstream sink;
-    Progress progress(sink, false);
-    Trainer trainer(exp, data, progress);
-    reported.push_back(trainer.test().loss);
+    reported.push_back(with_trainer(cfg, dir.path(), [](Trainer& trainer) { return trainer.test().loss; }));
   }
   EXPECT_GT(reported[0], 0.5);
   EXPECT_NEAR(reported[1], reported[0], 1e-5 * reported[0]);
@@ -140,13 +142,7 @@ TEST(Training, APlateauScheduleSkipsEpochsThatDidNotMeasureItsStatistic) {
   cfg["treat"]["lr_scheduler"] = {
       {"class", "ReduceLROnPlateau"}, {"step_metric", "train_metric"}, {"params", {{"patience", 0}}}};
   cfg["protocol"]["metric_period"] = 2;
-  torch::manual_seed(0);
-  Experiment exp(cfg, "MLP", torch::kCPU);
-  const auto data = data::load_idx_problem(dir.path(), exp.data);
-  std::ostringstream sink;
-  Progress progress(sink, false);
-  Trainer trainer(exp, data, progress);
-  const auto records = trainer.fit(3);
+  const auto records = with_trainer(cfg, dir.path(), [](Trainer& trainer) { return trainer.fit(3); });
   ASSERT_EQ(records.size(), 3u);
   EXPECT_EQ(records[1].lr, records[0].lr);  // epoch 1 measured nothing: epoch 2 keeps the rate
   // Epoch 2 measured the first value (an improvement on nothing): epoch 3 keeps it too.
