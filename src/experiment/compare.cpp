@@ -18,6 +18,7 @@
 #include "quantlab/experiment/storage.h"
 #include "quantlab/util/error.h"
 #include "cell_table.h"
+#include "sweep_steps.h"
 
 namespace quantlab::experiment {
 namespace {
@@ -148,18 +149,12 @@ void compare_experiments(const CompareOptions& o, std::ostream& out) {
       }
       const int64_t id = u["exp_id"].get<int64_t>();
       // Deleted by hand, or its number since taken by another experiment (not one of this unit's).
-      bool its = std::find(existing.begin(), existing.end(), id) != existing.end();
-      if (its) {
-        try {
-          const Logbook book = Logbook::open(paths.logs, id);
-          const nlohmann::json mine = book.config().value("sweep", nlohmann::json());
-          its = book.parent().is_null() && mine.is_object() && mine.value("name", "") == o.sweep &&
-                mine.value("unit", int64_t{-1}) == u.value("unit", int64_t{-2}) &&
-                mine.value("id", "") == record.value("id", "");
-        } catch (const Error&) {
-          its = false;
-        }
-      }
+      const bool its = std::find(existing.begin(), existing.end(), id) != existing.end() &&
+                       sweep_steps::made_for_unit(paths.logs, id, [&](const nlohmann::json& mine) {
+                         return mine.is_object() && mine.value("name", "") == o.sweep &&
+                                mine.value("unit", int64_t{-1}) == u.value("unit", int64_t{-2}) &&
+                                mine.value("id", "") == record.value("id", "");
+                       });
       if (!its) {
         notes.push_back("unit " + std::to_string(u.value("unit", int64_t{0}) + 1) + ": its experiment " +
                         std::to_string(id) + " is gone from " + paths.logs);

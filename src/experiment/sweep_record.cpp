@@ -171,17 +171,20 @@ nlohmann::json unit_record(const Sweep& s, const SweepUnit& u) {
   return record;
 }
 
-namespace {
-
-// The experiment `id` is the unit's: its config carries the unit's "sweep" entry, and it is not a
-// branch (which copies its parent's config, the entry included).
-bool is_units(const Sweep& s, const nlohmann::json& mine, int64_t id) {
+bool made_for_unit(const std::string& logs, int64_t id, const std::function<bool(const nlohmann::json&)>& entry) {
   try {
-    const Logbook book = Logbook::open(s.logs, id);
-    return book.parent().is_null() && book.config().value("sweep", nlohmann::json()) == mine;
+    const Logbook book = Logbook::open(logs, id);
+    return book.parent().is_null() && entry(book.config().value("sweep", nlohmann::json()));
   } catch (const Error&) {
     return false;
   }
+}
+
+namespace {
+
+// The experiment `id` is the unit's: its config carries the unit's "sweep" entry.
+bool is_units(const Sweep& s, const nlohmann::json& mine, int64_t id) {
+  return made_for_unit(s.logs, id, [&](const nlohmann::json& e) { return e == mine; });
 }
 
 }  // namespace

@@ -43,6 +43,10 @@ Sweep prepare(const SweepOptions& options);
 // levels and repeat.
 nlohmann::json unit_record(const Sweep& s, const SweepUnit& u);
 
+// Whether experiment `id` of `logs` was made for a sweep's unit whose config "sweep" entry `entry`
+// accepts: not a branch (a branch copies its parent's config, the entry included), and readable.
+bool made_for_unit(const std::string& logs, int64_t id, const std::function<bool(const nlohmann::json&)>& entry);
+
 // The unit's experiment when it has one: from the record, or found by its config's "sweep" entry
 // when an earlier run was stopped before it recorded the number; else -1. An experiment the
 // record names that is gone (deleted by hand, or its number taken by another experiment since) is
