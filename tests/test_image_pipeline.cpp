@@ -123,6 +123,13 @@ TEST(ImageDecode, ReducedScaleDecodingAndBadFiles) {
   EXPECT_THROW(data::read_file_bytes(dir.path() + "/folder.JPEG"), IoError);
   std::ofstream(dir.path() + "/empty.JPEG").close();
   EXPECT_THROW(data::read_file_bytes(dir.path() + "/empty.JPEG"), data::DecodeError);
+  // A FIFO (nobody writing to it) is refused, not waited on.
+  ASSERT_EQ(::mkfifo((dir.path() + "/pipe.JPEG").c_str(), 0600), 0);
+  EXPECT_THROW(data::read_file_bytes(dir.path() + "/pipe.JPEG"), IoError);
+  // The image is read whole, however large.
+  const std::string big(3 << 20, 'j');
+  std::ofstream(dir.path() + "/big.JPEG", std::ios::binary) << big;
+  EXPECT_EQ(data::read_file_bytes(dir.path() + "/big.JPEG"), big);
 }
 
 // The validation transform equals resize-256 (libtorch's anti-aliased bilinear, PIL's filter),

@@ -37,6 +37,22 @@ SweepOptions sweep_of(const Home& home, const std::string& name,
   return s;
 }
 
+// compare's options over the toy home: one sweep's units where `sweep` is given, else every
+// experiment.
+CompareOptions compare_of(const Home& home, const std::string& sweep = "", const std::string& format = "table") {
+  CompareOptions c;
+  c.home = home.dir.path(), c.problem = "Toy", c.sweep = sweep, c.format = format;
+  return c;
+}
+
+// What compare prints (parsed where the format is JSON).
+std::string compare_text(const CompareOptions& c) {
+  std::ostringstream out;
+  compare_experiments(c, out);
+  return out.str();
+}
+nlohmann::json compare_json(const CompareOptions& c) { return nlohmann::json::parse(compare_text(c)); }
+
 // --parallel=2 runs the units in processes of their own (quantlab sweep ... --unit=N), each with
 // its output in units/<N>/output.log; a failing unit is recorded; the finished ones are skipped
 // the next time without a process.
@@ -102,11 +118,8 @@ TEST(Sweep, NamedLevelsShowByNameInCompareAndHParams) {
                    "design");
   std::ostringstream sink;
   EXPECT_EQ(run_sweep(s, nullptr, sink).finished, 2) << sink.str();
-  CompareOptions c;
-  c.home = home.dir.path(), c.problem = "Toy", c.sweep = "named", c.format = "json";
-  std::ostringstream js;
-  compare_experiments(c, js);
-  const auto rows = nlohmann::json::parse(js.str());
+  CompareOptions c = compare_of(home, "named", "json");
+  const auto rows = compare_json(c);
   ASSERT_EQ(rows.size(), 2u);
   std::set<std::string> sizes;
   for (const auto& r : rows) {
@@ -116,9 +129,7 @@ TEST(Sweep, NamedLevelsShowByNameInCompareAndHParams) {
   EXPECT_EQ(sizes, (std::set<std::string>{"small", "large"}));
   // --by: one row per level, with the mean accuracies; a column that is not there is refused.
   c.by = "size";
-  std::ostringstream by;
-  compare_experiments(c, by);
-  const auto levels = nlohmann::json::parse(by.str());
+  const auto levels = compare_json(c);
   ASSERT_EQ(levels.size(), 2u);
   EXPECT_EQ(levels[0]["experiments"], 1);
   EXPECT_EQ(levels[0]["tested"], 1);
@@ -129,8 +140,7 @@ TEST(Sweep, NamedLevelsShowByNameInCompareAndHParams) {
     matches |= r["factors"]["size"] == levels[0]["level"] && r["test_accuracy"].get<double>() == mean;
   EXPECT_TRUE(matches) << levels.dump() << rows.dump();
   c.by = "colour";
-  EXPECT_NE(error_of([&] { compare_experiments(c, by); }).find("--by=colour: expected a column (size)"),
-            std::string::npos);
+  EXPECT_NE(error_of([&] { compare_text(c); }).find("--by=colour: expected a column (size)"), std::string::npos);
   c.by.clear();
   const auto config = Logbook::open(home.logs(), 1).config();
   EXPECT_EQ(config["sweep"]["levels"]["size"], "large");  // factor levels in name order: large, small
@@ -339,11 +349,7 @@ TEST(Sweep, RunsStopsResumesAndReportsAFailedUnit) {
   EXPECT_NE(error_of([&] { run_sweep(s, nullptr, sink); }).find("the record of sweep study"), std::string::npos);
   // compare --sweep takes the sweep's experiments.
   std::ofstream(record_file) << record.dump();
-  CompareOptions c;
-  c.home = home.dir.path(), c.problem = "Toy", c.sweep = "study", c.format = "json";
-  std::ostringstream js;
-  compare_experiments(c, js);
-  const auto rows = nlohmann::json::parse(js.str());
+  const auto rows = compare_json(compare_of(home, "study", "json"));
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(rows[1]["factors"]["treat.optimizer.params.lr"], 0.004);
 }
@@ -446,13 +452,9 @@ TEST(Sweep, ASweepMadeAgainAndAnExperimentDeletedByHand) {
   branch.branch = true;
   const int64_t branched = launch(branch, nullptr, sink).exp_id;
   EXPECT_FALSE(Logbook::open(home.logs(), branched).config().contains("sweep"));  // not a unit of the sweep
-  CompareOptions c;
-  c.home = home.dir.path(), c.problem = "Toy", c.sweep = "two";
-  std::ostringstream table;
-  compare_experiments(c, table);
-  EXPECT_NE(table.str().find("unit 2: its experiment " + std::to_string(gone) + " is gone"), std::string::npos)
-      << table.str();
-  EXPECT_EQ(table.str().find("0.009"), std::string::npos) << table.str();
+  const std::string table = compare_text(compare_of(home, "two"));
+  EXPECT_NE(table.find("unit 2: its experiment " + std::to_string(gone) + " is gone"), std::string::npos) << table;
+  EXPECT_EQ(table.find("0.009"), std::string::npos) << table;
   std::ostringstream out;
   SweepResult r = run_sweep(s, nullptr, out);
   EXPECT_EQ(r.finished, 2) << out.str();
@@ -483,11 +485,7 @@ TEST(Sweep, CompareOverTwoSweepsShowsEachRowsOwnValues) {
     SweepOptions s = sweep_of(home, name, {{path, {a, b}}});
     EXPECT_EQ(run_sweep(s, nullptr, sink).finished, 2);
   }
-  CompareOptions c;
-  c.home = home.dir.path(), c.problem = "Toy", c.format = "json";
-  std::ostringstream js;
-  compare_experiments(c, js);
-  const auto rows = nlohmann::json::parse(js.str());
+  const auto rows = compare_json(compare_of(home, "", "json"));
   ASSERT_EQ(rows.size(), 4u);
   for (const auto& r : rows) {
     EXPECT_TRUE(r["factors"]["treat.optimizer.params.lr"].is_number()) << rows.dump();
@@ -504,12 +502,9 @@ TEST(Sweep, AChangedBaseConfigIsRefusedAndCompareShowsTheFactorsOfOneUnit) {
   s.unit = 1;
   std::ostringstream sink;
   EXPECT_EQ(run_sweep(s, nullptr, sink).finished, 1);
-  CompareOptions c;
-  c.home = home.dir.path(), c.problem = "Toy", c.sweep = "mid";
-  std::ostringstream table;
-  compare_experiments(c, table);
-  EXPECT_NE(table.str().find("treat.optimizer.params.lr"), std::string::npos) << table.str();
-  EXPECT_NE(table.str().find("(1 of the 2 units have no experiment yet)"), std::string::npos) << table.str();
+  const std::string table = compare_text(compare_of(home, "mid"));
+  EXPECT_NE(table.find("treat.optimizer.params.lr"), std::string::npos) << table;
+  EXPECT_NE(table.find("(1 of the 2 units have no experiment yet)"), std::string::npos) << table;
   auto cfg = read_json_file(home.dir.path() + "/Toy/config.json");
   const auto bs = cfg["treat"]["data"]["bs_train"];
   cfg["treat"]["data"]["bs_train"] = bs.get<int64_t>() / 2;

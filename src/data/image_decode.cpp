@@ -4,10 +4,12 @@
 #include <png.h>
 #include <turbojpeg.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <memory>
 
 namespace quantlab::data {
@@ -93,22 +95,32 @@ uint8_t* RgbImage::reserve(size_t n) {
 void read_file_bytes(const std::string& path, std::string& bytes) {
   // A file that cannot be read is the file system's trouble (a network file system's hiccup, a
   // permission), not the image's: an IoError that stops the run, never an image skipped for good.
-  std::error_code ec;
-  const auto type = std::filesystem::status(path, ec).type();
-  if (type != std::filesystem::file_type::regular && type != std::filesystem::file_type::not_found &&
-      type != std::filesystem::file_type::none)
-    throw IoError(path + ": not a regular file");
-  errno = 0;
-  std::ifstream f(path, std::ios::binary | std::ios::ate);
-  if (!f) throw IoError(path + ": cannot open the image (" + std::strerror(errno ? errno : EIO) + ")");
-  const std::streamoff size = f.tellg();
-  if (size < 0) throw IoError(path + ": cannot read the image's size");
-  if (size == 0) throw DecodeError("empty file");
-  bytes.resize(static_cast<size_t>(size));
-  f.seekg(0);
-  errno = 0;
-  if (!f.read(bytes.data(), size))
-    throw IoError(path + ": cannot read the image (" + std::strerror(errno ? errno : EIO) + ")");
+  // One open and one fstat per image: the size and the kind come from the open file.
+  const auto fail = [&](const char* what, int err) {
+    return IoError(path + ": " + what + " (" + std::strerror(err ? err : EIO) + ")");
+  };
+  // O_NONBLOCK: a FIFO in the image folder is refused below instead of blocking the open.
+  struct File {
+    int fd;
+    ~File() {
+      if (fd >= 0) ::close(fd);
+    }
+  } const file{::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK)};
+  const int fd = file.fd;
+  if (fd < 0) throw fail("cannot open the image", errno);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw fail("cannot read the image's size", errno);
+  if (!S_ISREG(st.st_mode)) throw IoError(path + ": not a regular file");
+  if (st.st_size == 0) throw DecodeError("empty file");
+  bytes.resize(static_cast<size_t>(st.st_size));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t got = ::read(fd, bytes.data() + done, bytes.size() - done);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) throw fail("cannot read the image", errno);
+    if (got == 0) throw IoError(path + ": the image ended early (the file shrank while it was read)");
+    done += static_cast<size_t>(got);
+  }
 }
 
 std::string read_file_bytes(const std::string& path) {

@@ -18,6 +18,15 @@ void shuffle(std::vector<int64_t>& v, std::mt19937_64& rng) {
   }
 }
 
+// Calls take(from, to) for the rank's share [from, to) of every batch of an epoch of n samples.
+template <class Take>
+void for_each_share(int64_t n, int64_t batch, int world, int rank, Take take) {
+  for (int64_t start = 0; start < n; start += batch) {
+    const int64_t len = std::min(batch, n - start);
+    take(start + len * rank / world, start + len * (rank + 1) / world);
+  }
+}
+
 }  // namespace
 
 Split split_indices(int64_t n, double valid_fraction, uint64_t seed) {
@@ -44,22 +53,16 @@ std::vector<int64_t> epoch_order(const std::vector<int64_t>& indices, uint64_t s
 
 std::vector<int64_t> rank_shard(const std::vector<int64_t>& order, int64_t batch, int world, int rank) {
   std::vector<int64_t> out;
-  const auto n = static_cast<int64_t>(order.size());
-  for (int64_t start = 0; start < n; start += batch) {
-    const int64_t len = std::min(batch, n - start);
-    const int64_t from = start + len * rank / world, to = start + len * (rank + 1) / world;
-    out.insert(out.end(), order.begin() + from, order.begin() + to);
-  }
+  for_each_share(static_cast<int64_t>(order.size()), batch, world, rank,
+                 [&](int64_t from, int64_t to) { out.insert(out.end(), order.begin() + from, order.begin() + to); });
   return out;
 }
 
 std::vector<int64_t> rank_shard_positions(int64_t n, int64_t batch, int world, int rank) {
   std::vector<int64_t> out;
-  for (int64_t start = 0; start < n; start += batch) {
-    const int64_t len = std::min(batch, n - start);
-    const int64_t from = start + len * rank / world, to = start + len * (rank + 1) / world;
+  for_each_share(n, batch, world, rank, [&](int64_t from, int64_t to) {
     if (to > from) out.push_back(from);
-  }
+  });
   return out;
 }
 
