@@ -48,6 +48,7 @@ TEST(Distributed, TheEnvironmentOfTorchrunSlurmAndTheLauncher) {
                    ->agent_store);
   const auto s = dist::environment_from({{"SLURM_PROCID", "5"},
                                          {"SLURM_NTASKS", "8"},
+                                         {"SLURM_STEP_ID", "0"},
                                          {"SLURM_LOCALID", "1"},
                                          {"SLURM_NTASKS_PER_NODE", "4"},
                                          {"SLURM_JOB_NODELIST", "gpu[07-08],login1"}});
@@ -58,10 +59,20 @@ TEST(Distributed, TheEnvironmentOfTorchrunSlurmAndTheLauncher) {
   EXPECT_EQ(s->master_addr, "gpu07");
   EXPECT_EQ(s->master_port, 29500);
   const auto explicit_master = dist::environment_from(
-      {{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}, {"SLURM_JOB_NODELIST", "n1"}}, {"head", 4000});
+      {{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}, {"SLURM_STEPID", "3"}, {"SLURM_JOB_NODELIST", "n1"}},
+      {"head", 4000});
   EXPECT_EQ(explicit_master->master_addr, "head");
   EXPECT_EQ(explicit_master->master_port, 4000);
   EXPECT_FALSE(dist::environment_from({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "1"}}).has_value());
+  // A batch script's shell (the job's variables, no job step) is refused at once, not left waiting
+  // for tasks that srun never started.
+  try {
+    dist::environment_from({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "4"}, {"SLURM_JOB_NODELIST", "n1"}});
+    FAIL() << "a batch script's shell was taken as rank 0 of 4";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("SLURM_NTASKS=4 but this process was not started by srun"), std::string::npos)
+        << e.what();
+  }
   EXPECT_EQ(dist::first_slurm_host("node[003-005,9]"), "node003");
   EXPECT_EQ(dist::first_slurm_host("a1,b[1-2]"), "a1");
   EXPECT_EQ(dist::first_slurm_host("rack[1-2]-n[01-04],x9"), "rack1-n01");

@@ -179,6 +179,7 @@ TEST(Sweep, AUnitAloneASlurmTasksShareAndABusyUnit) {
   setenv("SLURM_PROCID", "0", 1);
   setenv("SLURM_NTASKS", "2", 1);
   setenv("SLURM_JOB_NODELIST", "node1", 1);
+  setenv("SLURM_STEP_ID", "0", 1);
   // Without --srun, SLURM's tasks would each run every unit: refused.
   EXPECT_NE(error_of([&] { run_sweep(s, nullptr, sink); }).find("under srun give --srun"), std::string::npos);
   std::ostringstream share;
@@ -186,6 +187,7 @@ TEST(Sweep, AUnitAloneASlurmTasksShareAndABusyUnit) {
   unsetenv("SLURM_PROCID");
   unsetenv("SLURM_NTASKS");
   unsetenv("SLURM_JOB_NODELIST");
+  unsetenv("SLURM_STEP_ID");
   EXPECT_EQ(t.units, 2);
   EXPECT_EQ(t.skipped, 1);
   EXPECT_EQ(t.finished, 2);

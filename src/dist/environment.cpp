@@ -91,6 +91,14 @@ std::optional<Environment> environment_from(const std::map<std::string, std::str
     e.source = "SLURM";
     e.world_size = integer(v, "SLURM_NTASKS", 1, 65536);
     if (e.world_size == 1) return std::nullopt;  // one task: the ordinary run
+    // srun marks the processes of a job step (SLURM_STEP_ID); a batch script's own shell has the
+    // job's SLURM_NTASKS without being one of its tasks, and its single process would wait the
+    // whole start-up timeout for ranks that never come.
+    if (!v.count("SLURM_STEP_ID") && !v.count("SLURM_STEPID"))
+      throw Error("SLURM: SLURM_NTASKS=" + std::to_string(e.world_size) +
+                  " but this process was not started by srun (no SLURM_STEP_ID: a batch script's own shell runs "
+                  "one process, not the job's tasks); start it as 'srun quantlab ...', or with --nproc=N for "
+                  "processes on this machine");
     e.rank = integer(v, "SLURM_PROCID", 0, 65535);
     e.local_rank = v.count("SLURM_LOCALID") ? integer(v, "SLURM_LOCALID", 0, 65535) : 0;
     std::string per_node = text(v, "SLURM_NTASKS_PER_NODE", text(v, "SLURM_TASKS_PER_NODE", "1"));

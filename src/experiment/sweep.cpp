@@ -18,7 +18,14 @@ using sweep_steps::Outcome;
 SweepResult run_sweep(const SweepOptions& o, const std::atomic<int>* stop, std::ostream& out) {
   // A unit runs in one process: a sweep under torchrun, --nproc or srun (without --srun, which
   // shares the units among SLURM's tasks) would run every unit in every process.
-  if (!o.srun && dist::environment_from_process({o.launch.master_addr, o.launch.master_port}))
+  const auto started_as_ranks = [&] {  // one of several processes (a batch script's shell included)
+    try {
+      return dist::environment_from_process({o.launch.master_addr, o.launch.master_port}).has_value();
+    } catch (const Error&) {
+      return true;
+    }
+  };
+  if (!o.srun && started_as_ranks())
     throw Error(
         "quantlab sweep runs each unit in one process; under srun give --srun (the tasks share the units), "
         "on one machine --parallel=K; a data-parallel launcher (torchrun, --nproc) does not apply");
