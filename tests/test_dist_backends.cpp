@@ -1,15 +1,20 @@
 // The data-parallel environment and backends, without a run of several processes: the variables
-// of torchrun, SLURM and the launcher read into one environment, and NCCL (a message where no GPU
+// of torchrun, SLURM and the launcher read into one environment, the group's waits on every rank
+// (two ranks as threads of this process), and NCCL (a message where no GPU
 // is visible; on a GPU, the collectives taking the host tensors the trainer gives them). The runs
 // of two processes are in test_distributed.cpp.
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <future>
 #include <memory>
+#include <sstream>
 #include <string>
+#include <thread>
 
 #include "quantlab/dist/communicator.h"
 #include "quantlab/dist/environment.h"
+#include "quantlab/dist/group.h"
 #include "quantlab/util/error.h"
 #include "quantlab/util/runtime.h"
 #include "test_util.h"
@@ -84,6 +89,39 @@ TEST(Distributed, TheEnvironmentOfTorchrunSlurmAndTheLauncher) {
     EXPECT_NE(std::string(e.what()).find("WORLD_SIZE='two': expected an integer"), std::string::npos) << e.what();
   }
   EXPECT_THROW(dist::environment_from({{"RANK", "2"}, {"WORLD_SIZE", "2"}}), Error);  // rank beyond the world
+}
+
+// Work that every rank does before any goes on (reading the checkpoint it resumes from) is waited
+// for up to the start-up timeout, not the collective one: rank 1 takes 3 s with a 1 s collective
+// timeout. A rank's error reaches the other, which says whose it was.
+TEST(Distributed, EveryRanksWorkIsWaitedForUpToTheStartTimeoutAndItsErrorsReachTheOthers) {
+  const int port = testing::free_port();
+  const auto rank = [port](int r, const std::function<void(dist::Group&)>& body) {
+    return std::async(std::launch::async, [=] {
+      dist::Environment env;
+      env.rank = r, env.world_size = 2, env.master_port = port;
+      std::ostringstream out;
+      dist::Group group(env, torch::kCPU, std::chrono::seconds(1), std::chrono::seconds(60), out);
+      body(group);
+    });
+  };
+  auto r0 = rank(0, [](dist::Group& g) {
+    int calls = 0;
+    g.done_by_every_rank("read last.ckpt", [&] { ++calls; });
+    EXPECT_EQ(calls, 1);
+    try {
+      g.done_by_every_rank("read best.ckpt", [] {});
+      ADD_FAILURE() << "rank 1's error did not reach rank 0";
+    } catch (const Error& e) {
+      EXPECT_EQ(std::string(e.what()), "rank 1 could not read best.ckpt: no such file");
+    }
+  });
+  auto r1 = rank(1, [](dist::Group& g) {
+    g.done_by_every_rank("read last.ckpt", [] { std::this_thread::sleep_for(std::chrono::seconds(3)); });
+    EXPECT_THROW(g.done_by_every_rank("read best.ckpt", [] { throw IoError("no such file"); }), IoError);
+  });
+  r0.get();
+  r1.get();
 }
 
 TEST(Distributed, NcclOnAMachineWithoutAGpuIsAMessageNotACrash) {

@@ -270,6 +270,27 @@ std::string Communicator::read(const std::string& key) {
   }
 }
 
+void Communicator::arrive(const std::string& key, const std::string& error) {
+  const std::string done = "quantlab/every/" + key;
+  const auto bytes = [](const std::string& t) { return std::vector<uint8_t>(t.begin(), t.end()); };
+  if (!error.empty()) {
+    try {  // the failing rank's own error is the one it throws
+      store_->set(done, bytes("rank " + std::to_string(env_.rank) + " could not " + key + ": " + error));
+    } catch (const std::exception&) {
+    }
+    return;
+  }
+  std::vector<uint8_t> said;
+  try {
+    if (store_->add(done + "/arrived", 1) == env_.world_size) store_->set(done, {});
+    store_->wait({done}, start_timeout_.count() > 0 ? start_timeout_ : timeout_);
+    said = store_->get(done);
+  } catch (const std::exception& e) {
+    fail_collective("waiting for every rank to " + key, e.what());
+  }
+  if (!said.empty()) throw Error(std::string(said.begin(), said.end()));
+}
+
 void Communicator::fail_collective(const std::string& what, const std::string& detail) {
   // Which rank is gone: the ranks on this machine are checked by PID; a master that no longer
   // answers is rank 0.

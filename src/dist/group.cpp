@@ -49,6 +49,17 @@ void Group::done_by_owner(const std::string& what, const std::function<void()>& 
   if (msg.contains("error")) throw Error("rank 0 could not finish " + what + ": " + msg["error"].get<std::string>());
 }
 
+void Group::done_by_every_rank(const std::string& what, const std::function<void()>& work) {
+  if (!comm_) return work();
+  try {
+    work();
+  } catch (const std::exception& e) {
+    comm_->arrive(what, e.what());
+    throw;
+  }
+  comm_->arrive(what);
+}
+
 void Group::share_state(torch::nn::Module& net) {
   if (comm_) broadcast_state(net, *comm_);
 }

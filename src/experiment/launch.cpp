@@ -125,11 +125,15 @@ class Launch {
     train::TrainingState state;
     std::optional<Checkpoint> restored;
     if (!start.checkpoint.empty()) {
-      if (!fs::exists(start.checkpoint))
-        throw IoError(start.checkpoint +
-                      ": not readable on this machine; every process resuming an experiment reads "
-                      "its checkpoint, so the experiment folder must be on a file system they all share");
-      restored = load_checkpoint(start.checkpoint);
+      // Every rank reads it (a large checkpoint on a slow shared file system: the start-up
+      // timeout, not the next collective's).
+      group_.done_by_every_rank("read " + fs::path(start.checkpoint).filename().string(), [&] {
+        if (!fs::exists(start.checkpoint))
+          throw IoError(start.checkpoint +
+                        ": not readable on this machine; every process resuming an experiment reads "
+                        "its checkpoint, so the experiment folder must be on a file system they all share");
+        restored = load_checkpoint(start.checkpoint);
+      });
       if (!train_) print_notes(restored->notes, out_);
       restore(*p_.exp, *restored);
       state = restored->state;
@@ -242,12 +246,12 @@ class Launch {
     int64_t tested_epoch = trainer.state().epoch;
     double best_valid_accuracy = std::nan("");
     if (have_best) {
-      if (owner_) {
+      group_.done_by_owner("read best.ckpt", [&] {  // the others wait up to the start-up timeout
         const Checkpoint c = load_checkpoint(best);
         restore(*p_.exp, c);
         tested_epoch = c.state.epoch;
         best_valid_accuracy = 100.0 - c.state.stats[train::Statistic::kValidMetric];
-      }
+      });
       group_.share_state(*p_.exp->net);
       weights = "best";
       what = "test with the weights of the best epoch (" + std::to_string(tested_epoch) + ", by " +

@@ -55,6 +55,11 @@ class Communicator {
   // timeout: rank 0's decisions and checkpoints) by the others.
   void publish(const std::string& key, const std::string& value);
   std::string read(const std::string& key);
+  // Every rank's own work (a checkpoint each reads) done before any rank goes on, waited for up to
+  // the start-up timeout: each rank says it arrived, the last one tells them all. A rank that
+  // failed arrives with its `error`, which wakes the others and is thrown there ("rank R could
+  // not <key>: ...").
+  void arrive(const std::string& key, const std::string& error = "");
 
   // Throws the Error explaining a failed collective: which rank is gone, if it can be told.
   [[noreturn]] void fail_collective(const std::string& what, const std::string& detail);

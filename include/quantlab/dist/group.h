@@ -39,6 +39,9 @@ class Group {
   // the start-up timeout, not in the next collective, which waits only the collective timeout. An
   // error of the owner's reaches them too ("rank 0 could not finish <what>: ...").
   void done_by_owner(const std::string& what, const std::function<void()>& work);
+  // Every rank runs `work` (reading the checkpoint it resumes from) and none goes on before all
+  // are done, waiting up to the start-up timeout; an error of any rank's reaches the others.
+  void done_by_every_rank(const std::string& what, const std::function<void()>& work);
   // The owner's parameters and buffers on every rank (nothing for one process).
   void share_state(torch::nn::Module& net);
   // The owner's flag on every rank.
