@@ -15,6 +15,7 @@
 #include "quantlab/dist/communicator.h"
 #include "quantlab/dist/environment.h"
 #include "quantlab/dist/group.h"
+#include "quantlab/dist/parallelism.h"
 #include "quantlab/util/error.h"
 #include "quantlab/util/runtime.h"
 #include "test_util.h"
@@ -122,6 +123,33 @@ TEST(Distributed, EveryRanksWorkIsWaitedForUpToTheStartTimeoutAndItsErrorsReachT
   });
   r0.get();
   r1.get();
+}
+
+// The ranks agree between two steps on the first step whose loss was not finite on any rank (on a
+// GPU a rank learns its own a few steps late, when it reads its sums), and on a stop.
+TEST(Distributed, TheRanksAgreeOnTheFirstDivergedStepAndOnAStop) {
+  const int port = testing::free_port();
+  const auto rank = [port](int r, const std::vector<std::pair<int, int64_t>>& mine) {
+    return std::async(std::launch::async, [=] {
+      dist::Environment env;
+      env.rank = r, env.world_size = 2, env.master_port = port;
+      auto comm = dist::Communicator::connect(env, torch::kCPU, std::chrono::seconds(30));
+      torch::nn::Linear net(2, 2);
+      auto par = dist::data_parallel(*comm, *net);
+      std::vector<std::pair<int, int64_t>> agreed;
+      for (const auto& [stop, step] : mine) {
+        const auto a = par->agree(stop, step);
+        agreed.emplace_back(a.stop, a.diverged_step);
+      }
+      return agreed;
+    });
+  };
+  auto r0 = rank(0, {{0, 0}, {0, 7}, {0, 7}, {15, 0}});
+  auto r1 = rank(1, {{0, 0}, {0, 0}, {0, 5}, {0, 0}});
+  const std::vector<std::pair<int, int64_t>> zero = r0.get(), one = r1.get();
+  const std::vector<std::pair<int, int64_t>> expected0{{0, 0}, {0, 7}, {0, 5}, {15, 0}};
+  EXPECT_EQ(zero, expected0);
+  EXPECT_EQ(one, (std::vector<std::pair<int, int64_t>>{{0, 0}, {0, 7}, {0, 5}, {2, 0}}));  // another's stop: SIGINT
 }
 
 TEST(Distributed, NcclOnAMachineWithoutAGpuIsAMessageNotACrash) {

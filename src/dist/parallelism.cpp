@@ -16,11 +16,22 @@ class DataParallel : public Parallelism {
 
   bool distributed() const override { return true; }
 
-  Agreement agree(int stop, bool diverged) override {
-    torch::Tensor flags = torch::tensor({static_cast<float>(stop), diverged ? 1.0f : 0.0f});
+  Agreement agree(int stop, int64_t diverged_step) override {
+    // [any stop, each rank's first non-finite step in its own slot]: one sum gives every rank's.
+    const int world = comm_.world_size();
+    torch::Tensor flags = torch::zeros({1 + world}, torch::kFloat64);
+    auto f = flags.accessor<double, 1>();
+    f[0] = stop;
+    f[1 + comm_.rank()] = static_cast<double>(diverged_step);
     comm_.all_reduce_sum(flags)->wait();
-    const int any = static_cast<int>(flags[0].item<float>());
-    return {any == 0 ? 0 : (stop != 0 ? stop : 2 /* SIGINT, raised at another rank */), flags[1].item<float>() > 0};
+    f = flags.accessor<double, 1>();
+    Agreement a;
+    a.stop = f[0] == 0 ? 0 : (stop != 0 ? stop : 2 /* SIGINT, raised at another rank */);
+    for (int r = 0; r < world; ++r) {
+      const auto step = static_cast<int64_t>(f[1 + r]);
+      if (step > 0 && (a.diverged_step == 0 || step < a.diverged_step)) a.diverged_step = step;
+    }
+    return a;
   }
 
   void sum(double* values, size_t n) override {

@@ -121,18 +121,19 @@ EpochStats Trainer::run(data::BatchLoader& loader, bool train, bool track_metric
     if (!lockstep) throw d;
     if (!diverged) diverged = d;
   };
-  auto stop_if_diverged = [&](bool any, int64_t step) {
-    if (!any) return;
-    if (diverged) throw *diverged;
-    throw Diverged(epoch, step, total, std::numeric_limits<double>::quiet_NaN(), "on another process");
+  auto stop_if_diverged = [&](int64_t first_step) {  // any rank's first non-finite step; 0: none
+    if (first_step == 0) return;
+    if (diverged && diverged->step == first_step) throw *diverged;
+    throw Diverged(epoch, first_step, total, std::numeric_limits<double>::quiet_NaN(), "on another process");
   };
+  const auto own_step = [&] { return diverged ? diverged->step : int64_t{0}; };
   for (int64_t i = 0; i < total; ++i) {
     // Stopping is decided together between training steps; evaluations (whose batch counts may
     // differ by one between ranks) stop only in a single-process run.
     const int local_stop = options_.stop ? options_.stop->load() : 0;
     if (train) {
-      const dist::Parallelism::Agreement agreed = par.agree(local_stop, diverged.has_value());
-      stop_if_diverged(agreed.diverged, i);
+      const dist::Parallelism::Agreement agreed = par.agree(local_stop, own_step());
+      stop_if_diverged(agreed.diverged_step);
       if (agreed.stop != 0) throw Interrupted(epoch, agreed.stop);
     } else if (!par.distributed() && local_stop != 0) {
       throw Interrupted(epoch, local_stop);
@@ -178,15 +179,14 @@ EpochStats Trainer::run(data::BatchLoader& loader, bool train, bool track_metric
       }
     });
   }
-  double values[5] = {0, 0, 0, 0, 0};
+  double values[4] = {0, 0, 0, 0};
   try {
     sums.pull().copy_to(values);
   } catch (const Diverged& d) {
     keep(d);
   }
-  values[4] = diverged ? 1.0 : 0.0;  // the last steps' divergence, agreed with the sums
-  par.sum(values, 5);
-  stop_if_diverged(values[4] > 0, total);
+  if (lockstep) stop_if_diverged(par.agree(0, own_step()).diverged_step);  // the last steps'
+  par.sum(values, 4);
   EpochStats s = StepSums::stats_of(values, track_metric, top5);
   s.data_wait_s = loader.wait_seconds();
   progress_.end(stats_text(s));

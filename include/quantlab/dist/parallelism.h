@@ -25,13 +25,14 @@ class Parallelism {
   // samples of its own (the step's collectives), and evaluations do not stop early.
   virtual bool distributed() const { return false; }
   // What all ranks agree on between two training steps, from each rank's own: the stop signal (a
-  // signal number, 0: go on) and whether a rank's training loss was not finite (then every rank
-  // stops with that, not with a rank gone from the collectives).
+  // signal number, 0: go on) and the first step (1-based; 0: none) whose training loss was not
+  // finite on any rank (then every rank stops with that, naming that step, not with a rank gone
+  // from the collectives).
   struct Agreement {
     int stop = 0;
-    bool diverged = false;
+    int64_t diverged_step = 0;
   };
-  virtual Agreement agree(int stop, bool diverged) { return {stop, diverged}; }
+  virtual Agreement agree(int stop, int64_t diverged_step) { return {stop, diverged_step}; }
   // `values` summed over the ranks, in place.
   virtual void sum(double* /*values*/, size_t /*n*/) {}
 
