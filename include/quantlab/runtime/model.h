@@ -89,6 +89,10 @@ void save_model(const std::string& file, const Model& m);
 // Reads a model; throws std::runtime_error naming the file and what is wrong (not a model, a
 // truncated or corrupt file, an unsupported version, inconsistent layers).
 Model load_model(const std::string& file);
+// Traces the shapes through the layers: throws IoError naming the first layer whose input does not
+// fit it (channels, an image too small, integer where it takes float, ...) or a model that does not
+// end with its scores.
+void check_layer_shapes(const Model& m);
 
 // Whether every weight of the layer is -1, 0 or +1 (stored packed).
 bool is_ternary(const std::vector<int8_t>& w);
