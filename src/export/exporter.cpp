@@ -7,6 +7,7 @@
 #include <map>
 #include <string>
 
+#include "fold_values.h"
 #include "quantlab/data/tensor_dataset.h"
 #include "quantlab/nn/ana_layers.h"
 #include "quantlab/util/error.h"
@@ -16,71 +17,6 @@ namespace {
 
 using runtime::Layer;
 using runtime::LayerKind;
-
-// The integers of `values` on a grid of `step` (tried: `preferred`, 1, the smallest magnitude and
-// the smallest gap between the values); "" when found, else why not: not on one grid, or more
-// than 8 bits.
-std::string on_grid(const std::vector<double>& values, double preferred, double& step, std::vector<int8_t>& ints) {
-  std::vector<double> distinct(values);
-  std::sort(distinct.begin(), distinct.end());
-  distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
-  double smallest = INFINITY, gap = INFINITY;
-  for (size_t k = 0; k < distinct.size(); ++k) {
-    if (distinct[k] != 0) smallest = std::min(smallest, std::abs(distinct[k]));
-    if (k > 0) gap = std::min(gap, distinct[k] - distinct[k - 1]);
-  }
-  double widest = 0;  // |value / step| on the first grid that fits, beyond 127
-  for (double s : {preferred, 1.0, smallest, gap}) {
-    if (!(s > 0) || !std::isfinite(s)) continue;
-    ints.clear();
-    bool on = true;
-    double most = 0;
-    for (double v : values) {
-      const double q = v / s, r = std::round(q);
-      if (std::abs(q - r) > 1e-5) {
-        on = false;
-        break;
-      }
-      most = std::max(most, std::abs(r));
-      if (most <= 127) ints.push_back(static_cast<int8_t>(r));
-    }
-    if (on && most <= 127) {
-      step = s;
-      return "";
-    }
-    if (on && widest == 0) widest = most;
-  }
-  if (widest > 0)
-    return "they need more than 8 bits (up to " + std::to_string(static_cast<int64_t>(widest)) +
-           " steps from zero; the integer export holds -127..127)";
-  return "they are not integer multiples of one step (non-uniform levels); the integer export needs uniform ones";
-}
-
-struct BatchNormValues {
-  std::vector<double> gain, mean, shift;  // z = gain * (y - mean) + shift, gain = weight / sqrt(var + eps)
-};
-
-BatchNormValues batch_norm_of(torch::nn::Module& m, const std::string& name) {
-  double eps = 1e-5;
-  if (auto* b1 = dynamic_cast<torch::nn::BatchNorm1dImpl*>(&m))
-    eps = b1->options.eps();
-  else if (auto* b2 = dynamic_cast<torch::nn::BatchNorm2dImpl*>(&m))
-    eps = b2->options.eps();
-  else
-    throw Error(name + " is not a batch norm");
-  auto p = m.named_parameters(false);
-  auto b = m.named_buffers(false);
-  const auto w = p["weight"].detach().to(torch::kFloat64), bias = p["bias"].detach().to(torch::kFloat64);
-  const auto mean = b["running_mean"].detach().to(torch::kFloat64), var = b["running_var"].detach().to(torch::kFloat64);
-  const auto gain = w / torch::sqrt(var + eps);
-  BatchNormValues v;
-  for (int64_t c = 0; c < w.size(0); ++c) {
-    v.gain.push_back(gain[c].item<double>());
-    v.mean.push_back(mean[c].item<double>());
-    v.shift.push_back(bias[c].item<double>());
-  }
-  return v;
-}
 
 // What flows between the steps, as the exporter tracks it.
 struct Flow {
