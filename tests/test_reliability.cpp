@@ -1,7 +1,7 @@
 // What QuantLab promises (docs/RELIABILITY.md): never losing a checkpoint, never overwriting a
 // later state, refusing before creating anything, and never reporting a wrong number. One test per
 // defect the first hostile probe found; each fails on the code before its fix. The later probes'
-// tests: test_reliability_probes.cpp; their toy main folder: reliability_home.h.
+// tests: test_reliability_probes.cpp and test_reliability_resume.cpp; their toy main folder: reliability_home.h.
 #include <gtest/gtest.h>
 
 #include <signal.h>
