@@ -1,6 +1,7 @@
 // The toy main folder of the reliability tests (test_reliability.cpp: the first probe's defects;
-// test_reliability_probes.cpp and test_reliability_resume.cpp: the later probes'): a learnable toy problem "Toy" with a tiny
-// ternary MLP, launches with their output kept, and the file helpers the tests compare with.
+// test_reliability_probes.cpp and test_reliability_resume.cpp: the later probes'): a learnable
+// toy problem "Toy" with a tiny ternary MLP, launches with their output kept, and the file helpers
+// the tests compare with.
 #pragma once
 
 #include <filesystem>
