@@ -93,8 +93,9 @@ TEST(Distributed, TheEnvironmentOfTorchrunSlurmAndTheLauncher) {
 }
 
 // Work that every rank does before any goes on (reading the checkpoint it resumes from) is waited
-// for up to the start-up timeout, not the collective one: rank 1 takes 3 s with a 1 s collective
-// timeout. A rank's error reaches the other, which says whose it was.
+// for up to the start-up timeout, not the collective one: rank 1 takes 4.5 s with a 3 s collective
+// timeout. A rank's error reaches the other, which says whose it was; rank 0's too, though its
+// process (the store's) ends with it while rank 1 is still reading.
 TEST(Distributed, EveryRanksWorkIsWaitedForUpToTheStartTimeoutAndItsErrorsReachTheOthers) {
   const int port = testing::free_port();
   const auto rank = [port](int r, const std::function<void(dist::Group&)>& body) {
@@ -102,9 +103,9 @@ TEST(Distributed, EveryRanksWorkIsWaitedForUpToTheStartTimeoutAndItsErrorsReachT
       dist::Environment env;
       env.rank = r, env.world_size = 2, env.master_port = port;
       std::ostringstream out;
-      dist::Group group(env, torch::kCPU, std::chrono::seconds(1), std::chrono::seconds(60), out);
+      dist::Group group(env, torch::kCPU, std::chrono::seconds(3), std::chrono::seconds(60), out);
       body(group);
-    });
+    });  // the group, and with rank 0's the store, end with the body
   };
   auto r0 = rank(0, [](dist::Group& g) {
     int calls = 0;
@@ -116,10 +117,17 @@ TEST(Distributed, EveryRanksWorkIsWaitedForUpToTheStartTimeoutAndItsErrorsReachT
     } catch (const Error& e) {
       EXPECT_EQ(std::string(e.what()), "rank 1 could not read best.ckpt: no such file");
     }
+    EXPECT_THROW(g.done_by_every_rank("read 5.ckpt", [] { throw IoError("disk gone"); }), IoError);
   });
   auto r1 = rank(1, [](dist::Group& g) {
-    g.done_by_every_rank("read last.ckpt", [] { std::this_thread::sleep_for(std::chrono::seconds(3)); });
+    g.done_by_every_rank("read last.ckpt", [] { std::this_thread::sleep_for(std::chrono::milliseconds(4500)); });
     EXPECT_THROW(g.done_by_every_rank("read best.ckpt", [] { throw IoError("no such file"); }), IoError);
+    try {
+      g.done_by_every_rank("read 5.ckpt", [] { std::this_thread::sleep_for(std::chrono::seconds(1)); });
+      ADD_FAILURE() << "rank 0's error did not reach rank 1";
+    } catch (const Error& e) {
+      EXPECT_EQ(std::string(e.what()), "rank 0 could not read 5.ckpt: disk gone");
+    }
   });
   r0.get();
   r1.get();

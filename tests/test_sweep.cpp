@@ -179,6 +179,10 @@ TEST(Sweep, AUnitAloneASlurmTasksShareAndABusyUnit) {
   setenv("SLURM_PROCID", "0", 1);
   setenv("SLURM_NTASKS", "2", 1);
   setenv("SLURM_JOB_NODELIST", "node1", 1);
+  // A batch script's own shell (the job's variables, no job step): one process, refused either way.
+  EXPECT_NE(error_of([&] { run_sweep(s, nullptr, sink); }).find("under srun give --srun"), std::string::npos);
+  EXPECT_NE(error_of([&] { run_sweep(task, nullptr, sink); }).find("this process was not started by srun"),
+            std::string::npos);
   setenv("SLURM_STEP_ID", "0", 1);
   // Without --srun, SLURM's tasks would each run every unit: refused.
   EXPECT_NE(error_of([&] { run_sweep(s, nullptr, sink); }).find("under srun give --srun"), std::string::npos);

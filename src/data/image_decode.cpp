@@ -111,6 +111,9 @@ void read_file_bytes(const std::string& path, std::string& bytes) {
   struct stat st {};
   if (::fstat(fd, &st) != 0) throw fail("cannot read the image's size", errno);
   if (!S_ISREG(st.st_mode)) throw IoError(path + ": not a regular file");
+  // Blocking reads from here on (a FUSE file system passes O_NONBLOCK on to its daemon).
+  if (const int flags = ::fcntl(fd, F_GETFL); flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0)
+    throw fail("cannot read the image", errno);
   if (st.st_size == 0) throw DecodeError("empty file");
   bytes.resize(static_cast<size_t>(st.st_size));
   size_t done = 0;

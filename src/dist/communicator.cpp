@@ -211,7 +211,7 @@ std::unique_ptr<Communicator> Communicator::connect(const Environment& env, torc
   auto store = make_store(env, start_timeout);
   wait_for_every_rank(*store, env, start_timeout);
   // From here on the store answers within the collective timeout (a failed collective's look-up of
-  // who is gone included); read() alone waits the start-up timeout.
+  // who is gone included); read() and arrive() wait the start-up timeout.
   store->setTimeout(timeout);
   std::unique_ptr<Communicator> comm;
   if (device.is_cuda()) {
@@ -278,6 +278,7 @@ void Communicator::arrive(const std::string& key, const std::string& error) {
       store_->set(done, bytes("rank " + std::to_string(env_.rank) + " could not " + key + ": " + error));
     } catch (const std::exception&) {
     }
+    failure_known("every/" + key);
     return;
   }
   std::vector<uint8_t> said;
@@ -288,7 +289,25 @@ void Communicator::arrive(const std::string& key, const std::string& error) {
   } catch (const std::exception& e) {
     fail_collective("waiting for every rank to " + key, e.what());
   }
-  if (!said.empty()) throw Error(std::string(said.begin(), said.end()));
+  if (said.empty()) return;
+  failure_known("every/" + key);
+  throw Error(std::string(said.begin(), said.end()));
+}
+
+void Communicator::failure_known(const std::string& key) {
+  // The store lives in rank 0's process: a rank 0 that ended at once would leave the ranks still
+  // on their way (reading a large checkpoint) with "the master is gone" instead of the failure.
+  const std::string known = "quantlab/known/" + key;
+  try {
+    if (env_.rank != 0) {
+      store_->add(known, 1);
+      return;
+    }
+    const auto deadline = std::chrono::steady_clock::now() + timeout_;
+    while (store_->add(known, 0) < env_.world_size - 1 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  } catch (const std::exception&) {  // a store that no longer answers: nobody left to tell
+  }
 }
 
 void Communicator::fail_collective(const std::string& what, const std::string& detail) {

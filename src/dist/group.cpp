@@ -24,13 +24,17 @@ std::string Group::decided_by_owner(const std::string& key, const std::function<
       value = decide();
     } catch (const std::exception& e) {
       comm_->publish(key, nlohmann::json{{"error", e.what()}}.dump());
+      comm_->failure_known(key);
       throw;
     }
     comm_->publish(key, nlohmann::json{{"value", value}}.dump());
     return value;
   }
   const auto msg = nlohmann::json::parse(comm_->read(key));
-  if (msg.contains("error")) throw Error("rank 0 did not start: " + msg["error"].get<std::string>());
+  if (msg.contains("error")) {
+    comm_->failure_known(key);
+    throw Error("rank 0 did not start: " + msg["error"].get<std::string>());
+  }
   return msg["value"].get<std::string>();
 }
 
@@ -39,14 +43,20 @@ void Group::done_by_owner(const std::string& what, const std::function<void()>& 
     try {
       work();
     } catch (const std::exception& e) {
-      if (comm_) comm_->publish("done/" + what, nlohmann::json{{"error", e.what()}}.dump());
+      if (comm_) {
+        comm_->publish("done/" + what, nlohmann::json{{"error", e.what()}}.dump());
+        comm_->failure_known("done/" + what);
+      }
       throw;
     }
     if (comm_) comm_->publish("done/" + what, nlohmann::json::object().dump());
     return;
   }
   const auto msg = nlohmann::json::parse(comm_->read("done/" + what));
-  if (msg.contains("error")) throw Error("rank 0 could not finish " + what + ": " + msg["error"].get<std::string>());
+  if (msg.contains("error")) {
+    comm_->failure_known("done/" + what);
+    throw Error("rank 0 could not finish " + what + ": " + msg["error"].get<std::string>());
+  }
 }
 
 void Group::done_by_every_rank(const std::string& what, const std::function<void()>& work) {

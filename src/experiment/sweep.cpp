@@ -36,10 +36,10 @@ SweepResult run_sweep(const SweepOptions& o, const std::atomic<int>* stop, std::
   } else if (o.srun) {
     const char* id = std::getenv("SLURM_PROCID");
     const char* n = std::getenv("SLURM_NTASKS");
-    if (!id || !n)
+    if (!id || !n || (!std::getenv("SLURM_STEP_ID") && !std::getenv("SLURM_STEPID")))
       throw Error(
-          "--srun: SLURM_PROCID and SLURM_NTASKS are not set; start the sweep with srun (srun -n K quantlab sweep ... "
-          "--srun)");
+          "--srun: this process was not started by srun (no SLURM_PROCID, SLURM_NTASKS or SLURM_STEP_ID; a batch "
+          "script's own shell is one process); start the sweep with srun (srun -n K quantlab sweep ... --srun)");
     int64_t task = -1, tasks = 0;
     try {
       task = std::stoll(id), tasks = std::stoll(n);

@@ -60,6 +60,10 @@ class Communicator {
   // failed arrives with its `error`, which wakes the others and is thrown there ("rank R could
   // not <key>: ...").
   void arrive(const std::string& key, const std::string& error = "");
+  // A failure published under `key` has reached this rank (its own, or read). Rank 0, whose
+  // process holds the store, waits until every other rank has said so (up to the collective
+  // timeout) before it goes on to end; the others say so.
+  void failure_known(const std::string& key);
 
   // Throws the Error explaining a failed collective: which rank is gone, if it can be told.
   [[noreturn]] void fail_collective(const std::string& what, const std::string& detail);
@@ -68,7 +72,8 @@ class Communicator {
   Communicator(Environment env, std::chrono::milliseconds timeout) : env_(std::move(env)), timeout_(timeout) {}
   Environment env_;
   std::chrono::milliseconds timeout_;
-  std::chrono::milliseconds start_timeout_{0};  // read()'s; every other use of the store waits timeout_
+  // read()'s and arrive()'s; every other use of the store waits timeout_
+  std::chrono::milliseconds start_timeout_{0};
   c10::intrusive_ptr<c10d::Store> store_;
 };
 
