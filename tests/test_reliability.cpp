@@ -4,7 +4,9 @@
 // tests: test_reliability_probes.cpp and test_reliability_resume.cpp; their toy main folder: reliability_home.h.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -169,6 +171,38 @@ TEST(Reliability, AnExperimentIsLockedByTheProcessThatTrainsIt) {
   EXPECT_TRUE(WIFSIGNALED(status));
   EXPECT_EQ(ExperimentLock::holder(dir.path()), 0);
   EXPECT_NO_THROW(ExperimentLock(dir.path(), "experiment 7"));
+  // A look at the lock (quantlab list, compare, a sweep: a shared lock for a moment) does not make
+  // a launch at that moment fail.
+  {
+    const int probe = ::open((dir.path() + "/.lock").c_str(), O_RDONLY | O_CLOEXEC);
+    ASSERT_EQ(::flock(probe, LOCK_SH | LOCK_NB), 0);
+    std::thread release([probe] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      ::close(probe);
+    });
+    EXPECT_NO_THROW(ExperimentLock(dir.path(), "experiment 7"));
+    release.join();
+  }
+  // A holder on another machine (a shared file system) is named with its host; a lock held before
+  // its PID is written is still held.
+  {
+    const int other = ::open((dir.path() + "/.lock").c_str(), O_RDWR | O_CLOEXEC);
+    ASSERT_EQ(::flock(other, LOCK_EX | LOCK_NB), 0);
+    ASSERT_EQ(::ftruncate(other, 0), 0);
+    EXPECT_EQ(ExperimentLock::holder(dir.path()), -1);
+    const std::string text = "4242 node7\n";
+    ASSERT_EQ(::pwrite(other, text.data(), text.size(), 0), static_cast<ssize_t>(text.size()));
+    EXPECT_EQ(ExperimentLock::holder(dir.path()), 4242);
+    try {
+      ExperimentLock second(dir.path(), "experiment 7");
+      ADD_FAILURE() << "a held lock was granted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("experiment 7 is in use by another QuantLab process (PID 4242 on node7)"),
+                std::string::npos)
+          << e.what();
+    }
+    ::close(other);
+  }
 }
 
 TEST(Reliability, ASecondProcessResumingTheSameExperimentIsRefused) {

@@ -37,7 +37,7 @@ struct Row {
 };
 
 std::string state_of(const Logbook& book, const nlohmann::json& st) {
-  if (ExperimentLock::holder(book.dir()) > 0) return "running";
+  if (ExperimentLock::holder(book.dir()) != 0) return "running";
   if (!st.contains("epochs_done")) return "not started";
   return st.value("finished", false) ? "finished" : "stopped";
 }

@@ -78,7 +78,7 @@ void list_experiments(const std::string& home, const std::string& problem, std::
       state = "saves/status.json is damaged";
     }
     const long holder = ExperimentLock::holder(book.dir());
-    if (holder > 0) state = "running (PID " + std::to_string(holder) + ")";
+    if (holder != 0) state = "running" + (holder > 0 ? " (PID " + std::to_string(holder) + ")" : std::string());
     out << std::setw(8) << Logbook::folder_name(id) << std::setw(22) << cls << std::setw(11) << epochs << std::setw(11)
         << best << std::setw(11) << valid << std::setw(11) << top5 << std::setw(11) << test << state << std::endl;
   }

@@ -75,9 +75,9 @@ SweepResult run_parallel(const Sweep& s, const SweepOptions& o, const std::vecto
       const std::string dir = s.dir + "/units/" + std::to_string(u->index + 1), log = dir + "/output.log";
       std::error_code ec;
       fs::create_directories(dir, ec);
-      if (ExperimentLock::holder(dir) != 0) {  // another process runs it: left to it
-        out << unit_title(s, *u) << " is running in another process (PID " << ExperimentLock::holder(dir)
-            << "); left to it" << std::endl;
+      if (const long pid = ExperimentLock::holder(dir); pid != 0) {  // another process runs it: left to it
+        out << unit_title(s, *u) << " is running in another process"
+            << (pid > 0 ? " (PID " + std::to_string(pid) + ")" : std::string()) << "; left to it" << std::endl;
         count(result, Outcome::kElsewhere);
         continue;
       }

@@ -17,7 +17,8 @@ class ExperimentLock {
   ExperimentLock(const ExperimentLock&) = delete;
   ExperimentLock& operator=(const ExperimentLock&) = delete;
 
-  // The PID recorded in `dir`/.lock when another process holds the lock now, else 0.
+  // The PID recorded in `dir`/.lock when another process holds the lock now (-1: held, no PID
+  // recorded), else 0.
   static long holder(const std::string& dir);
 
  private:
