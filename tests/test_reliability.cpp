@@ -444,6 +444,8 @@ TEST(Reliability, LeftoversOfAKillAreCleanedAndStatusCatchesUp) {
   if (dead == 0) _exit(0);
   waitpid(dead, nullptr, 0);
   std::ofstream(saves + "/epoch0002.ckpt.tmp." + std::to_string(dead)) << "partial";
+  std::ofstream(saves + "/best.tmp.bak") << "the user's";  // not QuantLab's <name>.tmp.<PID>
+  std::ofstream(home.logs() + "/exp001/notes.tmp.ipynb") << "the user's";
   fs::create_directories(home.logs() + "/.new-exp-" + std::to_string(dead) + "-1/saves");
   std::ostringstream table;
   list_experiments(home.dir.path(), "Toy", table);
@@ -459,6 +461,8 @@ TEST(Reliability, LeftoversOfAKillAreCleanedAndStatusCatchesUp) {
   EXPECT_TRUE(fs::exists(saves + "/epoch0002.ckpt"));
   EXPECT_EQ(bytes_of(saves + "/epoch0002.ckpt"), bytes_of(saves + "/last.ckpt"));
   EXPECT_FALSE(fs::exists(saves + "/epoch0002.ckpt.tmp." + std::to_string(dead)));
+  EXPECT_EQ(bytes_of(saves + "/best.tmp.bak"), "the user's");
+  EXPECT_EQ(bytes_of(home.logs() + "/exp001/notes.tmp.ipynb"), "the user's");
   EXPECT_EQ(Logbook::open(home.logs(), 1).saves().status()["epochs_done"], 2);
   // A new launch removes the folder a killed launch was preparing.
   run(home.options());

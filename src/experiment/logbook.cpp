@@ -37,12 +37,27 @@ int64_t parse_id(const std::string& name) {
   return name == Logbook::folder_name(id) ? id : -1;
 }
 
+// Makes a rename in `path` (a folder) durable. A file system that cannot sync folders is left as it
+// is (EINVAL); a disk that fails to (EIO) stops the run: what was just written may not survive.
 void fsync_path(const std::string& path, int flags) {
   const int fd = ::open(path.c_str(), flags);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
+  if (fd < 0) return;
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0 && err == EIO) throw IoError(path + ": cannot sync the folder (" + std::strerror(err) + ")");
+}
+
+// A temporary file of write_file_atomically's (<name>.tmp.<PID>): the PID, else 0.
+long temporary_pid(const std::string& name) {
+  const auto at = name.rfind(".tmp.");
+  if (at == std::string::npos || at == 0 || at + 5 == name.size()) return 0;
+  long pid = 0;
+  for (size_t i = at + 5; i < name.size(); ++i) {
+    if (name[i] < '0' || name[i] > '9' || i - at > 14) return 0;
+    pid = pid * 10 + (name[i] - '0');
   }
+  return pid;
 }
 
 }  // namespace
@@ -142,10 +157,8 @@ std::vector<std::string> Logbook::remove_partial_files() const {
     std::error_code ec;
     for (const auto& e : fs::directory_iterator(dir, ec)) {
       const std::string n = e.path().filename().string();
-      const auto at = n.rfind(".tmp.");
-      if (at == std::string::npos || !e.is_regular_file(ec)) continue;
-      const long pid = std::strtol(n.c_str() + at + 5, nullptr, 10);
-      if (pid > 0 && process_alive(pid)) continue;
+      const long pid = temporary_pid(n);  // only QuantLab's own: "notes.tmp.ipynb" is the user's
+      if (pid <= 0 || !e.is_regular_file(ec) || process_alive(pid)) continue;
       std::error_code rm;
       if (fs::remove(e.path(), rm)) removed.push_back(n);
     }

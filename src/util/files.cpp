@@ -1,6 +1,7 @@
 // require_new_file, publish_file: lstat, link() and rename().
 #include "quantlab/util/files.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -34,6 +35,15 @@ void require_new_file(const std::string& flag, const std::string& path) {
 std::string temporary_beside(const std::string& path) { return path + ".tmp." + std::to_string(::getpid()); }
 
 void publish_file(const std::string& tmp, const std::string& path, bool replace) {
+  // Its contents on the disk before its name: a power cut never leaves an empty file under it.
+  const int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || ::fsync(fd) != 0) {
+    const int err = errno;
+    if (fd >= 0) ::close(fd);
+    ::unlink(tmp.c_str());
+    throw IoError(path + ": cannot write (" + std::strerror(err) + ")");
+  }
+  ::close(fd);
   if (replace) {
     struct stat st {};
     if (::lstat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
