@@ -1,10 +1,13 @@
 // What the original QuantLab accepts and produces, accepted and produced here: its experiment
 // folders and checkpoints, its pretrained references, its baselines, its configs (templates
 // included) and its metric_period.
+#include <caffe2/serialize/inline_container.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <regex>
 #include <sstream>
 
@@ -162,6 +165,104 @@ TEST(TorchFile, ReadsWhatLibtorchWrites) {
   EXPECT_EQ(n, c.net.size());
   EXPECT_EQ(d.at("lr_scheduler").toListRef().size(), c.lr_scheduler.size());
   EXPECT_THROW(read_torch_file(home.path() + "/Toy/config.json"), IoError);
+}
+
+// A torch.save file written byte by byte: `pickle`'s tensors view the float32 storage "0".
+std::string hand_made_torch_file(const std::string& dir, const std::string& pickle, const std::vector<float>& data) {
+  std::vector<char> bytes;
+  caffe2::serialize::PyTorchStreamWriter writer([&](const void* b, size_t n) {
+    bytes.insert(bytes.end(), static_cast<const char*>(b), static_cast<const char*>(b) + n);
+    return n;
+  });
+  writer.writeRecord("data.pkl", pickle.data(), pickle.size());
+  writer.writeRecord("data/0", data.data(), data.size() * sizeof(float));
+  writer.writeEndOfFile();
+  const std::string file = dir + "/hand.pt";
+  std::ofstream(file, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  return file;
+}
+
+// The pickle of torch._utils._rebuild_tensor_v2(storage "0" of `numel` floats, 0, size, stride)
+// (without PROTO and STOP), `size` and `stride` as pickle tuples.
+std::string tensor_pickle(int numel, const std::string& size, const std::string& stride) {
+  std::string p = "ctorch._utils\n_rebuild_tensor_v2\n((";
+  p += std::string("\x8c\x07") + "storage" + "ctorch\nFloatStorage\n" + "\x8c\x01" + "0" + "\x8c\x03" + "cpu";
+  p += 'K';
+  p += static_cast<char>(numel);
+  p += "tQ";
+  p += 'K';
+  p += '\0';  // the offset
+  p += size + stride + "\x89" + "ccollections\nOrderedDict\n)RtR";
+  return p;
+}
+std::string one_tensor(int numel, const std::string& size, const std::string& stride) {
+  return "\x80\x02" + tensor_pickle(numel, size, stride) + ".";
+}
+
+// A hand-made file is read within bounds: a view whose strides do not match its sizes, one beyond
+// its storage, or one that repeats a small storage into more than the machine's memory, is
+// refused by name; a storage that several tensors view is read once and serves them all.
+TEST(TorchFile, HandMadeViewsAreBoundedAndAStorageIsReadOnce) {
+  TempDir dir;
+  const std::vector<float> data = {1, 2, 3, 4, 5, 6};
+  const auto read = [&](const std::string& pickle) {
+    return read_torch_file(hand_made_torch_file(dir.path(), pickle, data));
+  };
+  const auto error = [&](const std::string& pickle) {
+    try {
+      read(pickle);
+    } catch (const IoError& e) {
+      return std::string(e.what());
+    }
+    return std::string("(read)");
+  };
+  const c10::IValue t = read(one_tensor(6, "(K\x02K\x03t", "(K\x03K\x01t"));
+  EXPECT_TRUE(torch::equal(t.toTensor(), torch::tensor({1.f, 2.f, 3.f, 4.f, 5.f, 6.f}).view({2, 3})));
+  std::string e = error(one_tensor(6, "(K\x02K\x03t", "(K\x01t"));
+  EXPECT_NE(e.find("a tensor with 2 sizes and 1 strides"), std::string::npos) << e;
+  e = error(one_tensor(6, "(K\x07t", "(K\x01t"));
+  EXPECT_NE(e.find("a tensor larger than its storage"), std::string::npos) << e;
+  // 2^40 copies of one element (LONG1 of 6 bytes).
+  e = error(one_tensor(6, std::string("(\x8a\x06\0\0\0\0\0\x01t", 10), std::string("(K\0t", 4)));
+  EXPECT_NE(e.find("more than this machine's memory holds"), std::string::npos) << e;
+  // Two views of one storage, the second naming it again.
+  const c10::IValue both = read(std::string("\x80\x02](") + tensor_pickle(6, "(K\x06t", "(K\x01t") +
+                                tensor_pickle(6, "(K\x03t", "(K\x02t") + "e.");
+  ASSERT_TRUE(both.isList());
+  ASSERT_EQ(both.toListRef().size(), 2u);
+  EXPECT_TRUE(torch::equal(both.toListRef()[0].toTensor(), torch::tensor({1.f, 2.f, 3.f, 4.f, 5.f, 6.f})));
+  EXPECT_TRUE(torch::equal(both.toListRef()[1].toTensor(), torch::tensor({1.f, 3.f, 5.f})));
+}
+
+// A checkpoint edited in Python (a tuple added, its checksum kept) is a checksum mismatch naming
+// the file; a FIFO or a device in a checkpoint's place is refused before it is read.
+TEST(TorchFile, AnEditedCheckpointOrAFifoIsNamed) {
+  TempDir dir;
+  c10::impl::GenericDict d(c10::StringType::get(), c10::AnyType::get());
+  d.insert("format", "quantlab.checkpoint");
+  d.insert("version", kCheckpointVersion);
+  d.insert("checksum", "00000000");
+  d.insert("extra", c10::ivalue::Tuple::create({c10::IValue(int64_t{1}), c10::IValue(2.5)}));
+  const std::vector<char> bytes = plain_torch_save(c10::IValue(d));
+  const std::string file = dir.path() + "/edited.ckpt";
+  std::ofstream(file, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  try {
+    load_checkpoint(file);
+    ADD_FAILURE() << "an edited checkpoint was loaded";
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find(file + ": checksum mismatch"), std::string::npos) << e.what();
+  }
+  const std::string fifo = dir.path() + "/fifo.ckpt";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  for (const auto& read :
+       std::vector<std::function<void()>>{[&] { load_checkpoint(fifo); }, [&] { read_network_tensors(fifo); }}) {
+    try {
+      read();
+      ADD_FAILURE() << "a FIFO was read";
+    } catch (const IoError& e) {
+      EXPECT_NE(std::string(e.what()).find("is a FIFO"), std::string::npos) << e.what();
+    }
+  }
 }
 
 int64_t count(torch::nn::Module& net) {

@@ -14,6 +14,7 @@
 #include "quantlab/train/experiment.h"
 #include "quantlab/train/optimizer_state.h"
 #include "quantlab/util/error.h"
+#include "quantlab/util/read_file.h"
 
 namespace quantlab::experiment {
 namespace {
@@ -40,6 +41,8 @@ uint32_t digest(const IValue& v, uint32_t crc) {
     }
   } else if (v.isList()) {
     for (const IValue& e : v.toListRef()) crc = digest(e, crc);
+  } else if (v.isTuple()) {  // not written by QuantLab; a file edited in Python may hold one
+    for (const IValue& e : v.toTupleRef().elements()) crc = digest(e, crc);
   } else if (v.isString()) {
     add_str(v.toStringRef());
   } else if (v.isInt()) {
@@ -52,7 +55,7 @@ uint32_t digest(const IValue& v, uint32_t crc) {
     const bool b = v.toBool();
     add(&b, sizeof b);
   } else if (!v.isNone()) {
-    throw std::logic_error("checkpoint digest: unexpected value type " + v.tagKind());
+    throw Error("it holds a value of type " + v.tagKind() + ", which QuantLab's checkpoints never hold");
   }
   return crc;
 }
@@ -294,6 +297,9 @@ void save_checkpoint(const std::string& file, const Checkpoint& c) {
 }
 
 Checkpoint load_checkpoint(const std::string& file) {
+  std::error_code ec;
+  if (!std::filesystem::exists(file, ec)) throw IoError(file + ": missing or unreadable");
+  require_regular_file(file, "checkpoint");  // never a device or a FIFO read whole
   std::ifstream in(file, std::ios::binary);
   if (!in) throw IoError(file + ": missing or unreadable");
   const std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -320,7 +326,12 @@ Checkpoint load_checkpoint(const std::string& file) {
   if (d.contains("checksum")) {
     const IValue stored = entry(d, "checksum", file);
     (void)d.erase("checksum");
-    const uint32_t crc = digest(IValue(d), 0);
+    uint32_t crc = 0;
+    try {
+      crc = digest(IValue(d), 0);
+    } catch (const Error& e) {
+      throw IoError(file + ": not a QuantLab checkpoint (" + e.what() + ")");
+    }
     const bool ok = stored.isString() ? stored.toStringRef() == checksum_text(crc)
                                       : stored.isInt() && stored.toInt() == static_cast<int64_t>(crc);  // version 1
     if (!ok)

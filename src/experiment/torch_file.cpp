@@ -7,11 +7,13 @@
 #include <torch/csrc/jit/serialization/pickler.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <vector>
 
 #include "quantlab/util/error.h"
+#include "quantlab/util/read_file.h"
 
 namespace quantlab::experiment {
 namespace {
@@ -286,14 +288,26 @@ class Machine {
     if (type.rfind(kGlobalTag, 0) == 0) type = type.substr(std::strlen(kGlobalTag));
     if (type.rfind("torch.", 0) == 0) type = type.substr(6);
     const torch::ScalarType dtype = storage_dtype(type, file_);
+    if (!e[4].isInt() || e[4].toInt() < 0) fail("a storage without its size");
     const int64_t numel = e[4].toInt();
     const std::string record = "data/" + e[2].toStringRef();
+    // Read once however many tensors view it (torch.load shares it too): a file that names one
+    // storage many times does not grow the memory it takes.
+    const auto cached = storages_.find(record);
+    if (cached != storages_.end()) {
+      if (cached->second.scalar_type() != dtype || cached->second.numel() < numel)
+        fail("the storage record " + record + " is named with two types or sizes");
+      push(IValue(cached->second));
+      return;
+    }
     if (!zip_.hasRecord(record)) fail("the storage record " + record + " is missing");
     auto [data, bytes] = zip_.getRecord(record);
+    if (static_cast<uint64_t>(numel) > bytes / c10::elementSize(dtype))
+      fail("the storage record " + record + " is truncated");
     const size_t need = static_cast<size_t>(numel) * c10::elementSize(dtype);
-    if (bytes < need) fail("the storage record " + record + " is truncated");
     torch::Tensor t = torch::empty({numel}, torch::TensorOptions().dtype(dtype));
     if (need > 0) std::memcpy(t.data_ptr(), data.get(), need);
+    storages_.emplace(record, t);
     push(IValue(t));
   }
   void call() {
@@ -322,12 +336,31 @@ class Machine {
     if (a.size() < 4 || !a[0].isTensor() || !a[2].isTuple() || !a[3].isTuple()) fail("a tensor without its storage");
     const torch::Tensor storage = a[0].toTensor();
     std::vector<int64_t> size, stride;
-    for (const auto& s : a[2].toTupleRef().elements()) size.push_back(s.toInt());
-    for (const auto& s : a[3].toTupleRef().elements()) stride.push_back(s.toInt());
-    int64_t last = a[1].toInt();  // the highest element the view reads must be in the storage
-    for (size_t i = 0; i < size.size(); ++i) last += size[i] > 0 ? (size[i] - 1) * stride[i] : 0;
-    if (storage.numel() > 0 && last >= storage.numel()) fail("a tensor larger than its storage");
-    return storage.as_strided(size, stride, a[1].toInt()).clone();
+    const auto whole = [&](const IValue& v) {
+      if (!v.isInt() || v.toInt() < 0) fail("a tensor whose sizes, strides or offset are not whole numbers");
+      return v.toInt();
+    };
+    for (const auto& s : a[2].toTupleRef().elements()) size.push_back(whole(s));
+    for (const auto& s : a[3].toTupleRef().elements()) stride.push_back(whole(s));
+    if (stride.size() != size.size())
+      fail("a tensor with " + std::to_string(size.size()) + " sizes and " + std::to_string(stride.size()) + " strides");
+    const int64_t offset = whole(a[1]);
+    // The highest element the view reads must be in the storage (without overflowing on the way).
+    int64_t last = offset, elements = 1;
+    bool empty = false;
+    for (size_t i = 0; i < size.size(); ++i) {
+      int64_t reach = 0;
+      empty |= size[i] == 0;
+      if (__builtin_mul_overflow(std::max<int64_t>(size[i] - 1, 0), stride[i], &reach) ||
+          __builtin_add_overflow(last, reach, &last) || __builtin_mul_overflow(elements, size[i], &elements))
+        fail("a tensor whose sizes overflow");
+    }
+    if (!empty && last >= storage.numel()) fail("a tensor larger than its storage");
+    // A view repeats elements only through zero strides (an expanded tensor); its copy must fit in
+    // this machine's memory.
+    if (static_cast<uint64_t>(elements) > machine_memory_bytes() / storage.element_size())
+      fail("a tensor of " + std::to_string(elements) + " elements, more than this machine's memory holds");
+    return storage.as_strided(size, stride, offset).clone();
   }
 
   const std::string& file_;
@@ -337,6 +370,7 @@ class Machine {
   std::vector<Item> stack_;
   std::vector<size_t> marks_;
   std::map<uint64_t, Item> memo_;
+  std::map<std::string, torch::Tensor> storages_;  // by record
 };
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include "quantlab/experiment/saves.h"
 #include "quantlab/experiment/torch_file.h"
 #include "quantlab/util/error.h"
+#include "quantlab/util/read_file.h"
 
 namespace quantlab::experiment {
 namespace {
@@ -24,6 +25,7 @@ void collect_tensors(const c10::impl::GenericDict& d, std::map<std::string, torc
 
 std::map<std::string, torch::Tensor> read_network_tensors(const std::string& file) {
   if (!std::filesystem::exists(file)) throw IoError(file + ": missing or unreadable");
+  require_regular_file(file, "checkpoint or state dict");  // never a device or a FIFO read whole
   IValue v;
   try {
     std::ifstream in(file, std::ios::binary);
