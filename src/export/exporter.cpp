@@ -172,7 +172,10 @@ class Folder {
         for (int64_t j = 0; j < fan; ++j) sum += std::abs(l.weights[static_cast<size_t>(o * fan + j)]);
         worst = std::max(worst, sum);
       }
-      if (worst * flow_.max_abs > 2147483647.0) throw Error(st.name + ": its accumulator could exceed 32 bits");
+      // The runtime's kernels take the input as bytes (a level plus its zero point 128, or a
+      // pixel) and subtract the zero point's share afterwards: that product too stays in 32 bits.
+      if (worst * flow_.max_abs > 2147483647.0 || worst * 255.0 > 2147483647.0)
+        throw Error(st.name + ": its accumulator could exceed 32 bits");
       next.kind = Flow::Kind::kAcc;
       next.step = l.weight_step * flow_.step;
       next.max_abs = worst * flow_.max_abs;
@@ -243,6 +246,11 @@ class Folder {
     l.kind = LayerKind::kThreshold;
     l.name = name;
     l.float_input = flow_.kind != Flow::Kind::kAcc;
+    if (flow_.channels <= 0)  // after a flatten of real values: their count is not tracked
+      throw Error(name + ": an activation right after a flatten is not exported (put a conv or linear layer first)");
+    if (bn && bn->gain.size() != static_cast<size_t>(flow_.channels))
+      throw Error(name + ": its batch norm has " + std::to_string(bn->gain.size()) + " channels, its input " +
+                  std::to_string(flow_.channels));
     l.channels = flow_.channels;
     l.num_thresholds = quantizer.num_thresholds();
     std::vector<double> levels(quantizer.levels.begin(), quantizer.levels.end());

@@ -1,6 +1,7 @@
 // Writing an integer model as ONNX.
 #include "quantlab/export/onnx.h"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 
@@ -182,7 +183,7 @@ class Writer {
       for (int64_t j = 0; j < fan; ++j) sum += std::abs(l.weights[static_cast<size_t>(o * fan + j)]);
       worst = std::max(worst, sum);
     }
-    max_abs_acc = worst * (kind == Kind::kPixels ? 255.0 : 127.0);
+    max_abs_acc = worst * (kind == Kind::kPixels ? 255.0 : max_level);
     if (conv) {
       for (int8_t v : l.weights) w.push_back(static_cast<uint8_t>(v + kLevelZero));
       std::string in = x;
@@ -265,6 +266,8 @@ class Writer {
     x = Graph::out(b.node("Gather", {b.constant<uint8_t>("levels", ox::TensorProto::UINT8, {K + 1}, table), count},
                           l.name.substr(0, l.name.find(' '))));
     kind = Kind::kLevels;
+    max_level = 0;
+    for (int8_t v : l.levels) max_level = std::max(max_level, std::abs(static_cast<double>(v)));
   }
 
   // The scores and the label.
@@ -294,6 +297,7 @@ class Writer {
   std::string x = "image";
   int rank = 4;  // 4: [N, C, H, W]; 2: [N, F]
   double max_abs_acc = 0;
+  double max_level = 127;  // the largest |level| of the last activation
 };
 
 }  // namespace
