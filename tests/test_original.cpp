@@ -265,6 +265,38 @@ TEST(TorchFile, AnEditedCheckpointOrAFifoIsNamed) {
   }
 }
 
+// A checkpoint whose optimizer archive or generator state libtorch cannot take (written by hand,
+// with a valid checksum) stops the resume naming the file, not with libtorch's bare message.
+TEST(TorchFile, AStateLibtorchCannotTakeIsNamed) {
+  TempDir home;
+  testing::write_toy_idx_problem(home.path() + "/Toy/data", 160, 64, 4, true);
+  std::ofstream(home.path() + "/Toy/config.json") << toy_config(1).dump(2);
+  std::ostringstream sink;
+  launch(options(home.path()), nullptr, sink);
+  const std::string file = home.path() + "/Toy/logs/exp001/saves/last.ckpt";
+  Checkpoint c = load_checkpoint(file);
+  c.optimizer = torch::full({64}, 7, torch::kUInt8);  // not an archive
+  save_checkpoint(file, c);
+  auto o = options(home.path());
+  o.exp_id = 1;
+  std::string e;
+  try {
+    launch(o, nullptr, sink);
+  } catch (const Error& err) {
+    e = err.what();
+  }
+  EXPECT_NE(e.find(file + ": the checkpoint's optimizer or generator state cannot be restored ("), std::string::npos)
+      << e;
+  c.optimizer = torch::full({64}, 7.0f);  // bytes, but as float
+  save_checkpoint(file, c);
+  try {
+    load_checkpoint(file);
+    ADD_FAILURE() << "a float optimizer archive was loaded";
+  } catch (const IoError& err) {
+    EXPECT_NE(std::string(err.what()).find("a 1-d tensor of bytes"), std::string::npos) << err.what();
+  }
+}
+
 int64_t count(torch::nn::Module& net) {
   int64_t n = 0;
   for (const auto& p : net.parameters()) n += p.numel();

@@ -137,6 +137,13 @@ torch::Tensor tensor_entry(const c10::impl::GenericDict& d, const std::string& k
   return v.toTensor();
 }
 
+// Bytes: a serialised archive or a generator's state.
+torch::Tensor bytes_entry(const c10::impl::GenericDict& d, const std::string& key, const std::string& file) {
+  torch::Tensor t = tensor_entry(d, key, file);
+  if (t.scalar_type() != torch::kUInt8 || t.dim() != 1) wrong_kind(file, key, "a 1-d tensor of bytes");
+  return t;
+}
+
 std::vector<IValue> list_entry(const c10::impl::GenericDict& d, const std::string& key, const std::string& file) {
   const IValue v = entry(d, key, file);
   if (!v.isList()) wrong_kind(file, key, "a list");
@@ -269,22 +276,28 @@ void restore(train::Experiment& exp, const Checkpoint& c) {
     if (live.size() != c.net.size())
       throw Error("the checkpoint has tensors this network does not (another topology?)");
   }
-  torch::serialize::InputArchive archive;
-  const auto bytes = c.optimizer.contiguous();
-  std::istringstream is(std::string(static_cast<const char*>(bytes.data_ptr()), static_cast<size_t>(bytes.numel())));
-  archive.load_from(is, exp.device);
-  train::load_optimizer_state(*exp.optimizer, archive);  // whichever libtorch wrote it
-  train::set_lr(*exp.optimizer, c.lr);                   // libtorch does not restore the param groups' rate
-  if (const auto m = exp.lr_scheduler->momentum_at(c.state.epoch)) train::set_momentum(*exp.optimizer, *m);
-  exp.lr_scheduler->load_state(c.lr_scheduler);
-  if (exp.thermostat) exp.thermostat->set_clock(c.thermostat_clock);
-  at::Generator cpu = at::detail::getDefaultCPUGenerator();  // a handle to the global generator
-  cpu.set_state(c.rng_cpu);
-  for (size_t i = 0;
-       i < c.rng_cuda.size() && torch::cuda::is_available() && i < static_cast<size_t>(torch::cuda::device_count());
-       ++i) {
-    at::Generator cuda = at::globalContext().defaultGenerator(at::Device(at::kCUDA, static_cast<int16_t>(i)));
-    cuda.set_state(c.rng_cuda[i]);
+  try {  // libtorch's own checks of a state it cannot take (an archive or generator edited by hand)
+    torch::serialize::InputArchive archive;
+    const auto bytes = c.optimizer.contiguous();
+    std::istringstream is(std::string(static_cast<const char*>(bytes.data_ptr()), static_cast<size_t>(bytes.numel())));
+    archive.load_from(is, exp.device);
+    train::load_optimizer_state(*exp.optimizer, archive);  // whichever libtorch wrote it
+    train::set_lr(*exp.optimizer, c.lr);                   // libtorch does not restore the param groups' rate
+    if (const auto m = exp.lr_scheduler->momentum_at(c.state.epoch)) train::set_momentum(*exp.optimizer, *m);
+    exp.lr_scheduler->load_state(c.lr_scheduler);
+    if (exp.thermostat) exp.thermostat->set_clock(c.thermostat_clock);
+    at::Generator cpu = at::detail::getDefaultCPUGenerator();  // a handle to the global generator
+    cpu.set_state(c.rng_cpu);
+    for (size_t i = 0;
+         i < c.rng_cuda.size() && torch::cuda::is_available() && i < static_cast<size_t>(torch::cuda::device_count());
+         ++i) {
+      at::Generator cuda = at::globalContext().defaultGenerator(at::Device(at::kCUDA, static_cast<int16_t>(i)));
+      cuda.set_state(c.rng_cuda[i]);
+    }
+  } catch (const c10::Error& e) {
+    const std::string why = e.what_without_backtrace();
+    throw Error("the checkpoint's optimizer or generator state cannot be restored (" + why.substr(0, why.find('\n')) +
+                ")");
   }
 }
 
@@ -349,7 +362,7 @@ Checkpoint load_checkpoint(const std::string& file) {
     if (!t.isTensor()) wrong_kind(file, "net." + k, "a tensor");
     c.net[k] = t.toTensor();
   });
-  c.optimizer = tensor_entry(d, "optimizer", file);
+  c.optimizer = bytes_entry(d, "optimizer", file);
   c.lr = double_entry(d, "lr", file);
   for (const IValue& x : list_entry(d, "lr_scheduler", file)) {
     if (!x.isDouble() && !x.isInt()) wrong_kind(file, "lr_scheduler", "a list of numbers");
@@ -363,7 +376,7 @@ Checkpoint load_checkpoint(const std::string& file) {
       if (k == train::statistic_name(s) && (x.isDouble() || x.isInt()))
         c.state.stats[s] = x.isDouble() ? x.toDouble() : x.toInt();
   });
-  c.rng_cpu = tensor_entry(d, "rng_cpu", file);
+  c.rng_cpu = bytes_entry(d, "rng_cpu", file);
   for (const IValue& t : list_entry(d, "rng_cuda", file)) {
     if (!t.isTensor()) wrong_kind(file, "rng_cuda", "a list of tensors");
     c.rng_cuda.push_back(t.toTensor());

@@ -135,7 +135,13 @@ class Launch {
         restored = load_checkpoint(start.checkpoint);
       });
       if (!train_) print_notes(restored->notes, out_);
-      restore(*p_.exp, *restored);
+      try {
+        restore(*p_.exp, *restored);
+      } catch (const IoError&) {
+        throw;
+      } catch (const Error& e) {
+        throw Error(start.checkpoint + ": " + e.what());
+      }
       state = restored->state;
     }
     group_.share_state(*p_.exp->net);  // the same weights everywhere (transfer, restore, initialisation)
