@@ -225,6 +225,14 @@ TEST(TorchFile, HandMadeViewsAreBoundedAndAStorageIsReadOnce) {
   // 2^40 copies of one element (LONG1 of 6 bytes).
   e = error(one_tensor(6, std::string("(\x8a\x06\0\0\0\0\0\x01t", 10), std::string("(K\0t", 4)));
   EXPECT_NE(e.find("more than this machine's memory holds"), std::string::npos) << e;
+  // Lists nested 100000 deep, and a list inside itself: refused, not a stack overflow.
+  e = error("\x80\x02" + std::string(100000, ']') + std::string(99999, 'a') + ".");
+  EXPECT_NE(e.find("containers nested deeper than 64"), std::string::npos) << e.substr(0, 300);
+  e = error(std::string("\x80\x02]q\0h\0a.", 9));
+  EXPECT_NE(e.find("a container inside itself"), std::string::npos) << e.substr(0, 300);
+  // The same deep list left on the pickle's stack, a small value returned.
+  e = error("\x80\x02" + std::string(100000, ']') + std::string(99999, 'a') + "K\x01.");
+  EXPECT_NE(e.find("containers nested deeper than 64"), std::string::npos) << e.substr(0, 300);
   // Two views of one storage, the second naming it again.
   const c10::IValue both = read(std::string("\x80\x02](") + tensor_pickle(6, "(K\x06t", "(K\x01t") +
                                 tensor_pickle(6, "(K\x03t", "(K\x02t") + "e.");

@@ -326,6 +326,7 @@ Checkpoint load_checkpoint(const std::string& file) {
       throw IoError(file + ": corrupt or truncated checkpoint (cannot be decoded: " + e.what() + ")");
     }
   }
+  check_nesting(v, file);  // before anything walks it
   if (!v.isGenericDict()) throw IoError(file + ": not a QuantLab checkpoint");
   auto d = v.toGenericDict();
   if (d.contains("indiv") && d.contains("treat") && !d.contains("format")) return original_checkpoint(d, file);

@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <memory>
+#include <unordered_map>
 #include <vector>
 
 #include "quantlab/util/error.h"
@@ -45,6 +47,14 @@ class Machine {
  public:
   Machine(const std::string& file, caffe2::serialize::PyTorchStreamReader& zip, const char* data, size_t size)
       : file_(file), zip_(zip), p_(data), end_(data + size) {}
+
+  // Every value the machine still holds (its stack and memo), for the nesting check.
+  std::vector<const IValue*> values() const {
+    std::vector<const IValue*> out;
+    for (const Item& i : stack_) out.push_back(&i.value);
+    for (const auto& [k, i] : memo_) out.push_back(&i.value);
+    return out;
+  }
 
   IValue run() {
     for (;;) {
@@ -375,6 +385,52 @@ class Machine {
 
 }  // namespace
 
+namespace {
+
+constexpr int kNestingLimit = 64;
+
+// Whether a value under `roots` nests containers deeper than the limit. Iteratively, as deep as it
+// goes: a container is walked again only when reached deeper than before (a shared one once per
+// depth, a container inside itself until the limit).
+bool nests_too_deep(const std::vector<const IValue*>& roots) {
+  std::unordered_map<const void*, int> reached;
+  std::vector<std::pair<const IValue*, int>> todo;
+  for (const IValue* r : roots) todo.emplace_back(r, 0);
+  while (!todo.empty()) {
+    const auto [x, depth] = todo.back();
+    todo.pop_back();
+    if (!x->isList() && !x->isGenericDict() && !x->isTuple()) continue;
+    if (depth > kNestingLimit) return true;
+    const auto [at, fresh] = reached.emplace(x->internalToPointer(), depth);
+    if (!fresh && at->second >= depth) continue;
+    at->second = depth;
+    if (x->isList()) {
+      for (const IValue& e : x->toListRef()) todo.emplace_back(&e, depth + 1);
+    } else if (x->isTuple()) {
+      for (const IValue& e : x->toTupleRef().elements()) todo.emplace_back(&e, depth + 1);
+    } else {
+      for (const auto& kv : x->toGenericDict()) {
+        todo.emplace_back(&kv.key(), depth + 1);
+        todo.emplace_back(&kv.value(), depth + 1);
+      }
+    }
+  }
+  return false;
+}
+
+[[noreturn]] void too_deep(const std::string& file) {
+  throw IoError(file + ": cannot read this file (containers nested deeper than " + std::to_string(kNestingLimit) +
+                ", or a container inside itself: not a file torch.save writes)");
+}
+
+}  // namespace
+
+void check_nesting(c10::IValue& v, const std::string& file) {
+  if (!nests_too_deep({&v})) return;
+  new IValue(std::move(v));  // NOLINT(cppcoreguidelines-owning-memory): left unreleased, see the header
+  too_deep(file);
+}
+
 c10::IValue read_torch_file(const std::string& file) {
   std::unique_ptr<caffe2::serialize::PyTorchStreamReader> zip;
   try {
@@ -385,8 +441,16 @@ c10::IValue read_torch_file(const std::string& file) {
   if (!zip->hasRecord("data.pkl")) throw IoError(file + ": not a torch.save file (no data.pkl record)");
   try {
     auto [data, size] = zip->getRecord("data.pkl");
-    Machine m(file, *zip, static_cast<const char*>(data.get()), size);
-    return m.run();
+    auto m = std::make_unique<Machine>(file, *zip, static_cast<const char*>(data.get()), size);
+    IValue v = m->run();
+    std::vector<const IValue*> roots = m->values();
+    roots.push_back(&v);
+    if (nests_too_deep(roots)) {  // nothing of it is released: that would recurse past the stack
+      new IValue(std::move(v));   // NOLINT(cppcoreguidelines-owning-memory)
+      m.release();                // NOLINT(bugprone-unused-return-value)
+      too_deep(file);
+    }
+    return v;
   } catch (const c10::Error& e) {
     throw IoError(file + ": cannot read this torch.save file (" + e.what_without_backtrace() + ")");
   }

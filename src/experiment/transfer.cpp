@@ -33,6 +33,7 @@ std::map<std::string, torch::Tensor> read_network_tensors(const std::string& fil
   } catch (const std::exception&) {
     v = read_torch_file(file);  // written by Python
   }
+  check_nesting(v, file);
   if (!v.isGenericDict()) throw IoError(file + ": not a checkpoint or state dict (a " + v.tagKind() + ")");
   const auto d = v.toGenericDict();
   const bool quantlab =

@@ -18,6 +18,11 @@ namespace quantlab::experiment {
 // Throws IoError naming the file when it is not a torch.save zip file or holds what cannot be read.
 c10::IValue read_torch_file(const std::string& file);
 
+// Throws IoError naming `file` when `v` nests containers deeper than 64 or holds a container
+// inside itself (a hand-made pickle can build either): walking or releasing such a value would
+// recurse past the stack. Such a value is never released (its memory is left to the process).
+void check_nesting(c10::IValue& v, const std::string& file);
+
 // The bytes of a torch.save file holding `v` (dicts, lists, numbers, strings, tensors) as plain
 // Python containers: no TorchScript type tags, so PyTorch's torch.load reads it with its default
 // weights_only=True (PyTorch 2.6 and later) as well as libtorch's pickle_load. (torch::pickle_save
