@@ -144,14 +144,19 @@ TEST(Original, ItsCheckpointIsTestedAsItsTestModeWould) {
   }
 }
 
+// The last.ckpt of experiment 1 of the toy problem (`train` images) trained one epoch in `home`.
+std::string trained_toy_checkpoint(const std::string& home, int64_t train) {
+  testing::write_toy_idx_problem(home + "/Toy/data", train, 64, 4, true);
+  std::ofstream(home + "/Toy/config.json") << toy_config(1).dump(2);
+  std::ostringstream sink;
+  launch(options(home), nullptr, sink);
+  return home + "/Toy/logs/exp001/saves/last.ckpt";
+}
+
 // The torch.save reader takes libtorch's own pickles too (typed containers), value for value.
 TEST(TorchFile, ReadsWhatLibtorchWrites) {
   TempDir home;
-  testing::write_toy_idx_problem(home.path() + "/Toy/data", 320, 64, 4, true);
-  std::ofstream(home.path() + "/Toy/config.json") << toy_config(1).dump(2);
-  std::ostringstream sink;
-  launch(options(home.path()), nullptr, sink);
-  const std::string file = home.path() + "/Toy/logs/exp001/saves/last.ckpt";
+  const std::string file = trained_toy_checkpoint(home.path(), 320);
   const c10::IValue v = read_torch_file(file);
   ASSERT_TRUE(v.isGenericDict());
   const auto d = v.toGenericDict();
@@ -277,12 +282,9 @@ TEST(TorchFile, AnEditedCheckpointOrAFifoIsNamed) {
 // with a valid checksum) stops the resume naming the file, not with libtorch's bare message.
 TEST(TorchFile, AStateLibtorchCannotTakeIsNamed) {
   TempDir home;
-  testing::write_toy_idx_problem(home.path() + "/Toy/data", 160, 64, 4, true);
-  std::ofstream(home.path() + "/Toy/config.json") << toy_config(1).dump(2);
-  std::ostringstream sink;
-  launch(options(home.path()), nullptr, sink);
-  const std::string file = home.path() + "/Toy/logs/exp001/saves/last.ckpt";
+  const std::string file = trained_toy_checkpoint(home.path(), 160);
   Checkpoint c = load_checkpoint(file);
+  std::ostringstream sink;
   c.optimizer = torch::full({64}, 7, torch::kUInt8);  // not an archive
   save_checkpoint(file, c);
   auto o = options(home.path());
