@@ -235,6 +235,12 @@ TEST(TorchFile, HandMadeViewsAreBoundedAndAStorageIsReadOnce) {
   EXPECT_NE(e.find("containers nested deeper than 64"), std::string::npos) << e.substr(0, 300);
   e = error(std::string("\x80\x02]q\0h\0a.", 9));
   EXPECT_NE(e.find("a container inside itself"), std::string::npos) << e.substr(0, 300);
+  // The same deep lists in a pickle that ends early (its error releases what it built).
+  e = error("\x80\x02" + std::string(100000, ']') + std::string(99999, 'a'));
+  EXPECT_NE(e.find("containers nested deeper than 64"), std::string::npos) << e.substr(0, 300);
+  // An empty tensor reads nothing, whatever its other sizes.
+  const c10::IValue none = read(one_tensor(6, std::string("(K\0\x8a\x06\0\0\0\0\0\x01t", 12), "(K\x01K\x01t"));
+  EXPECT_EQ(none.toTensor().numel(), 0);
   // The same deep list left on the pickle's stack, a small value returned.
   e = error("\x80\x02" + std::string(100000, ']') + std::string(99999, 'a') + "K\x01.");
   EXPECT_NE(e.find("containers nested deeper than 64"), std::string::npos) << e.substr(0, 300);

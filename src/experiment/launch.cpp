@@ -47,11 +47,17 @@ torch::Tensor device_rng_state(const torch::Device& device) {
 void set_rank_generator(const dist::Communicator& comm, const Checkpoint* c, const train::Experiment& exp,
                         int64_t epoch, std::ostream& out) {
   if (c && static_cast<int>(c->rng_ranks.size()) == comm.world_size()) {
-    at::Generator gen = at::detail::getDefaultCPUGenerator();  // a handle to the global generator
-    gen.set_state(c->rng_ranks[static_cast<size_t>(comm.rank())]);
-    if (exp.device.is_cuda() && static_cast<int>(c->rng_cuda_ranks.size()) == comm.world_size()) {
-      at::Generator gpu = at::globalContext().defaultGenerator(exp.device);  // this rank's GPU's
-      gpu.set_state(c->rng_cuda_ranks[static_cast<size_t>(comm.rank())]);
+    try {                                                        // libtorch's own checks of a state edited by hand
+      at::Generator gen = at::detail::getDefaultCPUGenerator();  // a handle to the global generator
+      gen.set_state(c->rng_ranks[static_cast<size_t>(comm.rank())]);
+      if (exp.device.is_cuda() && static_cast<int>(c->rng_cuda_ranks.size()) == comm.world_size()) {
+        at::Generator gpu = at::globalContext().defaultGenerator(exp.device);  // this rank's GPU's
+        gpu.set_state(c->rng_cuda_ranks[static_cast<size_t>(comm.rank())]);
+      }
+    } catch (const c10::Error& e) {
+      const std::string why = e.what_without_backtrace();
+      throw Error("the checkpoint's generator state of rank " + std::to_string(comm.rank()) + " cannot be restored (" +
+                  why.substr(0, why.find('\n')) + ")");
     }
     return;
   }
@@ -146,7 +152,14 @@ class Launch {
     }
     group_.share_state(*p_.exp->net);  // the same weights everywhere (transfer, restore, initialisation)
     if (dist::Communicator* comm = group_.communicator()) {
-      set_rank_generator(*comm, restored ? &*restored : nullptr, *p_.exp, state.epoch, out_);
+      try {
+        set_rank_generator(*comm, restored ? &*restored : nullptr, *p_.exp, state.epoch, out_);
+      } catch (const c10::Error&) {
+        throw;
+      } catch (const Error& e) {
+        if (!restored) throw;
+        throw Error(start.checkpoint + ": " + e.what());
+      }
     } else if (train_ && restored && restored->rng_ranks.size() > 1) {
       out_ << "note: resuming with 1 process from a checkpoint of " << restored->rng_ranks.size()
            << ": the run goes on, but it is not bit-identical to one that keeps the number of processes" << std::endl;

@@ -34,7 +34,8 @@ std::string this_host() {
 std::string holder_text(const std::string& text) {
   const long pid = pid_in(text);
   if (pid <= 0) return "";
-  std::string host = text.substr(std::min(text.size(), text.find(' ') + 1));
+  const size_t space = text.find(' ');
+  std::string host = space == std::string::npos ? "" : text.substr(space + 1);
   host = host.substr(0, host.find('\n'));
   return "PID " + std::to_string(pid) + (host.empty() || host == this_host() ? "" : " on " + host);
 }

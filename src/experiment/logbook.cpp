@@ -104,7 +104,13 @@ Logbook Logbook::create(const std::string& logs_dir, const nlohmann::json& confi
   for (int64_t id = ids.empty() ? 1 : ids.back() + 1;; ++id) {
     const std::string dir = logs_dir + "/" + folder_name(id);
     if (::rename(tmp.c_str(), dir.c_str()) == 0) {
-      fsync_path(logs_dir, O_RDONLY | O_DIRECTORY);
+      try {
+        fsync_path(logs_dir, O_RDONLY | O_DIRECTORY);
+      } catch (const IoError&) {  // not durable: not made
+        lock.reset();
+        fs::remove_all(dir, ec);
+        throw;
+      }
       Logbook book(id, dir);
       book.lock_ = std::move(lock);
       return book;

@@ -356,21 +356,25 @@ class Machine {
       fail("a tensor with " + std::to_string(size.size()) + " sizes and " + std::to_string(stride.size()) + " strides");
     const int64_t offset = whole(a[1]);
     // The highest element the view reads must be in the storage (without overflowing on the way).
+    if (std::find(size.begin(), size.end(), 0) != size.end())  // empty: reads nothing
+      return torch::empty(size, storage.options());
     int64_t last = offset, elements = 1;
-    bool empty = false;
     for (size_t i = 0; i < size.size(); ++i) {
       int64_t reach = 0;
-      empty |= size[i] == 0;
-      if (__builtin_mul_overflow(std::max<int64_t>(size[i] - 1, 0), stride[i], &reach) ||
-          __builtin_add_overflow(last, reach, &last) || __builtin_mul_overflow(elements, size[i], &elements))
+      if (__builtin_mul_overflow(size[i] - 1, stride[i], &reach) || __builtin_add_overflow(last, reach, &last) ||
+          __builtin_mul_overflow(elements, size[i], &elements))
         fail("a tensor whose sizes overflow");
     }
-    if (!empty && last >= storage.numel()) fail("a tensor larger than its storage");
+    if (last >= storage.numel()) fail("a tensor larger than its storage");
     // A view repeats elements only through zero strides (an expanded tensor); its copy must fit in
     // this machine's memory.
     if (static_cast<uint64_t>(elements) > machine_memory_bytes() / storage.element_size())
       fail("a tensor of " + std::to_string(elements) + " elements, more than this machine's memory holds");
-    return storage.as_strided(size, stride, offset).clone();
+    const torch::Tensor view = storage.as_strided(size, stride, offset);
+    // A tensor that is its whole storage shares it (the storage is read once and kept for the
+    // file's other views: no second copy); a part of one is copied out of it.
+    if (offset == 0 && elements == storage.numel() && view.is_contiguous()) return view;
+    return view.clone();
   }
 
   const std::string& file_;
@@ -442,7 +446,16 @@ c10::IValue read_torch_file(const std::string& file) {
   try {
     auto [data, size] = zip->getRecord("data.pkl");
     auto m = std::make_unique<Machine>(file, *zip, static_cast<const char*>(data.get()), size);
-    IValue v = m->run();
+    IValue v;
+    try {
+      v = m->run();
+    } catch (...) {  // what it built so far is released with it: checked first
+      if (nests_too_deep(m->values())) {
+        m.release();  // NOLINT(bugprone-unused-return-value)
+        too_deep(file);
+      }
+      throw;
+    }
     std::vector<const IValue*> roots = m->values();
     roots.push_back(&v);
     if (nests_too_deep(roots)) {  // nothing of it is released: that would recurse past the stack
