@@ -283,7 +283,7 @@ void Communicator::arrive(const std::string& key, const std::string& error) {
   }
   std::vector<uint8_t> said;
   try {
-    if (store_->add(done + "/arrived", 1) == env_.world_size) store_->set(done, {});
+    if (store_->add(done + "/arrived", 1) == env_.world_size) store_->set(done, std::vector<uint8_t>{});
     store_->wait({done}, start_timeout_.count() > 0 ? start_timeout_ : timeout_);
     said = store_->get(done);
   } catch (const std::exception& e) {
