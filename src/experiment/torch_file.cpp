@@ -398,24 +398,24 @@ constexpr int kNestingLimit = 64;
 // depth, a container inside itself until the limit).
 bool nests_too_deep(const std::vector<const IValue*>& roots) {
   std::unordered_map<const void*, int> reached;
-  std::vector<std::pair<const IValue*, int>> todo;
-  for (const IValue* r : roots) todo.emplace_back(r, 0);
-  while (!todo.empty()) {
-    const auto [x, depth] = todo.back();
-    todo.pop_back();
+  std::vector<std::pair<const IValue*, int>> pending;
+  for (const IValue* r : roots) pending.emplace_back(r, 0);
+  while (!pending.empty()) {
+    const auto [x, depth] = pending.back();
+    pending.pop_back();
     if (!x->isList() && !x->isGenericDict() && !x->isTuple()) continue;
     if (depth > kNestingLimit) return true;
     const auto [at, fresh] = reached.emplace(x->internalToPointer(), depth);
     if (!fresh && at->second >= depth) continue;
     at->second = depth;
     if (x->isList()) {
-      for (const IValue& e : x->toListRef()) todo.emplace_back(&e, depth + 1);
+      for (const IValue& e : x->toListRef()) pending.emplace_back(&e, depth + 1);
     } else if (x->isTuple()) {
-      for (const IValue& e : x->toTupleRef().elements()) todo.emplace_back(&e, depth + 1);
+      for (const IValue& e : x->toTupleRef().elements()) pending.emplace_back(&e, depth + 1);
     } else {
       for (const auto& kv : x->toGenericDict()) {
-        todo.emplace_back(&kv.key(), depth + 1);
-        todo.emplace_back(&kv.value(), depth + 1);
+        pending.emplace_back(&kv.key(), depth + 1);
+        pending.emplace_back(&kv.value(), depth + 1);
       }
     }
   }
