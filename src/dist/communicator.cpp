@@ -22,11 +22,10 @@
 #include "quantlab/util/process.h"
 #include "quantlab/util/error.h"
 #include "quantlab/util/runtime.h"
+#include "quantlab/util/strings.h"
 
 namespace quantlab::dist {
 namespace {
-
-std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 
 std::string host_name() {
   char host[256] = {0};

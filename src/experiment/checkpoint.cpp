@@ -15,6 +15,7 @@
 #include "quantlab/train/optimizer_state.h"
 #include "quantlab/util/error.h"
 #include "quantlab/util/read_file.h"
+#include "quantlab/util/strings.h"
 
 namespace quantlab::experiment {
 namespace {
@@ -296,8 +297,7 @@ void restore(train::Experiment& exp, const Checkpoint& c) {
     }
   } catch (const c10::Error& e) {
     const std::string why = e.what_without_backtrace();
-    throw Error("the checkpoint's optimizer or generator state cannot be restored (" + why.substr(0, why.find('\n')) +
-                ")");
+    throw Error("the checkpoint's optimizer or generator state cannot be restored (" + first_line(why) + ")");
   }
 }
 

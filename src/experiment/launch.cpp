@@ -20,6 +20,7 @@
 #include "quantlab/train/trainer.h"
 #include "quantlab/util/error.h"
 #include "quantlab/util/progress.h"
+#include "quantlab/util/strings.h"
 
 namespace quantlab::experiment {
 namespace {
@@ -57,7 +58,7 @@ void set_rank_generator(const dist::Communicator& comm, const Checkpoint* c, con
     } catch (const c10::Error& e) {
       const std::string why = e.what_without_backtrace();
       throw Error("the checkpoint's generator state of rank " + std::to_string(comm.rank()) + " cannot be restored (" +
-                  why.substr(0, why.find('\n')) + ")");
+                  first_line(why) + ")");
     }
     return;
   }

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "quantlab/util/error.h"
+#include "quantlab/util/strings.h"
 
 namespace quantlab::experiment {
 namespace {
@@ -36,7 +37,7 @@ std::string holder_text(const std::string& text) {
   if (pid <= 0) return "";
   const size_t space = text.find(' ');
   std::string host = space == std::string::npos ? "" : text.substr(space + 1);
-  host = host.substr(0, host.find('\n'));
+  host = first_line(host);
   return "PID " + std::to_string(pid) + (host.empty() || host == this_host() ? "" : " on " + host);
 }
 

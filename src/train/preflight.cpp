@@ -4,17 +4,13 @@
 #include <sstream>
 
 #include "quantlab/util/error.h"
+#include "quantlab/util/strings.h"
 
 namespace quantlab::train {
 namespace {
 
 std::string shape_text(const torch::Tensor& x) {  // of one sample: [C, H, W]
   return c10::str(x.sizes().slice(1));
-}
-
-std::string first_line(const std::string& s) {
-  const auto at = s.find('\n');
-  return at == std::string::npos ? s : s.substr(0, at);
 }
 
 data::Batch sample_batch(const data::Dataset& set, int64_t n) {

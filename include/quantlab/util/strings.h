@@ -37,4 +37,8 @@ inline std::vector<std::string> split(const std::string& text, char sep) {
   return out;
 }
 
+// The first line of `text` (all of it if it has one): libtorch's messages go on with a backtrace
+// or the C++ call that raised them, which a one-line report leaves out.
+inline std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
 }  // namespace quantlab
