@@ -93,7 +93,7 @@ def evaluate(net, x, y, batch, channels_last):
         for b in range(0, len(y), batch):
             xb = x[b:b + batch]
             if channels_last:
-                xb = xb.contiguous(memory_format=torch.channels_last)
+                xb = ts.channels_last(xb)
             out = net(xb)
             loss_sum += ts.hinge_loss(out, y[b:b + batch]).item() * len(xb)
             correct += (out.argmax(1) == y[b:b + batch]).sum().item()
@@ -155,7 +155,7 @@ def main():
             idx = order[b:b + bs]
             xb, yb = xtr[idx], ytr[idx]
             if a.channels_last:
-                xb = xb.contiguous(memory_format=torch.channels_last)
+                xb = ts.channels_last(xb)
             opt.zero_grad()
             loss = ts.hinge_loss(net(xb), yb)
             loss.backward()

@@ -270,6 +270,14 @@ def seconds_by_kind(events):
     return totals
 
 
+def channels_last(x):
+    """x with channels-last strides, as QuantLab's topology::conv_layout gives it: for one channel
+    x.contiguous(memory_format=torch.channels_last) keeps the channels-first strides (the shape alone
+    allows both), and every convolution, batch norm and pooling after it would compute channels-first."""
+    y = x.contiguous(memory_format=torch.channels_last)
+    return y if y.stride(1) == 1 else torch.empty_like(y, memory_format=torch.channels_last).copy_(y)
+
+
 def hinge_loss(scores, labels, margin=1.0, p=2.0):
     target = torch.full_like(scores, -1.0).scatter_(1, labels.unsqueeze(1), 1.0)
     return torch.clamp(margin - scores * target, min=0.0).pow(p).mean()
@@ -308,7 +316,7 @@ def main():
     x = torch.rand(*shape, device=dev)
     if a.channels_last and x.dim() == 4:
         net = net.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = channels_last(x)
     net.train()
     params = sum(p.numel() for p in net.parameters())
     # --fused_adam: PyTorch's one-kernel Adam (fused=True, on the CPU since 2.4), as QuantLab's.

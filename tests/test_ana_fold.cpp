@@ -6,7 +6,7 @@
 // amsgrad, a spread of 0 and channels-last weights; the quantized weight computed ahead used from
 // the second step on and not after the noise or the weight changed, and never by a graph kept
 // across the step that rewrote it; the folded layer's gradient;
-// libtorch's step as the fallback; which experiments fold.
+// libtorch's step as the fallback; a one-channel convolution's; which experiments fold.
 #include <functional>
 #include <limits>
 
@@ -14,6 +14,7 @@
 
 #include "quantlab/config/json_node.h"
 #include "quantlab/nn/ana_layers.h"
+#include "quantlab/topology/layout.h"
 #include "quantlab/train/ana_fold.h"
 #include "quantlab/train/experiment.h"
 #include "quantlab/train/fused_adam.h"
@@ -320,6 +321,36 @@ TEST(AnaFold, TheOptimizerGivesTheBackwardBackWhenDestroyed) {
 TEST(AnaFold, LibtorchsStepGetsTheDerivativeApplied) {
   const Case c{2, NoiseFamily::kUniform, 0.4f, false, 0.0, false};
   expect_same(train(c, Fold::kAhead, 2, 4, true), train(c, Fold::kNone, 2, 4, true), false, "mixed steps");
+}
+
+// A one-channel image (Fashion-MNIST's): channels-last from the network's first layer on
+// (topology::conv_layout; a [N, 1, H, W] tensor's own strides say channels-first), and the first
+// convolution's weight gradient, channels-last on its size-1 channel dimension beside the
+// weight's channels-first strides, still takes the fused step that computes the next quantized
+// weight ahead (it fell back to libtorch's step, for every parameter).
+TEST(AnaFold, AOneChannelConvolutionComputesChannelsLastWithTheFusedStep) {
+  if (!ana_forward_ahead_enabled() || !fused_adam_enabled() || !ana_backward_folding_enabled())
+    GTEST_SKIP() << "the fold or the fused Adam is turned off";
+  const torch::Tensor x = topology::conv_layout(torch::randn({8, 1, 6, 6}));
+  EXPECT_EQ(x.suggest_memory_format(/*channels_last_strides_exact_match=*/true), c10::MemoryFormat::ChannelsLast);
+  nn::AnaConvOptions o;
+  o.in_channels = 1;
+  o.out_channels = 4;
+  o.kernel_size = {3};
+  o.bias = false;
+  nn::AnaConv conv(stair(2, NoiseFamily::kUniform), o);
+  conv->set_noise({0.05f, 0.3f, 0.4f});
+  conv->train();
+  FusedAdam adam(conv->parameters(), torch::optim::AdamOptions(1e-2));
+  adam.ana_fold.take(*conv, conv->parameters());
+  for (int step = 0; step < 3; ++step) {
+    adam.zero_grad();
+    const torch::Tensor y = conv->forward(x, false);
+    EXPECT_EQ(y.suggest_memory_format(true), c10::MemoryFormat::ChannelsLast) << "step " << step;
+    y.pow(2).mean().backward();
+    if (step > 0) EXPECT_TRUE(conv->used_quantized_ahead()) << "step " << step;
+    adam.step();
+  }
 }
 
 TEST(AnaFold, ExperimentsWithAdamFoldOthersDoNot) {

@@ -15,9 +15,17 @@
 namespace quantlab::train {
 namespace {
 
+// Whether `a` holds its elements in memory in the order `p` does: dense, the same sizes and the same
+// strides wherever a size is above 1 (a size-1 dimension's stride moves nothing: the first conv's
+// weight gradient of a one-channel input comes channels-last, [32, 1, 3, 3] with strides
+// [9, 1, 3, 1] beside the weight's [9, 9, 3, 1]).
 bool same_dense_layout(const torch::Tensor& a, const torch::Tensor& p) {
-  return a.defined() && a.device() == p.device() && a.scalar_type() == p.scalar_type() && a.sizes() == p.sizes() &&
-         a.strides() == p.strides() && !a.is_sparse();
+  if (!a.defined() || a.is_sparse() || a.device() != p.device() || a.scalar_type() != p.scalar_type() ||
+      a.sizes() != p.sizes() || !a.is_non_overlapping_and_dense())
+    return false;
+  for (int64_t d = 0; d < a.dim(); ++d)
+    if (a.size(d) > 1 && a.stride(d) != p.stride(d)) return false;
+  return true;
 }
 
 // Whether every parameter with a gradient, and its state where it has one, can take the kernel.
