@@ -271,9 +271,10 @@ def seconds_by_kind(events):
 
 
 def channels_last(x):
-    """x with channels-last strides, as QuantLab's topology::conv_layout gives it: for one channel
-    x.contiguous(memory_format=torch.channels_last) keeps the channels-first strides (the shape alone
-    allows both), and every convolution, batch norm and pooling after it would compute channels-first."""
+    """x with channels-last strides, as QuantLab's topology::conv_layout gives a batch of one channel:
+    there x.contiguous(memory_format=torch.channels_last) keeps the channels-first strides (the shape
+    alone allows both), and every convolution, batch norm and pooling after it would compute
+    channels-first."""
     y = x.contiguous(memory_format=torch.channels_last)
     return y if y.stride(1) == 1 else torch.empty_like(y, memory_format=torch.channels_last).copy_(y)
 

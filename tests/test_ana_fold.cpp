@@ -348,6 +348,11 @@ TEST(AnaFold, AOneChannelConvolutionComputesChannelsLastWithTheFusedStep) {
     const torch::Tensor y = conv->forward(x, false);
     EXPECT_EQ(y.suggest_memory_format(true), c10::MemoryFormat::ChannelsLast) << "step " << step;
     y.pow(2).mean().backward();
+    // The gradient as oneDNN's backward gives it, whatever this libtorch's backward gave:
+    // channels-last strides on the size-1 channel dimension, beside the weight's channels-first ones.
+    auto& g = conv->weight.mutable_grad();
+    g = torch::empty(g.sizes(), g.options().memory_format(c10::MemoryFormat::ChannelsLast)).copy_(g);
+    ASSERT_NE(g.strides(), conv->weight.strides());
     if (step > 0) EXPECT_TRUE(conv->used_quantized_ahead()) << "step " << step;
     adam.step();
   }
