@@ -20,10 +20,7 @@ namespace quantlab {
 namespace {
 
 namespace fs = std::filesystem;
-using sweep_testing::compare_json;
-using sweep_testing::compare_of;
-using sweep_testing::compare_text;
-using sweep_testing::sweep_of;
+using namespace sweep_testing;  // NOLINT(google-build-using-namespace): the sweep tests' helpers
 using testing::error_of;
 using testing::Home;
 using testing::TempDir;
