@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "quantlab/export/exporter.h"
+#include "quantlab/export/onnx.h"
 #include "quantlab/topology/step_network.h"
 #include "quantlab/topology/steps.h"
 #include "quantlab/train/experiment.h"
@@ -12,22 +13,59 @@
 namespace quantlab {
 namespace {
 
-// The toy MLP's experiment with its network replaced by `steps`, each quantized step ternary.
-train::Experiment experiment_of(const topology::Steps& steps, const std::vector<std::string>& quantized) {
+// The toy MLP's experiment with its network replaced by `steps`, each quantized step ternary
+// unless `schemes` gives its scheme.
+train::Experiment experiment_of(const topology::Steps& steps, const std::vector<std::string>& quantized,
+                                nlohmann::json schemes = nlohmann::json::object()) {
   train::Experiment exp(testing::toy_mlp_config(1), "MLP", torch::kCPU);
-  nlohmann::json schemes;
-  for (const auto& name : quantized) schemes[name] = {"uniform", {-0.5, 0.5}, {-1.0, 0.0, 1.0}};
+  for (const auto& name : quantized)
+    if (!schemes.contains(name)) schemes[name] = {"uniform", {-0.5, 0.5}, {-1.0, 0.0, 1.0}};
   exp.net = topology::make_step_network("Odd", steps, config::JsonNode({{"quant_schemes", schemes}}, "params"), false);
   return exp;
 }
 
-// The export's error, "" when it exports; normalised inputs, so the first values are real ones.
-std::string export_error(const train::Experiment& exp) {
+// Levels -top..top on a unit step (top 127: 8 bits).
+nlohmann::json unit_levels(int top) {
+  std::vector<double> thresholds, levels;
+  for (int v = -top; v <= top; ++v) levels.push_back(v);
+  for (int v = -top; v < top; ++v) thresholds.push_back(v + 0.5);
+  return {"uniform", thresholds, levels};
+}
+
+// Every weight of layer `name` set to `value`.
+void fill_weight(train::Experiment& exp, const std::string& name, double value) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : exp.net->named_parameters())
+    if (p.key() == name + ".weight") {
+      p.value().fill_(value);
+      return;
+    }
+  FAIL() << "no weight " << name;
+}
+
+// Normalised inputs, so the first values are real ones.
+runtime::Model export_toy(const train::Experiment& exp) {
   runtime::InputSpec input;
   input.mean = {0.5};
   input.std = {0.25};
+  return export_::export_model(exp, input, "Toy", "a test");
+}
+
+// The export's error, "" when it exports.
+std::string export_error(const train::Experiment& exp) {
   try {
-    export_::export_model(exp, input, "Toy", "a test");
+    export_toy(exp);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// The ONNX writer's error, "" when it writes the model.
+std::string onnx_error(const runtime::Model& model) {
+  testing::TempDir dir;
+  try {
+    export_::write_onnx(model, dir.path() + "/model.onnx");
   } catch (const Error& e) {
     return e.what();
   }
@@ -45,6 +83,41 @@ TEST(ExportGuards, AnActivationRightAfterAFlattenIsRefused) {
   const auto fine = experiment_of({flatten(), linear("f1", 28 * 28, 8), bn1d("b1", 8), act("a1"), linear("f2", 8, 4)},
                                   {"f1", "a1", "f2"});
   EXPECT_EQ(export_error(fine), "");
+}
+
+// The runtime's kernels take a layer's input as bytes (a level plus its zero point 128) and take
+// the zero point's share off afterwards, so their accumulator holds up to 255 times the sum of a
+// row's |weights|, however small the levels are: a layer where that exceeds 32 bits is refused.
+// Here 85 x 28 x 28 = 66,640 ternary inputs and 8-bit weights all at 127 (the largest real
+// product 8.5e6, the biased one 2.16e9 > 2^31 - 1); one step less (126) fits.
+TEST(ExportGuards, TheRuntimesBiasedByteProductsMustFitIn32Bits) {
+  using namespace topology::step;  // NOLINT(google-build-using-namespace)
+  for (const int top : {127, 126}) {
+    auto exp =
+        experiment_of({conv("c1", 1, 85, 3, 1, 1), bn2d("b1", 85), act("a1"), flatten(), linear("f2", 85 * 28 * 28, 2)},
+                      {"c1", "a1", "f2"}, {{"f2", unit_levels(top)}});
+    fill_weight(exp, "f2", 200.0);  // above every threshold: level `top`
+    EXPECT_EQ(export_error(exp), top == 127 ? "f2: its accumulator could exceed 32 bits" : "") << top;
+  }
+}
+
+// ONNX compares accumulators in float, exact below 2^24; a layer's bound is the sum of a row's
+// |weights| times the largest |level| of its input. Here 169 x 28 x 28 = 132,496 ternary inputs
+// to ternary weights all at 1: 132,496 fits, while 127 times it (8-bit levels before the layer)
+// does not. The bound used to take 127 for every input, refusing the ternary network.
+TEST(ExportGuards, OnnxBoundsTheAccumulatorByTheInputsLargestLevel) {
+  using namespace topology::step;  // NOLINT(google-build-using-namespace)
+  for (const bool wide : {false, true}) {
+    auto exp = experiment_of({conv("c1", 1, 169, 3, 1, 1), bn2d("b1", 169), act("a1"), flatten(),
+                              linear("f2", 169 * 28 * 28, 4), bn1d("b2", 4), act("a2"), linear("f3", 4, 2)},
+                             {"c1", "a1", "f2", "a2", "f3"},
+                             wide ? nlohmann::json{{"a1", unit_levels(127)}} : nlohmann::json::object());
+    fill_weight(exp, "f2", 1.0);
+    const runtime::Model model = export_toy(exp);  // the runtime's own bounds are met
+    EXPECT_EQ(onnx_error(model),
+              wide ? "b2 + a2: the accumulator can exceed 2^24, which float cannot hold exactly" : "")
+        << "wide=" << wide;
+  }
 }
 
 }  // namespace
