@@ -1,6 +1,7 @@
 // Data-parallel training's faults, two processes on this machine: a rank killed in the middle of an
 // epoch (the others stop naming it, the run resumes), a rank stopped, Ctrl-C on the launcher, a
-// killed launcher, a port in use or a master that does not answer, a rank that starts late.
+// killed launcher, a port in use or a master that does not answer, a rank that starts late, a
+// rank's generator state that cannot be restored.
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
@@ -103,6 +104,31 @@ TEST(Distributed, AStoppedRankIsNamedAndEnded) {
       << log;
   EXPECT_NE(log.find(rank + " is stopped (SIGSTOP or a debugger); ending it"), std::string::npos) << log;
   EXPECT_EQ(log.find("did not stop; ending it"), std::string::npos) << log;
+}
+
+// A checkpoint whose generator state of one rank libtorch refuses (edited by hand, or written by
+// another build): the resume stops naming the checkpoint and the rank, not with libtorch's bare
+// message, and the checkpoint is left as it was.
+TEST(Distributed, ARankGeneratorStateThatCannotBeRestoredNamesTheCheckpoint) {
+  Home home(mlp_config(1), 160);
+  std::string out;
+  ASSERT_EQ(testing::run_cli(home.args("MLP", "--nproc=2 --ckpt_every=0 --dist_timeout=10"), out), 0) << out;
+  const std::string last = home.saves(1) + "/last.ckpt";
+  Checkpoint c = load_checkpoint(last);
+  ASSERT_EQ(c.rng_ranks.size(), 2u);
+  c.rng_ranks[1] = torch::zeros({3}, torch::kUInt8);  // a byte tensor, of a length no generator has
+  save_checkpoint(last, c);
+  auto stored = read_json_file(home.dir.path() + "/Toy/logs/exp001/config.json");
+  stored["treat"]["max_epoch"] = 2;
+  std::ofstream(home.dir.path() + "/Toy/logs/exp001/config.json") << stored.dump();
+  EXPECT_NE(testing::run_cli(home.args("MLP", "--nproc=2 --ckpt_every=0 --dist_timeout=10 --exp_id=1"), out), 0);
+  EXPECT_NE(out.find("last.ckpt: the checkpoint's generator state of rank 1 cannot be restored ("), std::string::npos)
+      << out;
+  // Rank 0, whose all-reduce rank 1 left, says that rank 1 is gone, not that it hung.
+  EXPECT_NE(out.find("failed: rank 1 (PID "), std::string::npos) << out;
+  EXPECT_NE(out.find(") is gone; stopping."), std::string::npos) << out;
+  EXPECT_EQ(out.find("did not answer in time"), std::string::npos) << out;
+  EXPECT_EQ(load_checkpoint(last).state.epoch, 1);
 }
 
 // `quantlab --nproc=2` of a long run, its output in `log`, once its first checkpoint exists.

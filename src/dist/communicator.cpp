@@ -3,6 +3,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <future>
 #include <memory>
 #include <thread>
@@ -26,6 +28,9 @@
 
 namespace quantlab::dist {
 namespace {
+
+// How long a rank that closed its connection may take to end before it counts as hung.
+constexpr std::chrono::milliseconds kPeerEnd{10000};
 
 std::string host_name() {
   char host[256] = {0};
@@ -315,6 +320,16 @@ void Communicator::fail_collective(const std::string& what, const std::string& d
   std::vector<std::string> gone, stopped, silent;
   bool master_lost = false;
   const std::string here = host_name();
+  // A peer that closed its connection is ending, most often after an error of its own that it
+  // prints itself: it is given a moment to be gone rather than taken for a hung rank.
+  const bool peer_closed =
+      detail.find("closed by peer") != std::string::npos || detail.find("reset by peer") != std::string::npos;
+  const auto ends_soon = [&](long pid) {
+    const auto deadline = std::chrono::steady_clock::now() + std::min<std::chrono::milliseconds>(timeout_, kPeerEnd);
+    while (process_alive(pid) && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    return !process_alive(pid);
+  };
   for (int r = 0; r < env_.world_size && !master_lost; ++r) {
     if (r == env_.rank) continue;
     try {
@@ -325,7 +340,7 @@ void Communicator::fail_collective(const std::string& what, const std::string& d
       const std::string host = entry.substr(entry.find(' ') + 1);
       const std::string name = "rank " + std::to_string(r) + " (PID " + std::to_string(pid) + ")";
       if (host != here) continue;
-      if (!process_alive(pid))
+      if (!process_alive(pid) || (peer_closed && !process_stopped(pid) && ends_soon(pid)))
         gone.push_back(name);
       else if (process_stopped(pid))
         stopped.push_back(name);

@@ -12,16 +12,30 @@
 
 namespace quantlab {
 
-bool process_alive(long pid) { return pid > 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM); }
+namespace {
+
+// The state letter of /proc/<pid>/stat ('R', 'S', 'T', 'Z', ...), '?' where it cannot be read.
+char process_state(long pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(in, line)) return '?';
+  const size_t paren = line.rfind(')');  // the name in parentheses may hold spaces
+  if (paren == std::string::npos || paren + 2 >= line.size()) return '?';
+  return line[paren + 2];
+}
+
+}  // namespace
+
+bool process_alive(long pid) {
+  if (pid <= 0 || (::kill(static_cast<pid_t>(pid), 0) != 0 && errno != EPERM)) return false;
+  // A zombie has ended: only its exit status is left, for its parent to collect.
+  const char state = process_state(pid);
+  return state != 'Z' && state != 'X';
+}
 
 bool process_stopped(long pid) {
   if (pid <= 0) return false;
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(in, line)) return false;
-  const size_t paren = line.rfind(')');  // the name in parentheses may hold spaces
-  if (paren == std::string::npos || paren + 2 >= line.size()) return false;
-  const char state = line[paren + 2];
+  const char state = process_state(pid);
   return state == 'T' || state == 't';
 }
 

@@ -5,7 +5,7 @@
 
 namespace quantlab {
 
-// Whether process `pid` runs on this machine.
+// Whether process `pid` runs on this machine (a zombie, ended but not yet collected, does not).
 bool process_alive(long pid);
 // Whether process `pid` of this machine is stopped (SIGSTOP, Ctrl-Z, a debugger), from /proc.
 bool process_stopped(long pid);
