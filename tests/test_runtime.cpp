@@ -1,0 +1,129 @@
+// The integer runtime on its own (no training, no export): its dot-product kernels against plain
+// sums, and its model file (round trip, damage, hand-made numbers it must refuse). The export that
+// writes such files: test_export.cpp.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "quantlab/runtime/engine.h"
+#include "quantlab/runtime/int8_kernels.h"
+#include "quantlab/runtime/model.h"
+#include "quantlab/util/error.h"
+#include "test_util.h"
+
+namespace quantlab {
+namespace {
+
+using testing::TempDir;
+
+// The runtime's kernels against plain sums: the blocked layout (fast path and reference), and the
+// dot products, on sizes that are not multiples of the blocks.
+TEST(Runtime, KernelsComputeTheDotProducts) {
+  using namespace runtime::kernels;
+  const int64_t out = 37, row = 301, in4 = (row + 3) / 4, out16 = (out + kLanes - 1) / kLanes;
+  std::vector<int8_t> w(out * row);
+  std::vector<uint8_t> x(kImages * in4 * 4, 0);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<int8_t>(static_cast<int>(i * 7919 % 255) - 127);
+  for (int64_t b = 0; b < kImages; ++b)
+    for (int64_t i = 0; i < row; ++i) x[b * in4 * 4 + i] = static_cast<uint8_t>((b * 131 + i * 17) % 256);
+  const std::vector<int8_t> blocked = block_weights(w.data(), out, row);
+  std::vector<int32_t> fast(kImages * out16 * kLanes), reference(fast.size());
+  const uint8_t* xp[kImages];
+  int32_t *fp[kImages], *rp[kImages];
+  for (int64_t b = 0; b < kImages; ++b) {
+    xp[b] = x.data() + b * in4 * 4;
+    fp[b] = fast.data() + b * out16 * kLanes;
+    rp[b] = reference.data() + b * out16 * kLanes;
+  }
+  blocked_products(blocked.data(), in4, out16, xp, fp);
+  blocked_products_reference(blocked.data(), in4, out16, xp, rp);
+  for (int64_t b = 0; b < kImages; ++b)
+    for (int64_t o = 0; o < out; ++o) {
+      int32_t sum = 0;
+      for (int64_t i = 0; i < row; ++i) sum += static_cast<int32_t>(xp[b][i]) * w[o * row + i];
+      ASSERT_EQ(reference[b * out16 * kLanes + o], sum) << b << " " << o;
+      ASSERT_EQ(fast[b * out16 * kLanes + o], sum) << b << " " << o;
+      ASSERT_EQ(dot_u8(xp[b], w.data() + o * row, row), sum) << b << " " << o;
+    }
+}
+
+TEST(Export, ModelFileRoundTripAndDamage) {
+  runtime::Model m;
+  m.problem = "Toy", m.net_class = "Tiny", m.source = "test";
+  m.input = {1, 2, 2, 0, {}, {}};
+  m.num_classes = 2;
+  runtime::Layer flat;
+  flat.kind = runtime::LayerKind::kFlatten;
+  runtime::Layer fc;
+  fc.kind = runtime::LayerKind::kLinear;
+  fc.name = "phi1_fc", fc.in = 4, fc.out = 2, fc.weights = {1, -1, 0, 1, -1, -1, 1, 0};
+  runtime::Layer affine;
+  affine.kind = runtime::LayerKind::kAffine;
+  affine.name = "phi1_bn", affine.channels = 2, affine.scale = {0.5, -0.25}, affine.shift = {1.0, 2.0};
+  m.layers = {flat, fc, affine};
+  TempDir dir;
+  const std::string file = dir.path() + "/m.qlm";
+  runtime::save_model(file, m);
+  const runtime::Model back = runtime::load_model(file);
+  EXPECT_EQ(back.layers[1].weights, fc.weights);  // packed 2 bits each and unpacked
+  EXPECT_EQ(back.layers[2].scale, affine.scale);
+  const runtime::Engine e(back);
+  const uint8_t pixels[4] = {10, 20, 30, 40};
+  // scores: 0.5 * (10 - 20 + 40) + 1 = 16, -0.25 * (-10 - 20 + 30) + 2 = 2
+  const auto s = e.scores(pixels);
+  EXPECT_DOUBLE_EQ(s[0], 16.0);
+  EXPECT_DOUBLE_EQ(s[1], 2.0);
+  std::string bytes = testing::slurp(file);
+  bytes[bytes.size() / 2] ^= 0x40;
+  std::ofstream(dir.path() + "/bad.qlm", std::ios::binary) << bytes;
+  try {
+    runtime::load_model(dir.path() + "/bad.qlm");
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("bad.qlm: checksum mismatch"), std::string::npos) << e.what();
+  }
+  std::ofstream(dir.path() + "/short.qlm", std::ios::binary) << testing::slurp(file).substr(0, 30);
+  EXPECT_THROW(runtime::load_model(dir.path() + "/short.qlm"), IoError);
+  std::ofstream(dir.path() + "/text.qlm") << "hello";
+  try {
+    runtime::load_model(dir.path() + "/text.qlm");
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("not a QuantLab model"), std::string::npos) << e.what();
+  }
+  // A damaged or hand-made file's numbers that would make the runtime read or write outside its
+  // buffers (its checksum is right: whoever made it computed one) are refused with an IoError.
+  const auto refused = [&](const runtime::Model& bad, const std::string& why) {
+    runtime::save_model(dir.path() + "/crafted.qlm", bad);
+    try {
+      const runtime::Engine engine(runtime::load_model(dir.path() + "/crafted.qlm"));
+      ADD_FAILURE() << "accepted; expected: " << why;
+    } catch (const IoError& err) {
+      EXPECT_NE(std::string(err.what()).find(why), std::string::npos) << err.what();
+    }
+  };
+  runtime::Model pad = m;
+  pad.input.pad = -30;
+  refused(pad, "an impossible input");
+  runtime::Model mean = m;
+  mean.input.mean = {0.5};
+  refused(mean, "the input's mean and std have 1 and 0 values for 1 channels");
+  runtime::Model kernel = m;
+  kernel.layers[1].kernel = 2;
+  refused(kernel, "a linear layer with a kernel");
+  runtime::Model pool;  // a 4x4 pooling (stride 2) over a 3x3 image: (3 - 4) / 2 + 1 was 1
+  pool.problem = "Toy", pool.net_class = "Pool", pool.num_classes = 1;
+  pool.input = {1, 3, 3, 0, {0.0}, {1.0}};
+  runtime::Layer maxpool;
+  maxpool.kind = runtime::LayerKind::kMaxPool, maxpool.name = "pool", maxpool.float_input = true;
+  maxpool.pool_kernel = 4, maxpool.pool_stride = 2;
+  runtime::Layer one;
+  one.kind = runtime::LayerKind::kAffine, one.name = "scores", one.channels = 1, one.scale = {1.0}, one.shift = {0.0};
+  pool.layers = {maxpool, flat, one};
+  refused(pool, "too small for this pooling");
+}
+
+}  // namespace
+}  // namespace quantlab
