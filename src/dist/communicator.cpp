@@ -317,19 +317,13 @@ void Communicator::failure_known(const std::string& key) {
 void Communicator::fail_collective(const std::string& what, const std::string& detail) {
   // Which rank is gone: the ranks on this machine are checked by PID; a master that no longer
   // answers is rank 0.
-  std::vector<std::string> gone, stopped, silent;
+  struct Peer {
+    std::string name;
+    long pid;
+  };
+  std::vector<Peer> peers;  // the other ranks on this machine
   bool master_lost = false;
   const std::string here = host_name();
-  // A peer that closed its connection is ending, most often after an error of its own that it
-  // prints itself: it is given a moment to be gone rather than taken for a hung rank.
-  const bool peer_closed =
-      detail.find("closed by peer") != std::string::npos || detail.find("reset by peer") != std::string::npos;
-  const auto ends_soon = [&](long pid) {
-    const auto deadline = std::chrono::steady_clock::now() + std::min<std::chrono::milliseconds>(timeout_, kPeerEnd);
-    while (process_alive(pid) && std::chrono::steady_clock::now() < deadline)
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    return !process_alive(pid);
-  };
   for (int r = 0; r < env_.world_size && !master_lost; ++r) {
     if (r == env_.rank) continue;
     try {
@@ -338,18 +332,28 @@ void Communicator::fail_collective(const std::string& what, const std::string& d
       const std::string entry(v.begin(), v.end());
       const long pid = std::strtol(entry.c_str(), nullptr, 10);
       const std::string host = entry.substr(entry.find(' ') + 1);
-      const std::string name = "rank " + std::to_string(r) + " (PID " + std::to_string(pid) + ")";
-      if (host != here) continue;
-      if (!process_alive(pid) || (peer_closed && !process_stopped(pid) && ends_soon(pid)))
-        gone.push_back(name);
-      else if (process_stopped(pid))
-        stopped.push_back(name);
-      else
-        silent.push_back(name);
+      if (host == here) peers.push_back({"rank " + std::to_string(r) + " (PID " + std::to_string(pid) + ")", pid});
     } catch (const std::exception&) {
       master_lost = true;
     }
   }
+  // A peer that closed its connection is ending, most often after an error of its own that it
+  // prints itself: it is given a moment to be gone (once, for all of them) rather than taken for a
+  // hung rank.
+  const bool peer_closed =
+      detail.find("closed by peer") != std::string::npos || detail.find("reset by peer") != std::string::npos;
+  const auto one_ended = [&] {
+    return std::any_of(peers.begin(), peers.end(),
+                       [](const Peer& p) { return !process_alive(p.pid) || process_stopped(p.pid); });
+  };
+  if (peer_closed && !master_lost && !peers.empty()) {
+    const auto deadline = std::chrono::steady_clock::now() + std::min<std::chrono::milliseconds>(timeout_, kPeerEnd);
+    while (!one_ended() && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::vector<std::string> gone, stopped, silent;
+  for (const Peer& p : peers)
+    (!process_alive(p.pid) ? gone : process_stopped(p.pid) ? stopped : silent).push_back(p.name);
   std::string who;
   if (master_lost)
     who = "rank 0 (the master, " + env_.master_addr + ") is gone";
