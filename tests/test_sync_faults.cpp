@@ -33,6 +33,7 @@ struct Faults {
   int folder_sync_error = 0;     // errno for fsync() of a folder
   std::string failing_folder;    // when set, the only folder whose fsync() fails
   bool honour_nonblock = false;  // read() of a regular file opened O_NONBLOCK: EAGAIN, as a FUSE daemon may
+  int regular_reads = 0;         // read() calls on regular files while honour_nonblock is set
   std::string watch;             // a path whose existence each fsync() notes
   struct Sync {
     std::string path;  // of the file or folder synced
@@ -78,9 +79,12 @@ extern "C" ssize_t read(int fd, void* buf, size_t n) {
   if (faults.honour_nonblock) {
     struct stat st {};
     const int flags = ::fcntl(fd, F_GETFL);
-    if (flags >= 0 && (flags & O_NONBLOCK) && ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
-      errno = EAGAIN;
-      return -1;
+    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+      ++faults.regular_reads;
+      if (flags >= 0 && (flags & O_NONBLOCK)) {
+        errno = EAGAIN;
+        return -1;
+      }
     }
   }
   return next(fd, buf, n);
@@ -99,16 +103,16 @@ class SyncFaults : public ::testing::Test {
   testing::TempDir dir_;
 };
 
-// Whether `path` was synced while `faults.watch` did not exist yet.
-bool synced_before_watch(const std::string& path) {
+// Whether `path` was synced while `faults.watch` existed (`existed`) or did not exist yet.
+bool synced_while(const std::string& path, bool existed) {
   const std::string want = fs::weakly_canonical(path).string();
   for (const auto& s : faults.synced)
-    if (s.path == want && !s.watch_existed) return true;
+    if (s.path == want && s.watch_existed == existed) return true;
   return false;
 }
 
-// An exported file's contents reach the disk before it gets its name: a power cut after the
-// rename never leaves an empty model under the name (publish_file syncs the temporary file).
+// An exported file's contents reach the disk before it gets its name, and its name after: a power
+// cut never leaves an empty model under the name, nor loses the name of a finished export.
 TEST_F(SyncFaults, PublishedFilesAreSyncedBeforeTheyGetTheirName) {
   for (const bool replace : {false, true}) {
     const std::string path = dir_.path() + "/model" + (replace ? "-r" : "") + ".qlm";
@@ -117,7 +121,8 @@ TEST_F(SyncFaults, PublishedFilesAreSyncedBeforeTheyGetTheirName) {
     faults.synced.clear();
     faults.watch = path;
     publish_file(tmp, path, replace);
-    EXPECT_TRUE(synced_before_watch(tmp)) << "replace=" << replace;
+    EXPECT_TRUE(synced_while(tmp, false)) << "replace=" << replace;
+    EXPECT_TRUE(synced_while(dir_.path(), true)) << "replace=" << replace;
     EXPECT_EQ(testing::slurp(path), "weights");
     EXPECT_FALSE(fs::exists(tmp));
   }
@@ -138,6 +143,21 @@ TEST_F(SyncFaults, AFileWhoseSyncFailsIsNotPublished) {
   }
   EXPECT_FALSE(fs::exists(path));
   EXPECT_FALSE(fs::exists(tmp));
+}
+
+// A new name whose folder fails to sync is removed (the export can be run again); a file QuantLab
+// replaces keeps its new version. Both are errors.
+TEST_F(SyncFaults, ANameWhoseFolderCannotBeSyncedIsAnError) {
+  for (const bool replace : {false, true}) {
+    const std::string path = dir_.path() + "/labels" + (replace ? "-r" : "") + ".txt";
+    const std::string tmp = temporary_beside(path);
+    std::ofstream(tmp) << "3\n";
+    faults.folder_sync_error = EIO;
+    EXPECT_THROW(publish_file(tmp, path, replace), IoError) << "replace=" << replace;
+    faults.folder_sync_error = 0;
+    EXPECT_EQ(fs::exists(path), replace);
+    EXPECT_FALSE(fs::exists(tmp));
+  }
 }
 
 // A new experiment's folders are synced: the hidden one after its config is written, the logs
@@ -187,6 +207,7 @@ TEST_F(SyncFaults, ImagesAreReadBlockingOnAFileSystemThatHonoursNonBlock) {
   std::ofstream(file, std::ios::binary) << std::string(5000, 'x');
   faults.honour_nonblock = true;
   EXPECT_EQ(data::read_file_bytes(file).size(), 5000U);
+  EXPECT_GT(faults.regular_reads, 0);  // the library's reads went through the fault
   // The fault itself: a read of a file still O_NONBLOCK fails.
   const int fd = ::open(file.c_str(), O_RDONLY | O_NONBLOCK);
   char c = 0;

@@ -340,8 +340,9 @@ void Communicator::fail_collective(const std::string& what, const std::string& d
   // A peer that closed its connection is ending, most often after an error of its own that it
   // prints itself: it is given a moment to be gone (once, for all of them) rather than taken for a
   // hung rank.
-  const bool peer_closed =
-      detail.find("closed by peer") != std::string::npos || detail.find("reset by peer") != std::string::npos;
+  const bool peer_closed = detail.find("closed by peer") != std::string::npos ||
+                           detail.find("reset by peer") != std::string::npos ||
+                           detail.find("Broken pipe") != std::string::npos;
   const auto one_ended = [&] {
     return std::any_of(peers.begin(), peers.end(),
                        [](const Peer& p) { return !process_alive(p.pid) || process_stopped(p.pid); });

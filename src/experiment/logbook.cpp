@@ -16,6 +16,7 @@
 
 #include "quantlab/config/json_node.h"
 #include "quantlab/util/error.h"
+#include "quantlab/util/files.h"
 #include "quantlab/util/process.h"
 #include "quantlab/util/strings.h"
 
@@ -35,17 +36,6 @@ int64_t parse_id(const std::string& name) {
     id = id * 10 + (name[i] - '0');
   }
   return name == Logbook::folder_name(id) ? id : -1;
-}
-
-// Makes a rename in `path` (a folder) durable. A file system that cannot sync folders is left as it
-// is (EINVAL); a disk that fails to (EIO) stops the run: what was just written may not survive.
-void fsync_path(const std::string& path, int flags) {
-  const int fd = ::open(path.c_str(), flags);
-  if (fd < 0) return;
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  if (rc != 0 && err == EIO) throw IoError(path + ": cannot sync the folder (" + std::strerror(err) + ")");
 }
 
 // A temporary file of write_file_atomically's (<name>.tmp.<PID>): the PID, else 0.
@@ -105,7 +95,7 @@ Logbook Logbook::create(const std::string& logs_dir, const nlohmann::json& confi
     const std::string dir = logs_dir + "/" + folder_name(id);
     if (::rename(tmp.c_str(), dir.c_str()) == 0) {
       try {
-        fsync_path(logs_dir, O_RDONLY | O_DIRECTORY);
+        sync_folder(logs_dir);
       } catch (const IoError&) {  // not durable: not made
         lock.reset();
         fs::remove_all(dir, ec);
@@ -209,7 +199,7 @@ void write_file_atomically(const std::string& file, const std::string& text) {
     ::unlink(tmp.c_str());
     throw IoError(file + ": cannot write (" + std::strerror(err) + "); the previous version is unchanged");
   }
-  fsync_path(fs::path(file).parent_path().string(), O_RDONLY | O_DIRECTORY);
+  sync_folder(fs::path(file).parent_path().string());
 }
 
 }  // namespace quantlab::experiment

@@ -1,4 +1,4 @@
-// require_new_file, publish_file: lstat, link() and rename().
+// require_new_file, publish_file, sync_folder: lstat, link(), rename() and fsync().
 #include "quantlab/util/files.h"
 
 #include <fcntl.h>
@@ -32,9 +32,19 @@ void require_new_file(const std::string& flag, const std::string& path) {
                   " does not exist (QuantLab does not create it); make it first");
 }
 
+void sync_folder(const std::string& folder) {
+  const int fd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0 && err == EIO) throw IoError(folder + ": cannot sync the folder (" + std::strerror(err) + ")");
+}
+
 std::string temporary_beside(const std::string& path) { return path + ".tmp." + std::to_string(::getpid()); }
 
 void publish_file(const std::string& tmp, const std::string& path, bool replace) {
+  const std::string folder = fs::path(path).has_parent_path() ? fs::path(path).parent_path().string() : ".";
   // Its contents on the disk before its name: a power cut never leaves an empty file under it.
   const int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0 || ::fsync(fd) != 0) {
@@ -55,6 +65,7 @@ void publish_file(const std::string& tmp, const std::string& path, bool replace)
       ::unlink(tmp.c_str());
       throw IoError(path + ": cannot write (" + std::strerror(err) + ")");
     }
+    sync_folder(folder);  // a failing disk: the new version is there, but may not survive
     return;
   }
   // link() fails where anything exists: nothing is ever replaced, even by a file that appeared
@@ -65,6 +76,12 @@ void publish_file(const std::string& tmp, const std::string& path, bool replace)
   if (rc != 0)
     throw IoError(path + (err == EEXIST ? std::string(": appeared while it was written; it is left alone")
                                         : ": cannot write (" + std::string(std::strerror(err)) + ")"));
+  try {
+    sync_folder(folder);
+  } catch (const IoError&) {  // its name may not survive: not made (a new name is QuantLab's own)
+    ::unlink(path.c_str());
+    throw;
+  }
 }
 
 }  // namespace quantlab
