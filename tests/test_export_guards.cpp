@@ -9,6 +9,7 @@
 #include "quantlab/train/experiment.h"
 #include "quantlab/util/error.h"
 #include "test_util.h"
+#include "toy_home.h"
 
 namespace quantlab {
 namespace {
@@ -53,23 +54,13 @@ runtime::Model export_toy(const train::Experiment& exp) {
 
 // The export's error, "" when it exports.
 std::string export_error(const train::Experiment& exp) {
-  try {
-    export_toy(exp);
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
+  return testing::error_of([&] { export_toy(exp); });
 }
 
 // The ONNX writer's error, "" when it writes the model.
 std::string onnx_error(const runtime::Model& model) {
   testing::TempDir dir;
-  try {
-    export_::write_onnx(model, dir.path() + "/model.onnx");
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
+  return testing::error_of([&] { export_::write_onnx(model, dir.path() + "/model.onnx"); });
 }
 
 // An ANA activation right after a flatten: the exporter no longer knows how many values it
