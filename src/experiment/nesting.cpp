@@ -45,10 +45,13 @@ bool nests_too_deep(const std::vector<const IValue*>& roots) {
                 ", or a container inside itself: not a file torch.save writes)");
 }
 
-void check_nesting(c10::IValue& v, const std::string& file) {
-  if (!nests_too_deep({&v})) return;
+void abandon_too_deep(c10::IValue& v, const std::string& file) {
   new IValue(std::move(v));  // NOLINT(cppcoreguidelines-owning-memory): left unreleased, see the header
   throw_too_deep(file);
+}
+
+void check_nesting(c10::IValue& v, const std::string& file) {
+  if (nests_too_deep({&v})) abandon_too_deep(v, file);
 }
 
 }  // namespace quantlab::experiment

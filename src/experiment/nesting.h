@@ -19,4 +19,8 @@ bool nests_too_deep(const std::vector<const c10::IValue*>& roots);
 // Throws IoError naming `file` as too deeply nested to read.
 [[noreturn]] void throw_too_deep(const std::string& file);
 
+// Moves `v`, found too deep, onto the heap and leaves it there unreleased (releasing it would
+// recurse past the stack), then throws as throw_too_deep.
+[[noreturn]] void abandon_too_deep(c10::IValue& v, const std::string& file);
+
 }  // namespace quantlab::experiment

@@ -413,9 +413,8 @@ c10::IValue read_torch_file(const std::string& file) {
     std::vector<const IValue*> roots = m->values();
     roots.push_back(&v);
     if (nests_too_deep(roots)) {  // nothing of it is released: that would recurse past the stack
-      new IValue(std::move(v));   // NOLINT(cppcoreguidelines-owning-memory)
       m.release();                // NOLINT(bugprone-unused-return-value)
-      throw_too_deep(file);
+      abandon_too_deep(v, file);
     }
     return v;
   } catch (const c10::Error& e) {
