@@ -21,6 +21,7 @@
 #include "quantlab/config/json_node.h"
 #include "quantlab/topology/layout.h"
 #include "quantlab/train/experiment.h"
+#include "quantlab/train/optimizer.h"
 #include "quantlab/util/cpu_features.h"
 #include "quantlab/util/host_sync.h"
 #include "quantlab/util/runtime.h"
@@ -76,7 +77,7 @@ int main(int argc, char** argv) {
       // Queued back to back as in training; a synchronisation before and after the timed steps.
       using Clock = std::chrono::steady_clock;
       for (int i = 0; i < warmup; ++i) {
-        exp.optimizer->zero_grad();
+        quantlab::train::clear_gradients(*exp.optimizer);
         exp.loss(exp.net->forward(x), y).backward();
         exp.optimizer->step();
       }
@@ -86,7 +87,7 @@ int main(int argc, char** argv) {
       {
         quantlab::HostSyncWatch watch(quantlab::HostSyncWatch::kCount);
         for (int i = 0; i < steps; ++i) {
-          exp.optimizer->zero_grad();
+          quantlab::train::clear_gradients(*exp.optimizer);
           exp.loss(exp.net->forward(x), y).backward();
           exp.optimizer->step();
         }
@@ -106,7 +107,7 @@ int main(int argc, char** argv) {
     auto secs = [](Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); };
     for (int i = 0; i < warmup + steps; ++i) {
       const auto t0 = Clock::now();
-      exp.optimizer->zero_grad();
+      quantlab::train::clear_gradients(*exp.optimizer);
       auto loss = exp.loss(exp.net->forward(x), y);
       const auto t1 = Clock::now();
       loss.backward();
@@ -127,7 +128,7 @@ int main(int argc, char** argv) {
       quantlab::bench::OpTimes ops;
       for (int i = 0; i < steps; ++i) {
         const auto t0 = Clock::now();
-        exp.optimizer->zero_grad();
+        quantlab::train::clear_gradients(*exp.optimizer);
         exp.loss(exp.net->forward(x), y).backward();
         const auto t1 = Clock::now();
         exp.optimizer->step();

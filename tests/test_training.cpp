@@ -8,6 +8,7 @@
 #include <limits>
 #include <sstream>
 
+#include "quantlab/train/optimizer.h"
 #include "quantlab/train/trainer.h"
 #include "quantlab/util/cpu_features.h"
 #include "quantlab/util/error.h"
@@ -70,6 +71,44 @@ TEST(Loss, HingeLossAsTheOriginal) {
   const auto labels = torch::tensor({1}, torch::kLong);
   // targets (-1, +1, -1): max(0, 1 + 2)^2, max(0, 1 - 0.5)^2, max(0, 1)^2 -> mean of 9, 2.25, 1.
   EXPECT_NEAR(hinge_loss(scores, labels, 1.0, 2.0).item<double>(), (9 + 2.25 + 1) / 3.0, 1e-6);
+}
+
+// The trainer clears the gradients before each step (train::clear_gradients) where libtorch 1.13's
+// zero_grad() zeroes them in place and autograd then adds the new ones to the zeros: the same
+// steps, bit for bit, for every optimizer; a parameter the loss does not use gets no gradient and
+// no step either way.
+TEST(Optimizer, ClearedGradientsStepAsZeroedOnes) {
+  const nlohmann::json optimizers = {
+      {{"class", "SGD"}, {"params", {{"lr", 0.05}, {"momentum", 0.9}, {"weight_decay", 0.01}}}},
+      {{"class", "Adam"}, {"params", {{"lr", 0.01}, {"weight_decay", 0.1}}}},
+      {{"class", "AdamW"}, {"params", {{"lr", 0.01}}}},
+      {{"class", "RMSprop"}, {"params", {{"lr", 0.01}, {"momentum", 0.5}}}},
+  };
+  torch::manual_seed(3);
+  const auto x = torch::randn({16, 8}), start_w = torch::randn({4, 8}), start_u = torch::randn({4});
+  for (const auto& spec : optimizers) {
+    std::vector<torch::Tensor> ends[2];
+    for (int cleared = 0; cleared < 2; ++cleared) {
+      auto w = start_w.clone().requires_grad_(true), u = start_u.clone().requires_grad_(true);
+      auto opt = make_optimizer(JsonNode(spec, "treat.optimizer"), {w, u});
+      for (int s = 0; s < 5; ++s) {
+        if (cleared == 1) {
+          clear_gradients(*opt);
+          EXPECT_FALSE(w.grad().defined()) << spec.dump();
+        } else {
+          for (auto& p : {w, u})
+            if (p.grad().defined()) p.mutable_grad().zero_();
+        }
+        (x.matmul(w.t()).tanh().pow(2).sum() * (1 + 0.1 * s)).backward();
+        EXPECT_FALSE(u.grad().defined()) << spec.dump();
+        opt->step();
+      }
+      ends[cleared] = {w.detach(), u.detach()};
+    }
+    EXPECT_TRUE(torch::equal(ends[1][0], ends[0][0])) << spec.dump();
+    EXPECT_FALSE(torch::equal(ends[1][0], start_w)) << spec.dump();
+    EXPECT_TRUE(torch::equal(ends[1][1], start_u)) << spec.dump();
+  }
 }
 
 nlohmann::json tiny_config(const std::string& cls, int epochs) {

@@ -118,6 +118,11 @@ void set_lr(torch::optim::Optimizer& opt, double lr) {
   for (auto& group : opt.param_groups()) group.options().set_lr(lr);
 }
 
+void clear_gradients(torch::optim::Optimizer& opt) {
+  for (auto& group : opt.param_groups())
+    for (auto& p : group.params()) p.mutable_grad().reset();
+}
+
 void set_momentum(torch::optim::Optimizer& opt, double momentum) {
   for (auto& group : opt.param_groups()) {
     auto& o = group.options();

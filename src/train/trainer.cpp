@@ -9,6 +9,7 @@
 #include <numeric>
 #include <optional>
 
+#include "quantlab/train/optimizer.h"
 #include "quantlab/util/runtime.h"
 
 namespace quantlab::train {
@@ -145,7 +146,7 @@ EpochStats Trainer::run(data::BatchLoader& loader, bool train, bool track_metric
     torch::Tensor scores, loss, y;
     if (n > 0) y = batch->labels.to(exp_.device, async);
     if (train) {
-      exp_.optimizer->zero_grad();
+      clear_gradients(*exp_.optimizer);
       par.begin_step();
       if (n > 0) {
         scores = exp_.net->forward(batch->inputs.to(exp_.device, async));

@@ -26,6 +26,13 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const config::JsonNode& 
 double get_lr(const torch::optim::Optimizer& opt);
 void set_lr(torch::optim::Optimizer& opt, double lr);
 
+// Before a training step: every parameter's gradient undefined, so that the backward pass hands
+// each gradient over instead of adding it to a zeroed one. What libtorch 2.x's zero_grad() does by
+// default; 1.13's zeroes every gradient in place and autograd then adds the new one to it, two more
+// passes over all the gradients (0.03 s of AlexNet's step, docs/PERFORMANCE.md). The same values:
+// a parameter that got no gradient is skipped by the step either way.
+void clear_gradients(torch::optim::Optimizer& opt);
+
 // Sets the momentum a cycling schedule drives: SGD's and RMSprop's momentum, Adam's and AdamW's
 // beta1. Throws Error for an optimizer that has none.
 void set_momentum(torch::optim::Optimizer& opt, double momentum);
