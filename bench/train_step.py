@@ -322,6 +322,8 @@ def main():
     params = sum(p.numel() for p in net.parameters())
     # --fused_adam: PyTorch's one-kernel Adam (fused=True, on the CPU since 2.4), as QuantLab's.
     opt = torch.optim.Adam(net.parameters(), lr=1e-3, **({"fused": True} if a.fused_adam else {}))
+    # Gradients cleared, not zeroed, as QuantLab's trainer does (2.x's default; 1.13 zeroes them).
+    clear = lambda: opt.zero_grad(set_to_none=True)
     if a.compile:
         net = torch.compile(net)  # the warm-up steps include the compilation
     y = torch.randint(classes, (a.batch,), device=dev)
@@ -329,14 +331,14 @@ def main():
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
         for _ in range(a.warmup):
-            opt.zero_grad()
+            clear()
             loss_fn(net(x), y).backward()
             opt.step()
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
         for _ in range(a.steps):
-            opt.zero_grad()
+            clear()
             loss_fn(net(x), y).backward()
             opt.step()
         torch.cuda.synchronize()
@@ -349,7 +351,7 @@ def main():
     fwd, bwd, stp, tot = [], [], [], []
     for i in range(a.warmup + a.steps):
         t0 = time.perf_counter()
-        opt.zero_grad()
+        clear()
         loss = loss_fn(net(x), y)
         t1 = time.perf_counter()
         loss.backward()
@@ -371,7 +373,7 @@ def main():
         with torch.autograd.profiler.profile() as prof:
             for _ in range(a.steps):
                 t0 = time.perf_counter()
-                opt.zero_grad()
+                clear()
                 loss_fn(net(x), y).backward()
                 t1 = time.perf_counter()
                 opt.step()
