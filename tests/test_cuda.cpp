@@ -23,6 +23,7 @@
 #include "quantlab/util/host_sync.h"
 #include "quantlab/util/runtime.h"
 #include "test_util.h"
+#include "toy_home.h"
 
 namespace quantlab {
 namespace {
@@ -86,20 +87,11 @@ AnaScheme ternary() {
   return parse_ana_scheme(JsonNode(nlohmann::json::parse(R"(["uniform", [-0.5, 0.5], [-1.0, 0.0, 1.0]])"), "q"));
 }
 
-std::string error_of(const std::string& device) {
-  try {
-    resolve_device(device);
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 // --- Any machine -----------------------------------------------------------------------------
 
 TEST(Device, CudaWithoutAGpuSaysWhetherTheBuildOrTheMachineLacksIt) {
   if (torch::cuda::is_available()) GTEST_SKIP() << "this machine has a GPU";
-  const std::string e = error_of("cuda");
+  const std::string e = testing::error_of([] { resolve_device("cuda"); });
   ASSERT_FALSE(e.empty());
   if (libtorch_has_cuda()) {
     EXPECT_NE(e.find("has CUDA but sees no GPU"), std::string::npos) << e;
