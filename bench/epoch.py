@@ -156,7 +156,7 @@ def main():
             xb, yb = xtr[idx], ytr[idx]
             if a.channels_last:
                 xb = ts.channels_last(xb)
-            opt.zero_grad()
+            opt.zero_grad(set_to_none=True)  # as QuantLab's trainer (2.x's default)
             loss = ts.hinge_loss(net(xb), yb)
             loss.backward()
             opt.step()

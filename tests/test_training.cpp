@@ -75,39 +75,48 @@ TEST(Loss, HingeLossAsTheOriginal) {
 
 // The trainer clears the gradients before each step (train::clear_gradients) where libtorch 1.13's
 // zero_grad() zeroes them in place and autograd then adds the new ones to the zeros: the same
-// steps, bit for bit, for every optimizer; a parameter the loss does not use gets no gradient and
-// no step either way.
+// steps, bit for bit, for every optimizer, of a parameter the loss uses at every step (w) or at
+// none (u: no gradient, no step). One it uses only at the first step (z) is skipped at the later
+// steps, as on libtorch 2.x, where 1.13 stepped it with zeros (its momentum moved it on).
 TEST(Optimizer, ClearedGradientsStepAsZeroedOnes) {
   const nlohmann::json optimizers = {
       {{"class", "SGD"}, {"params", {{"lr", 0.05}, {"momentum", 0.9}, {"weight_decay", 0.01}}}},
       {{"class", "Adam"}, {"params", {{"lr", 0.01}, {"weight_decay", 0.1}}}},
       {{"class", "AdamW"}, {"params", {{"lr", 0.01}}}},
+      {{"class", "Adagrad"}, {"params", {{"lr", 0.1}}}},
       {{"class", "RMSprop"}, {"params", {{"lr", 0.01}, {"momentum", 0.5}}}},
   };
   torch::manual_seed(3);
   const auto x = torch::randn({16, 8}), start_w = torch::randn({4, 8}), start_u = torch::randn({4});
   for (const auto& spec : optimizers) {
     std::vector<torch::Tensor> ends[2];
+    torch::Tensor z_after_first;
     for (int cleared = 0; cleared < 2; ++cleared) {
       auto w = start_w.clone().requires_grad_(true), u = start_u.clone().requires_grad_(true);
-      auto opt = make_optimizer(JsonNode(spec, "treat.optimizer"), {w, u});
+      auto z = start_u.clone().requires_grad_(true);
+      auto opt = make_optimizer(JsonNode(spec, "treat.optimizer"), {w, u, z});
       for (int s = 0; s < 5; ++s) {
         if (cleared == 1) {
           clear_gradients(*opt);
-          EXPECT_FALSE(w.grad().defined()) << spec.dump();
+          for (const auto& p : {w, u, z}) EXPECT_FALSE(p.grad().defined()) << spec.dump();
         } else {
-          for (auto& p : {w, u})
+          for (const auto& p : {w, u, z})
             if (p.grad().defined()) p.mutable_grad().zero_();
         }
-        (x.matmul(w.t()).tanh().pow(2).sum() * (1 + 0.1 * s)).backward();
+        auto loss = x.matmul(w.t()).tanh().pow(2).sum() * (1 + 0.1 * s);
+        if (s == 0) loss = loss + z.pow(2).sum();
+        loss.backward();
         EXPECT_FALSE(u.grad().defined()) << spec.dump();
         opt->step();
+        if (s == 0 && cleared == 1) z_after_first = z.detach().clone();
       }
-      ends[cleared] = {w.detach(), u.detach()};
+      ends[cleared] = {w.detach(), u.detach(), z.detach()};
     }
     EXPECT_TRUE(torch::equal(ends[1][0], ends[0][0])) << spec.dump();
     EXPECT_FALSE(torch::equal(ends[1][0], start_w)) << spec.dump();
     EXPECT_TRUE(torch::equal(ends[1][1], start_u)) << spec.dump();
+    EXPECT_FALSE(torch::equal(z_after_first, start_u)) << spec.dump();
+    EXPECT_TRUE(torch::equal(ends[1][2], z_after_first)) << spec.dump();
   }
 }
 

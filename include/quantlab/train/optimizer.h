@@ -29,8 +29,11 @@ void set_lr(torch::optim::Optimizer& opt, double lr);
 // Before a training step: every parameter's gradient undefined, so that the backward pass hands
 // each gradient over instead of adding it to a zeroed one. What libtorch 2.x's zero_grad() does by
 // default; 1.13's zeroes every gradient in place and autograd then adds the new one to it, two more
-// passes over all the gradients (0.03 s of AlexNet's step, docs/PERFORMANCE.md). The same values:
-// a parameter that got no gradient is skipped by the step either way.
+// passes over all the gradients (0.03 s of AlexNet's step, docs/PERFORMANCE.md). The same values
+// for a parameter that gets a gradient at every step, or at none (skipped either way). One that
+// gets a gradient only at some steps is now skipped at the others, as on 2.x; 1.13 stepped it with
+// the zeros its last gradient left. Data-parallel runs give every parameter a gradient (zeros
+// where none arrived: dist/gradient_sync.h), so there every parameter steps at every step.
 void clear_gradients(torch::optim::Optimizer& opt);
 
 // Sets the momentum a cycling schedule drives: SGD's and RMSprop's momentum, Adam's and AdamW's
