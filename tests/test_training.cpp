@@ -197,6 +197,36 @@ TEST(Training, APlateauScheduleSkipsEpochsThatDidNotMeasureItsStatistic) {
   EXPECT_EQ(records[2].lr, records[0].lr);
 }
 
+// The trainer's steps clear the gradients rather than zero them (train::clear_gradients): a step
+// makes every gradient anew and leaves the last step's tensors as they were. Zeroing in place
+// (libtorch 1.13's zero_grad()) would overwrite them: two more passes over every gradient per step.
+TEST(Training, EachStepMakesNewGradientsInsteadOfZeroingTheOldOnes) {
+  TempDir dir;
+  testing::write_toy_idx_problem(dir.path(), 160, 32, 4, false);
+  torch::manual_seed(0);
+  Experiment exp(tiny_config("MLP", 2), "MLP", torch::kCPU);
+  const auto data = data::load_idx_problem(dir.path(), exp.data);
+  std::ostringstream sink;
+  Progress progress(sink, false);
+  TrainerOptions options;
+  options.max_batches_per_epoch = 2;
+  Trainer trainer(exp, data, progress, options);
+  trainer.train_epoch(1);
+  std::vector<torch::Tensor> held, values;
+  for (const auto& p : exp.net->parameters()) {
+    ASSERT_TRUE(p.grad().defined());
+    held.push_back(p.grad());
+    values.push_back(p.grad().clone());
+  }
+  trainer.train_epoch(2);
+  const auto params = exp.net->parameters();
+  for (size_t k = 0; k < params.size(); ++k) {
+    ASSERT_TRUE(params[k].grad().defined());
+    EXPECT_FALSE(params[k].grad().is_same(held[k])) << k;
+    EXPECT_TRUE(torch::equal(held[k], values[k])) << "parameter " << k << ": its last gradient was written over";
+  }
+}
+
 TEST(Training, TernaryMlpLearnsAToyProblem) {
   const auto r = tiny_run("MLP", 6);
   ASSERT_EQ(r.records.size(), 6u);
