@@ -334,5 +334,55 @@ TEST(Sweep, AChangedBaseConfigIsRefusedAndCompareShowsTheFactorsOfOneUnit) {
   EXPECT_EQ(Logbook::list(home.logs()).size(), 1u);
 }
 
+// --set on a sweep changes the config every unit starts from: each unit's experiment has it (before
+// the unit's own levels), a resumed unit is not given it again, a run of the sweep without it is
+// refused, naming the path, and one on a factor's path is refused before anything is made.
+TEST(Sweep, SetChangesTheConfigOfEveryUnit) {
+  Home home;
+  std::ostringstream sink;
+  SweepOptions s = sweep_of(home, "set", {{"treat.optimizer.params.lr", {0.001, 0.002}}});
+  s.launch.overrides = {"treat.optimizer.params.lr=0.01"};
+  const std::string on_factor = error_of([&] { run_sweep(s, nullptr, sink); });
+  EXPECT_NE(on_factor.find("--set treat.optimizer.params.lr=0.01: treat.optimizer.params.lr is set by the sweep's "
+                           "units"),
+            std::string::npos)
+      << on_factor;
+  EXPECT_FALSE(fs::exists(home.dir.path() + "/Toy/sweeps/set"));
+  const int64_t bs = read_json_file(home.dir.path() + "/Toy/config.json")["treat"]["data"]["bs_train"].get<int64_t>();
+  s.launch.overrides = {"treat.data.bs_train=" + std::to_string(bs / 2)};
+  s.unit = 1;
+  EXPECT_EQ(run_sweep(s, nullptr, sink).finished, 1);
+  s.unit.reset();
+  EXPECT_EQ(run_sweep(s, nullptr, sink).finished, 2);  // the second unit made, the first one skipped
+  const auto ids = Logbook::list(home.logs());
+  ASSERT_EQ(ids.size(), 2u);
+  for (size_t k = 0; k < ids.size(); ++k) {
+    const nlohmann::json c = Logbook::open(home.logs(), ids[k]).config();
+    EXPECT_EQ(c["treat"]["data"]["bs_train"], bs / 2) << k;
+    EXPECT_EQ(c["treat"]["optimizer"]["params"]["lr"], k == 0 ? 0.001 : 0.002) << k;
+    EXPECT_EQ(c["overrides"].front(), s.launch.overrides.front()) << c["overrides"].dump();
+  }
+  {  // the first unit's experiment as one stopped after its first epoch of two: resumed
+    const std::string dir = Logbook::open(home.logs(), ids[0]).dir();
+    auto c = read_json_file(dir + "/config.json");
+    c["treat"]["max_epoch"] = 2;
+    std::ofstream(dir + "/config.json") << c.dump(2);
+    auto st = read_json_file(dir + "/saves/status.json");
+    st["finished"] = false;
+    st.erase("test");
+    std::ofstream(dir + "/saves/status.json") << st.dump(2);
+  }
+  std::ostringstream resumed;
+  EXPECT_EQ(run_sweep(s, nullptr, resumed).finished, 2) << resumed.str();
+  EXPECT_NE(resumed.str().find("resuming experiment " + std::to_string(ids[0])), std::string::npos) << resumed.str();
+  EXPECT_EQ(Logbook::list(home.logs()).size(), 2u);
+  s.launch.overrides.clear();
+  const std::string without = error_of([&] { run_sweep(s, nullptr, sink); });
+  EXPECT_NE(without.find("is not the config sweep set was made from (treat.data.bs_train " + std::to_string(bs / 2) +
+                         " -> " + std::to_string(bs)),
+            std::string::npos)
+      << without;
+}
+
 }  // namespace
 }  // namespace quantlab

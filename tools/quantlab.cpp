@@ -112,8 +112,9 @@ struct TrainCommand {
         ->check(within(0, 1000000000));
     app.add_option("--config", config, "Config file in <home>/<Problem>/ for a new experiment (default: config.json)");
     app.add_option("--set", o.overrides,
-                   "PATH=VALUE: change the new experiment's config at a dotted path (treat.optimizer.params.lr=0.003; "
-                   "+PATH=VALUE adds a key); repeatable, recorded in the experiment's config.json")
+                   "PATH=VALUE: change the new experiment's config (a sweep's: every unit's) at a dotted path "
+                   "(treat.optimizer.params.lr=0.003; +PATH=VALUE adds a key); repeatable, recorded in the "
+                   "experiment's config.json")
         ->expected(1)
         ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
     app.add_option("--home", o.home, "Main folder holding <Problem>/config.json (default: .)");

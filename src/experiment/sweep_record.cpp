@@ -12,6 +12,7 @@
 #include <random>
 
 #include "quantlab/config/json_node.h"
+#include "quantlab/config/overrides.h"
 #include "quantlab/experiment/config_diff.h"
 #include "quantlab/experiment/logbook.h"
 #include "quantlab/experiment/saves.h"
@@ -66,10 +67,11 @@ void check_base(const Sweep& s, const nlohmann::json& record, const std::string&
             (d.in_b ? value_text(d.b) : "(absent)");
   }
   if (diffs.size() > 5) what += "; and " + std::to_string(diffs.size() - 5) + " more";
-  throw Error(config_file + " is not the config sweep " + s.name + " was made from (" +
+  throw Error(config_file + " with this command's --set is not the config sweep " + s.name + " was made from (" +
               (what.empty() ? std::string("the records of overrides differ") : what) +
-              "): its units so far ran with that one. Restore it (the sweep's record keeps it: " + s.file +
-              ", \"base_config\"), or give this sweep another name");
+              "): its units so far ran with that one. Restore it, or give the sweep's --set again (the sweep's "
+              "record keeps the config: " +
+              s.file + ", \"base_config\", with its --set under \"overrides\"), or give this sweep another name");
 }
 
 }  // namespace
@@ -112,8 +114,8 @@ Sweep prepare(const SweepOptions& o) {
   check_plain_name("the sweep's name", d.name);
   const LaunchOptions& l = o.launch;
   launch_steps::check_flags(l);  // what every unit's launch would refuse, refused once before anything is made
-  if (l.exp_id || l.branch || l.load || !l.overrides.empty())
-    throw Error("a sweep makes its own experiments: --exp_id, --load, --branch and --set do not apply");
+  if (l.exp_id || l.branch || l.load)
+    throw Error("a sweep makes its own experiments: --exp_id, --load and --branch do not apply");
   if (o.parallel < 1) throw Error("--parallel: expected 1 or more processes");
   if (o.parallel > 1 && (o.unit || o.srun))
     throw Error("--parallel runs units in processes of its own; --unit and --srun run them in this one");
@@ -127,6 +129,16 @@ Sweep prepare(const SweepOptions& o) {
   const std::string config_file = paths.dir + "/" + l.config.value_or("config.json");
   s.base = config::read_json_file(config_file);
   s.units = design_units(d);
+  // --set changes the config every unit starts from; a factor's levels, applied after, would undo it.
+  for (const std::string& arg : l.overrides) {
+    const std::string path = config::dotted(config::parse_override(arg).path);
+    for (const auto& u : s.units)
+      for (const auto& setting : u.settings)
+        if (setting.first == path)
+          throw ConfigError("--set " + arg + ": " + path + " is set by the sweep's units (" + levels_text(u) +
+                            "); give its values as a factor, or leave it out of the design");
+  }
+  config::apply_overrides(s.base, l.overrides);
   if (static_cast<int64_t>(s.units.size()) > o.max_units && !o.yes)
     throw Error("the sweep has " + std::to_string(s.units.size()) + " units, more than " + std::to_string(o.max_units) +
                 "; add --yes to run them all (or --max_units)");

@@ -77,8 +77,9 @@ Outcome run_unit(const Sweep& s, const SweepOptions& o, const SweepUnit& u, cons
   l.standalone = o.srun;
   if (id >= 0) {
     l.exp_id = id;
+    l.overrides.clear();  // the sweep's --set, already in the experiment's config
   } else {
-    l.overrides = unit_overrides(u, s.base);
+    for (const std::string& arg : unit_overrides(u, s.base)) l.overrides.push_back(arg);  // after the sweep's --set
     l.overrides.push_back("+sweep=" + unit_record(s, u).dump());
     l.on_created = [&](int64_t made) { s.update(u.index, [&](nlohmann::json& e) { e["exp_id"] = made; }); };
   }
