@@ -336,20 +336,25 @@ TEST(Sweep, AChangedBaseConfigIsRefusedAndCompareShowsTheFactorsOfOneUnit) {
 
 // --set on a sweep changes the config every unit starts from: each unit's experiment has it (before
 // the unit's own levels), a resumed unit is not given it again, a run of the sweep without it is
-// refused, naming the path, and one on a factor's path is refused before anything is made.
+// refused, naming the path, and one on a factor's path (or above or below it) is refused before
+// anything is made. compare shows it as a config value where two sweeps' units differ in it.
 TEST(Sweep, SetChangesTheConfigOfEveryUnit) {
   Home home;
   std::ostringstream sink;
   SweepOptions s = sweep_of(home, "set", {{"treat.optimizer.params.lr", {0.001, 0.002}}});
-  s.launch.overrides = {"treat.optimizer.params.lr=0.01"};
-  const std::string on_factor = error_of([&] { run_sweep(s, nullptr, sink); });
-  EXPECT_NE(on_factor.find("--set treat.optimizer.params.lr=0.01: treat.optimizer.params.lr is set by the sweep's "
-                           "units"),
-            std::string::npos)
-      << on_factor;
+  for (const std::string bad :
+       {"treat.optimizer.params.lr=0.01", "treat.optimizer.params={\"lr\": 0.01}", "treat.*.params.lr=0.01"}) {
+    s.launch.overrides = {bad};
+    const std::string e = error_of([&] { run_sweep(s, nullptr, sink); });
+    EXPECT_NE(e.find("--set " + bad + ": the sweep's units set treat.optimizer.params.lr"), std::string::npos) << e;
+  }
+  s.launch.overrides = {"+sweep={}"};
+  EXPECT_NE(error_of([&] { run_sweep(s, nullptr, sink); }).find("the sweep writes \"sweep\" itself"),
+            std::string::npos);
   EXPECT_FALSE(fs::exists(home.dir.path() + "/Toy/sweeps/set"));
   const int64_t bs = read_json_file(home.dir.path() + "/Toy/config.json")["treat"]["data"]["bs_train"].get<int64_t>();
-  s.launch.overrides = {"treat.data.bs_train=" + std::to_string(bs / 2)};
+  const std::string half = "treat.data.bs_train=" + std::to_string(bs / 2);
+  s.launch.overrides = {half};
   s.unit = 1;
   EXPECT_EQ(run_sweep(s, nullptr, sink).finished, 1);
   s.unit.reset();
@@ -360,7 +365,10 @@ TEST(Sweep, SetChangesTheConfigOfEveryUnit) {
     const nlohmann::json c = Logbook::open(home.logs(), ids[k]).config();
     EXPECT_EQ(c["treat"]["data"]["bs_train"], bs / 2) << k;
     EXPECT_EQ(c["treat"]["optimizer"]["params"]["lr"], k == 0 ? 0.001 : 0.002) << k;
-    EXPECT_EQ(c["overrides"].front(), s.launch.overrides.front()) << c["overrides"].dump();
+    ASSERT_EQ(c["overrides"].size(), 3u) << c["overrides"].dump();  // the sweep's --set, the unit's level, its record
+    EXPECT_EQ(c["overrides"][0], half);
+    EXPECT_EQ(c["overrides"][1], std::string("treat.optimizer.params.lr=") + (k == 0 ? "0.001" : "0.002"));
+    EXPECT_EQ(c["sweep"]["set"], nlohmann::json::array({half}));
   }
   {  // the first unit's experiment as one stopped after its first epoch of two: resumed
     const std::string dir = Logbook::open(home.logs(), ids[0]).dir();
@@ -382,6 +390,13 @@ TEST(Sweep, SetChangesTheConfigOfEveryUnit) {
                          " -> " + std::to_string(bs)),
             std::string::npos)
       << without;
+  // Another sweep of the same factor without --set: compare shows each unit's batch size.
+  SweepOptions plain = sweep_of(home, "plain", {{"treat.optimizer.params.lr", {0.001, 0.002}}});
+  EXPECT_EQ(run_sweep(plain, nullptr, sink).finished, 2);
+  const auto rows = compare_json(compare_of(home, "", "json"));
+  ASSERT_EQ(rows.size(), 4u);
+  for (size_t k = 0; k < rows.size(); ++k)
+    EXPECT_EQ(rows[k]["factors"]["treat.data.bs_train"], k < 2 ? bs / 2 : bs) << rows.dump();
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <limits>
 #include <sstream>
+#include <type_traits>
 
 #include "quantlab/train/optimizer.h"
 #include "quantlab/train/trainer.h"
@@ -142,16 +143,20 @@ struct TinyRun {
   EpochStats test;
 };
 
-// A Trainer of `cfg` (topology MLP, seed 0) on the toy problem written in `dir`, given to `use`.
+// A Trainer of `cfg` (topology MLP, seed 0) on the toy problem written in `dir`, given to `use`
+// (with its Experiment where `use` takes it).
 template <typename F>
-auto with_trainer(const nlohmann::json& cfg, const std::string& dir, F use) {
+auto with_trainer(const nlohmann::json& cfg, const std::string& dir, F use, TrainerOptions options = {}) {
   torch::manual_seed(0);
   Experiment exp(cfg, "MLP", torch::kCPU);
   const auto data = data::load_idx_problem(dir, exp.data);
   std::ostringstream sink;
   Progress progress(sink, false);
-  Trainer trainer(exp, data, progress);
-  return use(trainer);
+  Trainer trainer(exp, data, progress, std::move(options));
+  if constexpr (std::is_invocable_v<F, Trainer&, Experiment&>)
+    return use(trainer, exp);
+  else
+    return use(trainer);
 }
 
 TinyRun tiny_run(const std::string& cls, int epochs) {
@@ -203,28 +208,27 @@ TEST(Training, APlateauScheduleSkipsEpochsThatDidNotMeasureItsStatistic) {
 TEST(Training, EachStepMakesNewGradientsInsteadOfZeroingTheOldOnes) {
   TempDir dir;
   testing::write_toy_idx_problem(dir.path(), 160, 32, 4, false);
-  torch::manual_seed(0);
-  Experiment exp(tiny_config("MLP", 2), "MLP", torch::kCPU);
-  const auto data = data::load_idx_problem(dir.path(), exp.data);
-  std::ostringstream sink;
-  Progress progress(sink, false);
   TrainerOptions options;
   options.max_batches_per_epoch = 2;
-  Trainer trainer(exp, data, progress, options);
-  trainer.train_epoch(1);
-  std::vector<torch::Tensor> held, values;
-  for (const auto& p : exp.net->parameters()) {
-    ASSERT_TRUE(p.grad().defined());
-    held.push_back(p.grad());
-    values.push_back(p.grad().clone());
-  }
-  trainer.train_epoch(2);
-  const auto params = exp.net->parameters();
-  for (size_t k = 0; k < params.size(); ++k) {
-    ASSERT_TRUE(params[k].grad().defined());
-    EXPECT_FALSE(params[k].grad().is_same(held[k])) << k;
-    EXPECT_TRUE(torch::equal(held[k], values[k])) << "parameter " << k << ": its last gradient was written over";
-  }
+  with_trainer(
+      tiny_config("MLP", 2), dir.path(),
+      [](Trainer& trainer, Experiment& exp) {
+        trainer.train_epoch(1);
+        std::vector<torch::Tensor> held, values;
+        for (const auto& p : exp.net->parameters()) {
+          ASSERT_TRUE(p.grad().defined());
+          held.push_back(p.grad());
+          values.push_back(p.grad().clone());
+        }
+        trainer.train_epoch(2);
+        const auto params = exp.net->parameters();
+        for (size_t k = 0; k < params.size(); ++k) {
+          ASSERT_TRUE(params[k].grad().defined());
+          EXPECT_FALSE(params[k].grad().is_same(held[k])) << k;
+          EXPECT_TRUE(torch::equal(held[k], values[k])) << "parameter " << k << ": its last gradient was written over";
+        }
+      },
+      options);
 }
 
 TEST(Training, TernaryMlpLearnsAToyProblem) {

@@ -63,12 +63,22 @@ std::vector<std::string> differing_paths(const std::vector<Row>& rows) {
   return out;
 }
 
-// The dotted paths the config's recorded overrides set ("*" steps kept), the sweep's record left out.
+// The dotted paths a sweep unit's own overrides set ("*" steps kept): not its "sweep" entry, nor the
+// sweep's --set (listed in that entry), which is the config every unit of the sweep starts from.
 std::vector<std::string> overridden_paths(const nlohmann::json& config) {
   std::vector<std::string> out;
   if (!config.contains("overrides") || !config["overrides"].is_array()) return out;
+  std::multiset<std::string> sweeps_set;
+  if (config.contains("sweep") && config["sweep"].is_object() && config["sweep"].contains("set") &&
+      config["sweep"]["set"].is_array())
+    for (const auto& a : config["sweep"]["set"])
+      if (a.is_string()) sweeps_set.insert(a.get<std::string>());
   for (const auto& text : config["overrides"]) {
     if (!text.is_string()) continue;
+    if (const auto it = sweeps_set.find(text.get<std::string>()); it != sweeps_set.end()) {
+      sweeps_set.erase(it);
+      continue;
+    }
     try {
       const config::Override o = config::parse_override(text.get<std::string>());
       if (!o.path.empty() && o.path[0] != "sweep") out.push_back(config::dotted(o.path));

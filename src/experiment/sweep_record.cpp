@@ -55,9 +55,26 @@ std::string random_id() {
   return buf;
 }
 
+// Whether two config paths set the same values: equal, or one inside the other, a "*" step
+// matching any one step.
+bool paths_overlap(const std::vector<std::string>& a, const std::vector<std::string>& b) {
+  for (size_t k = 0; k < a.size() && k < b.size(); ++k)
+    if (a[k] != b[k] && a[k] != "*" && b[k] != "*") return false;
+  return true;
+}
+
+// A design's path in steps ("+" and all; one that is no path is refused later, with the unit).
+std::vector<std::string> steps_of(const std::string& path) {
+  try {
+    return config::parse_override(path + "=0").path;
+  } catch (const ConfigError&) {
+    return {"\n"};  // overlaps nothing
+  }
+}
+
 // A record made from another base config than the one there now is refused, naming what changed:
 // the units made so far ran with the config as it was.
-void check_base(const Sweep& s, const nlohmann::json& record, const std::string& config_file) {
+void check_base(const Sweep& s, const nlohmann::json& record, const std::string& config) {
   if (!record.contains("base_config") || record["base_config"] == s.base) return;
   const auto diffs = config_differences(record["base_config"], s.base);
   std::string what;
@@ -67,11 +84,11 @@ void check_base(const Sweep& s, const nlohmann::json& record, const std::string&
             (d.in_b ? value_text(d.b) : "(absent)");
   }
   if (diffs.size() > 5) what += "; and " + std::to_string(diffs.size() - 5) + " more";
-  throw Error(config_file + " with this command's --set is not the config sweep " + s.name + " was made from (" +
+  throw Error(config + " is not the config sweep " + s.name + " was made from (" +
               (what.empty() ? std::string("the records of overrides differ") : what) +
-              "): its units so far ran with that one. Restore it, or give the sweep's --set again (the sweep's "
-              "record keeps the config: " +
-              s.file + ", \"base_config\", with its --set under \"overrides\"), or give this sweep another name");
+              "): its units so far ran with that one. Restore it, with the sweep's --set if it had any (the same "
+              "arguments in the same order; the sweep's record keeps the config: " +
+              s.file + ", \"base_config\", its --set under \"overrides\"), or give this sweep another name");
 }
 
 }  // namespace
@@ -129,15 +146,19 @@ Sweep prepare(const SweepOptions& o) {
   const std::string config_file = paths.dir + "/" + l.config.value_or("config.json");
   s.base = config::read_json_file(config_file);
   s.units = design_units(d);
-  // --set changes the config every unit starts from; a factor's levels, applied after, would undo it.
+  // --set changes the config every unit starts from; a factor's levels, applied after, would undo
+  // it where they set the same path, one above it or one below it.
   for (const std::string& arg : l.overrides) {
-    const std::string path = config::dotted(config::parse_override(arg).path);
+    const std::vector<std::string> path = config::parse_override(arg).path;
+    if (!path.empty() && (path[0] == "sweep" || path[0] == "overrides"))
+      throw ConfigError("--set " + arg + ": the sweep writes \"" + path[0] + "\" itself");
     for (const auto& u : s.units)
       for (const auto& setting : u.settings)
-        if (setting.first == path)
-          throw ConfigError("--set " + arg + ": " + path + " is set by the sweep's units (" + levels_text(u) +
+        if (paths_overlap(path, steps_of(setting.first)))
+          throw ConfigError("--set " + arg + ": the sweep's units set " + setting.first + " (" + levels_text(u) +
                             "); give its values as a factor, or leave it out of the design");
   }
+  s.set = l.overrides;
   config::apply_overrides(s.base, l.overrides);
   if (static_cast<int64_t>(s.units.size()) > o.max_units && !o.yes)
     throw Error("the sweep has " + std::to_string(s.units.size()) + " units, more than " + std::to_string(o.max_units) +
@@ -155,7 +176,7 @@ Sweep prepare(const SweepOptions& o) {
   RecordLock lock(s.file);
   if (fs::exists(s.file, ec)) {
     const nlohmann::json record = s.read();  // checked against this design
-    check_base(s, record, config_file);
+    check_base(s, record, config_file + (s.set.empty() ? "" : " with this command's --set"));
     s.id = record.value("id", "");
   } else {
     s.id = random_id();
@@ -178,6 +199,7 @@ Sweep prepare(const SweepOptions& o) {
 nlohmann::json unit_record(const Sweep& s, const SweepUnit& u) {
   nlohmann::json record = {{"name", s.name}, {"unit", u.index}, {"levels", nlohmann::json::object()}};
   if (!s.id.empty()) record["id"] = s.id;
+  if (!s.set.empty()) record["set"] = s.set;
   for (const auto& [factor, level] : u.levels) record["levels"][factor] = level;
   if (s.repeats > 1) record["repeat"] = u.repeat;
   return record;

@@ -24,7 +24,8 @@ struct Sweep {
   // a sweep made again under the same name never takes an older one's experiments ("" in records
   // made before it was kept).
   std::string id;
-  nlohmann::json base, design;
+  nlohmann::json base, design;   // base: the config file with `set` applied
+  std::vector<std::string> set;  // the sweep's --set, in order
   std::vector<SweepUnit> units;
   int64_t repeats = 1;
 
@@ -40,7 +41,8 @@ struct Sweep {
 Sweep prepare(const SweepOptions& options);
 
 // The "sweep" entry of a unit's experiment config: the sweep's name and identity, the unit, its
-// levels and repeat.
+// levels and repeat, and the sweep's --set where it has one (which compare shows as config values,
+// not as the unit's levels).
 nlohmann::json unit_record(const Sweep& s, const SweepUnit& u);
 
 // Whether experiment `id` of `logs` was made for a sweep's unit whose config "sweep" entry `entry`

@@ -85,17 +85,11 @@ void TrainingLog::on_start(const train::TrainingState& state, bool new_folder) {
     std::string text, line;
     while (std::getline(lines, line)) text += "    " + line + "\n";
     writer_.add_text("config", text, 0);
-    // The HParams dashboard's columns: a sweep's factors, or the config paths this experiment
-    // changed with --set, each a hyperparameter.
+    // The HParams dashboard's columns: a sweep's factors (and the sweep's own --set), or the
+    // config paths this experiment changed with --set, each a hyperparameter.
     std::vector<std::pair<std::string, nlohmann::json>> hparams;
-    const nlohmann::json* unit = exp_.config.contains("sweep") ? &exp_.config["sweep"] : nullptr;
-    if (unit && unit->is_object() && unit->contains("levels") && (*unit)["levels"].is_object()) {
-      // A sweep's unit: its factors' levels (a named level by its name), and its repeat.
-      for (auto it = (*unit)["levels"].begin(); it != (*unit)["levels"].end(); ++it)
-        hparams.emplace_back(it.key(), it.value());
-      if (unit->contains("repeat")) hparams.emplace_back("repeat", (*unit)["repeat"]);
-    } else if (exp_.config.contains("overrides") && exp_.config["overrides"].is_array())
-      for (const auto& text : exp_.config["overrides"]) {
+    const auto add_settings = [&](const nlohmann::json& texts) {
+      for (const auto& text : texts) {
         try {
           const config::Override o = config::parse_override(text.get<std::string>());
           if (o.value.is_object()) continue;  // a record (the sweep's unit), not a setting
@@ -103,6 +97,17 @@ void TrainingLog::on_start(const train::TrainingState& state, bool new_folder) {
         } catch (const std::exception&) {
         }
       }
+    };
+    const nlohmann::json* unit = exp_.config.contains("sweep") ? &exp_.config["sweep"] : nullptr;
+    if (unit && unit->is_object() && unit->contains("levels") && (*unit)["levels"].is_object()) {
+      // A sweep's unit: its factors' levels (a named level by its name), and its repeat.
+      for (auto it = (*unit)["levels"].begin(); it != (*unit)["levels"].end(); ++it)
+        hparams.emplace_back(it.key(), it.value());
+      if (unit->contains("repeat")) hparams.emplace_back("repeat", (*unit)["repeat"]);
+      if (unit->contains("set") && (*unit)["set"].is_array()) add_settings((*unit)["set"]);
+    } else if (exp_.config.contains("overrides") && exp_.config["overrides"].is_array()) {
+      add_settings(exp_.config["overrides"]);
+    }
     writer_.add_hparams_session_start(hparams);
   }
   resumed_ = state.epoch > 0;
