@@ -10,11 +10,14 @@
 #include <tuple>
 
 #include "quantlab/config/overrides.h"
+#include "quantlab/experiment/checkpoint.h"
 #include "quantlab/experiment/compare.h"
 #include "quantlab/experiment/launch.h"
 #include "quantlab/experiment/lock.h"
 #include "quantlab/experiment/logbook.h"
 #include "quantlab/experiment/sweep.h"
+#include "quantlab/train/experiment.h"
+#include "quantlab/train/optimizer_state.h"
 #include "quantlab/util/error.h"
 #include "quantlab/util/runtime.h"
 #include "test_util.h"
@@ -126,6 +129,56 @@ TEST(Overrides, ALaunchRecordsThemAndABadOneCreatesNothing) {
   EXPECT_EQ(branch["treat"]["max_epoch"], 2);
   EXPECT_EQ(branch["overrides"].size(), 3u);
   EXPECT_EQ(branch["overrides"][2], "treat.max_epoch=2");
+}
+
+// A resume trains with the optimizer settings of the experiment's config as it is now (edited
+// after a divergence, as the error advises), and a branch with its --set: the rate of the
+// schedule at that epoch, the weight decay. A branch whose --set the checkpoint cannot take (the
+// network's size) is refused before it is made; one with another optimizer class starts it anew.
+TEST(Overrides, AResumeOrABranchTrainsWithTheConfigsOptimizerSettings) {
+  Home home;
+  run(home.options());
+  const std::string config_file = home.logs() + "/exp001/config.json";
+  auto cfg = read_json_file(config_file);
+  cfg["treat"]["max_epoch"] = 2;
+  cfg["treat"]["optimizer"]["params"]["lr"] = 5e-4;
+  cfg["treat"]["optimizer"]["params"]["weight_decay"] = 0.01;
+  std::ofstream(config_file) << cfg.dump(2);
+  auto o = home.options();
+  o.exp_id = 1;
+  std::ostringstream out;
+  EXPECT_EQ(experiment::launch(o, nullptr, out).epochs_done, 2);
+  EXPECT_NE(out.str().find("note: the config gives epoch 2 the learning rate 0.0005, the checkpoint's run 0.001"),
+            std::string::npos)
+      << out.str();
+  EXPECT_NE(out.str().find("epoch 2/2 |"), std::string::npos) << out.str();
+  EXPECT_NE(out.str().find("| lr 0.0005 |"), std::string::npos) << out.str();
+  {  // the settings epoch 2 trained with, as its checkpoint's optimizer archive keeps them
+    const Checkpoint c = load_checkpoint(home.logs() + "/exp001/saves/last.ckpt");
+    EXPECT_DOUBLE_EQ(c.lr, 5e-4);
+    Experiment probe(cfg, "MLP", torch::kCPU);
+    torch::serialize::InputArchive archive;
+    std::istringstream is(std::string(static_cast<const char*>(c.optimizer.data_ptr()), c.optimizer.numel()));
+    archive.load_from(is);
+    train::load_optimizer_state(*probe.optimizer, archive);
+    const auto& adam = static_cast<const torch::optim::AdamOptions&>(probe.optimizer->param_groups()[0].options());
+    EXPECT_DOUBLE_EQ(adam.weight_decay(), 0.01);
+  }
+  auto b = home.options();
+  b.exp_id = 1, b.branch = true, b.load = "last";
+  b.overrides = {"indiv.net.params.capacity=0.05"};
+  const std::string e = error_of([&] { run(b); });
+  EXPECT_NE(e.find("last.ckpt cannot start a branch with this config (its --set changes what the checkpoint holds?)"),
+            std::string::npos)
+      << e;
+  EXPECT_EQ(Logbook::list(home.logs()), (std::vector<int64_t>{1}));
+  b.overrides = {"treat.optimizer.class=SGD", "treat.max_epoch=3"};
+  std::ostringstream branched;
+  EXPECT_EQ(experiment::launch(b, nullptr, branched).epochs_done, 3) << branched.str();
+  EXPECT_NE(branched.str().find("note: the branch trains with SGD where experiment 1 trained with Adam: its optimizer "
+                                "starts anew"),
+            std::string::npos)
+      << branched.str();
 }
 
 TEST(Compare, RowsWithTheDifferingPathsAndDiff) {

@@ -240,17 +240,22 @@ std::map<std::string, torch::Tensor> named_state(torch::nn::Module& net) {
   return out;
 }
 
+torch::Tensor optimizer_archive(torch::optim::Optimizer& optimizer) {
+  torch::serialize::OutputArchive archive;
+  optimizer.save(archive);
+  std::ostringstream os;
+  archive.save_to(os);
+  const std::string bytes = os.str();
+  torch::Tensor t = torch::empty({static_cast<int64_t>(bytes.size())}, torch::kUInt8);
+  std::memcpy(t.data_ptr(), bytes.data(), bytes.size());
+  return t;
+}
+
 Checkpoint capture(train::Experiment& exp, const train::TrainingState& state) {
   Checkpoint c;
   c.net_class = exp.net_spec.cls;
   c.net = named_state(*exp.net);
-  torch::serialize::OutputArchive archive;
-  exp.optimizer->save(archive);
-  std::ostringstream os;
-  archive.save_to(os);
-  const std::string bytes = os.str();
-  c.optimizer = torch::empty({static_cast<int64_t>(bytes.size())}, torch::kUInt8);
-  std::memcpy(c.optimizer.data_ptr(), bytes.data(), bytes.size());
+  c.optimizer = optimizer_archive(*exp.optimizer);
   c.lr = train::get_lr(*exp.optimizer);
   c.lr_scheduler = exp.lr_scheduler->state();
   c.thermostat_clock = exp.thermostat ? exp.thermostat->clock() : 0;
@@ -262,11 +267,12 @@ Checkpoint capture(train::Experiment& exp, const train::TrainingState& state) {
   return c;
 }
 
-void restore(train::Experiment& exp, const Checkpoint& c) {
+std::vector<std::string> restore(train::Experiment& exp, const Checkpoint& c) {
   const std::string& cls = exp.net_spec.cls;
+  std::vector<std::string> notes;
   if (c.original) {
     restore_original(exp, c);
-    return;
+    return notes;
   }
   if (c.net_class != cls)
     throw Error("the checkpoint holds a " + c.net_class + " network, the experiment builds a " + cls);
@@ -277,13 +283,44 @@ void restore(train::Experiment& exp, const Checkpoint& c) {
     if (live.size() != c.net.size())
       throw Error("the checkpoint has tensors this network does not (another topology?)");
   }
-  try {  // libtorch's own checks of a state it cannot take (an archive or generator edited by hand)
+  // The optimizer's state from the archive, its settings from the config: libtorch's archive also
+  // brings back the settings it was saved with, and a config edited before a resume (or a
+  // branch's --set) changes them.
+  auto& groups = exp.optimizer->param_groups();
+  std::vector<std::unique_ptr<torch::optim::OptimizerOptions>> configured;
+  configured.reserve(groups.size());
+  for (auto& g : groups) configured.push_back(g.options().clone());
+  try {  // libtorch's own checks of a state it cannot take
     torch::serialize::InputArchive archive;
     const auto bytes = c.optimizer.contiguous();
     std::istringstream is(std::string(static_cast<const char*>(bytes.data_ptr()), static_cast<size_t>(bytes.numel())));
     archive.load_from(is, exp.device);
     train::load_optimizer_state(*exp.optimizer, archive);  // whichever libtorch wrote it
-    train::set_lr(*exp.optimizer, c.lr);                   // libtorch does not restore the param groups' rate
+  } catch (const c10::Error& e) {
+    const std::string optimizer = exp.config.contains("treat") && exp.config["treat"].contains("optimizer")
+                                      ? exp.config["treat"]["optimizer"].value("class", std::string("?"))
+                                      : std::string("?");
+    std::string why = first_line(e.what_without_backtrace());
+    if (why.find("INTERNAL ASSERT") != std::string::npos) why = "the archive holds another optimizer's state";
+    throw Error("the checkpoint's optimizer state cannot be restored into this experiment's optimizer, " + optimizer +
+                " (was treat.optimizer.class changed since it was saved? A --branch with another class starts a "
+                "new optimizer) (" +
+                why + ")");
+  }
+  try {  // libtorch's own checks of a state it cannot take (a generator edited by hand)
+    for (size_t i = 0; i < groups.size(); ++i) groups[i].set_options(std::move(configured[i]));
+    // The next epoch's rate: the config's schedule at this epoch where it is a function of the
+    // epoch (the checkpoint's rate when the config is unchanged), else the rate the run reached.
+    const double lr = exp.lr_scheduler->lr_at(c.state.epoch, train::get_lr(*exp.optimizer)).value_or(c.lr);
+    if (lr != c.lr) {
+      char text[240];
+      std::snprintf(text, sizeof text,
+                    "the config gives epoch %lld the learning rate %.6g, the checkpoint's run %.6g: "
+                    "training goes on with the config's",
+                    static_cast<long long>(c.state.epoch + 1), lr, c.lr);
+      notes.emplace_back(text);
+    }
+    train::set_lr(*exp.optimizer, lr);
     if (const auto m = exp.lr_scheduler->momentum_at(c.state.epoch)) train::set_momentum(*exp.optimizer, *m);
     exp.lr_scheduler->load_state(c.lr_scheduler);
     if (exp.thermostat) exp.thermostat->set_clock(c.thermostat_clock);
@@ -299,6 +336,7 @@ void restore(train::Experiment& exp, const Checkpoint& c) {
     const std::string why = e.what_without_backtrace();
     throw Error("the checkpoint's optimizer or generator state cannot be restored (" + first_line(why) + ")");
   }
+  return notes;
 }
 
 void save_checkpoint(const std::string& file, const Checkpoint& c) {

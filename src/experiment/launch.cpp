@@ -143,7 +143,8 @@ class Launch {
       });
       if (!train_) print_notes(restored->notes, out_);
       try {
-        restore(*p_.exp, *restored);
+        const std::vector<std::string> notes = restore(*p_.exp, *restored);
+        if (train_) print_notes(notes, out_);
       } catch (const IoError&) {
         throw;
       } catch (const Error& e) {

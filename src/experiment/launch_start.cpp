@@ -73,6 +73,33 @@ Start branch_from(const LaunchOptions& o, Prepared& p, const ResumePoint& r, std
   // Not a unit of its parent's sweep: the parent's record of it (its config's "sweep") is not copied.
   p.config.erase("sweep");
   p.exp->config.erase("sweep");
+  // Another optimizer class (a --set, or the parent's config edited since): the branch starts a new
+  // optimizer, the parent's state being of no use to it.
+  const auto optimizer_class = [](const nlohmann::json& config) {
+    const nlohmann::json* o = &config;
+    for (const char* key : {"treat", "optimizer", "class"}) {
+      if (!o->is_object() || !o->contains(key)) return std::string();
+      o = &(*o)[key];
+    }
+    return o->is_string() ? o->get<std::string>() : std::string();
+  };
+  const std::string was = optimizer_class(parent_book.config()), now = optimizer_class(p.config);
+  if (was != now) {
+    c.optimizer = optimizer_archive(*p.exp->optimizer);
+    out << "note: the branch trains with " << now << " where experiment " << parent_book.id() << " trained with " << was
+        << ": its optimizer starts anew" << std::endl;
+  }
+  // The checkpoint must fit the branch's config (a --set of the network's size or class would not)
+  // before the branch is made.
+  try {
+    (void)restore(*p.exp, c);
+  } catch (const IoError&) {
+    throw;
+  } catch (const Error& e) {
+    throw Error(r.file + " cannot start a branch with this config" +
+                (o.overrides.empty() ? std::string() : " (its --set changes what the checkpoint holds?)") + ": " +
+                e.what());
+  }
   // The branch's starting point is written before the folder gets its number: a branch never exists
   // without it (a kill or a full disk during these saves leaves nothing).
   p.book = Logbook::create(p.paths.logs, p.config, parent, [&](const Logbook& hidden) {

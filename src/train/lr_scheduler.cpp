@@ -20,6 +20,7 @@ namespace {
 class Constant : public LrScheduler {
  public:
   double lr_for_epoch(int64_t, double lr, double) override { return lr; }
+  std::optional<double> lr_at(int64_t, double first_lr) const override { return first_lr; }
 };
 
 // A schedule that is a pure function of the number of epochs done: the rate (and momentum) the
@@ -30,6 +31,7 @@ class Pure : public LrScheduler {
   explicit Pure(Fn lr, Fn momentum = {}) : lr_(std::move(lr)), momentum_(std::move(momentum)) {}
   double initial_lr(double) const override { return lr_(0); }
   double lr_for_epoch(int64_t e, double, double) override { return lr_(e); }
+  std::optional<double> lr_at(int64_t e, double) const override { return lr_(e); }
   std::optional<double> momentum_at(int64_t e) const override {
     return momentum_ ? std::optional<double>(momentum_(e)) : std::nullopt;
   }
@@ -75,6 +77,7 @@ class ReduceOnPlateau : public LrScheduler {
     cooling_ = static_cast<int64_t>(s[2]);
   }
 
+  std::optional<double> lr_at(int64_t, double) const override { return std::nullopt; }
   double lr_for_epoch(int64_t, double lr, double metric) override {
     if (better(metric)) {
       best_ = metric;

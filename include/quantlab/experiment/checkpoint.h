@@ -50,9 +50,15 @@ struct Checkpoint {
 // The network's parameters and buffers by name.
 std::map<std::string, torch::Tensor> named_state(torch::nn::Module& net);
 
-// Takes everything from a live experiment / puts it back (bit-exact resume).
+// Takes everything from a live experiment / puts it back (bit-exact resume). The optimizer's
+// settings (its rate, the schedule's rate where the schedule is a function of the epoch, weight
+// decay, betas, ...) are the experiment's config's, so that a config edited before a resume, or a
+// branch's --set, takes effect; with the config unchanged they are the checkpoint's. Returns what
+// is worth telling the user (a rate that differs from the checkpoint's).
 Checkpoint capture(train::Experiment& exp, const train::TrainingState& state);
-void restore(train::Experiment& exp, const Checkpoint& c);
+// An optimizer's state and settings as a checkpoint keeps them (libtorch's archive, as bytes).
+torch::Tensor optimizer_archive(torch::optim::Optimizer& optimizer);
+std::vector<std::string> restore(train::Experiment& exp, const Checkpoint& c);
 
 void save_checkpoint(const std::string& file, const Checkpoint& c);
 // Throws IoError naming the file when it is missing, unreadable, of another format or version,

@@ -40,6 +40,10 @@ class LrScheduler {
   // The rate after `epochs_done` epochs (>= 1, the epoch just finished), given the rate now and
   // the statistic of that epoch (for the schedules that read one).
   virtual double lr_for_epoch(int64_t epochs_done, double current_lr, double metric) = 0;
+  // The rate after `epochs_done` epochs as the config alone gives it, given the first epoch's
+  // (initial_lr's): for the schedules that are functions of the epoch, what lr_for_epoch returns
+  // after that epoch; none for those that follow a statistic (their rate is in their history).
+  virtual std::optional<double> lr_at(int64_t epochs_done, double first_lr) const = 0;
   // The momentum after `epochs_done` epochs (0: the first epoch's), for the schedules that cycle it.
   virtual std::optional<double> momentum_at(int64_t epochs_done) const {
     (void)epochs_done;
