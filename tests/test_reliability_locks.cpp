@@ -21,6 +21,7 @@
 #include "quantlab/util/error.h"
 #include "reliability_home.h"
 #include "test_util.h"
+#include "toy_home.h"
 
 namespace quantlab {
 namespace {
@@ -45,6 +46,15 @@ TEST(Reliability, LinksOfTheUserAreNeverReplaced) {
   EXPECT_NE(e.find("is a link to /nonexistent-drive/quantlab/logs, which does not exist"), std::string::npos) << e;
   EXPECT_EQ(fs::read_symlink(home.dir.path() + "/Toy/logs").string(), "/nonexistent-drive/quantlab/logs");
   EXPECT_FALSE(fs::exists(home.dir.path() + "/storage/QuantLab/Toy/logs"));
+  // Nor do list, a resume or compare take it for a problem without experiments.
+  std::ostringstream table;
+  const std::string listed = testing::error_of([&] { list_experiments(home.dir.path(), "Toy", table); });
+  EXPECT_NE(listed.find("is a link to /nonexistent-drive/quantlab/logs, which does not exist"), std::string::npos)
+      << listed;
+  auto resume = home.options();
+  resume.exp_id = 1;
+  EXPECT_NE(error_of(resume).find("which does not exist (a drive that is not mounted?)"), std::string::npos)
+      << error_of(resume);
 }
 
 // 4. One process at a time trains an experiment; a lock left by a killed process does not block.

@@ -86,6 +86,14 @@ TEST(Reliability, ConfigWithExpIdHandRollbackAndListingAreTold) {
   EXPECT_EQ(t.find("--load=last"), std::string::npos) << t;
   EXPECT_NE(t.find("status.json is damaged"), std::string::npos) << t;
   EXPECT_EQ(t.find("lags its last checkpoint"), std::string::npos) << t;
+  // One that parses with a field of another type (edited by hand) is damaged too, not an error of
+  // list or compare.
+  std::ofstream(home.saves(1) + "/status.json") << R"({"epochs_done": "3", "max_epoch": 5})";
+  std::ostringstream retyped;
+  list_experiments(home.dir.path(), "Toy", retyped);
+  EXPECT_NE(retyped.str().find("status.json is damaged"), std::string::npos) << retyped.str();
+  std::string compared;
+  EXPECT_EQ(testing::run_cli("compare --problem=Toy --home=" + home.dir.path(), compared), 0) << compared;
   std::string cli;
   EXPECT_NE(testing::run_cli("list --problem=Nope --home=" + home.dir.path(), cli), 0) << cli;
 }

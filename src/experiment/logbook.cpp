@@ -61,9 +61,18 @@ std::string Logbook::folder_name(int64_t id) {
 std::vector<int64_t> Logbook::list(const std::string& logs_dir) {
   std::vector<int64_t> ids;
   std::error_code ec;
-  for (const auto& e : fs::directory_iterator(logs_dir, ec)) {
-    const int64_t id = parse_id(e.path().filename().string());
-    if (id >= 0 && e.is_directory()) ids.push_back(id);
+  // No logs folder yet: no experiments. A link to a drive that is not mounted, or a folder that
+  // cannot be read, is not "no experiments".
+  if (fs::is_symlink(fs::symlink_status(logs_dir, ec)) && !fs::exists(logs_dir, ec))
+    throw IoError(logs_dir + " is a link to " + fs::read_symlink(logs_dir, ec).string() +
+                  ", which does not exist (a drive that is not mounted?): its experiments cannot be read");
+  fs::directory_iterator it(logs_dir, ec);
+  if (ec && ec != std::errc::no_such_file_or_directory)
+    throw IoError(logs_dir + ": cannot list its experiments (" + ec.message() + ")");
+  for (; !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    const int64_t id = parse_id(it->path().filename().string());
+    std::error_code entry;
+    if (id >= 0 && it->is_directory(entry)) ids.push_back(id);
   }
   std::sort(ids.begin(), ids.end());
   return ids;

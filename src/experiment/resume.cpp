@@ -6,6 +6,7 @@
 #include "quantlab/experiment/launch.h"
 #include "quantlab/experiment/saves.h"
 #include "quantlab/util/error.h"
+#include "quantlab/util/strings.h"
 
 namespace quantlab::experiment {
 namespace {
@@ -17,17 +18,6 @@ std::string describe(const CheckpointInfo& c) {
 }
 
 std::string flag_for(const config::CheckpointRef& r) { return "--load=" + r.text(); }
-
-// A word the shell reads back as it is: quoted when it holds anything but plain characters.
-std::string shell_word(const std::string& s) {
-  const bool plain = !s.empty() && s.find_first_not_of(
-                                       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                       "0123456789_./:,+-=@%") == std::string::npos;
-  if (plain) return s;
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
 
 }  // namespace
 

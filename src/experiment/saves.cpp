@@ -72,12 +72,33 @@ std::string Saves::available() const {
   return names.empty() ? "none" : join(names);
 }
 
+namespace {
+
+// A status as QuantLab writes it: an object whose fields, where present, have their types (one
+// edited by hand to "epochs_done": "3" would stop every reader of it, list and compare included).
+bool well_formed(const nlohmann::json& j) {
+  if (!j.is_object()) return false;
+  const auto is = [&](const char* key, bool (nlohmann::json::*type)() const noexcept) {
+    return !j.contains(key) || (j[key].*type)();
+  };
+  const auto or_null = [&](const char* key, bool (nlohmann::json::*type)() const noexcept) {
+    return is(key, type) || j[key].is_null();  // not yet measured
+  };
+  return is("epochs_done", &nlohmann::json::is_number_integer) && is("max_epoch", &nlohmann::json::is_number_integer) &&
+         is("best_epoch", &nlohmann::json::is_number_integer) && is("train_seconds", &nlohmann::json::is_number) &&
+         is("finished", &nlohmann::json::is_boolean) && is("net_class", &nlohmann::json::is_string) &&
+         is("update_metric", &nlohmann::json::is_string) && or_null("best_value", &nlohmann::json::is_number) &&
+         or_null("best", &nlohmann::json::is_object) && or_null("test", &nlohmann::json::is_object);
+}
+
+}  // namespace
+
 nlohmann::json Saves::status() const {
   std::ifstream in(status_file());
   if (!in) return nlohmann::json::object();
   try {
     auto j = nlohmann::json::parse(in);
-    return j.is_object() ? j : nlohmann::json::object();
+    return well_formed(j) ? j : nlohmann::json::object();
   } catch (const nlohmann::json::parse_error&) {
     return nlohmann::json::object();
   }
@@ -87,7 +108,7 @@ bool Saves::status_damaged() const {
   std::error_code ec;
   if (!fs::exists(status_file(), ec)) return false;
   try {
-    return !config::read_json_file(status_file()).is_object();
+    return !well_formed(config::read_json_file(status_file()));
   } catch (const Error&) {
     return true;
   }

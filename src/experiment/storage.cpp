@@ -161,6 +161,18 @@ std::vector<std::string> list_problems(const std::string& home) {
   return out;
 }
 
+namespace {
+
+// " --home=DIR" for a command printed for the user when the main folder is not the current one.
+std::string home_flag(const Storage& storage) {
+  std::error_code ec;
+  const fs::path here = fs::current_path(ec);
+  if (!ec && fs::equivalent(here, storage.home, ec)) return "";
+  return " --home=" + shell_word(storage.home);
+}
+
+}  // namespace
+
 ProblemPaths problem_paths(const Storage& storage, const std::string& problem) {
   check_plain_name("--problem", problem);
   ProblemPaths p;
@@ -172,7 +184,7 @@ ProblemPaths problem_paths(const Storage& storage, const std::string& problem) {
     const auto known = list_problems(storage.home);
     throw Error("--problem=" + problem + ": no folder " + p.dir + " (" +
                 (known.empty() ? std::string("this main folder has no problems") : "problems here: " + join(known)) +
-                "); `quantlab problem add " + problem + "` makes a new one");
+                "); `quantlab problem add " + problem + home_flag(storage) + "` makes a new one");
   }
   return p;
 }
@@ -205,7 +217,7 @@ std::vector<std::string> add_problem(const Storage& storage, const std::string& 
           "logs folder " + p.logs + " -> " + fs::canonical(p.logs).string(),
           "copy the data there: train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
           "t10k-labels-idx1-ubyte (optionally gzipped)",
-          "then: quantlab --problem=" + name + " --topology=MLP"};
+          "then: quantlab --problem=" + name + " --topology=MLP" + home_flag(storage)};
 }
 
 }  // namespace quantlab::experiment

@@ -50,9 +50,10 @@ class Saves {
   // "best.ckpt, last.ckpt, epoch0002.ckpt" or "none".
   std::string available() const;
 
-  // status.json (an empty object when there is none or it is unreadable).
+  // status.json (an empty object when there is none, it is unreadable, or a field of its own has
+  // another type than QuantLab writes).
   nlohmann::json status() const;
-  // Whether status.json is there but unreadable (damaged by hand or by a full disk).
+  // Whether status.json is there but unreadable or so mistyped (damaged by hand or by a full disk).
   bool status_damaged() const;
   // status.json, or what last.ckpt says when status.json is missing or older (a kill between the
   // two): then "stale" is true.

@@ -41,4 +41,16 @@ inline std::vector<std::string> split(const std::string& text, char sep) {
 // or the C++ call that raised them, which a one-line report leaves out.
 inline std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
+// A word the shell reads back as it is (in a command printed for the user to copy): quoted when it
+// holds anything but plain characters.
+inline std::string shell_word(const std::string& s) {
+  const bool plain = !s.empty() && s.find_first_not_of(
+                                       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                       "0123456789_./:,+-=@%") == std::string::npos;
+  if (plain) return s;
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
 }  // namespace quantlab
