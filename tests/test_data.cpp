@@ -82,6 +82,42 @@ TEST(Idx, LabelCountMustMatch) {
   testing::write_idx(dir.path() + "/train-images-idx3-ubyte", torch::zeros({4, 2, 2}, torch::kUInt8), false);
   testing::write_idx(dir.path() + "/train-labels-idx1-ubyte", torch::zeros({3}, torch::kUInt8), false);
   EXPECT_THROW(data::read_idx_pair(dir.path(), "train"), IoError);
+  // Gzipped, the error names the .gz files, the ones read (it used to name them without .gz).
+  testing::write_idx(dir.path() + "/t10k-images-idx3-ubyte.gz", torch::zeros({4, 2, 2}, torch::kUInt8), true);
+  testing::write_idx(dir.path() + "/t10k-labels-idx1-ubyte.gz", torch::zeros({3}, torch::kUInt8), true);
+  try {
+    data::read_idx_pair(dir.path(), "t10k");
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_EQ(std::string(e.what()), dir.path() + "/t10k-labels-idx1-ubyte.gz: has 3 labels for 4 images in " +
+                                         dir.path() + "/t10k-images-idx3-ubyte.gz");
+  }
+}
+
+// A CIFAR-10 folder with one batch missing is CIFAR-10 still: the error names the missing batch
+// (it used to be taken for an IDX folder and asked for train-images-idx3-ubyte), through --data too.
+TEST(Problem, ACifarFolderWithABatchMissingNamesIt) {
+  TempDir dir;
+  testing::write_cifar10(dir.path(), 2);
+  std::filesystem::remove(dir.path() + "/data_batch_3.bin");
+  EXPECT_EQ(data::find_data_dir("/nonexistent", "CIFAR-10", dir.path()), dir.path());
+  try {
+    data::load_problem(dir.path(), data::DataOptions{});
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find(dir.path() + "/data_batch_3.bin: missing; expected the CIFAR-10 binary"),
+              std::string::npos)
+        << e.what();
+  }
+  // Only the test file: the first training batch is the one named.
+  TempDir test_only;
+  testing::write_cifar_file(test_only.path() + "/test_batch.bin", 2, 1, 10);
+  try {
+    data::load_problem(test_only.path(), data::DataOptions{});
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("/data_batch_1.bin: missing"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Split, SameSeedSameSplitAndNoLeak) {

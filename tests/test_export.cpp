@@ -265,10 +265,27 @@ TEST(Export, BadInputIsNamedAndWritesNothing) {
         << e.what();
   }
   EXPECT_FALSE(fs::exists(b.home.path() + "/Toy/logs/exp001/export"));
-  // A model run on another problem's data, and on images of another shape.
+  // --data of another problem (CIFAR-10 for an MLP of 28x28 images): the model's input is the
+  // data's, so its first layer would not fit; refused before anything is written, even without
+  // the parity check (it used to write a model the runtime refuses to load).
   Trained t(mlp_config(1), "MLP");
   auto o = t.options();
   o.check = false;
+  TempDir cifar;
+  write_toy_cifar(cifar.path(), 8);
+  o.data = cifar.path();
+  try {
+    run_export(o, out);
+    FAIL();
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("the CIFAR-10 images in " + cifar.path() + " (--data) are 3x32x32"), std::string::npos) << what;
+    EXPECT_NE(what.find("expects 784 input channels, gets 3072"), std::string::npos) << what;
+    EXPECT_NE(what.find("point --data at Toy's data"), std::string::npos) << what;
+  }
+  EXPECT_FALSE(fs::exists(t.home.path() + "/Toy/logs/exp001/export"));
+  // A model run on another problem's data, and on images of another shape.
+  o.data.clear();
   const ExportResult r = run_export(o, out);
   InferOptions io;
   io.model = r.file, io.problem = "Other", io.home = t.home.path(), io.data = t.home.path() + "/Toy/data";
@@ -278,8 +295,14 @@ TEST(Export, BadInputIsNamedAndWritesNothing) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("was exported for Toy, not for Other"), std::string::npos) << e.what();
   }
-  TempDir cifar;
-  write_toy_cifar(cifar.path(), 8);
+  // The model's problem is checked before that problem's data is looked for (MNIST has none here).
+  io.problem = "MNIST", io.data.clear();
+  try {
+    run_infer(io, out);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("was exported for Toy, not for MNIST"), std::string::npos) << e.what();
+  }
   io.problem.clear();
   io.data = cifar.path();
   try {
@@ -288,6 +311,30 @@ TEST(Export, BadInputIsNamedAndWritesNothing) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("takes 1x28x28 images; these CIFAR-10 images are 3x32x32"), std::string::npos)
         << e.what();
+  }
+  // A test set with a label the model does not have, and an empty one: `quantlab infer` and the
+  // standalone quantlab-infer refuse both alike (the standalone tool used to print an accuracy).
+  TempDir wrong, empty;
+  testing::write_idx(wrong.path() + "/t10k-images-idx3-ubyte", torch::zeros({3, 28, 28}, torch::kUInt8), false);
+  testing::write_idx(wrong.path() + "/t10k-labels-idx1-ubyte", torch::tensor({0, 200, 1}, torch::kUInt8), false);
+  testing::write_idx(empty.path() + "/t10k-images-idx3-ubyte", torch::zeros({0, 28, 28}, torch::kUInt8), false);
+  testing::write_idx(empty.path() + "/t10k-labels-idx1-ubyte", torch::zeros({0}, torch::kUInt8), false);
+  const std::pair<std::string, std::string> sets[] = {
+      {wrong.path(), wrong.path() + ": label 200 of test image 1 is not a class of this model (0.."},
+      {empty.path(), empty.path() + ": the test set has no images; there is nothing to measure"}};
+  for (const auto& [dir, why] : sets) {
+    io.data = dir;
+    try {
+      run_infer(io, out);
+      ADD_FAILURE() << dir;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
+    }
+    const std::string log = t.home.path() + "/infer.log";
+    EXPECT_EQ(
+        testing::wait_exit(testing::spawn_program(QL_INFER_BINARY, {"--model=" + r.file, "--data=" + dir}, {}, log)),
+        1);
+    EXPECT_NE(testing::slurp(log).find(why), std::string::npos) << testing::slurp(log);
   }
 }
 
@@ -324,15 +371,17 @@ TEST(Export, MobileNetV2ExportsItsResidualBlocksAsIntegersAndTheRestAsFloatSteps
   EXPECT_EQ(m.num_classes, 10);
   EXPECT_NE(out.str().find("30 integer layers"), std::string::npos) << out.str();
   // ONNX does not have these float steps yet: refused by name, nothing written.
+  // Refused before the parity check (which used to run in full first).
   auto o = t.options();
   o.format = "onnx";
-  o.check = false;
+  std::ostringstream onnx_out;
   try {
-    run_export(o, out);
+    run_export(o, onnx_out);
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("the ONNX writer does not write yet"), std::string::npos) << e.what();
   }
+  EXPECT_EQ(onnx_out.str().find("parity check"), std::string::npos) << onnx_out.str();
   EXPECT_FALSE(fs::exists(t.home.path() + "/Toy/logs/exp001/export/MobileNetv2Residuals_best.onnx"));
 }
 

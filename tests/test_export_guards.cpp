@@ -111,5 +111,30 @@ TEST(ExportGuards, OnnxBoundsTheAccumulatorByTheInputsLargestLevel) {
   }
 }
 
+// Why an activation's levels cannot be integers, said by its cause. 8-bit unsigned levels of
+// 0.01 (0..255 steps, float32) used to be called "non-uniform": 255 * 0.01 in float32 is more
+// than 1e-5 of a step off, so the check needed a relative tolerance; the true reason is the 8 bits.
+// Evenly spaced levels that miss zero are not non-uniform either.
+TEST(ExportGuards, LevelsThatCannotBeIntegersAreRefusedForTheirCause) {
+  using namespace topology::step;  // NOLINT(google-build-using-namespace)
+  const auto with_a1 = [](const nlohmann::json& scheme) {
+    return experiment_of({flatten(), linear("f1", 28 * 28, 8), bn1d("b1", 8), act("a1"), linear("f2", 8, 4)},
+                         {"f1", "a1", "f2"}, {{"a1", scheme}});
+  };
+  const nlohmann::json unsigned8 = {{"noise", "uniform"}, {"strategy", "expectation"}, {"nbits", 8},
+                                    {"signed", false},    {"balanced", false},         {"eps", 0.01}};
+  EXPECT_EQ(export_error(with_a1(unsigned8)),
+            "b1 + a1: its levels cannot be integers: they need more than 8 bits (up to 255 steps from zero; the "
+            "integer export holds -127..127)");
+  const nlohmann::json offset = {"uniform", {0.5, 0.9}, {0.3, 0.7, 1.1}};
+  const std::string why = export_error(with_a1(offset));
+  EXPECT_NE(why.find("b1 + a1: its levels cannot be integers: they are evenly spaced by 0.4 but 0.3 is not a whole "
+                     "number of those steps from zero (uniform levels that miss zero)"),
+            std::string::npos)
+      << why;
+  const nlohmann::json uneven = {"uniform", {0.5, 1.5}, {0.0, 1.0, 2.5}};
+  EXPECT_NE(export_error(with_a1(uneven)).find("(non-uniform levels)"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace quantlab

@@ -125,5 +125,66 @@ TEST(Export, ModelFileRoundTripAndDamage) {
   refused(pool, "too small for this pooling");
 }
 
+// A 1x2x2-input, 2-class model: flatten, a ternary linear layer, its scores.
+runtime::Model tiny_model() {
+  runtime::Model m;
+  m.problem = "Toy", m.net_class = "Tiny", m.source = "test";
+  m.input = {1, 2, 2, 0, {}, {}};
+  m.num_classes = 2;
+  runtime::Layer flat;
+  flat.kind = runtime::LayerKind::kFlatten;
+  runtime::Layer fc;
+  fc.kind = runtime::LayerKind::kLinear;
+  fc.name = "phi1_fc", fc.in = 4, fc.out = 2, fc.weights = {1, -1, 0, 1, -1, -1, 1, 0};
+  runtime::Layer affine;
+  affine.kind = runtime::LayerKind::kAffine;
+  affine.name = "phi1_bn", affine.channels = 2, affine.scale = {0.5, -0.25}, affine.shift = {1.0, 2.0};
+  m.layers = {flat, fc, affine};
+  return m;
+}
+
+// The runtime itself refuses an empty test set and labels that are not the model's classes, so
+// that quantlab-infer and `quantlab infer` refuse the same sets (the standalone tool used to print
+// "0.00% (0 of 0 images)" or an accuracy against labels the model cannot give).
+TEST(Runtime, EvaluateRefusesAnEmptySetAndLabelsThatAreNotClasses) {
+  const runtime::Engine engine(tiny_model());
+  runtime::Images images;
+  images.height = images.width = 2, images.format = "IDX", images.dir = "/some/data";
+  const auto error = [&] {
+    try {
+      runtime::evaluate(engine, images, 1);
+    } catch (const IoError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_EQ(error(), "/some/data: the test set has no images; there is nothing to measure");
+  images.count = 2, images.pixels = {10, 20, 30, 40, 1, 2, 3, 4}, images.labels = {0, 2};
+  EXPECT_EQ(error(),
+            "/some/data: label 2 of test image 1 is not a class of this model (0..1); the wrong test set, or a "
+            "corrupt label file");
+  images.labels = {0, 1};
+  EXPECT_EQ(error(), "");
+}
+
+// A CIFAR-10 folder without its test file is named as such (it used to be taken for an IDX folder
+// and asked for t10k-images-idx3-ubyte).
+TEST(Runtime, ACifarFolderWithoutItsTestFileNamesIt) {
+  TempDir dir;
+  testing::write_cifar_file(dir.path() + "/data_batch_1.bin", 2, 1, 10);
+  try {
+    runtime::read_test_images(dir.path());
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find(dir.path() + "/test_batch.bin: missing; expected the test file of CIFAR-10"),
+              std::string::npos)
+        << e.what();
+  }
+  testing::write_cifar_file(dir.path() + "/test_batch.bin", 3, 1, 10);
+  const runtime::Images im = runtime::read_test_images(dir.path());
+  EXPECT_EQ(im.format, "CIFAR-10");
+  EXPECT_EQ(im.count, 3);
+}
+
 }  // namespace
 }  // namespace quantlab

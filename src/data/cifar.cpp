@@ -29,9 +29,17 @@ std::string source(CifarVariant v) {
 }  // namespace
 
 bool has_cifar(const std::string& dir, CifarVariant v) {
-  for (const auto& f : files(v, true))
-    if (!std::filesystem::exists(dir + "/" + f)) return false;
-  return true;
+  // Any one file is enough: a folder with a batch missing is still CIFAR, and read_cifar names the
+  // missing file (rather than the loader falling through to another format's advice).
+  std::error_code ec;
+  if (v == CifarVariant::kCifar100)
+    return std::filesystem::exists(dir + "/train.bin", ec) || std::filesystem::exists(dir + "/test.bin", ec);
+  if (std::filesystem::exists(dir + "/test_batch.bin", ec)) return true;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string n = e.path().filename().string();
+    if (n.rfind("data_batch_", 0) == 0 && n.size() > 15 && n.compare(n.size() - 4, 4, ".bin") == 0) return true;
+  }
+  return false;
 }
 
 ImageSet read_cifar(const std::string& dir, CifarVariant v, bool train) {

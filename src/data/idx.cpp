@@ -30,10 +30,11 @@ ImageSet read_idx_pair(const std::string& dir, const std::string& prefix) {
       std::filesystem::exists(images) || !std::filesystem::exists(images + ".gz") ? images : images + ".gz";
   ImageSet s{read_idx(images), read_idx(labels).to(torch::kLong), {label_file}, {}, {image_file}};
   s.label_file_ends = {s.labels.size(0)};
-  if (s.images.dim() != 3) throw IoError(images + ": expected 3 dimensions [N, rows, cols]");
+  // The files actually read (foo.gz when only that exists) are the ones the errors name.
+  if (s.images.dim() != 3) throw IoError(image_file + ": expected 3 dimensions [N, rows, cols]");
   if (s.labels.dim() != 1 || s.labels.size(0) != s.images.size(0))
-    throw IoError(labels + ": has " + std::to_string(s.labels.numel()) + " labels for " +
-                  std::to_string(s.images.size(0)) + " images in " + images);
+    throw IoError(label_file + ": has " + std::to_string(s.labels.numel()) + " labels for " +
+                  std::to_string(s.images.size(0)) + " images in " + image_file);
   return s;
 }
 

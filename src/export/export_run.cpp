@@ -59,6 +59,22 @@ ExportResult run_export(const ExportOptions& o, std::ostream& out) {
   const std::string source = "experiment " + std::to_string(book.id()) + ", " + fs::path(ckpt).filename().string() +
                              " (after epoch " + std::to_string(c.state.epoch) + ")";
   const runtime::Model model = export_model(exp, export_input(exp, data), o.problem, source);
+  // The input's shape is the data's, not the network's: data of another problem gives a model
+  // whose first layer does not fit, which the runtime would refuse to load. Refused here, before
+  // the parity check and before anything is written.
+  try {
+    runtime::check_layer_shapes(model);
+  } catch (const IoError& e) {
+    const runtime::InputSpec& in = model.input;
+    throw Error(
+        "the " + data.format + " images in " + dir + (o.data.empty() ? "" : " (--data)") + " are " +
+        std::to_string(in.channels) + "x" + std::to_string(in.height) + "x" + std::to_string(in.width) +
+        ", which the network of " + source + " does not take (" + e.what() + "); " +
+        (o.data.empty() ? "put " + o.problem + "'s own data there" : "point --data at " + o.problem + "'s data") +
+        " (the images it was trained on); nothing was written");
+  }
+  // ONNX's limits that do not depend on the data, also before the parity check.
+  if (o.format == "onnx") check_onnx_layers(model);
   // Thresholds may be infinite (a zero batch-norm scale: the level is always or never reached),
   // never NaN; scales and shifts must be finite.
   for (const auto& l : model.layers) {
@@ -141,22 +157,18 @@ ExportResult run_export(const ExportOptions& o, std::ostream& out) {
 void run_infer(const InferOptions& o, std::ostream& out) {
   if (!o.labels_out.empty()) require_new_file("--labels", o.labels_out);
   const runtime::Engine engine(runtime::load_model(o.model));
+  // The model's problem before its data: another problem's missing data is not the error.
+  if (!o.problem.empty() && o.problem != engine.model().problem)
+    throw Error(o.model + " was exported for " + engine.model().problem + ", not for " + o.problem);
   std::string dir = o.data;
   if (dir.empty()) {
     if (o.problem.empty()) throw Error("infer needs --problem (or --data)");
     const experiment::Storage storage = experiment::read_storage(o.home);
     dir = data::find_data_dir(storage.home, o.problem, "", storage.data_root + "/" + o.problem + "/data");
   }
-  if (!o.problem.empty() && o.problem != engine.model().problem)
-    throw Error(o.model + " was exported for " + engine.model().problem + ", not for " + o.problem);
+  // An empty set and labels that are not the model's classes are refused by evaluate (shared with
+  // quantlab-infer).
   const runtime::Images images = runtime::read_test_images(dir);
-  if (images.count == 0) throw IoError(dir + ": the test set has no images; there is nothing to measure");
-  const int64_t classes = engine.model().num_classes;
-  for (size_t i = 0; i < images.labels.size(); ++i)
-    if (images.labels[i] < 0 || images.labels[i] >= classes)
-      throw IoError(dir + ": label " + std::to_string(images.labels[i]) + " of test image " + std::to_string(i) +
-                    " is not a class of this model (0.." + std::to_string(classes - 1) +
-                    "); the wrong test set, or a corrupt label file");
   const runtime::Evaluation e = runtime::evaluate(engine, images, o.threads);
   out << engine.model().net_class << " (" << engine.model().source << ") on " << images.count << " " << images.format
       << " test images of " << dir << ": accuracy " << fixed(e.accuracy(), 2) << "%, "

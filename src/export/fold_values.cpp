@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include "quantlab/util/error.h"
 
@@ -25,7 +26,8 @@ std::string on_grid(const std::vector<double>& values, double preferred, double&
     double most = 0;
     for (double v : values) {
       const double q = v / s, r = std::round(q);
-      if (std::abs(q - r) > 1e-5) {
+      // Relative: levels are float32, so 255 steps of 0.01 are off by more than 1e-5 of a step.
+      if (std::abs(q - r) > 1e-5 * std::max(1.0, std::abs(r))) {
         on = false;
         break;
       }
@@ -41,6 +43,19 @@ std::string on_grid(const std::vector<double>& values, double preferred, double&
   if (widest > 0)
     return "they need more than 8 bits (up to " + std::to_string(static_cast<int64_t>(widest)) +
            " steps from zero; the integer export holds -127..127)";
+  // Evenly spaced values (whole gaps apart) that are not whole steps from zero are a uniform stair
+  // that misses zero, not a non-uniform one: say which.
+  bool spaced = std::isfinite(gap) && gap > 0;
+  for (size_t k = 1; spaced && k < distinct.size(); ++k) {
+    const double q = (distinct[k] - distinct[0]) / gap, r = std::round(q);
+    spaced = std::abs(q - r) <= 1e-5 * std::max(1.0, std::abs(r));
+  }
+  if (spaced) {
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "they are evenly spaced by %g but %g is not a whole number of those steps from zero",
+                  gap, distinct[0]);
+    return std::string(buf) + " (uniform levels that miss zero); the integer export needs levels k * step";
+  }
   return "they are not integer multiples of one step (non-uniform levels); the integer export needs uniform ones";
 }
 

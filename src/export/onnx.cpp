@@ -302,7 +302,7 @@ class Writer {
 
 }  // namespace
 
-void write_onnx(const runtime::Model& m, const std::string& file) {
+void check_onnx_layers(const runtime::Model& m) {
   for (size_t i = 0; i < m.layers.size(); ++i) {
     const Layer& l = m.layers[i];
     if (l.is_float_step() || (l.kind == LayerKind::kAffine && i + 1 < m.layers.size()))
@@ -311,6 +311,10 @@ void write_onnx(const runtime::Model& m, const std::string& file) {
                   "), which the ONNX writer does not write yet; export it with --format=qlm (the integer runtime "
                   "runs it)");
   }
+}
+
+void write_onnx(const runtime::Model& m, const std::string& file) {
+  check_onnx_layers(m);
   ox::ModelProto model;
   model.set_ir_version(8);
   model.set_producer_name("QuantLab");

@@ -399,12 +399,22 @@ std::vector<int64_t> Engine::predict_all(const uint8_t* images, int64_t n, int t
 }
 
 Evaluation evaluate(const Engine& engine, const Images& images, int threads) {
+  // Checked here, not by each command, so that `quantlab infer` and quantlab-infer refuse the same
+  // sets: an accuracy of no images, or of labels the model cannot give, would mean nothing.
+  const std::string where = images.dir.empty() ? std::string("the test set") : images.dir;
+  if (images.count == 0) throw IoError(where + ": the test set has no images; there is nothing to measure");
   const InputSpec& in = engine.model().input;
   if (images.channels != in.channels || images.height != in.height || images.width != in.width)
     throw IoError("the model (" + engine.model().net_class + ", " + engine.model().problem + ") takes " +
                   std::to_string(in.channels) + "x" + std::to_string(in.height) + "x" + std::to_string(in.width) +
                   " images; these " + images.format + " images are " + std::to_string(images.channels) + "x" +
                   std::to_string(images.height) + "x" + std::to_string(images.width));
+  const int64_t classes = engine.model().num_classes;
+  for (size_t i = 0; i < images.labels.size(); ++i)
+    if (images.labels[i] < 0 || images.labels[i] >= classes)
+      throw IoError(where + ": label " + std::to_string(images.labels[i]) + " of test image " + std::to_string(i) +
+                    " is not a class of this model (0.." + std::to_string(classes - 1) +
+                    "); the wrong test set, or a corrupt label file");
   Evaluation e;
   e.threads = threads > 0 ? threads : omp_get_max_threads();
   e.images = images.count;

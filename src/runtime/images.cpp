@@ -18,13 +18,33 @@ std::string idx_file(const std::string& dir, const std::string& name) {
   throw IoError(dir + "/" + name + "[.gz]: no such file");
 }
 
+// Whether `dir` holds any file of CIFAR-10's binary version (data_batch_*.bin, test_batch.bin): a
+// folder with the test file missing is still CIFAR, and its error names that file.
+bool has_cifar10_file(const std::string& dir) {
+  std::error_code ec;
+  if (fs::exists(dir + "/test_batch.bin", ec)) return true;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string n = e.path().filename().string();
+    if (n.rfind("data_batch_", 0) == 0 && n.size() > 15 && n.compare(n.size() - 4, 4, ".bin") == 0) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 Images read_test_images(const std::string& dir) {
   Images im;
-  const bool cifar10 = fs::exists(dir + "/test_batch.bin"), cifar100 = fs::exists(dir + "/test.bin");
+  im.dir = dir;
+  std::error_code ec;
+  const bool cifar10 = has_cifar10_file(dir);
+  const bool cifar100 = !cifar10 && (fs::exists(dir + "/test.bin", ec) || fs::exists(dir + "/train.bin", ec));
   if (cifar10 || cifar100) {
     const std::string file = dir + (cifar10 ? "/test_batch.bin" : "/test.bin");
+    if (!fs::exists(file, ec))
+      throw IoError(file + ": missing; expected the test file of " +
+                    (cifar10 ? "CIFAR-10's binary version (cifar-10-binary.tar.gz)"
+                             : "CIFAR-100's binary version (cifar-100-binary.tar.gz)") +
+                    " from https://www.cs.toronto.edu/~kriz/cifar.html");
     require_regular_file(file, "CIFAR file");
     std::ifstream in(file, std::ios::binary);
     const std::vector<unsigned char> b((std::istreambuf_iterator<char>(in)), {});

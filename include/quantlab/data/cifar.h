@@ -14,7 +14,8 @@ namespace quantlab::data {
 
 enum class CifarVariant { kCifar10, kCifar100 };
 
-// True when `dir` holds the files of the variant (checked by name only).
+// True when `dir` holds any file of the variant (checked by name only: data_batch_*.bin or
+// test_batch.bin for CIFAR-10, train.bin or test.bin for CIFAR-100); read_cifar names a missing one.
 bool has_cifar(const std::string& dir, CifarVariant v);
 
 // Reads the training or test files. A missing file, or one whose size is not a whole number of

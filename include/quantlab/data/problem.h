@@ -44,7 +44,8 @@ ProblemData load_idx_problem(const std::string& dir, const DataOptions& o);
 
 // Any problem whose files are in `dir`, by the files found: IDX (inputs in [0, 1], as the
 // original's MNIST), CIFAR-10 or CIFAR-100 binary (normalised with the CIFAR-10 channel
-// statistics, as the original), or train/ and val/ image folders (ImageNet).
+// statistics, as the original), or train/ and val/ image folders (ImageNet). A folder with any CIFAR
+// file is CIFAR: a file missing there is named (read_cifar), not taken for another format.
 ProblemData load_problem(const std::string& dir, const DataOptions& o);
 
 // Where the data files of `problem` are: `override_dir` when given, else `<home>/<problem>/data`,

@@ -15,7 +15,12 @@
 
 namespace quantlab::export_ {
 
-// Throws Error when a layer cannot be written (an accumulator that float cannot hold exactly).
+// Throws Error naming the first layer the writer does not write (a float step: MobileNetV2's);
+// cheap, so the export calls it before its parity check.
+void check_onnx_layers(const runtime::Model& model);
+
+// Throws Error when a layer cannot be written (check_onnx_layers, or an accumulator that float
+// cannot hold exactly).
 void write_onnx(const runtime::Model& model, const std::string& file);
 
 }  // namespace quantlab::export_

@@ -56,7 +56,8 @@ struct Evaluation {
   double images_per_second() const { return seconds > 0 ? static_cast<double>(images) / seconds : 0.0; }
 };
 
-// Throws IoError when the images are not of the model's input shape (naming both).
+// Throws IoError when there are no images, when they are not of the model's input shape (naming
+// both), or when a label is not one of the model's classes (naming the image).
 Evaluation evaluate(const Engine& engine, const Images& images, int threads = 0);
 
 }  // namespace quantlab::runtime
