@@ -175,10 +175,29 @@ TEST(Overrides, AResumeOrABranchTrainsWithTheConfigsOptimizerSettings) {
   b.overrides = {"treat.optimizer.class=SGD", "treat.max_epoch=3"};
   std::ostringstream branched;
   EXPECT_EQ(experiment::launch(b, nullptr, branched).epochs_done, 3) << branched.str();
-  EXPECT_NE(branched.str().find("note: the branch trains with SGD where experiment 1 trained with Adam: its optimizer "
-                                "starts anew"),
+  EXPECT_NE(branched.str().find("note: experiment 1 trained with Adam: the branch's SGD optimizer starts anew"),
             std::string::npos)
       << branched.str();
+  // A checkpoint of another optimizer class: refused for training on, its weights taken for a test
+  // or an export (a branch's inherited best.ckpt).
+  const Checkpoint adam = load_checkpoint(home.logs() + "/exp001/saves/last.ckpt");
+  nlohmann::json sgd = cfg;
+  sgd["treat"]["optimizer"]["class"] = "SGD";
+  sgd["treat"]["optimizer"]["params"] = {{"lr", 0.01}};
+  Experiment other(sgd, "MLP", torch::kCPU);
+  EXPECT_THROW(restore(other, adam), OptimizerMismatch);
+  EXPECT_NO_THROW(restore(other, adam, false));
+  // amsgrad switched on since the checkpoint: its state starts at zero, as a new optimizer's.
+  nlohmann::json ams = cfg;
+  ams["treat"]["optimizer"]["params"]["amsgrad"] = true;
+  Experiment amsgrad(ams, "MLP", torch::kCPU);
+  restore(amsgrad, adam);
+  for (const auto& p : amsgrad.net->parameters()) {
+    auto& state = amsgrad.optimizer->state();
+    const auto it = state.find(train::optimizer_state_key(*amsgrad.optimizer, p));
+    ASSERT_NE(it, state.end());
+    EXPECT_TRUE(static_cast<torch::optim::AdamParamState&>(*it->second).max_exp_avg_sq().defined());
+  }
 }
 
 TEST(Compare, RowsWithTheDifferingPathsAndDiff) {

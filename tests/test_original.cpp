@@ -301,8 +301,8 @@ TEST(TorchFile, AStateLibtorchCannotTakeIsNamed) {
   } catch (const Error& err) {
     e = err.what();
   }
-  EXPECT_NE(e.find(file + ": the checkpoint's optimizer state cannot be restored into this experiment's optimizer, "
-                          "Adam (was treat.optimizer.class changed"),
+  EXPECT_NE(e.find(file + ": the checkpoint's optimizer state cannot be restored into this experiment's Adam "
+                          "optimizer ("),
             std::string::npos)
       << e;
   c.optimizer = torch::full({64}, 7.0f);  // bytes, but as float

@@ -49,7 +49,8 @@ TEST(Runtime, KernelsComputeTheDotProducts) {
     }
 }
 
-TEST(Export, ModelFileRoundTripAndDamage) {
+// A 1x2x2-input, 2-class model: flatten, a ternary linear layer, its scores.
+runtime::Model tiny_model() {
   runtime::Model m;
   m.problem = "Toy", m.net_class = "Tiny", m.source = "test";
   m.input = {1, 2, 2, 0, {}, {}};
@@ -63,12 +64,17 @@ TEST(Export, ModelFileRoundTripAndDamage) {
   affine.kind = runtime::LayerKind::kAffine;
   affine.name = "phi1_bn", affine.channels = 2, affine.scale = {0.5, -0.25}, affine.shift = {1.0, 2.0};
   m.layers = {flat, fc, affine};
+  return m;
+}
+
+TEST(Export, ModelFileRoundTripAndDamage) {
+  runtime::Model m = tiny_model();
   TempDir dir;
   const std::string file = dir.path() + "/m.qlm";
   runtime::save_model(file, m);
   const runtime::Model back = runtime::load_model(file);
-  EXPECT_EQ(back.layers[1].weights, fc.weights);  // packed 2 bits each and unpacked
-  EXPECT_EQ(back.layers[2].scale, affine.scale);
+  EXPECT_EQ(back.layers[1].weights, m.layers[1].weights);  // packed 2 bits each and unpacked
+  EXPECT_EQ(back.layers[2].scale, m.layers[2].scale);
   const runtime::Engine e(back);
   const uint8_t pixels[4] = {10, 20, 30, 40};
   // scores: 0.5 * (10 - 20 + 40) + 1 = 16, -0.25 * (-10 - 20 + 30) + 2 = 2
@@ -121,26 +127,8 @@ TEST(Export, ModelFileRoundTripAndDamage) {
   maxpool.pool_kernel = 4, maxpool.pool_stride = 2;
   runtime::Layer one;
   one.kind = runtime::LayerKind::kAffine, one.name = "scores", one.channels = 1, one.scale = {1.0}, one.shift = {0.0};
-  pool.layers = {maxpool, flat, one};
+  pool.layers = {maxpool, m.layers[0], one};  // m's flatten
   refused(pool, "too small for this pooling");
-}
-
-// A 1x2x2-input, 2-class model: flatten, a ternary linear layer, its scores.
-runtime::Model tiny_model() {
-  runtime::Model m;
-  m.problem = "Toy", m.net_class = "Tiny", m.source = "test";
-  m.input = {1, 2, 2, 0, {}, {}};
-  m.num_classes = 2;
-  runtime::Layer flat;
-  flat.kind = runtime::LayerKind::kFlatten;
-  runtime::Layer fc;
-  fc.kind = runtime::LayerKind::kLinear;
-  fc.name = "phi1_fc", fc.in = 4, fc.out = 2, fc.weights = {1, -1, 0, 1, -1, -1, 1, 0};
-  runtime::Layer affine;
-  affine.kind = runtime::LayerKind::kAffine;
-  affine.name = "phi1_bn", affine.channels = 2, affine.scale = {0.5, -0.25}, affine.shift = {1.0, 2.0};
-  m.layers = {flat, fc, affine};
-  return m;
 }
 
 // The runtime itself refuses an empty test set and labels that are not the model's classes, so

@@ -88,6 +88,8 @@ c10::impl::GenericDict to_dict(const Checkpoint& c) {
   d.insert("net", net);
   d.insert("optimizer", c.optimizer);
   d.insert("lr", c.lr);
+  if (!c.optimizer_class.empty()) d.insert("optimizer_class", c.optimizer_class);
+  if (c.first_lr > 0) d.insert("first_lr", c.first_lr);
   d.insert("lr_scheduler", plain_list(c.lr_scheduler));
   d.insert("thermostat_clock", c.thermostat_clock);
   d.insert("best_epoch", c.state.best_epoch);
@@ -256,6 +258,8 @@ Checkpoint capture(train::Experiment& exp, const train::TrainingState& state) {
   c.net_class = exp.net_spec.cls;
   c.net = named_state(*exp.net);
   c.optimizer = optimizer_archive(*exp.optimizer);
+  c.optimizer_class = exp.optimizer_class;
+  c.first_lr = exp.first_lr;
   c.lr = train::get_lr(*exp.optimizer);
   c.lr_scheduler = exp.lr_scheduler->state();
   c.thermostat_clock = exp.thermostat ? exp.thermostat->clock() : 0;
@@ -267,7 +271,81 @@ Checkpoint capture(train::Experiment& exp, const train::TrainingState& state) {
   return c;
 }
 
-std::vector<std::string> restore(train::Experiment& exp, const Checkpoint& c) {
+namespace {
+
+// State that a setting switched on since the checkpoint needs and the archive does not hold (Adam's
+// amsgrad, RMSprop's momentum or centering): zeros, as a new optimizer's. libtorch's own steps
+// would read the missing tensor.
+void fill_missing_state(torch::optim::Optimizer& opt) {
+  using namespace torch::optim;
+  for (auto& group : opt.param_groups())
+    for (const auto& p : group.params()) {
+      auto it = opt.state().find(train::optimizer_state_key(opt, p));
+      if (it == opt.state().end()) continue;  // created by the first step
+      OptimizerParamState& state = *it->second;
+      if (auto* o = dynamic_cast<AdamWOptions*>(&group.options())) {
+        auto& s = static_cast<AdamWParamState&>(state);
+        if (o->amsgrad() && !s.max_exp_avg_sq().defined()) s.max_exp_avg_sq(torch::zeros_like(p));
+      } else if (auto* a = dynamic_cast<AdamOptions*>(&group.options())) {
+        auto& s = static_cast<AdamParamState&>(state);
+        if (a->amsgrad() && !s.max_exp_avg_sq().defined()) s.max_exp_avg_sq(torch::zeros_like(p));
+      } else if (auto* r = dynamic_cast<RMSpropOptions*>(&group.options())) {
+        auto& s = static_cast<RMSpropParamState&>(state);
+        if (r->momentum() > 0 && !s.momentum_buffer().defined()) s.momentum_buffer(torch::zeros_like(p));
+        if (r->centered() && !s.grad_avg().defined()) s.grad_avg(torch::zeros_like(p));
+      }
+    }
+}
+
+// The optimizer's state from the checkpoint, its settings from the config: libtorch's archive also
+// brings back the settings it was saved with, and a config edited before a resume (or a branch's
+// --set) changes them. Then the next epoch's rate.
+void restore_optimizer(train::Experiment& exp, const Checkpoint& c, std::vector<std::string>& notes) {
+  if (!c.optimizer_class.empty() && c.optimizer_class != exp.optimizer_class)
+    throw OptimizerMismatch("the checkpoint's optimizer is " + c.optimizer_class + ", the config's " +
+                            exp.optimizer_class +
+                            ": a resume goes on with the checkpoint's (put its class back in "
+                            "treat.optimizer.class), a --branch starts a new one");
+  auto& groups = exp.optimizer->param_groups();
+  std::vector<std::unique_ptr<torch::optim::OptimizerOptions>> configured;
+  configured.reserve(groups.size());
+  for (auto& g : groups) configured.push_back(g.options().clone());
+  try {  // libtorch's own checks of a state it cannot take
+    torch::serialize::InputArchive archive;
+    const auto bytes = c.optimizer.contiguous();
+    std::istringstream is(std::string(static_cast<const char*>(bytes.data_ptr()), static_cast<size_t>(bytes.numel())));
+    archive.load_from(is, exp.device);
+    train::load_optimizer_state(*exp.optimizer, archive);  // whichever libtorch wrote it
+  } catch (const c10::Error& e) {
+    std::string why = first_line(e.what_without_backtrace());
+    if (why.find("INTERNAL ASSERT") != std::string::npos) why = "the archive holds another optimizer's state";
+    throw OptimizerMismatch("the checkpoint's optimizer state cannot be restored into this experiment's " +
+                            exp.optimizer_class + " optimizer (" + why +
+                            "; a damaged file, or one written by another optimizer class)");
+  }
+  for (size_t i = 0; i < groups.size(); ++i) groups[i].set_options(std::move(configured[i]));
+  fill_missing_state(*exp.optimizer);
+  // The next epoch's rate: the config's schedule at this epoch where it is a function of the epoch;
+  // for a schedule that follows a statistic, the rate the run reached, scaled by how the config's
+  // starting rate changed. With the config unchanged, the checkpoint's rate either way.
+  const double first = train::get_lr(*exp.optimizer);
+  const double reached = c.first_lr > 0 ? c.lr * (first / c.first_lr) : c.lr;
+  const double lr = exp.lr_scheduler->lr_at(c.state.epoch, first).value_or(reached);
+  if (lr != c.lr) {
+    char text[240];
+    std::snprintf(text, sizeof text,
+                  "the config gives epoch %lld the learning rate %.6g, the checkpoint's run %.6g: training goes on "
+                  "with the config's",
+                  static_cast<long long>(c.state.epoch + 1), lr, c.lr);
+    notes.emplace_back(text);
+  }
+  train::set_lr(*exp.optimizer, lr);
+  if (const auto m = exp.lr_scheduler->momentum_at(c.state.epoch)) train::set_momentum(*exp.optimizer, *m);
+}
+
+}  // namespace
+
+std::vector<std::string> restore(train::Experiment& exp, const Checkpoint& c, bool optimizer) {
   const std::string& cls = exp.net_spec.cls;
   std::vector<std::string> notes;
   if (c.original) {
@@ -283,46 +361,9 @@ std::vector<std::string> restore(train::Experiment& exp, const Checkpoint& c) {
     if (live.size() != c.net.size())
       throw Error("the checkpoint has tensors this network does not (another topology?)");
   }
-  // The optimizer's state from the archive, its settings from the config: libtorch's archive also
-  // brings back the settings it was saved with, and a config edited before a resume (or a
-  // branch's --set) changes them.
-  auto& groups = exp.optimizer->param_groups();
-  std::vector<std::unique_ptr<torch::optim::OptimizerOptions>> configured;
-  configured.reserve(groups.size());
-  for (auto& g : groups) configured.push_back(g.options().clone());
-  try {  // libtorch's own checks of a state it cannot take
-    torch::serialize::InputArchive archive;
-    const auto bytes = c.optimizer.contiguous();
-    std::istringstream is(std::string(static_cast<const char*>(bytes.data_ptr()), static_cast<size_t>(bytes.numel())));
-    archive.load_from(is, exp.device);
-    train::load_optimizer_state(*exp.optimizer, archive);  // whichever libtorch wrote it
-  } catch (const c10::Error& e) {
-    const std::string optimizer = exp.config.contains("treat") && exp.config["treat"].contains("optimizer")
-                                      ? exp.config["treat"]["optimizer"].value("class", std::string("?"))
-                                      : std::string("?");
-    std::string why = first_line(e.what_without_backtrace());
-    if (why.find("INTERNAL ASSERT") != std::string::npos) why = "the archive holds another optimizer's state";
-    throw Error("the checkpoint's optimizer state cannot be restored into this experiment's optimizer, " + optimizer +
-                " (was treat.optimizer.class changed since it was saved? A --branch with another class starts a "
-                "new optimizer) (" +
-                why + ")");
-  }
-  try {  // libtorch's own checks of a state it cannot take (a generator edited by hand)
-    for (size_t i = 0; i < groups.size(); ++i) groups[i].set_options(std::move(configured[i]));
-    // The next epoch's rate: the config's schedule at this epoch where it is a function of the
-    // epoch (the checkpoint's rate when the config is unchanged), else the rate the run reached.
-    const double lr = exp.lr_scheduler->lr_at(c.state.epoch, train::get_lr(*exp.optimizer)).value_or(c.lr);
-    if (lr != c.lr) {
-      char text[240];
-      std::snprintf(text, sizeof text,
-                    "the config gives epoch %lld the learning rate %.6g, the checkpoint's run %.6g: "
-                    "training goes on with the config's",
-                    static_cast<long long>(c.state.epoch + 1), lr, c.lr);
-      notes.emplace_back(text);
-    }
-    train::set_lr(*exp.optimizer, lr);
-    if (const auto m = exp.lr_scheduler->momentum_at(c.state.epoch)) train::set_momentum(*exp.optimizer, *m);
-    exp.lr_scheduler->load_state(c.lr_scheduler);
+  if (optimizer) restore_optimizer(exp, c, notes);
+  try {  // libtorch's own checks of a state it cannot take (an archive or generator edited by hand)
+    if (optimizer) exp.lr_scheduler->load_state(c.lr_scheduler);
     if (exp.thermostat) exp.thermostat->set_clock(c.thermostat_clock);
     at::Generator cpu = at::detail::getDefaultCPUGenerator();  // a handle to the global generator
     cpu.set_state(c.rng_cpu);
@@ -403,6 +444,8 @@ Checkpoint load_checkpoint(const std::string& file) {
   });
   c.optimizer = bytes_entry(d, "optimizer", file);
   c.lr = double_entry(d, "lr", file);
+  if (d.contains("optimizer_class")) c.optimizer_class = string_entry(d, "optimizer_class", file);  // since 2026-12-06
+  if (d.contains("first_lr")) c.first_lr = double_entry(d, "first_lr", file);
   for (const IValue& x : list_entry(d, "lr_scheduler", file)) {
     if (!x.isDouble() && !x.isInt()) wrong_kind(file, "lr_scheduler", "a list of numbers");
     c.lr_scheduler.push_back(x.isDouble() ? x.toDouble() : static_cast<double>(x.toInt()));

@@ -143,7 +143,7 @@ class Launch {
       });
       if (!train_) print_notes(restored->notes, out_);
       try {
-        const std::vector<std::string> notes = restore(*p_.exp, *restored);
+        const std::vector<std::string> notes = restore(*p_.exp, *restored, train_);
         if (train_) print_notes(notes, out_);
       } catch (const IoError&) {
         throw;
@@ -269,7 +269,7 @@ class Launch {
     if (have_best) {
       group_.done_by_owner("read best.ckpt", [&] {  // the others wait up to the start-up timeout
         const Checkpoint c = load_checkpoint(best);
-        restore(*p_.exp, c);
+        restore(*p_.exp, c, false);  // its weights: a branch's inherited best may hold another optimizer
         tested_epoch = c.state.epoch;
         best_valid_accuracy = 100.0 - c.state.stats[train::Statistic::kValidMetric];
       });

@@ -73,8 +73,9 @@ Start branch_from(const LaunchOptions& o, Prepared& p, const ResumePoint& r, std
   // Not a unit of its parent's sweep: the parent's record of it (its config's "sweep") is not copied.
   p.config.erase("sweep");
   p.exp->config.erase("sweep");
-  // Another optimizer class (a --set, or the parent's config edited since): the branch starts a new
-  // optimizer, the parent's state being of no use to it.
+  // Another optimizer class (a --set; the checkpoint names its own, older ones the parent's config
+  // does): the branch starts a new optimizer, at the config's first rate and schedule, the parent's
+  // state being of no use to it.
   const auto optimizer_class = [](const nlohmann::json& config) {
     const nlohmann::json* o = &config;
     for (const char* key : {"treat", "optimizer", "class"}) {
@@ -83,16 +84,25 @@ Start branch_from(const LaunchOptions& o, Prepared& p, const ResumePoint& r, std
     }
     return o->is_string() ? o->get<std::string>() : std::string();
   };
-  const std::string was = optimizer_class(parent_book.config()), now = optimizer_class(p.config);
-  if (was != now) {
+  const auto start_anew = [&](const std::string& why) {
     c.optimizer = optimizer_archive(*p.exp->optimizer);
-    out << "note: the branch trains with " << now << " where experiment " << parent_book.id() << " trained with " << was
-        << ": its optimizer starts anew" << std::endl;
-  }
+    c.optimizer_class = p.exp->optimizer_class;
+    c.lr = c.first_lr = p.exp->first_lr;
+    c.lr_scheduler = p.exp->lr_scheduler->state();
+    out << "note: " << why << ": the branch's " << p.exp->optimizer_class << " optimizer starts anew" << std::endl;
+  };
+  const std::string was = c.optimizer_class.empty() ? optimizer_class(parent_book.config()) : c.optimizer_class;
+  if (was != p.exp->optimizer_class)
+    start_anew("experiment " + std::to_string(parent_book.id()) + " trained with " + was);
   // The checkpoint must fit the branch's config (a --set of the network's size or class would not)
   // before the branch is made.
   try {
-    (void)restore(*p.exp, c);
+    try {
+      (void)restore(*p.exp, c);
+    } catch (const OptimizerMismatch& e) {  // a damaged archive, or one of an older checkpoint's other class
+      start_anew(e.what());
+      (void)restore(*p.exp, c);
+    }
   } catch (const IoError&) {
     throw;
   } catch (const Error& e) {

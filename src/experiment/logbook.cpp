@@ -67,13 +67,14 @@ std::vector<int64_t> Logbook::list(const std::string& logs_dir) {
     throw IoError(logs_dir + " is a link to " + fs::read_symlink(logs_dir, ec).string() +
                   ", which does not exist (a drive that is not mounted?): its experiments cannot be read");
   fs::directory_iterator it(logs_dir, ec);
-  if (ec && ec != std::errc::no_such_file_or_directory)
-    throw IoError(logs_dir + ": cannot list its experiments (" + ec.message() + ")");
+  if (ec == std::errc::no_such_file_or_directory) return ids;
+  if (ec) throw IoError(logs_dir + ": cannot list its experiments (" + ec.message() + ")");
   for (; !ec && it != fs::directory_iterator(); it.increment(ec)) {
     const int64_t id = parse_id(it->path().filename().string());
     std::error_code entry;
     if (id >= 0 && it->is_directory(entry)) ids.push_back(id);
   }
+  if (ec) throw IoError(logs_dir + ": cannot list its experiments (" + ec.message() + ")");  // stopped midway
   std::sort(ids.begin(), ids.end());
   return ids;
 }

@@ -87,8 +87,10 @@ bool well_formed(const nlohmann::json& j) {
   return is("epochs_done", &nlohmann::json::is_number_integer) && is("max_epoch", &nlohmann::json::is_number_integer) &&
          is("best_epoch", &nlohmann::json::is_number_integer) && is("train_seconds", &nlohmann::json::is_number) &&
          is("finished", &nlohmann::json::is_boolean) && is("net_class", &nlohmann::json::is_string) &&
-         is("update_metric", &nlohmann::json::is_string) && or_null("best_value", &nlohmann::json::is_number) &&
-         or_null("best", &nlohmann::json::is_object) && or_null("test", &nlohmann::json::is_object);
+         // update_metric: a number in the files of 2026-11-27
+         (is("update_metric", &nlohmann::json::is_string) || is("update_metric", &nlohmann::json::is_number_integer)) &&
+         or_null("best_value", &nlohmann::json::is_number) && or_null("best", &nlohmann::json::is_object) &&
+         or_null("test", &nlohmann::json::is_object);
 }
 
 }  // namespace

@@ -52,7 +52,7 @@ ExportResult run_export(const ExportOptions& o, std::ostream& out) {
       throw Error(ckpt + ": " + name +
                   " holds values that are not finite (NaN or infinite): the training diverged; "
                   "there is no network to export, and nothing was written");
-  experiment::restore(exp, c);
+  experiment::restore(exp, c, false);  // the weights; no optimizer is needed
   const std::string dir =
       data::find_data_dir(storage.home, o.problem, o.data, storage.data_root + "/" + o.problem + "/data");
   const data::ProblemData data = data::load_problem(dir, exp.data);

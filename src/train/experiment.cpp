@@ -116,7 +116,9 @@ Experiment::Experiment(const nlohmann::json& cfg, const std::string& topology, t
   const config::JsonNode schedule =
       treat.has("lr_scheduler") ? treat.at("lr_scheduler") : config::JsonNode(kNull, "treat.lr_scheduler");
   lr_scheduler = make_lr_scheduler(schedule, {get_lr(*optimizer), max_epoch});
-  set_lr(*optimizer, lr_scheduler->initial_lr(get_lr(*optimizer)));  // CyclicLR, OneCycleLR: their own start
+  first_lr = lr_scheduler->initial_lr(get_lr(*optimizer));  // CyclicLR, OneCycleLR: their own start
+  set_lr(*optimizer, first_lr);
+  optimizer_class = treat.at("optimizer").at("class").string();
   if (const auto m = lr_scheduler->momentum_at(0)) set_momentum(*optimizer, *m);
 }
 

@@ -19,6 +19,7 @@
 
 #include "quantlab/train/experiment.h"
 #include "quantlab/train/training_state.h"
+#include "quantlab/util/error.h"
 
 namespace quantlab::experiment {
 
@@ -27,8 +28,10 @@ constexpr int64_t kCheckpointVersion = 2;
 struct Checkpoint {
   std::string net_class;
   std::map<std::string, torch::Tensor> net;
-  torch::Tensor optimizer;  // uint8: the optimizer's serialize archive
+  torch::Tensor optimizer;      // uint8: the optimizer's serialize archive
+  std::string optimizer_class;  // its class ("" in checkpoints written before 2026-12-06)
   double lr = 0.0;
+  double first_lr = 0.0;  // the rate the run's config gave its first epoch (0: not recorded)
   std::vector<double> lr_scheduler;
   int64_t thermostat_clock = 0;
   train::TrainingState state;
@@ -58,7 +61,16 @@ std::map<std::string, torch::Tensor> named_state(torch::nn::Module& net);
 Checkpoint capture(train::Experiment& exp, const train::TrainingState& state);
 // An optimizer's state and settings as a checkpoint keeps them (libtorch's archive, as bytes).
 torch::Tensor optimizer_archive(torch::optim::Optimizer& optimizer);
-std::vector<std::string> restore(train::Experiment& exp, const Checkpoint& c);
+// `optimizer` false: the weights, the thermostat's clock and the generators only, for evaluation
+// (a test, an export), which needs no optimizer, even one of another class than the config's.
+std::vector<std::string> restore(train::Experiment& exp, const Checkpoint& c, bool optimizer = true);
+
+// The checkpoint's optimizer does not fit the experiment's (another class, or a damaged archive):
+// a branch starts a new one instead.
+class OptimizerMismatch : public Error {
+ public:
+  using Error::Error;
+};
 
 void save_checkpoint(const std::string& file, const Checkpoint& c);
 // Throws IoError naming the file when it is missing, unreadable, of another format or version,
