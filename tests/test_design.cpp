@@ -187,6 +187,20 @@ TEST(Overrides, AResumeOrABranchTrainsWithTheConfigsOptimizerSettings) {
   Experiment other(sgd, "MLP", torch::kCPU);
   EXPECT_THROW(restore(other, adam), OptimizerMismatch);
   EXPECT_NO_THROW(restore(other, adam, false));
+  // A ReduceLROnPlateau run that had reduced its rate keeps it, restored once or twice (a branch
+  // restores before it is made and again when it starts).
+  nlohmann::json plateau = cfg;
+  plateau["treat"]["lr_scheduler"] = {
+      {"class", "ReduceLROnPlateau"}, {"step_metric", "valid_metric"}, {"params", {{"patience", 0}}}};
+  Experiment reduced(plateau, "MLP", torch::kCPU);
+  Checkpoint at_tenth = adam;
+  at_tenth.first_lr = reduced.first_lr;
+  at_tenth.lr = reduced.first_lr / 10;
+  at_tenth.lr_scheduler = reduced.lr_scheduler->state();
+  for (int k = 0; k < 2; ++k) {
+    restore(reduced, at_tenth);
+    EXPECT_DOUBLE_EQ(train::get_lr(*reduced.optimizer), reduced.first_lr / 10) << k;
+  }
   // amsgrad switched on since the checkpoint: its state starts at zero, as a new optimizer's.
   nlohmann::json ams = cfg;
   ams["treat"]["optimizer"]["params"]["amsgrad"] = true;

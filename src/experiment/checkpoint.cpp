@@ -316,19 +316,19 @@ void restore_optimizer(train::Experiment& exp, const Checkpoint& c, std::vector<
     std::istringstream is(std::string(static_cast<const char*>(bytes.data_ptr()), static_cast<size_t>(bytes.numel())));
     archive.load_from(is, exp.device);
     train::load_optimizer_state(*exp.optimizer, archive);  // whichever libtorch wrote it
-  } catch (const c10::Error& e) {
-    std::string why = first_line(e.what_without_backtrace());
+  } catch (const std::exception& e) {                      // c10::Error, or a key that is no address (std::stoull)
+    const auto* c10 = dynamic_cast<const c10::Error*>(&e);
+    std::string why = first_line(c10 ? c10->what_without_backtrace() : e.what());
     if (why.find("INTERNAL ASSERT") != std::string::npos) why = "the archive holds another optimizer's state";
     throw OptimizerMismatch("the checkpoint's optimizer state cannot be restored into this experiment's " +
                             exp.optimizer_class + " optimizer (" + why +
                             "; a damaged file, or one written by another optimizer class)");
   }
   for (size_t i = 0; i < groups.size(); ++i) groups[i].set_options(std::move(configured[i]));
-  fill_missing_state(*exp.optimizer);
   // The next epoch's rate: the config's schedule at this epoch where it is a function of the epoch;
   // for a schedule that follows a statistic, the rate the run reached, scaled by how the config's
   // starting rate changed. With the config unchanged, the checkpoint's rate either way.
-  const double first = train::get_lr(*exp.optimizer);
+  const double first = exp.first_lr;  // the config's, whatever the optimizer holds (a second restore)
   const double reached = c.first_lr > 0 ? c.lr * (first / c.first_lr) : c.lr;
   const double lr = exp.lr_scheduler->lr_at(c.state.epoch, first).value_or(reached);
   if (lr != c.lr) {
@@ -341,6 +341,7 @@ void restore_optimizer(train::Experiment& exp, const Checkpoint& c, std::vector<
   }
   train::set_lr(*exp.optimizer, lr);
   if (const auto m = exp.lr_scheduler->momentum_at(c.state.epoch)) train::set_momentum(*exp.optimizer, *m);
+  fill_missing_state(*exp.optimizer);  // after the momentum, which a cycling schedule may switch on
 }
 
 }  // namespace

@@ -85,9 +85,11 @@ Start branch_from(const LaunchOptions& o, Prepared& p, const ResumePoint& r, std
     return o->is_string() ? o->get<std::string>() : std::string();
   };
   const auto start_anew = [&](const std::string& why) {
+    p.exp->optimizer->state().clear();  // nothing of a failed load
     c.optimizer = optimizer_archive(*p.exp->optimizer);
     c.optimizer_class = p.exp->optimizer_class;
-    c.lr = c.first_lr = p.exp->first_lr;
+    c.first_lr = p.exp->first_lr;
+    c.lr = p.exp->lr_scheduler->lr_at(c.state.epoch, c.first_lr).value_or(c.first_lr);  // the schedule's
     c.lr_scheduler = p.exp->lr_scheduler->state();
     out << "note: " << why << ": the branch's " << p.exp->optimizer_class << " optimizer starts anew" << std::endl;
   };
@@ -103,9 +105,11 @@ Start branch_from(const LaunchOptions& o, Prepared& p, const ResumePoint& r, std
       start_anew(e.what());
       (void)restore(*p.exp, c);
     }
+    if (c.optimizer_class.empty()) c.optimizer_class = p.exp->optimizer_class;  // an older checkpoint's
+    if (!(c.first_lr > 0)) c.first_lr = p.exp->first_lr;
   } catch (const IoError&) {
     throw;
-  } catch (const Error& e) {
+  } catch (const Error& e) {  // not made: nothing to undo
     throw Error(r.file + " cannot start a branch with this config" +
                 (o.overrides.empty() ? std::string() : " (its --set changes what the checkpoint holds?)") + ": " +
                 e.what());

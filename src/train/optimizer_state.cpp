@@ -40,6 +40,7 @@ void load_as(torch::optim::Optimizer& opt, torch::serialize::InputArchive& archi
   TORCH_CHECK(groups.size() == opt.param_groups().size(), "the saved optimizer has ", groups.size(),
               " parameter groups, this one ", opt.param_groups().size());
   auto& state = opt.state();
+  state.clear();  // the archive's states only: none left of an earlier load or step
   for (size_t g = 0; g < groups.size(); ++g) {
     const std::vector<std::string>& keys = groups[g].first;
     const std::vector<torch::Tensor>& params = opt.param_groups()[g].params();
