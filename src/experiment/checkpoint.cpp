@@ -273,30 +273,6 @@ Checkpoint capture(train::Experiment& exp, const train::TrainingState& state) {
 
 namespace {
 
-// State that a setting switched on since the checkpoint needs and the archive does not hold (Adam's
-// amsgrad, RMSprop's momentum or centering): zeros, as a new optimizer's. libtorch's own steps
-// would read the missing tensor.
-void fill_missing_state(torch::optim::Optimizer& opt) {
-  using namespace torch::optim;
-  for (auto& group : opt.param_groups())
-    for (const auto& p : group.params()) {
-      auto it = opt.state().find(train::optimizer_state_key(opt, p));
-      if (it == opt.state().end()) continue;  // created by the first step
-      OptimizerParamState& state = *it->second;
-      if (auto* o = dynamic_cast<AdamWOptions*>(&group.options())) {
-        auto& s = static_cast<AdamWParamState&>(state);
-        if (o->amsgrad() && !s.max_exp_avg_sq().defined()) s.max_exp_avg_sq(torch::zeros_like(p));
-      } else if (auto* a = dynamic_cast<AdamOptions*>(&group.options())) {
-        auto& s = static_cast<AdamParamState&>(state);
-        if (a->amsgrad() && !s.max_exp_avg_sq().defined()) s.max_exp_avg_sq(torch::zeros_like(p));
-      } else if (auto* r = dynamic_cast<RMSpropOptions*>(&group.options())) {
-        auto& s = static_cast<RMSpropParamState&>(state);
-        if (r->momentum() > 0 && !s.momentum_buffer().defined()) s.momentum_buffer(torch::zeros_like(p));
-        if (r->centered() && !s.grad_avg().defined()) s.grad_avg(torch::zeros_like(p));
-      }
-    }
-}
-
 // The optimizer's state from the checkpoint, its settings from the config: libtorch's archive also
 // brings back the settings it was saved with, and a config edited before a resume (or a branch's
 // --set) changes them. Then the next epoch's rate.
@@ -341,7 +317,7 @@ void restore_optimizer(train::Experiment& exp, const Checkpoint& c, std::vector<
   }
   train::set_lr(*exp.optimizer, lr);
   if (const auto m = exp.lr_scheduler->momentum_at(c.state.epoch)) train::set_momentum(*exp.optimizer, *m);
-  fill_missing_state(*exp.optimizer);  // after the momentum, which a cycling schedule may switch on
+  train::fill_missing_state(*exp.optimizer);  // after the momentum, which a cycling schedule may switch on
 }
 
 }  // namespace

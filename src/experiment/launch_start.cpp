@@ -55,6 +55,50 @@ std::string inherited_best(const Saves& parent, const Checkpoint& c, const std::
   return "";
 }
 
+// The branch's starting point `c` made to fit its config before the branch is made: another
+// optimizer class (a --set; the checkpoint names its own, older ones the parent's config does)
+// starts a new optimizer at the rate its schedule gives that epoch, the parent's state being of no
+// use to it; a checkpoint the config cannot take otherwise (a --set of the network's size or
+// class) is refused.
+void fit_branch_start(const LaunchOptions& o, Prepared& p, const Logbook& parent, const std::string& file,
+                      Checkpoint& c, std::ostream& out) {
+  const auto optimizer_class = [](const nlohmann::json& config) {
+    const nlohmann::json* o = &config;
+    for (const char* key : {"treat", "optimizer", "class"}) {
+      if (!o->is_object() || !o->contains(key)) return std::string();
+      o = &(*o)[key];
+    }
+    return o->is_string() ? o->get<std::string>() : std::string();
+  };
+  const auto start_anew = [&](const std::string& why) {
+    p.exp->optimizer->state().clear();  // nothing of a failed load
+    c.optimizer = optimizer_archive(*p.exp->optimizer);
+    c.optimizer_class = p.exp->optimizer_class;
+    c.first_lr = p.exp->first_lr;
+    c.lr = p.exp->lr_scheduler->lr_at(c.state.epoch, c.first_lr).value_or(c.first_lr);  // the schedule's
+    c.lr_scheduler = p.exp->lr_scheduler->state();
+    out << "note: " << why << ": the branch's " << p.exp->optimizer_class << " optimizer starts anew" << std::endl;
+  };
+  const std::string was = c.optimizer_class.empty() ? optimizer_class(parent.config()) : c.optimizer_class;
+  if (was != p.exp->optimizer_class) start_anew("experiment " + std::to_string(parent.id()) + " trained with " + was);
+  try {
+    try {
+      (void)restore(*p.exp, c);
+    } catch (const OptimizerMismatch& e) {  // a damaged archive, or one of an older checkpoint's other class
+      start_anew(e.what());
+      (void)restore(*p.exp, c);
+    }
+    if (c.optimizer_class.empty()) c.optimizer_class = p.exp->optimizer_class;  // an older checkpoint's
+    if (!(c.first_lr > 0)) c.first_lr = p.exp->first_lr;
+  } catch (const IoError&) {
+    throw;
+  } catch (const Error& e) {  // not made: nothing to undo
+    throw Error(file + " cannot start a branch with this config" +
+                (o.overrides.empty() ? std::string() : " (its --set changes what the checkpoint holds?)") + ": " +
+                e.what());
+  }
+}
+
 // --branch: a new experiment that starts from `r` and records the experiment of `p.book` as its
 // parent, which is left as it is.
 Start branch_from(const LaunchOptions& o, Prepared& p, const ResumePoint& r, std::ostream& out) {
@@ -73,47 +117,7 @@ Start branch_from(const LaunchOptions& o, Prepared& p, const ResumePoint& r, std
   // Not a unit of its parent's sweep: the parent's record of it (its config's "sweep") is not copied.
   p.config.erase("sweep");
   p.exp->config.erase("sweep");
-  // Another optimizer class (a --set; the checkpoint names its own, older ones the parent's config
-  // does): the branch starts a new optimizer, at the config's first rate and schedule, the parent's
-  // state being of no use to it.
-  const auto optimizer_class = [](const nlohmann::json& config) {
-    const nlohmann::json* o = &config;
-    for (const char* key : {"treat", "optimizer", "class"}) {
-      if (!o->is_object() || !o->contains(key)) return std::string();
-      o = &(*o)[key];
-    }
-    return o->is_string() ? o->get<std::string>() : std::string();
-  };
-  const auto start_anew = [&](const std::string& why) {
-    p.exp->optimizer->state().clear();  // nothing of a failed load
-    c.optimizer = optimizer_archive(*p.exp->optimizer);
-    c.optimizer_class = p.exp->optimizer_class;
-    c.first_lr = p.exp->first_lr;
-    c.lr = p.exp->lr_scheduler->lr_at(c.state.epoch, c.first_lr).value_or(c.first_lr);  // the schedule's
-    c.lr_scheduler = p.exp->lr_scheduler->state();
-    out << "note: " << why << ": the branch's " << p.exp->optimizer_class << " optimizer starts anew" << std::endl;
-  };
-  const std::string was = c.optimizer_class.empty() ? optimizer_class(parent_book.config()) : c.optimizer_class;
-  if (was != p.exp->optimizer_class)
-    start_anew("experiment " + std::to_string(parent_book.id()) + " trained with " + was);
-  // The checkpoint must fit the branch's config (a --set of the network's size or class would not)
-  // before the branch is made.
-  try {
-    try {
-      (void)restore(*p.exp, c);
-    } catch (const OptimizerMismatch& e) {  // a damaged archive, or one of an older checkpoint's other class
-      start_anew(e.what());
-      (void)restore(*p.exp, c);
-    }
-    if (c.optimizer_class.empty()) c.optimizer_class = p.exp->optimizer_class;  // an older checkpoint's
-    if (!(c.first_lr > 0)) c.first_lr = p.exp->first_lr;
-  } catch (const IoError&) {
-    throw;
-  } catch (const Error& e) {  // not made: nothing to undo
-    throw Error(r.file + " cannot start a branch with this config" +
-                (o.overrides.empty() ? std::string() : " (its --set changes what the checkpoint holds?)") + ": " +
-                e.what());
-  }
+  fit_branch_start(o, p, parent_book, r.file, c, out);
   // The branch's starting point is written before the folder gets its number: a branch never exists
   // without it (a kill or a full disk during these saves leaves nothing).
   p.book = Logbook::create(p.paths.logs, p.config, parent, [&](const Logbook& hidden) {

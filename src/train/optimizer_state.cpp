@@ -66,4 +66,25 @@ void load_optimizer_state(torch::optim::Optimizer& opt, torch::serialize::InputA
   opt.load(archive);
 }
 
+void fill_missing_state(torch::optim::Optimizer& opt) {
+  using namespace torch::optim;
+  for (auto& group : opt.param_groups())
+    for (const auto& p : group.params()) {
+      auto it = opt.state().find(optimizer_state_key(opt, p));
+      if (it == opt.state().end()) continue;  // created by the first step
+      OptimizerParamState& state = *it->second;
+      if (auto* o = dynamic_cast<AdamWOptions*>(&group.options())) {
+        auto& s = static_cast<AdamWParamState&>(state);
+        if (o->amsgrad() && !s.max_exp_avg_sq().defined()) s.max_exp_avg_sq(torch::zeros_like(p));
+      } else if (auto* a = dynamic_cast<AdamOptions*>(&group.options())) {
+        auto& s = static_cast<AdamParamState&>(state);
+        if (a->amsgrad() && !s.max_exp_avg_sq().defined()) s.max_exp_avg_sq(torch::zeros_like(p));
+      } else if (auto* r = dynamic_cast<RMSpropOptions*>(&group.options())) {
+        auto& s = static_cast<RMSpropParamState&>(state);
+        if (r->momentum() > 0 && !s.momentum_buffer().defined()) s.momentum_buffer(torch::zeros_like(p));
+        if (r->centered() && !s.grad_avg().defined()) s.grad_avg(torch::zeros_like(p));
+      }
+    }
+}
+
 }  // namespace quantlab::train

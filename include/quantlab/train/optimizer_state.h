@@ -18,6 +18,11 @@ namespace quantlab::train {
 // load(). Throws c10::Error on an archive of another optimizer or size.
 void load_optimizer_state(torch::optim::Optimizer& opt, torch::serialize::InputArchive& archive);
 
+// State that a setting switched on since the state was saved needs and does not hold (Adam's and
+// AdamW's amsgrad, RMSprop's momentum or centering): zeros, as a new optimizer's. libtorch's own
+// steps would read the missing tensor.
+void fill_missing_state(torch::optim::Optimizer& opt);
+
 // The key of parameter `p` in `opt.state()`: its TensorImpl's address, as text in libtorch 1.x
 // (c10::guts::to_string) and as the pointer itself in 2.x. A template so that only the branch of
 // this libtorch's key type is compiled.
