@@ -120,6 +120,40 @@ TEST(Problem, ACifarFolderWithABatchMissingNamesIt) {
   }
 }
 
+// A folder with the files of two data sets is refused, naming both, rather than read as one of
+// them: a stray CIFAR-100 test.bin beside Fashion-MNIST's files used to make the run a CIFAR-100
+// run that stopped on a missing train.bin.
+TEST(Problem, AFolderWithTwoDataSetsNamesBoth) {
+  TempDir dir;
+  testing::write_toy_idx_problem(dir.path(), 8, 4, 2, true);
+  EXPECT_EQ(data::load_problem(dir.path(), data::DataOptions{}).format, "IDX");
+  testing::write_cifar_file(dir.path() + "/test.bin", 2, 2, 100);
+  try {
+    data::load_problem(dir.path(), data::DataOptions{});
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_NE(
+        std::string(e.what()).find(dir.path() + ": holds the files of more than one data set: IDX "
+                                                "(train-images-idx3-ubyte.gz), CIFAR-100 (test.bin); keep one data set "
+                                                "per folder"),
+        std::string::npos)
+        << e.what();
+  }
+  std::filesystem::remove(dir.path() + "/test.bin");
+  testing::write_cifar_file(dir.path() + "/data_batch_4.bin", 2, 1, 10);
+  std::filesystem::create_directories(dir.path() + "/train");
+  std::filesystem::create_directories(dir.path() + "/val");
+  try {
+    data::load_problem(dir.path(), data::DataOptions{});
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("IDX (train-images-idx3-ubyte.gz), CIFAR-10 (data_batch_4.bin), image "
+                                         "folders (train/ and val/)"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(Split, SameSeedSameSplitAndNoLeak) {
   const auto a = data::split_indices(1000, 0.1, 42);
   const auto b = data::split_indices(1000, 0.1, 42);

@@ -174,5 +174,21 @@ TEST(Runtime, ACifarFolderWithoutItsTestFileNamesIt) {
   EXPECT_EQ(im.count, 3);
 }
 
+// A folder with two data sets' files is refused by quantlab-infer as by training, naming both.
+TEST(Runtime, AFolderWithTwoDataSetsNamesBoth) {
+  TempDir dir;
+  testing::write_toy_idx_problem(dir.path(), 4, 3, 2, false);
+  EXPECT_EQ(runtime::read_test_images(dir.path()).format, "IDX");
+  testing::write_cifar_file(dir.path() + "/test.bin", 2, 2, 100);
+  try {
+    runtime::read_test_images(dir.path());
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find(dir.path() + ": holds the files of more than one data set (IDX, CIFAR-100)"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace quantlab

@@ -60,10 +60,27 @@ bool has_any_data_file(const std::string& dir) {
   return false;
 }
 
-bool has_data(const std::string& dir) {
-  return has_idx(dir) || has_cifar(dir, CifarVariant::kCifar10) || has_cifar(dir, CifarVariant::kCifar100) ||
-         has_image_folders(dir);
+// The data sets whose files are in `dir`, each with the file that shows it: more than one is a
+// folder the loader cannot read without guessing (a stray test.bin beside Fashion-MNIST's files
+// was read as CIFAR-100, and the run stopped on CIFAR's missing train.bin).
+struct Found {
+  std::string format, file;
+};
+std::vector<Found> formats_in(const std::string& dir) {
+  std::vector<Found> found;
+  std::error_code ec;
+  if (has_idx(dir))
+    found.push_back({"IDX", fs::exists(dir + "/train-images-idx3-ubyte", ec) ? "train-images-idx3-ubyte"
+                                                                             : "train-images-idx3-ubyte.gz"});
+  for (CifarVariant v : {CifarVariant::kCifar10, CifarVariant::kCifar100}) {
+    const std::string file = cifar_file_in(dir, v);
+    if (!file.empty()) found.push_back({v == CifarVariant::kCifar10 ? "CIFAR-10" : "CIFAR-100", file});
+  }
+  if (has_image_folders(dir)) found.push_back({"image folders", "train/ and val/"});
+  return found;
 }
+
+bool has_data(const std::string& dir) { return !formats_in(dir).empty(); }
 
 // A training file set split into training and validation, and a test file set.
 ProblemData split_problem(ImageSet trainval, ImageSet test, Preprocess pre, const DataOptions& o) {
@@ -107,26 +124,32 @@ ProblemData load_idx_problem(const std::string& dir, const DataOptions& o) {
 }
 
 ProblemData load_problem(const std::string& dir, const DataOptions& o) {
-  const bool image_folders = !has_idx(dir) && !has_cifar(dir, CifarVariant::kCifar10) &&
-                             !has_cifar(dir, CifarVariant::kCifar100) && has_image_folders(dir);
-  if (!image_folders && (o.augment == ImageAugment::kTorchvision || o.augment == ImageAugment::kTorchvision2))
+  const std::vector<Found> found = formats_in(dir);
+  if (found.size() > 1) {
+    std::string which;
+    for (const auto& f : found) which += (which.empty() ? "" : ", ") + f.format + " (" + f.file + ")";
+    throw IoError(dir + ": holds the files of more than one data set: " + which +
+                  "; keep one data set per folder (move the others out, or give each its own folder and name it "
+                  "with --data)");
+  }
+  const std::string format = found.empty() ? "IDX" : found.front().format;  // none: IDX names its missing file
+  if (format != "image folders" &&
+      (o.augment == ImageAugment::kTorchvision || o.augment == ImageAugment::kTorchvision2))
     throw ConfigError(
         "treat.data.augment: \"torchvision\" and \"torchvision2\" apply to image folders (ImageNet); "
         "the data in " +
         dir + " takes true or false");
-  for (CifarVariant v : {CifarVariant::kCifar10, CifarVariant::kCifar100}) {
-    if (!has_cifar(dir, v)) continue;
-    Preprocess pre;
-    pre.mean = {0.4914f, 0.4822f, 0.4465f};  // CIFAR-10 channel statistics
-    pre.std = {0.2470f, 0.2435f, 0.2616f};
-    pre.pad = o.pad;
-    pre.augment = o.augment != ImageAugment::kNone;
-    ProblemData d = split_problem(read_cifar(dir, v, true), read_cifar(dir, v, false), pre, o);
-    d.format = v == CifarVariant::kCifar10 ? "CIFAR-10" : "CIFAR-100";
-    return d;
-  }
-  if (!has_idx(dir) && has_image_folders(dir)) return load_image_folders(dir, o);
-  return load_idx_problem(dir, o);
+  if (format == "image folders") return load_image_folders(dir, o);
+  if (format == "IDX") return load_idx_problem(dir, o);
+  const CifarVariant v = format == "CIFAR-10" ? CifarVariant::kCifar10 : CifarVariant::kCifar100;
+  Preprocess pre;
+  pre.mean = {0.4914f, 0.4822f, 0.4465f};  // CIFAR-10 channel statistics
+  pre.std = {0.2470f, 0.2435f, 0.2616f};
+  pre.pad = o.pad;
+  pre.augment = o.augment != ImageAugment::kNone;
+  ProblemData d = split_problem(read_cifar(dir, v, true), read_cifar(dir, v, false), pre, o);
+  d.format = format;
+  return d;
 }
 
 std::string find_data_dir(const std::string& home, const std::string& problem, const std::string& override_dir,

@@ -37,7 +37,15 @@ Images read_test_images(const std::string& dir) {
   im.dir = dir;
   std::error_code ec;
   const bool cifar10 = has_cifar10_file(dir);
-  const bool cifar100 = !cifar10 && (fs::exists(dir + "/test.bin", ec) || fs::exists(dir + "/train.bin", ec));
+  const bool cifar100 = fs::exists(dir + "/test.bin", ec) || fs::exists(dir + "/train.bin", ec);
+  bool idx = false;
+  for (const char* f : {"t10k-images-idx3-ubyte", "train-images-idx3-ubyte"})
+    idx = idx || fs::exists(dir + "/" + f, ec) || fs::exists(dir + "/" + f + ".gz", ec);
+  std::string found;  // more than one data set: refused, as training refuses it (data/problem.cpp)
+  for (const auto& [has, name] : {std::pair{idx, "IDX"}, {cifar10, "CIFAR-10"}, {cifar100, "CIFAR-100"}})
+    if (has) found += (found.empty() ? "" : ", ") + std::string(name);
+  if (found.find(',') != std::string::npos)
+    throw IoError(dir + ": holds the files of more than one data set (" + found + "); keep one data set per folder");
   if (cifar10 || cifar100) {
     const std::string file = dir + (cifar10 ? "/test_batch.bin" : "/test.bin");
     if (!fs::exists(file, ec))
