@@ -212,6 +212,42 @@ TEST(Reliability, TestModeFindsTheHighestEpochAndNamesAMissingCheckpointBeforeTh
   EXPECT_NE(e.find("the experiment has none yet (it has not completed an epoch)"), std::string::npos) << e;
 }
 
+// 16b. Training from a checkpoint that is not there (--load=EPOCH or best, or a --branch of an
+// experiment without any) is refused before the data are read, as in --mode=test.
+TEST(Reliability, TrainingNamesAMissingCheckpointBeforeTheData) {
+  Home home(2);
+  run(home.options());  // best, last, epoch0001, epoch0002
+  const auto refused = [&](const std::optional<std::string>& load, bool branch) {
+    auto t = home.options();
+    t.exp_id = 1;
+    t.load = load;
+    t.branch = branch;
+    std::ostringstream out;
+    std::string e;
+    try {
+      launch(t, nullptr, out);
+    } catch (const Error& err) {
+      e = err.what();
+    }
+    EXPECT_EQ(out.str().find("loading data"), std::string::npos) << out.str();
+    return e;
+  };
+  std::string e = refused("7", false);
+  EXPECT_NE(e.find("epoch0007.ckpt: no such checkpoint; available in"), std::string::npos) << e;
+  e = refused("7", true);
+  EXPECT_NE(e.find("epoch0007.ckpt: no such checkpoint; available in"), std::string::npos) << e;
+  fs::remove(home.saves(1) + "/best.ckpt");
+  e = refused("best", true);
+  EXPECT_NE(e.find("best.ckpt: no such checkpoint; available in"), std::string::npos) << e;
+  for (const auto& f : fs::directory_iterator(home.saves(1))) fs::remove(f.path());
+  e = refused(std::nullopt, true);
+  EXPECT_NE(e.find("experiment 1 has no checkpoint yet (it has not completed an epoch): there is nothing to branch "
+                   "from"),
+            std::string::npos)
+      << e;
+  EXPECT_EQ(Logbook::list(home.logs()), (std::vector<int64_t>{1}));  // no branch made
+}
+
 // 17. The printed resume command survives the shell: folders with spaces or quotes are quoted.
 TEST(Reliability, TheResumeCommandQuotesWhatTheShellWouldSplit) {
   LaunchOptions o;

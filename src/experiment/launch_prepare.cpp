@@ -43,6 +43,11 @@ void check_flags(const LaunchOptions& o) {
   if (o.dist_start_timeout_s < 1) throw Error("--dist_start_timeout takes a number of seconds >= 1");
 }
 
+Error nothing_to_branch(int64_t exp_id) {
+  return Error("experiment " + std::to_string(exp_id) +
+               " has no checkpoint yet (it has not completed an epoch): there is nothing to branch from");
+}
+
 void print_notes(const std::vector<std::string>& notes, std::ostream& out) {
   for (const auto& n : notes) out << "note: " << n << std::endl;
 }
@@ -94,9 +99,15 @@ Prepared prepare(const LaunchOptions& o, const std::optional<dist::Environment>&
   if (o.exp_id) {
     p.book = Logbook::open(p.paths.logs, *o.exp_id);
     p.config = p.book->config();
-    // The checkpoint to test, before the data are read (minutes on ImageNet).
+    // The checkpoint to test, or the named one to train from, found before the data are read
+    // (minutes on ImageNet). (`last` is chosen after the lock: a stopped save may be completed.)
+    const auto ref = config::CheckpointRef::parse(o.load.value_or(train ? "last" : "best"), "--load");
     if (!train)
-      p.test_checkpoint = p.book->saves().file(config::CheckpointRef::parse(o.load.value_or("best"), "--load"));
+      p.test_checkpoint = p.book->saves().file(ref);
+    else if (ref.kind != config::CheckpointRef::Kind::kLast)
+      (void)p.book->saves().file(ref);
+    else if (o.branch && p.book->saves().available() == "none")
+      throw nothing_to_branch(*o.exp_id);
   } else {
     const std::string file = p.paths.dir + "/" + o.config.value_or("config.json");
     if (!fs::exists(file)) {

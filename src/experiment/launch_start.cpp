@@ -178,9 +178,7 @@ Start start_as_owner(const LaunchOptions& o, Prepared& p, const config::Checkpoi
         << "; the branch starts from its saved checkpoint and leaves it alone" << std::endl;
   }
   const ResumePoint r = choose_resume(*p.book, ref);
-  if (r.fresh && o.branch)
-    throw Error("experiment " + std::to_string(p.book->id()) +
-                " has no checkpoint yet (it has not completed an epoch): there is nothing to branch from");
+  if (r.fresh && o.branch) throw nothing_to_branch(p.book->id());
   if (r.fresh) {
     const nlohmann::json parent = p.book->parent();
     if (!parent.is_null())  // a branch made before its start was written with it (an older QuantLab)

@@ -19,6 +19,7 @@
 #include "quantlab/experiment/logbook.h"
 #include "quantlab/experiment/storage.h"
 #include "quantlab/train/experiment.h"
+#include "quantlab/util/error.h"
 
 namespace quantlab::experiment::launch_steps {
 
@@ -26,6 +27,9 @@ namespace quantlab::experiment::launch_steps {
 void check_flags(const LaunchOptions& o);
 
 void print_notes(const std::vector<std::string>& notes, std::ostream& out);
+
+// --branch of an experiment without a checkpoint.
+Error nothing_to_branch(int64_t exp_id);
 
 // Everything checked before anything is created, on every rank alike.
 struct Prepared {
