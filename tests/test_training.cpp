@@ -202,6 +202,34 @@ TEST(Training, APlateauScheduleSkipsEpochsThatDidNotMeasureItsStatistic) {
   EXPECT_EQ(records[2].lr, records[0].lr);
 }
 
+// A cycling schedule that switches RMSprop's momentum on after the first steps (its momentum 0 at
+// epoch 1, 0.5 later): the state the first steps made has no momentum buffer, and the step that
+// needs one must find it (libtorch's step read the undefined buffer).
+TEST(Training, AMomentumACyclingScheduleSwitchesOnLaterFindsItsBuffer) {
+  TempDir dir;
+  testing::write_toy_idx_problem(dir.path(), 160, 32, 4, false);
+  nlohmann::json cfg = tiny_config("MLPBaseline", 3);
+  cfg["treat"]["optimizer"] = {{"class", "RMSprop"}, {"params", {{"lr", 1e-3}}}};
+  cfg["treat"]["lr_scheduler"] = {
+      {"class", "CyclicLR"},
+      {"params",
+       {{"base_lr", 1e-4}, {"max_lr", 1e-3}, {"step_size_up", 1}, {"base_momentum", 0.5}, {"max_momentum", 0.0}}}};
+  TrainerOptions options;
+  options.max_batches_per_epoch = 2;
+  with_trainer(
+      cfg, dir.path(),
+      [](Trainer& trainer, Experiment& exp) {
+        const auto& rms = [&] {
+          return static_cast<const torch::optim::RMSpropOptions&>(exp.optimizer->param_groups()[0].options());
+        };
+        EXPECT_EQ(rms().momentum(), 0.0);
+        ASSERT_NO_THROW(trainer.fit(3));
+        EXPECT_GT(rms().momentum() + 0.5, 0.5);  // switched on at some epoch
+        for (const auto& p : exp.net->parameters()) EXPECT_TRUE(torch::isfinite(p).all().item<bool>());
+      },
+      options);
+}
+
 // The trainer's steps clear the gradients rather than zero them (train::clear_gradients): a step
 // makes every gradient anew and leaves the last step's tensors as they were. Zeroing in place
 // (libtorch 1.13's zero_grad()) would overwrite them: two more passes over every gradient per step.

@@ -2,6 +2,7 @@
 #include "quantlab/train/optimizer.h"
 
 #include "quantlab/train/fused_adam.h"
+#include "quantlab/train/optimizer_state.h"
 #include "quantlab/util/registry.h"
 
 namespace quantlab::train {
@@ -139,6 +140,9 @@ void set_momentum(torch::optim::Optimizer& opt, double momentum) {
           "treat.lr_scheduler.params.cycle_momentum: this optimizer has no momentum to cycle; set it to false");
     }
   }
+  // A momentum switched on after the first steps (a cycle from 0): RMSprop's state made without it
+  // has no buffer, which its next step would read.
+  fill_missing_state(opt);
 }
 
 }  // namespace quantlab::train
