@@ -16,6 +16,7 @@
 #include "quantlab/experiment/listing.h"
 #include "quantlab/experiment/lock.h"
 #include "quantlab/experiment/resume.h"
+#include "quantlab/experiment/saves.h"
 #include "quantlab/util/error.h"
 #include "test_util.h"
 #include "reliability_home.h"
@@ -92,6 +93,10 @@ TEST(Reliability, ConfigWithExpIdHandRollbackAndListingAreTold) {
   std::ostringstream retyped;
   list_experiments(home.dir.path(), "Toy", retyped);
   EXPECT_NE(retyped.str().find("status.json is damaged"), std::string::npos) << retyped.str();
+  // The files of 2026-11-27 recorded update_metric as a number: well formed.
+  std::ofstream(home.saves(1) + "/status.json") << R"({"epochs_done": 2, "max_epoch": 2, "update_metric": 1})";
+  EXPECT_FALSE(Logbook::open(home.logs(), 1).saves().status_damaged());
+  EXPECT_EQ(Logbook::open(home.logs(), 1).saves().status().value("epochs_done", 0), 2);
   std::string compared;
   EXPECT_EQ(testing::run_cli("compare --problem=Toy --home=" + home.dir.path(), compared), 0) << compared;
   std::string cli;
