@@ -254,7 +254,7 @@ struct SweepCommand {
     cmd->add_option("--grid", grid, "PATH=a,b,c: a factor and its levels (repeatable; after the design's)")
         ->expected(1)
         ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
-    cmd->add_option("--name", name, "The sweep's name (default: the design's)");
+    cmd->add_option("--name", name, "The sweep's name (default: the design's; needed without --design)");
     cmd->add_option("--repeats", repeats, "Each unit N times with other data seeds")->check(within(1, 1000));
     cmd->add_option("--sample", sample, "A random sample of N units of the grid")->check(within(0, 1000000));
     cmd->add_option("--seed", seed, "The sample's seed")->check(within(0, 1000000000));
@@ -267,6 +267,9 @@ struct SweepCommand {
         ->check(within(1, 1000000));
     cmd->add_flag("--srun", srun, "Share the units among SLURM's tasks (srun -n K quantlab sweep ... --srun)");
     cmd->fallthrough();  // --problem, --topology, --threads, ... are the training flags
+    cmd->footer(
+        "The units' training flags go with it: --problem, --topology, --config, --set, --home, --data, --threads, "
+        "--device and the rest of `quantlab --help`.");
   }
 
   // `training`: the units' flags; the units run this command line without --parallel.
