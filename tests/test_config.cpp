@@ -3,10 +3,14 @@
 
 #include <filesystem>
 
+#include <fstream>
+
 #include "quantlab/config/json_node.h"
+#include "quantlab/config/overrides.h"
 #include "quantlab/train/experiment.h"
 #include "quantlab/util/error.h"
 #include "test_names.h"
+#include "test_util.h"
 
 namespace quantlab {
 namespace {
@@ -64,6 +68,53 @@ TEST(Config, WrongTypeIsNamedWithItsPath) {
   cfg = shipped_config();
   cfg["treat"]["max_epoch"] = 2.5;
   EXPECT_NE(error_of(cfg).find("treat.max_epoch: expected an integer"), std::string::npos) << error_of(cfg);
+}
+
+// Numbers beyond what the program holds are named, not cast: 1e999 in a file or a --set (the JSON
+// parser's own message named neither), an integer beyond int64, a threshold or spread beyond a
+// float (it became infinite), a window timer's negative exponent (a spread growing to infinity).
+TEST(Config, NumbersBeyondTheirRangeAreNamed) {
+  testing::TempDir dir;
+  std::ofstream(dir.path() + "/config.json") << R"({"treat": {"optimizer": {"params": {"lr": 1e999}}}})";
+  try {
+    read_json_file(dir.path() + "/config.json");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(
+        std::string(e.what()).find(dir.path() + "/config.json: a number beyond the range of a double (number overflow "
+                                                "parsing '1e999')"),
+        std::string::npos)
+        << e.what();
+  }
+  try {
+    config::parse_override("treat.optimizer.params.lr=1e999");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("--set treat.optimizer.params.lr=1e999: 1e999 is a number beyond the range "
+                                         "of a double"),
+              std::string::npos)
+        << e.what();
+  }
+  auto cfg = shipped_config();
+  cfg["treat"]["max_epoch"] = 1e20;
+  EXPECT_NE(error_of(cfg).find("treat.max_epoch: an integer beyond the range of a 64-bit integer"), std::string::npos)
+      << error_of(cfg);
+  cfg = shipped_config();
+  cfg["treat"]["max_epoch"] = 18446744073709551615ULL;
+  EXPECT_NE(error_of(cfg).find("treat.max_epoch: an integer beyond the range of a 64-bit integer"), std::string::npos)
+      << error_of(cfg);
+  cfg = shipped_config();
+  cfg["indiv"]["net"]["params"]["quant_schemes"]["phi1_fc"][1][0] = -1e39;
+  EXPECT_NE(error_of(cfg).find("indiv.net.params.quant_schemes.phi1_fc[1][0]: a number beyond the range of a float"),
+            std::string::npos)
+      << error_of(cfg);
+  cfg = shipped_config();
+  cfg["treat"]["thermostat"]["params"]["noise_schemes"]["phi1_fc"]["stddev_start"][0] = 1e39;
+  EXPECT_NE(error_of(cfg).find("a spread beyond the range of a float"), std::string::npos) << error_of(cfg);
+  cfg = shipped_config();
+  cfg["treat"]["thermostat"]["params"]["bindings"][0]["forward"] = {
+      {"class", "BoundedWindow"}, {"params", {{"t_start", 0}, {"t_end", 1}, {"alpha", -1}}}};
+  EXPECT_NE(error_of(cfg).find("forward.params.alpha: expected a number >= 0"), std::string::npos) << error_of(cfg);
 }
 
 TEST(Config, UnknownClassListsTheKnownOnes) {

@@ -79,6 +79,9 @@ TEST(Sweep, DesignsGridsAndTheirErrors) {
   }
   EXPECT_NE(error_of([] { parse_grid("p=1,,2"); }).find("--grid p=1,,2: an empty level"), std::string::npos);
   EXPECT_NE(error_of([] { parse_grid("p=1,1"); }).find("--grid p=1,1: the level 1 is given twice"), std::string::npos);
+  EXPECT_NE(
+      error_of([] { parse_grid("p=1e-3,1e999"); }).find("--grid p=1e-3,1e999: the level 1e999 is a number beyond"),
+      std::string::npos);
   EXPECT_NE(error_of([] { parse_grid("p"); }).find("--grid p: expected PATH=LEVEL,LEVEL"), std::string::npos);
 }
 

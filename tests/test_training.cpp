@@ -55,6 +55,44 @@ TEST(LrScheduler, ReduceOnPlateauWaitsPatienceEpochs) {
   EXPECT_EQ(lrs, (std::vector<double>{1, 1, 1, 1, 0.5, 0.5, 0.5, 0.5}));
 }
 
+// Settings that made a rate of NaN or 0 are refused or kept positive: OneCycleLR with a phase of
+// no steps (pct_start x total_steps = 1: 0/0 in its first epoch's rate, which the whole-run check
+// did not evaluate), ReduceLROnPlateau with a negative eps (a factor of 1e-300 then reached 0).
+TEST(LrScheduler, NoScheduleTrainsAnEpochAtARateOfNaNOrZero) {
+  const nlohmann::json one_cycle = {{"class", "OneCycleLR"},
+                                    {"params", {{"max_lr", 0.01}, {"total_steps", 20}, {"pct_start", 0.05}}}};
+  try {
+    make_lr_scheduler(JsonNode(one_cycle, "treat.lr_scheduler"), {1e-3, 20});
+    ADD_FAILURE() << "accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("treat.lr_scheduler.params.pct_start: pct_start x total_steps = 1.000000 "
+                                         "gives phase 1 of the schedule no steps"),
+              std::string::npos)
+        << e.what();
+  }
+  nlohmann::json fine = one_cycle;
+  fine["params"]["pct_start"] = 0.06;
+  EXPECT_GT(make_lr_scheduler(JsonNode(fine, "treat.lr_scheduler"), {1e-3, 20})->initial_lr(1e-3), 0.0);
+  nlohmann::json plateau = {{"class", "ReduceLROnPlateau"},
+                            {"step_metric", "train_loss"},
+                            {"params", {{"patience", 0}, {"factor", 1e-300}, {"eps", -1}}}};
+  try {
+    make_lr_scheduler(JsonNode(plateau, "treat.lr_scheduler"), {1e-3, 10});
+    ADD_FAILURE() << "accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("treat.lr_scheduler.params.eps: expected a non-negative change of rate"),
+              std::string::npos)
+        << e.what();
+  }
+  plateau["params"]["eps"] = 0;  // every reduction is taken, but none to 0
+  auto s = make_lr_scheduler(JsonNode(plateau, "treat.lr_scheduler"), {1e-3, 10});
+  double lr = 1e-3;
+  for (int e = 1; e <= 5; ++e) {
+    lr = s->lr_for_epoch(e, lr, 1.0);  // no improvement after the first
+    EXPECT_GT(lr, 0.0) << e;
+  }
+}
+
 TEST(LrScheduler, HandSchedulerKeysAreEpochsAsTheOriginalWritesThem) {
   for (const char* key : {"0700", "+700", " 700", "700 "}) {
     const nlohmann::json spec = {{"class", "HandScheduler"}, {"params", {{"schedule", {{key, 0.1}}}}}};

@@ -2,6 +2,7 @@
 #include "quantlab/config/json_node.h"
 
 #include <cmath>
+#include <cstdint>
 #include <fstream>
 #include <sstream>
 
@@ -85,9 +86,13 @@ double JsonNode::number() const {
 }
 
 int64_t JsonNode::integer() const {
+  constexpr double kLimit = 9223372036854775807.0;  // 2^63: the doubles beyond it are no int64
+  if (value_->is_number_unsigned() && value_->get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
+    fail("an integer beyond the range of a 64-bit integer");
   if (value_->is_number_integer()) return value_->get<int64_t>();
   if (value_->is_number_float()) {
     const double d = value_->get<double>();
+    if (std::floor(d) == d && (d >= kLimit || d < -kLimit)) fail("an integer beyond the range of a 64-bit integer");
     if (std::floor(d) == d) return static_cast<int64_t>(d);
   }
   wrong_type("an integer");
@@ -106,7 +111,10 @@ std::string JsonNode::string() const {
 std::vector<float> JsonNode::floats() const {
   if (!value_->is_array()) wrong_type("an array of numbers");
   std::vector<float> out;
-  for (size_t i = 0; i < value_->size(); ++i) out.push_back(static_cast<float>(at(i).number()));
+  for (size_t i = 0; i < value_->size(); ++i) {
+    out.push_back(static_cast<float>(at(i).number()));
+    if (!std::isfinite(out.back())) at(i).fail("a number beyond the range of a float (3.4e38)");
+  }
   return out;
 }
 
@@ -164,6 +172,11 @@ nlohmann::json parse_json_text(const std::string& text, const std::string& file)
     return nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error& e) {
     throw ConfigError(file + ": not valid JSON: " + e.what());
+  } catch (const nlohmann::json::out_of_range& e) {  // 1e999
+    const std::string what = e.what();  // "[json.exception.out_of_range.406] number overflow parsing '1e999'"
+    const size_t at = what.find("] ");
+    throw ConfigError(file + ": a number beyond the range of a double (" +
+                      (at == std::string::npos ? what : what.substr(at + 2)) + ")");
   }
 }
 

@@ -68,7 +68,9 @@ Override parse_override(const std::string& arg) {
   try {
     o.value = nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error&) {
-    o.value = text;  // not JSON: a string (class names, strategies)
+    o.value = text;                                // not JSON: a string (class names, strategies)
+  } catch (const nlohmann::json::out_of_range&) {  // 1e999
+    throw ConfigError("--set " + arg + ": " + text + " is a number beyond the range of a double");
   }
   return o;
 }

@@ -101,7 +101,7 @@ nlohmann::json Saves::status() const {
   try {
     auto j = nlohmann::json::parse(in);
     return well_formed(j) ? j : nlohmann::json::object();
-  } catch (const nlohmann::json::parse_error&) {
+  } catch (const nlohmann::json::exception&) {  // not JSON, or a number beyond a double's range
     return nlohmann::json::object();
   }
 }

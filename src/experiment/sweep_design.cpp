@@ -14,11 +14,13 @@
 namespace quantlab::experiment {
 namespace {
 
-nlohmann::json level_value(const std::string& text) {
+nlohmann::json level_value(const std::string& text, const std::string& arg) {
   try {
     return nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error&) {
     return text;
+  } catch (const nlohmann::json::out_of_range&) {  // 1e999
+    throw ConfigError("--grid " + arg + ": the level " + text + " is a number beyond the range of a double");
   }
 }
 
@@ -103,7 +105,7 @@ std::pair<std::string, std::vector<nlohmann::json>> parse_grid(const std::string
     const size_t comma = arg.find(',', start);
     const std::string t = arg.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
     if (t.empty()) throw ConfigError("--grid " + arg + ": an empty level");
-    const nlohmann::json v = level_value(t);
+    const nlohmann::json v = level_value(t, arg);
     if (std::find(levels.begin(), levels.end(), v) != levels.end())
       throw ConfigError("--grid " + arg + ": the level " + t + " is given twice");
     levels.push_back(v);

@@ -64,6 +64,7 @@ class ReduceOnPlateau : public LrScheduler {
       if (!(min_lr_ >= 0)) m.fail("expected a non-negative rate (one, for QuantLab's one parameter group)");
     }
     eps_ = p.number("eps", 1e-8);
+    if (!(eps_ >= 0)) p.at("eps").fail("expected a non-negative change of rate");
     best_ = maximize_ ? -std::numeric_limits<double>::infinity() : std::numeric_limits<double>::infinity();
   }
 
@@ -93,7 +94,7 @@ class ReduceOnPlateau : public LrScheduler {
       const double next = std::max(lr * factor_, min_lr_);
       cooling_ = cooldown_;
       bad_ = 0;
-      if (lr - next > eps_) return next;
+      if (lr - next > eps_ && next > 0) return next;  // never a rate of 0 (a factor of 1e-300)
     }
     return lr;
   }
@@ -304,6 +305,13 @@ std::unique_ptr<LrScheduler> one_cycle(const config::JsonNode& p, const Schedule
   } else {
     phases = {{pct * t - 1, initial, max_lr, m.max, m.base}, {t - 1, max_lr, min_lr, m.base, m.max}};
   }
+  // A phase of no steps (pct_start x total_steps = 1: the first ends at step 0): PyTorch divides
+  // by zero there; here the rate would be NaN.
+  for (size_t i = 0; i < phases.size(); ++i)
+    if (phases[i].end_step == (i == 0 ? 0.0 : phases[i - 1].end_step))
+      p.at("pct_start")
+          .fail("pct_start x total_steps = " + std::to_string(pct * t) + " gives phase " + std::to_string(i + 1) +
+                " of the schedule no steps (PyTorch divides by zero there); choose another pct_start");
   const bool cosine_anneal = anneal == "cos";
   auto annealed = [=](int64_t e, bool momentum) {
     const auto step_num = static_cast<double>(e);
@@ -355,13 +363,17 @@ std::unique_ptr<LrScheduler> make_lr_scheduler(const config::JsonNode& spec, con
   // functions of the epoch are evaluated over the whole run now.
   if (!entry.reads_statistic) {
     double lr = sched->initial_lr(context.base_lr);
-    for (int64_t e = 1; e < context.max_epoch; ++e) {
-      lr = sched->lr_for_epoch(e, lr, 0.0);
+    for (int64_t e = 0; e < std::max<int64_t>(context.max_epoch, 1); ++e) {
+      if (e > 0) lr = sched->lr_for_epoch(e, lr, 0.0);
       if (!(lr > 0.0) || !std::isfinite(lr))
-        params.fail("gives the learning rate " + std::to_string(lr) + " after epoch " + std::to_string(e) +
-                    ", so epoch " + std::to_string(e + 1) + " of treat.max_epoch " + std::to_string(context.max_epoch) +
+        params.fail("gives the learning rate " + std::to_string(lr) +
+                    (e == 0 ? " to the first epoch" : " after epoch " + std::to_string(e)) + ", so epoch " +
+                    std::to_string(e + 1) + " of treat.max_epoch " + std::to_string(context.max_epoch) +
                     " would train at it; every epoch needs a positive rate (e.g. a CosineAnnealingLR T_max of at "
                     "least max_epoch, or eta_min > 0)");
+      if (const auto m = sched->momentum_at(e); m && !(*m >= 0 && *m < 1))
+        params.fail("gives epoch " + std::to_string(e + 1) + " the momentum " + std::to_string(*m) +
+                    "; a momentum must be in [0, 1)");
     }
   }
   if (entry.reads_statistic) {

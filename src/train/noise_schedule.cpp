@@ -1,6 +1,7 @@
 // The thermostat's two config forms, parsed into one NoiseSchedule.
 #include "quantlab/train/noise_schedule.h"
 
+#include <cmath>
 #include <set>
 
 #include "quantlab/util/strings.h"
@@ -13,6 +14,7 @@ const nlohmann::json kConstantTimer = {{"class", "Constant"}, {"params", nlohman
 float spread(const config::JsonNode& n) {
   const double v = n.number();
   if (!(v >= 0.0)) n.fail("spreads must be >= 0, got " + n.json().dump());
+  if (!std::isfinite(static_cast<float>(v))) n.fail("a spread beyond the range of a float (3.4e38)");
   return static_cast<float>(v);
 }
 
@@ -134,6 +136,7 @@ NoiseSchedule parse_noise_schedule_successor(const config::JsonNode& params, con
 
 NoiseSchedule parse_noise_schedule(const config::JsonNode& thermostat, const std::vector<std::string>& modules) {
   thermostat.allow_keys({"class", "params"});
+  if (thermostat.has("class")) (void)thermostat.at("class").string();  // a name, not read: one thermostat
   const config::JsonNode params = thermostat.at("params");
   params.allow_keys({"noise_schemes", "bindings"});
   const config::JsonNode schemes = params.at("noise_schemes");

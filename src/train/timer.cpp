@@ -40,10 +40,18 @@ Timer quadratic(const config::JsonNode& p) {
   };
 }
 
+// A window's exponent: a negative one would make the factor grow instead of decay (to infinity
+// at t_end).
+double window_alpha(const config::JsonNode& p) {
+  const double alpha = p.number("alpha", 1.0);
+  if (!(alpha >= 0)) p.at("alpha").fail("expected a number >= 0 (the factor decays as a power of the time left)");
+  return alpha;
+}
+
 Timer bounded_window(const config::JsonNode& p) {
   p.allow_keys({"t_start", "t_end", "alpha"});
   const double t0 = p.at("t_start").number(), t1 = p.at("t_end").number();
-  const double alpha = p.number("alpha", 1.0);
+  const double alpha = window_alpha(p);
   if (!(t1 > t0)) p.at("t_end").fail("expected t_end > t_start");
   return [=](double t) { return std::pow((t1 - std::clamp(t, t0, t1)) / (t1 - t0), alpha); };
 }
@@ -51,7 +59,7 @@ Timer bounded_window(const config::JsonNode& p) {
 Timer unbounded_window(const config::JsonNode& p) {
   p.allow_keys({"t_start", "eps", "alpha"});
   const double t0 = p.at("t_start").number();
-  const double eps = p.number("eps", 0.0), alpha = p.number("alpha", 1.0);
+  const double eps = p.number("eps", 0.0), alpha = window_alpha(p);
   return [=](double t) {
     const double f = std::pow(1.0 / (std::max(t - t0, 0.0) + 1.0), alpha);
     return f < eps ? 0.0 : f;
