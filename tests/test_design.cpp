@@ -214,6 +214,34 @@ TEST(Overrides, AResumeOrABranchTrainsWithTheConfigsOptimizerSettings) {
   }
 }
 
+// Another learning-rate schedule since the checkpoint (config.json edited, or a branch's --set):
+// the config's starts anew with a note, where the restore stopped with "the checkpoint holds state
+// for another scheduler class" and no config path.
+TEST(Overrides, AResumeOrABranchTakesTheConfigsNewSchedule) {
+  Home home;
+  run(home.options());
+  const std::string config_file = home.logs() + "/exp001/config.json";
+  auto cfg = read_json_file(config_file);
+  cfg["treat"]["max_epoch"] = 2;
+  cfg["treat"]["lr_scheduler"] = {
+      {"class", "ReduceLROnPlateau"}, {"step_metric", "valid_metric"}, {"params", {{"patience", 0}}}};
+  std::ofstream(config_file) << cfg.dump(2);
+  auto o = home.options();
+  o.exp_id = 1;
+  std::ostringstream out;
+  EXPECT_EQ(experiment::launch(o, nullptr, out).epochs_done, 2) << out.str();
+  EXPECT_NE(out.str().find("note: the checkpoint's run had another learning-rate schedule (treat.lr_scheduler "
+                           "changed): the config's starts anew after epoch 1"),
+            std::string::npos)
+      << out.str();
+  auto b = home.options();  // and back, in a branch
+  b.exp_id = 1, b.branch = true, b.load = "last";
+  b.overrides = {R"(treat.lr_scheduler={"class": "StepLR", "params": {"step_size": 5}})", "treat.max_epoch=3"};
+  std::ostringstream branched;
+  EXPECT_EQ(experiment::launch(b, nullptr, branched).epochs_done, 3) << branched.str();
+  EXPECT_NE(branched.str().find("another learning-rate schedule"), std::string::npos) << branched.str();
+}
+
 TEST(Compare, RowsWithTheDifferingPathsAndDiff) {
   Home home;
   for (const char* lr : {"0.004", "0.002"}) {

@@ -338,9 +338,18 @@ std::vector<std::string> restore(train::Experiment& exp, const Checkpoint& c, bo
     if (live.size() != c.net.size())
       throw Error("the checkpoint has tensors this network does not (another topology?)");
   }
-  if (optimizer) restore_optimizer(exp, c, notes);
+  if (optimizer) {
+    restore_optimizer(exp, c, notes);
+    try {
+      exp.lr_scheduler->load_state(c.lr_scheduler);
+    } catch (const Error&) {  // another class's state: treat.lr_scheduler changed since (or a branch's --set)
+      notes.push_back(
+          "the checkpoint's run had another learning-rate schedule (treat.lr_scheduler changed): the "
+          "config's starts anew after epoch " +
+          std::to_string(c.state.epoch));
+    }
+  }
   try {  // libtorch's own checks of a state it cannot take (an archive or generator edited by hand)
-    if (optimizer) exp.lr_scheduler->load_state(c.lr_scheduler);
     if (exp.thermostat) exp.thermostat->set_clock(c.thermostat_clock);
     at::Generator cpu = at::detail::getDefaultCPUGenerator();  // a handle to the global generator
     cpu.set_state(c.rng_cpu);
