@@ -241,13 +241,17 @@ TEST(Reliability, ANonFiniteLossStopsTheRunAndExportRefusesNonFiniteWeights) {
   EXPECT_NE(e.find("the training loss is NaN"), std::string::npos) << e;
   EXPECT_NE(e.find("last.ckpt (after epoch 1) is the last good state"), std::string::npos) << e;
   EXPECT_NE(e.find("resume with: quantlab "), std::string::npos) << e;
+  EXPECT_NE(e.find("(e.g. a lower treat.optimizer.params.lr)"), std::string::npos) << e;
   EXPECT_EQ(bytes_of(home.saves(1) + "/last.ckpt"), last);
   EXPECT_FALSE(fs::exists(home.saves(1) + "/epoch0002.ckpt"));
   // A new experiment diverging in epoch 1.
   home.cfg["indiv"]["loss_function"] = {{"class", "CrossEntropyLoss"},
                                         {"params", {{"weight", std::vector<double>(10, 0.0)}}}};
+  home.cfg["treat"]["optimizer"]["params"]["eps"] = 0;  // the advice names it (0/0 for all-zero gradients)
   home.write_config();
-  EXPECT_NE(error_of(home.options()).find("epoch 1, step 1 of "), std::string::npos);
+  const std::string first = error_of(home.options());
+  EXPECT_NE(first.find("epoch 1, step 1 of "), std::string::npos) << first;
+  EXPECT_NE(first.find("(e.g. treat.optimizer.params.eps above 0, such as 1e-8"), std::string::npos) << first;
   // A checkpoint with a NaN weight is not exported.
   Checkpoint c = load_checkpoint(home.saves(1) + "/best.ckpt");
   c.net.at("phi1_fc.weight")[0][0] = std::numeric_limits<float>::quiet_NaN();

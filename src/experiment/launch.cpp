@@ -249,13 +249,20 @@ class Launch {
   }
 
   Error diverged(const train::Diverged& e, int64_t done) const {
+    // An optimizer eps of 0 divides 0 by 0 for a parameter whose gradients are all 0 (the weights
+    // of an image border that is always black): the rate is not the setting to change then.
+    const nlohmann::json::json_pointer eps("/treat/optimizer/params/eps");
+    const bool no_eps =
+        p_.exp->config.contains(eps) && p_.exp->config[eps].is_number() && p_.exp->config[eps].get<double>() == 0.0;
     return Error(std::string(e.what()) + ". Stopped; nothing of epoch " + std::to_string(e.epoch) + " was saved" +
                  (done > 0 ? ", and " + p_.book->saves().last() + " (after epoch " + std::to_string(done) +
                                  ") is the last good state"
                            : "") +
-                 ". Change the settings in " + p_.book->dir() +
-                 "/config.json (e.g. a lower treat.optimizer.params.lr), then resume with: " +
-                 resume_command(o_, p_.book->id(), result_.launcher));
+                 ". Change the settings in " + p_.book->dir() + "/config.json (" +
+                 (no_eps ? "e.g. treat.optimizer.params.eps above 0, such as 1e-8: at 0 a parameter whose gradients "
+                           "are all 0 divides 0 by 0; or a lower treat.optimizer.params.lr"
+                         : "e.g. a lower treat.optimizer.params.lr") +
+                 "), then resume with: " + resume_command(o_, p_.book->id(), result_.launcher));
   }
 
   // The final test, with the weights of the best epoch when they were saved (rank 0 reads them and
