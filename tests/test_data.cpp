@@ -192,6 +192,12 @@ TEST(BatchLoader, DeliversEveryIndexInOrder) {
     }
   }
   EXPECT_EQ(seen, order);
+  // A batch size near 2^63 (treat.data.bs_valid) is one batch of all, not an overflowed count of
+  // none (the validation measured "no samples").
+  data::BatchLoader all(ds, order, INT64_MAX, {}, {1, 1});
+  EXPECT_EQ(all.num_batches(), 1);
+  ASSERT_TRUE(all.next().has_value());
+  EXPECT_EQ(data::BatchLoader(ds, {}, INT64_MAX, {}, {1, 1}).num_batches(), 0);
 }
 
 // A loader abandoned after one batch (an interrupted epoch) stops its workers within the bounded

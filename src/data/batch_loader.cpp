@@ -15,7 +15,8 @@ BatchLoader::BatchLoader(const Dataset& set, std::vector<int64_t> order, int64_t
     : set_(set),
       order_(std::move(order)),
       batch_size_(batch_size),
-      num_batches_((static_cast<int64_t>(order_.size()) + batch_size - 1) / batch_size),
+      // (n - 1) / b + 1: n + b - 1 overflows for a batch size near 2^63 (and measured nothing)
+      num_batches_(order_.empty() ? 0 : (static_cast<int64_t>(order_.size()) - 1) / batch_size + 1),
       ctx_(ctx),
       positions_(std::move(positions)),
       pin_memory_(options.pin_memory) {

@@ -200,7 +200,7 @@ EpochStats Trainer::train_epoch(int64_t epoch, bool track_metric) {
   // Orders and augmentation draws take the 0-based epoch index.
   std::vector<int64_t> order = data::epoch_order(data_.train_indices, exp_.data.seed, epoch - 1);
   const auto examples = static_cast<int64_t>(order.size());
-  const int64_t steps = (examples + exp_.data.bs_train - 1) / exp_.data.bs_train;
+  const int64_t steps = examples == 0 ? 0 : (examples - 1) / exp_.data.bs_train + 1;  // no overflow near 2^63
   order = par_->train_share(order, exp_.data.bs_train);
   const int64_t batch = par_->train_batch(exp_.data.bs_train);
   data::BatchLoader loader(*data_.train, order, batch, data::SampleContext{true, exp_.data.seed, epoch - 1},
