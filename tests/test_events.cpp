@@ -213,6 +213,14 @@ TEST(Events, TinyRunWritesEveryTagAndAResumeRestartsTheSession) {
   cfg["indiv"]["net"]["params"]["capacity"] = 0.02;
   cfg["treat"]["max_epoch"] = 3;
   cfg["treat"]["data"]["bs_train"] = 32;
+  {  // phi1_fc with 8-bit weights: 256 levels, no scalar each (levels/ is for the few of ternary to 4 bits)
+    nlohmann::json thresholds = nlohmann::json::array(), levels = nlohmann::json::array();
+    for (int k = -128; k < 128; ++k) {
+      levels.push_back(k / 128.0);
+      if (k < 127) thresholds.push_back((k + 0.5) / 128.0);
+    }
+    cfg["indiv"]["net"]["params"]["quant_schemes"]["phi1_fc"] = {"uniform", thresholds, levels};
+  }
   std::ofstream(home.path() + "/Toy/config.json") << cfg.dump();
   const std::string args = "--problem=Toy --topology=MLP --threads=1 --log_every=3 --home=" + home.path();
   std::string out;
@@ -244,6 +252,7 @@ TEST(Events, TinyRunWritesEveryTagAndAResumeRestartsTheSession) {
   double sum = 0;
   for (const char* l : {"levels/phi3_fc/-1", "levels/phi3_fc/0", "levels/phi3_fc/1"}) sum += d.scalars.at(l).at(2);
   EXPECT_NEAR(sum, 1.0, 1e-5);
+  for (const auto& [tag, values] : d.scalars) EXPECT_NE(tag.rfind("levels/phi1_fc/", 0), 0u) << tag;
   // Raise max_epoch and resume after epoch 3: a second file whose session restarts at step 4.
   cfg["treat"]["max_epoch"] = 4;
   {

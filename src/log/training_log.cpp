@@ -11,6 +11,8 @@
 namespace quantlab::log {
 namespace {
 
+constexpr size_t kMaxLevelScalars = 16;  // levels/<layer>/<level> up to 4-bit schemes
+
 void python_str_to(const nlohmann::json& v, std::string& out) {
   switch (v.type()) {
     case nlohmann::json::value_t::object: {
@@ -143,7 +145,10 @@ void TrainingLog::on_epoch(const train::EpochRecord& r) {
     }
     writer_.add_histogram(item.key() + "_w", weight, step);  // the original's name
     writer_.add_histogram("weights/" + item.key(), weight, step);
-    if (!ana) continue;
+    // The fraction at each level: a scalar per level, for the few levels of ternary to 4-bit schemes
+    // (16-bit weights would write 65,536 scalars per layer, each a pass over the weights, every
+    // epoch: minutes and megabytes; their histogram above shows them).
+    if (!ana || ana->scheme().quantizer.levels.size() > kMaxLevelScalars) continue;
     const auto& scheme = ana->scheme();
     const auto q = core::ana_tensor_ops_forward(weight.detach(), scheme, ana->noise().mu, 0.0f);
     for (float level : scheme.quantizer.levels) {
