@@ -39,10 +39,13 @@ TEST(Cifar, ReadsTheBinaryFormat) {
   testing::write_cifar_file(dir.path() + "/test.bin", 3, 2, 100);
   const auto c100 = data::read_cifar(dir.path(), data::CifarVariant::kCifar100, true);
   EXPECT_EQ(c100.labels[2].item<int64_t>(), 2);  // the fine label
+  // One data set per folder (two are refused: Problem.AFolderWithTwoDataSetsNamesBoth).
+  std::filesystem::remove(dir.path() + "/train.bin");
+  std::filesystem::remove(dir.path() + "/test.bin");
   data::DataOptions o;
   o.valid_fraction = 0.2;
   const auto d = data::load_problem(dir.path(), o);
-  EXPECT_EQ(d.format, "CIFAR-10");  // found first
+  EXPECT_EQ(d.format, "CIFAR-10");
   EXPECT_EQ(d.train->size(), 35);
   EXPECT_EQ(d.train_indices.size(), 28u);
   const auto b = d.test->make_batch(std::vector<int64_t>{0, 1}.data(), 2, 0, {});
