@@ -230,16 +230,42 @@ TEST(Overrides, AResumeOrABranchTakesTheConfigsNewSchedule) {
   o.exp_id = 1;
   std::ostringstream out;
   EXPECT_EQ(experiment::launch(o, nullptr, out).epochs_done, 2) << out.str();
-  EXPECT_NE(out.str().find("note: the checkpoint's run had another learning-rate schedule (treat.lr_scheduler "
-                           "changed): the config's starts anew after epoch 1"),
+  EXPECT_NE(out.str().find("note: the checkpoint's run had another learning-rate schedule (HandScheduler, now "
+                           "ReduceLROnPlateau of valid_metric, mode min; treat.lr_scheduler changed): the config's "
+                           "takes over from epoch 2 with its own state"),
             std::string::npos)
       << out.str();
+  EXPECT_EQ(load_checkpoint(home.logs() + "/exp001/saves/last.ckpt").lr_schedule,
+            "ReduceLROnPlateau of valid_metric, mode min");
   auto b = home.options();  // and back, in a branch
   b.exp_id = 1, b.branch = true, b.load = "last";
   b.overrides = {R"(treat.lr_scheduler={"class": "StepLR", "params": {"step_size": 5}})", "treat.max_epoch=3"};
   std::ostringstream branched;
   EXPECT_EQ(experiment::launch(b, nullptr, branched).epochs_done, 3) << branched.str();
-  EXPECT_NE(branched.str().find("another learning-rate schedule"), std::string::npos) << branched.str();
+  EXPECT_NE(branched.str().find("another learning-rate schedule (ReduceLROnPlateau of valid_metric, mode min, now "
+                                "StepLR;"),
+            std::string::npos)
+      << branched.str();
+  // Another statistic for the same class: its counters compared another quantity.
+  const std::string branch_config = home.logs() + "/exp002/config.json";
+  auto branch_cfg = read_json_file(branch_config);
+  branch_cfg["treat"]["max_epoch"] = 4;
+  std::ofstream(branch_config) << branch_cfg.dump(2);
+  o.exp_id = 1;
+  cfg["treat"]["max_epoch"] = 3;
+  cfg["treat"]["lr_scheduler"]["step_metric"] = "train_loss";
+  std::ofstream(config_file) << cfg.dump(2);
+  std::ostringstream metric;
+  EXPECT_EQ(experiment::launch(o, nullptr, metric).epochs_done, 3) << metric.str();
+  EXPECT_NE(metric.str().find("(ReduceLROnPlateau of valid_metric, mode min, now ReduceLROnPlateau of train_loss, "
+                              "mode min;"),
+            std::string::npos)
+      << metric.str();
+  // An ordinary resume says nothing of it.
+  o.exp_id = 2;
+  std::ostringstream plain;
+  EXPECT_EQ(experiment::launch(o, nullptr, plain).epochs_done, 4) << plain.str();
+  EXPECT_EQ(plain.str().find("another learning-rate schedule"), std::string::npos) << plain.str();
 }
 
 TEST(Compare, RowsWithTheDifferingPathsAndDiff) {

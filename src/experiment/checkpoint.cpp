@@ -90,6 +90,7 @@ c10::impl::GenericDict to_dict(const Checkpoint& c) {
   d.insert("lr", c.lr);
   if (!c.optimizer_class.empty()) d.insert("optimizer_class", c.optimizer_class);
   if (c.first_lr > 0) d.insert("first_lr", c.first_lr);
+  if (!c.lr_schedule.empty()) d.insert("lr_schedule", c.lr_schedule);
   d.insert("lr_scheduler", plain_list(c.lr_scheduler));
   d.insert("thermostat_clock", c.thermostat_clock);
   d.insert("best_epoch", c.state.best_epoch);
@@ -262,6 +263,7 @@ Checkpoint capture(train::Experiment& exp, const train::TrainingState& state) {
   c.first_lr = exp.first_lr;
   c.lr = train::get_lr(*exp.optimizer);
   c.lr_scheduler = exp.lr_scheduler->state();
+  c.lr_schedule = exp.lr_schedule;
   c.thermostat_clock = exp.thermostat ? exp.thermostat->clock() : 0;
   c.state = state;
   c.rng_cpu = at::detail::getDefaultCPUGenerator().get_state();
@@ -340,14 +342,21 @@ std::vector<std::string> restore(train::Experiment& exp, const Checkpoint& c, bo
   }
   if (optimizer) {
     restore_optimizer(exp, c, notes);
-    try {
-      exp.lr_scheduler->load_state(c.lr_scheduler);
-    } catch (const Error&) {  // another class's state: treat.lr_scheduler changed since (or a branch's --set)
-      notes.push_back(
-          "the checkpoint's run had another learning-rate schedule (treat.lr_scheduler changed): the "
-          "config's starts anew after epoch " +
-          std::to_string(c.state.epoch));
-    }
+    // Another schedule since the checkpoint (config.json edited, a branch's --set): the config's
+    // takes over with its own state (an older checkpoint names none: its state's size tells).
+    const auto loaded = [&] {
+      try {
+        exp.lr_scheduler->load_state(c.lr_scheduler);
+        return true;
+      } catch (const Error&) {
+        return false;
+      }
+    };
+    if ((!c.lr_schedule.empty() && c.lr_schedule != exp.lr_schedule) || !loaded())
+      notes.push_back("the checkpoint's run had another learning-rate schedule (" +
+                      (c.lr_schedule.empty() ? std::string() : c.lr_schedule + ", now ") + exp.lr_schedule +
+                      "; treat.lr_scheduler changed): the config's takes over from epoch " +
+                      std::to_string(c.state.epoch + 1) + " with its own state");
   }
   try {  // libtorch's own checks of a state it cannot take (an archive or generator edited by hand)
     if (exp.thermostat) exp.thermostat->set_clock(c.thermostat_clock);
@@ -432,6 +441,7 @@ Checkpoint load_checkpoint(const std::string& file) {
   c.lr = double_entry(d, "lr", file);
   if (d.contains("optimizer_class")) c.optimizer_class = string_entry(d, "optimizer_class", file);  // since 2026-12-06
   if (d.contains("first_lr")) c.first_lr = double_entry(d, "first_lr", file);
+  if (d.contains("lr_schedule")) c.lr_schedule = string_entry(d, "lr_schedule", file);  // since 2026-12-06
   for (const IValue& x : list_entry(d, "lr_scheduler", file)) {
     if (!x.isDouble() && !x.isInt()) wrong_kind(file, "lr_scheduler", "a list of numbers");
     c.lr_scheduler.push_back(x.isDouble() ? x.toDouble() : static_cast<double>(x.toInt()));

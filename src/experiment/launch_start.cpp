@@ -77,6 +77,7 @@ void fit_branch_start(const LaunchOptions& o, Prepared& p, const Logbook& parent
     c.first_lr = p.exp->first_lr;
     c.lr = p.exp->lr_scheduler->lr_at(c.state.epoch, c.first_lr).value_or(c.first_lr);  // the schedule's
     c.lr_scheduler = p.exp->lr_scheduler->state();
+    c.lr_schedule = p.exp->lr_schedule;
     out << "note: " << why << ": the branch's " << p.exp->optimizer_class << " optimizer starts anew" << std::endl;
   };
   const std::string was = c.optimizer_class.empty() ? optimizer_class(parent.config()) : c.optimizer_class;

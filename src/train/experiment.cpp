@@ -116,6 +116,7 @@ Experiment::Experiment(const nlohmann::json& cfg, const std::string& topology, t
   const config::JsonNode schedule =
       treat.has("lr_scheduler") ? treat.at("lr_scheduler") : config::JsonNode(kNull, "treat.lr_scheduler");
   lr_scheduler = make_lr_scheduler(schedule, {get_lr(*optimizer), max_epoch});
+  lr_schedule = schedule_identity(schedule);
   first_lr = lr_scheduler->initial_lr(get_lr(*optimizer));  // CyclicLR, OneCycleLR: their own start
   set_lr(*optimizer, first_lr);
   optimizer_class = treat.at("optimizer").at("class").string();

@@ -349,6 +349,19 @@ const Registry<SchedulerEntry>& scheduler_registry() {
 
 }  // namespace
 
+std::string schedule_identity(const config::JsonNode& spec) {
+  if (spec.is_null()) return "none";
+  std::string id = spec.at("class").string();
+  for (const char* key : {"step_metric", "update_stat"})
+    if (spec.has(key)) {
+      static const nlohmann::json kEmpty = nlohmann::json::object();
+      const config::JsonNode params =
+          spec.has("params") ? spec.at("params") : config::JsonNode(kEmpty, spec.path() + ".params");
+      return id + " of " + spec.at(key).string() + ", mode " + params.string("mode", "min");
+    }
+  return id;
+}
+
 std::unique_ptr<LrScheduler> make_lr_scheduler(const config::JsonNode& spec, const ScheduleContext& context) {
   if (spec.is_null()) return std::make_unique<Constant>();
   spec.allow_keys({"class", "params", "step_metric", "update_stat"});

@@ -33,6 +33,8 @@ struct Checkpoint {
   double lr = 0.0;
   double first_lr = 0.0;  // the rate the run's config gave its first epoch (0: not recorded)
   std::vector<double> lr_scheduler;
+  std::string
+      lr_schedule;  // the schedule lr_scheduler is the state of ("" before 2026-12-06; train::schedule_identity)
   int64_t thermostat_clock = 0;
   train::TrainingState state;
   torch::Tensor rng_cpu;                // uint8 generator state

@@ -50,7 +50,8 @@ class Experiment {
   std::unique_ptr<torch::optim::Optimizer> optimizer;
   std::string optimizer_class;  // treat.optimizer.class
   std::unique_ptr<LrScheduler> lr_scheduler;
-  double first_lr = 0.0;  // the rate the config gives the first epoch (the schedule's start)
+  std::string lr_schedule;  // schedule_identity(treat.lr_scheduler)
+  double first_lr = 0.0;    // the rate the config gives the first epoch (the schedule's start)
 };
 
 }  // namespace quantlab::train

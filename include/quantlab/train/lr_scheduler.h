@@ -70,4 +70,9 @@ struct ScheduleContext {
 // `spec` may be absent (null): the rate stays constant.
 std::unique_ptr<LrScheduler> make_lr_scheduler(const config::JsonNode& spec, const ScheduleContext& context);
 
+// What a checkpoint records of the schedule whose state it holds: "none", the class, and for one
+// that follows a statistic the statistic and mode its counters compare ("ReduceLROnPlateau of
+// valid_metric, mode min"): a resume whose config has another starts the config's anew.
+std::string schedule_identity(const config::JsonNode& spec);
+
 }  // namespace quantlab::train
