@@ -152,6 +152,18 @@ TEST(Problem, AFolderWithTwoDataSetsNamesBoth) {
               std::string::npos)
         << e.what();
   }
+  // A test set's IDX file alone counts too (quantlab-infer reads it).
+  TempDir cifar;
+  testing::write_cifar10(cifar.path(), 2);
+  std::filesystem::copy_file(dir.path() + "/t10k-images-idx3-ubyte.gz", cifar.path() + "/t10k-images-idx3-ubyte.gz");
+  try {
+    data::load_problem(cifar.path(), data::DataOptions{});
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("IDX (t10k-images-idx3-ubyte.gz), CIFAR-10 (test_batch.bin)"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(Split, SameSeedSameSplitAndNoLeak) {

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "quantlab/util/error.h"
@@ -112,8 +113,9 @@ std::vector<float> JsonNode::floats() const {
   if (!value_->is_array()) wrong_type("an array of numbers");
   std::vector<float> out;
   for (size_t i = 0; i < value_->size(); ++i) {
-    out.push_back(static_cast<float>(at(i).number()));
-    if (!std::isfinite(out.back())) at(i).fail("a number beyond the range of a float (3.4e38)");
+    const double v = at(i).number();
+    if (std::fabs(v) > std::numeric_limits<float>::max()) at(i).fail("a number beyond the range of a float (3.4e38)");
+    out.push_back(static_cast<float>(v));
   }
   return out;
 }

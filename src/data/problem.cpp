@@ -25,10 +25,16 @@ bool has_image_folders(const std::string& dir) {
   return fs::is_directory(fs::path(dir) / "train", ec) && fs::is_directory(fs::path(dir) / "val", ec);
 }
 
-bool has_idx(const std::string& dir) {
-  const std::string f = dir + "/train-images-idx3-ubyte";
-  return fs::exists(f) || fs::exists(f + ".gz");
+// The first IDX images file in `dir` ("" when none): the training or the test set's.
+std::string idx_file_in(const std::string& dir) {
+  std::error_code ec;
+  for (const char* f :
+       {"train-images-idx3-ubyte", "train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte", "t10k-images-idx3-ubyte.gz"})
+    if (fs::exists(dir + "/" + f, ec)) return f;
+  return "";
 }
+
+bool has_idx(const std::string& dir) { return !idx_file_in(dir).empty(); }
 
 // The data sets a Debian package installs, used when the problem's own data folder is empty: the
 // one place a problem is known by name.
@@ -68,10 +74,7 @@ struct Found {
 };
 std::vector<Found> formats_in(const std::string& dir) {
   std::vector<Found> found;
-  std::error_code ec;
-  if (has_idx(dir))
-    found.push_back({"IDX", fs::exists(dir + "/train-images-idx3-ubyte", ec) ? "train-images-idx3-ubyte"
-                                                                             : "train-images-idx3-ubyte.gz"});
+  if (has_idx(dir)) found.push_back({"IDX", idx_file_in(dir)});
   for (CifarVariant v : {CifarVariant::kCifar10, CifarVariant::kCifar100}) {
     const std::string file = cifar_file_in(dir, v);
     if (!file.empty()) found.push_back({v == CifarVariant::kCifar10 ? "CIFAR-10" : "CIFAR-100", file});

@@ -106,7 +106,8 @@ Prepared prepare(const LaunchOptions& o, const std::optional<dist::Environment>&
       p.test_checkpoint = p.book->saves().file(ref);
     else if (ref.kind != config::CheckpointRef::Kind::kLast)
       (void)p.book->saves().file(ref);
-    else if (o.branch && p.book->saves().available() == "none")
+    else if (o.branch && p.book->saves().available() == "none" &&
+             p.book->saves().status().value("epochs_done", int64_t{0}) == 0)  // (trained, then emptied: later)
       throw nothing_to_branch(*o.exp_id);
   } else {
     const std::string file = p.paths.dir + "/" + o.config.value_or("config.json");

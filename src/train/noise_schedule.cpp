@@ -1,7 +1,7 @@
 // The thermostat's two config forms, parsed into one NoiseSchedule.
 #include "quantlab/train/noise_schedule.h"
 
-#include <cmath>
+#include <limits>
 #include <set>
 
 #include "quantlab/util/strings.h"
@@ -14,7 +14,7 @@ const nlohmann::json kConstantTimer = {{"class", "Constant"}, {"params", nlohman
 float spread(const config::JsonNode& n) {
   const double v = n.number();
   if (!(v >= 0.0)) n.fail("spreads must be >= 0, got " + n.json().dump());
-  if (!std::isfinite(static_cast<float>(v))) n.fail("a spread beyond the range of a float (3.4e38)");
+  if (v > std::numeric_limits<float>::max()) n.fail("a spread beyond the range of a float (3.4e38)");
   return static_cast<float>(v);
 }
 
