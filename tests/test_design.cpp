@@ -131,19 +131,28 @@ TEST(Overrides, ALaunchRecordsThemAndABadOneCreatesNothing) {
   EXPECT_EQ(branch["overrides"][2], "treat.max_epoch=2");
 }
 
+// Experiment 1 of `home`, trained one epoch, then its config.json changed by `change`: the config
+// it now has.
+nlohmann::json trained_then_edited(const Home& home, const std::function<void(nlohmann::json&)>& change) {
+  run(home.options());
+  const std::string config_file = home.logs() + "/exp001/config.json";
+  auto cfg = read_json_file(config_file);
+  change(cfg);
+  std::ofstream(config_file) << cfg.dump(2);
+  return cfg;
+}
+
 // A resume trains with the optimizer settings of the experiment's config as it is now (edited
 // after a divergence, as the error advises), and a branch with its --set: the rate of the
 // schedule at that epoch, the weight decay. A branch whose --set the checkpoint cannot take (the
 // network's size) is refused before it is made; one with another optimizer class starts it anew.
 TEST(Overrides, AResumeOrABranchTrainsWithTheConfigsOptimizerSettings) {
   Home home;
-  run(home.options());
-  const std::string config_file = home.logs() + "/exp001/config.json";
-  auto cfg = read_json_file(config_file);
-  cfg["treat"]["max_epoch"] = 2;
-  cfg["treat"]["optimizer"]["params"]["lr"] = 5e-4;
-  cfg["treat"]["optimizer"]["params"]["weight_decay"] = 0.01;
-  std::ofstream(config_file) << cfg.dump(2);
+  const nlohmann::json cfg = trained_then_edited(home, [](nlohmann::json& c) {
+    c["treat"]["max_epoch"] = 2;
+    c["treat"]["optimizer"]["params"]["lr"] = 5e-4;
+    c["treat"]["optimizer"]["params"]["weight_decay"] = 0.01;
+  });
   auto o = home.options();
   o.exp_id = 1;
   std::ostringstream out;
@@ -219,13 +228,12 @@ TEST(Overrides, AResumeOrABranchTrainsWithTheConfigsOptimizerSettings) {
 // for another scheduler class" and no config path.
 TEST(Overrides, AResumeOrABranchTakesTheConfigsNewSchedule) {
   Home home;
-  run(home.options());
+  nlohmann::json cfg = trained_then_edited(home, [](nlohmann::json& c) {
+    c["treat"]["max_epoch"] = 2;
+    c["treat"]["lr_scheduler"] = {
+        {"class", "ReduceLROnPlateau"}, {"step_metric", "valid_metric"}, {"params", {{"patience", 0}}}};
+  });
   const std::string config_file = home.logs() + "/exp001/config.json";
-  auto cfg = read_json_file(config_file);
-  cfg["treat"]["max_epoch"] = 2;
-  cfg["treat"]["lr_scheduler"] = {
-      {"class", "ReduceLROnPlateau"}, {"step_metric", "valid_metric"}, {"params", {{"patience", 0}}}};
-  std::ofstream(config_file) << cfg.dump(2);
   auto o = home.options();
   o.exp_id = 1;
   std::ostringstream out;

@@ -189,6 +189,19 @@ TEST(Reliability, AStopBeforeTheStartMakesNothingAndAStoppedTestIsNoError) {
   EXPECT_FALSE(tested.test.has_value());
 }
 
+// The error of a launch that must stop before it reads the data.
+std::string error_before_the_data(const LaunchOptions& o) {
+  std::ostringstream out;
+  std::string e;
+  try {
+    launch(o, nullptr, out);
+  } catch (const Error& err) {
+    e = err.what();
+  }
+  EXPECT_EQ(out.str().find("loading data"), std::string::npos) << out.str();
+  return e;
+}
+
 // 16. --mode=test: `last` is the highest epoch where there is no last.ckpt (the original's folders);
 // a missing checkpoint is named, with what to do, before the data are read.
 TEST(Reliability, TestModeFindsTheHighestEpochAndNamesAMissingCheckpointBeforeTheData) {
@@ -202,16 +215,9 @@ TEST(Reliability, TestModeFindsTheHighestEpochAndNamesAMissingCheckpointBeforeTh
   EXPECT_EQ(run(t).tested, "epoch0002.ckpt, after epoch 2");
   fs::remove(home.saves(1) + "/best.ckpt");
   t.load.reset();  // best
-  std::ostringstream out;
-  std::string e;
-  try {
-    launch(t, nullptr, out);
-  } catch (const Error& err) {
-    e = err.what();
-  }
+  std::string e = error_before_the_data(t);
   EXPECT_NE(e.find("best.ckpt: no such checkpoint; available in"), std::string::npos) << e;
   EXPECT_NE(e.find("choose another with --load=last or --load=EPOCH"), std::string::npos) << e;
-  EXPECT_EQ(out.str().find("loading data"), std::string::npos) << out.str();
   for (const auto& f : fs::directory_iterator(home.saves(1))) fs::remove(f.path());
   e = error_of(t);
   EXPECT_NE(e.find("the experiment has none yet (it has not completed an epoch)"), std::string::npos) << e;
@@ -227,15 +233,7 @@ TEST(Reliability, TrainingNamesAMissingCheckpointBeforeTheData) {
     t.exp_id = 1;
     t.load = load;
     t.branch = branch;
-    std::ostringstream out;
-    std::string e;
-    try {
-      launch(t, nullptr, out);
-    } catch (const Error& err) {
-      e = err.what();
-    }
-    EXPECT_EQ(out.str().find("loading data"), std::string::npos) << out.str();
-    return e;
+    return error_before_the_data(t);
   };
   std::string e = refused("7", false);
   EXPECT_NE(e.find("epoch0007.ckpt: no such checkpoint; available in"), std::string::npos) << e;
