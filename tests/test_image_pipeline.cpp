@@ -209,6 +209,44 @@ TEST(ImageFolder, ScansSortedClassesAndRejectsStrangers) {
   EXPECT_THROW(data::scan_image_folder(dir.path() + "/nothing"), IoError);
 }
 
+// A link that leads nowhere (a class folder or an image on a file system not mounted, a loop) is
+// named before anything starts: it was left out without a word, or stopped the scan with a bare
+// filesystem error. train/ without val/ names val/ (the loader asked for MNIST's t10k files).
+TEST(ImageFolder, LinksThatLeadNowhereAndAMissingValFolderAreNamed) {
+  namespace fs = std::filesystem;
+  TempDir dir;
+  testing::write_image_tree(dir.path() + "/train", {"n01", "n02"}, 2);
+  try {
+    data::load_problem(dir.path(), data::DataOptions{});
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find(dir.path() + "/val: missing; image folders (ImageNet) need train/<class>/ "
+                                                      "and val/<class>/"),
+              std::string::npos)
+        << e.what();
+  }
+  const auto scan_error = [&] {
+    try {
+      data::scan_image_folder(dir.path() + "/train");
+    } catch (const IoError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  fs::create_symlink("/nonexistent/n03", dir.path() + "/train/n03");
+  EXPECT_NE(scan_error().find("/train/n03: a link to /nonexistent/n03, which does not exist"), std::string::npos)
+      << scan_error();
+  fs::remove(dir.path() + "/train/n03");
+  fs::create_symlink("gone.JPEG", dir.path() + "/train/n01/x.JPEG");
+  EXPECT_NE(scan_error().find("/train/n01/x.JPEG: a link to gone.JPEG, which does not exist"), std::string::npos)
+      << scan_error();
+  fs::remove(dir.path() + "/train/n01/x.JPEG");
+  fs::create_symlink("loop.JPEG", dir.path() + "/train/n01/loop.JPEG");
+  EXPECT_NE(scan_error().find("/train/n01/loop.JPEG: "), std::string::npos) << scan_error();
+  fs::remove(dir.path() + "/train/n01/loop.JPEG");
+  EXPECT_EQ(scan_error(), "");
+}
+
 // Grayscale, CMYK and PNG-named-JPEG images train; corrupt and truncated ones are reported once
 // and left out; the batches do not depend on the number of workers; a new epoch draws new crops.
 TEST(ImageFolder, BadFilesAreSkippedAndBatchesAreDeterministic) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 
 #include "quantlab/config/json_node.h"
@@ -10,6 +11,7 @@
 #include "quantlab/nn/ana_site.h"
 #include "quantlab/topology/alexnet.h"
 #include "quantlab/topology/mobilenetv2.h"
+#include "quantlab/train/preflight.h"
 #include "quantlab/train/trainer.h"
 #include "test_util.h"
 
@@ -116,6 +118,68 @@ void train_two_steps(const nlohmann::json& config, const std::string& topology) 
   EXPECT_TRUE(std::isnan(records[0].train.top5));  // training reports top-1 only
   EXPECT_NE(sink.str().find(" top5 "), std::string::npos) << sink.str();
   EXPECT_FALSE(torch::equal(before, exp.net->parameters().front()));
+}
+
+// An unreadable image that leaves one image in a training batch: the batch is skipped with a
+// warning (batch norm cannot train on one image; libtorch stopped the run), the epoch goes on.
+TEST(ImageNetTraining, ABatchThatUnreadableImagesLeaveWithOneImageIsSkipped) {
+  testing::TempDir dir;
+  testing::write_image_tree(dir.path() + "/train", {"n01", "n02"}, 2);
+  testing::write_image_tree(dir.path() + "/val", {"n01", "n02"}, 1);
+  std::ofstream(dir.path() + "/train/n01/n01_0.JPEG") << "garbage";
+  nlohmann::json cfg = read_json_file(std::string(QL_SOURCE_DIR) + "/FashionMNIST/config_vgg_baseline.json");
+  cfg["indiv"]["net"]["params"] = {{"capacity", 0.05}, {"in_channels", 3}};
+  cfg["treat"]["data"] = {{"augment", false}, {"bs_train", 2}, {"bs_valid", 2}, {"crop", 32}};
+  cfg["treat"]["lr_scheduler"] = nullptr;
+  Experiment exp(cfg, "VGG", torch::kCPU);
+  ASSERT_FALSE(first_batch_norm_1d(exp).empty());
+  const auto data = data::load_problem(dir.path(), exp.data);
+  std::ostringstream sink;
+  Progress progress(sink, false);
+  Trainer trainer(exp, data, progress, TrainerOptions{});
+  ::testing::internal::CaptureStderr();
+  std::vector<EpochRecord> records;
+  ASSERT_NO_THROW(records = trainer.fit(1));
+  const std::string warnings = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(warnings.find("unreadable images left 1 image, which batch norm"), std::string::npos) << warnings;
+  EXPECT_EQ(records[0].train.samples, 2);  // the other batch of two
+}
+
+// The preflight check reads past unreadable first images (a tree copied from macOS starts with its
+// ._ files), and names the set none of whose first images could be read.
+TEST(ImageNetTraining, PreflightReadsPastUnreadableFirstImagesAndNamesTheSet) {
+  testing::TempDir dir;
+  testing::write_image_tree(dir.path() + "/train", {"n01", "n02"}, 2);
+  testing::write_image_tree(dir.path() + "/val", {"n01", "n02"}, 1);
+  for (const char* f : {"/train/n01/._n01_0.JPEG", "/train/n01/._n01_1.JPEG"})
+    std::ofstream(dir.path() + f) << "resource fork";
+  nlohmann::json cfg = read_json_file(std::string(QL_SOURCE_DIR) + "/FashionMNIST/config_vgg_baseline.json");
+  cfg["indiv"]["net"]["params"] = {{"capacity", 0.05}, {"in_channels", 3}};
+  cfg["treat"]["data"] = {{"augment", false}, {"bs_train", 2}, {"bs_valid", 2}, {"crop", 32}};
+  cfg["treat"]["lr_scheduler"] = nullptr;
+  Experiment exp(cfg, "VGG", torch::kCPU);
+  ::testing::internal::CaptureStderr();
+  EXPECT_NO_THROW(preflight(exp, data::load_problem(dir.path(), exp.data)));
+  for (const char* f : {"/val/n01/n01_0.JPEG", "/val/n02/n02_0.JPEG"}) std::ofstream(dir.path() + f) << "garbage";
+  try {
+    preflight(exp, data::load_problem(dir.path(), exp.data));
+    ADD_FAILURE() << "accepted";
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("none of the first 2 test images could be read (" + dir.path() +
+                                         "/val/n01/n01_0.JPEG ... " + dir.path() + "/val/n02/n02_0.JPEG"),
+              std::string::npos)
+        << e.what();
+  }
+  (void)::testing::internal::GetCapturedStderr();
+  // A last batch of one image: treat.data.valid_fraction is advised only where it holds images out.
+  for (const bool held_out : {true, false}) {
+    try {
+      check_training_batches(exp, 17, 1, held_out);
+      ADD_FAILURE() << "accepted";
+    } catch (const ConfigError& e) {
+      EXPECT_EQ(std::string(e.what()).find("valid_fraction") != std::string::npos, held_out) << e.what();
+    }
+  }
 }
 
 TEST(ImageNetTraining, OriginalMobileNetConfigTrainsTwoStepsUnchangedButTheBatch) {

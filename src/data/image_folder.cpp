@@ -16,6 +16,19 @@ bool is_image_name(const fs::path& p) {
   return ext == ".jpeg" || ext == ".jpg" || ext == ".png";
 }
 
+// What `e` is, its links followed. A link that leads nowhere is an error naming it, as a file that
+// cannot be opened is (skipping a dangling class folder, or an image on a file system not mounted,
+// would silently change the data set; a loop of links stopped the scan with a bare library error).
+fs::file_type followed_type(const fs::directory_entry& e) {
+  std::error_code ec, link_ec;
+  const fs::file_status s = fs::status(e.path(), ec);
+  if (s.type() == fs::file_type::not_found && fs::is_symlink(fs::symlink_status(e.path(), link_ec)))
+    throw IoError(e.path().string() + ": a link to " + fs::read_symlink(e.path(), link_ec).string() +
+                  ", which does not exist (a file system that is not mounted?)");
+  if (ec && s.type() != fs::file_type::not_found) throw IoError(e.path().string() + ": " + ec.message());
+  return s.type();
+}
+
 }  // namespace
 
 std::mt19937_64 sample_rng(uint64_t seed, int64_t epoch, int64_t position) {
@@ -30,7 +43,7 @@ ImageFolderIndex scan_image_folder(const std::string& dir, const std::vector<std
   if (!fs::is_directory(dir, ec)) throw IoError(dir + ": no such folder");
   std::vector<std::string> found;
   for (const auto& e : fs::directory_iterator(dir, ec))
-    if (e.is_directory()) found.push_back(e.path().filename().string());
+    if (followed_type(e) == fs::file_type::directory) found.push_back(e.path().filename().string());
   if (ec) throw IoError(dir + ": cannot list the folder (" + ec.message() + ")");
   std::sort(found.begin(), found.end());
   if (found.empty())
@@ -47,7 +60,7 @@ ImageFolderIndex scan_image_folder(const std::string& dir, const std::vector<std
     const auto label = static_cast<int64_t>(it - idx.classes.begin());
     std::vector<std::string> files;
     for (const auto& e : fs::directory_iterator(fs::path(dir) / name, ec))
-      if (e.is_regular_file() && is_image_name(e.path())) files.push_back(e.path().string());
+      if (is_image_name(e.path()) && followed_type(e) == fs::file_type::regular) files.push_back(e.path().string());
     if (ec) throw IoError(dir + "/" + name + ": cannot list the folder (" + ec.message() + ")");
     if (files.empty()) throw IoError(dir + "/" + name + ": no images (.JPEG, .jpg or .png)");
     std::sort(files.begin(), files.end());

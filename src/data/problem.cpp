@@ -135,6 +135,11 @@ ProblemData load_problem(const std::string& dir, const DataOptions& o) {
                   "; keep one data set per folder (move the others out, or give each its own folder and name it "
                   "with --data)");
   }
+  std::error_code ec;
+  for (const auto& [have, missing] : {std::pair{"train", "val"}, {"val", "train"}})
+    if (found.empty() && fs::is_directory(dir + "/" + have, ec) && !fs::is_directory(dir + "/" + missing, ec))
+      throw IoError(dir + "/" + missing + ": missing; image folders (ImageNet) need train/<class>/ and val/<class>/ (" +
+                    "`quantlab valprep` sorts a flat validation folder into val/)");
   const std::string format = found.empty() ? "IDX" : found.front().format;  // none: IDX names its missing file
   if (format != "image folders" &&
       (o.augment == ImageAugment::kTorchvision || o.augment == ImageAugment::kTorchvision2))

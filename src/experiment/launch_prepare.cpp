@@ -154,7 +154,8 @@ Prepared prepare(const LaunchOptions& o, const std::optional<dist::Environment>&
       << p.data.test->size() << " test images (" << p.data.format << ") from " << dir << std::endl;
   train::preflight(*p.exp, p.data);
   if (train)
-    train::check_training_batches(*p.exp, static_cast<int64_t>(p.data.train_indices.size()), env ? env->world_size : 1);
+    train::check_training_batches(*p.exp, static_cast<int64_t>(p.data.train_indices.size()), env ? env->world_size : 1,
+                                  p.data.format != "image folders");
   return p;
 }
 

@@ -2,6 +2,7 @@
 #include "quantlab/train/preflight.h"
 
 #include <sstream>
+#include <tuple>
 
 #include "quantlab/util/error.h"
 #include "quantlab/util/strings.h"
@@ -13,10 +14,19 @@ std::string shape_text(const torch::Tensor& x) {  // of one sample: [C, H, W]
   return c10::str(x.sizes().slice(1));
 }
 
+constexpr int64_t kSampleTries = 64;
+
+// `n` readable samples from the first of `set` (an unreadable image is skipped, as in training,
+// with its warning: a folder copied from macOS starts with its ._ files), up to kSampleTries read.
 data::Batch sample_batch(const data::Dataset& set, int64_t n) {
   std::vector<int64_t> idx;
   for (int64_t i = 0; i < std::min<int64_t>(n, set.size()); ++i) idx.push_back(i);
-  return set.make_batch(idx.data(), static_cast<int64_t>(idx.size()), 0, data::SampleContext{false, 0, 0});
+  data::Batch b = set.make_batch(idx.data(), static_cast<int64_t>(idx.size()), 0, data::SampleContext{false, 0, 0});
+  if (b.inputs.size(0) == static_cast<int64_t>(idx.size())) return b;
+  for (int64_t i = static_cast<int64_t>(idx.size()); i < std::min(kSampleTries, set.size()); ++i) idx.push_back(i);
+  b = set.make_batch(idx.data(), static_cast<int64_t>(idx.size()), 0, data::SampleContext{false, 0, 0});
+  const int64_t kept = std::min(n, b.inputs.size(0));
+  return {b.inputs.narrow(0, 0, kept), b.labels.narrow(0, 0, kept)};
 }
 
 void check_labels(const data::Dataset& set, const char* which, int64_t outputs) {
@@ -42,8 +52,13 @@ void preflight(Experiment& exp, const data::ProblemData& data) {
   if (data.test->size() == 0) throw IoError("the test set is empty (" + data.format + "): nothing to measure a run on");
   const data::Batch train = sample_batch(*data.train, 2);
   const data::Batch test = sample_batch(*data.test, 1);
-  if (train.inputs.size(0) == 0 || test.inputs.size(0) == 0)
-    throw IoError("the first samples of the data could not be read (" + data.train->input_source(0) + ")");
+  for (const auto& [batch, set, which] :
+       {std::tuple{&train, data.train.get(), "training"}, std::tuple{&test, data.test.get(), "test"}})
+    if (batch->inputs.size(0) == 0)
+      throw IoError("none of the first " + std::to_string(std::min(kSampleTries, set->size())) + " " + which +
+                    " images could be read (" + set->input_source(0) +
+                    (set->size() > 1 ? " ... " + set->input_source(std::min(kSampleTries, set->size()) - 1) : "") +
+                    "; the warnings above say why)");
   if (train.inputs.sizes().slice(1) != test.inputs.sizes().slice(1))
     throw IoError(data.test->input_source(0) + ": test images are " + shape_text(test.inputs) + ", training images (" +
                   data.train->input_source(0) + ") are " + shape_text(train.inputs) +
@@ -75,13 +90,14 @@ void preflight(Experiment& exp, const data::ProblemData& data) {
   }
 }
 
-void check_training_batches(Experiment& exp, int64_t train_images, int processes) {
-  std::string bn;
+std::string first_batch_norm_1d(Experiment& exp) {
   for (const auto& item : exp.net->named_modules("", false))
-    if (item.value()->as<torch::nn::BatchNorm1d>() != nullptr) {
-      bn = item.key();
-      break;
-    }
+    if (item.value()->as<torch::nn::BatchNorm1d>() != nullptr) return item.key();
+  return "";
+}
+
+void check_training_batches(Experiment& exp, int64_t train_images, int processes, bool held_out) {
+  const std::string bn = first_batch_norm_1d(exp);
   if (bn.empty()) return;
   const int64_t batch = exp.data.bs_train, n = train_images;
   // Every full batch is shared alike: the first batch and the last are all there is to check.
@@ -96,7 +112,8 @@ void check_training_batches(Experiment& exp, int64_t train_images, int processes
           << (processes > 1 ? " shared by " + std::to_string(processes) + " processes" : std::string())
           << "), and batch norm (" << bn
           << ") cannot normalise a single value per feature in training; change treat.data.bs_train"
-          << (last ? " or treat.data.valid_fraction" : "") << (processes > 1 ? ", or the number of processes" : "");
+          << (last && held_out ? " or treat.data.valid_fraction" : "")
+          << (processes > 1 ? ", or the number of processes" : "");
       throw ConfigError(why.str());
     }
   }

@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "quantlab/train/optimizer.h"
+#include "quantlab/train/preflight.h"
 #include "quantlab/util/runtime.h"
 
 namespace quantlab::train {
@@ -88,6 +89,7 @@ Trainer::Trainer(Experiment& exp, const data::ProblemData& data, Progress& progr
       progress_(progress),
       options_(std::move(options)),
       par_(options_.comm ? dist::data_parallel(*options_.comm, *exp_.net) : dist::single_process()) {
+  batch_norm_1d_ = first_batch_norm_1d(exp_);
   test_indices_.resize(static_cast<size_t>(data.test->size()));
   std::iota(test_indices_.begin(), test_indices_.end(), 0);
   const bool validation = !data_.valid_indices.empty();
@@ -141,7 +143,15 @@ EpochStats Trainer::run(data::BatchLoader& loader, bool train, bool track_metric
     }
     auto batch = loader.next();
     if (!batch && !lockstep) break;
-    const int64_t n = batch ? batch->labels.size(0) : 0;
+    int64_t n = batch ? batch->labels.size(0) : 0;
+    // Unreadable images that leave one image of a training batch: batch norm cannot train on it
+    // (libtorch stops the run), so the batch is skipped, as its unreadable images were.
+    if (train && n == 1 && !batch_norm_1d_.empty()) {
+      std::cerr << "warning: skipping training batch " << i + 1 << " of epoch " << epoch
+                << ": unreadable images left 1 image, which batch norm (" << batch_norm_1d_ << ") cannot train on"
+                << std::endl;
+      n = 0;
+    }
     if (n == 0 && !lockstep) continue;  // every image of the batch was unreadable
     torch::Tensor scores, loss, y;
     if (n > 0) y = batch->labels.to(exp_.device, async);

@@ -19,7 +19,13 @@ void preflight(Experiment& exp, const data::ProblemData& data);
 // Training only: no process gets a training batch of one image where the network has a
 // BatchNorm1d, which cannot normalise one value per feature in training (libtorch's error after a
 // whole epoch otherwise). `train_images`: the training set's size; `processes`: the ranks that
-// share every batch (data::rank_shard). Throws ConfigError naming treat.data.
-void check_training_batches(Experiment& exp, int64_t train_images, int processes);
+// share every batch (data::rank_shard); `held_out`: the validation images are held out of the
+// training files (IDX, CIFAR: treat.data.valid_fraction changes the count). Throws ConfigError
+// naming treat.data.
+void check_training_batches(Experiment& exp, int64_t train_images, int processes, bool held_out = true);
+
+// The name of the network's first BatchNorm1d ("" when it has none): a training batch of one image
+// is one it cannot train on.
+std::string first_batch_norm_1d(Experiment& exp);
 
 }  // namespace quantlab::train

@@ -71,6 +71,7 @@ class Trainer {
   TrainingState state_;
   Statistic best_stat_;
   std::unique_ptr<dist::Parallelism> par_;  // a single process, or data-parallel ranks
+  std::string batch_norm_1d_;               // its first BatchNorm1d: no training batch of one image
   Statistic step_stat_;
   bool has_step_stat_ = false;
 };
