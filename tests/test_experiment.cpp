@@ -90,6 +90,21 @@ TEST(Storage, HardStorageFileAndNameChecks) {
   } catch (const IoError& e) {
     EXPECT_NE(std::string(e.what()).find("/dev/null/"), std::string::npos) << e.what();
   }
+  // An empty name (it was the main folder) and a link to a file that is gone (it was the default
+  // storage, without a word).
+  std::ofstream(home.path() + "/cfg/hard_storage.json") << R"({"data": "", "logs": "/tmp"})";
+  EXPECT_THROW(read_storage(home.path()), ConfigError);
+  fs::remove(home.path() + "/cfg/hard_storage.json");
+  fs::create_symlink("/nonexistent/hard_storage.json", home.path() + "/cfg/hard_storage.json");
+  try {
+    read_storage(home.path());
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("hard_storage.json is a link to /nonexistent/hard_storage.json, which does "
+                                         "not exist"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(Storage, ProblemAddWritesATemplateAndRefusesToOverwrite) {
@@ -98,6 +113,8 @@ TEST(Storage, ProblemAddWritesATemplateAndRefusesToOverwrite) {
   EXPECT_FALSE(lines.empty());
   EXPECT_NO_THROW(Experiment(read_json_file(home.path() + "/MyProblem/config.json"), "MLP", torch::kCPU));
   EXPECT_THROW(add_problem(read_storage(home.path()), "MyProblem"), Error);
+  const auto spaced = add_problem(read_storage(home.path()), "My Problem");  // its command quoted for the shell
+  EXPECT_NE(spaced.back().find("quantlab --problem='My Problem' --topology=MLP"), std::string::npos) << spaced.back();
   EXPECT_THROW(add_problem(read_storage(home.path()), "../evil"), Error);
 }
 

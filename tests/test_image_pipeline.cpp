@@ -344,6 +344,39 @@ TEST(Valprep, MovesAcrossFileSystemsWithoutPartialFiles) {
   std::filesystem::remove_all(val);
 }
 
+// A label file with a byte order mark (a Kaggle CSV saved by a spreadsheet), a class folder's name
+// taken by a file (refused before anything moves: one image was moved before the error), and links
+// to images (a relative one, moved a folder deeper, led nowhere).
+TEST(Valprep, ByteOrderMarksFilesInTheWayAndLinkedImages) {
+  namespace fs = std::filesystem;
+  TempDir dir;
+  const std::string val = dir.path() + "/val", real = dir.path() + "/real";
+  fs::create_directories(val);
+  fs::create_directories(real);
+  std::ofstream(real + "/a.JPEG") << "img-a";
+  std::ofstream(real + "/b.JPEG") << "img-b";
+  fs::create_symlink("../real/a.JPEG", val + "/a.JPEG");  // relative
+  fs::create_symlink(real + "/b.JPEG", val + "/b.JPEG");  // absolute
+  std::ofstream(dir.path() + "/labels.csv")
+      << "\xEF\xBB\xBFImageId,PredictionString\r\na,n01 1 2 3 4\r\nb,n02 1 2 3 4\r\n";
+  std::ofstream(val + "/n02") << "a file where a class folder goes";
+  try {
+    data::sort_validation_images(val, dir.path() + "/labels.csv", val);
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find(val + "/n02: not a folder, where the class folder goes; nothing was moved"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_TRUE(fs::is_symlink(val + "/a.JPEG"));  // nothing moved
+  fs::remove(val + "/n02");
+  const auto r = data::sort_validation_images(val, dir.path() + "/labels.csv", val);
+  EXPECT_EQ(r.moved, 2);
+  EXPECT_EQ(testing::slurp(val + "/n01/a.JPEG"), "img-a");
+  EXPECT_EQ(testing::slurp(val + "/n02/b.JPEG"), "img-b");
+  EXPECT_FALSE(fs::exists(fs::symlink_status(val + "/a.JPEG")));
+}
+
 TEST(Valprep, SortsTheFlatFolderAndRefusesToOverwrite) {
   TempDir dir;
   const std::string val = dir.path() + "/val";

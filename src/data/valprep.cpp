@@ -40,6 +40,8 @@ std::map<std::string, std::string> read_labels(const std::string& file) {
   std::map<std::string, std::string> labels;
   std::string line;
   for (int64_t n = 1; std::getline(in, line); ++n) {
+    if (n == 1 && line.rfind("\xEF\xBB\xBF", 0) == 0) line.erase(0, 3);  // a UTF-8 byte order mark
+    if (!line.empty() && line.back() == '\r') line.pop_back();           // CRLF
     auto t = tokens(line);
     if (t.empty() || t[0][0] == '#' || t[0] == "ImageId" || t[0] == "mkdir" || t[0] == "#!/bin/bash") continue;
     if (t[0] == "mv") t.erase(t.begin());
@@ -99,8 +101,15 @@ ValprepReport sort_validation_images(const std::string& images_dir, const std::s
     for (size_t i = 0; i < v.size() && i < 3; ++i) s += (i ? ", " : "") + v[i];
     return s + (v.size() > 3 ? ", ... (" + std::to_string(v.size()) + " in all)" : "");
   };
+  std::vector<std::string> not_folders;  // a class folder's name taken by a file
+  for (const auto& wnid : classes) {
+    const fs::path d = fs::path(out_dir) / wnid;
+    if (fs::exists(fs::symlink_status(d, ec)) && !fs::is_directory(d, ec)) not_folders.push_back(d.string());
+  }
   if (!missing.empty())
     throw IoError("the label file lists images that are not there: " + some(missing) + "; nothing was moved");
+  if (!not_folders.empty())
+    throw IoError(some(not_folders) + ": not a folder, where the class folder goes; nothing was moved");
   if (!taken.empty()) throw IoError("refusing to overwrite " + some(taken) + "; nothing was moved");
   ValprepReport report;
   report.already_there = already;
@@ -110,6 +119,19 @@ ValprepReport sort_validation_images(const std::string& images_dir, const std::s
   for (const auto& [src, dst] : moves) {
     fs::create_directories(dst.parent_path(), ec);
     if (ec) throw IoError(dst.parent_path().string() + ": cannot create the folder (" + ec.message() + ")");
+    // A link to the image: a link to where it leads (a relative one, moved a folder deeper, would
+    // lead nowhere), made where it goes and never over a file.
+    if (fs::is_symlink(fs::symlink_status(src, ec))) {
+      fs::path target = fs::read_symlink(src, ec);
+      if (!ec && target.is_relative()) target = fs::absolute(src.parent_path() / target, ec).lexically_normal();
+      if (!ec) fs::create_symlink(target, dst, ec);
+      if (ec)
+        throw IoError("cannot move the link " + src.string() + " to " + dst.string() + " (" + ec.message() +
+                      ") after " + std::to_string(report.moved) + " images were moved; run again to move the rest");
+      fs::remove(src, ec);
+      ++report.moved;
+      continue;
+    }
     // link() + unlink(): a move that fails rather than replace a file that appeared meanwhile.
     if (::link(src.c_str(), dst.c_str()) == 0) {
       ::unlink(src.c_str());

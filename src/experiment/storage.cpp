@@ -112,6 +112,7 @@ void check_link(const std::string& link) {
 }
 
 std::string root_of(const config::JsonNode& root, const char* key, const std::string& home, const std::string& file) {
+  if (root.at(key).string().empty()) root.at(key).fail("expected a folder (an empty name would be the main folder)");
   const std::string dir = absolute(home, root.at(key).string());
   std::error_code ec;
   if (!fs::is_directory(dir, ec))
@@ -136,6 +137,10 @@ Storage read_storage(const std::string& home) {
   s.home = fs::absolute(home).lexically_normal().string();
   if (s.home.size() > 1 && s.home.back() == '/') s.home.pop_back();
   const std::string file = s.home + "/cfg/hard_storage.json";
+  if (fs::is_symlink(fs::symlink_status(file, ec)) && !fs::exists(file, ec))  // not silently the default storage
+    throw IoError(file + " is a link to " + fs::read_symlink(file, ec).string() +
+                  ", which does not exist; restore it, or remove the link to keep the storage in " + s.home +
+                  "/storage");
   if (fs::exists(file, ec)) {
     const nlohmann::json j = config::read_json_file(file);
     const config::JsonNode root(j, file);
@@ -217,7 +222,7 @@ std::vector<std::string> add_problem(const Storage& storage, const std::string& 
           "logs folder " + p.logs + " -> " + fs::canonical(p.logs).string(),
           "copy the data there: train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
           "t10k-labels-idx1-ubyte (optionally gzipped)",
-          "then: quantlab --problem=" + name + " --topology=MLP" + home_flag(storage)};
+          "then: quantlab --problem=" + shell_word(name) + " --topology=MLP" + home_flag(storage)};
 }
 
 }  // namespace quantlab::experiment
