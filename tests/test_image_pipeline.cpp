@@ -190,9 +190,16 @@ TEST(ImageFolder, ScansSortedClassesAndRejectsStrangers) {
   testing::write_image_tree(dir.path() + "/train", {"n02", "n01", "n03"}, 2);
   testing::write_image_tree(dir.path() + "/val", {"n03", "n01"}, 1);
   std::ofstream(dir.path() + "/train/n01/readme.txt") << "not an image";
+  std::ofstream(dir.path() + "/train/n02/scan.BMP") << "an image QuantLab does not decode";
+  ::testing::internal::CaptureStderr();
   const auto train = data::scan_image_folder(dir.path() + "/train");
+  const std::string warned = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(warned.find("/train: 1 images in formats QuantLab does not decode (BMP, TIFF, WebP, PPM/PGM; e.g. " +
+                        dir.path() + "/train/n02/scan.BMP) are left out"),
+            std::string::npos)
+      << warned;
   EXPECT_EQ(train.classes, (std::vector<std::string>{"n01", "n02", "n03"}));
-  EXPECT_EQ(train.files.size(), 6u);  // the .txt is not an image
+  EXPECT_EQ(train.files.size(), 6u);  // the .txt is not an image, the .BMP not one QuantLab reads
   EXPECT_EQ(train.labels, (std::vector<int64_t>{0, 0, 1, 1, 2, 2}));
   const auto val = data::scan_image_folder(dir.path() + "/val", &train.classes);
   EXPECT_EQ(val.labels, (std::vector<int64_t>{0, 2}));  // indexed by the training classes
@@ -368,7 +375,8 @@ TEST(Valprep, ByteOrderMarksFilesInTheWayAndLinkedImages) {
               std::string::npos)
         << e.what();
   }
-  EXPECT_TRUE(fs::is_symlink(val + "/a.JPEG"));  // nothing moved
+  EXPECT_TRUE(fs::is_symlink(val + "/a.JPEG"));                         // nothing moved
+  EXPECT_THROW(data::sort_validation_images(val, real, val), IoError);  // --labels=<a folder>
   fs::remove(val + "/n02");
   const auto r = data::sort_validation_images(val, dir.path() + "/labels.csv", val);
   EXPECT_EQ(r.moved, 2);

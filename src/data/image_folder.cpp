@@ -10,10 +10,22 @@ namespace quantlab::data {
 namespace fs = std::filesystem;
 namespace {
 
-bool is_image_name(const fs::path& p) {
+std::string lower_extension(const fs::path& p) {
   std::string ext = p.extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  return ext;
+}
+
+bool is_image_name(const fs::path& p) {
+  const std::string ext = lower_extension(p);
   return ext == ".jpeg" || ext == ".jpg" || ext == ".png";
+}
+
+// The other images torchvision's ImageFolder takes, which QuantLab does not decode: left out with a
+// warning, not silently (the data set would be smaller than the original's).
+bool is_other_image_name(const fs::path& p) {
+  const std::string ext = lower_extension(p);
+  return ext == ".bmp" || ext == ".tif" || ext == ".tiff" || ext == ".webp" || ext == ".ppm" || ext == ".pgm";
 }
 
 // What `e` is, its links followed. A link that leads nowhere is an error naming it, as a file that
@@ -52,6 +64,7 @@ ImageFolderIndex scan_image_folder(const std::string& dir, const std::vector<std
                   "`quantlab valprep` sorts a flat validation folder into this layout)");
   ImageFolderIndex idx;
   idx.classes = classes ? *classes : found;
+  std::vector<std::string> others;
   for (const auto& name : found) {
     const auto it = std::lower_bound(idx.classes.begin(), idx.classes.end(), name);
     if (it == idx.classes.end() || *it != name)
@@ -60,7 +73,10 @@ ImageFolderIndex scan_image_folder(const std::string& dir, const std::vector<std
     const auto label = static_cast<int64_t>(it - idx.classes.begin());
     std::vector<std::string> files;
     for (const auto& e : fs::directory_iterator(fs::path(dir) / name, ec))
-      if (is_image_name(e.path()) && followed_type(e) == fs::file_type::regular) files.push_back(e.path().string());
+      if (is_image_name(e.path()) && followed_type(e) == fs::file_type::regular)
+        files.push_back(e.path().string());
+      else if (is_other_image_name(e.path()))
+        others.push_back(e.path().string());
     if (ec) throw IoError(dir + "/" + name + ": cannot list the folder (" + ec.message() + ")");
     if (files.empty()) throw IoError(dir + "/" + name + ": no images (.JPEG, .jpg or .png)");
     std::sort(files.begin(), files.end());
@@ -69,6 +85,10 @@ ImageFolderIndex scan_image_folder(const std::string& dir, const std::vector<std
       idx.labels.push_back(label);
     }
   }
+  if (!others.empty())
+    std::cerr << "warning: " << dir << ": " << others.size()
+              << " images in formats QuantLab does not decode (BMP, TIFF, WebP, PPM/PGM; e.g. " << others.front()
+              << ") are left out; convert them to JPEG or PNG to train on them" << std::endl;
   return idx;
 }
 

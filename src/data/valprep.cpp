@@ -35,6 +35,8 @@ bool looks_like_wnid(const std::string& s) {
 
 // image name -> wnid, from the label file's lines.
 std::map<std::string, std::string> read_labels(const std::string& file) {
+  std::error_code ec;
+  if (fs::is_directory(file, ec)) throw IoError(file + ": a folder, not a label file");
   std::ifstream in(file);
   if (!in) throw IoError(file + ": cannot open the label file");
   std::map<std::string, std::string> labels;
