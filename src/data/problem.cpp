@@ -34,8 +34,6 @@ std::string idx_file_in(const std::string& dir) {
   return "";
 }
 
-bool has_idx(const std::string& dir) { return !idx_file_in(dir).empty(); }
-
 // The data sets a Debian package installs, used when the problem's own data folder is empty: the
 // one place a problem is known by name.
 struct PackagedData {
@@ -74,7 +72,7 @@ struct Found {
 };
 std::vector<Found> formats_in(const std::string& dir) {
   std::vector<Found> found;
-  if (has_idx(dir)) found.push_back({"IDX", idx_file_in(dir)});
+  if (const std::string idx = idx_file_in(dir); !idx.empty()) found.push_back({"IDX", idx});
   for (CifarVariant v : {CifarVariant::kCifar10, CifarVariant::kCifar100}) {
     const std::string file = cifar_file_in(dir, v);
     if (!file.empty()) found.push_back({v == CifarVariant::kCifar10 ? "CIFAR-10" : "CIFAR-100", file});

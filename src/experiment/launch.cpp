@@ -84,7 +84,7 @@ class Launch {
         env_(o.standalone ? std::nullopt : dist::environment_from_process({o.master_addr, o.master_port})),
         owner_(!env_ || env_->rank == 0),
         out_(owner_ ? console : silent_),
-        p_(launch_steps::prepare(o, env_, train_, out_)),
+        p_(launch_steps::prepare(o, env_, train_, ref_, out_)),
         group_(env_, p_.device, std::chrono::seconds(o.dist_timeout_s), std::chrono::seconds(o.dist_start_timeout_s),
                out_) {}
 

@@ -67,7 +67,8 @@ int default_threads(const dist::Environment& env) {
 
 }  // namespace
 
-Prepared prepare(const LaunchOptions& o, const std::optional<dist::Environment>& env, bool train, std::ostream& out) {
+Prepared prepare(const LaunchOptions& o, const std::optional<dist::Environment>& env, bool train,
+                 const config::CheckpointRef& ref, std::ostream& out) {
   Prepared p;
   p.storage = read_storage(o.home);
   p.paths = problem_paths(p.storage, o.problem);
@@ -101,7 +102,6 @@ Prepared prepare(const LaunchOptions& o, const std::optional<dist::Environment>&
     p.config = p.book->config();
     // The checkpoint to test, or the named one to train from, found before the data are read
     // (minutes on ImageNet). (`last` is chosen after the lock: a stopped save may be completed.)
-    const auto ref = config::CheckpointRef::parse(o.load.value_or(train ? "last" : "best"), "--load");
     if (!train)
       p.test_checkpoint = p.book->saves().file(ref);
     else if (ref.kind != config::CheckpointRef::Kind::kLast)

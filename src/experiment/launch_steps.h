@@ -45,7 +45,9 @@ struct Prepared {
 
 // The main folder, the runtime and device, the config (with --set), the network, the data, and
 // the preflight check that they fit; the run's first line and notes on `out`.
-Prepared prepare(const LaunchOptions& o, const std::optional<dist::Environment>& env, bool train, std::ostream& out);
+// `ref`: the checkpoint of --load (or its default: last to train, best to test).
+Prepared prepare(const LaunchOptions& o, const std::optional<dist::Environment>& env, bool train,
+                 const config::CheckpointRef& ref, std::ostream& out);
 
 // Where training starts: decided by rank 0 (or the only process).
 struct Start {
