@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <random>
 #include <set>
 #include <sstream>
@@ -116,6 +117,17 @@ TEST(Storage, ProblemAddWritesATemplateAndRefusesToOverwrite) {
   const auto spaced = add_problem(read_storage(home.path()), "My Problem");  // its command quoted for the shell
   EXPECT_NE(spaced.back().find("quantlab --problem='My Problem' --topology=MLP"), std::string::npos) << spaced.back();
   EXPECT_THROW(add_problem(read_storage(home.path()), "../evil"), Error);
+  // The main folder's own folders: cfg/ and the storage root (default <home>/storage/QuantLab).
+  for (const char* reserved : {"cfg", "storage"}) {
+    try {
+      add_problem(read_storage(home.path()), reserved);
+      ADD_FAILURE() << reserved << " was made a problem";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(std::string("problem name '") + reserved + "'"), std::string::npos)
+          << e.what();
+    }
+    EXPECT_FALSE(fs::exists(home.path() + "/" + reserved + "/config.json")) << reserved;
+  }
 }
 
 TEST(Logbook, ConcurrentLaunchesGetDistinctIds) {
@@ -332,6 +344,33 @@ TEST(Checkpoint, PretrainedCopiesTheNamedPrefixes) {
   cfg2["indiv"]["net"]["pretrained"] = {{"exp_id", 42}};
   Experiment missing(cfg2, "MLP", torch::kCPU);
   EXPECT_THROW(apply_pretrained(missing, paths), Error);
+}
+
+// A diverged run's tensors are refused by name rather than copied in (every loss would be NaN).
+TEST(Checkpoint, PretrainedRefusesNonFiniteTensors) {
+  TrainedOnce t;
+  Experiment diverged(t.cfg, "MLP", torch::kCPU);
+  {
+    torch::NoGradGuard no_grad;
+    named_state(*diverged.net).at("phi2_fc.weight")[0][0] = std::numeric_limits<float>::quiet_NaN();
+  }
+  const std::string file = t.logs.path() + "/diverged.ckpt";
+  save_checkpoint(file, capture(diverged, TrainingState{1, 0, 0.0, {}}));
+  auto cfg2 = t.cfg;
+  cfg2["indiv"]["net"]["pretrained"] = {{"file", file}};
+  Experiment exp(cfg2, "MLP", torch::kCPU);
+  ProblemPaths paths;
+  paths.dir = t.logs.path() + "/..";
+  paths.logs = t.logs.path();
+  try {
+    apply_pretrained(exp, paths);
+    ADD_FAILURE() << "a NaN weight was copied in";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("'phi2_fc.weight' in " + file + " holds NaN"), std::string::npos) << e.what();
+  }
+  cfg2["indiv"]["net"]["pretrained"] = {{"file", file}, {"prefixes", {"phi1"}}};  // the NaN one not wanted
+  Experiment phi1_only(cfg2, "MLP", torch::kCPU);
+  EXPECT_EQ(apply_pretrained(phi1_only, paths), 5);
 }
 
 TEST(Checkpoint, ReadableFromPythonTorchLoad) {

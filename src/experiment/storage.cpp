@@ -176,6 +176,15 @@ std::string home_flag(const Storage& storage) {
   return " --home=" + shell_word(storage.home);
 }
 
+// Whether one folder is the other or inside it (links resolved where they exist).
+bool nested(const std::string& a, const std::string& b) {
+  std::error_code ec;
+  const fs::path pa = fs::weakly_canonical(a, ec), pb = fs::weakly_canonical(b, ec);
+  for (auto ia = pa.begin(), ib = pb.begin(); ia != pa.end() && ib != pb.end(); ++ia, ++ib)
+    if (*ia != *ib) return false;
+  return true;
+}
+
 }  // namespace
 
 ProblemPaths problem_paths(const Storage& storage, const std::string& problem) {
@@ -208,6 +217,12 @@ void prepare_storage(const Storage& storage, const ProblemPaths& p) {
 std::vector<std::string> add_problem(const Storage& storage, const std::string& name) {
   check_plain_name("problem name", name);
   const std::string dir = storage.home + "/" + name;
+  if (name == "cfg")
+    throw Error("problem name 'cfg': the main folder's cfg/ holds hard_storage.json; choose another name");
+  for (const std::string& root : {storage.data_root, storage.logs_root})
+    if (nested(dir, root))
+      throw Error("problem name '" + name + "': " + dir + " would hold, or be inside, the storage folder " + root +
+                  " where every problem keeps its data and logs; choose another name");
   const std::string config = dir + "/config.json";
   if (fs::exists(fs::symlink_status(config))) throw Error(config + ": exists already; nothing was changed");
   Undo undo;

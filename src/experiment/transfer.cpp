@@ -85,6 +85,10 @@ int64_t apply_pretrained(train::Experiment& exp, const ProblemPaths& paths) {
     if (it->second.sizes() != kv.second.sizes())
       throw ConfigError("indiv.net.pretrained: '" + name + "' has shape " + c10::str(it->second.sizes()) + " in " +
                         file + " but " + c10::str(kv.second.sizes()) + " here");
+    // A diverged run's weights (NaN, infinity) would make every loss NaN from the first step.
+    if (it->second.is_floating_point() && !it->second.isfinite().all().item<bool>())
+      throw ConfigError("indiv.net.pretrained: '" + name + "' in " + file +
+                        " holds NaN or infinite values (a diverged run?); choose another checkpoint");
     kv.second.copy_(it->second);
     ++copied;
   }
