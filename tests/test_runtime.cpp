@@ -3,6 +3,7 @@
 // writes such files: test_export.cpp.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -175,6 +176,19 @@ TEST(Runtime, ACifarFolderWithoutItsTestFileNamesIt) {
 }
 
 // A folder with two data sets' files is refused by quantlab-infer as by training, naming both.
+TEST(Runtime, ImageFoldersAreNamedAsNotReadHere) {
+  TempDir dir;
+  std::filesystem::create_directories(dir.path() + "/train/a");
+  std::filesystem::create_directories(dir.path() + "/val/a");
+  try {
+    runtime::read_test_images(dir.path());
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find(dir.path() + ": holds image folders (train/ and val/)"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(Runtime, AFolderWithTwoDataSetsNamesBoth) {
   TempDir dir;
   testing::write_toy_idx_problem(dir.path(), 4, 3, 2, false);
@@ -184,7 +198,8 @@ TEST(Runtime, AFolderWithTwoDataSetsNamesBoth) {
     runtime::read_test_images(dir.path());
     FAIL();
   } catch (const IoError& e) {
-    EXPECT_NE(std::string(e.what()).find(dir.path() + ": holds the files of more than one data set (IDX, CIFAR-100)"),
+    EXPECT_NE(std::string(e.what()).find(dir.path() + ": holds the files of more than one data set: IDX "
+                                                      "(train-images-idx3-ubyte), CIFAR-100 (test.bin)"),
               std::string::npos)
         << e.what();
   }

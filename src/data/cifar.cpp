@@ -28,24 +28,6 @@ std::string source(CifarVariant v) {
 
 }  // namespace
 
-std::string cifar_file_in(const std::string& dir, CifarVariant v) {
-  // Any one file is enough: a folder with a batch missing is still CIFAR, and read_cifar names the
-  // missing file (rather than the loader falling through to another format's advice).
-  std::error_code ec;
-  for (const char* n : {"train.bin", "test.bin"})
-    if (v == CifarVariant::kCifar100 && std::filesystem::exists(dir + "/" + n, ec)) return n;
-  if (v == CifarVariant::kCifar100) return "";
-  if (std::filesystem::exists(dir + "/test_batch.bin", ec)) return "test_batch.bin";
-  std::string first;
-  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
-    const std::string n = e.path().filename().string();
-    if (n.rfind("data_batch_", 0) == 0 && n.size() > 15 && n.compare(n.size() - 4, 4, ".bin") == 0 &&
-        (first.empty() || n < first))
-      first = n;
-  }
-  return first;
-}
-
 ImageSet read_cifar(const std::string& dir, CifarVariant v, bool train) {
   const int64_t label_bytes = v == CifarVariant::kCifar10 ? 1 : 2;
   const int64_t record = label_bytes + kPixels;

@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "quantlab/data/cifar.h"
+#include "quantlab/data/data_files.h"
 #include "quantlab/data/image_folder.h"
 #include "quantlab/data/split.h"
 #include "quantlab/data/tensor_dataset.h"
@@ -18,20 +19,6 @@ std::vector<int64_t> all_indices(int64_t n) {
   std::vector<int64_t> v(static_cast<size_t>(n));
   std::iota(v.begin(), v.end(), 0);
   return v;
-}
-
-bool has_image_folders(const std::string& dir) {
-  std::error_code ec;
-  return fs::is_directory(fs::path(dir) / "train", ec) && fs::is_directory(fs::path(dir) / "val", ec);
-}
-
-// The first IDX images file in `dir` ("" when none): the training or the test set's.
-std::string idx_file_in(const std::string& dir) {
-  std::error_code ec;
-  for (const char* f :
-       {"train-images-idx3-ubyte", "train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte", "t10k-images-idx3-ubyte.gz"})
-    if (fs::exists(dir + "/" + f, ec)) return f;
-  return "";
 }
 
 // The data sets a Debian package installs, used when the problem's own data folder is empty: the
@@ -64,24 +51,7 @@ bool has_any_data_file(const std::string& dir) {
   return false;
 }
 
-// The data sets whose files are in `dir`, each with the file that shows it: more than one is a
-// folder the loader cannot read without guessing (a stray test.bin beside Fashion-MNIST's files
-// was read as CIFAR-100, and the run stopped on CIFAR's missing train.bin).
-struct Found {
-  std::string format, file;
-};
-std::vector<Found> formats_in(const std::string& dir) {
-  std::vector<Found> found;
-  if (const std::string idx = idx_file_in(dir); !idx.empty()) found.push_back({"IDX", idx});
-  for (CifarVariant v : {CifarVariant::kCifar10, CifarVariant::kCifar100}) {
-    const std::string file = cifar_file_in(dir, v);
-    if (!file.empty()) found.push_back({v == CifarVariant::kCifar10 ? "CIFAR-10" : "CIFAR-100", file});
-  }
-  if (has_image_folders(dir)) found.push_back({"image folders", "train/ and val/"});
-  return found;
-}
-
-bool has_data(const std::string& dir) { return !formats_in(dir).empty(); }
+bool has_data(const std::string& dir) { return !data_sets_in(dir).empty(); }
 
 // A training file set split into training and validation, and a test file set.
 ProblemData split_problem(ImageSet trainval, ImageSet test, Preprocess pre, const DataOptions& o) {
@@ -125,11 +95,9 @@ ProblemData load_idx_problem(const std::string& dir, const DataOptions& o) {
 }
 
 ProblemData load_problem(const std::string& dir, const DataOptions& o) {
-  const std::vector<Found> found = formats_in(dir);
+  const std::vector<DataFiles> found = data_sets_in(dir);
   if (found.size() > 1) {
-    std::string which;
-    for (const auto& f : found) which += (which.empty() ? "" : ", ") + f.format + " (" + f.file + ")";
-    throw IoError(dir + ": holds the files of more than one data set: " + which +
+    throw IoError(dir + ": holds the files of more than one data set: " + describe(found) +
                   "; keep one data set per folder (move the others out, or give each its own folder and name it "
                   "with --data)");
   }

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "quantlab/data/data_files.h"
 #include "quantlab/util/error.h"
 #include "quantlab/util/read_file.h"
 
@@ -18,34 +19,22 @@ std::string idx_file(const std::string& dir, const std::string& name) {
   throw IoError(dir + "/" + name + "[.gz]: no such file");
 }
 
-// Whether `dir` holds any file of CIFAR-10's binary version (data_batch_*.bin, test_batch.bin): a
-// folder with the test file missing is still CIFAR, and its error names that file.
-bool has_cifar10_file(const std::string& dir) {
-  std::error_code ec;
-  if (fs::exists(dir + "/test_batch.bin", ec)) return true;
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    const std::string n = e.path().filename().string();
-    if (n.rfind("data_batch_", 0) == 0 && n.size() > 15 && n.compare(n.size() - 4, 4, ".bin") == 0) return true;
-  }
-  return false;
-}
-
 }  // namespace
 
 Images read_test_images(const std::string& dir) {
   Images im;
   im.dir = dir;
   std::error_code ec;
-  const bool cifar10 = has_cifar10_file(dir);
-  const bool cifar100 = fs::exists(dir + "/test.bin", ec) || fs::exists(dir + "/train.bin", ec);
-  bool idx = false;
-  for (const char* f : {"t10k-images-idx3-ubyte", "train-images-idx3-ubyte"})
-    idx = idx || fs::exists(dir + "/" + f, ec) || fs::exists(dir + "/" + f + ".gz", ec);
-  std::string found;  // more than one data set: refused, as training refuses it (data/problem.cpp)
-  for (const auto& [has, name] : {std::pair{idx, "IDX"}, {cifar10, "CIFAR-10"}, {cifar100, "CIFAR-100"}})
-    if (has) found += (found.empty() ? "" : ", ") + std::string(name);
-  if (found.find(',') != std::string::npos)
-    throw IoError(dir + ": holds the files of more than one data set (" + found + "); keep one data set per folder");
+  const std::vector<data::DataFiles> found = data::data_sets_in(dir);  // as training reads the folder
+  if (found.size() > 1)
+    throw IoError(dir + ": holds the files of more than one data set: " + data::describe(found) +
+                  "; keep one data set per folder");
+  if (!found.empty() && found[0].format == "image folders")
+    throw IoError(dir +
+                  ": holds image folders (train/ and val/); the integer runtime reads the test files of IDX and "
+                  "CIFAR data sets only");
+  const bool cifar10 = !found.empty() && found[0].format == "CIFAR-10";
+  const bool cifar100 = !found.empty() && found[0].format == "CIFAR-100";
   if (cifar10 || cifar100) {
     const std::string file = dir + (cifar10 ? "/test_batch.bin" : "/test.bin");
     if (!fs::exists(file, ec))

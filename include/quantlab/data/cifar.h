@@ -8,16 +8,10 @@
 
 #include <string>
 
+#include "quantlab/data/data_files.h"  // CifarVariant, cifar_file_in
 #include "quantlab/data/idx.h"
 
 namespace quantlab::data {
-
-enum class CifarVariant { kCifar10, kCifar100 };
-
-// A file of the variant in `dir` (checked by name only: test_batch.bin or data_batch_*.bin for
-// CIFAR-10, train.bin or test.bin for CIFAR-100), "" when it holds none; one is enough to read the
-// folder as that variant, and read_cifar names a missing one.
-std::string cifar_file_in(const std::string& dir, CifarVariant v);
 
 // Reads the training or test files. A missing file, or one whose size is not a whole number of
 // records, throws IoError saying which file, what was expected, and where the files come from.
