@@ -218,9 +218,12 @@ class Launch {
         const std::vector<torch::Tensor> gpu_rngs =
             p_.device.is_cuda() ? group_.gather(device_rng_state(p_.device)) : std::vector<torch::Tensor>{};
         // The saves may outlast a collective's wait: the others wait for them on the store.
+        // The record before the checkpoints: a kill between the two then leaves an epoch that the
+        // resume repeats, and its session restart replaces the record in TensorBoard; the other
+        // way round, the resume started after an epoch that no file recorded.
         group_.done_by_owner("epoch " + std::to_string(r.epoch), [&] {
-          if (session) session->on_epoch(r, trainer.state(), rngs, gpu_rngs);
           if (log) log->on_epoch(r);
+          if (session) session->on_epoch(r, trainer.state(), rngs, gpu_rngs);
         });
         times.train += r.seconds - r.valid_seconds;
         times.validation += r.valid_seconds;
