@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <map>
+#include <numeric>
 #include <sstream>
 
 #include "quantlab/data/tensor_dataset.h"
@@ -90,27 +91,47 @@ TimedLabels integer_labels(const runtime::Engine& engine, const uint8_t* px, int
   return t;
 }
 
+// The replay of the batch of bs_valid images that held image `i` when float_labels labelled it
+// (the last one kept: disagreements come in image order). The same batch rounds the same way: image
+// `i` replayed alone may land on the other side of a threshold it is within rounding of, and the
+// tie would be missed (the export refused as a defect; a batch size of 1 made it agree).
+struct BatchReplay {
+  int64_t start = -1;
+  Replay r;
+};
+int64_t replay_batch_of(train::Experiment& exp, const data::TensorDataset& set, int64_t i, BatchReplay& cache) {
+  const int64_t bs = exp.data.bs_valid, start = i / bs * bs;
+  if (cache.start != start) {
+    std::vector<int64_t> indices(static_cast<size_t>(std::min(bs, set.size() - start)));
+    std::iota(indices.begin(), indices.end(), start);
+    const auto batch =
+        set.make_batch(indices.data(), static_cast<int64_t>(indices.size()), start, data::SampleContext{});
+    cache.r = replay(exp, batch.inputs.to(exp.device));
+    cache.start = start;
+  }
+  return i - start;
+}
+
 // Where the float network and the runtime part on image `i`: the first threshold layer whose
 // output differs (or the scores, when every activation agrees).
 Disagreement explain(train::Experiment& exp, const data::TensorDataset& set, const runtime::Engine& engine,
-                     const uint8_t* px, int64_t i, int64_t float_label, int64_t integer_label) {
+                     const uint8_t* px, int64_t i, int64_t float_label, int64_t integer_label, BatchReplay& cache) {
   Disagreement d;
   d.image = i, d.float_label = float_label, d.integer_label = integer_label;
-  const int64_t index = i;
-  const auto one = set.make_batch(&index, 1, i, data::SampleContext{});
-  const Replay r = replay(exp, one.inputs.to(exp.device));
+  const int64_t row = replay_batch_of(exp, set, i, cache);
+  const Replay& r = cache.r;
   runtime::Engine::Trace trace;
   engine.scores(px + i * engine.image_size(), &trace);
   size_t int_layer = 0, float_layer = 0, k = 0;
   for (const runtime::Layer& l : engine.model().layers) {
     if (l.kind != runtime::LayerKind::kThreshold) continue;
-    const auto fl_levels = chw(r.levels[k][0]).to(torch::kFloat64).div(l.level_step).round().to(torch::kLong);
+    const auto fl_levels = chw(r.levels[k][row]).to(torch::kFloat64).div(l.level_step).round().to(torch::kLong);
     const auto& il_levels = trace.levels[k];
     for (int64_t e = 0; e < fl_levels.numel(); ++e) {
       if (fl_levels[e].item<int64_t>() == il_levels[static_cast<size_t>(e)]) continue;
       const int64_t per = fl_levels.numel() / l.channels;
       d.layer = l.name, d.channel = e / per, d.position = e % per;
-      const auto bn = chw(r.act_inputs[k][0]).to(torch::kFloat64);
+      const auto bn = chw(r.act_inputs[k][row]).to(torch::kFloat64);
       d.float_value = bn[e].item<double>();
       std::vector<std::string> ts;
       if (l.float_input) {
@@ -145,7 +166,7 @@ Disagreement explain(train::Experiment& exp, const data::TensorDataset& set, con
   if (d.layer.empty()) {
     // Every activation agrees: a tie only when the float network's two scores are within float32
     // rounding of each other (else the scores' own layer differs, a defect).
-    const auto scores = r.scores[0].to(torch::kFloat64);
+    const auto scores = r.scores[row].to(torch::kFloat64);
     const double a = scores[float_label].item<double>(), b = scores[integer_label].item<double>();
     d.float_value = a - b;
     d.tie = std::abs(a - b) <= 1e-5 * std::max(1.0, std::max(std::abs(a), std::abs(b)));
@@ -185,6 +206,7 @@ ParityReport check_parity(train::Experiment& exp, const data::ProblemData& data,
   rep.integer_seconds_1 = il.seconds_1, rep.integer_seconds_all = il.seconds_all;
   const auto labels = set->labels();
   int64_t fc = 0, ic = 0;
+  BatchReplay cache;
   for (int64_t i = 0; i < n; ++i) {
     const int64_t y = labels[i].item<int64_t>(), f = fl.labels[static_cast<size_t>(i)],
                   q = il.labels[static_cast<size_t>(i)];
@@ -193,7 +215,7 @@ ParityReport check_parity(train::Experiment& exp, const data::ProblemData& data,
     if (f == q)
       ++rep.agree;
     else
-      rep.disagreements.push_back(explain(exp, *set, engine, px, i, f, q));
+      rep.disagreements.push_back(explain(exp, *set, engine, px, i, f, q, cache));
   }
   rep.float_accuracy = 100.0 * static_cast<double>(fc) / static_cast<double>(n);
   rep.integer_accuracy = 100.0 * static_cast<double>(ic) / static_cast<double>(n);
