@@ -114,7 +114,9 @@ TEST(ExportGuards, OnnxBoundsTheAccumulatorByTheInputsLargestLevel) {
 // Why an activation's levels cannot be integers, said by its cause. 8-bit unsigned levels of
 // 0.01 (0..255 steps, float32) used to be called "non-uniform": 255 * 0.01 in float32 is more
 // than 1e-5 of a step off, so the check needed a relative tolerance; the true reason is the 8 bits.
-// Evenly spaced levels that miss zero are not non-uniform either.
+// Evenly spaced levels that miss zero are not non-uniform either. Levels that are whole numbers of a
+// step finer than any of theirs export: {0.3, 0.7, 1.1} and {-1, 0, 1.5} were refused, though they
+// are 0.1 x {3, 7, 11} and 0.5 x {-2, 0, 3}.
 TEST(ExportGuards, LevelsThatCannotBeIntegersAreRefusedForTheirCause) {
   using namespace topology::step;  // NOLINT(google-build-using-namespace)
   const auto with_a1 = [](const nlohmann::json& scheme) {
@@ -126,14 +128,24 @@ TEST(ExportGuards, LevelsThatCannotBeIntegersAreRefusedForTheirCause) {
   EXPECT_EQ(export_error(with_a1(unsigned8)),
             "b1 + a1: its levels cannot be integers: they need more than 8 bits (up to 255 steps from zero; the "
             "integer export holds -127..127)");
-  const nlohmann::json offset = {"uniform", {0.5, 0.9}, {0.3, 0.7, 1.1}};
+  const nlohmann::json offset = {"uniform", {0.5, 0.9}, {0.333, 0.733, 1.133}};  // 0.001 x 333: 9 bits
   const std::string why = export_error(with_a1(offset));
-  EXPECT_NE(why.find("b1 + a1: its levels cannot be integers: they are evenly spaced by 0.4 but 0.3 is not a whole "
-                     "number of those steps from zero (uniform levels that miss zero)"),
+  EXPECT_NE(why.find("b1 + a1: its levels cannot be integers: they are evenly spaced by 0.4 but 0.333 is not a "
+                     "whole number of those steps from zero (uniform levels that miss zero)"),
             std::string::npos)
       << why;
-  const nlohmann::json uneven = {"uniform", {0.5, 1.5}, {0.0, 1.0, 2.5}};
+  const nlohmann::json uneven = {"uniform", {0.5, 1.5}, {0.0, 1.0, 3.14159}};
   EXPECT_NE(export_error(with_a1(uneven)).find("(non-uniform levels)"), std::string::npos);
+  for (const nlohmann::json& fine : {nlohmann::json{"uniform", {0.5, 0.9}, {0.3, 0.7, 1.1}},
+                                     nlohmann::json{"uniform", {-0.5, 0.75}, {-1.0, 0.0, 1.5}},
+                                     nlohmann::json{"uniform", {0.5, 1.5}, {0.0, 1.0, 2.5}}}) {
+    EXPECT_EQ(export_error(with_a1(fine)), "") << fine.dump();
+    EXPECT_EQ(
+        export_error(experiment_of({flatten(), linear("f1", 28 * 28, 8), bn1d("b1", 8), act("a1"), linear("f2", 8, 4)},
+                                   {"f1", "a1", "f2"}, {{"f1", fine}})),
+        "")
+        << "weights " << fine.dump();
+  }
 }
 
 }  // namespace

@@ -18,27 +18,36 @@ std::string on_grid(const std::vector<double>& values, double preferred, double&
     if (distinct[k] != 0) smallest = std::min(smallest, std::abs(distinct[k]));
     if (k > 0) gap = std::min(gap, distinct[k] - distinct[k - 1]);
   }
-  double widest = 0;  // |value / step| on the first grid that fits, beyond 127
-  for (double s : {preferred, 1.0, smallest, gap}) {
-    if (!(s > 0) || !std::isfinite(s)) continue;
-    ints.clear();
-    bool on = true;
-    double most = 0;
-    for (double v : values) {
+  // Whether every value is a whole number of steps `s` (relative: levels are float32, so 255 steps
+  // of 0.01 are off by more than 1e-5 of a step), and the most steps from zero.
+  const auto fits = [&](double s, double& most) {
+    most = 0;
+    for (double v : distinct) {
       const double q = v / s, r = std::round(q);
-      // Relative: levels are float32, so 255 steps of 0.01 are off by more than 1e-5 of a step.
-      if (std::abs(q - r) > 1e-5 * std::max(1.0, std::abs(r))) {
-        on = false;
-        break;
-      }
+      if (std::abs(q - r) > 1e-5 * std::max(1.0, std::abs(r))) return false;
       most = std::max(most, std::abs(r));
-      if (most <= 127) ints.push_back(static_cast<int8_t>(r));
     }
-    if (on && most <= 127) {
+    return true;
+  };
+  // The steps tried: the scheme's, 1, the smallest magnitude and the smallest gap; then the
+  // smallest magnitude's whole fractions (every step that fits 8 bits is one: {-1, 0, 1.5} is
+  // 0.5 x {-2, 0, 3}, {0.3, 0.7, 1.1} is 0.1 x {3, 7, 11}).
+  std::vector<double> steps = {preferred, 1.0, smallest, gap};
+  const size_t plain = steps.size();
+  for (int m = 2; m <= 127 && std::isfinite(smallest); ++m) steps.push_back(smallest / m);
+  double widest = 0;  // |value / step| on the first of the plain steps that fits, beyond 127
+  for (size_t k = 0; k < steps.size(); ++k) {
+    const double s = steps[k];
+    double most = 0;
+    if (!(s > 0) || !std::isfinite(s) || !fits(s, most)) continue;
+    if (most <= 127) {
       step = s;
+      ints.clear();
+      ints.reserve(values.size());
+      for (double v : values) ints.push_back(static_cast<int8_t>(std::round(v / s)));
       return "";
     }
-    if (on && widest == 0) widest = most;
+    if (k < plain && widest == 0) widest = most;
   }
   if (widest > 0)
     return "they need more than 8 bits (up to " + std::to_string(static_cast<int64_t>(widest)) +
