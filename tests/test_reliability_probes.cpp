@@ -167,6 +167,12 @@ TEST(Reliability, ExportNeverReplacesWhatItDidNotWrite) {
   e.out = t.dir.path() + "/no/such/dir/x.qlm";
   EXPECT_NE(t.export_error(e).find("does not exist (QuantLab does not create it)"), std::string::npos);
   EXPECT_FALSE(fs::exists(t.dir.path() + "/no"));
+  e.format = "onnx";  // another format's name
+  EXPECT_NE(t.export_error(e).find("--out=" + e.out + ": a .qlm name for --format=onnx"), std::string::npos);
+  e.format = "qlm";
+  e.out = t.dir.path() + "/x.onnx";
+  EXPECT_NE(t.export_error(e).find("--out=" + e.out + ": a .onnx name for --format=qlm"), std::string::npos);
+  EXPECT_FALSE(fs::exists(e.out));
   e.out = t.dir.path() + "/x.qlm";  // a new file: written
   EXPECT_EQ(t.export_error(e), "");
   EXPECT_TRUE(fs::is_regular_file(e.out));

@@ -37,7 +37,14 @@ ExportResult run_export(const ExportOptions& o, std::ostream& out) {
   if (o.exp_id < 0) throw Error("export needs --exp_id (the experiment whose checkpoint to export)");
   if (o.format != "qlm" && o.format != "onnx") throw Error("--format='" + o.format + "': expected qlm or onnx");
   const config::CheckpointRef ref = config::CheckpointRef::parse(o.load, "--load");
-  if (!o.out.empty()) require_new_file("--out", o.out);  // before any work
+  if (!o.out.empty()) {  // before any work
+    const std::string other = o.format == "qlm" ? ".onnx" : ".qlm";
+    if (o.out.size() >= other.size() && o.out.compare(o.out.size() - other.size(), other.size(), other) == 0)
+      throw Error("--out=" + o.out + ": a " + other + " name for --format=" + o.format + " (" + o.format +
+                  " bytes under that name would be refused as a " + other.substr(1) + " model); name it ." + o.format +
+                  ", or give --format=" + other.substr(1));
+    require_new_file("--out", o.out);
+  }
   configure_runtime(o.threads);
   const experiment::Storage storage = experiment::read_storage(o.home);
   const experiment::ProblemPaths paths = experiment::problem_paths(storage, o.problem);
