@@ -333,7 +333,8 @@ TEST(Reliability, TrainingsThatCannotLearnAreRefused) {
 }
 
 // 8. Reading data is bounded: devices, FIFOs and links to them are refused, and so are headers
-// declaring more than the machine's memory, and files longer than their header says.
+// declaring more than the file holds (named as such, not as more than the machine's memory),
+// and files longer than their header says.
 TEST(Reliability, DataFilesAreBoundedAndNeverDevicesOrFifos) {
   Home home(1);
   const std::string labels = home.dir.path() + "/Toy/data/train-labels-idx1-ubyte";
@@ -353,7 +354,18 @@ TEST(Reliability, DataFilesAreBoundedAndNeverDevicesOrFifos) {
     f.write(reinterpret_cast<const char*>(h), sizeof h);
   }
   e = error_of(home.options());
-  EXPECT_NE(e.find(labels + ": its header declares more data than this machine's memory"), std::string::npos) << e;
+  EXPECT_NE(
+      e.find(labels + ": its header declares 4611686018427387904 data bytes, more than the 12-byte file can hold"),
+      std::string::npos)
+      << e;
+  {  // 4 x (2^32 - 1): more than 64 bits count
+    std::ofstream f(labels, std::ios::binary | std::ios::trunc);
+    const unsigned char h[] = {0,   0,   8,   4,   255, 255, 255, 255, 255, 255,
+                               255, 255, 255, 255, 255, 255, 255, 255, 255, 255};
+    f.write(reinterpret_cast<const char*>(h), sizeof h);
+  }
+  e = error_of(home.options());
+  EXPECT_NE(e.find(labels + ": its header declares more data than any file can hold"), std::string::npos) << e;
   // More data than the header declares.
   testing::write_idx(labels, torch::zeros({320}, torch::kUInt8), false);
   std::ofstream(labels, std::ios::binary | std::ios::app) << "trailing";

@@ -3,8 +3,12 @@
 // writes such files: test_export.cpp.
 #include <gtest/gtest.h>
 
+#include <zlib.h>
+
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -130,6 +134,54 @@ TEST(Export, ModelFileRoundTripAndDamage) {
   one.kind = runtime::LayerKind::kAffine, one.name = "scores", one.channels = 1, one.scale = {1.0}, one.shift = {0.0};
   pool.layers = {maxpool, m.layers[0], one};  // m's flatten
   refused(pool, "too small for this pooling");
+  runtime::Model step = m;
+  step.layers[1].weight_step = 0;  // every product would be 0
+  refused(step, "a weight step of 0");
+}
+
+// The model file's header rewritten by `edit`, with a right checksum (a hand-made file).
+std::string with_header(const std::string& bytes, const std::function<void(nlohmann::json&)>& edit) {
+  uint32_t head = 0;
+  std::memcpy(&head, bytes.data() + 8, 4);
+  nlohmann::json h = nlohmann::json::parse(bytes.substr(12, head));
+  edit(h);
+  const std::string text = h.dump();
+  const auto size = static_cast<uint32_t>(text.size());
+  std::string out = bytes.substr(0, 8) + std::string(reinterpret_cast<const char*>(&size), 4) + text +
+                    bytes.substr(12 + head, bytes.size() - 12 - head - 4);
+  const auto crc =
+      static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(out.data()), static_cast<uInt>(out.size())));
+  return out + std::string(reinterpret_cast<const char*>(&crc), 4);
+}
+
+// What is not a model file is named for what it is: a folder, a truncated file (a start of the
+// magic number), a blob located by a number that is no byte count (0.5 or 1e308 were cast to some
+// size and read), a level step of 0.
+TEST(Runtime, AModelFileIsRefusedForWhatItIs) {
+  TempDir dir;
+  const std::string file = dir.path() + "/m.qlm";
+  runtime::save_model(file, tiny_model());
+  const std::string bytes = testing::slurp(file);
+  const auto error = [&](const std::string& path) {
+    try {
+      runtime::load_model(path);
+    } catch (const IoError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_EQ(error(dir.path()), dir.path() + ": a folder; expected a model file (.qlm, written by `quantlab export`)");
+  for (const size_t cut : {4, 8, 12}) {
+    std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes.substr(0, cut);
+    EXPECT_EQ(error(file), file + ": truncated (" + std::to_string(cut) + " bytes)");
+  }
+  for (const nlohmann::json& offset : {nlohmann::json(0.5), nlohmann::json(1e308), nlohmann::json(-1)}) {
+    std::ofstream(file, std::ios::binary | std::ios::trunc)
+        << with_header(bytes, [&](nlohmann::json& h) { h["layers"][1]["weights"]["offset"] = offset; });
+    EXPECT_EQ(error(file), file + ": a blob's offset is " + offset.dump() + ", not a count");
+  }
+  std::ofstream(file, std::ios::binary | std::ios::trunc) << with_header(bytes, [](nlohmann::json&) {});
+  EXPECT_EQ(error(file), "");  // the rewriting itself keeps a good file good
 }
 
 // The runtime itself refuses an empty test set and labels that are not the model's classes, so

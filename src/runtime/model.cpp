@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -61,11 +62,11 @@ class BlobReader {
   BlobReader(const std::string& file, const char* data, size_t size) : file_(file), data_(data), size_(size) {}
   template <typename T>
   std::vector<T> get(const nlohmann::json& ref, size_t expected_count) const {
-    const size_t off = ref.at("offset").get<size_t>(), bytes = ref.at("bytes").get<size_t>();
+    const size_t off = count(ref, "offset"), bytes = count(ref, "bytes");
     if (off > size_ || bytes > size_ - off) throw IoError(file_ + ": a blob lies outside the file (truncated?)");
     if (ref.contains("packing")) {
       if (ref.at("packing") != "ternary2") throw IoError(file_ + ": unknown packing " + ref.at("packing").dump());
-      const size_t count = ref.at("count").get<size_t>();
+      const size_t count = this->count(ref, "count");
       if (count != expected_count || bytes != (count + 3) / 4)
         throw IoError(file_ + ": a packed blob has the wrong size");
       std::vector<T> out(count);
@@ -85,6 +86,13 @@ class BlobReader {
   }
 
  private:
+  // A whole number of bytes or values (a fraction, a negative or 1e308 would be cast to some size).
+  size_t count(const nlohmann::json& ref, const char* key) const {
+    const nlohmann::json& v = ref.at(key);
+    if (!v.is_number_unsigned()) throw IoError(file_ + ": a blob's " + key + " is " + v.dump() + ", not a count");
+    return v.get<size_t>();
+  }
+
   const std::string& file_;
   const char* data_;
   size_t size_;
@@ -199,13 +207,19 @@ void save_model(const std::string& file, const Model& m) {
 }
 
 Model load_model(const std::string& file) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(file, ec))
+    throw IoError(file + ": a folder; expected a model file (.qlm, written by `quantlab export`)");
   std::ifstream in(file, std::ios::binary);
   if (!in) throw IoError(file + ": no such model file, or not readable");
   std::ostringstream ss;
   ss << in.rdbuf();
   const std::string bytes = ss.str();
-  if (bytes.size() < 16 || std::memcmp(bytes.data(), kMagic, 8) != 0)
+  // A start of the magic number, or the magic number without the rest: a truncated model.
+  const size_t start = std::min(bytes.size(), sizeof kMagic);
+  if (start == 0 || std::memcmp(bytes.data(), kMagic, start) != 0)
     throw IoError(file + ": not a QuantLab model (write one with `quantlab export`)");
+  if (bytes.size() < 16) throw IoError(file + ": truncated (" + std::to_string(bytes.size()) + " bytes)");
   uint32_t stored = 0;
   std::memcpy(&stored, bytes.data() + bytes.size() - 4, 4);
   const auto crc = static_cast<uint32_t>(
@@ -272,6 +286,8 @@ Model load_model(const std::string& file) {
           check(l.in <= (int64_t{1} << 24) && l.out <= (int64_t{1} << 24) && l.kernel <= 1024 && l.stride <= 1024 &&
                     l.pad <= 1024,
                 file, l, "an impossible size");
+          check(std::isfinite(l.weight_step) && l.weight_step > 0, file, l,
+                "a weight step of " + std::to_string(l.weight_step));
           if (l.kind == LayerKind::kLinear)
             check(l.kernel == 1 && l.stride == 1 && l.pad == 0 && l.groups == 1, file, l,
                   "a linear layer with a kernel, stride, padding or groups");
@@ -295,6 +311,8 @@ Model load_model(const std::string& file) {
           l.channels = j.at("channels"), l.num_thresholds = j.at("num_thresholds"), l.level_step = j.at("level_step");
           check(l.channels > 0 && l.num_thresholds > 0 && l.channels <= (int64_t{1} << 24) && l.num_thresholds <= 255,
                 file, l, "inconsistent thresholds");
+          check(std::isfinite(l.level_step) && l.level_step > 0, file, l,
+                "a level step of " + std::to_string(l.level_step));
           const auto n = static_cast<size_t>(l.channels * l.num_thresholds);
           if (l.float_input)
             l.float_thresholds = blobs.get<double>(j.at("thresholds"), n);

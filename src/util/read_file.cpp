@@ -78,16 +78,14 @@ IdxBytes read_idx_bytes(const std::string& file) {
   unsigned char dims[16];
   if (!read_exactly(f, dims, 4 * static_cast<size_t>(ndim), file)) throw IoError(file + ": truncated header");
   size_t count = 1;
-  const size_t cap = machine_memory_bytes();
+  bool overflow = false;
   for (int d = 0; d < ndim; ++d) {
     const unsigned char* p = dims + 4 * d;
     const uint64_t n = (uint64_t(p[0]) << 24) | (uint64_t(p[1]) << 16) | (uint64_t(p[2]) << 8) | uint64_t(p[3]);
     r.dims.push_back(static_cast<int64_t>(n));
-    if (n != 0 && count > cap / n)
-      throw IoError(file + ": its header declares more data than this machine's memory (" + std::to_string(cap >> 20) +
-                    " MiB); corrupt?");
-    count *= n;
+    overflow = overflow || __builtin_mul_overflow(count, n, &count);
   }
+  if (overflow) throw IoError(file + ": its header declares more data than any file can hold (corrupt file)");
   // Before the memory is taken: a plain file holds exactly its header's data, and deflate cannot
   // expand a .gz file by more than 1032 times (a truncated or corrupt header asking for gigabytes
   // fails here, not after zero-filling them).
@@ -97,6 +95,9 @@ IdxBytes read_idx_bytes(const std::string& file) {
   if (gzdirect(f) ? count + header > on_disk : count / 1032 > on_disk)
     throw IoError(file + ": its header declares " + std::to_string(count) + " data bytes, more than the " +
                   std::to_string(on_disk) + "-byte file can hold (truncated or corrupt file)");
+  if (const size_t cap = machine_memory_bytes(); count > cap)
+    throw IoError(file + ": its " + std::to_string(count >> 20) + " MiB of data are more than this machine's memory (" +
+                  std::to_string(cap >> 20) + " MiB)");
   r.data.resize(count);
   if (const size_t got = read_up_to(f, r.data.data(), count, file); got != count)
     throw IoError(file + ": expected " + std::to_string(count) + " data bytes after the header, found " +
