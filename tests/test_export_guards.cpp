@@ -148,5 +148,23 @@ TEST(ExportGuards, LevelsThatCannotBeIntegersAreRefusedForTheirCause) {
   }
 }
 
+// Levels the export will refuse are said when the experiment is made (a note launch prints), one
+// note per reason, rather than only after training; levels it takes make no note.
+TEST(ExportGuards, LevelsTheExportRefusesAreANoteBeforeTraining) {
+  nlohmann::json cfg = testing::toy_mlp_config(1);
+  EXPECT_TRUE(train::Experiment(cfg, "MLP", torch::kCPU).notes.empty());
+  auto& schemes = cfg["indiv"]["net"]["params"]["quant_schemes"];
+  schemes["phi2_act"] = schemes["phi3_act"] = {"uniform", {-0.5, 0.75}, {-1.0, 0.0, 3.14159}};
+  schemes["phi1_fc"] = {"uniform", {-0.5, 0.75}, {-1.0, 0.0, 1.5}};  // 0.5 x {-2, 0, 3}: exported
+  const train::Experiment exp(cfg, "MLP", torch::kCPU);
+  ASSERT_EQ(exp.notes.size(), 1U);
+  EXPECT_EQ(exp.notes[0].rfind("the levels of phi2_act, phi3_act cannot be integers: they are not integer multiples "
+                               "of one step (non-uniform levels)",
+                               0),
+            0U)
+      << exp.notes[0];
+  EXPECT_NE(exp.notes[0].find("`quantlab export` will refuse this network"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace quantlab

@@ -8,12 +8,11 @@
 #include <string>
 #include <vector>
 
+#include "quantlab/core/integer_grid.h"
+
 namespace quantlab::export_ {
 
-// The integers of `values` on a grid of `step` (tried: `preferred`, 1, the smallest magnitude, the
-// smallest gap between the values, then the smallest magnitude's whole fractions down to 1/127);
-// "" when found, else why not: not on one grid, or more than 8 bits.
-std::string on_grid(const std::vector<double>& values, double preferred, double& step, std::vector<int8_t>& ints);
+using core::on_grid;  // the levels' integers (core/integer_grid.h)
 
 struct BatchNormValues {
   std::vector<double> gain, mean, shift;  // z = gain * (y - mean) + shift, gain = weight / sqrt(var + eps)

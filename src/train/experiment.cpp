@@ -1,7 +1,10 @@
 // Building an experiment from its config.
 #include "quantlab/train/experiment.h"
 
+#include <algorithm>
+
 #include "quantlab/config/json_node.h"
+#include "quantlab/core/integer_grid.h"
 #include "quantlab/nn/ana_site.h"
 #include "quantlab/train/ana_fold.h"
 
@@ -12,6 +15,29 @@ bool has_ana_modules(torch::nn::Module& net) {
   for (const auto& m : net.modules(false))
     if (dynamic_cast<nn::AnaSite*>(m.get())) return true;
   return false;
+}
+
+// Levels that are no whole numbers of one step within 8 bits train, but `quantlab export` refuses
+// them: said when training starts rather than after it, one note per reason.
+void note_levels_the_export_refuses(torch::nn::Module& net, std::vector<std::string>& notes) {
+  std::vector<std::pair<std::string, std::string>> reasons;  // (why, modules), in module order
+  for (const auto& item : net.named_modules("", false)) {
+    const auto* site = dynamic_cast<nn::AnaSite*>(item.value().get());
+    if (!site) continue;
+    const core::Quantizer& q = site->scheme().quantizer;
+    double step = 0;
+    std::vector<int8_t> ints;
+    const std::string why = core::on_grid(std::vector<double>(q.levels.begin(), q.levels.end()), q.scale, step, ints);
+    if (why.empty()) continue;
+    auto it = std::find_if(reasons.begin(), reasons.end(), [&](const auto& r) { return r.first == why; });
+    if (it == reasons.end())
+      reasons.emplace_back(why, item.key());
+    else
+      it->second += ", " + item.key();
+  }
+  for (const auto& [why, modules] : reasons)
+    notes.push_back("the levels of " + modules + " cannot be integers: " + why +
+                    ". Training is not affected, but `quantlab export` will refuse this network");
 }
 
 data::ImageAugment parse_augment(const config::JsonNode& d) {
@@ -100,6 +126,7 @@ Experiment::Experiment(const nlohmann::json& cfg, const std::string& topology, t
   net = topology::build_network(net_spec);
   loss = make_loss(loss_node(indiv));
   const bool quantized = has_ana_modules(*net);
+  note_levels_the_export_refuses(*net, notes);
   if (treat.has("thermostat")) {
     if (quantized) {
       thermostat = std::make_unique<Thermostat>(*net, treat.at("thermostat"));
