@@ -88,21 +88,75 @@ std::vector<std::string> overridden_paths(const nlohmann::json& config) {
   return out;
 }
 
-// Removes the leaves at `pattern` or below it, a "*" step matching any one step.
-void erase_matching(std::map<std::string, nlohmann::json>& leaves, const std::string& pattern) {
-  auto steps = [](const std::string& p) {
-    std::vector<std::string> out;
-    std::istringstream in(p);
-    for (std::string s; std::getline(in, s, '.');) out.push_back(s);
-    return out;
-  };
-  const auto want = steps(pattern);
-  for (auto it = leaves.begin(); it != leaves.end();) {
-    const auto have = steps(it->first);
-    bool match = have.size() >= want.size();
-    for (size_t k = 0; match && k < want.size(); ++k) match = want[k] == "*" || want[k] == have[k];
-    it = match ? leaves.erase(it) : std::next(it);
+// A level's key as a config path pattern: a --grid path ("+" dropped, "*" steps kept) split at its
+// dots; a named factor ("opt") or "repeat" is one step that no config leaf has alone.
+std::vector<std::string> key_steps(std::string key) {
+  if (!key.empty() && key[0] == '+') key.erase(0, 1);
+  std::vector<std::string> out;
+  std::istringstream in(key);
+  for (std::string s; std::getline(in, s, '.');) out.push_back(s);
+  return out;
+}
+
+// Whether `path` is at `pattern` or below it, a "*" step matching any one step.
+bool covered_by(const std::vector<std::string>& pattern, const std::string& path) {
+  const auto have = key_steps(path);
+  if (have.size() < pattern.size()) return false;
+  for (size_t k = 0; k < pattern.size(); ++k)
+    if (pattern[k] != "*" && pattern[k] != have[k]) return false;
+  return true;
+}
+
+// Each row's values under its sweep's level keys. A row with the key shows its level (a named
+// level by its name); a row without it (another sweep's unit) shows its own config's value there,
+// "(various)" where a pattern's leaves differ, or nothing when it has none (a named factor it
+// lacks). A pattern's leaves ("*" steps, or the leaves below an object's path) are then shown by
+// its column alone, and so is a path that every row's own overrides set (a named level's paths,
+// shown by its name); any other path keeps its config's value in every row (a named level's paths
+// beside a row of another sweep, which sets them otherwise or not at all).
+std::set<std::string> put_levels(std::vector<Row>& rows) {
+  std::set<std::string> keys;
+  for (const auto& r : rows)
+    for (auto it = r.levels.begin(); it != r.levels.end(); ++it) keys.insert(it.key());
+  std::vector<std::vector<std::string>> patterns;
+  for (const auto& key : keys) {
+    const auto pattern = key_steps(key);
+    std::vector<std::pair<Row*, std::vector<nlohmann::json>>> found;
+    bool path = false;  // some row has leaves there, so the key is a config path
+    for (auto& r : rows) {
+      std::vector<nlohmann::json> values;
+      for (const auto& [leaf, v] : r.leaves)
+        if (leaf != key && covered_by(pattern, leaf)) values.push_back(v);
+      path = path || !values.empty() || r.leaves.count(key);
+      found.emplace_back(&r, std::move(values));
+    }
+    for (auto& [r, values] : found) {
+      if (r->levels.contains(key)) {
+        r->leaves[key] = r->levels[key];
+      } else if (!values.empty() && !r->leaves.count(key)) {
+        const bool same = std::all_of(values.begin(), values.end(), [&](const auto& v) { return v == values[0]; });
+        r->leaves[key] = same ? values[0] : nlohmann::json("(various)");
+      }
+    }
+    if (path) patterns.push_back(pattern);
   }
+  std::vector<std::vector<std::vector<std::string>>> own(rows.size());  // each row's overridden paths
+  for (size_t k = 0; k < rows.size(); ++k)
+    for (const auto& p : overridden_paths(rows[k].config)) own[k].push_back(key_steps(p));
+  const auto set_by_every_row = [&](const std::string& leaf) {
+    for (const auto& paths : own)
+      if (std::none_of(paths.begin(), paths.end(), [&](const auto& p) { return covered_by(p, leaf); })) return false;
+    return true;
+  };
+  for (auto& r : rows)
+    for (auto it = r.leaves.begin(); it != r.leaves.end();) {
+      const bool hidden =
+          !keys.count(it->first) &&
+          (std::any_of(patterns.begin(), patterns.end(), [&](const auto& p) { return covered_by(p, it->first); }) ||
+           set_by_every_row(it->first));
+      it = hidden ? r.leaves.erase(it) : std::next(it);
+    }
+  return keys;
 }
 
 }  // namespace
@@ -212,16 +266,7 @@ void compare_experiments(const CompareOptions& o, std::ostream& out) {
   const bool all_units = std::all_of(rows.begin(), rows.end(), [](const Row& r) { return r.levels.is_object(); });
   std::vector<std::string> factors;
   if (all_units) {
-    // Each row: what its own overrides set is shown by its levels (rows of other sweeps keep
-    // their config's values there).
-    std::set<std::string> level_keys;
-    for (auto& r : rows) {
-      for (const auto& p : overridden_paths(r.config)) erase_matching(r.leaves, p);
-      for (auto it = r.levels.begin(); it != r.levels.end(); ++it) {
-        level_keys.insert(it.key());
-        r.leaves[it.key()] = it.value();
-      }
-    }
+    const std::set<std::string> level_keys = put_levels(rows);
     const std::vector<std::string> differ = differing_paths(rows);
     if (!o.sweep.empty())
       factors.assign(level_keys.begin(), level_keys.end());
