@@ -16,6 +16,7 @@
 
 #include "quantlab/data/problem.h"
 #include "quantlab/data/valprep.h"
+#include "quantlab/experiment/compare.h"
 #include "quantlab/experiment/launch.h"
 #include "quantlab/experiment/listing.h"
 #include "quantlab/experiment/lock.h"
@@ -250,6 +251,23 @@ TEST(Reliability, ANonFiniteLossStopsTheRunAndExportRefusesNonFiniteWeights) {
   EXPECT_NE(e.find("(e.g. a lower treat.optimizer.params.lr)"), std::string::npos) << e;
   EXPECT_EQ(bytes_of(home.saves(1) + "/last.ckpt"), last);
   EXPECT_FALSE(fs::exists(home.saves(1) + "/epoch0002.ckpt"));
+  // list and compare say so (they said "stopped", and "not started" for a first epoch).
+  const auto states = [&] {
+    std::ostringstream table, json;
+    list_experiments(home.dir.path(), "Toy", table);
+    CompareOptions c;
+    c.home = home.dir.path(), c.problem = "Toy", c.format = "json";
+    compare_experiments(c, json);
+    std::string compared;
+    for (const auto& r : nlohmann::json::parse(json.str())) compared += r["state"].get<std::string>() + ";";
+    return table.str() + compared;
+  };
+  std::string listed = states();
+  EXPECT_NE(listed.find("diverged in epoch 2 (change its config.json, e.g. a lower rate, and resume with "
+                        "--exp_id=1)"),
+            std::string::npos)
+      << listed;
+  EXPECT_NE(listed.find("diverged;"), std::string::npos) << listed;
   // A new experiment diverging in epoch 1.
   home.cfg["indiv"]["loss_function"] = {{"class", "CrossEntropyLoss"},
                                         {"params", {{"weight", std::vector<double>(10, 0.0)}}}};
@@ -258,6 +276,11 @@ TEST(Reliability, ANonFiniteLossStopsTheRunAndExportRefusesNonFiniteWeights) {
   const std::string first = error_of(home.options());
   EXPECT_NE(first.find("epoch 1, step 1 of "), std::string::npos) << first;
   EXPECT_NE(first.find("(e.g. treat.optimizer.params.eps above 0, such as 1e-8"), std::string::npos) << first;
+  listed = states();
+  EXPECT_NE(listed.find("diverged in epoch 1 (change its config.json, e.g. a lower rate, and resume with --exp_id=2)"),
+            std::string::npos)
+      << listed;
+  EXPECT_NE(listed.find("diverged;diverged;"), std::string::npos) << listed;
   // A checkpoint with a NaN weight is not exported.
   Checkpoint c = load_checkpoint(home.saves(1) + "/best.ckpt");
   c.net.at("phi1_fc.weight")[0][0] = std::numeric_limits<float>::quiet_NaN();

@@ -93,6 +93,9 @@ TEST(Reliability, ConfigWithExpIdHandRollbackAndListingAreTold) {
   std::ostringstream retyped;
   list_experiments(home.dir.path(), "Toy", retyped);
   EXPECT_NE(retyped.str().find("status.json is damaged"), std::string::npos) << retyped.str();
+  std::string damaged;  // compare says so too (it said "not started")
+  EXPECT_EQ(testing::run_cli("compare --problem=Toy --home=" + home.dir.path(), damaged), 0) << damaged;
+  EXPECT_NE(damaged.find("(status.json damaged: the figures are last.ckpt's)"), std::string::npos) << damaged;
   // The files of 2026-11-27 recorded update_metric as a number: well formed.
   std::ofstream(home.saves(1) + "/status.json") << R"({"epochs_done": 2, "max_epoch": 2, "update_metric": 1})";
   EXPECT_FALSE(Logbook::open(home.logs(), 1).saves().status_damaged());

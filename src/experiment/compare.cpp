@@ -36,10 +36,15 @@ struct Row {
   nlohmann::json levels;  // a sweep's unit: its factors' levels (and "repeat"), from the record or its config
 };
 
-std::string state_of(const Logbook& book, const nlohmann::json& st) {
+// As `list` reads it (listing.cpp): status.json, or last.ckpt where that is damaged or lags.
+std::string state_of(const Logbook& book, const Saves& saves, const nlohmann::json& st) {
   if (ExperimentLock::holder(book.dir()) != 0) return "running";
-  if (!st.contains("epochs_done")) return "not started";
-  return st.value("finished", false) ? "finished" : "stopped";
+  std::string s = st.value("finished", false)  ? "finished"
+                  : st.contains("diverged")    ? "diverged"
+                  : st.contains("epochs_done") ? "stopped"
+                                               : "not started";
+  if (saves.status_damaged()) s += " (status.json damaged: the figures are last.ckpt's)";
+  return s;
 }
 
 double number_or(const nlohmann::json& v, double fallback) { return v.is_number() ? v.get<double>() : fallback; }
@@ -248,7 +253,8 @@ void compare_experiments(const CompareOptions& o, std::ostream& out) {
       r.config = nlohmann::json::object();
     }
     r.leaves = config_leaves(r.config);
-    r.status = book.saves().status();
+    const Saves saves = book.saves();
+    r.status = saves.status_or_last();
     if (unit_levels.count(id)) {
       r.levels = unit_levels[id];
     } else if (r.config.contains("sweep") && r.config["sweep"].is_object() &&
@@ -256,7 +262,7 @@ void compare_experiments(const CompareOptions& o, std::ostream& out) {
       r.levels = r.config["sweep"]["levels"];
       if (r.config["sweep"].contains("repeat")) r.levels["repeat"] = r.config["sweep"]["repeat"];
     }
-    r.state = state_of(book, r.status);
+    r.state = state_of(book, saves, r.status);
     rows.push_back(std::move(r));
   }
   // The columns: the config paths whose values are not the same in every row; for the units of

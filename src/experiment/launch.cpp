@@ -236,6 +236,7 @@ class Launch {
       return result_;
     } catch (const train::Diverged& e) {
       out_ << std::endl;
+      if (session) session->on_diverged(e.epoch, e.what());
       throw diverged(e, trainer.state().epoch);
     }
     result_.epochs_done = trainer.state().epoch;

@@ -26,6 +26,14 @@ std::string pct(const nlohmann::json& v) {
   return s.str();
 }
 
+// "diverged in epoch 3 (...)": the state of an experiment whose training stopped on a non-finite loss.
+std::string diverged_text(const nlohmann::json& st, int64_t id) {
+  const nlohmann::json& d = st["diverged"];
+  const auto epoch = d.is_object() ? d.value("epoch", int64_t{0}) : int64_t{0};
+  return "diverged in epoch " + std::to_string(epoch) +
+         " (change its config.json, e.g. a lower rate, and resume with " + "--exp_id=" + std::to_string(id) + ")";
+}
+
 }  // namespace
 
 void list_experiments(const std::string& home, const std::string& problem, std::ostream& out) {
@@ -70,12 +78,15 @@ void list_experiments(const std::string& home, const std::string& problem, std::
               : has_last                  ? "stopped (resume with --exp_id=" + std::to_string(id) + ")"
                                           : "stopped; saves/last.ckpt is missing (--exp_id=" + std::to_string(id) +
                                " names the checkpoints that remain)";
+      if (!st.value("finished", false) && st.contains("diverged")) state = diverged_text(st, id);
       if (damaged)
         state += "; saves/status.json is damaged (the figures are last.ckpt's; the next start rewrites it)";
       else if (st.value("stale", false))
         state += "; status.json lags its last checkpoint";
     } else if (damaged) {
       state = "saves/status.json is damaged";
+    } else if (st.contains("diverged")) {
+      state = diverged_text(st, id);
     }
     const long holder = ExperimentLock::holder(book.dir());
     if (holder != 0) state = "running" + (holder > 0 ? " (PID " + std::to_string(holder) + ")" : std::string());

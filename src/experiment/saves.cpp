@@ -121,7 +121,8 @@ nlohmann::json Saves::status_or_last() const {
   const std::string last_file = last(), file = status_file();
   std::error_code ec;
   if (!fs::exists(last_file, ec)) return st;
-  if (!st.empty() && fs::exists(file, ec) && fs::last_write_time(file, ec) >= fs::last_write_time(last_file, ec))
+  if (st.contains("epochs_done") && fs::exists(file, ec) &&
+      fs::last_write_time(file, ec) >= fs::last_write_time(last_file, ec))
     return st;
   try {
     const Checkpoint c = load_checkpoint(last_file);

@@ -50,6 +50,16 @@ void Session::on_epoch(const train::EpochRecord& r, const train::TrainingState& 
   write_status(state);
 }
 
+void Session::on_diverged(int64_t epoch, const std::string& message) {
+  auto st = saves_.status();
+  st["diverged"] = {{"epoch", epoch}, {"message", message}};
+  if (st.contains("epochs_done")) {  // a finished run resumed for more epochs is not finished now
+    st["finished"] = false;
+    st["max_epoch"] = exp_.max_epoch;
+  }
+  saves_.write_status(st);
+}
+
 void Session::on_test(const train::EpochStats& test, const std::string& what, int64_t epoch) {
   test_ = {{"weights", what},
            {"epoch", epoch},

@@ -28,6 +28,10 @@ class Session {
                 const std::vector<torch::Tensor>& rng_ranks = {},
                 const std::vector<torch::Tensor>& rng_cuda_ranks = {});
 
+  // Records in status.json that training diverged in `epoch` (its message), so that `list` and
+  // `compare` say so rather than "stopped" or "not started"; the next epoch's status clears it.
+  void on_diverged(int64_t epoch, const std::string& message);
+
   // Records the final test in status.json: `what` names the weights ("best", "last", "epoch 12").
   void on_test(const train::EpochStats& test, const std::string& what, int64_t epoch);
 
