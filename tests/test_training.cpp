@@ -128,6 +128,28 @@ TinyRun tiny_run(const std::string& cls, int epochs) {
 
 // A loss with reduction "sum" is reported, like a mean one, as its mean over the samples (it was
 // multiplied by the batch size): the same network evaluated with both reports one value.
+// Numbers beyond float32's range are refused by their path: the first step multiplied float32
+// tensors by them and stopped with libtorch's "value cannot be converted to type float without
+// overflow", after the experiment was made.
+TEST(Optimizer, NumbersBeyondFloat32AreRefusedByPath) {
+  auto w = torch::zeros({2}, torch::requires_grad());
+  const std::vector<std::pair<nlohmann::json, std::string>> bad = {
+      {{{"class", "SGD"}, {"params", {{"lr", 1e300}}}},
+       "treat.optimizer.params.lr: expected a positive learning rate, at most float32's 3.4e38"},
+      {{{"class", "Adam"}, {"params", {{"weight_decay", 1e39}}}},
+       "treat.optimizer.params.weight_decay: expected a non-negative number, at most float32's 3.4e38"},
+      {{{"class", "SGD"}, {"params", {{"lr", 0.1}, {"dampening", -1e300}}}},
+       "treat.optimizer.params.dampening: expected a number within float32's range"}};
+  for (const auto& [spec, needle] : bad) {
+    try {
+      make_optimizer(JsonNode(spec, "treat.optimizer"), {w});
+      ADD_FAILURE() << "accepted: " << spec.dump();
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(Training, ASummedLossIsReportedPerSample) {
   TempDir dir;
   testing::write_toy_idx_problem(dir.path(), 160, 200, 4, false);

@@ -1,6 +1,9 @@
 // The optimizer registry.
 #include "quantlab/train/optimizer.h"
 
+#include <cmath>
+#include <limits>
+
 #include "quantlab/train/fused_adam.h"
 #include "quantlab/train/optimizer_state.h"
 #include "quantlab/util/registry.h"
@@ -11,15 +14,19 @@ namespace {
 using Params = std::vector<torch::Tensor>;
 using OptimizerFactory = std::function<std::unique_ptr<torch::optim::Optimizer>(const config::JsonNode&, Params)>;
 
+// The steps multiply float32 tensors by these numbers: one beyond float32's range stopped the first
+// step with libtorch's "value cannot be converted to type float without overflow".
+constexpr double kFloatMax = std::numeric_limits<float>::max();
+
 double lr_of(const config::JsonNode& p, double fallback) {
   const double lr = p.number("lr", fallback);
-  if (!(lr > 0)) p.at("lr").fail("expected a positive learning rate");
+  if (!(lr > 0) || lr > kFloatMax) p.at("lr").fail("expected a positive learning rate, at most float32's 3.4e38");
   return lr;
 }
 
 double non_negative(const config::JsonNode& p, const char* key, double fallback) {
   const double v = p.number(key, fallback);
-  if (!(v >= 0)) p.at(key).fail("expected a non-negative number");
+  if (!(v >= 0) || v > kFloatMax) p.at(key).fail("expected a non-negative number, at most float32's 3.4e38");
   return v;
 }
 
@@ -63,7 +70,9 @@ std::unique_ptr<torch::optim::Optimizer> sgd(const config::JsonNode& p, Params p
   implementation_switches(p);
   if (!p.has("lr")) p.fail("SGD needs \"lr\" (PyTorch's SGD has no default rate)");
   torch::optim::SGDOptions o(lr_of(p, 0.0));
-  o.momentum(non_negative(p, "momentum", 0.0)).dampening(p.number("dampening", 0.0));
+  const double dampening = p.number("dampening", 0.0);
+  if (!(std::abs(dampening) <= kFloatMax)) p.at("dampening").fail("expected a number within float32's range");
+  o.momentum(non_negative(p, "momentum", 0.0)).dampening(dampening);
   o.weight_decay(non_negative(p, "weight_decay", 0.0)).nesterov(p.boolean("nesterov", false));
   if (o.nesterov() && (o.momentum() <= 0 || o.dampening() != 0))
     p.at("nesterov").fail("Nesterov momentum needs momentum > 0 and dampening = 0");
