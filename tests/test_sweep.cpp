@@ -87,8 +87,9 @@ TEST(Sweep, DesignsGridsAndTheirErrors) {
 
 TEST(Sweep, RunsStopsResumesAndReportsAFailedUnit) {
   Home home;
-  SweepOptions s = sweep_of(home, "study",
-                            {{"treat.optimizer.params.lr", {0.001, 0.004}}, {"indiv.net.params.capacity", {0.02, -1}}});
+  // A padding of 2 makes 32x32 inputs for the MLP's 28x28: a unit that fails when it loads its data.
+  SweepOptions s =
+      sweep_of(home, "study", {{"treat.optimizer.params.lr", {0.001, 0.004}}, {"+treat.data.pad", {0, 2}}});
   // Missing or wrong flags, which every unit's launch would refuse, are found before anything is made.
   std::ostringstream sink;
   SweepOptions untyped = s;
@@ -97,7 +98,7 @@ TEST(Sweep, RunsStopsResumesAndReportsAFailedUnit) {
             std::string::npos);
   untyped.launch.topology = "VGG";
   EXPECT_NE(error_of([&] { run_sweep(untyped, nullptr, sink); })
-                .find("unit 1 of the sweep (treat.optimizer.params.lr=0.001, indiv.net.params.capacity=0.02): "
+                .find("unit 1 of the sweep (treat.optimizer.params.lr=0.001, +treat.data.pad=0): "
                       "indiv.net.class: class 'MLP' belongs to topology 'MLP', not to --topology=VGG"),
             std::string::npos)
       << error_of([&] { run_sweep(untyped, nullptr, sink); });
@@ -105,6 +106,21 @@ TEST(Sweep, RunsStopsResumesAndReportsAFailedUnit) {
   SweepOptions wrong = s;
   wrong.design.factors.push_back({"treat.optimiser.lr", {1}});
   EXPECT_NE(error_of([&] { run_sweep(wrong, nullptr, sink); }).find("treat has no key optimiser"), std::string::npos);
+  EXPECT_FALSE(fs::exists(home.dir.path() + "/Toy/sweeps"));
+  // A level that the experiment's own checks refuse is found before anything is made too (it was
+  // found when its unit's turn came, after the units before it had trained).
+  SweepOptions negative = s;
+  negative.design.factors[1] = {"indiv.net.params.capacity", {0.02, -1}};
+  EXPECT_NE(error_of([&] { run_sweep(negative, nullptr, sink); })
+                .find("unit 2 of the sweep (treat.optimizer.params.lr=0.001, indiv.net.params.capacity=-1): "
+                      "indiv.net.params.capacity: expected a positive width factor"),
+            std::string::npos)
+      << error_of([&] { run_sweep(negative, nullptr, sink); });
+  EXPECT_FALSE(fs::exists(home.dir.path() + "/Toy/sweeps"));
+  SweepOptions bad_set = s;  // and a --set that no launch takes (its record blocked the sweep's name)
+  bad_set.launch.overrides = {"treat.max_epoch=0"};
+  EXPECT_NE(error_of([&] { run_sweep(bad_set, nullptr, sink); }).find("treat.max_epoch: expected a number of epochs"),
+            std::string::npos);
   EXPECT_FALSE(fs::exists(home.dir.path() + "/Toy/sweeps"));
   SweepOptions many = s;
   many.max_units = 3;
@@ -118,7 +134,7 @@ TEST(Sweep, RunsStopsResumesAndReportsAFailedUnit) {
   EXPECT_EQ(record["units"][0]["state"], "pending");
   EXPECT_TRUE(record["units"][0]["exp_id"].is_null());
   EXPECT_TRUE(Logbook::list(home.logs()).empty());
-  // Again: the capacity -1 units fail with their error, the rest run.
+  // Again: the padded units fail with their error, the rest run.
   std::ostringstream out;
   const SweepResult second = run_sweep(s, nullptr, out);
   EXPECT_EQ(second.units, 4);
@@ -126,7 +142,7 @@ TEST(Sweep, RunsStopsResumesAndReportsAFailedUnit) {
   EXPECT_EQ(second.failed, 2);
   record = read_json_file(record_file);
   EXPECT_EQ(record["units"][1]["state"], "failed");
-  EXPECT_NE(record["units"][1]["error"].get<std::string>().find("capacity"), std::string::npos) << record.dump(2);
+  EXPECT_NE(record["units"][1]["error"].get<std::string>().find("[1, 32, 32]"), std::string::npos) << record.dump(2);
   EXPECT_TRUE(record["units"][1]["exp_id"].is_null()) << record.dump(2);
   EXPECT_EQ(record["units"][0]["exp_id"], 1);
   EXPECT_EQ(record["units"][2]["exp_id"], 2);
@@ -207,12 +223,22 @@ TEST(Sweep, ANewExperimentsNumberIsToldBeforeItsFirstEpoch) {
 // does not fit the config names its unit, not a --set the user never typed; a design file's errors
 // name the file.
 TEST(Sweep, SeedFactorsBesideRepeatsAndErrorsNamingTheUnitAndTheFile) {
-  const nlohmann::json base = {{"treat", {{"data", {{"seed", 5}}}, {"optimizer", {{"params", {{"lr", 0.001}}}}}}}};
+  nlohmann::json base = testing::toy_mlp_config(1);
+  base["treat"]["data"]["seed"] = 5;
+  base["treat"]["optimizer"]["params"]["lr"] = 0.001;
   SweepDesign d = parse_design({{"name", "s"}, {"factors", {{"treat.data.seed", {1, 2}}}}, {"repeats", 2}}, "design");
   auto units = design_units(d);
   ASSERT_EQ(units.size(), 4u);
   EXPECT_EQ(unit_overrides(units[3], base).back(), "treat.data.seed=1002");  // level 2, repeat 1
   EXPECT_NO_THROW(check_unit_configs(units, base));
+  // A seed the factor adds ("+", the shipped configs have none): the repeats change it (they added
+  // it again, and every repeat was refused as "in the config already").
+  nlohmann::json seedless = base;
+  seedless["treat"]["data"].erase("seed");
+  d.factors[0].first = "+treat.data.seed";
+  EXPECT_EQ(unit_overrides(design_units(d)[3], seedless).back(), "treat.data.seed=1002");
+  EXPECT_NO_THROW(check_unit_configs(design_units(d), seedless));
+  d.factors[0].first = "treat.data.seed";
   d.factors[0].second = {1, 1001};  // repeat 1 of seed 1 is seed 1001's first
   const std::string same = error_of([&] { check_unit_configs(design_units(d), base); });
   EXPECT_NE(same.find("units 2 (treat.data.seed=1001) and 3 (treat.data.seed=1, repeat 1) of the sweep give the same "
@@ -246,7 +272,7 @@ TEST(Sweep, ASweepMadeAgainAndAnExperimentDeletedByHand) {
   EXPECT_EQ(run_sweep(s, nullptr, sink).finished, 1);
   const std::string dir = home.dir.path() + "/Toy/sweeps/cap";
   fs::remove_all(dir);
-  s.design.factors = {{"indiv.net.params.capacity", {-1}}};  // fails at its launch
+  s.design.factors = {{"+treat.data.pad", {2}}};  // fails at its launch (32x32 inputs for a 28x28 MLP)
   const SweepResult again = run_sweep(s, nullptr, sink);
   EXPECT_EQ(again.failed, 1);
   EXPECT_EQ(again.finished, 0);

@@ -8,8 +8,9 @@
 #include "quantlab/config/json_node.h"
 #include "quantlab/config/overrides.h"
 #include "quantlab/experiment/config_diff.h"
-#include "quantlab/topology/network_spec.h"
+#include "quantlab/train/experiment.h"
 #include "quantlab/util/error.h"
+#include "quantlab/util/strings.h"
 
 namespace quantlab::experiment {
 namespace {
@@ -174,10 +175,16 @@ std::vector<std::string> unit_overrides(const SweepUnit& u, const nlohmann::json
     int64_t seed = has_seed && base["treat"]["data"]["seed"].is_number_integer()
                        ? base["treat"]["data"]["seed"].get<int64_t>()
                        : 0;
-    // A factor that sets the seed itself: its level's seed is the first repeat's.
+    // A factor that sets the seed itself (or adds it, "+treat.data.seed"): its level's seed is the
+    // first repeat's, and the repeat's override then changes a seed that is there.
+    bool set_here = false;
     for (const auto& [path, v] : u.settings)
-      if (path == "treat.data.seed" && v.is_number_integer()) seed = v.get<int64_t>();
-    out.push_back(std::string(has_seed ? "" : "+") + "treat.data.seed=" + std::to_string(seed + 1000 * u.repeat));
+      if ((path == "treat.data.seed" || path == "+treat.data.seed") && v.is_number_integer()) {
+        seed = v.get<int64_t>();
+        set_here = true;
+      }
+    out.push_back(std::string(has_seed || set_here ? "" : "+") +
+                  "treat.data.seed=" + std::to_string(seed + 1000 * u.repeat));
   }
   return out;
 }
@@ -196,14 +203,14 @@ void check_unit_configs(const std::vector<SweepUnit>& units, const nlohmann::jso
         if (why.rfind("--set " + a + ": ", 0) == 0) why = why.substr(a.size() + 8);
       throw ConfigError("unit " + std::to_string(u.index + 1) + " of the sweep (" + levels_text(u) + "): " + why);
     }
-    // The network class against --topology (what the launch checks first), not after a start-up.
-    if (!topology.empty() && c.contains("indiv") && c["indiv"].is_object() && c["indiv"].contains("net")) {
-      try {
-        (void)topology::parse_network_spec(config::JsonNode(c["indiv"]["net"], "indiv.net"), topology);
-      } catch (const Error& e) {
-        throw ConfigError("unit " + std::to_string(u.index + 1) + " of the sweep (" + levels_text(u) +
-                          "): " + e.what());
-      }
+    // The experiment as its launch will build it (the network class against --topology, an unknown
+    // optimizer, a width or a rate out of range, ...), not when the unit's turn comes, hours into
+    // the sweep, or a bad --set after a record that then blocked the sweep's name.
+    try {
+      const train::Experiment exp(c, topology, torch::kCPU);
+    } catch (const std::exception& e) {
+      throw ConfigError("unit " + std::to_string(u.index + 1) + " of the sweep (" + levels_text(u) +
+                        "): " + first_line(e.what()));
     }
     c.erase("overrides");
     const auto [it, fresh] = seen.emplace(c.dump(), &u);
