@@ -218,6 +218,33 @@ TEST(Sweep, ANewExperimentsNumberIsToldBeforeItsFirstEpoch) {
   EXPECT_NE(branched.exp_id, made.exp_id);
 }
 
+// A grid of millions is counted, not made, before it is refused (1e7 units took gigabytes and
+// ended in std::bad_alloc), and a sample of it makes only the units it takes.
+TEST(Sweep, AHugeGridIsCountedNotMade) {
+  Home home;
+  SweepOptions s = sweep_of(home, "huge", {});
+  for (int f = 0; f < 7; ++f) {
+    std::vector<nlohmann::json> levels;
+    for (int v = 1; v <= 10; ++v) levels.push_back(v);
+    s.design.factors.push_back({"treat.f" + std::to_string(f), levels});
+  }
+  EXPECT_EQ(unit_count(s.design), 10000000);
+  std::ostringstream sink;
+  EXPECT_NE(
+      error_of([&] { run_sweep(s, nullptr, sink); }).find("the sweep has 10000000 units, more than 100; add --yes"),
+      std::string::npos);
+  s.yes = true;
+  EXPECT_NE(error_of([&] { run_sweep(s, nullptr, sink); }).find("one sweep holds at most 1000000"), std::string::npos);
+  s.design.sample = 3;
+  s.design.seed = 7;
+  const auto units = design_units(s.design);
+  ASSERT_EQ(units.size(), 3u);
+  EXPECT_EQ(unit_count(s.design), 3);
+  for (int f = 0; f < 13; ++f) s.design.factors.push_back({"treat.g" + std::to_string(f), {1, 2, 3, 4, 5, 6, 7, 8, 9}});
+  EXPECT_EQ(design_units(s.design).size(), 3u);  // of 9e19 points: drawn one at a time
+  EXPECT_FALSE(fs::exists(home.dir.path() + "/Toy/sweeps"));
+}
+
 // A data-seed factor beside repeats: each repeat adds to the level's own seed, and units whose
 // configs would come out the same are refused before anything is made, naming both; a level that
 // does not fit the config names its unit, not a --set the user never typed; a design file's errors

@@ -2,8 +2,10 @@
 #include "quantlab/experiment/sweep_design.h"
 
 #include <algorithm>
+#include <climits>
 #include <map>
 #include <random>
+#include <set>
 
 #include "quantlab/config/json_node.h"
 #include "quantlab/config/overrides.h"
@@ -116,34 +118,75 @@ std::pair<std::string, std::vector<nlohmann::json>> parse_grid(const std::string
   return {arg.substr(0, eq), levels};
 }
 
-std::vector<SweepUnit> design_units(const SweepDesign& d) {
-  std::vector<SweepUnit> grid(1);
-  for (const auto& [path, levels] : d.factors) {
-    std::vector<SweepUnit> next;
-    for (const auto& u : grid)
-      for (const auto& v : levels) {
-        SweepUnit w = u;
-        w.levels.emplace_back(path, v);
-        if (d.named.count(path)) {
-          const nlohmann::json& sets = d.named.at(path).at(v.get<std::string>());
-          for (auto it = sets.begin(); it != sets.end(); ++it) w.settings.emplace_back(it.key(), it.value());
-        } else {
-          w.settings.emplace_back(path, v);
-        }
-        next.push_back(std::move(w));
-      }
-    grid = std::move(next);
+namespace {
+
+// The number of grid points (levels multiplied), saturating at INT64_MAX.
+int64_t grid_size(const SweepDesign& d) {
+  int64_t n = 1;
+  for (const auto& f : d.factors)
+    if (__builtin_mul_overflow(n, static_cast<int64_t>(f.second.size()), &n)) return INT64_MAX;
+  return n;
+}
+
+// Grid point `k` (the last factor fastest).
+SweepUnit grid_point(const SweepDesign& d, int64_t k) {
+  SweepUnit w;
+  std::vector<size_t> digit(d.factors.size());
+  for (size_t f = d.factors.size(); f-- > 0;) {
+    const auto n = static_cast<int64_t>(d.factors[f].second.size());
+    digit[f] = static_cast<size_t>(k % n);
+    k /= n;
   }
-  if (d.sample > 0 && d.sample < static_cast<int64_t>(grid.size())) {
-    std::mt19937_64 rng(d.seed);
-    std::vector<size_t> pick(grid.size());
-    for (size_t k = 0; k < pick.size(); ++k) pick[k] = k;
+  for (size_t f = 0; f < d.factors.size(); ++f) {
+    const auto& [path, levels] = d.factors[f];
+    const nlohmann::json& v = levels[digit[f]];
+    w.levels.emplace_back(path, v);
+    if (d.named.count(path)) {
+      const nlohmann::json& sets = d.named.at(path).at(v.get<std::string>());
+      for (auto it = sets.begin(); it != sets.end(); ++it) w.settings.emplace_back(it.key(), it.value());
+    } else {
+      w.settings.emplace_back(path, v);
+    }
+  }
+  return w;
+}
+
+// The grid points a sample takes: the first `sample` of a seeded shuffle of them all, in grid
+// order. Beyond 10 million points (where the shuffle's indices alone would take 80 MB and more),
+// distinct points drawn one at a time.
+std::vector<int64_t> sampled_points(const SweepDesign& d, int64_t total) {
+  std::mt19937_64 rng(d.seed);
+  std::vector<int64_t> pick;
+  if (total <= 10000000) {
+    pick.resize(static_cast<size_t>(total));
+    for (size_t k = 0; k < pick.size(); ++k) pick[k] = static_cast<int64_t>(k);
     std::shuffle(pick.begin(), pick.end(), rng);
     pick.resize(static_cast<size_t>(d.sample));
-    std::sort(pick.begin(), pick.end());
-    std::vector<SweepUnit> sampled;
-    for (size_t k : pick) sampled.push_back(grid[k]);
-    grid = std::move(sampled);
+  } else {
+    std::set<int64_t> chosen;
+    std::uniform_int_distribution<int64_t> any(0, total - 1);
+    while (static_cast<int64_t>(chosen.size()) < d.sample) chosen.insert(any(rng));
+    pick.assign(chosen.begin(), chosen.end());
+  }
+  std::sort(pick.begin(), pick.end());
+  return pick;
+}
+
+}  // namespace
+
+int64_t unit_count(const SweepDesign& d) {
+  int64_t n = grid_size(d);
+  if (d.sample > 0 && d.sample < n) n = d.sample;
+  return __builtin_mul_overflow(n, std::max<int64_t>(d.repeats, 1), &n) ? INT64_MAX : n;
+}
+
+std::vector<SweepUnit> design_units(const SweepDesign& d) {
+  const int64_t total = grid_size(d);
+  std::vector<SweepUnit> grid;
+  if (d.sample > 0 && d.sample < total) {
+    for (int64_t k : sampled_points(d, total)) grid.push_back(grid_point(d, k));
+  } else {
+    for (int64_t k = 0; k < total; ++k) grid.push_back(grid_point(d, k));
   }
   // Two units that set the same values (named levels that differ only in name) would run twice.
   std::map<std::string, size_t> seen;

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <filesystem>
 #include <ostream>
@@ -145,6 +146,14 @@ Sweep prepare(const SweepOptions& o) {
   s.logs = paths.logs;
   const std::string config_file = paths.dir + "/" + l.config.value_or("config.json");
   s.base = config::read_json_file(config_file);
+  // Counted before the units are made: a grid of millions took gigabytes first.
+  const int64_t count = unit_count(d);
+  const std::string many = count == INT64_MAX ? std::string("more than 9e18") : std::to_string(count);
+  if (count > o.max_units && !o.yes)
+    throw Error("the sweep has " + many + " units, more than " + std::to_string(o.max_units) +
+                "; add --yes to run them all (or --max_units)");
+  if (count > 1000000)
+    throw Error("the sweep has " + many + " units; one sweep holds at most 1000000 (take a sample with --sample)");
   s.units = design_units(d);
   // --set changes the config every unit starts from; a factor's levels, applied after, would undo
   // it where they set the same path, one above it or one below it.
@@ -160,9 +169,6 @@ Sweep prepare(const SweepOptions& o) {
   }
   s.set = l.overrides;
   config::apply_overrides(s.base, l.overrides);
-  if (static_cast<int64_t>(s.units.size()) > o.max_units && !o.yes)
-    throw Error("the sweep has " + std::to_string(s.units.size()) + " units, more than " + std::to_string(o.max_units) +
-                "; add --yes to run them all (or --max_units)");
   if (o.unit && (*o.unit < 1 || *o.unit > static_cast<int64_t>(s.units.size())))
     throw Error("--unit=" + std::to_string(*o.unit) + ": sweep " + d.name + " has units 1 to " +
                 std::to_string(s.units.size()));

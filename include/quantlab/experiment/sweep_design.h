@@ -49,6 +49,11 @@ std::pair<std::string, std::vector<nlohmann::json>> parse_grid(const std::string
 // The units of a design, in grid order (the last factor fastest), each repeat after the other.
 std::vector<SweepUnit> design_units(const SweepDesign& design);
 
+// How many units design_units makes (the grid, or its sample, times the repeats), counted without
+// making them: a grid of millions is refused before its units take the memory. Saturates at
+// INT64_MAX.
+int64_t unit_count(const SweepDesign& design);
+
 // The --set arguments of a unit: its levels and, for a repeat beyond the first, the data seed
 // + 1000 x repeat (the seed the unit's own levels set, else the base config's, else 0).
 std::vector<std::string> unit_overrides(const SweepUnit& unit, const nlohmann::json& base_config);
