@@ -41,6 +41,9 @@ TEST(Sweep, DesignsGridsAndTheirErrors) {
   sampled.seed = 7;
   EXPECT_EQ(design_units(sampled).size(), 8u);  // 4 of the grid, twice
   EXPECT_EQ(parse_grid("p=1e-3,x").second, (std::vector<nlohmann::json>{1e-3, "x"}));
+  // Lists and objects as levels: their commas are theirs (the levels were split inside them).
+  EXPECT_EQ(parse_grid(R"(p=[0.3,0.3],[0.5,0.5],{"a":1,"b":"x,y"})").second,
+            (std::vector<nlohmann::json>{{0.3, 0.3}, {0.5, 0.5}, {{"a", 1}, {"b", "x,y"}}}));
   const std::vector<std::pair<nlohmann::json, std::string>> bad_designs = {
       {{{"factors", {{"a", nlohmann::json::array()}}}}, "design.factors.a: expected a non-empty list of levels"},
       {{{"factors", {{"a.b", {1, 1}}}}}, R"(design.factors["a.b"][1]: the level 1 is given twice)"},
@@ -83,6 +86,24 @@ TEST(Sweep, DesignsGridsAndTheirErrors) {
       error_of([] { parse_grid("p=1e-3,1e999"); }).find("--grid p=1e-3,1e999: the level 1e999 is a number beyond"),
       std::string::npos);
   EXPECT_NE(error_of([] { parse_grid("p"); }).find("--grid p: expected PATH=LEVEL,LEVEL"), std::string::npos);
+  // --seed without a sample would be ignored; a factor of what the sweep writes itself is refused
+  // before a record is made (every unit failed on it).
+  Home home;
+  std::string out;
+  EXPECT_NE(testing::run_cli("--problem=Toy --topology=MLP --home=" + home.dir.path() +
+                                 " sweep --name=s --grid treat.optimizer.params.lr=0.001,0.002 --seed=3",
+                             out),
+            0);
+  EXPECT_NE(out.find("--seed=3: the seed of a sample (--sample=N)"), std::string::npos) << out;
+  std::ostringstream sink;
+  for (const char* path : {"+sweep", "+overrides"}) {
+    SweepOptions own = sweep_of(home, "own", {{path, {1, 2}}});
+    EXPECT_NE(
+        error_of([&] { run_sweep(own, nullptr, sink); }).find(std::string("the factor ") + path + " sets " + path),
+        std::string::npos)
+        << error_of([&] { run_sweep(own, nullptr, sink); });
+  }
+  EXPECT_FALSE(fs::exists(home.dir.path() + "/Toy/sweeps"));
 }
 
 TEST(Sweep, RunsStopsResumesAndReportsAFailedUnit) {

@@ -287,6 +287,9 @@ struct SweepCommand {
     if (repeats > 0) s.design.repeats = repeats;
     if (sample >= 0) s.design.sample = sample;
     if (seed >= 0) s.design.seed = static_cast<uint64_t>(seed);
+    if (seed >= 0 && s.design.sample == 0)
+      throw quantlab::Error("--seed=" + std::to_string(seed) +
+                            ": the seed of a sample (--sample=N); without one every unit of the grid runs");
     s.max_units = max_units;
     s.yes = yes;
     quantlab::experiment::SweepResult r;

@@ -103,9 +103,32 @@ std::pair<std::string, std::vector<nlohmann::json>> parse_grid(const std::string
   if (eq == std::string::npos || eq == 0 || eq + 1 == arg.size())
     throw ConfigError("--grid " + arg + ": expected PATH=LEVEL,LEVEL,... (e.g. treat.optimizer.params.lr=1e-3,3e-3)");
   std::vector<nlohmann::json> levels;
+  // A comma inside brackets, braces or quotes belongs to a level (a list such as [0.3,0.3]).
+  const auto next_comma = [&arg](size_t from) {
+    int depth = 0;
+    bool quoted = false;
+    for (size_t i = from; i < arg.size(); ++i) {
+      const char c = arg[i];
+      if (quoted) {
+        if (c == '\\')
+          ++i;
+        else if (c == '"')
+          quoted = false;
+      } else if (c == '"') {
+        quoted = true;
+      } else if (c == '[' || c == '{') {
+        ++depth;
+      } else if ((c == ']' || c == '}') && depth > 0) {
+        --depth;
+      } else if (c == ',' && depth == 0) {
+        return i;
+      }
+    }
+    return std::string::npos;
+  };
   size_t start = eq + 1;
   while (true) {
-    const size_t comma = arg.find(',', start);
+    const size_t comma = next_comma(start);
     const std::string t = arg.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
     if (t.empty()) throw ConfigError("--grid " + arg + ": an empty level");
     const nlohmann::json v = level_value(t, arg);

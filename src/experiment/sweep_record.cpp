@@ -146,6 +146,20 @@ Sweep prepare(const SweepOptions& o) {
   s.logs = paths.logs;
   const std::string config_file = paths.dir + "/" + l.config.value_or("config.json");
   s.base = config::read_json_file(config_file);
+  // The entries the sweep writes itself are no factor's (every unit failed on them, after a record).
+  for (const auto& [factor, levels] : d.factors) {
+    std::vector<std::string> set = {factor};
+    if (d.named.count(factor)) {
+      set.clear();
+      for (const auto& level : d.named.at(factor).items())
+        for (const auto& path : level.value().items()) set.push_back(path.key());
+    }
+    for (const auto& path : set) {
+      const std::vector<std::string> steps = steps_of(path);
+      if (!steps.empty() && (steps[0] == "sweep" || steps[0] == "overrides"))
+        throw ConfigError("the factor " + factor + " sets " + path + ": the sweep writes \"" + steps[0] + "\" itself");
+    }
+  }
   // Counted before the units are made: a grid of millions took gigabytes first.
   const int64_t count = unit_count(d);
   const std::string many = count == INT64_MAX ? std::string("more than 9e18") : std::to_string(count);
