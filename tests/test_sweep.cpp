@@ -308,6 +308,13 @@ TEST(Sweep, SeedFactorsBesideRepeatsAndErrorsNamingTheUnitAndTheFile) {
       twice.rfind("design " + file + R"(: factors["treat.optimizer.params.lr"][1]: the level 0.001 is given twice)", 0),
       0u)
       << twice;
+  // An error found in its units begins with the file too.
+  Home home;
+  std::ofstream(file) << R"({"name": "s", "factors": {"treat.optimizer.params.lr": [0.001, -1]}})";
+  SweepOptions s = sweep_of(home, "s", {});
+  s.design = read_design(file);
+  const std::string unit = error_of([&] { run_sweep(s, nullptr, std::cout); });
+  EXPECT_EQ(unit.rfind("design " + file + ": unit 2 of the sweep (treat.optimizer.params.lr=-1): ", 0), 0u) << unit;
 }
 
 // A sweep made again under the name of a deleted one never takes that one's experiments (before,

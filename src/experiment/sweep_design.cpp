@@ -92,7 +92,9 @@ SweepDesign parse_design(const nlohmann::json& j, const std::string& where) {
 SweepDesign read_design(const std::string& file) {
   const nlohmann::json j = config::read_json_file(file);  // its errors name the file
   try {
-    return parse_design(j, "");
+    SweepDesign d = parse_design(j, "");
+    d.file = file;
+    return d;
   } catch (const ConfigError& e) {
     throw ConfigError("design " + file + ": " + e.what());
   }

@@ -121,7 +121,9 @@ void Sweep::update(int64_t unit, const std::function<void(nlohmann::json&)>& cha
   write_file_atomically(file, record.dump(2) + "\n");
 }
 
-Sweep prepare(const SweepOptions& o) {
+namespace {
+
+Sweep prepare_sweep(const SweepOptions& o) {
   const SweepDesign& d = o.design;
   if (d.factors.empty()) throw ConfigError("the sweep has no factors (a design's \"factors\", or --grid PATH=a,b)");
   if (d.name.empty()) throw ConfigError("the sweep has no name (the design's \"name\", or --name)");
@@ -214,6 +216,19 @@ Sweep prepare(const SweepOptions& o) {
     write_file_atomically(s.file, record.dump(2) + "\n");
   }
   return s;
+}
+
+}  // namespace
+
+// A design file's errors begin with its name, those found in its units too.
+Sweep prepare(const SweepOptions& o) {
+  try {
+    return prepare_sweep(o);
+  } catch (const ConfigError& e) {
+    const std::string& file = o.design.file;
+    if (file.empty() || std::string(e.what()).rfind("design " + file, 0) == 0) throw;
+    throw ConfigError("design " + file + ": " + e.what());
+  }
 }
 
 nlohmann::json unit_record(const Sweep& s, const SweepUnit& u) {

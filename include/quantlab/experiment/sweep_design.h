@@ -26,6 +26,7 @@ struct SweepDesign {
   int64_t repeats = 1;
   int64_t sample = 0;  // 0: every unit of the grid
   uint64_t seed = 0;
+  std::string file;  // the design file it was read from ("" for --grid alone): its errors begin with it
 };
 
 // One point of the design: its factors' levels and its repeat.
