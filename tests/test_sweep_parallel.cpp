@@ -100,6 +100,28 @@ TEST(Sweep, UnitsOfTwoSweepsShowTheirOwnValues) {
   EXPECT_EQ(compare_json(c).size(), 4u) << compare_text(c);  // four levels, none of them "(absent)"
 }
 
+// Within one sweep, compare shows the factors rather than the paths the units' own levels set: a
+// repeat's added seed, and a path that one named level adds and the other leaves out.
+TEST(Sweep, OneSweepsUnitsShowTheirFactorsOnly) {
+  Home home;
+  std::ostringstream sink;
+  SweepOptions s;
+  s.launch = home.options();
+  s.design = parse_design({{"name", "opt"},
+                           {"factors",
+                            {{"opt",
+                              {{"sgd", {{"treat.optimizer.class", "SGD"}, {"+treat.optimizer.params.momentum", 0.9}}},
+                               {"adam", {{"treat.optimizer.class", "Adam"}}}}}}},
+                           {"repeats", 2}},
+                          "design");
+  ASSERT_EQ(run_sweep(s, nullptr, sink).finished, 4) << sink.str();
+  for (const auto& r : compare_json(compare_of(home, "opt", "json"))) {
+    std::set<std::string> columns;
+    for (const auto& [k, v] : r["factors"].items()) columns.insert(k);
+    EXPECT_EQ(columns, (std::set<std::string>{"opt", "repeat"})) << r.dump();
+  }
+}
+
 // A factor of named levels: compare and the experiment's config show the level by its name, and so
 // does TensorBoard's HParams session (the unit's hyperparameters are its factors).
 TEST(Sweep, NamedLevelsShowByNameInCompareAndHParams) {

@@ -116,9 +116,10 @@ bool covered_by(const std::vector<std::string>& pattern, const std::string& path
 // level by its name); a row without it (another sweep's unit) shows its own config's value there,
 // "(various)" where a pattern's leaves differ, or nothing when it has none (a named factor it
 // lacks). A pattern's leaves ("*" steps, or the leaves below an object's path) are then shown by
-// its column alone, and so is a path that every row's own overrides set (a named level's paths,
-// shown by its name); any other path keeps its config's value in every row (a named level's paths
-// beside a row of another sweep, which sets them otherwise or not at all).
+// its column alone, and so is a path that each row either sets by its own levels (a named level's
+// paths, shown by its name; a repeat's seed, shown by "repeat") or lacks; any other path keeps its
+// config's value in every row (a named level's paths beside a row of another sweep, which sets
+// them otherwise).
 std::set<std::string> put_levels(std::vector<Row>& rows) {
   std::set<std::string> keys;
   for (const auto& r : rows)
@@ -145,22 +146,36 @@ std::set<std::string> put_levels(std::vector<Row>& rows) {
     }
     if (path) patterns.push_back(pattern);
   }
-  std::vector<std::vector<std::vector<std::string>>> own(rows.size());  // each row's overridden paths
-  for (size_t k = 0; k < rows.size(); ++k)
+  // Each row's own paths: what its overrides set, and the seed of its repeat (shown by "repeat").
+  std::vector<std::vector<std::vector<std::string>>> own(rows.size());
+  for (size_t k = 0; k < rows.size(); ++k) {
     for (const auto& p : overridden_paths(rows[k].config)) own[k].push_back(key_steps(p));
-  const auto set_by_every_row = [&](const std::string& leaf) {
-    for (const auto& paths : own)
-      if (std::none_of(paths.begin(), paths.end(), [&](const auto& p) { return covered_by(p, leaf); })) return false;
-    return true;
-  };
-  for (auto& r : rows)
-    for (auto it = r.leaves.begin(); it != r.leaves.end();) {
-      const bool hidden =
-          !keys.count(it->first) &&
-          (std::any_of(patterns.begin(), patterns.end(), [&](const auto& p) { return covered_by(p, it->first); }) ||
-           set_by_every_row(it->first));
-      it = hidden ? r.leaves.erase(it) : std::next(it);
+    if (rows[k].levels.contains("repeat")) own[k].push_back({"treat", "data", "seed"});
+  }
+  std::set<std::string> hidden;
+  std::set<std::string> leaves;
+  for (const auto& r : rows)
+    for (const auto& kv : r.leaves) leaves.insert(kv.first);
+  for (const auto& leaf : leaves) {
+    if (keys.count(leaf)) continue;
+    const auto steps = key_steps(leaf);
+    const auto covers = [&steps](const std::vector<std::string>& p) {
+      if (steps.size() < p.size()) return false;
+      for (size_t k = 0; k < p.size(); ++k)
+        if (p[k] != "*" && p[k] != steps[k]) return false;
+      return true;
+    };
+    // Shown by a pattern's column, or in every row its own (set by the row's levels, or absent).
+    bool shown_by_levels = std::any_of(patterns.begin(), patterns.end(), covers);
+    if (!shown_by_levels) {
+      shown_by_levels = true;
+      for (size_t k = 0; k < rows.size() && shown_by_levels; ++k)
+        shown_by_levels = !rows[k].leaves.count(leaf) || std::any_of(own[k].begin(), own[k].end(), covers);
     }
+    if (shown_by_levels) hidden.insert(leaf);
+  }
+  for (auto& r : rows)
+    for (const auto& leaf : hidden) r.leaves.erase(leaf);
   return keys;
 }
 

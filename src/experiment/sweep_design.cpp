@@ -10,6 +10,7 @@
 #include "quantlab/config/json_node.h"
 #include "quantlab/config/overrides.h"
 #include "quantlab/experiment/config_diff.h"
+#include "quantlab/topology/network_spec.h"
 #include "quantlab/train/experiment.h"
 #include "quantlab/util/error.h"
 #include "quantlab/util/strings.h"
@@ -257,7 +258,8 @@ std::vector<std::string> unit_overrides(const SweepUnit& u, const nlohmann::json
   return out;
 }
 
-void check_unit_configs(const std::vector<SweepUnit>& units, const nlohmann::json& base, const std::string& topology) {
+void check_unit_configs(const std::vector<SweepUnit>& units, const nlohmann::json& base, const std::string& topology,
+                        bool build) {
   std::map<std::string, const SweepUnit*> seen;  // a config's text -> the first unit with it
   for (const auto& u : units) {
     const std::vector<std::string> args = unit_overrides(u, base);
@@ -275,7 +277,11 @@ void check_unit_configs(const std::vector<SweepUnit>& units, const nlohmann::jso
     // optimizer, a width or a rate out of range, ...), not when the unit's turn comes, hours into
     // the sweep, or a bad --set after a record that then blocked the sweep's name.
     try {
-      const train::Experiment exp(c, topology, torch::kCPU);
+      if (build) {
+        const train::Experiment exp(c, topology, torch::kCPU);
+      } else if (!topology.empty() && c.contains("indiv") && c["indiv"].is_object() && c["indiv"].contains("net")) {
+        (void)topology::parse_network_spec(config::JsonNode(c["indiv"]["net"], "indiv.net"), topology);
+      }
     } catch (const std::exception& e) {
       throw ConfigError("unit " + std::to_string(u.index + 1) + " of the sweep (" + levels_text(u) +
                         "): " + first_line(e.what()));

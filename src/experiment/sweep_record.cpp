@@ -188,11 +188,14 @@ Sweep prepare_sweep(const SweepOptions& o) {
   if (o.unit && (*o.unit < 1 || *o.unit > static_cast<int64_t>(s.units.size())))
     throw Error("--unit=" + std::to_string(*o.unit) + ": sweep " + d.name + " has units 1 to " +
                 std::to_string(s.units.size()));
-  check_unit_configs(s.units, s.base, l.topology);  // before anything is made
   s.design = design_json(d);
   s.dir = paths.dir + "/sweeps/" + d.name;
   s.file = s.dir + "/sweep.json";
   std::error_code ec;
+  // Before anything is made; the units' experiments are built once, by the run that makes the
+  // record (a record's base config and --set cannot change afterwards: check_base), not again by
+  // each --parallel, --unit or --srun process of the sweep.
+  check_unit_configs(s.units, s.base, l.topology, /*build=*/!fs::exists(s.file, ec));
   fs::create_directories(s.dir, ec);
   if (ec) throw IoError(s.dir + ": cannot create the sweep's folder (" + ec.message() + ")");
   RecordLock lock(s.file);

@@ -61,10 +61,12 @@ std::vector<std::string> unit_overrides(const SweepUnit& unit, const nlohmann::j
 
 // Every unit's overrides applied to the base config before anything is made: an override that
 // does not apply is a ConfigError naming the unit and its levels, and so are two units whose
-// configs come out the same (factors that set one path, a seed factor beside repeats), and so is
-// a unit whose network class is not of `topology` (when given).
+// configs come out the same (factors that set one path, a seed factor beside repeats). With
+// `build`, every unit's experiment is also built as its launch will build it (network class
+// against `topology` when given, optimizer, schedule, thermostat): about 1 s per AlexNet unit,
+// done once, when the sweep's record is made.
 void check_unit_configs(const std::vector<SweepUnit>& units, const nlohmann::json& base_config,
-                        const std::string& topology = "");
+                        const std::string& topology = "", bool build = true);
 
 // The design as the sweep's record keeps it (sweep.json's "design").
 nlohmann::json design_json(const SweepDesign& design);
