@@ -136,6 +136,14 @@ TEST(ExportGuards, LevelsThatCannotBeIntegersAreRefusedForTheirCause) {
       << why;
   const nlohmann::json uneven = {"uniform", {0.5, 1.5}, {0.0, 1.0, 3.14159}};
   EXPECT_NE(export_error(with_a1(uneven)).find("(non-uniform levels)"), std::string::npos);
+  // Near a fine grid is not on it (1.33334 is not 4 steps of 1/3: the runtime would compute with
+  // 1.3333333), and on a fine grid beyond 8 bits says so (0.1 x {0, 3, 400}).
+  const nlohmann::json near = {"uniform", {0.5, 1.2}, {0.0, 1.0, 1.33334}};
+  EXPECT_NE(export_error(with_a1(near)).find("(non-uniform levels)"), std::string::npos) << export_error(with_a1(near));
+  const nlohmann::json wide = {"uniform", {0.1, 20}, {0.0, 0.3, 40.0}};
+  EXPECT_NE(export_error(with_a1(wide)).find("they need more than 8 bits (up to 400 steps from zero"),
+            std::string::npos)
+      << export_error(with_a1(wide));
   for (const nlohmann::json& fine : {nlohmann::json{"uniform", {0.5, 0.9}, {0.3, 0.7, 1.1}},
                                      nlohmann::json{"uniform", {-0.5, 0.75}, {-1.0, 0.0, 1.5}},
                                      nlohmann::json{"uniform", {0.5, 1.5}, {0.0, 1.0, 2.5}}}) {

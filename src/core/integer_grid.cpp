@@ -16,13 +16,17 @@ std::string on_grid(const std::vector<double>& values, double preferred, double&
     if (distinct[k] != 0) smallest = std::min(smallest, std::abs(distinct[k]));
     if (k > 0) gap = std::min(gap, distinct[k] - distinct[k - 1]);
   }
-  // Whether every value is a whole number of steps `s` (relative: levels are float32, so 255 steps
-  // of 0.01 are off by more than 1e-5 of a step), and the most steps from zero.
-  const auto fits = [&](double s, double& most) {
+  // Whether every value is a whole number of steps `s`, and the most steps from zero. On the plain
+  // steps within 1e-5 of a step per step (levels are float32: 255 steps of 0.01 are off by more
+  // than 1e-5 of a step); on a fraction of the smallest magnitude within float32's rounding of the
+  // value, so that a level near a fine grid (1.33334 by steps of 1/3) is not taken for one on it.
+  const auto fits = [&](double s, double& most, bool fraction) {
     most = 0;
     for (double v : distinct) {
       const double q = v / s, r = std::round(q);
-      if (std::abs(q - r) > 1e-5 * std::max(1.0, std::abs(r))) return false;
+      const bool off = fraction ? std::abs(v - r * s) > 4 * std::ldexp(1.0, -24) * std::abs(v)
+                                : std::abs(q - r) > 1e-5 * std::max(1.0, std::abs(r));
+      if (off) return false;
       most = std::max(most, std::abs(r));
     }
     return true;
@@ -33,11 +37,11 @@ std::string on_grid(const std::vector<double>& values, double preferred, double&
   std::vector<double> steps = {preferred, 1.0, smallest, gap};
   const size_t plain = steps.size();
   for (int m = 2; m <= 127 && std::isfinite(smallest); ++m) steps.push_back(smallest / m);
-  double widest = 0;  // |value / step| on the first of the plain steps that fits, beyond 127
+  double widest = 0;  // |value / step| on the first step that fits, beyond 127
   for (size_t k = 0; k < steps.size(); ++k) {
     const double s = steps[k];
     double most = 0;
-    if (!(s > 0) || !std::isfinite(s) || !fits(s, most)) continue;
+    if (!(s > 0) || !std::isfinite(s) || !fits(s, most, k >= plain)) continue;
     if (most <= 127) {
       step = s;
       ints.clear();
@@ -45,7 +49,7 @@ std::string on_grid(const std::vector<double>& values, double preferred, double&
       for (double v : values) ints.push_back(static_cast<int8_t>(std::round(v / s)));
       return "";
     }
-    if (k < plain && widest == 0) widest = most;
+    if (widest == 0) widest = most;
   }
   if (widest > 0)
     return "they need more than 8 bits (up to " + std::to_string(static_cast<int64_t>(widest)) +
