@@ -227,7 +227,7 @@ TEST(Runtime, ACifarFolderWithoutItsTestFileNamesIt) {
   EXPECT_EQ(im.count, 3);
 }
 
-// A folder with two data sets' files is refused by quantlab-infer as by training, naming both.
+// Image folders are named as what the runtime does not read (it asked for an IDX file).
 TEST(Runtime, ImageFoldersAreNamedAsNotReadHere) {
   TempDir dir;
   std::filesystem::create_directories(dir.path() + "/train/a");
@@ -241,6 +241,7 @@ TEST(Runtime, ImageFoldersAreNamedAsNotReadHere) {
   }
 }
 
+// A folder with two data sets' files is refused by quantlab-infer as by training, naming both.
 TEST(Runtime, AFolderWithTwoDataSetsNamesBoth) {
   TempDir dir;
   testing::write_toy_idx_problem(dir.path(), 4, 3, 2, false);

@@ -86,6 +86,9 @@ TEST(Sweep, DesignsGridsAndTheirErrors) {
       error_of([] { parse_grid("p=1e-3,1e999"); }).find("--grid p=1e-3,1e999: the level 1e999 is a number beyond"),
       std::string::npos);
   EXPECT_NE(error_of([] { parse_grid("p"); }).find("--grid p: expected PATH=LEVEL,LEVEL"), std::string::npos);
+  EXPECT_NE(
+      error_of([] { parse_grid("p=[1,2"); }).find("--grid p=[1,2: a level opens a [, { or \" that it does not close"),
+      std::string::npos);
   // --seed without a sample would be ignored; a factor of what the sweep writes itself is refused
   // before a record is made (every unit failed on it).
   Home home;

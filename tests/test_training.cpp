@@ -126,8 +126,6 @@ TinyRun tiny_run(const std::string& cls, int epochs) {
   });
 }
 
-// A loss with reduction "sum" is reported, like a mean one, as its mean over the samples (it was
-// multiplied by the batch size): the same network evaluated with both reports one value.
 // Numbers beyond float32's range are refused by their path: the first step multiplied float32
 // tensors by them and stopped with libtorch's "value cannot be converted to type float without
 // overflow", after the experiment was made.
@@ -150,6 +148,8 @@ TEST(Optimizer, NumbersBeyondFloat32AreRefusedByPath) {
   }
 }
 
+// A loss with reduction "sum" is reported, like a mean one, as its mean over the samples (it was
+// multiplied by the batch size): the same network evaluated with both reports one value.
 TEST(Training, ASummedLossIsReportedPerSample) {
   TempDir dir;
   testing::write_toy_idx_problem(dir.path(), 160, 200, 4, false);

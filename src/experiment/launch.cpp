@@ -236,7 +236,10 @@ class Launch {
       return result_;
     } catch (const train::Diverged& e) {
       out_ << std::endl;
-      if (session) session->on_diverged(e.epoch, e.what());
+      try {  // for list and compare; a failure to write it (a full disk) does not hide the advice
+        if (session) session->on_diverged(e.epoch, e.what());
+      } catch (const std::exception&) {
+      }
       throw diverged(e, trainer.state().epoch);
     }
     result_.epochs_done = trainer.state().epoch;

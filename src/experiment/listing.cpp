@@ -29,7 +29,8 @@ std::string pct(const nlohmann::json& v) {
 // "diverged in epoch 3 (...)": the state of an experiment whose training stopped on a non-finite loss.
 std::string diverged_text(const nlohmann::json& st, int64_t id) {
   const nlohmann::json& d = st["diverged"];
-  const auto epoch = d.is_object() ? d.value("epoch", int64_t{0}) : int64_t{0};
+  const int64_t epoch =
+      d.is_object() && d.contains("epoch") && d["epoch"].is_number_integer() ? d["epoch"].get<int64_t>() : 0;
   return "diverged in epoch " + std::to_string(epoch) +
          " (change its config.json, e.g. a lower rate, and resume with " + "--exp_id=" + std::to_string(id) + ")";
 }

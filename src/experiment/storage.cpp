@@ -178,8 +178,9 @@ std::string home_flag(const Storage& storage) {
 
 // Whether one folder is the other or inside it (links resolved where they exist).
 bool nested(const std::string& a, const std::string& b) {
-  std::error_code ec;
-  const fs::path pa = fs::weakly_canonical(a, ec), pb = fs::weakly_canonical(b, ec);
+  std::error_code ea, eb;
+  const fs::path pa = fs::weakly_canonical(a, ea), pb = fs::weakly_canonical(b, eb);
+  if (ea || eb) return false;  // unresolvable (a parent without access): not known to be nested
   for (auto ia = pa.begin(), ib = pb.begin(); ia != pa.end() && ib != pb.end(); ++ia, ++ib)
     if (*ia != *ib) return false;
   return true;

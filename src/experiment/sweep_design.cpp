@@ -127,6 +127,8 @@ std::pair<std::string, std::vector<nlohmann::json>> parse_grid(const std::string
         return i;
       }
     }
+    // An opening that never closes would make the rest one string level, refused far from its cause.
+    if (depth > 0 || quoted) throw ConfigError("--grid " + arg + ": a level opens a [, { or \" that it does not close");
     return std::string::npos;
   };
   size_t start = eq + 1;

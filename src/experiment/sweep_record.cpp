@@ -123,7 +123,21 @@ void Sweep::update(int64_t unit, const std::function<void(nlohmann::json&)>& cha
 
 namespace {
 
-Sweep prepare_sweep(const SweepOptions& o) {
+// Runs `f`; a ConfigError it throws about the design's factors or units begins with the design
+// file's name, as the file's own errors do (not one of the problem's config or of --set).
+template <typename F>
+auto in_design(const SweepDesign& d, F f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const ConfigError& e) {
+    if (d.file.empty()) throw;
+    throw ConfigError("design " + d.file + ": " + e.what());
+  }
+}
+
+}  // namespace
+
+Sweep prepare(const SweepOptions& o) {
   const SweepDesign& d = o.design;
   if (d.factors.empty()) throw ConfigError("the sweep has no factors (a design's \"factors\", or --grid PATH=a,b)");
   if (d.name.empty()) throw ConfigError("the sweep has no name (the design's \"name\", or --name)");
@@ -149,19 +163,22 @@ Sweep prepare_sweep(const SweepOptions& o) {
   const std::string config_file = paths.dir + "/" + l.config.value_or("config.json");
   s.base = config::read_json_file(config_file);
   // The entries the sweep writes itself are no factor's (every unit failed on them, after a record).
-  for (const auto& [factor, levels] : d.factors) {
-    std::vector<std::string> set = {factor};
-    if (d.named.count(factor)) {
-      set.clear();
-      for (const auto& level : d.named.at(factor).items())
-        for (const auto& path : level.value().items()) set.push_back(path.key());
+  in_design(d, [&] {
+    for (const auto& [factor, levels] : d.factors) {
+      std::vector<std::string> set = {factor};
+      if (d.named.count(factor)) {
+        set.clear();
+        for (const auto& level : d.named.at(factor).items())
+          for (const auto& path : level.value().items()) set.push_back(path.key());
+      }
+      for (const auto& path : set) {
+        const std::vector<std::string> steps = steps_of(path);
+        if (!steps.empty() && (steps[0] == "sweep" || steps[0] == "overrides"))
+          throw ConfigError("the factor " + factor + " sets " + path + ": the sweep writes \"" + steps[0] +
+                            "\" itself");
+      }
     }
-    for (const auto& path : set) {
-      const std::vector<std::string> steps = steps_of(path);
-      if (!steps.empty() && (steps[0] == "sweep" || steps[0] == "overrides"))
-        throw ConfigError("the factor " + factor + " sets " + path + ": the sweep writes \"" + steps[0] + "\" itself");
-    }
-  }
+  });
   // Counted before the units are made: a grid of millions took gigabytes first.
   const int64_t count = unit_count(d);
   const std::string many = count == INT64_MAX ? std::string("more than 9e18") : std::to_string(count);
@@ -170,7 +187,7 @@ Sweep prepare_sweep(const SweepOptions& o) {
                 "; add --yes to run them all (or --max_units)");
   if (count > 1000000)
     throw Error("the sweep has " + many + " units; one sweep holds at most 1000000 (take a sample with --sample)");
-  s.units = design_units(d);
+  s.units = in_design(d, [&] { return design_units(d); });
   // --set changes the config every unit starts from; a factor's levels, applied after, would undo
   // it where they set the same path, one above it or one below it.
   for (const std::string& arg : l.overrides) {
@@ -195,7 +212,7 @@ Sweep prepare_sweep(const SweepOptions& o) {
   // Before anything is made; the units' experiments are built once, by the run that makes the
   // record (a record's base config and --set cannot change afterwards: check_base), not again by
   // each --parallel, --unit or --srun process of the sweep.
-  check_unit_configs(s.units, s.base, l.topology, /*build=*/!fs::exists(s.file, ec));
+  in_design(d, [&] { check_unit_configs(s.units, s.base, l.topology, /*build=*/!fs::exists(s.file, ec)); });
   fs::create_directories(s.dir, ec);
   if (ec) throw IoError(s.dir + ": cannot create the sweep's folder (" + ec.message() + ")");
   RecordLock lock(s.file);
@@ -219,19 +236,6 @@ Sweep prepare_sweep(const SweepOptions& o) {
     write_file_atomically(s.file, record.dump(2) + "\n");
   }
   return s;
-}
-
-}  // namespace
-
-// A design file's errors begin with its name, those found in its units too.
-Sweep prepare(const SweepOptions& o) {
-  try {
-    return prepare_sweep(o);
-  } catch (const ConfigError& e) {
-    const std::string& file = o.design.file;
-    if (file.empty() || std::string(e.what()).rfind("design " + file, 0) == 0) throw;
-    throw ConfigError("design " + file + ": " + e.what());
-  }
 }
 
 nlohmann::json unit_record(const Sweep& s, const SweepUnit& u) {
