@@ -1,6 +1,7 @@
 // Parity of the integer runtime with the float network.
 #include "quantlab/export/parity.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <map>
@@ -28,17 +29,21 @@ struct Replay {
   torch::Tensor scores;
 };
 
-Replay replay(train::Experiment& exp, const torch::Tensor& input) {
+// Of the batch `input`, only the rows `keep` are kept (a whole batch's activations of a VGG would
+// take gigabytes).
+Replay replay(train::Experiment& exp, const torch::Tensor& input, const std::vector<int64_t>& keep) {
   auto* net = dynamic_cast<topology::StepNetwork*>(exp.net.get());
   if (!net) throw Error(exp.net_spec.cls + ": the parity check replays networks built from steps");
   auto modules = exp.net->named_modules("", false);
+  const torch::Tensor rows = torch::tensor(keep, torch::kLong).to(input.device());
   Replay r;
   r.scores = net->forward(input, [&](const topology::Step& st, const torch::Tensor& in, const torch::Tensor& out) {
     if (st.kind != topology::Step::Kind::kActivation || !modules.contains(st.name)) return;
     if (!dynamic_cast<nn::AnaActivationImpl*>(modules[st.name].get())) return;
-    r.act_inputs.push_back(in);
-    r.levels.push_back(out);
+    r.act_inputs.push_back(in.index_select(0, rows));
+    r.levels.push_back(out.index_select(0, rows));
   });
+  r.scores = r.scores.index_select(0, rows);
   return r;
 }
 
@@ -91,34 +96,40 @@ TimedLabels integer_labels(const runtime::Engine& engine, const uint8_t* px, int
   return t;
 }
 
-// The replay of the batch of bs_valid images that held image `i` when float_labels labelled it
-// (the last one kept: disagreements come in image order). The same batch rounds the same way: image
-// `i` replayed alone may land on the other side of a threshold it is within rounding of, and the
-// tie would be missed (the export refused as a defect; a batch size of 1 made it agree).
+// The replay of the batch of bs_valid images that held image `i` when float_labels labelled it,
+// keeping the rows of the batch's disagreements (`differ`, in image order; the last batch kept).
+// The same batch rounds the same way: image `i` replayed alone may land on the other side of a
+// threshold it is within rounding of, and the tie would be missed (the export refused as a
+// defect; a batch size of 1 made it agree).
 struct BatchReplay {
   int64_t start = -1;
+  std::vector<int64_t> images;  // the disagreeing images kept, in the order of the replay's rows
   Replay r;
 };
-int64_t replay_batch_of(train::Experiment& exp, const data::TensorDataset& set, int64_t i, BatchReplay& cache) {
-  const int64_t bs = exp.data.bs_valid, start = i / bs * bs;
+int64_t replay_batch_of(train::Experiment& exp, const data::TensorDataset& set, int64_t i,
+                        const std::vector<int64_t>& differ, BatchReplay& cache) {
+  const int64_t bs = exp.data.bs_valid, start = i / bs * bs, size = std::min(bs, set.size() - start);
   if (cache.start != start) {
-    std::vector<int64_t> indices(static_cast<size_t>(std::min(bs, set.size() - start)));
+    std::vector<int64_t> indices(static_cast<size_t>(size)), rows;
     std::iota(indices.begin(), indices.end(), start);
-    const auto batch =
-        set.make_batch(indices.data(), static_cast<int64_t>(indices.size()), start, data::SampleContext{});
-    cache.r = replay(exp, batch.inputs.to(exp.device));
+    cache.images.clear();
+    for (int64_t j : differ)
+      if (j >= start && j < start + size) cache.images.push_back(j), rows.push_back(j - start);
+    const auto batch = set.make_batch(indices.data(), size, start, data::SampleContext{});
+    cache.r = replay(exp, batch.inputs.to(exp.device), rows);
     cache.start = start;
   }
-  return i - start;
+  return std::find(cache.images.begin(), cache.images.end(), i) - cache.images.begin();
 }
 
 // Where the float network and the runtime part on image `i`: the first threshold layer whose
 // output differs (or the scores, when every activation agrees).
 Disagreement explain(train::Experiment& exp, const data::TensorDataset& set, const runtime::Engine& engine,
-                     const uint8_t* px, int64_t i, int64_t float_label, int64_t integer_label, BatchReplay& cache) {
+                     const uint8_t* px, int64_t i, int64_t float_label, int64_t integer_label,
+                     const std::vector<int64_t>& differ, BatchReplay& cache) {
   Disagreement d;
   d.image = i, d.float_label = float_label, d.integer_label = integer_label;
-  const int64_t row = replay_batch_of(exp, set, i, cache);
+  const int64_t row = replay_batch_of(exp, set, i, differ, cache);
   const Replay& r = cache.r;
   runtime::Engine::Trace trace;
   engine.scores(px + i * engine.image_size(), &trace);
@@ -206,7 +217,7 @@ ParityReport check_parity(train::Experiment& exp, const data::ProblemData& data,
   rep.integer_seconds_1 = il.seconds_1, rep.integer_seconds_all = il.seconds_all;
   const auto labels = set->labels();
   int64_t fc = 0, ic = 0;
-  BatchReplay cache;
+  std::vector<int64_t> differ;
   for (int64_t i = 0; i < n; ++i) {
     const int64_t y = labels[i].item<int64_t>(), f = fl.labels[static_cast<size_t>(i)],
                   q = il.labels[static_cast<size_t>(i)];
@@ -215,8 +226,12 @@ ParityReport check_parity(train::Experiment& exp, const data::ProblemData& data,
     if (f == q)
       ++rep.agree;
     else
-      rep.disagreements.push_back(explain(exp, *set, engine, px, i, f, q, cache));
+      differ.push_back(i);
   }
+  BatchReplay cache;
+  for (int64_t i : differ)
+    rep.disagreements.push_back(explain(exp, *set, engine, px, i, fl.labels[static_cast<size_t>(i)],
+                                        il.labels[static_cast<size_t>(i)], differ, cache));
   rep.float_accuracy = 100.0 * static_cast<double>(fc) / static_cast<double>(n);
   rep.integer_accuracy = 100.0 * static_cast<double>(ic) / static_cast<double>(n);
   return rep;
