@@ -77,23 +77,34 @@ TEST(Distributed, ARankKilledMidEpochStopsTheOthersAndTheRunResumes) {
   EXPECT_EQ(load_checkpoint(home.saves(1) + "/last.ckpt").state.epoch, c.state.epoch + 1);
 }
 
+// The launcher's rank 1 (-1 when it has none).
+pid_t rank1_of(pid_t launcher) {
+  for (pid_t p : children_of(launcher)) {
+    std::ifstream env("/proc/" + std::to_string(p) + "/environ");
+    const std::string all((std::istreambuf_iterator<char>(env)), {});
+    if (all.find(std::string("RANK=1") + '\0') != std::string::npos && all.find("LOCAL_RANK=1") != std::string::npos)
+      return p;
+  }
+  return -1;
+}
+
+// A 200-epoch run on two ranks with a collective timeout of 3 s, after its first checkpoint.
+pid_t stoppable_run(const Home& home, const std::string& log) {
+  const pid_t launcher = testing::spawn_program(
+      QL_BINARY, split_args(home.args("MLP", "--nproc=2 --ckpt_every=0 --dist_timeout=3")), {}, log);
+  for (int i = 0; i < 2400 && !fs::exists(home.saves(1) + "/last.ckpt"); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_TRUE(fs::exists(home.saves(1) + "/last.ckpt")) << testing::slurp(log);
+  return launcher;
+}
+
 // A rank stopped by SIGSTOP cannot notice anything: rank 0 names it when its all-reduce times
 // out, and the launcher ends it at once (it waited the timeout and 30 s more).
 TEST(Distributed, AStoppedRankIsNamedAndEnded) {
   Home home(mlp_config(200), 960);
   TempDir tmp;
-  const pid_t launcher = testing::spawn_program(
-      QL_BINARY, split_args(home.args("MLP", "--nproc=2 --ckpt_every=0 --dist_timeout=3")), {}, tmp.path() + "/log");
-  for (int i = 0; i < 2400 && !fs::exists(home.saves(1) + "/last.ckpt"); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  ASSERT_TRUE(fs::exists(home.saves(1) + "/last.ckpt")) << testing::slurp(tmp.path() + "/log");
-  pid_t rank1 = -1;
-  for (pid_t p : children_of(launcher)) {
-    std::ifstream env("/proc/" + std::to_string(p) + "/environ");
-    const std::string all((std::istreambuf_iterator<char>(env)), {});
-    if (all.find(std::string("RANK=1") + '\0') != std::string::npos && all.find("LOCAL_RANK=1") != std::string::npos)
-      rank1 = p;
-  }
+  const pid_t launcher = stoppable_run(home, tmp.path() + "/log");
+  const pid_t rank1 = rank1_of(launcher);
   ASSERT_GT(rank1, 0);
   kill(rank1, SIGSTOP);
   const int code = testing::wait_exit(launcher);
@@ -104,6 +115,25 @@ TEST(Distributed, AStoppedRankIsNamedAndEnded) {
       << log;
   EXPECT_NE(log.find(rank + " is stopped (SIGSTOP or a debugger); ending it"), std::string::npos) << log;
   EXPECT_EQ(log.find("did not stop; ending it"), std::string::npos) << log;
+}
+
+// Ctrl-C on the launcher while a rank is stopped: the stopped rank is ended as after a loss (the
+// launcher waited for it for ever, and ignored a second Ctrl-C).
+TEST(Distributed, CtrlCWithAStoppedRankEndsIt) {
+  Home home(mlp_config(200), 960);
+  TempDir tmp;
+  const pid_t launcher = stoppable_run(home, tmp.path() + "/log");
+  const pid_t rank1 = rank1_of(launcher);
+  ASSERT_GT(rank1, 0);
+  kill(rank1, SIGSTOP);
+  kill(launcher, SIGINT);
+  const int code = testing::wait_exit(launcher);
+  const std::string log = testing::slurp(tmp.path() + "/log");
+  EXPECT_NE(code, 0) << log;
+  EXPECT_NE(log.find("rank 1 (PID " + std::to_string(rank1) + ") is stopped (SIGSTOP or a debugger); ending it"),
+            std::string::npos)
+      << log;
+  EXPECT_FALSE(process_alive(rank1));
 }
 
 // A checkpoint whose generator state of one rank libtorch refuses (edited by hand, or written by

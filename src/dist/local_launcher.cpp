@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <ostream>
@@ -126,6 +127,13 @@ int run_local_processes(int nproc, const std::string& program, const std::vector
       continue;
     }
     if (pid < 0 && errno != EINTR) break;
+    // A forwarded Ctrl-C or SIGTERM: the ranks stop between two steps, within the collective
+    // timeout when one of them waits on another; a rank that does not is ended as after a loss
+    // (the launcher waited for ever on a stopped rank).
+    if (g_signal != 0 && !lost) {
+      lost = true;
+      deadline = std::min(deadline, std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s + 5));
+    }
     if (lost)  // a stopped rank cannot notice anything: ended at once
       for (int r = 0; r < g_count; ++r)
         if (g_children[r] > 0 && !ended[static_cast<size_t>(r)] && process_stopped(g_children[r])) {
