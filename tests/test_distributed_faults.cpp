@@ -289,5 +289,34 @@ TEST(Distributed, ARankStartingLaterThanTheCollectiveTimeoutIsWaitedFor) {
   EXPECT_TRUE(fs::exists(home.saves(1) + "/last.ckpt"));
 }
 
+// A rank that would train with other settings than rank 0 (a config edited on one machine, another
+// --set, another --amp) stops naming them, and rank 0 makes nothing: with another rate both ranks
+// trained on silently, their weights apart; with other shapes gloo aborted.
+TEST(Distributed, ARankWithOtherSettingsStopsNamingThem) {
+  Home home(mlp_config(1), 160);
+  TempDir tmp;
+  const std::string port = std::to_string(testing::free_port());
+  std::vector<pid_t> ranks;
+  for (int r = 0; r < 2; ++r)
+    ranks.push_back(testing::spawn_program(
+        QL_BINARY,
+        split_args(home.args("MLP", std::string("--threads=1 --dist_timeout=5") +
+                                        (r == 1 ? " --set treat.optimizer.params.lr=0.5 --amp" : ""))),
+        {{"RANK", std::to_string(r)}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", port}},
+        tmp.path() + "/rank" + std::to_string(r)));
+  for (int r = 0; r < 2; ++r) EXPECT_NE(testing::wait_exit(ranks[static_cast<size_t>(r)]), 0);
+  const std::string log = testing::slurp(tmp.path() + "/rank1");
+  EXPECT_NE(log.find("rank 1 would train with other settings than rank 0: treat.optimizer.params.lr 0.001 on rank 0, "
+                     "0.5 here, --amp here only"),
+            std::string::npos)
+      << log;
+  const std::string zero = testing::slurp(tmp.path() + "/rank0");
+  EXPECT_NE(zero.find("rank 0: another rank would train with other settings than rank 0 (that rank names them); "
+                      "nothing was made"),
+            std::string::npos)
+      << zero;
+  EXPECT_FALSE(fs::exists(home.saves(1))) << "an experiment was made";
+}
+
 }  // namespace
 }  // namespace quantlab

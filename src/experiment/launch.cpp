@@ -13,6 +13,7 @@
 #include "quantlab/dist/communicator.h"
 #include "quantlab/dist/group.h"
 #include "quantlab/experiment/checkpoint.h"
+#include "quantlab/experiment/config_diff.h"
 #include "quantlab/experiment/resume.h"
 #include "quantlab/experiment/saves.h"
 #include "quantlab/experiment/session.h"
@@ -107,7 +108,9 @@ class Launch {
   // The owner decides (its error reaches the others too); the others open what it chose.
   Start agree_start() {
     Start start;
+    const bool same = same_training_everywhere();
     const auto decided = nlohmann::json::parse(group_.decided_by_owner("start", [&] {
+      if (!same) return nlohmann::json{{"differ", true}, {"training", training_settings()}}.dump();
       // A stop during the start-up (reading the data can take minutes) ends a launch that would
       // make a new experiment before it makes anything. (A branch is made, with its starting
       // point, and resumes from there; a resumed experiment stops at its first batch.)
@@ -115,15 +118,65 @@ class Launch {
       if (signal != 0 && !p_.book) return nlohmann::json{{"stopped", signal}}.dump();
       start = launch_steps::start_as_owner(o_, p_, ref_, out_);
       const std::string ckpt = start.checkpoint.empty() ? "" : fs::path(start.checkpoint).filename().string();
-      return nlohmann::json{{"exp_id", p_.book->id()}, {"checkpoint", ckpt}}.dump();
+      return nlohmann::json{{"exp_id", p_.book->id()}, {"checkpoint", ckpt}, {"training", training_settings()}}.dump();
     }));
     if (decided.contains("stopped")) return Start{"", false, decided["stopped"].get<int>()};
+    if (decided.contains("differ")) {
+      if (!owner_) check_same_training(decided["training"]);  // a rank that differs names what
+      throw Error("rank " + std::to_string(env_->rank) +
+                  ": another rank would train with other settings than rank 0 (that rank names them); nothing was "
+                  "made. Every rank must see the same config.json and get the same arguments");
+    }
     if (!owner_) {
       p_.book = Logbook::open(p_.paths.logs, decided["exp_id"].get<int64_t>());
       const std::string ckpt = decided["checkpoint"].get<std::string>();
       if (!ckpt.empty()) start.checkpoint = p_.book->saves().dir() + "/" + ckpt;
     }
     return start;
+  }
+
+  // What every rank must train with alike: the config it built its experiment from (the problem's
+  // config.json and --set, or the experiment's) and the flags that change the computation.
+  nlohmann::json training_settings() const {
+    return {{"config", p_.exp->config},
+            {"amp", o_.amp},
+            {"deterministic", o_.deterministic},
+            {"channels_last", o_.channels_last}};
+  }
+
+  // Whether every rank's training_settings are rank 0's (a digest of each, gathered before rank 0
+  // makes anything).
+  bool same_training_everywhere() {
+    if (!env_) return true;
+    const nlohmann::json s = training_settings();
+    const std::string text = nlohmann::json{
+        {"config", config_leaves(s["config"])},
+        {"amp", s["amp"]},
+        {"deterministic", s["deterministic"]},
+        {"channels_last",
+         s["channels_last"]}}.dump();
+    uint64_t h = 1469598103934665603ULL;  // FNV-1a: the same on every machine and build
+    for (unsigned char c : text) h = (h ^ c) * 1099511628211ULL;
+    const auto all = group_.gather(torch::tensor({static_cast<int64_t>(h)}, torch::kLong));
+    return std::all_of(all.begin(), all.end(), [&](const torch::Tensor& t) { return torch::equal(t, all[0]); });
+  }
+
+  // A rank whose settings differ from rank 0's stops naming them: it trained on silently with
+  // another rate, or failed in gloo or with "did not answer in time" (a config edited on one
+  // machine, another --set, another --exp_id).
+  void check_same_training(const nlohmann::json& owners) const {
+    const nlohmann::json mine = training_settings();
+    std::string what;
+    for (const auto& d : config_differences(owners["config"], mine["config"]))
+      what += (what.empty() ? "" : ", ") + d.path + " " + (d.in_a ? value_text(d.a) : "absent") + " on rank 0, " +
+              (d.in_b ? value_text(d.b) : "absent") + " here";
+    for (const char* flag : {"amp", "deterministic", "channels_last"})
+      if (owners[flag] != mine[flag])
+        what += (what.empty() ? "" : ", ") + std::string("--") + flag +
+                (mine[flag].get<bool>() ? " here" : " on rank 0") + " only";
+    if (!what.empty())
+      throw Error("rank " + std::to_string(env_->rank) + " would train with other settings than rank 0: " + what +
+                  ". Every rank must see the same config.json and get the same arguments");
   }
 
   // The start's checkpoint into the experiment, the same weights on every rank, each rank's
