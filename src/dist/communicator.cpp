@@ -141,7 +141,10 @@ c10::intrusive_ptr<c10d::Store> make_store(const Environment& env, std::chrono::
   o.port = static_cast<uint16_t>(env.master_port);
   o.isServer = env.rank == 0 && !env.agent_store;  // torchrun's agent listens there itself
   o.numWorkers = static_cast<size_t>(env.world_size);
-  o.waitWorkers = true;
+  // The ranks are waited for once, by wait_for_every_rank: a server that waited for them too made
+  // rank 0 wait twice --dist_start_timeout, and its message say half of that. A client's wait is
+  // only its first call (an add), which proves the master answers: kept.
+  o.waitWorkers = !o.isServer;
   o.timeout = timeout;
   const std::string where = env.master_addr + ":" + std::to_string(env.master_port);
   // c10d's client honours the timeout while nothing listens, but waits far longer (minutes) on a
