@@ -305,6 +305,8 @@ TEST(Reliability, LeftoversOfAKillAreCleanedAndStatusCatchesUp) {
   auto st = Logbook::open(home.logs(), 1).saves().status();
   st["epochs_done"] = 1;
   st["finished"] = false;
+  st["best_epoch"] = 0;  // another best epoch than last.ckpt's: its accuracy is not shown beside that one's number
+  st["best"]["valid_accuracy"] = 12.34;
   std::ofstream(saves + "/status.json") << st.dump();
   fs::last_write_time(saves + "/status.json", fs::last_write_time(saves + "/last.ckpt") - std::chrono::seconds(5));
   const pid_t dead = fork();
@@ -318,6 +320,7 @@ TEST(Reliability, LeftoversOfAKillAreCleanedAndStatusCatchesUp) {
   list_experiments(home.dir.path(), "Toy", table);
   EXPECT_NE(table.str().find("2/2"), std::string::npos) << table.str();  // from last.ckpt, not the lagging status
   EXPECT_NE(table.str().find("status.json lags its last checkpoint"), std::string::npos) << table.str();
+  EXPECT_EQ(table.str().find("12.34%"), std::string::npos) << table.str();
   o.exp_id = 1;
   std::string out;
   run(o, &out);

@@ -128,6 +128,9 @@ nlohmann::json Saves::status_or_last() const {
     const Checkpoint c = load_checkpoint(last_file);
     if (st.value("epochs_done", int64_t{-1}) != c.state.epoch) {
       st["epochs_done"] = c.state.epoch;
+      // The accuracies of another best epoch than the checkpoint's are not shown beside its number
+      // (list showed epoch 15 as the best with epoch 12's accuracy); the next start rewrites them.
+      if (st.value("best_epoch", int64_t{-1}) != c.state.best_epoch) st.erase("best");
       st["best_epoch"] = c.state.best_epoch;
       st["net_class"] = c.net_class;
       st["stale"] = true;
