@@ -140,8 +140,9 @@ std::set<std::string> put_levels(std::vector<Row>& rows) {
       if (r->levels.contains(key)) {
         r->leaves[key] = r->levels[key];
       } else if (!values.empty() && !r->leaves.count(key)) {
-        const bool same = std::all_of(values.begin(), values.end(), [&](const auto& v) { return v == values[0]; });
-        r->leaves[key] = same ? values[0] : nlohmann::json("(various)");
+        const nlohmann::json first = values[0];  // (a structured binding is not captured in C++17)
+        const bool same = std::all_of(values.begin(), values.end(), [&first](const auto& v) { return v == first; });
+        r->leaves[key] = same ? first : nlohmann::json("(various)");
       }
     }
     if (path) patterns.push_back(pattern);
