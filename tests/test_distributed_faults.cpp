@@ -88,52 +88,64 @@ pid_t rank1_of(pid_t launcher) {
   return -1;
 }
 
-// A 200-epoch run on two ranks with a collective timeout of 3 s, after its first checkpoint.
-pid_t stoppable_run(const Home& home, const std::string& log) {
+// `quantlab --nproc=2` of a long run (and `flags`), its output in `log`, once its first checkpoint
+// exists.
+pid_t launcher_after_its_first_checkpoint(const Home& home, const std::string& log, const std::string& flags = "") {
   const pid_t launcher = testing::spawn_program(
-      QL_BINARY, split_args(home.args("MLP", "--nproc=2 --ckpt_every=0 --dist_timeout=3")), {}, log);
-  for (int i = 0; i < 2400 && !fs::exists(home.saves(1) + "/last.ckpt"); ++i)
+      QL_BINARY, split_args(home.args("MLP", "--nproc=2 --ckpt_every=0" + (flags.empty() ? "" : " " + flags))), {},
+      log);
+  for (int i = 0; i < 2400 && !fs::exists(home.saves(1) + "/last.ckpt"); ++i)  // 2 min: a loaded CI machine
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   EXPECT_TRUE(fs::exists(home.saves(1) + "/last.ckpt")) << testing::slurp(log);
   return launcher;
 }
 
+// A long two-rank run whose rank 1 is stopped by SIGSTOP, and its launcher then given Ctrl-C
+// where `ctrl_c`: rank 1's PID, the launcher's exit code and its output.
+struct Stopped {
+  pid_t rank1 = -1;
+  int code = 0;
+  std::string log;
+};
+Stopped stop_rank1(bool ctrl_c) {
+  Home home(mlp_config(200), 960);
+  TempDir tmp;
+  const pid_t launcher = launcher_after_its_first_checkpoint(home, tmp.path() + "/log", "--dist_timeout=3");
+  Stopped s;
+  s.rank1 = rank1_of(launcher);
+  if (s.rank1 <= 0) {
+    kill(launcher, SIGKILL);
+    ADD_FAILURE() << "no rank 1";
+    return s;
+  }
+  kill(s.rank1, SIGSTOP);
+  if (ctrl_c) kill(launcher, SIGINT);
+  s.code = testing::wait_exit(launcher);
+  s.log = testing::slurp(tmp.path() + "/log");
+  return s;
+}
+
 // A rank stopped by SIGSTOP cannot notice anything: rank 0 names it when its all-reduce times
 // out, and the launcher ends it at once (it waited the timeout and 30 s more).
 TEST(Distributed, AStoppedRankIsNamedAndEnded) {
-  Home home(mlp_config(200), 960);
-  TempDir tmp;
-  const pid_t launcher = stoppable_run(home, tmp.path() + "/log");
-  const pid_t rank1 = rank1_of(launcher);
-  ASSERT_GT(rank1, 0);
-  kill(rank1, SIGSTOP);
-  const int code = testing::wait_exit(launcher);
-  const std::string log = testing::slurp(tmp.path() + "/log");
-  EXPECT_NE(code, 0) << log;
-  const std::string rank = "rank 1 (PID " + std::to_string(rank1) + ")";
-  EXPECT_NE(log.find(rank + " is stopped (SIGSTOP, Ctrl-Z or a debugger) and did not answer"), std::string::npos)
-      << log;
-  EXPECT_NE(log.find(rank + " is stopped (SIGSTOP or a debugger); ending it"), std::string::npos) << log;
-  EXPECT_EQ(log.find("did not stop; ending it"), std::string::npos) << log;
+  const Stopped s = stop_rank1(false);
+  EXPECT_NE(s.code, 0) << s.log;
+  const std::string rank = "rank 1 (PID " + std::to_string(s.rank1) + ")";
+  EXPECT_NE(s.log.find(rank + " is stopped (SIGSTOP, Ctrl-Z or a debugger) and did not answer"), std::string::npos)
+      << s.log;
+  EXPECT_NE(s.log.find(rank + " is stopped (SIGSTOP or a debugger); ending it"), std::string::npos) << s.log;
+  EXPECT_EQ(s.log.find("did not stop; ending it"), std::string::npos) << s.log;
 }
 
 // Ctrl-C on the launcher while a rank is stopped: the stopped rank is ended as after a loss (the
 // launcher waited for it for ever, and ignored a second Ctrl-C).
 TEST(Distributed, CtrlCWithAStoppedRankEndsIt) {
-  Home home(mlp_config(200), 960);
-  TempDir tmp;
-  const pid_t launcher = stoppable_run(home, tmp.path() + "/log");
-  const pid_t rank1 = rank1_of(launcher);
-  ASSERT_GT(rank1, 0);
-  kill(rank1, SIGSTOP);
-  kill(launcher, SIGINT);
-  const int code = testing::wait_exit(launcher);
-  const std::string log = testing::slurp(tmp.path() + "/log");
-  EXPECT_NE(code, 0) << log;
-  EXPECT_NE(log.find("rank 1 (PID " + std::to_string(rank1) + ") is stopped (SIGSTOP or a debugger); ending it"),
+  const Stopped s = stop_rank1(true);
+  EXPECT_NE(s.code, 0) << s.log;
+  EXPECT_NE(s.log.find("rank 1 (PID " + std::to_string(s.rank1) + ") is stopped (SIGSTOP or a debugger); ending it"),
             std::string::npos)
-      << log;
-  EXPECT_FALSE(process_alive(rank1));
+      << s.log;
+  EXPECT_FALSE(process_alive(s.rank1));
 }
 
 // A checkpoint whose generator state of one rank libtorch refuses (edited by hand, or written by
@@ -159,16 +171,6 @@ TEST(Distributed, ARankGeneratorStateThatCannotBeRestoredNamesTheCheckpoint) {
   EXPECT_NE(out.find(") is gone; stopping."), std::string::npos) << out;
   EXPECT_EQ(out.find("did not answer in time"), std::string::npos) << out;
   EXPECT_EQ(load_checkpoint(last).state.epoch, 1);
-}
-
-// `quantlab --nproc=2` of a long run, its output in `log`, once its first checkpoint exists.
-pid_t launcher_after_its_first_checkpoint(const Home& home, const std::string& log) {
-  const pid_t launcher =
-      testing::spawn_program(QL_BINARY, split_args(home.args("MLP", "--nproc=2 --ckpt_every=0")), {}, log);
-  for (int i = 0; i < 2400 && !fs::exists(home.saves(1) + "/last.ckpt"); ++i)  // 2 min: a loaded CI machine
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  EXPECT_TRUE(fs::exists(home.saves(1) + "/last.ckpt")) << testing::slurp(log);
-  return launcher;
 }
 
 TEST(Distributed, CtrlCOnTheLauncherStopsEveryRankAndSaysHowToResume) {
