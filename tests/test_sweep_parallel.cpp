@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <map>
 #include <set>
 #include <sstream>
 
@@ -73,53 +72,6 @@ TEST(Sweep, ParallelRunsUnitsInProcessesOfTheirOwn) {
   EXPECT_EQ(r3.elsewhere, 1) << third.str();
   EXPECT_EQ(r3.failed, 1) << third.str();
   EXPECT_NE(third.str().find("unit 2/4 is running in another process"), std::string::npos) << third.str();
-}
-
-// Units of two sweeps compared together: the path one sweep's named levels set shows each row's
-// own value beside the other sweep's factor of that path, and --by groups by it. Each named row
-// showed "(absent)" there, and --by averaged the two learning rates as one "(absent)" level.
-TEST(Sweep, UnitsOfTwoSweepsShowTheirOwnValues) {
-  Home home;
-  std::ostringstream sink;
-  SweepOptions grid = sweep_of(home, "grid", {{"treat.optimizer.params.lr", {0.001, 0.002}}});
-  ASSERT_EQ(run_sweep(grid, nullptr, sink).finished, 2) << sink.str();
-  SweepOptions named;
-  named.launch = home.options();
-  named.design = parse_design(
-      {{"name", "opt"},
-       {"factors",
-        {{"opt",
-          {{"fast", {{"treat.optimizer.params.lr", 0.003}}}, {"slow", {{"treat.optimizer.params.lr", 0.0005}}}}}}}},
-      "design");
-  ASSERT_EQ(run_sweep(named, nullptr, sink).finished, 2) << sink.str();
-  CompareOptions c = compare_of(home, "", "json");
-  std::map<int64_t, nlohmann::json> lr;
-  for (const auto& r : compare_json(c)) lr[r["exp_id"].get<int64_t>()] = r["factors"]["treat.optimizer.params.lr"];
-  EXPECT_EQ(lr, (std::map<int64_t, nlohmann::json>{{1, 0.001}, {2, 0.002}, {3, 0.003}, {4, 0.0005}}));
-  c.by = "treat.optimizer.params.lr";
-  EXPECT_EQ(compare_json(c).size(), 4u) << compare_text(c);  // four levels, none of them "(absent)"
-}
-
-// Within one sweep, compare shows the factors rather than the paths the units' own levels set: a
-// repeat's added seed, and a path that one named level adds and the other leaves out.
-TEST(Sweep, OneSweepsUnitsShowTheirFactorsOnly) {
-  Home home;
-  std::ostringstream sink;
-  SweepOptions s;
-  s.launch = home.options();
-  s.design = parse_design({{"name", "opt"},
-                           {"factors",
-                            {{"opt",
-                              {{"sgd", {{"treat.optimizer.class", "SGD"}, {"+treat.optimizer.params.momentum", 0.9}}},
-                               {"adam", {{"treat.optimizer.class", "Adam"}}}}}}},
-                           {"repeats", 2}},
-                          "design");
-  ASSERT_EQ(run_sweep(s, nullptr, sink).finished, 4) << sink.str();
-  for (const auto& r : compare_json(compare_of(home, "opt", "json"))) {
-    std::set<std::string> columns;
-    for (const auto& [k, v] : r["factors"].items()) columns.insert(k);
-    EXPECT_EQ(columns, (std::set<std::string>{"opt", "repeat"})) << r.dump();
-  }
 }
 
 // A factor of named levels: compare and the experiment's config show the level by its name, and so
